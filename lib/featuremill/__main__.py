@@ -1,0 +1,3 @@
+from featuremill.cli import main
+
+raise SystemExit(main())

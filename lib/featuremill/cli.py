@@ -1,0 +1,62 @@
+"""The ``featuremill`` command line: one verb per job, dispatched to ``featuremill.commands``.
+
+Each verb module exposes ``add_arguments(parser)`` and ``run(args) -> int`` and is imported only
+when its verb runs, so ``featuremill --help`` and ``featuremill validate`` never start Spark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from featuremill import __version__
+
+#: verb -> (module under featuremill.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("validate", "check a pipeline file without starting Spark"),
+    "run": ("run", "run a job (ingest, features) for a date or a date range"),
+    "generate-data": ("generate_data", "write the deterministic synthetic demo dataset"),
+    "demo": ("demo", "generate demo data, run the demo pipeline and print a summary"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="featuremill",
+        description="Spark jobs that turn raw event data into model-ready features on Delta Lake.",
+    )
+    parser.add_argument("--version", action="version", version=f"featuremill {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="VERB")
+    sub.required = True
+    for verb, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(verb, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        p.add_argument("--log-level", default="INFO", help="logging level for featuremill (default INFO)")
+        # Arguments are added lazily below, only for the verb being run, to keep --help cheap.
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    if verb in COMMANDS:
+        module = importlib.import_module(f"featuremill.commands.{COMMANDS[verb][0]}")
+        sub_parser = parser._subparsers._group_actions[0].choices[verb]  # type: ignore[union-attr]
+        module.add_arguments(sub_parser)
+    args = parser.parse_args(argv)
+    module = importlib.import_module(f"featuremill.commands.{args._module}")
+    from featuremill.pipelines.common import configure_logging
+
+    configure_logging(args.log_level)
+    from featuremill.errors import FeaturemillError
+
+    try:
+        return int(module.run(args) or 0)
+    except FeaturemillError as exc:
+        sys.stderr.write(f"featuremill {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130

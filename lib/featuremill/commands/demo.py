@@ -1,0 +1,113 @@
+"""``featuremill demo``: generate the demo data, run the demo pipeline, print what it produced.
+
+Steps: generate the dataset into the environment's data root (skipped when the same data is
+there), ingest and build features for every day but the last as one range, then ingest and
+build the last day incrementally, the way a daily schedule would. Re-running it re-runs the same
+dates: tables get new versions with identical contents.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+from featuremill.commands import emit
+from featuremill.commands._common import add_pipeline_arguments, load_config, spark_for
+from featuremill.demo_data import DemoDataSpec, write_demo_data
+
+DEFAULT_PIPELINE = "conf/pipelines/demo.yaml"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--events", type=int, default=200_000, help="base events to generate (default 200000)")
+    parser.add_argument("--days", type=int, default=28, help="days of events (default 28)")
+    parser.add_argument("--seed", type=int, default=7)
+    add_pipeline_arguments(parser, default=DEFAULT_PIPELINE)
+
+
+def run(args) -> int:
+    from featuremill.pipelines.build_features import run_features
+    from featuremill.pipelines.ingest import run_ingest
+
+    began = time.monotonic()
+    config = load_config(args)
+    spark = spark_for(config, "featuremill-demo")
+    spec = DemoDataSpec(events=args.events, days=args.days, seed=args.seed)
+    manifest = write_demo_data(spark, config.env.data_root, spec)
+    first, last = spec.start_date, spec.end_date
+    history_end = last - dt.timedelta(days=1)
+
+    ingests = run_ingest(spark, config, start=first, end=history_end)
+    features = run_features(spark, config, start=first, end=history_end)
+    ingests += run_ingest(spark, config, start=last, end=last)
+    features += run_features(spark, config, start=last, end=last)
+    elapsed = time.monotonic() - began
+    _summary(spark, config, manifest, ingests, features, elapsed)
+    return 0
+
+
+def _summary(spark, config, manifest, ingests, features, elapsed: float) -> None:
+    from featuremill import io
+
+    tables = config.tables
+    emit("")
+    emit(f"featuremill demo: pipeline {config.name!r}, {manifest['rows']:,} raw transaction rows "
+         f"({manifest['start']}..{manifest['end']}), finished in {elapsed:.0f}s")
+    emit(f"warehouse: {tables.root}")
+    emit("")
+    emit("runs (rows read = valid + quarantined):")
+    emit(f"  {'job':<9} {'target':<18} {'dates':<23} {'read':>9} {'valid/out':>10} {'quarantined':>11} {'duplicates':>10}")
+    for r in ingests:
+        dates = "(snapshot)" if config.source(r.source).kind == "dimension" else _dates_of(r)
+        emit(f"  {'ingest':<9} {r.source:<18} {dates:<23} {r.rows_read:>9,} {r.rows_valid:>10,} "
+             f"{r.rows_quarantined:>11,} {r.rows_duplicate:>10,}")
+    for r in features:
+        emit(f"  {'features':<9} {r.feature_set:<18} {str(r.compute_start) + '..' + str(r.end):<23} "
+             f"{r.events_read:>9,} {r.rows_out:>10,} {'-':>11} {'-':>10}")
+    emit("")
+    emit("Delta tables:")
+    paths = [(f"validated.{s.name}", tables.validated(s.name)) for s in config.sources]
+    paths += [("quarantine", tables.quarantine)]
+    paths += [(f"features.{fs.name}", tables.features(fs.name)) for fs in config.feature_sets]
+    paths += [("run_log", tables.run_log)]
+    for name, path in paths:
+        version = io.delta_version(spark, path)
+        rows = spark.read.format("delta").load(path).count() if version is not None else 0
+        emit(f"  {name:<28} version {version!s:>3}  rows {rows:>9,}  {_relative(path)}")
+    fs = config.feature_sets[0]
+    emit("")
+    emit(f"a few rows of features.{fs.name} (latest date):")
+    df = spark.read.format("delta").load(tables.features(fs.name))
+    source = config.source(fs.source)
+    shown = list(fs.entity) + [source.event_time] + [f.name for f in fs.features][:6]
+    last_date = max(r.end for r in features)
+    rows = (df.where(df["event_date"] == last_date).orderBy(*fs.entity, source.event_time)
+              .select(*shown).limit(5).collect())
+    _table(shown, [[_fmt(v) for v in row] for row in rows])
+
+
+def _dates_of(r) -> str:
+    return f"{r.start}..{r.end}"
+
+
+def _relative(path: str) -> str:
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return "null" if value is None else str(value)
+
+
+def _table(header, rows) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    emit("  " + "  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        emit("  " + "  ".join(v.rjust(w) for v, w in zip(row, widths)))

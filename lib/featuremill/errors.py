@@ -1,0 +1,65 @@
+"""Named exceptions raised at the library's boundaries.
+
+Each message says what is wrong and what to change; callers (the CLI, the jobs) print them as is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class FeaturemillError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a configuration file, located by file and a path inside it."""
+
+    file: str
+    path: str
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.path}" if self.path else self.file
+        prefix = "" if self.severity == "error" else f"{self.severity}: "
+        return f"{where}: {prefix}{self.message}"
+
+
+class ConfigError(FeaturemillError):
+    """The pipeline or environment configuration is invalid; carries every issue found."""
+
+    def __init__(self, issues: list[ConfigIssue]):
+        self.issues = list(issues)
+        super().__init__("\n".join(str(issue) for issue in self.issues))
+
+
+class InputDataError(FeaturemillError):
+    """Input data cannot be processed at all (not a per-row problem that quarantine absorbs)."""
+
+    def __init__(self, message: str, *, file: str | None = None, field: str | None = None,
+                 value: str | None = None):
+        self.file = file
+        self.field = field
+        self.value = value
+        parts = [message]
+        if file:
+            parts.append(f"file: {file}")
+        if field:
+            parts.append(f"field: {field}")
+        if value is not None:
+            parts.append(f"value: {value!r}")
+        super().__init__("; ".join(parts))
+
+
+class SessionError(FeaturemillError):
+    """The Spark session lacks something the jobs need (for example the Delta extension)."""
+
+
+class BroadcastTooLargeError(FeaturemillError):
+    """A dimension table is larger than the configured broadcast limit."""
+
+
+class TableStateError(FeaturemillError):
+    """A Delta table is missing or in a state the job cannot proceed from."""

@@ -1,0 +1,101 @@
+"""The run ledger: one Delta row per job run (successful or failed), appended at the end.
+
+Grain: one row per ``run_id``. Columns are listed in :data:`RUN_LOG_SCHEMA`. The ledger is how
+later runs learn what earlier ones did (input and output table versions for replay, the dates
+covered) and how people see what happened (``featuremill runs``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from featuremill import __version__
+
+log = logging.getLogger(__name__)
+
+RUN_LOG_SCHEMA = (
+    "run_id string, pipeline string, job string, target string, start_date date, end_date date, "
+    "status string, started_at timestamp, finished_at timestamp, duration_s double, "
+    "rows_read bigint, rows_written bigint, rows_quarantined bigint, rows_duplicate bigint, "
+    "input_versions map<string,bigint>, output_versions map<string,bigint>, "
+    "metrics map<string,double>, details string, error string, code_version string"
+)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class RunRecord:
+    """What one run did. Filled in by the job as it goes and appended once at the end."""
+
+    pipeline: str
+    job: str
+    start_date: dt.date | None
+    end_date: dt.date | None
+    target: str = ""
+    run_id: str = field(default_factory=new_run_id)
+    status: str = "running"
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+    finished_at: dt.datetime | None = None
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_quarantined: int = 0
+    rows_duplicate: int = 0
+    input_versions: dict[str, int] = field(default_factory=dict)
+    output_versions: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    code_version: str = __version__
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        self.status = status
+        self.error = error
+        self.finished_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+    def as_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["duration_s"] = self.duration_s
+        row["details"] = json.dumps(self.details, sort_keys=True, default=str)
+        row["metrics"] = {k: float(v) for k, v in self.metrics.items()}
+        return row
+
+
+def append_run(spark, path: str, record: RunRecord) -> None:
+    """Append ``record`` to the run log at ``path`` (created on first use)."""
+    from pyspark.sql.types import _parse_datatype_string
+
+    schema = _parse_datatype_string(RUN_LOG_SCHEMA)
+    row = record.as_row()
+    df = spark.createDataFrame([tuple(row[f.name] for f in schema.fields)], schema)
+    df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+    log.info("run %s (%s %s) recorded as %s", record.run_id, record.pipeline, record.job, record.status)
+
+
+def read_runs(spark, path: str, *, pipeline: str | None = None, job: str | None = None):
+    """The run log as a DataFrame, newest first, optionally filtered."""
+    from pyspark.sql import functions as F
+
+    df = spark.read.format("delta").load(path)
+    if pipeline:
+        df = df.where(F.col("pipeline") == F.lit(pipeline))
+    if job:
+        df = df.where(F.col("job") == F.lit(job))
+    return df.orderBy(F.col("started_at").desc())
+
+
+def as_dict(mapping: Mapping | None) -> dict:
+    return dict(mapping or {})

@@ -1,0 +1,180 @@
+"""The ingest job: raw files -> validated Delta tables + quarantine, with exact accounting.
+
+For each source (dimensions first, then event sources):
+
+1. read the landing partitions in ``[start, end]`` as strings (partition pruning);
+2. parse against the declared schema, collect per-row reasons (:mod:`featuremill.ingest`);
+3. flag duplicate keys, within the batch and against rows already ingested from other dates;
+4. count rows by verdict on the driver (a handful of numbers) and check
+   ``rows read = valid + quarantined``;
+5. write: validated events replace the rows that came from the same landing dates
+   (``replaceWhere _ingest_date BETWEEN start AND end``), dimension snapshots overwrite their
+   table, quarantine rows replace that source's quarantine rows for the same landing dates.
+
+Nothing is written before step 4 has succeeded, so an unreadable file (for example a CSV whose
+header does not match the declared columns) stops the job with the file named and no table
+changed. Re-running a date rewrites identical rows: feature values and row counts do not change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from featuremill import io
+from featuremill.config import PipelineConfig, SourceSpec
+from featuremill.errors import InputDataError
+from featuremill.ingest import (
+    EVENT_DATE,
+    INGEST_DATE,
+    RULE,
+    quarantine_rows,
+    valid_rows,
+    with_classification,
+    with_duplicates_flagged,
+)
+from featuremill.pipelines.common import recorded_run
+from featuremill.progress import stage
+from featuremill.session import ensure_timezone
+from featuremill.sql import col, literal, quote_identifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """Per-source accounting of one ingest run."""
+
+    source: str
+    start: dt.date
+    end: dt.date
+    run_id: str
+    status: str
+    rows_read: int
+    rows_valid: int
+    rows_quarantined: int
+    rows_duplicate: int
+    by_rule: dict
+    validated_version: int | None
+    quarantine_version: int | None
+
+
+def run_ingest(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
+               sources: list[str] | None = None, allow_empty: bool = False) -> list[IngestResult]:
+    """Ingest the landing dates ``[start, end]`` of the pipeline's sources (all, or ``sources``)."""
+    ensure_timezone(spark, config.timezone)
+    chosen = [config.source(name) for name in sources] if sources else list(config.sources)
+    ordered = [s for s in chosen if s.kind == "dimension"] + [s for s in chosen if s.kind == "events"]
+    return [_ingest_source(spark, config, src, start=start, end=end, allow_empty=allow_empty) for src in ordered]
+
+
+def _ingest_source(spark, config: PipelineConfig, source: SourceSpec, *, start: dt.date, end: dt.date,
+                   allow_empty: bool) -> IngestResult:
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    tables = config.tables
+    validated_path = tables.validated(source.name)
+    with recorded_run(spark, config, job="ingest", target=source.name, start=start, end=end) as record:
+        with stage(f"ingest {source.name}: read and classify", spark) as st:
+            raw = io.read_raw_source(spark, source, start=start if source.kind == "events" else None,
+                                     end=end if source.kind == "events" else None)
+            classified = with_classification(raw, source=source, ingest_date=end)
+            classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+            existing = None
+            try:
+                if source.kind == "events" and io.is_delta_table(spark, validated_path):
+                    # Only partitions holding this batch's event dates can hold its duplicates.
+                    batch_dates = [r[0] for r in classified.where(col(RULE).isNull())
+                                   .select(EVENT_DATE).distinct().collect() if r[0] is not None]
+                    existing = (io.read_delta(spark, validated_path)
+                                .where(col(EVENT_DATE).isin(batch_dates))
+                                .where(~col(INGEST_DATE).between(F.lit(start), F.lit(end)))
+                                .select(*[col(k) for k in source.key],
+                                        col(INGEST_DATE).alias("_existing_ingest_date")))
+                flagged = with_duplicates_flagged(classified, key=source.key, existing_keys=existing)
+                flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
+                by_rule = {(r[0] or "valid"): int(r[1]) for r in flagged.groupBy(RULE).count().collect()}
+            except Exception as exc:
+                if not _is_spark_error(exc):
+                    raise
+                raise _explain_read_error(exc, source) from exc
+            finally:
+                classified.unpersist()
+            rows_read = sum(by_rule.values())
+            rows_valid = by_rule.get("valid", 0)
+            rows_quarantined = rows_read - rows_valid
+            st.set_rows(rows_read)
+        record.rows_read = rows_read
+        record.rows_quarantined = rows_quarantined
+        record.rows_duplicate = by_rule.get("duplicate", 0)
+        record.details = {"by_rule": by_rule, "source_path": source.path, "source_format": source.format}
+        log.info("source %s: read %d rows: %d valid, %d quarantined (%s)", source.name, rows_read, rows_valid,
+                 rows_quarantined, ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items()) if k != "valid") or "none")
+        if rows_read == 0 and not allow_empty:
+            # An empty landing range must not silently delete what earlier runs wrote.
+            log.warning("source %s: no input rows for %s..%s; nothing written (pass --allow-empty to clear)",
+                        source.name, start, end)
+            record.status = "skipped_empty"
+            flagged.unpersist()
+            return IngestResult(source.name, start, end, record.run_id, record.status, 0, 0, 0, 0, by_rule,
+                                io.delta_version(spark, validated_path), io.delta_version(spark, tables.quarantine))
+        try:
+            with stage(f"ingest {source.name}: write validated", spark) as st:
+                valid = valid_rows(flagged, source=source)
+                if source.kind == "events":
+                    predicate = io.date_range_predicate(INGEST_DATE, start, end)
+                    io.replace_where(valid, validated_path, predicate=predicate, partition_by=[EVENT_DATE])
+                else:
+                    io.overwrite(valid, validated_path)
+                written = int(io.last_operation_metrics(spark, validated_path).get("numOutputRows", rows_valid))
+                st.set_rows(written)
+            with stage(f"ingest {source.name}: write quarantine", spark) as st:
+                q_start = start if source.kind == "events" else end
+                predicate = (f"{quote_identifier('source')} = {literal(source.name)} AND "
+                             + io.date_range_predicate(INGEST_DATE, q_start, end))
+                quarantined = quarantine_rows(flagged, source=source, fallback_ingest_date=end)
+                io.replace_where(quarantined, tables.quarantine, predicate=predicate,
+                                 partition_by=["source", INGEST_DATE])
+                st.set_rows(rows_quarantined)
+        finally:
+            flagged.unpersist()
+        if written != rows_valid:
+            raise InputDataError(f"source {source.name!r}: counted {rows_valid} valid rows but wrote {written}; "
+                                 "the input changed during the run, re-run it")
+        record.rows_written = written
+        validated_version = io.delta_version(spark, validated_path)
+        quarantine_version = io.delta_version(spark, tables.quarantine)
+        record.output_versions = {f"validated.{source.name}": validated_version, "quarantine": quarantine_version}
+        return IngestResult(source.name, start, end, record.run_id, "succeeded", rows_read, rows_valid, rows_quarantined,
+                            by_rule.get("duplicate", 0), by_rule, validated_version, quarantine_version)
+
+
+def _is_spark_error(exc: Exception) -> bool:
+    module = type(exc).__module__ or ""
+    return module.startswith(("pyspark", "py4j")) or isinstance(exc, InputDataError)
+
+
+def _explain_read_error(exc: Exception, source: SourceSpec) -> Exception:
+    """Turn Spark's read failures into an error naming the source, file and field when known."""
+    import re
+
+    text = str(exc)
+    file_match = re.search(r"(?:CSV file|file|path)[:=]?\s*['\"]?((?:file:|s3a?:|abfss?:|gs:|dbfs:|hdfs:)?/[^\s'\",]+)", text)
+    header = re.search(r"Header: (.*?), Schema: (.*?)(?:\n|Expected)", text)
+    if "does not conform to the schema" in text or "CSV header" in text:
+        found = re.search(r"Expected: (\S+) but found: (\S+)", text)
+        return InputDataError(
+            f"source {source.name!r}: CSV header does not match the declared columns"
+            + (f" (expected {found.group(1)!r}, found {found.group(2)!r})" if found else "")
+            + (f"; header {header.group(1)}" if header else ""),
+            file=file_match.group(1) if file_match else source.path,
+            field=found.group(1) if found else None,
+            value=found.group(2) if found else None,
+        )
+    if isinstance(exc, InputDataError):
+        return exc
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return InputDataError(f"source {source.name!r}: cannot read input: {first}",
+                          file=file_match.group(1) if file_match else source.path)

@@ -1,0 +1,131 @@
+"""The one SparkSession factory.
+
+:func:`get_spark` returns the active session when there is one, and otherwise:
+
+* under ``spark-submit``, on Databricks or on EMR it calls ``getOrCreate()`` and leaves every
+  setting of the platform alone (Delta comes from the platform or the submit command);
+* in local mode (a plain ``python`` process) it builds a ``local[*]`` session with the Delta
+  extension, catalog and jars (resolved from Maven Central once and cached by Ivy).
+
+It logs which runtime it detected. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+from featuremill.errors import SessionError
+
+log = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+#: Settings applied to sessions this module builds itself (local mode only).
+LOCAL_DEFAULTS: dict[str, str] = {
+    "spark.sql.extensions": DELTA_EXTENSION,
+    "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    # Delta's retention check must stay on; the defaults below only quieten local runs.
+    "spark.databricks.delta.schema.autoMerge.enabled": "false",
+}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where the driver runs: ``local``, ``spark-submit``, ``databricks`` or ``emr``."""
+
+    name: str
+    detail: str = ""
+
+
+def detect_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
+    """Tell the platform from the environment, without starting Spark."""
+    env = os.environ if environ is None else environ
+    if env.get("DATABRICKS_RUNTIME_VERSION"):
+        return Runtime("databricks", env["DATABRICKS_RUNTIME_VERSION"])
+    if env.get("EMR_RELEASE_LABEL") or env.get("AWS_EMR_CLUSTER_ID") or os.path.isdir("/usr/share/aws/emr"):
+        return Runtime("emr", env.get("EMR_RELEASE_LABEL", ""))
+    # spark-submit starts the Python driver with a gateway to its own JVM.
+    if env.get("PYSPARK_GATEWAY_PORT"):
+        return Runtime("spark-submit", env.get("SPARK_HOME", ""))
+    return Runtime("local")
+
+
+def get_spark(app_name: str = "featuremill", *, master: str | None = None,
+              conf: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None):
+    """Return the SparkSession to use.
+
+    ``master`` and ``conf`` (for example the ``spark:`` block of an environment file) apply only
+    to a session built here in local mode; a platform or ``spark-submit`` session keeps its own.
+    Raises :class:`SessionError` when the session cannot read and write Delta tables.
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    runtime = detect_runtime(environ)
+    if active is not None:
+        log.info("using the active Spark session (runtime=%s, master=%s)", runtime.name, _master(active))
+        _require_delta(active, runtime)
+        return active
+    if runtime.name != "local":
+        spark = SparkSession.builder.appName(app_name).getOrCreate()
+        log.info("runtime %s %s: using the platform's session settings (master=%s)",
+                 runtime.name, runtime.detail, _master(spark))
+        _require_delta(spark, runtime)
+        return spark
+
+    builder = SparkSession.builder.appName(app_name).master(master or "local[*]")
+    settings = dict(LOCAL_DEFAULTS)
+    settings.update(conf or {})
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    if "spark.jars.packages" not in settings and "spark.jars" not in settings:
+        try:
+            from delta import configure_spark_with_delta_pip
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise SessionError("local mode needs delta-spark: pip install 'featuremill[local]'") from exc
+        builder = configure_spark_with_delta_pip(builder)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(settings.get("featuremill.logLevel", "WARN"))
+    log.info("runtime local: built a %s session with Delta (Spark %s)", master or "local[*]", spark.version)
+    return spark
+
+
+def _master(spark) -> str:
+    try:
+        return spark.conf.get("spark.master")
+    except Exception:  # Spark Connect sessions do not expose the master
+        return "unknown"
+
+
+def _require_delta(spark, runtime: Runtime) -> None:
+    if runtime.name == "databricks":
+        return
+    extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    if DELTA_EXTENSION not in extensions:
+        raise SessionError(
+            "the Spark session has no Delta extension: set spark.sql.extensions="
+            f"{DELTA_EXTENSION} and spark.sql.catalog.spark_catalog={DELTA_CATALOG} "
+            "(scripts/submit.sh does this) or run through get_spark() in local mode"
+        )
+
+
+def ensure_timezone(spark, timezone: str) -> None:
+    """Pipelines define dates in their declared time zone; make the session agree."""
+    current = spark.conf.get("spark.sql.session.timeZone")
+    if _normalise_tz(current) != _normalise_tz(timezone):
+        log.warning("session time zone %s differs from the pipeline's %s; using %s for this job",
+                    current, timezone, timezone)
+        spark.conf.set("spark.sql.session.timeZone", timezone)
+
+
+def _normalise_tz(name: str | None) -> str:
+    text = (name or "").strip()
+    return "UTC" if text.upper() in ("UTC", "ETC/UTC", "Z", "GMT", "ETC/GMT", "+00:00") else text

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a development/test environment at the repository root:
+#   .venv/ with featuremill (editable) and the tested PySpark + Delta + test dependencies,
+#   and the Delta jars resolved from Maven Central into the Ivy cache (~/.ivy2.5.2).
+# Re-running is cheap: pip runs again only when setup.cfg or constraints.txt change, and the
+# jars are fetched only when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+python_bin=${PYTHON:-}
+if [ -z "$python_bin" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1; then python_bin=$candidate; break; fi
+  done
+fi
+[ -n "$python_bin" ] || { log "Python 3.11 not found (set PYTHON=/path/to/python3.11)"; exit 1; }
+command -v java >/dev/null 2>&1 || { log "java not found: install Java 17 and put it on PATH"; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv with $($python_bin --version)"
+  "$python_bin" -m venv .venv
+fi
+
+stamp=.venv/.featuremill-setup
+want=$(cat setup.cfg pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+  log "installing featuremill and the pinned test dependencies into .venv"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+  echo "$want" > "$stamp"
+fi
+
+delta_version=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("delta-spark"))')
+ivy_dir=${FEATUREMILL_IVY_DIR:-$HOME/.ivy2.5.2}
+if ! ls "$ivy_dir"/jars/io.delta_delta-spark_2.13-"$delta_version".jar >/dev/null 2>&1; then
+  log "resolving Delta $delta_version jars from Maven Central (first time only)"
+  .venv/bin/python - <<'PY'
+import logging
+logging.basicConfig(level=logging.WARNING)
+from featuremill.session import get_spark
+spark = get_spark("featuremill-setup", master="local[1]", conf={"spark.ui.enabled": "false"})
+spark.range(1).count()
+spark.stop()
+PY
+fi
+log "ready: $(.venv/bin/python --version), pyspark $(.venv/bin/python -c 'import pyspark; print(pyspark.__version__)'), delta-spark $delta_version"

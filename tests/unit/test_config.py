@@ -1,0 +1,165 @@
+"""featuremill validate: every kind of bad config is rejected with the file and the path in it."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from featuremill.cli import main
+from featuremill.config import load_pipeline, parse_duration
+from featuremill.errors import ConfigError
+from tests.conftest import ROOT
+
+BASE = {
+    "pipeline": "shop",
+    "owner": "team@example.com",
+    "sources": {
+        "tx": {
+            "kind": "events", "format": "csv", "path": "tx", "partition_column": "event_date",
+            "event_time": "ts", "key": "id",
+            "columns": {"id": "string", "cust": {"type": "bigint", "nullable": False},
+                        "ts": "timestamp", "amount": "double", "channel": "string", "sku": "bigint"},
+        },
+        "products": {"kind": "dimension", "format": "csv", "path": "p", "key": "sku",
+                     "columns": {"sku": "bigint", "category": "string"}},
+    },
+    "feature_sets": [{
+        "name": "cust_fs", "description": "d", "owner": "o", "version": 1, "source": "tx", "entity": "cust",
+        "joins": [{"dimension": "products", "on": "sku", "columns": ["category"]}],
+        "features": [
+            {"name": "n_1h", "function": "count", "window": "1h", "description": "d"},
+            {"name": "sum_7d", "function": "sum", "column": "amount", "window": "7d", "description": "d"},
+            {"name": "sum_1d", "function": "sum", "column": "amount", "window": "1d", "description": "d"},
+            {"name": "cat_n", "function": "count", "window": "30d", "description": "d",
+             "where": {"column": "category", "equals": "toys"}},
+            {"name": "r", "function": "ratio", "numerator": "sum_1d", "denominator": "sum_7d", "description": "d"},
+        ],
+    }],
+}
+
+
+def _load(project, doc):
+    path = project / "conf" / "pipelines" / "p.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path, load_pipeline(path, env="local")
+
+
+def _errors(project, doc) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        _load(project, doc)
+    return [str(i) for i in info.value.issues]
+
+
+def test_load_pipeline_accepts_base(project):
+    path, config = _load(project, BASE)
+    fs = config.feature_set("cust_fs")
+    assert [f.name for f in fs.features] == ["n_1h", "sum_7d", "sum_1d", "cat_n", "r"]
+    assert fs.lookback_seconds == 30 * 86400
+    assert config.source("tx").path == str((project / "data" / "tx").resolve())
+    assert config.tables.features("cust_fs") == str((project / "warehouse").resolve()) + "/shop/features/cust_fs"
+
+
+def test_validate_bad_duration_names_file_and_path(project):
+    doc = copy.deepcopy(BASE)
+    doc["feature_sets"][0]["features"][3]["window"] = "7x"
+    errors = _errors(project, doc)
+    assert errors == [f"{project}/conf/pipelines/p.yaml: feature_sets[0].features[3].window: "
+                      "'7x' is not a duration (use 30m, 1h, 7d)"]
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["sources"]["tx"].update(colums={}), "sources.tx.colums: unknown key (did you mean 'columns'?)"),
+    (lambda d: d.update(extra=1), "extra: unknown key"),
+    (lambda d: d["feature_sets"][0].update(version="one"), "feature_sets[0].version: expected an integer, got string 'one'"),
+    (lambda d: d["sources"]["tx"]["columns"].update(amount="money"), "sources.tx.columns.amount.type: 'money' is not a supported type"),
+    (lambda d: d["feature_sets"][0]["features"][1].update(column="amt"),
+     "feature_sets[0].features[1].column: column 'amt' is not a column of the source or its event-level joins"),
+    (lambda d: d["feature_sets"][0].update(source="clicks"),
+     "feature_sets[0].source: source 'clicks' is not declared under sources"),
+    (lambda d: d["feature_sets"][0]["features"][2].update(name="n_1h"),
+     "feature_sets[0].features[2].name: duplicate feature name 'n_1h'"),
+    (lambda d: d["feature_sets"][0]["features"][4].update(denominator="nope"),
+     "feature_sets[0].features[4].denominator: feature 'nope' is not declared in this feature set"),
+    (lambda d: d["feature_sets"][0].update(entity="customer"),
+     "feature_sets[0].entity: column 'customer' is not declared in source 'tx'"),
+    (lambda d: d["sources"]["tx"].update(event_time="when"),
+     "sources.tx.event_time: column 'when' is not declared in columns"),
+    (lambda d: d["feature_sets"][0]["joins"][0].update(on="cust"),
+     "feature_sets[0].joins[0].on: column 'cust' is not declared in dimension 'products'"),
+    (lambda d: d["feature_sets"][0]["features"][0].pop("window"),
+     "feature_sets[0].features[0].window: is required for function 'count'"),
+    (lambda d: d["feature_sets"][0]["features"][1].update(function="median"),
+     "feature_sets[0].features[1].function: 'median' is not one of"),
+    (lambda d: d["feature_sets"][0]["features"][1].update(column="channel", function="mean"),
+     "feature_sets[0].features[1].column: mean needs a numeric column, 'channel' is string"),
+])
+def test_validate_rejects_each_kind_of_error(project, mutate, expected):
+    doc = copy.deepcopy(BASE)
+    mutate(doc)
+    errors = _errors(project, doc)
+    prefix = f"{project}/conf/pipelines/p.yaml: "
+    assert all(e.startswith(prefix) for e in errors), errors
+    assert any(e[len(prefix):].startswith(expected) for e in errors), errors
+
+
+def test_validate_reports_every_error_at_once(project):
+    doc = copy.deepcopy(BASE)
+    doc["feature_sets"][0]["features"][0]["window"] = "1y"
+    doc["feature_sets"][0]["features"][1]["window"] = "-3d"
+    errors = _errors(project, doc)
+    assert len(errors) == 2
+
+
+def test_yaml_on_key_is_not_a_boolean(project):
+    # YAML 1.1 reads `on:` as True; the join's `on` key must survive as a string key.
+    path = project / "conf" / "pipelines" / "p.yaml"
+    text = yaml.safe_dump(BASE, sort_keys=False).replace("'on': sku", "on: sku")
+    assert "\n    on: sku" in text
+    path.write_text(text)
+    assert load_pipeline(path).feature_set("cust_fs").joins[0].on == ("sku",)
+
+
+@pytest.mark.parametrize("text, seconds", [("30m", 1800), ("1h", 3600), ("7d", 604800), ("2w", 1209600), ("45s", 45)])
+def test_parse_duration_accepts(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["7x", "0d", "d", "1.5h", "", None, "7 days"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)
+
+
+def test_cli_validate_exit_codes(project, capsys):
+    assert main(["validate", str(ROOT / "conf" / "pipelines" / "demo.yaml")]) == 0
+    assert "ok (3 sources, 2 feature sets" in capsys.readouterr().out
+    doc = copy.deepcopy(BASE)
+    doc["feature_sets"][0]["features"][3]["window"] = "7x"
+    path = project / "conf" / "pipelines" / "bad.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{path}: feature_sets[0].features[3].window: '7x' is not a duration (use 30m, 1h, 7d)" in out
+
+
+def test_cli_help_lists_verbs(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for verb in ("validate", "run", "generate-data", "demo"):
+        assert verb in out
+
+
+def test_env_overlay_expands_variables_and_fails_when_unset(project, tmp_path):
+    env = project / "conf" / "env" / "cluster.yaml"
+    env.write_text("warehouse: ${WH_ROOT}/wh\ndata_root: s3://bucket/raw\n")
+    path = project / "conf" / "pipelines" / "p.yaml"
+    path.write_text(yaml.safe_dump(BASE, sort_keys=False))
+    config = load_pipeline(path, env="cluster", environ={"WH_ROOT": "s3://bucket"})
+    assert config.env.warehouse == "s3://bucket/wh"
+    assert config.source("tx").path == "s3://bucket/raw/tx"
+    with pytest.raises(ConfigError, match=r"cluster.yaml: warehouse: environment variable WH_ROOT is not set"):
+        load_pipeline(path, env="cluster", environ={})
