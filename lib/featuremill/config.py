@@ -218,7 +218,13 @@ class PipelineConfig:
     sources: tuple[SourceSpec, ...]
     feature_sets: tuple[FeatureSetSpec, ...]
     env: EnvSpec
+    sections: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[ConfigIssue, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def section(self, key: str, default: Any = None) -> Any:
+        """The parsed object of an optional section (see :data:`SECTIONS`), or ``default``."""
+        return self.sections.get(key, default)
 
     def source(self, name: str) -> SourceSpec:
         for src in self.sources:
@@ -517,9 +523,30 @@ def load_pipeline(path: str | Path, *, env: str | Path = "local", environ: Mappi
     return parse_pipeline(_read_yaml(Path(path)), file=str(path), env=env_spec)
 
 
-#: Top-level pipeline keys and the (optional) checker for each section added by later modules.
-#: A section checker receives (checker, value, path) and returns nothing; it reports issues.
-SECTION_CHECKERS: dict[str, Callable[[_Checker, Any, str, dict], None]] = {}
+#: Optional top-level sections, each parsed by its own module: key -> "module:function".
+#: The function is called as ``fn(checker, value, path, context)`` where ``context`` is a
+#: :class:`SectionContext`; it reports problems with ``checker.error(path, message)`` /
+#: ``checker.warn(...)`` and returns the parsed (frozen) object, stored in
+#: ``PipelineConfig.sections[key]``. Modules are imported only when their key is present.
+SECTIONS: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class SectionContext:
+    """What a section parser may refer to: the already-parsed sources and feature sets."""
+
+    file: str
+    sources: tuple[SourceSpec, ...]
+    feature_sets: tuple[FeatureSetSpec, ...]
+    env: EnvSpec
+    document: Mapping[str, Any]
+
+
+def _section_parser(target: str) -> Callable[..., Any]:
+    import importlib
+
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def parse_pipeline(doc: Any, *, file: str, env: EnvSpec) -> PipelineConfig:
@@ -528,7 +555,7 @@ def parse_pipeline(doc: Any, *, file: str, env: EnvSpec) -> PipelineConfig:
     top = checker.mapping(
         doc if doc is not None else {}, "",
         required=("pipeline", "sources", "feature_sets"),
-        optional=("description", "owner", "timezone") + tuple(SECTION_CHECKERS),
+        optional=("description", "owner", "timezone") + tuple(SECTIONS),
     )
     if top is None:
         checker.raise_if_errors()
@@ -541,9 +568,12 @@ def parse_pipeline(doc: Any, *, file: str, env: EnvSpec) -> PipelineConfig:
     sources = _parse_sources(checker, top.get("sources"), env) if "sources" in top else ()
     by_name = {s.name: s for s in sources}
     feature_sets = _parse_feature_sets(checker, top.get("feature_sets"), by_name) if "feature_sets" in top else ()
-    for key, section_checker in SECTION_CHECKERS.items():
+    context = SectionContext(file=file, sources=tuple(sources), feature_sets=tuple(feature_sets), env=env,
+                             document=top)
+    sections: dict[str, Any] = {}
+    for key, target in SECTIONS.items():
         if key in top:
-            section_checker(checker, top[key], key, top)
+            sections[key] = _section_parser(target)(checker, top[key], key, context)
     checker.raise_if_errors()
     return PipelineConfig(
         name=name or "",
@@ -554,6 +584,8 @@ def parse_pipeline(doc: Any, *, file: str, env: EnvSpec) -> PipelineConfig:
         sources=tuple(sources),
         feature_sets=tuple(feature_sets),
         env=env,
+        sections=sections,
+        warnings=tuple(i for i in checker.issues if i.severity != "error"),
         raw=top,
     )
 
@@ -889,9 +921,3 @@ def _parse_features(checker: _Checker, value: Any, path: str, columns: dict[str,
     return out
 
 
-def validate_file(path: str | Path, *, env: str | Path = "local",
-                  environ: Mapping[str, str] | None = None) -> list[ConfigIssue]:
-    """Check a pipeline file; return warnings, raise :class:`ConfigError` on errors."""
-    config = load_pipeline(path, env=env, environ=environ)
-    del config
-    return []

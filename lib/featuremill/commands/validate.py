@@ -20,6 +20,8 @@ def run(args) -> int:
         errors = sum(1 for i in exc.issues if i.severity == "error")
         emit(f"{args.pipeline}: {errors} error(s)")
         return 1
+    for warning in config.warnings:
+        emit(str(warning))
     n_features = sum(len(fs.features) for fs in config.feature_sets)
     emit(f"{args.pipeline}: ok ({len(config.sources)} sources, {len(config.feature_sets)} feature sets, "
          f"{n_features} features; environment {config.env.name})")
