@@ -277,7 +277,7 @@ class TablePaths:
 # --------------------------------------------------------------------------------------------
 
 
-class _Checker:
+class Checker:
     """Collects issues with their file and path while walking a YAML document."""
 
     def __init__(self, file: str):
@@ -424,7 +424,7 @@ def _read_yaml(path: Path) -> Any:
 _ENV_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _expand_env_vars(text: str, path: str, checker: _Checker, environ: Mapping[str, str]) -> str:
+def _expand_env_vars(text: str, path: str, checker: Checker, environ: Mapping[str, str]) -> str:
     def repl(match: re.Match) -> str:
         name = match.group(1)
         if name not in environ:
@@ -460,7 +460,7 @@ def load_env(path: str | Path, *, environ: Mapping[str, str] | None = None,
     are relative to the current directory.
     """
     env_path = Path(path)
-    checker = _Checker(str(env_path))
+    checker = Checker(str(env_path))
     doc = _read_yaml(env_path)
     doc = {} if doc is None else doc
     environ = os.environ if environ is None else environ
@@ -551,7 +551,7 @@ def _section_parser(target: str) -> Callable[..., Any]:
 
 def parse_pipeline(doc: Any, *, file: str, env: EnvSpec) -> PipelineConfig:
     """Check a parsed pipeline document and build a :class:`PipelineConfig`."""
-    checker = _Checker(file)
+    checker = Checker(file)
     top = checker.mapping(
         doc if doc is not None else {}, "",
         required=("pipeline", "sources", "feature_sets"),
@@ -590,7 +590,7 @@ def parse_pipeline(doc: Any, *, file: str, env: EnvSpec) -> PipelineConfig:
     )
 
 
-def _parse_columns(checker: _Checker, value: Any, path: str) -> tuple[ColumnSpec, ...]:
+def _parse_columns(checker: Checker, value: Any, path: str) -> tuple[ColumnSpec, ...]:
     data = checker.mapping(value, path, optional=tuple(value) if isinstance(value, dict) else ())
     if not data:
         if data is not None:
@@ -622,7 +622,7 @@ def _parse_columns(checker: _Checker, value: Any, path: str) -> tuple[ColumnSpec
     return tuple(columns)
 
 
-def _parse_sources(checker: _Checker, value: Any, env: EnvSpec) -> list[SourceSpec]:
+def _parse_sources(checker: Checker, value: Any, env: EnvSpec) -> list[SourceSpec]:
     data = checker.mapping(value, "sources", optional=tuple(value) if isinstance(value, dict) else ())
     if not data:
         if data is not None:
@@ -689,7 +689,7 @@ def _parse_sources(checker: _Checker, value: Any, env: EnvSpec) -> list[SourceSp
     return out
 
 
-def _parse_feature_sets(checker: _Checker, value: Any, sources: dict[str, SourceSpec]) -> list[FeatureSetSpec]:
+def _parse_feature_sets(checker: Checker, value: Any, sources: dict[str, SourceSpec]) -> list[FeatureSetSpec]:
     if not isinstance(value, list) or not value:
         checker.error("feature_sets", f"expected a non-empty list of feature sets, got {_kind(value)}")
         return []
@@ -760,7 +760,7 @@ def _parse_feature_sets(checker: _Checker, value: Any, sources: dict[str, Source
     return out
 
 
-def _parse_join(checker: _Checker, value: Any, path: str, sources: dict[str, SourceSpec],
+def _parse_join(checker: Checker, value: Any, path: str, sources: dict[str, SourceSpec],
                 event_columns: dict[str, ColumnSpec], entity: tuple[str, ...]) -> JoinSpec | None:
     spec = checker.mapping(value, path, required=("dimension", "on", "columns"), optional=("level",))
     if spec is None:
@@ -800,7 +800,7 @@ def _parse_join(checker: _Checker, value: Any, path: str, sources: dict[str, Sou
     return JoinSpec(dimension=dim.name, on=on, columns=columns, level=level) if ok else None
 
 
-def _parse_features(checker: _Checker, value: Any, path: str, columns: dict[str, ColumnSpec], owner: str,
+def _parse_features(checker: Checker, value: Any, path: str, columns: dict[str, ColumnSpec], owner: str,
                     version: int, seen: dict[str, str], set_name: str) -> list[FeatureSpec]:
     if not isinstance(value, list) or not value:
         checker.error(path, f"expected a non-empty list of features, got {_kind(value)}")
