@@ -43,19 +43,29 @@ def frame_fingerprint(df, columns: list[str] | None = None) -> tuple[int, str]:
     are summed as ``decimal(38,0)`` (no overflow, and repeated rows count, unlike XOR). Map
     columns are hashed through their JSON text. Only the two numbers reach the driver.
     """
+    return frame_fingerprints(df, {"all": list(columns or df.columns)})["all"]
+
+
+def frame_fingerprints(df, groups: Mapping[str, list[str]]) -> dict[str, tuple[int, str]]:
+    """:func:`frame_fingerprint` of several column subsets of ``df`` in the same single pass."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import MapType
 
     from featuremill.sql import col
 
     types = {f.name: f.dataType for f in df.schema.fields}
-    parts = []
-    for name in columns or df.columns:
-        value = F.to_json(col(name)) if isinstance(types[name], MapType) else col(name)
-        parts += [value, col(name).isNull()]
-    row = df.select(F.xxhash64(*parts).cast("decimal(38,0)").alias("h")).agg(
-        F.count(F.lit(1)).alias("n"), F.sum("h").alias("s")).first()
-    return int(row["n"]), f"xxh64sum:{int(row['s'] or 0)}"
+
+    def row_hash(columns):
+        parts = []
+        for name in columns:
+            value = F.to_json(col(name)) if isinstance(types[name], MapType) else col(name)
+            parts += [value, col(name).isNull()]
+        return F.xxhash64(*parts).cast("decimal(38,0)")
+
+    names = list(groups)
+    row = df.agg(F.count(F.lit(1)).alias("n"),
+                 *[F.sum(row_hash(groups[g])).alias(f"s{i}") for i, g in enumerate(names)]).first()
+    return {g: (int(row["n"]), f"xxh64sum:{int(row[f's{i}'] or 0)}") for i, g in enumerate(names)}
 
 
 def code_info(spark, *, git_commit: str | None = None) -> dict[str, Any]:

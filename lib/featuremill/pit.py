@@ -31,7 +31,7 @@ Two strategies give identical results:
   are whole microseconds) or ``max(f, k)`` with known-at, so known-at costs nothing extra. Plan:
   one Exchange, one Sort and one Window per distinct spine-key tuple (sources keyed by the same
   spine columns share them); no row ids, no join back, no rows x versions intermediate.
-* ``broadcast`` (small spines): the distinct (keys, s) points of the spine are broadcast, joined
+* ``broadcast`` (small spines): the (keys, s) points of the spine are broadcast, joined
   to the feature rows on the keys with the visibility and TTL conditions, reduced with the same
   ``max(struct)`` per point and joined back to the spine through a broadcast. The feature table
   is scanned but never shuffled; the matched intermediate is points x visible versions (bounded
@@ -301,7 +301,7 @@ def _window_pass(spine, members: list[_Prepared], *, keys: tuple[str, ...], key_
 
 
 def _broadcast_pass(spine, p: _Prepared, *, spine_time: str):
-    """Broadcast the spine's distinct (keys, time) points, range-join, reduce, broadcast back."""
+    """Broadcast the spine's (keys, time) points, range-join, reduce per point, broadcast back."""
     from pyspark.sql import functions as F
 
     keys = p.source.join_keys
@@ -309,9 +309,10 @@ def _broadcast_pass(spine, p: _Prepared, *, spine_time: str):
     s_us = F.expr(f"unix_micros({quote_identifier(spine_time)})")
     not_null = F.greatest(*[col(k).isNull() for k in keys], col(spine_time).isNull()) == F.lit(False)
     spine_keys = [col(k).cast(t) for k, t in zip(keys, p.key_types)]
-    points = (spine.where(not_null)
-              .select(*[c.alias(pk) for c, pk in zip(spine_keys, point_keys)], s_us.alias(_POINT_TIME))
-              .distinct())
+    # Not de-duplicated: repeated points only repeat pairs that the aggregate folds anyway, and a
+    # distinct would cost a shuffle of the spine.
+    points = spine.where(not_null).select(*[c.alias(pk) for c, pk in zip(spine_keys, point_keys)],
+                                          s_us.alias(_POINT_TIME))
     match = _MATCH.format(p.index)
     rows = p.rows.select(*[col(pk).alias(f"{pk}_f") for pk in point_keys], col(_ORDER), col(match))
     cond = F.col(_ORDER) <= F.col(_POINT_TIME)

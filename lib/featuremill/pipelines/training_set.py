@@ -167,16 +167,22 @@ def _feature_sources(entries: Sequence[Mapping[str, Any]], frames: Sequence[Any]
             for e, frame in zip(entries, frames)]
 
 
-def _write_output(spark, joined, *, out: str, spine_rows: int) -> dict[str, Any]:
+def _write_output(spark, joined, *, out: str, spine_columns: list[str], spine: tuple[int, str]) -> dict[str, Any]:
+    """Overwrite ``out``, then check it in one pass: the spine's row count, and the spine's own
+    fingerprint over its columns in the output (so the spine did not change between the reads)."""
     with stage(f"training set: join and write {out}", spark) as st:
         io.overwrite(joined, out, overwrite_schema=True)
         version = io.delta_version(spark, out)
         written = io.read_delta(spark, out, version=version)
-        rows, fingerprint = manifests.frame_fingerprint(written)
+        prints = manifests.frame_fingerprints(written, {"output": written.columns, "spine": spine_columns})
+        rows, fingerprint = prints["output"]
         st.set_rows(rows)
-    if rows != spine_rows:  # the join guarantees this; a failure here is a bug, never shipped data
-        raise TrainingSetError(f"training set {out} has {rows} rows but the spine has {spine_rows}; "
+    if rows != spine[0]:  # the join guarantees this; a failure here is a bug, never shipped data
+        raise TrainingSetError(f"training set {out} has {rows} rows but the spine has {spine[0]}; "
                                "this is a featuremill bug, please report it with the manifest")
+    if prints["spine"] != spine:
+        raise TrainingSetError(f"the spine changed while the training set was built ({spine[1]} before, "
+                               f"{prints['spine'][1]} in the output); rebuild it from a stable spine (a Delta table)")
     return {"path": out, "format": "delta", "delta_version": version, "rows": rows, "fingerprint": fingerprint,
             "columns": [f"{f.name} {f.dataType.simpleString()}" for f in written.schema.fields]}
 
@@ -235,7 +241,8 @@ def build_training_set(spark, config: PipelineConfig, options: TrainingSetOption
         joined = point_in_time_join(spine, _feature_sources(entries, frames, ttl_seconds=options.ttl_seconds,
                                                             known_at=options.known_at),
                                     spine_time=spine_time, strict=options.strict, strategy=strategy)
-        output = _write_output(spark, joined, out=options.out, spine_rows=spine_rows)
+        output = _write_output(spark, joined, out=options.out, spine_columns=spine.columns,
+                               spine=(spine_rows, spine_fp))
         document = {
             "kind": manifests.MANIFEST_KIND,
             "manifest_format": manifests.MANIFEST_FORMAT,
@@ -297,7 +304,7 @@ def rebuild_training_set(spark, config: PipelineConfig, source_manifest: Mapping
         joined = point_in_time_join(spine, _feature_sources(m["feature_sets"], frames, ttl_seconds=opts["ttl_seconds"],
                                                             known_at=opts["known_at"]),
                                     spine_time=spine_info["time_column"], strict=opts["strict"], strategy=used)
-        output = _write_output(spark, joined, out=out, spine_rows=rows)
+        output = _write_output(spark, joined, out=out, spine_columns=spine.columns, spine=(rows, fingerprint))
         identical = (output["rows"], output["fingerprint"]) == (m["output"]["rows"], m["output"]["fingerprint"])
         document = dict(m)
         document.update({
