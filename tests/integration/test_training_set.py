@@ -131,6 +131,7 @@ def shop(spark, tmp_path_factory):
             "features": config.tables.features("spend")}
 
 
+@pytest.mark.slow  # two ingest + feature runs and seven training sets (~60 s on 2 cores)
 def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, capsys):
     """Acceptance 1 (late data with known-at, at job level) and 3 (identical rebuild after the
     feature table changed), plus the manifest's contents."""

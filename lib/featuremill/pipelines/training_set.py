@@ -249,7 +249,7 @@ def build_training_set(spark, config: PipelineConfig, options: TrainingSetOption
             "created_at": manifests.now_iso(),
             "run_id": record.run_id,
             "code": manifests.code_info(spark, git_commit=git_commit),
-            "pipeline": {"name": config.name, "file": config.file, "env": env_name or config.env.name,
+            "pipeline": {"name": config.name, "file": _absolute_file(config.file), "env": env_name or config.env.name,
                          "timezone": config.timezone, "tables_root": config.tables.root},
             "spine": {"path": options.spine, "format": spine_format, "delta_version": spine_version,
                       "time_column": spine_time, "rows": spine_rows, "fingerprint": spine_fp},
@@ -330,6 +330,13 @@ def rebuild_training_set(spark, config: PipelineConfig, source_manifest: Mapping
             f"{m['output']['fingerprint']} recorded, {output['rows']} rows {output['fingerprint']} rebuilt)")
     log.info("training set rebuilt into %s from %s: identical", out, manifest_path)
     return TrainingSetResult(out, path, document, output["rows"], used, identical_to_source=True)
+
+
+def _absolute_file(path: str) -> str:
+    """A local pipeline file as an absolute path, so ``register-model`` finds it from any folder."""
+    import os
+
+    return os.path.abspath(path) if os.path.isfile(path) else path
 
 
 def _read_pinned(spark, path: str, *, fmt: str, version: int | None, what: str):
