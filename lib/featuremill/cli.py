@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run a job (ingest, features) for a date or a date range"),
     "generate-data": ("generate_data", "write the deterministic synthetic demo dataset"),
     "demo": ("demo", "generate demo data, run the demo pipeline and print a summary"),
+    "training-set": ("training_set", "build a point-in-time-correct training set (or rebuild one from its manifest)"),
+    "register-model": ("register_model", "record which feature-set versions a model was trained on"),
+    "models": ("models", "list registered models and whether the pipeline still serves their features"),
 }
 
 

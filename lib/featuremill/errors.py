@@ -63,3 +63,7 @@ class BroadcastTooLargeError(FeaturemillError):
 
 class TableStateError(FeaturemillError):
     """A Delta table is missing or in a state the job cannot proceed from."""
+
+
+class TrainingSetError(FeaturemillError):
+    """A training set cannot be built as asked (spine, feature versions, manifest, registry)."""

@@ -161,9 +161,9 @@ def replace_where(df, path: str, *, predicate: str, partition_by: Sequence[str] 
         writer.mode("errorifexists").save(path)
 
 
-def overwrite(df, path: str, *, partition_by: Sequence[str] = ()) -> None:
-    """Replace the whole table (dimension snapshots)."""
-    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "false")
+def overwrite(df, path: str, *, partition_by: Sequence[str] = (), overwrite_schema: bool = False) -> None:
+    """Replace the whole table (dimension snapshots; training sets, whose columns may change)."""
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", str(overwrite_schema).lower())
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
@@ -203,3 +203,94 @@ def merge_range(df, path: str, *, keys: Iterable[str], value_columns: Iterable[s
     builder = builder.whenNotMatchedInsertAll().whenNotMatchedBySourceDelete(condition=target_range)
     builder.execute()
     return last_operation_metrics(spark, path)
+
+
+def add_missing_columns(spark, path: str, df) -> list[str]:
+    """Add to the Delta table at ``path`` the columns of ``df`` it lacks (nullable, at the end).
+
+    For a job whose output gained a column (a table written by an older featuremill): rows
+    already there get null until they are rewritten. Explicit DDL rather than MERGE schema
+    evolution, so a misspelt column can never widen a table by accident elsewhere. Returns the
+    names added; does nothing when the table does not exist yet.
+    """
+    from featuremill.sql import delta_path_identifier
+
+    if not is_delta_table(spark, path):
+        return []
+    existing = {f.name for f in spark.read.format("delta").load(path).schema.fields}
+    missing = [f for f in df.schema.fields if f.name not in existing]
+    if missing:
+        columns = ", ".join(f"{quote_identifier(f.name)} {f.dataType.simpleString()}" for f in missing)
+        spark.sql(f"ALTER TABLE {delta_path_identifier(path)} ADD COLUMNS ({columns})")
+        log.info("table %s: added column(s) %s", path, ", ".join(f.name for f in missing))
+    return [f.name for f in missing]
+
+
+def write_text(spark, path: str, text: str) -> None:
+    """Write a small text document (a manifest) to ``path``: a local file, or through Spark.
+
+    Local paths (and FUSE mounts such as ``/dbfs`` or ``/Volumes``) are written as one plain
+    file. A URI (``s3://``, ``abfss://``...) becomes a folder holding one text part written by
+    Spark, which :func:`read_text` reads back; no JVM internals, so it works on Spark Connect.
+    """
+    import os
+    import re
+
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path) and not path.startswith("file:"):
+        df = spark.createDataFrame([(text,)], "value string").coalesce(1)
+        df.write.mode("overwrite").option("lineSep", "\n").text(path)
+        return
+    local = path[len("file:"):] if path.startswith("file:") else path
+    parent = os.path.dirname(os.path.abspath(local))
+    os.makedirs(parent, exist_ok=True)
+    tmp = f"{local}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, local)  # atomic on one file system: readers never see half a manifest
+
+
+def read_text(spark, path: str) -> str:
+    """Read what :func:`write_text` wrote (a local file, or a folder written by Spark)."""
+    import os
+    import re
+
+    local = path[len("file:"):] if path.startswith("file:") else path
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", local) and os.path.isfile(local):
+        with open(local, encoding="utf-8") as handle:
+            return handle.read()
+    try:
+        rows = spark.read.option("wholetext", "true").text(path).collect()  # one small document
+    except Exception as exc:
+        message = str(exc).splitlines()[0]
+        if "PATH_NOT_FOUND" in message or "Path does not exist" in message:
+            raise InputDataError("file not found", file=path) from None
+        raise
+    return "".join(r[0] for r in rows)
+
+
+TABLE_FORMATS = ("delta", "parquet", "csv", "json")
+
+
+def read_table(spark, path: str, *, fmt: str | None = None, version: int | None = None):
+    """Read a user-supplied table (a spine): Delta (pinned to ``version``), Parquet, CSV or JSON.
+
+    ``fmt`` defaults to ``delta`` when ``path`` holds a Delta table, else to the file extension
+    (``.csv``, ``.json``), else ``parquet``. CSV needs a header; its types are inferred. Returns
+    ``(DataFrame, format)``; :class:`InputDataError` naming the path when it does not exist.
+    """
+    if fmt is None:
+        lowered = path.rstrip("/").lower()
+        fmt = ("delta" if is_delta_table(spark, path) else "csv" if lowered.endswith(".csv")
+               else "json" if lowered.endswith((".json", ".jsonl")) else "parquet")
+    if fmt not in TABLE_FORMATS:
+        raise InputDataError(f"unknown table format {fmt!r} (use one of {', '.join(TABLE_FORMATS)})", file=path)
+    if fmt == "delta":
+        if not is_delta_table(spark, path):
+            raise InputDataError("not a Delta table", file=path)
+        return read_delta(spark, path, version=version), fmt
+    if version is not None:
+        raise InputDataError(f"a {fmt} table has no versions to time-travel to", file=path)
+    reader = spark.read.format(fmt)
+    if fmt == "csv":
+        reader = reader.option("header", "true").option("inferSchema", "true")
+    return _load(reader, path, path), fmt

@@ -101,7 +101,8 @@ def build_feature_frame(events, *, config: PipelineConfig, feature_set: FeatureS
     ``events`` are validated events of ``feature_set.source`` covering at least
     ``[start - lookback, end]``; ``dimensions`` maps each join's dimension name to its (broadcast)
     frame. Output grain: one row per (entity keys, event time) with ``event_date`` (date), the
-    features, the entity-level joined columns and ``_feature_set_version`` (int).
+    features, ``_known_at`` (timestamp, when ``events`` carry ``_ingest_date``: see
+    :mod:`featuremill.features`), the entity-level joined columns and ``_feature_set_version`` (int).
     """
     from pyspark.sql import functions as F
 
@@ -112,7 +113,8 @@ def build_feature_frame(events, *, config: PipelineConfig, feature_set: FeatureS
         if join.level == "event":
             df = df.join(dimensions[join.dimension], on=list(join.on), how="left")
     df = with_window_features(df, entity=feature_set.entity, event_time=source.event_time,
-                              order_key=source.key, features=feature_set.features)
+                              order_key=source.key, features=feature_set.features,
+                              known_at_from=INGEST_DATE if INGEST_DATE in events.columns else None)
     df = df.withColumn(EVENT_DATE, F.to_date(col(source.event_time)))
     df = df.where(col(EVENT_DATE).between(F.lit(start), F.lit(end)))
     for join in feature_set.joins:
@@ -148,6 +150,7 @@ def _run_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec,
                                     start=compute_start, end=end)
         keys = list(feature_set.entity) + [source.event_time]
         value_columns = [c for c in frame.columns if c not in keys]
+        io.add_missing_columns(spark, out_path, frame)  # tables from before _known_at existed
         with stage(f"features {feature_set.name}: compute and merge {compute_start}..{end}", spark) as st:
             metrics = io.merge_range(frame, out_path, keys=keys, value_columns=value_columns,
                                      partition_column=EVENT_DATE, start=compute_start, end=end,
