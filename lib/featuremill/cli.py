@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run a job (ingest, features) for a date or a date range"),
     "generate-data": ("generate_data", "write the deterministic synthetic demo dataset"),
     "demo": ("demo", "generate demo data, run the demo pipeline and print a summary"),
+    "profile": ("profile", "profile a table's columns into Delta, an HTML report and JSON"),
+    "drift": ("drift", "compare a table's current distributions with a reference; exit 1 on alerts"),
 }
 
 
