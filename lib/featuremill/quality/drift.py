@@ -44,6 +44,7 @@ from typing import Sequence
 from featuremill.quality import stats
 from featuremill.quality.profile import column_kind
 from featuremill.quality.spec import DriftSettings
+from featuremill.quality.tables import stack
 from featuremill.sql import col
 
 log = logging.getLogger(__name__)
@@ -237,11 +238,11 @@ def fit_reference(df, features: Sequence[str], settings: DriftSettings) -> list[
         return []
     deciles = [i / settings.bins for i in range(1, settings.bins)]
     # Job 1: moments and deciles of numeric features, distinct counts of categorical ones.
-    entries = [F.struct(F.lit(n).alias("f"),
-                        (_value(n, r.data_type) if r.kind == "numeric" else F.lit(None).cast("double")).alias("num"),
-                        (_value(n, r.data_type) if r.kind == "categorical" else F.lit(None).cast("string")).alias("cat"))
+    entries = [{"f": F.lit(n),
+                "num": _value(n, r.data_type) if r.kind == "numeric" else F.lit(None).cast("double"),
+                "cat": _value(n, r.data_type) if r.kind == "categorical" else F.lit(None).cast("string")}
                for n, r in refs.items()]
-    stacked = df.select(F.inline(F.array(*entries)))
+    stacked = stack(df, entries)
     for r in stacked.groupBy("f").agg(
             F.count(F.lit(1)).alias("rows"), F.min("num").alias("min"), F.max("num").alias("max"),
             F.avg("num").alias("mean"), F.stddev_pop("num").alias("std"),
@@ -256,8 +257,8 @@ def fit_reference(df, features: Sequence[str], settings: DriftSettings) -> list[
     # Job 2: the most frequent values of every categorical feature, at most max_categories + 1.
     categorical = [n for n, r in refs.items() if r.kind == "categorical"]
     if categorical:
-        entries = [F.struct(F.lit(n).alias("f"), _value(n, refs[n].data_type).alias("v")) for n in categorical]
-        counted = df.select(F.inline(F.array(*entries))).where(F.col("v").isNotNull()).groupBy("f", "v").count()
+        entries = [{"f": F.lit(n), "v": _value(n, refs[n].data_type)} for n in categorical]
+        counted = stack(df, entries).where(F.col("v").isNotNull()).groupBy("f", "v").count()
         rank = F.row_number().over(Window.partitionBy("f").orderBy(F.col("count").desc(), F.col("v")))
         found: dict[str, list[tuple[str, int]]] = {n: [] for n in categorical}
         for r in counted.withColumn("rank", rank).where(F.col("rank") <= settings.max_categories + 1).collect():
@@ -335,10 +336,9 @@ def score_counts(df, refs: Sequence[FeatureReference], settings: DriftSettings) 
         unseen_bin = len(r.bin_labels) - 1
         unseen = (F.when(bin_expression(r) == F.lit(unseen_bin), value)
                   if r.kind == "categorical" and r.unseen_tracked else F.lit(None).cast("string"))
-        entries.append(F.struct(F.lit(r.feature).alias("f"), num.alias("num"), bin_expression(r).alias("bin"),
-                                value.isNotNull().alias("present"),
-                                unseen.cast("string").alias("unseen")))
-    stacked = df.select(F.inline(F.array(*entries)))
+        entries.append({"f": F.lit(r.feature), "num": num, "bin": bin_expression(r), "present": value.isNotNull(),
+                        "unseen": unseen.cast("string")})
+    stacked = stack(df, entries)
     aggs = [F.count(F.lit(1)).alias("rows"), F.count(F.when(F.col("present"), True)).alias("non_null"),
             F.percentile_approx("num", grid, settings.accuracy).alias("grid"),
             F.first("unseen", ignorenulls=True).alias("unseen_example"),

@@ -30,6 +30,7 @@ from typing import Sequence
 
 from featuremill.config import NUMERIC_TYPES
 from featuremill.quality.spec import ProfileSettings
+from featuremill.quality.tables import stack
 from featuremill.sql import col
 
 log = logging.getLogger(__name__)
@@ -153,10 +154,9 @@ def profile_frame(df, *, columns: Sequence[str] | None = None,
         bad_nan = F.isnan(c) if t in ("double", "float") else F.lit(False)
         bad_inf = (F.abs(c) == F.lit(float("inf"))) if t in ("double", "float") else F.lit(False)
         distinct_key = (c.cast("string") if profiles[n].kind != "other" else F.lit(None).cast("string"))
-        entries.append(F.struct(F.lit(n).alias("c"), c.isNull().alias("is_null"), bad_nan.alias("is_nan"),
-                                bad_inf.alias("is_inf"), _numeric_value(n, t).alias("num"),
-                                distinct_key.alias("key")))
-    stacked = df.select(F.inline(F.array(*entries)))
+        entries.append({"c": F.lit(n), "is_null": c.isNull(), "is_nan": bad_nan, "is_inf": bad_inf,
+                        "num": _numeric_value(n, t), "key": distinct_key})
+    stacked = stack(df, entries)
     probs = [float(q) for q in settings.quantiles]
     first = stacked.groupBy("c").agg(
         F.count(F.lit(1)).alias("rows"),
@@ -199,15 +199,15 @@ def profile_frame(df, *, columns: Sequence[str] | None = None,
                 bucket = F.least(F.floor((value - F.lit(p.low)) / F.lit(width)), F.lit(bins - 1)).cast("int")
             else:
                 bucket = F.when(value.isNotNull(), F.lit(0))
-            entries.append(F.struct(F.lit("h").alias("k"), F.lit(n).alias("c"), bucket.cast("string").alias("v")))
+            entries.append({"k": F.lit("h"), "c": F.lit(n), "v": bucket.cast("string")})
         discrete = p.kind == "numeric" and (p.distinct_approx or 0) <= settings.discrete_max_distinct
         if p.kind == "categorical" or discrete:
             if p.non_null >= 20 and (p.distinct_approx or 0) >= NEARLY_UNIQUE * p.non_null:
                 p.note = f"nearly unique (~{p.distinct_approx:,} distinct of {p.non_null:,}): top values skipped"
                 continue
-            entries.append(F.struct(F.lit("t").alias("k"), F.lit(n).alias("c"), col(n).cast("string").alias("v")))
+            entries.append({"k": F.lit("t"), "c": F.lit(n), "v": col(n).cast("string")})
     if entries:
-        second = df.select(F.inline(F.array(*entries))).where(F.col("v").isNotNull())
+        second = stack(df, entries).where(F.col("v").isNotNull())
         counted = second.groupBy("k", "c", "v").count()
         rank = F.row_number().over(Window.partitionBy("k", "c").orderBy(F.col("count").desc(), F.col("v")))
         kept = counted.withColumn("rank", rank).where((F.col("k") == "h") | (F.col("rank") <= settings.top_values))

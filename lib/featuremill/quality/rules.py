@@ -281,11 +281,13 @@ def unique_counts(valid, rules: Sequence[RuleSpec], *, existing=None) -> dict[st
         return {}
 
     def stacked(df, chosen):
-        entries = [F.struct(F.lit(r.name).alias("rule"),
-                            F.when(F.greatest(*[col(c).isNull() for c in r.columns], F.lit(False)) == F.lit(False),
-                                   F.to_json(F.struct(*[col(c) for c in r.columns]))).alias("key"))
+        from featuremill.quality.tables import stack
+
+        entries = [{"rule": F.lit(r.name),
+                    "key": F.when(F.greatest(*[col(c).isNull() for c in r.columns], F.lit(False)) == F.lit(False),
+                                  F.to_json(F.struct(*[col(c) for c in r.columns])))}
                    for r in chosen]
-        return df.select(F.inline(F.array(*entries))).where(F.col("key").isNotNull())
+        return stack(df, entries).where(F.col("key").isNotNull())
 
     keys = stacked(valid, rules)
     table_rules = [r for r in rules if r.scope == "table"]

@@ -211,3 +211,18 @@ def columns_for_analysis(schema, table: TableRef, *, columns: Sequence[str] | No
         return list(columns)
     skip = set(table.key) | {table.event_time, table.date_column, "event_date"} | set(exclude)
     return [n for n in names if n not in skip and not n.startswith("_")]
+
+
+def stack(df, entries: Sequence[dict]):
+    """One output row per (input row, entry); ``entries`` are dicts field name -> Column, same keys.
+
+    The fields are computed in a projection first and only then exploded with ``inline``: Spark
+    splits a wide projection's generated code into methods, while one ``array(struct(...))`` of
+    hundreds of expressions would exceed the JVM method size and fall back to interpreted mode.
+    """
+    from pyspark.sql import functions as F
+
+    names = list(entries[0])
+    wide = df.select(*[entry[name].alias(f"__s{i}_{name}") for i, entry in enumerate(entries) for name in names])
+    return wide.select(F.inline(F.array(*[F.struct(*[F.col(f"__s{i}_{n}").alias(n) for n in names])
+                                          for i in range(len(entries))])))
