@@ -525,7 +525,7 @@ def run_drift(spark, config, *, table: str, reference, current, columns: Sequenc
     ``refit``; stores new references and the results in Delta when ``store``.
     """
     from featuremill.quality.spec import quality_of
-    from featuremill.quality.tables import columns_for_analysis, read_selection, resolve_table
+    from featuremill.quality.tables import columns_for_analysis, read_selection, resolve_table, shown
 
     quality = quality_of(config)
     settings = quality.drift
@@ -545,7 +545,7 @@ def run_drift(spark, config, *, table: str, reference, current, columns: Sequenc
         ref_df, ref_sel, ref_version = read_selection(spark, ref_table, reference)
         fitted = fit_reference(ref_df, features, settings)
         stored = Reference(reference_id=uuid.uuid4().hex, pipeline=config.name, table=table,
-                           selection=key if not reference.latest else ref_sel.text, table_version=ref_version,
+                           selection=key if not reference.latest else shown(reference, ref_sel), table_version=ref_version,
                            created_at=_now_text(), params=params, binning_rule=binning_rule(settings), features=fitted)
         if store:
             store_reference(spark, f"{root}/drift_references", stored)
@@ -555,7 +555,7 @@ def run_drift(spark, config, *, table: str, reference, current, columns: Sequenc
     counts = score_counts(current_df, refs, settings)
     report = DriftReport(drift_run_id=uuid.uuid4().hex, pipeline=config.name, table=table, created_at=_now_text(),
                          reference_id=stored.reference_id, reference_selection=stored.selection,
-                         reference_version=stored.table_version, current_selection=current_sel.text,
+                         reference_version=stored.table_version, current_selection=shown(current, current_sel),
                          current_version=current_version, settings=_settings_dict(settings),
                          binning_rule=stored.binning_rule, features=compare(refs, counts, settings),
                          reference_reused=reused)

@@ -196,7 +196,9 @@ def profile_frame(df, *, columns: Sequence[str] | None = None,
             width = (p.high - p.low) / bins if p.high > p.low else 0.0
             value = _numeric_value(n, t)
             if width > 0:
-                bucket = F.least(F.floor((value - F.lit(p.low)) / F.lit(width)), F.lit(bins - 1)).cast("int")
+                # least() skips nulls, so guard them: a null value has no bucket
+                bucket = F.when(value.isNotNull(),
+                                F.least(F.floor((value - F.lit(p.low)) / F.lit(width)), F.lit(bins - 1)).cast("int"))
             else:
                 bucket = F.when(value.isNotNull(), F.lit(0))
             entries.append({"k": F.lit("h"), "c": F.lit(n), "v": bucket.cast("string")})
@@ -232,14 +234,14 @@ def profile_table(spark, config, *, table: str, selection, columns: Sequence[str
                   store: bool = True) -> TableProfile:
     """Profile a selection of one of the pipeline's tables and store it in ``profiles``."""
     from featuremill.quality.spec import quality_of
-    from featuremill.quality.tables import read_selection, resolve_table
+    from featuremill.quality.tables import read_selection, resolve_table, shown
 
     settings = quality_of(config).profile
     ref = resolve_table(config, table)
     df, resolved, version = read_selection(spark, ref, selection)
     chosen = list(columns) if columns else [c for c in df.columns]
     rows, profiles = profile_frame(df, columns=chosen, settings=settings)
-    profile = TableProfile(profile_id=uuid.uuid4().hex, pipeline=config.name, table=table, selection=resolved.text,
+    profile = TableProfile(profile_id=uuid.uuid4().hex, pipeline=config.name, table=table, selection=shown(selection, resolved),
                            table_version=version, created_at=_now_text(), rows=rows, columns=profiles,
                            settings=asdict(settings))
     if store:

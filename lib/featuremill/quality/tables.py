@@ -116,6 +116,11 @@ class Selection:
 
     @property
     def text(self) -> str:
+        return self.dates_text + (f"@v{self.version}" if self.version is not None else "")
+
+    @property
+    def dates_text(self) -> str:
+        """The date part only (``2026-09-01``, ``2026-09-01..2026-09-14``, ``all``, ``latest``)."""
         if self.latest:
             dates = "latest"
         elif self.start is None:
@@ -124,7 +129,7 @@ class Selection:
             dates = self.start.isoformat()
         else:
             dates = f"{self.start}..{self.end}"
-        return dates + (f"@v{self.version}" if self.version is not None else "")
+        return dates
 
 
 _VERSION_RE = re.compile(r"^v(?:ersion)?=?(\d+)$")
@@ -150,6 +155,11 @@ def parse_selection(text: str) -> Selection:
     if end < start:
         raise SelectionError(f"selection {raw!r}: end {end} is before start {start}")
     return Selection(start=start, end=end, version=version)
+
+
+def shown(requested: Selection, resolved: Selection) -> str:
+    """What a report calls a selection: resolved dates, plus the version only if one was asked for."""
+    return resolved.dates_text + (f"@v{requested.version}" if requested.version is not None else "")
 
 
 def date_selection(start: dt.date | None, end: dt.date | None, version: int | None = None) -> Selection:
