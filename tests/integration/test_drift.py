@@ -58,10 +58,15 @@ def _frame(spark, rows: int, salt: int, *, shift: float = 0.0, new_share: float 
 FEATURES = ["x", "c", "y", "x2", "c2", "y2"]
 
 
+@pytest.mark.slow
 def test_drift_at_1m_rows_no_alert_for_same_distribution_alert_on_known_shifts(spark):
+    from pyspark import StorageLevel
+
     settings = DriftSettings()
-    reference = _frame(spark, 1_000_000, salt=100)
-    current = _frame(spark, 1_000_000, salt=200, shift=0.2, new_share=0.05, null_share=0.10)
+    # cached: the fit reads the reference three times; generating it is not what is tested
+    reference = _frame(spark, 1_000_000, salt=100).persist(StorageLevel.MEMORY_AND_DISK)
+    current = _frame(spark, 1_000_000, salt=200, shift=0.2, new_share=0.05, null_share=0.10).persist(
+        StorageLevel.MEMORY_AND_DISK)
     refs = fit_reference(reference, FEATURES, settings)
     results = {d.feature: d for d in compare(refs, score_counts(current, refs, settings), settings)}
 
@@ -84,6 +89,8 @@ def test_drift_at_1m_rows_no_alert_for_same_distribution_alert_on_known_shifts(s
     # The three unchanged features alone: the table-level verdict is ok.
     same = [r for r in refs if r.feature in ("x", "c", "y")]
     assert {d.level for d in compare(same, score_counts(current, same, settings), settings)} == {"ok"}
+    reference.unpersist()
+    current.unpersist()
 
 
 def _numpy_bins(values: np.ndarray, lo: float, hi: float, edges: list[float]) -> list[int]:

@@ -24,7 +24,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--events", type=int, default=200_000, help="base events to generate (default 200000)")
     parser.add_argument("--days", type=int, default=28, help="days of events (default 28)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--reports", default="reports/demo", help="folder for the quality reports (default reports/demo)")
+    parser.add_argument("--reports", default="reports/demo",
+                        help="folder for the quality reports (default reports/demo)")
     add_pipeline_arguments(parser, default=DEFAULT_PIPELINE)
 
 

@@ -56,7 +56,8 @@ def run(args) -> int:
     emit(f"  {'column':<28} {'type':<12} {'null %':>7} {'distinct':>10} {'min':>14} {'max':>14} {'mean':>12}")
     for c in profile.columns:
         null_pct = 100.0 * c.nulls / c.rows if c.rows else 0.0
-        emit(f"  {c.column:<28} {c.data_type:<12} {null_pct:>7.2f} {'' if c.distinct_approx is None else f'{c.distinct_approx:,}':>10} "
+        distinct = "" if c.distinct_approx is None else f"{c.distinct_approx:,}"
+        emit(f"  {c.column:<28} {c.data_type:<12} {null_pct:>7.2f} {distinct:>10} "
              f"{(c.min or '')[:14]:>14} {(c.max or '')[:14]:>14} {'' if c.mean is None else f'{c.mean:.4g}':>12}")
     emit(f"stored as profile {profile.profile_id} in {config.tables.root}/profiles")
     emit(f"report: {html_path}")

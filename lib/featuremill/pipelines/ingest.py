@@ -175,7 +175,8 @@ def _prepare_source(spark, config: PipelineConfig, source: SourceSpec, record: R
             flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
             # One job: rows by verdict, plus every quality rule's and metric's aggregate over the
             # valid rows (the group whose rule is null).
-            counted = flagged.groupBy(RULE).agg(F.count(F.lit(1)).alias("__rows"), *gate.aggregations(flagged)).collect()
+            counted = (flagged.groupBy(RULE).agg(F.count(F.lit(1)).alias("__rows"), *gate.aggregations(flagged))
+                       .collect())
             by_rule = {(r[RULE] or "valid"): int(r["__rows"]) for r in counted}
             gate.take_measures(next((r for r in counted if r[RULE] is None), None))
         except Exception as exc:

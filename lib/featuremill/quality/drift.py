@@ -350,7 +350,8 @@ def score_counts(df, refs: Sequence[FeatureReference], settings: DriftSettings) 
         r = by_name[row["f"]]
         out[r.feature] = Counts(rows=int(row["rows"]), non_null=int(row["non_null"]),
                                 bin_counts=[int(row[f"b{i}"]) for i in range(len(r.bin_labels))],
-                                grid=[float(v) for v in row["grid"]] if row["grid"] is not None and r.kind == "numeric" else [],
+                                grid=([float(v) for v in row["grid"]]
+                                      if row["grid"] is not None and r.kind == "numeric" else []),
                                 unseen_example=row["unseen_example"],
                                 unseen_distinct=int(row["unseen_distinct"]) if r.kind == "categorical" else None)
     for r in refs:  # an empty selection yields no group at all
@@ -363,7 +364,8 @@ def score_counts(df, refs: Sequence[FeatureReference], settings: DriftSettings) 
 # --------------------------------------------------------------------------------------------
 
 
-def compare(refs: Sequence[FeatureReference], current: dict[str, Counts], settings: DriftSettings) -> list[FeatureDrift]:
+def compare(refs: Sequence[FeatureReference], current: dict[str, Counts],
+            settings: DriftSettings) -> list[FeatureDrift]:
     """Drift metrics and levels of every feature (see the module docstring)."""
     out = []
     for ref in refs:
@@ -545,12 +547,14 @@ def run_drift(spark, config, *, table: str, reference, current, columns: Sequenc
         ref_df, ref_sel, ref_version = read_selection(spark, ref_table, reference)
         fitted = fit_reference(ref_df, features, settings)
         stored = Reference(reference_id=uuid.uuid4().hex, pipeline=config.name, table=table,
-                           selection=key if not reference.latest else shown(reference, ref_sel), table_version=ref_version,
+                           selection=key if not reference.latest else shown(reference, ref_sel),
+                           table_version=ref_version,
                            created_at=_now_text(), params=params, binning_rule=binning_rule(settings), features=fitted)
         if store:
             store_reference(spark, f"{root}/drift_references", stored)
     else:
-        log.info("drift: reusing reference %s (%s, fitted %s)", stored.reference_id, stored.selection, stored.created_at)
+        log.info("drift: reusing reference %s (%s, fitted %s)", stored.reference_id, stored.selection,
+                 stored.created_at)
     refs = [f for f in stored.features if f.feature in set(features)]
     counts = score_counts(current_df, refs, settings)
     report = DriftReport(drift_run_id=uuid.uuid4().hex, pipeline=config.name, table=table, created_at=_now_text(),

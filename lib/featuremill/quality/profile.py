@@ -241,7 +241,8 @@ def profile_table(spark, config, *, table: str, selection, columns: Sequence[str
     df, resolved, version = read_selection(spark, ref, selection)
     chosen = list(columns) if columns else [c for c in df.columns]
     rows, profiles = profile_frame(df, columns=chosen, settings=settings)
-    profile = TableProfile(profile_id=uuid.uuid4().hex, pipeline=config.name, table=table, selection=shown(selection, resolved),
+    profile = TableProfile(profile_id=uuid.uuid4().hex, pipeline=config.name, table=table,
+                           selection=shown(selection, resolved),
                            table_version=version, created_at=_now_text(), rows=rows, columns=profiles,
                            settings=asdict(settings))
     if store:

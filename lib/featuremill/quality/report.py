@@ -145,8 +145,9 @@ def drift_html(report: dict) -> str:
         ref_shares = _shares(f["reference_counts"])
         cur_shares = _shares(f["current_counts"])
         charts = ["<div><h3>share of rows per bin</h3>" + legend
-                  + _bars_svg(f["bin_labels"], [("reference", ref_shares, _REF_COLOR), ("current", cur_shares, _CUR_COLOR)],
-                              rotate=True, percent=True) + "</div>"]
+                  + _bars_svg(f["bin_labels"], [("reference", ref_shares, _REF_COLOR),
+                                                ("current", cur_shares, _CUR_COLOR)], rotate=True, percent=True)
+                  + "</div>"]
         if f["reference_grid"] and f["current_grid"]:
             charts.append("<div><h3>cumulative distribution (from quantile grids)</h3>" + legend
                           + _cdf_svg(f["reference_grid"], f["current_grid"]) + "</div>")
@@ -211,7 +212,8 @@ def _bars_svg(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]
         ty = 10 + plot_h + 12
         text = html.escape(_clip(str(lab), 18))
         if rotate:
-            out.append(f"<text x='{tx:.1f}' y='{ty:.1f}' transform='rotate(45 {tx:.1f} {ty:.1f})' fill='#59636e'>{text}</text>")
+            out.append(f"<text x='{tx:.1f}' y='{ty:.1f}' transform='rotate(45 {tx:.1f} {ty:.1f})' "
+                       f"fill='#59636e'>{text}</text>")
         else:
             out.append(f"<text x='{tx:.1f}' y='{ty:.1f}' text-anchor='middle' fill='#59636e'>{text}</text>")
     out.append("</svg>")

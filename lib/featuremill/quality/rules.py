@@ -320,8 +320,8 @@ def failing_examples(valid, rule: RuleSpec, column_types: Mapping[str, str], key
 
     condition = col(rule.column).isNull() if rule.check == "completeness" else failed_expression(rule, column_types)
     shown = list(key) or list(rule.columns)
-    rows = valid.where(condition).select(F.to_json(F.struct(*[col(k) for k in shown])).alias("k")).limit(limit).collect()
-    return [r["k"] for r in rows]
+    keys = valid.where(condition).select(F.to_json(F.struct(*[col(k) for k in shown])).alias("k"))
+    return [r["k"] for r in keys.limit(limit).collect()]
 
 
 # --------------------------------------------------------------------------------------------

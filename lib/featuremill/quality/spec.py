@@ -209,8 +209,10 @@ def parse_section(checker: Checker, value: Any, path: str, context: SectionConte
         for name, spec in (body or {}).items():
             cols = declared_columns(str(name), context.sources, context.feature_sets)
             if cols is None:
-                valid = [f"validated.{s.name}" for s in context.sources] + [f"features.{f.name}" for f in context.feature_sets]
-                checker.error(f"{tpath}.{name}", f"{name!r} is not a table of this pipeline (use one of: {', '.join(valid)})")
+                valid = ([f"validated.{s.name}" for s in context.sources]
+                         + [f"features.{f.name}" for f in context.feature_sets])
+                checker.error(f"{tpath}.{name}",
+                              f"{name!r} is not a table of this pipeline (use one of: {', '.join(valid)})")
                 continue
             parsed = _parse_table(checker, spec, f"{tpath}.{name}", str(name), cols, context)
             if parsed is not None:
@@ -446,7 +448,8 @@ def _parse_rule(checker: Checker, value: Any, path: str, table: str, cols: dict[
             else:
                 columns = (default,)
         if columns and cols.get(columns[0]) not in ("timestamp", "date"):
-            checker.error(f"{path}.column", f"column {columns[0]!r} is {cols.get(columns[0])}, freshness needs a timestamp or date")
+            checker.error(f"{path}.column",
+                          f"column {columns[0]!r} is {cols.get(columns[0])}, freshness needs a timestamp or date")
             ok = False
     elif check == "row_count_change":
         kw["max_change_percent"] = _number(checker, data.get("max_change_percent"), f"{path}.max_change_percent", low=0)
@@ -463,7 +466,8 @@ def _parse_rule(checker: Checker, value: Any, path: str, table: str, cols: dict[
             ok = False
         elif metric in ("mean", "stddev", "min", "max") and cols.get(columns[0]) not in NUMERIC_TYPES \
                 and not str(cols.get(columns[0])).startswith("decimal"):
-            checker.error(f"{path}.column", f"metric {metric!r} needs a numeric column, {columns[0]!r} is {cols.get(columns[0])}")
+            checker.error(f"{path}.column",
+                          f"metric {metric!r} needs a numeric column, {columns[0]!r} is {cols.get(columns[0])}")
             ok = False
         kw["metric"] = metric
         if "max_sd" in data:
