@@ -153,7 +153,9 @@ def profile_frame(df, *, columns: Sequence[str] | None = None,
         c = col(n)
         bad_nan = F.isnan(c) if t in ("double", "float") else F.lit(False)
         bad_inf = (F.abs(c) == F.lit(float("inf"))) if t in ("double", "float") else F.lit(False)
-        distinct_key = (c.cast("string") if profiles[n].kind != "other" else F.lit(None).cast("string"))
+        # HyperLogLog over a 64-bit hash of the value: one type for every column, no text casts
+        distinct_key = F.when(c.isNotNull(), F.xxhash64(c)) if profiles[n].kind != "other" \
+            else F.lit(None).cast("long")
         entries.append({"c": F.lit(n), "is_null": c.isNull(), "is_nan": bad_nan, "is_inf": bad_inf,
                         "num": _numeric_value(n, t), "key": distinct_key})
     stacked = stack(df, entries)
@@ -201,22 +203,23 @@ def profile_frame(df, *, columns: Sequence[str] | None = None,
                                 F.least(F.floor((value - F.lit(p.low)) / F.lit(width)), F.lit(bins - 1)).cast("int"))
             else:
                 bucket = F.when(value.isNotNull(), F.lit(0))
-            entries.append({"k": F.lit("h"), "c": F.lit(n), "v": bucket.cast("string")})
+            entries.append({"k": F.lit("h"), "c": F.lit(n), "b": bucket.cast("int"), "v": F.lit(None).cast("string")})
         discrete = p.kind == "numeric" and (p.distinct_approx or 0) <= settings.discrete_max_distinct
         if p.kind == "categorical" or discrete:
             if p.non_null >= 20 and (p.distinct_approx or 0) >= NEARLY_UNIQUE * p.non_null:
                 p.note = f"nearly unique (~{p.distinct_approx:,} distinct of {p.non_null:,}): top values skipped"
                 continue
-            entries.append({"k": F.lit("t"), "c": F.lit(n), "v": col(n).cast("string")})
+            entries.append({"k": F.lit("t"), "c": F.lit(n), "b": F.lit(None).cast("int"), "v": col(n).cast("string")})
     if entries:
-        second = stack(df, entries).where(F.col("v").isNotNull())
-        counted = second.groupBy("k", "c", "v").count()
+        # bucket ids stay integers (cheap to hash); only top-value candidates are text
+        second = stack(df, entries).where(F.col("v").isNotNull() | F.col("b").isNotNull())
+        counted = second.groupBy("k", "c", "b", "v").count()
         rank = F.row_number().over(Window.partitionBy("k", "c").orderBy(F.col("count").desc(), F.col("v")))
         kept = counted.withColumn("rank", rank).where((F.col("k") == "h") | (F.col("rank") <= settings.top_values))
         buckets: dict[str, dict[int, int]] = {}
         for r in kept.collect():
             if r["k"] == "h":
-                buckets.setdefault(r["c"], {})[int(r["v"])] = int(r["count"])
+                buckets.setdefault(r["c"], {})[int(r["b"])] = int(r["count"])
             else:
                 profiles[r["c"]].top_values.append((r["v"], int(r["count"])))
         for n, counts in buckets.items():
