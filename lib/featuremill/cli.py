@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "training-set": ("training_set", "build a point-in-time-correct training set (or rebuild one from its manifest)"),
     "register-model": ("register_model", "record which feature-set versions a model was trained on"),
     "models": ("models", "list registered models and whether the pipeline still serves their features"),
+    "profile": ("profile", "profile a table's columns into Delta, an HTML report and JSON"),
+    "drift": ("drift", "compare a table's current distributions with a reference; exit 1 on alerts"),
 }
 
 

@@ -144,15 +144,19 @@ def date_range_predicate(column: str, start: dt.date, end: dt.date, *, qualifier
     return f"({ident} >= {literal(start)} AND {ident} <= {literal(end)})"
 
 
-def replace_where(df, path: str, *, predicate: str, partition_by: Sequence[str] = ()) -> None:
+def replace_where(df, path: str, *, predicate: str, partition_by: Sequence[str] = (),
+                  evolve_schema: bool = False) -> None:
     """Atomically replace the rows matching ``predicate`` with ``df`` (creating the table if needed).
 
     Delta refuses the write if any row of ``df`` falls outside ``predicate``, so a bug cannot
     overwrite more than the run owns. Callers must not pass an empty ``df`` unless they mean to
-    delete the range.
+    delete the range. ``evolve_schema`` (``mergeSchema``) is set only after a schema contract
+    check accepted the change (:mod:`featuremill.quality.contracts`).
     """
     spark = df.sparkSession
     writer = df.write.format("delta")
+    if evolve_schema:
+        writer = writer.option("mergeSchema", "true")
     if is_delta_table(spark, path):
         writer.mode("overwrite").option("replaceWhere", predicate).save(path)
     else:
@@ -161,9 +165,16 @@ def replace_where(df, path: str, *, predicate: str, partition_by: Sequence[str] 
         writer.mode("errorifexists").save(path)
 
 
-def overwrite(df, path: str, *, partition_by: Sequence[str] = (), overwrite_schema: bool = False) -> None:
-    """Replace the whole table (dimension snapshots; training sets, whose columns may change)."""
+def overwrite(df, path: str, *, partition_by: Sequence[str] = (), overwrite_schema: bool = False,
+              evolve_schema: bool = False) -> None:
+    """Replace the whole table (dimension snapshots; training sets, whose columns may change).
+
+    ``overwrite_schema`` replaces the schema outright (a training set's columns follow its
+    request); ``evolve_schema`` only adds new columns, as in :func:`replace_where`.
+    """
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", str(overwrite_schema).lower())
+    if evolve_schema and not overwrite_schema:
+        writer = writer.option("mergeSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
@@ -177,13 +188,16 @@ def append(df, path: str, *, partition_by: Sequence[str] = ()) -> None:
 
 
 def merge_range(df, path: str, *, keys: Iterable[str], value_columns: Iterable[str], partition_column: str,
-                start: dt.date, end: dt.date, partition_by: Sequence[str] = ()) -> dict[str, str]:
+                start: dt.date, end: dt.date, partition_by: Sequence[str] = (),
+                evolve_schema: bool = False) -> dict[str, str]:
     """Make the rows of ``path`` with ``partition_column`` in ``[start, end]`` equal ``df``.
 
     MERGE on ``keys``: changed rows are updated, new rows inserted, rows of the range that ``df``
     no longer has are deleted; rows whose values are identical are left alone. The range literal in
     the condition lets Delta prune files and lets runs on disjoint ranges commit concurrently.
-    Creates the table on first use. Returns the commit's operation metrics.
+    Creates the table on first use. Returns the commit's operation metrics. ``evolve_schema``
+    turns on MERGE schema evolution: without it Delta silently drops source columns the target
+    lacks, so callers set it after a schema contract check accepted new columns.
     """
     from delta.tables import DeltaTable
 
@@ -196,11 +210,19 @@ def merge_range(df, path: str, *, keys: Iterable[str], value_columns: Iterable[s
         return last_operation_metrics(spark, path)
     target_range = date_range_predicate(partition_column, start, end, qualifier="t")
     on = " AND ".join([f"t.{quote_identifier(k)} <=> s.{quote_identifier(k)}" for k in keys] + [target_range])
-    changed = " OR ".join(f"NOT (t.{quote_identifier(c)} <=> s.{quote_identifier(c)})" for c in value_columns)
+    existing = {c.lower() for c in DeltaTable.forPath(spark, path).toDF().columns} if evolve_schema else None
+    # A column the target does not have yet exists only after evolution: a matched row needs an
+    # update when its new value is not null (null is what the evolved row reads anyway).
+    changed = " OR ".join(
+        f"NOT (t.{quote_identifier(c)} <=> s.{quote_identifier(c)})" if existing is None or c.lower() in existing
+        else f"s.{quote_identifier(c)} IS NOT NULL"
+        for c in value_columns)
     builder = DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), on)
     if changed:
         builder = builder.whenMatchedUpdateAll(condition=changed)
     builder = builder.whenNotMatchedInsertAll().whenNotMatchedBySourceDelete(condition=target_range)
+    if evolve_schema:
+        builder = builder.withSchemaEvolution()
     builder.execute()
     return last_operation_metrics(spark, path)
 

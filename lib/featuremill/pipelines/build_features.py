@@ -29,7 +29,10 @@ from featuremill.config import FeatureSetSpec, JoinSpec, PipelineConfig
 from featuremill.errors import BroadcastTooLargeError, TableStateError
 from featuremill.features import with_window_features
 from featuremill.ingest import EVENT_DATE, INGEST_DATE
-from featuremill.pipelines.common import recorded_run
+from featuremill.ledger import RunRecord
+from featuremill.pipelines.common import RecordedRuns
+from featuremill.quality.gate import TableGate, enforce
+from featuremill.quality.rules import EvaluationContext
 from featuremill.progress import stage
 from featuremill.session import ensure_timezone
 from featuremill.sql import col
@@ -63,10 +66,33 @@ def lookback_days(feature_set: FeatureSetSpec) -> int:
 
 def run_features(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
                  feature_sets: list[str] | None = None, incremental: bool = True) -> list[FeatureRunResult]:
-    """Compute the feature sets (all, or ``feature_sets``) for event dates ``[start, end]``."""
+    """Compute the feature sets (all, or ``feature_sets``) for event dates ``[start, end]``.
+
+    Every feature set is planned and checked (schema contract, quality rules of
+    ``features.<set>``) before any is merged, so a refused schema change or a failed ``fail``
+    rule leaves every feature table at its previous version.
+    """
     ensure_timezone(spark, config.timezone)
     chosen = [config.feature_set(n) for n in feature_sets] if feature_sets else list(config.feature_sets)
-    return [_run_feature_set(spark, config, fs, start=start, end=end, incremental=incremental) for fs in chosen]
+    runs = RecordedRuns(spark, config, job="features", start=start, end=end)
+    planned: list[_Planned] = []
+    try:
+        for fs in chosen:
+            planned.append(_plan_feature_set(spark, config, fs, runs.open(fs.name), start=start, end=end,
+                                             incremental=incremental))
+        enforce(spark, config, [(p.gate, p.record.run_id) for p in planned if p.gate.active], job="features")
+        results = []
+        for p in planned:
+            results.append(_write_feature_set(spark, config, p, end=end))
+            runs.succeed(p.feature_set.name)
+        return results
+    except BaseException as exc:
+        runs.fail_open(exc)
+        raise
+    finally:
+        for p in planned:
+            if p.cached is not None:
+                p.cached.unpersist()
 
 
 def _pinned_read(spark, path: str, versions: dict[str, int], name: str):
@@ -123,52 +149,94 @@ def build_feature_frame(events, *, config: PipelineConfig, feature_set: FeatureS
     return df.withColumn(FEATURE_VERSION_COLUMN, F.lit(feature_set.version))
 
 
-def _run_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec, *, start: dt.date, end: dt.date,
-                     incremental: bool) -> FeatureRunResult:
+@dataclass
+class _Planned:
+    """A feature set computed (lazily, or cached when it has quality rules) and checked, not yet merged."""
+
+    feature_set: FeatureSetSpec
+    record: RunRecord
+    gate: TableGate
+    frame: object
+    keys: list
+    compute_start: dt.date
+    events_read: int
+    cached: object | None = None
+
+
+def _plan_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec, record: RunRecord, *,
+                      start: dt.date, end: dt.date, incremental: bool) -> _Planned:
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     source = config.source(feature_set.source)
+    versions: dict[str, int] = {}
+    validated = _pinned_read(spark, config.tables.validated(source.name), versions, f"validated.{source.name}")
+    compute_start = start
+    if incremental:
+        # Late events landed in [start, end] but belong to earlier dates: recompute from there.
+        earliest = (validated.where(col(INGEST_DATE).between(F.lit(start), F.lit(end)))
+                    .agg(F.min(EVENT_DATE)).first()[0])
+        if earliest is not None and earliest < start:
+            log.info("feature set %s: late events back to %s; recomputing from there", feature_set.name, earliest)
+            compute_start = earliest
+    read_start = compute_start - dt.timedelta(days=lookback_days(feature_set))
+    events = validated.where(col(EVENT_DATE).between(F.lit(read_start), F.lit(end)))
+    with stage(f"features {feature_set.name}: count input", spark) as st:
+        events_read = events.count()
+        st.set_rows(events_read)
+    dimensions = {j.dimension: _dimension_frame(spark, config, j, versions) for j in feature_set.joins}
+    frame = build_feature_frame(events, config=config, feature_set=feature_set, dimensions=dimensions,
+                                start=compute_start, end=end)
+    keys = list(feature_set.entity) + [source.event_time]
+    gate = TableGate(config, f"features.{feature_set.name}")
+    gate.check_schema(spark, frame)
+    cached = None
+    if gate.active:
+        references = {r.dimension: io.read_delta(spark, config.tables.validated(r.dimension),
+                                                 version=versions.get(f"validated.{r.dimension}"))
+                      for r in gate.spec.row_rules if r.check == "referential"}
+        frame = gate.with_row_rules(frame, references=references)
+        frame = cached = frame.persist(StorageLevel.MEMORY_AND_DISK)
+        with stage(f"features {feature_set.name}: quality rules", spark):
+            gate.measure(frame)
+            out_path = config.tables.features(feature_set.name)
+            kept = None
+            if io.is_delta_table(spark, out_path):
+                kept = io.read_delta(spark, out_path).where(~col(EVENT_DATE).between(F.lit(compute_start), F.lit(end)))
+            context = EvaluationContext(now=record.started_at.replace(tzinfo=dt.timezone.utc), start=compute_start,
+                                        end=end, timezone=config.timezone)
+            gate.decide(spark, valid=frame, existing=kept, context=context)
+        frame = frame.select(*gate.output_columns)
+    record.rows_read = events_read
+    record.input_versions = versions
+    record.details = {"compute_start": compute_start.isoformat(), "read_start": read_start.isoformat(),
+                      "feature_set_version": feature_set.version}
+    if gate.active:
+        record.details["quality"] = {r.rule: r.status for r in gate.results}
+    return _Planned(feature_set, record, gate, frame, keys, compute_start, events_read, cached)
+
+
+def _write_feature_set(spark, config: PipelineConfig, planned: _Planned, *, end: dt.date) -> FeatureRunResult:
+    feature_set, record, frame, keys = planned.feature_set, planned.record, planned.frame, planned.keys
+    compute_start = planned.compute_start
     out_path = config.tables.features(feature_set.name)
-    with recorded_run(spark, config, job="features", target=feature_set.name, start=start, end=end) as record:
-        versions: dict[str, int] = {}
-        validated = _pinned_read(spark, config.tables.validated(source.name), versions, f"validated.{source.name}")
-        compute_start = start
-        if incremental:
-            # Late events landed in [start, end] but belong to earlier dates: recompute from there.
-            earliest = (validated.where(col(INGEST_DATE).between(F.lit(start), F.lit(end)))
-                        .agg(F.min(EVENT_DATE)).first()[0])
-            if earliest is not None and earliest < start:
-                log.info("feature set %s: late events back to %s; recomputing from there", feature_set.name, earliest)
-                compute_start = earliest
-        read_start = compute_start - dt.timedelta(days=lookback_days(feature_set))
-        events = validated.where(col(EVENT_DATE).between(F.lit(read_start), F.lit(end)))
-        with stage(f"features {feature_set.name}: count input", spark) as st:
-            events_read = events.count()
-            st.set_rows(events_read)
-        dimensions = {j.dimension: _dimension_frame(spark, config, j, versions) for j in feature_set.joins}
-        frame = build_feature_frame(events, config=config, feature_set=feature_set, dimensions=dimensions,
-                                    start=compute_start, end=end)
-        keys = list(feature_set.entity) + [source.event_time]
-        value_columns = [c for c in frame.columns if c not in keys]
-        io.add_missing_columns(spark, out_path, frame)  # tables from before _known_at existed
-        with stage(f"features {feature_set.name}: compute and merge {compute_start}..{end}", spark) as st:
-            metrics = io.merge_range(frame, out_path, keys=keys, value_columns=value_columns,
-                                     partition_column=EVENT_DATE, start=compute_start, end=end,
-                                     partition_by=[EVENT_DATE])
-            inserted = int(metrics.get("numTargetRowsInserted", metrics.get("numOutputRows", 0)))
-            updated = int(metrics.get("numTargetRowsUpdated", 0))
-            deleted = int(metrics.get("numTargetRowsDeleted", 0))
-            rows_out = int(metrics.get("numSourceRows", metrics.get("numOutputRows", 0)))
-            st.set_rows(rows_out)
-        table_version = io.delta_version(spark, out_path)
-        record.rows_read = events_read
-        record.rows_written = inserted + updated
-        record.input_versions = versions
-        record.output_versions = {f"features.{feature_set.name}": table_version}
-        record.details = {"compute_start": compute_start.isoformat(), "read_start": read_start.isoformat(),
-                          "rows_out": rows_out, "inserted": inserted, "updated": updated, "deleted": deleted,
-                          "feature_set_version": feature_set.version}
-        log.info("feature set %s: %d feature rows for %s..%s (%d inserted, %d updated, %d deleted), version %s",
-                 feature_set.name, rows_out, compute_start, end, inserted, updated, deleted, table_version)
-        return FeatureRunResult(feature_set.name, record.run_id, "succeeded", compute_start, end, events_read,
-                                rows_out, inserted, updated, deleted, table_version)
+    value_columns = [c for c in frame.columns if c not in keys]
+    io.add_missing_columns(spark, out_path, frame)  # tables from before _known_at existed
+    with stage(f"features {feature_set.name}: compute and merge {compute_start}..{end}", spark) as st:
+        planned.gate.prepare_write(spark)
+        metrics = io.merge_range(frame, out_path, keys=keys, value_columns=value_columns,
+                                 partition_column=EVENT_DATE, start=compute_start, end=end,
+                                 partition_by=[EVENT_DATE], evolve_schema=planned.gate.evolve_schema)
+        inserted = int(metrics.get("numTargetRowsInserted", metrics.get("numOutputRows", 0)))
+        updated = int(metrics.get("numTargetRowsUpdated", 0))
+        deleted = int(metrics.get("numTargetRowsDeleted", 0))
+        rows_out = int(metrics.get("numSourceRows", metrics.get("numOutputRows", 0)))
+        st.set_rows(rows_out)
+    table_version = io.delta_version(spark, out_path)
+    record.rows_written = inserted + updated
+    record.output_versions = {f"features.{feature_set.name}": table_version}
+    record.details.update({"rows_out": rows_out, "inserted": inserted, "updated": updated, "deleted": deleted})
+    log.info("feature set %s: %d feature rows for %s..%s (%d inserted, %d updated, %d deleted), version %s",
+             feature_set.name, rows_out, compute_start, end, inserted, updated, deleted, table_version)
+    return FeatureRunResult(feature_set.name, record.run_id, "succeeded", compute_start, end, planned.events_read,
+                            rows_out, inserted, updated, deleted, table_version)

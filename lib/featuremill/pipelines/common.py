@@ -51,6 +51,37 @@ def recorded_run(spark, config: PipelineConfig, *, job: str, target: str, start:
     append_run(spark, config.tables.run_log, record)
 
 
+class RecordedRuns:
+    """Several :func:`recorded_run` blocks whose ends are decided one by one.
+
+    A job that checks every target before writing any (so a failed quality rule leaves all its
+    tables unchanged) opens a run per target first, closes each as succeeded after its write, and
+    on an error marks every run still open as failed with that error.
+    """
+
+    def __init__(self, spark, config: PipelineConfig, *, job: str, start: dt.date | None, end: dt.date | None):
+        self._spark, self._config, self._job, self._start, self._end = spark, config, job, start, end
+        self._open: dict[str, contextlib.AbstractContextManager] = {}
+
+    def open(self, target: str) -> RunRecord:
+        manager = recorded_run(self._spark, self._config, job=self._job, target=target, start=self._start,
+                               end=self._end)
+        record = manager.__enter__()
+        self._open[target] = manager
+        return record
+
+    def succeed(self, target: str) -> None:
+        self._open.pop(target).__exit__(None, None, None)
+
+    def fail_open(self, exc: BaseException) -> None:
+        while self._open:
+            _, manager = self._open.popitem()
+            try:
+                manager.__exit__(type(exc), exc, exc.__traceback__)
+            except BaseException:  # recorded_run re-raises; the caller raises the original error
+                pass
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Log to stderr with timestamps; called by entry points only, never on import."""
     root = logging.getLogger()

@@ -4,16 +4,20 @@ For each source (dimensions first, then event sources):
 
 1. read the landing partitions in ``[start, end]`` as strings (partition pruning);
 2. parse against the declared schema, collect per-row reasons (:mod:`featuremill.ingest`);
+   check the schema contract against the live validated table and apply the ``quarantine``
+   quality rules (:mod:`featuremill.quality.gate`);
 3. flag duplicate keys, within the batch and against rows already ingested from other dates;
-4. count rows by verdict on the driver (a handful of numbers) and check
-   ``rows read = valid + quarantined``;
-5. write: validated events replace the rows that came from the same landing dates
+4. count rows by verdict on the driver (a handful of numbers), in the same aggregation as every
+   quality rule's and metric's aggregate, and check ``rows read = valid + quarantined``;
+5. decide the quality rules and record them in ``quality_metrics``; a ``fail`` rule stops here;
+6. write: validated events replace the rows that came from the same landing dates
    (``replaceWhere _ingest_date BETWEEN start AND end``), dimension snapshots overwrite their
    table, quarantine rows replace that source's quarantine rows for the same landing dates.
 
-Nothing is written before step 4 has succeeded, so an unreadable file (for example a CSV whose
-header does not match the declared columns) stops the job with the file named and no table
-changed. Re-running a date rewrites identical rows: feature values and row counts do not change.
+Steps 1-5 run for every source before step 6 runs for any, so an unreadable file (for example a
+CSV whose header does not match the declared columns), a refused schema change or a failed
+``fail`` rule stops the job with no table changed. Re-running a date rewrites identical rows:
+feature values and row counts do not change.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 
 from featuremill import io
 from featuremill.config import PipelineConfig, SourceSpec
-from featuremill.errors import InputDataError
+from featuremill.errors import BroadcastTooLargeError, InputDataError, TableStateError
 from featuremill.ingest import (
     EVENT_DATE,
     INGEST_DATE,
@@ -34,7 +38,10 @@ from featuremill.ingest import (
     with_classification,
     with_duplicates_flagged,
 )
-from featuremill.pipelines.common import recorded_run
+from featuremill.ledger import RunRecord
+from featuremill.pipelines.common import RecordedRuns
+from featuremill.quality.gate import TableGate, enforce
+from featuremill.quality.rules import EvaluationContext
 from featuremill.progress import stage
 from featuremill.session import ensure_timezone
 from featuremill.sql import col, literal, quote_identifier
@@ -62,93 +69,191 @@ class IngestResult:
 
 def run_ingest(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
                sources: list[str] | None = None, allow_empty: bool = False) -> list[IngestResult]:
-    """Ingest the landing dates ``[start, end]`` of the pipeline's sources (all, or ``sources``)."""
+    """Ingest the landing dates ``[start, end]`` of the pipeline's sources (all, or ``sources``).
+
+    Every source is read, classified and checked (schema contract, quality rules) before any
+    table is written, so a ``fail`` rule or a refused schema change on one source leaves every
+    table at its previous version.
+    """
     ensure_timezone(spark, config.timezone)
     chosen = [config.source(name) for name in sources] if sources else list(config.sources)
     ordered = [s for s in chosen if s.kind == "dimension"] + [s for s in chosen if s.kind == "events"]
-    return [_ingest_source(spark, config, src, start=start, end=end, allow_empty=allow_empty) for src in ordered]
+    runs = RecordedRuns(spark, config, job="ingest", start=start, end=end)
+    prepared: list[_Prepared] = []
+    try:
+        references: dict[str, object] = {}
+        for src in ordered:
+            record = runs.open(src.name)
+            item = _prepare_source(spark, config, src, record, start=start, end=end, allow_empty=allow_empty,
+                                   references=references)
+            prepared.append(item)
+            if item.flagged is not None and src.kind == "dimension":
+                # Referential rules of later sources see the dimension rows this run will write.
+                references[src.name] = valid_rows(item.flagged, source=src)
+        enforce(spark, config, [(p.gate, p.record.run_id) for p in prepared if p.decided], job="ingest")
+        results = []
+        for item in prepared:
+            results.append(_write_source(spark, config, item, start=start, end=end))
+            runs.succeed(item.source.name)
+        return results
+    except BaseException as exc:
+        runs.fail_open(exc)
+        raise
+    finally:
+        for item in prepared:
+            if item.flagged is not None:
+                item.flagged.unpersist()
 
 
-def _ingest_source(spark, config: PipelineConfig, source: SourceSpec, *, start: dt.date, end: dt.date,
-                   allow_empty: bool) -> IngestResult:
+@dataclass
+class _Prepared:
+    """A source read, classified and counted, not yet written."""
+
+    source: SourceSpec
+    record: RunRecord
+    gate: TableGate
+    flagged: object | None
+    by_rule: dict
+    rows_read: int
+    rows_valid: int
+    rows_quarantined: int
+    skipped: bool = False
+    decided: bool = False
+
+
+def _reference_frames(spark, config: PipelineConfig, gate: TableGate, references: dict) -> dict:
+    """Dimension rows for the gate's referential rules: this run's, else the validated table's."""
+    out = {}
+    for rule in gate.spec.row_rules:
+        if rule.check != "referential":
+            continue
+        if rule.dimension in references:
+            out[rule.dimension] = references[rule.dimension]
+            continue
+        dim = config.source(rule.dimension)
+        path = config.tables.validated(dim.name)
+        if not io.is_delta_table(spark, path):
+            raise TableStateError(f"rule {rule.name!r} of {gate.name} needs dimension {dim.name!r}, which has no "
+                                  f"validated table at {path} yet; ingest it first (or in the same run)")
+        size = io.table_size_bytes(spark, path)
+        if size > dim.max_broadcast_bytes:
+            raise BroadcastTooLargeError(
+                f"rule {rule.name!r}: dimension {dim.name!r} is {size / 1024 / 1024:.1f} MiB on disk, above its "
+                f"broadcast limit of {dim.max_broadcast_bytes / 1024 / 1024:.0f} MiB; raise "
+                f"sources.{dim.name}.max_broadcast_mb if executors have the memory")
+        out[rule.dimension] = io.read_delta(spark, path)
+    return out
+
+
+def _prepare_source(spark, config: PipelineConfig, source: SourceSpec, record: RunRecord, *, start: dt.date,
+                    end: dt.date, allow_empty: bool, references: dict) -> _Prepared:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     tables = config.tables
     validated_path = tables.validated(source.name)
-    with recorded_run(spark, config, job="ingest", target=source.name, start=start, end=end) as record:
-        with stage(f"ingest {source.name}: read and classify", spark) as st:
-            raw = io.read_raw_source(spark, source, start=start if source.kind == "events" else None,
-                                     end=end if source.kind == "events" else None)
-            classified = with_classification(raw, source=source, ingest_date=end)
-            classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
-            existing = None
-            try:
-                if source.kind == "events" and io.is_delta_table(spark, validated_path):
-                    # Only partitions holding this batch's event dates can hold its duplicates.
-                    batch_dates = [r[0] for r in classified.where(col(RULE).isNull())
-                                   .select(EVENT_DATE).distinct().collect() if r[0] is not None]
-                    existing = (io.read_delta(spark, validated_path)
-                                .where(col(EVENT_DATE).isin(batch_dates))
-                                .where(~col(INGEST_DATE).between(F.lit(start), F.lit(end)))
-                                .select(*[col(k) for k in source.key],
-                                        col(INGEST_DATE).alias("_existing_ingest_date")))
-                flagged = with_duplicates_flagged(classified, key=source.key, existing_keys=existing)
-                flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
-                by_rule = {(r[0] or "valid"): int(r[1]) for r in flagged.groupBy(RULE).count().collect()}
-            except Exception as exc:
-                if not _is_spark_error(exc):
-                    raise
-                raise _explain_read_error(exc, source) from exc
-            finally:
-                classified.unpersist()
-            rows_read = sum(by_rule.values())
-            rows_valid = by_rule.get("valid", 0)
-            rows_quarantined = rows_read - rows_valid
-            st.set_rows(rows_read)
-        record.rows_read = rows_read
-        record.rows_quarantined = rows_quarantined
-        record.rows_duplicate = by_rule.get("duplicate", 0)
-        record.details = {"by_rule": by_rule, "source_path": source.path, "source_format": source.format}
-        log.info("source %s: read %d rows: %d valid, %d quarantined (%s)", source.name, rows_read, rows_valid,
-                 rows_quarantined, ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items()) if k != "valid") or "none")
-        if rows_read == 0 and not allow_empty:
-            # An empty landing range must not silently delete what earlier runs wrote.
-            log.warning("source %s: no input rows for %s..%s; nothing written (pass --allow-empty to clear)",
-                        source.name, start, end)
-            record.status = "skipped_empty"
-            flagged.unpersist()
-            return IngestResult(source.name, start, end, record.run_id, record.status, 0, 0, 0, 0, by_rule,
-                                io.delta_version(spark, validated_path), io.delta_version(spark, tables.quarantine))
+    gate = TableGate(config, f"validated.{source.name}", allow_quarantine=True)
+    with stage(f"ingest {source.name}: read and classify", spark) as st:
+        raw = io.read_raw_source(spark, source, start=start if source.kind == "events" else None,
+                                 end=end if source.kind == "events" else None)
+        classified = with_classification(raw, source=source, ingest_date=end)
+        gate.check_schema(spark, valid_rows(classified, source=source))
+        classified = gate.with_row_rules(classified, references=_reference_frames(spark, config, gate, references))
+        classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+        existing = None
         try:
-            with stage(f"ingest {source.name}: write validated", spark) as st:
-                valid = valid_rows(flagged, source=source)
-                if source.kind == "events":
-                    predicate = io.date_range_predicate(INGEST_DATE, start, end)
-                    io.replace_where(valid, validated_path, predicate=predicate, partition_by=[EVENT_DATE])
-                else:
-                    io.overwrite(valid, validated_path)
-                written = int(io.last_operation_metrics(spark, validated_path).get("numOutputRows", rows_valid))
-                st.set_rows(written)
-            with stage(f"ingest {source.name}: write quarantine", spark) as st:
-                q_start = start if source.kind == "events" else end
-                predicate = (f"{quote_identifier('source')} = {literal(source.name)} AND "
-                             + io.date_range_predicate(INGEST_DATE, q_start, end))
-                quarantined = quarantine_rows(flagged, source=source, fallback_ingest_date=end)
-                io.replace_where(quarantined, tables.quarantine, predicate=predicate,
-                                 partition_by=["source", INGEST_DATE])
-                st.set_rows(rows_quarantined)
+            if source.kind == "events" and io.is_delta_table(spark, validated_path):
+                # Only partitions holding this batch's event dates can hold its duplicates.
+                batch_dates = [r[0] for r in classified.where(col(RULE).isNull())
+                               .select(EVENT_DATE).distinct().collect() if r[0] is not None]
+                existing = (io.read_delta(spark, validated_path)
+                            .where(col(EVENT_DATE).isin(batch_dates))
+                            .where(~col(INGEST_DATE).between(F.lit(start), F.lit(end)))
+                            .select(*[col(k) for k in source.key],
+                                    col(INGEST_DATE).alias("_existing_ingest_date")))
+            flagged = with_duplicates_flagged(classified, key=source.key, existing_keys=existing)
+            flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
+            # One job: rows by verdict, plus every quality rule's and metric's aggregate over the
+            # valid rows (the group whose rule is null).
+            counted = (flagged.groupBy(RULE).agg(F.count(F.lit(1)).alias("__rows"), *gate.aggregations(flagged))
+                       .collect())
+            by_rule = {(r[RULE] or "valid"): int(r["__rows"]) for r in counted}
+            gate.take_measures(next((r for r in counted if r[RULE] is None), None))
+        except Exception as exc:
+            if not _is_spark_error(exc):
+                raise
+            raise _explain_read_error(exc, source) from exc
         finally:
-            flagged.unpersist()
-        if written != rows_valid:
-            raise InputDataError(f"source {source.name!r}: counted {rows_valid} valid rows but wrote {written}; "
-                                 "the input changed during the run, re-run it")
-        record.rows_written = written
-        validated_version = io.delta_version(spark, validated_path)
-        quarantine_version = io.delta_version(spark, tables.quarantine)
-        record.output_versions = {f"validated.{source.name}": validated_version, "quarantine": quarantine_version}
-        return IngestResult(source.name, start, end, record.run_id, "succeeded", rows_read, rows_valid, rows_quarantined,
-                            by_rule.get("duplicate", 0), by_rule, validated_version, quarantine_version)
+            classified.unpersist()
+        rows_read = sum(by_rule.values())
+        rows_valid = by_rule.get("valid", 0)
+        rows_quarantined = rows_read - rows_valid
+        st.set_rows(rows_read)
+    record.rows_read = rows_read
+    record.rows_quarantined = rows_quarantined
+    record.rows_duplicate = by_rule.get("duplicate", 0)
+    record.details = {"by_rule": by_rule, "source_path": source.path, "source_format": source.format}
+    log.info("source %s: read %d rows: %d valid, %d quarantined (%s)", source.name, rows_read, rows_valid,
+             rows_quarantined, ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items()) if k != "valid") or "none")
+    item = _Prepared(source, record, gate, flagged, by_rule, rows_read, rows_valid, rows_quarantined)
+    if rows_read == 0 and not allow_empty:
+        # An empty landing range must not silently delete what earlier runs wrote.
+        log.warning("source %s: no input rows for %s..%s; nothing written (pass --allow-empty to clear)",
+                    source.name, start, end)
+        record.status = "skipped_empty"
+        item.skipped = True
+        return item
+    if gate.active:
+        with stage(f"ingest {source.name}: quality rules", spark):
+            kept = None
+            if source.kind == "events" and io.is_delta_table(spark, validated_path):
+                kept = io.read_delta(spark, validated_path).where(~col(INGEST_DATE).between(F.lit(start), F.lit(end)))
+            started = record.started_at.replace(tzinfo=dt.timezone.utc)
+            context = EvaluationContext(now=started, start=start if source.kind == "events" else end, end=end,
+                                        timezone=config.timezone)
+            gate.decide(spark, valid=flagged.where(col(RULE).isNull()), existing=kept, context=context,
+                        quarantined=by_rule)
+            item.decided = True
+            record.details["quality"] = {r.rule: r.status for r in gate.results}
+    return item
+
+
+def _write_source(spark, config: PipelineConfig, item: _Prepared, *, start: dt.date, end: dt.date) -> IngestResult:
+    source, record, flagged, gate = item.source, item.record, item.flagged, item.gate
+    tables = config.tables
+    validated_path = tables.validated(source.name)
+    if item.skipped:
+        return IngestResult(source.name, start, end, record.run_id, record.status, 0, 0, 0, 0, item.by_rule,
+                            io.delta_version(spark, validated_path), io.delta_version(spark, tables.quarantine))
+    rows_valid, rows_quarantined, by_rule = item.rows_valid, item.rows_quarantined, item.by_rule
+    with stage(f"ingest {source.name}: write validated", spark) as st:
+        valid = valid_rows(flagged, source=source)
+        gate.prepare_write(spark)
+        if source.kind == "events":
+            predicate = io.date_range_predicate(INGEST_DATE, start, end)
+            io.replace_where(valid, validated_path, predicate=predicate, partition_by=[EVENT_DATE],
+                             evolve_schema=gate.evolve_schema)
+        else:
+            io.overwrite(valid, validated_path, evolve_schema=gate.evolve_schema)
+        written = int(io.last_operation_metrics(spark, validated_path).get("numOutputRows", rows_valid))
+        st.set_rows(written)
+    with stage(f"ingest {source.name}: write quarantine", spark) as st:
+        q_start = start if source.kind == "events" else end
+        predicate = (f"{quote_identifier('source')} = {literal(source.name)} AND "
+                     + io.date_range_predicate(INGEST_DATE, q_start, end))
+        quarantined = quarantine_rows(flagged, source=source, fallback_ingest_date=end)
+        io.replace_where(quarantined, tables.quarantine, predicate=predicate,
+                         partition_by=["source", INGEST_DATE])
+        st.set_rows(rows_quarantined)
+    if written != rows_valid:
+        raise InputDataError(f"source {source.name!r}: counted {rows_valid} valid rows but wrote {written}; "
+                             "the input changed during the run, re-run it")
+    record.rows_written = written
+    validated_version = io.delta_version(spark, validated_path)
+    quarantine_version = io.delta_version(spark, tables.quarantine)
+    record.output_versions = {f"validated.{source.name}": validated_version, "quarantine": quarantine_version}
+    return IngestResult(source.name, start, end, record.run_id, "succeeded", item.rows_read, rows_valid,
+                        rows_quarantined, by_rule.get("duplicate", 0), by_rule, validated_version, quarantine_version)
 
 
 def _is_spark_error(exc: Exception) -> bool:
