@@ -120,6 +120,12 @@ def _dimension_frame(spark, config: PipelineConfig, join: JoinSpec, versions: di
     return F.broadcast(df.select(*[col(k) for k in join.on], *[col(c) for c in join.columns]))
 
 
+def _join_columns(dimension, join):
+    # Only the key and requested columns: a dimension's own bookkeeping columns (``_ingest_date``...)
+    # must not shadow the events' columns of the same name.
+    return dimension.select(*[col(k) for k in join.on], *[col(c) for c in join.columns])
+
+
 def build_feature_frame(events, *, config: PipelineConfig, feature_set: FeatureSetSpec, dimensions: dict,
                         start: dt.date, end: dt.date):
     """DataFrame -> DataFrame: feature rows for event dates ``[start, end]``.
@@ -137,7 +143,7 @@ def build_feature_frame(events, *, config: PipelineConfig, feature_set: FeatureS
                                  col(source.event_time).isNull()) == F.lit(False))
     for join in feature_set.joins:
         if join.level == "event":
-            df = df.join(dimensions[join.dimension], on=list(join.on), how="left")
+            df = df.join(_join_columns(dimensions[join.dimension], join), on=list(join.on), how="left")
     df = with_window_features(df, entity=feature_set.entity, event_time=source.event_time,
                               order_key=source.key, features=feature_set.features,
                               known_at_from=INGEST_DATE if INGEST_DATE in events.columns else None)
@@ -145,7 +151,7 @@ def build_feature_frame(events, *, config: PipelineConfig, feature_set: FeatureS
     df = df.where(col(EVENT_DATE).between(F.lit(start), F.lit(end)))
     for join in feature_set.joins:
         if join.level == "entity":
-            df = df.join(dimensions[join.dimension], on=list(join.on), how="left")
+            df = df.join(_join_columns(dimensions[join.dimension], join), on=list(join.on), how="left")
     return df.withColumn(FEATURE_VERSION_COLUMN, F.lit(feature_set.version))
 
 
