@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run a job (ingest, features) for a date or a date range"),
     "generate-data": ("generate_data", "write the deterministic synthetic demo dataset"),
     "demo": ("demo", "generate demo data, run the demo pipeline and print a summary"),
+    "dag": ("dag", "show, run or export the pipeline's DAG (jobs, schedule, retries, SLA)"),
+    "docs": ("docs", "generate the feature catalog (Markdown and HTML)"),
 }
 
 
