@@ -44,6 +44,7 @@ JOB_SCRIPTS: dict[str, str] = {
     "ingest": "jobs/ingest.py",
     "features": "jobs/build_features.py",
     "build_features": "jobs/build_features.py",
+    "dag": "jobs/dag_run.py",
 }
 
 #: Platforms whose Spark ships Delta Lake: no --packages.

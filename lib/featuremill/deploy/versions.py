@@ -22,6 +22,10 @@ import re
 
 from featuremill.errors import FeaturemillError
 
+#: The pair every test runs on (also pinned in constraints.txt).
+TESTED_SPARK = "4.0.1"
+TESTED_DELTA = "4.0.1"
+
 #: (delta major.minor range) -> Spark major.minor versions it is built for.
 SUPPORTED_PAIRS: dict[tuple[int, int], tuple[tuple[int, int], ...]] = {
     (3, 3): ((3, 5),),
