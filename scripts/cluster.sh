@@ -89,7 +89,8 @@ EOF
   export PYSPARK_PYTHON=${PYSPARK_PYTHON:-$py}
   # Small daemons: the master and workers only schedule; executors get their own heap.
   export SPARK_DAEMON_MEMORY=${SPARK_DAEMON_MEMORY:-256m}
-  export SPARK_DAEMON_JAVA_OPTS="-Dfeaturemill.cluster=$state ${SPARK_DAEMON_JAVA_OPTS:-}"
+  # The daemons do little work: no C2 compiler, no parallel GC threads competing for the cores.
+  export SPARK_DAEMON_JAVA_OPTS="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC ${SPARK_DAEMON_JAVA_OPTS:-}"
   log "starting master $master_url (web UI http://127.0.0.1:$ui_port) from $SPARK_HOME"
   launch master org.apache.spark.deploy.master.Master \
     --host 127.0.0.1 --port "$port" --webui-port "$ui_port"

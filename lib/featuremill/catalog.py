@@ -24,6 +24,7 @@ import datetime as dt
 import html
 import json
 import logging
+import re
 from typing import Any, Iterable
 
 from featuremill import __version__
@@ -119,11 +120,23 @@ def _strings(value: Any) -> Iterable[str]:
             yield from _strings(v)
 
 
-def _guarding_rules(rules: list[dict], fs: FeatureSetSpec, feature: FeatureSpec, inputs: list[str]) -> list[dict]:
-    """Rules that name the feature, its feature set/table, or one of its input columns."""
-    names = {feature.name, fs.name, f"features.{fs.name}"} | {i.split(".")[-1].split(" ")[0] for i in inputs} \
-        | {i.split(" ")[0] for i in inputs}
-    return [r for r in rules if names & set(_strings(r))]
+def _guarding_rules(rules: list[dict], fs: FeatureSetSpec, feature: FeatureSpec,
+                    inputs: list[tuple[str, str]]) -> list[dict]:
+    """Rules that guard a feature: rules naming the feature itself, rules on one of its input
+    columns (in the table that column comes from, when the rule names a table), and table-level
+    rules (no column) on its feature table."""
+    out = []
+    for rule in rules:
+        strings = set(_strings(rule))
+        columns = set(_strings(rule.get("column") or rule.get("columns") or rule.get("feature") or ()))
+        table = str(rule.get("table") or rule.get("dataset") or "")
+        if feature.name in strings:
+            out.append(rule)
+        elif columns and any(c in columns and (not table or t in table) for t, c in inputs):
+            out.append(rule)
+        elif not columns and table and (table == fs.name or table.endswith(f"features.{fs.name}")):
+            out.append(rule)
+    return out
 
 
 def build_catalog(config: PipelineConfig, *, runs: list[dict] | None = None,
@@ -168,7 +181,7 @@ def build_catalog(config: PipelineConfig, *, runs: list[dict] | None = None,
                 "feature_set_fingerprint": set_fp,
                 "calculation": calc,
                 "update_frequency": {"schedule": schedule, "declared": fs.update_frequency},
-                "quality_rules": _guarding_rules(rules, fs, feature, calc["source_columns"]),
+                "quality_rules": _guarding_rules(rules, fs, feature, _inputs(fs, feature, config)),
                 "lineage": lineage,
             })
         feature_sets.append({"name": fs.name, "description": fs.description, "owner": fs.owner,
@@ -177,6 +190,22 @@ def build_catalog(config: PipelineConfig, *, runs: list[dict] | None = None,
                              "lineage": lineage})
     return {"pipeline": config.name, "description": config.description, "owner": config.owner,
             "file": config.file, "generated_by": f"featuremill {__version__}", "feature_sets": feature_sets}
+
+
+def _inputs(fs: FeatureSetSpec, feature: FeatureSpec, config: PipelineConfig) -> list[tuple[str, str]]:
+    """(table, column) pairs a feature reads: its column and filter column, with their origin."""
+    out = []
+    for column in (feature.column, feature.where.column if feature.where else None):
+        if not column:
+            continue
+        table = fs.source
+        for join in fs.joins:
+            if column in join.columns:
+                table = join.dimension
+        out.append((table, column))
+    if feature.function == "ratio":
+        out += [(f"features.{fs.name}", n) for n in (feature.numerator, feature.denominator) if n]
+    return out
 
 
 def _latest(rows: Iterable[dict]) -> dict | None:
@@ -197,14 +226,20 @@ def _consumers(fs: FeatureSetSpec, runs: list[dict], models: list[dict]) -> list
     """Training sets (run-log rows of training jobs) and models (registry rows) naming ``fs``."""
     out = []
     for r in runs:
-        if r.get("job") in CONSUMER_JOBS and fs.name in set(_strings(_jsonish(r))):
+        if r.get("job") in CONSUMER_JOBS and _mentions(_jsonish(r), fs.name):
             out.append({"kind": "training set", "name": r.get("target"), "run_id": r.get("run_id"),
                         "at": str(r.get("finished_at"))})
     for m in models:
-        if any(fs.name in s for s in _strings(_jsonish(m))):
+        if _mentions(_jsonish(m), fs.name):
             name = m.get("model") or m.get("name") or m.get("model_name")
             out.append({"kind": "model", "name": name, "version": m.get("version") or m.get("model_version")})
     return out
+
+
+def _mentions(value: Any, name: str) -> bool:
+    """Whether any string in ``value`` names ``name`` as a whole word (``cust``, ``cust.x@2``, ``features/cust``)."""
+    pattern = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])")
+    return any(pattern.search(s) for s in _strings(value))
 
 
 def _jsonish(row: dict) -> Any:

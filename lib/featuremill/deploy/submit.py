@@ -37,7 +37,7 @@ from typing import Mapping, Sequence
 from featuremill.config import find_env_file
 from featuremill.deploy.versions import delta_maven_coordinate
 from featuremill.errors import FeaturemillError
-from featuremill.session import DELTA_CATALOG, DELTA_EXTENSION
+from featuremill.session import DELTA_CATALOG, DELTA_EXTENSION, cluster_manager
 
 #: job name -> entry script (relative to the project root or the dist folder)
 JOB_SCRIPTS: dict[str, str] = {
@@ -76,17 +76,7 @@ class SubmitSettings:
 
 def platform_from_master(master: str | None, default: str = "local") -> str:
     """``spark://`` -> standalone, ``yarn`` -> yarn, ``k8s://`` -> k8s, ``local[..]`` -> local."""
-    if not master:
-        return default
-    if master.startswith("spark://"):
-        return "standalone"
-    if master.startswith("yarn"):
-        return "yarn"
-    if master.startswith("k8s://"):
-        return "k8s"
-    if master.startswith("local"):
-        return "local"
-    return default
+    return cluster_manager(master) or default
 
 
 def is_loopback_master(master: str | None) -> bool:
