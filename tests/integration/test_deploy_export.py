@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import datetime as dt
 import json
 import subprocess
 
@@ -208,4 +209,14 @@ def test_emr_serverless_job_runs_validate_against_botocore(deploy_python, export
     rendered = [a.replace("<aws.scheduler.scheduled-time>", "2026-09-02T02:30:00Z") for a in args]
     from featuremill.commands._common import resolve_dates
 
-    assert [str(d) for d in resolve_dates(_parse_run_args(rendered + ["--job", "ingest"]))] == ["2026-09-01"] * 2
+    # ... in the DAG-run job (jobs/dag_run.py = featuremill dag run)
+    from featuremill.commands import dag as dag_command
+
+    parser = argparse.ArgumentParser()
+    dag_command.add_arguments(parser)
+    args = parser.parse_args(["run", *rendered])
+    assert str(args.date + dt.timedelta(days=args.date_offset)) == "2026-09-01"
+    for name in ("ingest", "features"):  # the per-job requests parse as featuremill run arguments
+        job_args = runs[f"start_job_run_{name}.json"]["request"]["jobDriver"]["sparkSubmit"]["entryPointArguments"]
+        job_args = [a.replace("RUN_DATE", "2026-09-01") for a in job_args]  # the placeholder to fill in
+        assert _parse_run_args(job_args + ["--job", name]).job == name

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 
 from featuremill.commands import emit
-from featuremill.commands._common import add_pipeline_arguments, load_config, spark_for
+from featuremill.commands._common import _date, add_pipeline_arguments, load_config, spark_for
 from featuremill.errors import FeaturemillError
 
 TARGETS = ("airflow", "databricks", "emr", "emr-serverless")
@@ -28,7 +29,10 @@ def add_arguments(parser) -> None:
     add_pipeline_arguments(show)
     run = sub.add_parser("run", help="run the DAG's jobs here, in order, with their retries")
     add_pipeline_arguments(run)
-    run.add_argument("--date", required=True, help="run date (the landing date to process), YYYY-MM-DD")
+    run.add_argument("--date", required=True, type=_date,
+                     help="run date (the landing date to process), YYYY-MM-DD (a timestamp stands for its date)")
+    run.add_argument("--date-offset", type=int, default=0, metavar="DAYS",
+                     help="shift --date by DAYS (schedulers pass their trigger date with --date-offset -1)")
     run.add_argument("--only", action="append", metavar="JOB", help="run only this DAG job (repeatable)")
     export = sub.add_parser("export", help="write scheduler definitions (Airflow, Databricks, EMR)")
     add_pipeline_arguments(export)
@@ -80,9 +84,9 @@ def _run_dag(args, config, dag) -> int:
     from featuremill.commands import run as run_command
     from featuremill.dag import job_argv, run_dag
     from featuremill.ledger import RunRecord, append_run, new_run_id
-    from featuremill.pipelines.common import parse_date, recorded_run, run_labels
+    from featuremill.pipelines.common import recorded_run, run_labels
 
-    run_date = parse_date(args.date)
+    run_date = args.date + dt.timedelta(days=args.date_offset)
     spark = spark_for(config, f"featuremill-dag-{config.name}")
     dag_run_id = new_run_id()
     unknown = [n for n in (args.only or []) if n not in {j.name for j in dag.jobs}]
