@@ -126,3 +126,17 @@ def test_package_sh_builds_importable_zip_and_wheel(tmp_path):
                            capture_output=True, text=True)
     assert probe.returncode == 0, probe.stderr
     assert Path(probe.stdout.strip()).parts[-3:] == ("featuremill.zip", "featuremill", "__init__.py")
+
+
+@pytest.mark.parametrize("master, expected", [
+    ("spark://127.0.0.1:7177", "standalone"), ("yarn", "yarn"), ("k8s://https://api:6443", "k8s"),
+    ("local[2]", "local"), (None, ""),
+])
+def test_cluster_manager_from_master(master, expected):
+    from featuremill.session import Runtime, cluster_manager, detect_runtime, with_cluster_manager
+
+    assert cluster_manager(master) == expected
+    runtime = detect_runtime({"PYSPARK_GATEWAY_PORT": "4040"})
+    assert with_cluster_manager(runtime, master) == Runtime("spark-submit", "", expected) or \
+        runtime.name == "emr"  # on an EMR node the marker folder wins
+    assert detect_runtime({"DATABRICKS_RUNTIME_VERSION": "17.3"}).name == "databricks"
