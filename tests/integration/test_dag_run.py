@@ -93,3 +93,29 @@ def test_dag_run_failing_upstream_retried_and_stops_dependants(spark, project, c
 
     assert "ingest_tx            attempt 3  failed" in out
     assert "features             not run    upstream_failed" in out
+
+
+TIMEOUT_PIPELINE = PIPELINE.replace(
+    "    ingest_products: {job: ingest, args: [--source, products]}",
+    "    ingest_products: {job: ingest, args: [--source, products], timeout: 1s, retries: 0}",
+).replace("    features: {job: features, depends_on: [ingest_tx, ingest_products]}",
+          "    features: {job: features, depends_on: [ingest_products]}").replace(
+    "    ingest_tx: {job: ingest, args: [--source, tx]}\n", "")
+
+
+def test_dag_run_timeout_cancels_attempt_and_session_stays_usable(spark, project, capsys):
+    (project / "data" / "products").mkdir()
+    (project / "data" / "products" / "part-0.csv").write_text("sku,category\n1,toys\n2,books\n")
+    path = write_pipeline(project, TIMEOUT_PIPELINE, name="timeout.yaml")
+
+    # an ingest (read, classify, two Delta writes) takes well over the declared 1s
+    assert main(["dag", "run", str(path), "--date", "2026-09-01"]) == 1
+    out = capsys.readouterr().out
+    config = load_pipeline(path, env="local")
+    runs = spark.read.format("delta").load(config.tables.run_log).collect()
+    dag_rows = {r["target"]: r for r in runs if r["job"] == "dag"}
+    assert dag_rows["ingest_products"]["status"] == "failed"
+    assert "exceeded its timeout of 1s" in dag_rows["ingest_products"]["error"]
+    assert dag_rows["features"]["status"] == "upstream_failed"  # written after the cancel: session usable
+    assert "ingest_products      attempt 1  timed_out" in out
+    assert spark.range(3).count() == 3

@@ -173,3 +173,17 @@ def test_schedule_dialects(cron, quartz, aws, words):
 def test_schedule_rejects_both_day_fields():
     with pytest.raises(CronError, match="both day of month and day of week"):
         to_quartz("0 0 1 * 1")
+
+
+def test_dag_show_prints_demo_order(capsys):
+    from featuremill.cli import main
+    from tests.conftest import ROOT
+
+    assert main(["dag", "show", str(ROOT / "conf" / "pipelines" / "demo.yaml")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "schedule: 30 2 * * * (daily at 02:30 UTC)" in lines and "SLA: 4h" in lines
+    jobs = [line.strip() for line in lines if line.strip()[:2] in ("1.", "2.")]
+    assert jobs == [
+        "1. ingest  job=ingest  retries=2  retry_delay=5m exponential  max_retry_delay=30m  timeout=2h",
+        "2. features  job=features  after ingest  retries=2  retry_delay=5m exponential  max_retry_delay=30m  timeout=1h",
+    ]
