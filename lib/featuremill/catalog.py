@@ -266,7 +266,10 @@ def read_lineage_inputs(spark, config: PipelineConfig) -> tuple[list[dict], list
         # Only the columns lineage needs; the run log has one row per run, not per data row.
         cols = ["run_id", "job", "target", "status", "started_at", "finished_at", "start_date", "end_date",
                 "input_versions", "output_versions", "details"]
-        runs = [r.asDict() for r in io.read_delta(spark, run_log).select(*cols).collect()]
+        from pyspark.sql import functions as F
+
+        wanted = io.read_delta(spark, run_log).where(F.col("job").isin("features", *CONSUMER_JOBS))
+        runs = [r.asDict() for r in wanted.select(*cols).collect()]
     for attr in ("model_registry", "models", "registry"):
         path = getattr(config.tables, attr, None)
         if isinstance(path, str) and io.is_delta_table(spark, path):
