@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("models", "list registered models and whether the pipeline still serves their features"),
     "profile": ("profile", "profile a table's columns into Delta, an HTML report and JSON"),
     "drift": ("drift", "compare a table's current distributions with a reference; exit 1 on alerts"),
+    "dag": ("dag", "show, run or export the pipeline's DAG (jobs, schedule, retries, SLA)"),
+    "docs": ("docs", "generate the feature catalog (Markdown and HTML)"),
 }
 
 

@@ -271,6 +271,10 @@ class TablePaths:
     def run_log(self) -> str:
         return f"{self.root}/run_log"
 
+    @property
+    def model_registry(self) -> str:
+        return f"{self.root}/model_registry"
+
 
 # --------------------------------------------------------------------------------------------
 # Checking
@@ -536,6 +540,7 @@ def load_pipeline(path: str | Path, *, env: str | Path = "local", environ: Mappi
 #: ``PipelineConfig.sections[key]``. Modules are imported only when their key is present.
 SECTIONS: dict[str, str] = {
     "quality": "featuremill.quality.spec:parse_section",
+    "dag": "featuremill.dag:parse_dag_section",
 }
 
 

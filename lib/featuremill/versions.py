@@ -90,6 +90,22 @@ def feature_set_fingerprint(config: PipelineConfig, feature_set: FeatureSetSpec)
     return sha256_fingerprint(feature_set_definition(config, feature_set))
 
 
+def feature_fingerprint(config: PipelineConfig, feature_set: FeatureSetSpec, feature_name: str) -> str:
+    """One feature's fingerprint: its own definition in the context of its set.
+
+    The context is what decides every feature's values (source, entity, time zone, joins) plus,
+    for a ratio, the definitions of its numerator and denominator; a sibling feature's change
+    leaves it alone, a reworded description or owner never counts.
+    """
+    definition = feature_set_definition(config, feature_set)
+    by_name = {f["name"]: f for f in definition["features"]}
+    own = by_name[feature_name]
+    inputs = [by_name[n] for n in (own.get("numerator"), own.get("denominator")) if n in by_name]
+    return sha256_fingerprint({"source": definition["source"], "entity": definition["entity"],
+                               "timezone": definition["timezone"], "joins": definition["joins"],
+                               "feature": own, "inputs": inputs})
+
+
 def lock_path(pipeline_file: str | Path) -> Path:
     """``conf/pipelines/demo.yaml`` -> ``conf/pipelines/demo.lock.json``."""
     path = Path(pipeline_file)

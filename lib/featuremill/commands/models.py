@@ -17,7 +17,7 @@ def run(args) -> int:
 
     config = load_config(args)
     spark = spark_for(config, f"featuremill-models-{config.name}")
-    path = registry.registry_path(config.tables.root)
+    path = config.tables.model_registry
     models = registry.read_models(spark, path)
     if not models:
         emit(f"no models registered in {path}")

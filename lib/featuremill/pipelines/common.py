@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import logging
 import sys
@@ -27,6 +28,29 @@ def parse_date(text: str) -> dt.date:
         raise ValueError(f"{text!r} is not a date (use YYYY-MM-DD)") from None
 
 
+_RUN_LABELS: contextvars.ContextVar[dict] = contextvars.ContextVar("featuremill_run_labels", default={})
+
+
+@contextlib.contextmanager
+def run_labels(**labels) -> Iterator[None]:
+    """Label every run recorded inside the block (e.g. the DAG run id and attempt number).
+
+    The labels are stored under ``details["labels"]`` of each run-log row, so the rows of one
+    scheduled attempt can be found and counted.
+    """
+    token = _RUN_LABELS.set({**_RUN_LABELS.get(), **labels})
+    try:
+        yield
+    finally:
+        _RUN_LABELS.reset(token)
+
+
+def _with_labels(record: RunRecord) -> None:
+    labels = _RUN_LABELS.get()
+    if labels:
+        record.details = {**(record.details or {}), "labels": dict(labels)}
+
+
 @contextlib.contextmanager
 def recorded_run(spark, config: PipelineConfig, *, job: str, target: str, start: dt.date | None,
                  end: dt.date | None, run_id: str | None = None) -> Iterator[RunRecord]:
@@ -42,12 +66,14 @@ def recorded_run(spark, config: PipelineConfig, *, job: str, target: str, start:
         yield record
     except BaseException as exc:
         record.finish("failed", error=f"{type(exc).__name__}: {exc}"[:4000])
+        _with_labels(record)
         try:
             append_run(spark, config.tables.run_log, record)
         except Exception:  # the original error matters more than a failed ledger write
             log.exception("could not record failed run %s", record.run_id)
         raise
     record.finish(record.status if record.status not in ("running",) else "succeeded", record.error)
+    _with_labels(record)
     append_run(spark, config.tables.run_log, record)
 
 
