@@ -93,3 +93,12 @@ class QualityRuleFailed(FeaturemillError):
         lines = [f.describe() for f in self.failures]
         super().__init__(f"{len(lines)} quality rule(s) failed; no output table was changed:\n  - "
                          + "\n  - ".join(lines))
+
+
+class CommitConflictError(FeaturemillError):
+    """A Delta write kept losing optimistic-concurrency races; it was retried and not committed."""
+
+    def __init__(self, message: str, *, path: str, attempts: int):
+        self.path = path
+        self.attempts = attempts
+        super().__init__(message)

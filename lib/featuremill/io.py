@@ -12,11 +12,28 @@ import datetime as dt
 import logging
 from typing import Iterable, Sequence
 
+from featuremill.commit_retry import retry_on_conflict
 from featuremill.config import SourceSpec
 from featuremill.errors import InputDataError, TableStateError
 from featuremill.sql import col, literal, quote_identifier
 
 log = logging.getLogger(__name__)
+
+
+def _retried(what: str):
+    """Re-run a write function (``fn(df, path, ...)``) on a Delta concurrency conflict, bounded.
+
+    The whole function runs again, so it re-decides create-or-update and re-opens the table on
+    its latest snapshot (see :mod:`featuremill.commit_retry`).
+    """
+    import functools
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(df, path, *args, **kwargs):
+            return retry_on_conflict(lambda: fn(df, path, *args, **kwargs), path=path, what=what)
+        return wrapper
+    return decorate
 
 CORRUPT_RECORD = "_corrupt_record"
 SOURCE_FILE = "_source_file"
@@ -144,6 +161,7 @@ def date_range_predicate(column: str, start: dt.date, end: dt.date, *, qualifier
     return f"({ident} >= {literal(start)} AND {ident} <= {literal(end)})"
 
 
+@_retried('replaceWhere write')
 def replace_where(df, path: str, *, predicate: str, partition_by: Sequence[str] = (),
                   evolve_schema: bool = False) -> None:
     """Atomically replace the rows matching ``predicate`` with ``df`` (creating the table if needed).
@@ -165,6 +183,7 @@ def replace_where(df, path: str, *, predicate: str, partition_by: Sequence[str] 
         writer.mode("errorifexists").save(path)
 
 
+@_retried('overwrite')
 def overwrite(df, path: str, *, partition_by: Sequence[str] = (), overwrite_schema: bool = False,
               evolve_schema: bool = False) -> None:
     """Replace the whole table (dimension snapshots; training sets, whose columns may change).
@@ -180,6 +199,7 @@ def overwrite(df, path: str, *, partition_by: Sequence[str] = (), overwrite_sche
     writer.save(path)
 
 
+@_retried('append')
 def append(df, path: str, *, partition_by: Sequence[str] = ()) -> None:
     writer = df.write.format("delta").mode("append")
     if partition_by and not is_delta_table(df.sparkSession, path):
@@ -187,6 +207,7 @@ def append(df, path: str, *, partition_by: Sequence[str] = ()) -> None:
     writer.save(path)
 
 
+@_retried('MERGE')
 def merge_range(df, path: str, *, keys: Iterable[str], value_columns: Iterable[str], partition_column: str,
                 start: dt.date, end: dt.date, partition_by: Sequence[str] = (),
                 evolve_schema: bool = False) -> dict[str, str]:
@@ -194,7 +215,9 @@ def merge_range(df, path: str, *, keys: Iterable[str], value_columns: Iterable[s
 
     MERGE on ``keys``: changed rows are updated, new rows inserted, rows of the range that ``df``
     no longer has are deleted; rows whose values are identical are left alone. The range literal in
-    the condition lets Delta prune files and lets runs on disjoint ranges commit concurrently.
+    the condition lets Delta prune files. Runs on disjoint ranges may still conflict (the NOT
+    MATCHED BY SOURCE clause makes Delta treat the whole target as read); the write is then
+    retried on the latest snapshot, a bounded number of times (:mod:`featuremill.commit_retry`).
     Creates the table on first use. Returns the commit's operation metrics. ``evolve_schema``
     turns on MERGE schema evolution: without it Delta silently drops source columns the target
     lacks, so callers set it after a schema contract check accepted new columns.
