@@ -603,6 +603,10 @@ def parse_pipeline(doc: Any, *, file: str, env: EnvSpec) -> PipelineConfig:
     )
 
 
+#: Characters Delta refuses in column names of tables without column mapping.
+_DELTA_INVALID_NAME_CHARS = " ,;{}()\n\t="
+
+
 def _parse_columns(checker: Checker, value: Any, path: str) -> tuple[ColumnSpec, ...]:
     data = checker.mapping(value, path, optional=tuple(value) if isinstance(value, dict) else ())
     if not data:
@@ -612,6 +616,12 @@ def _parse_columns(checker: Checker, value: Any, path: str) -> tuple[ColumnSpec,
     columns = []
     for col_name, spec in data.items():
         col_path = _join(path, str(col_name))
+        bad_chars = sorted({c for c in str(col_name) if c in _DELTA_INVALID_NAME_CHARS})
+        if bad_chars:
+            shown = " ".join(repr(c) for c in bad_chars)
+            checker.error(col_path, f"column name {str(col_name)!r} contains {shown}, which Delta tables cannot store "
+                                    "(without column mapping); rename the column upstream")
+            continue
         if isinstance(spec, str):
             spec = {"type": spec}
         body = checker.mapping(spec, col_path, required=("type",),

@@ -102,3 +102,7 @@ class CommitConflictError(FeaturemillError):
         self.path = path
         self.attempts = attempts
         super().__init__(message)
+
+
+class WritePathError(FeaturemillError):
+    """A write was asked for a path outside the environment's warehouse root; nothing was written."""

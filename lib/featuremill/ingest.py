@@ -86,6 +86,12 @@ def column_checks(source: SourceSpec) -> list[RowCheck]:
     for spec in source.columns:
         raw = col(spec.name)
         parsed = col(f"__parsed_{spec.name}")
+        # Bytes that are not valid UTF-8 are decoded as U+FFFD: the original value is lost, so the
+        # row is quarantined rather than stored altered.
+        checks.append(RowCheck(
+            "encoding", F.instr(raw, "\ufffd") > 0,
+            F.lit(f"field '{spec.name}': invalid UTF-8 byte sequence (decoded as U+FFFD)"),
+        ))
         checks.append(RowCheck(
             "type", raw.isNotNull() & parsed.isNull(),
             F.concat(F.lit(f"field '{spec.name}': cannot parse '"), _shown(raw), F.lit(f"' as {spec.type}")),

@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 from featuremill.commit_retry import retry_on_conflict
 from featuremill.config import SourceSpec
-from featuremill.errors import InputDataError, TableStateError
+from featuremill.errors import InputDataError, TableStateError, WritePathError
 from featuremill.sql import col, literal, quote_identifier
 
 log = logging.getLogger(__name__)
@@ -339,3 +339,38 @@ def read_table(spark, path: str, *, fmt: str | None = None, version: int | None 
     if fmt == "csv":
         reader = reader.option("header", "true").option("inferSchema", "true")
     return _load(reader, path, path), fmt
+
+
+def _normalised(path: str) -> tuple[str, str]:
+    """``(scheme://authority, normalised absolute path)`` of a local path or URI, ``..`` resolved."""
+    import os
+    import posixpath
+    import re
+
+    text = str(path)
+    if text.startswith("file:"):
+        text = re.sub(r"^file:(//)?", "", text)
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/]*)(/.*)?$", text)
+    if match:
+        return match.group(1).lower(), posixpath.normpath(match.group(2) or "/")
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text) and not re.match(r"^[A-Za-z]:[\\/]", text):
+        scheme, _, rest = text.partition(":")  # dbfs:/x
+        return scheme.lower() + ":", posixpath.normpath(rest or "/")
+    # realpath: a symlink inside the warehouse must not lead a write outside it.
+    return "", os.path.realpath(os.path.abspath(text))
+
+
+def check_write_path(path: str, root: str, *, what: str = "table") -> str:
+    """Return ``path`` when it lies under ``root`` (the warehouse); :class:`WritePathError` otherwise.
+
+    Paths are compared after resolving ``..`` (and, for local paths, symlinks), so
+    ``<warehouse>/../elsewhere`` is refused like ``/elsewhere``. Call it before any work starts.
+    """
+    scheme, target = _normalised(path)
+    root_scheme, base = _normalised(root)
+    inside = scheme == root_scheme and (target == base or target.startswith(base.rstrip("/") + "/"))
+    if not inside:
+        raise WritePathError(f"refusing to write the {what} at {path}: it is outside the warehouse root {root}; "
+                             f"choose a path under {root.rstrip('/')}/ (or point the environment's warehouse at "
+                             f"the place you want featuremill to write)")
+    return path

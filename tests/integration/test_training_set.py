@@ -136,7 +136,7 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
     """Acceptance 1 (late data with known-at, at job level) and 3 (identical rebuild after the
     feature table changed), plus the manifest's contents."""
     project, pipeline = shop["project"], str(shop["pipeline"])
-    out1, out_known1 = project / "ts" / "before", project / "ts" / "before_known"
+    out1, out_known1 = project / "warehouse" / "ts" / "before", project / "warehouse" / "ts" / "before_known"
     assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out1)]) == 0
     assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend@1", "--out",
                  str(out_known1), "--known-at", "--ttl", "2d", "--strategy", "broadcast"]) == 0
@@ -169,7 +169,7 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
     config = shop["config"]
     run_ingest(spark, config, start=D("2024-01-04"), end=D("2024-01-04"))
     run_features(spark, config, start=D("2024-01-04"), end=D("2024-01-04"))
-    out2, out_known2 = project / "ts" / "after", project / "ts" / "after_known"
+    out2, out_known2 = project / "warehouse" / "ts" / "after", project / "warehouse" / "ts" / "after_known"
     assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out2)]) == 0
     assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out",
                  str(out_known2), "--known-at", "--ttl", "2d"]) == 0
@@ -182,7 +182,7 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
                        ignore_row_order=True, ignore_nullable=True)
 
     # Rebuild the first training set from its manifest: time travel gives it back exactly.
-    rebuilt = project / "ts" / "rebuilt"
+    rebuilt = project / "warehouse" / "ts" / "rebuilt"
     assert main(["training-set", pipeline, "--manifest", f"{out1}.manifest.json", "--out", str(rebuilt)]) == 0
     assert "identical to the one in" in capsys.readouterr().out
     assert_df_equality(_read(spark, rebuilt), _read(spark, out1, manifest["output"]["delta_version"]),
@@ -195,7 +195,7 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
 
 def test_training_set_refuses_mixed_versions_and_unbumped_changes(spark, shop, capsys):
     project = shop["project"]
-    spine, out = shop["spine"], str(project / "ts" / "refused")
+    spine, out = shop["spine"], str(project / "warehouse" / "ts" / "refused")
     # A definition change without a bump: the feature job and the training-set job refuse it.
     changed = shop["pipeline"].with_name("shop_changed.yaml")
     changed.write_text(textwrap.dedent(PIPELINE.format(version=1, window="3d")))
@@ -226,7 +226,7 @@ def test_training_set_refuses_mixed_versions_and_unbumped_changes(spark, shop, c
 
 def test_register_model_links_feature_versions_and_validate_warns(spark, shop, capsys):
     project, pipeline = shop["project"], str(shop["pipeline"])
-    out = project / "ts" / "for_model"
+    out = project / "warehouse" / "ts" / "for_model"
     assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out)]) == 0
     manifest = f"{out}.manifest.json"
     assert main(["register-model", "churn", "1", "--manifest", manifest]) == 0
@@ -237,7 +237,7 @@ def test_register_model_links_feature_versions_and_validate_warns(spark, shop, c
     assert len(rows) == 1 and rows[0]["feature_sets"] == {"spend": 1}
     assert rows[0]["training_set"] == str(out) and json.loads(rows[0]["manifest"])["output"]["path"] == str(out)
     # another training set under the same model version is refused
-    other = project / "ts" / "other"
+    other = project / "warehouse" / "ts" / "other"
     assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(other),
                  "--strict"]) == 0
     assert main(["register-model", "churn", "1", "--manifest", f"{other}.manifest.json"]) == 2

@@ -182,7 +182,7 @@ def _prepare_source(spark, config: PipelineConfig, source: SourceSpec, record: R
         except Exception as exc:
             if not _is_spark_error(exc):
                 raise
-            raise _explain_read_error(exc, source) from exc
+            raise _explain_read_error(exc, source, spark=spark) from exc
         finally:
             classified.unpersist()
         rows_read = sum(by_rule.values())
@@ -229,13 +229,18 @@ def _write_source(spark, config: PipelineConfig, item: _Prepared, *, start: dt.d
     with stage(f"ingest {source.name}: write validated", spark) as st:
         valid = valid_rows(flagged, source=source)
         gate.prepare_write(spark)
+        version_before = io.delta_version(spark, validated_path)
         if source.kind == "events":
             predicate = io.date_range_predicate(INGEST_DATE, start, end)
             io.replace_where(valid, validated_path, predicate=predicate, partition_by=[EVENT_DATE],
                              evolve_schema=gate.evolve_schema)
         else:
             io.overwrite(valid, validated_path, evolve_schema=gate.evolve_schema)
-        written = int(io.last_operation_metrics(spark, validated_path).get("numOutputRows", rows_valid))
+        # Replacing a range that held nothing with nothing commits no version (Delta skips empty
+        # commits): then the latest commit is an earlier run's, not this write.
+        committed = io.delta_version(spark, validated_path) != version_before
+        written = int(io.last_operation_metrics(spark, validated_path).get("numOutputRows", rows_valid)) \
+            if committed else 0
         st.set_rows(written)
     with stage(f"ingest {source.name}: write quarantine", spark) as st:
         q_start = start if source.kind == "events" else end
@@ -261,12 +266,28 @@ def _is_spark_error(exc: Exception) -> bool:
     return module.startswith(("pyspark", "py4j")) or isinstance(exc, InputDataError)
 
 
-def _explain_read_error(exc: Exception, source: SourceSpec) -> Exception:
+def _explain_read_error(exc: Exception, source: SourceSpec, *, spark=None) -> Exception:
     """Turn Spark's read failures into an error naming the source, file and field when known."""
     import re
 
     text = str(exc)
-    file_match = re.search(r"(?:CSV file|file|path)[:=]?\s*['\"]?((?:file:|s3a?:|abfss?:|gs:|dbfs:|hdfs:)?/[^\s'\",]+)", text)
+    file_match = re.search(r"(?:CSV file|file|path)[:=]?\s*['\"]?((?:file:|s3a?:|abfss?:|gs:|dbfs:|hdfs:)?/[^\s'\",]+?)\.?(?:\s|$|['\",])", text)
+    length = re.search(r"Header length: (\d+), schema size: (\d+)", text)
+    if length and file_match:
+        # A column added or dropped upstream: name the columns by comparing the file's header line.
+        declared = list(source.column_names)
+        header_line = _first_line(spark, file_match.group(1))
+        found = [h.strip().strip('"') for h in header_line.split(",")] if header_line else []
+        extra = [h for h in found if h not in declared]
+        missing = [d for d in declared if found and d not in found]
+        detail = "; ".join(part for part in (
+            f"columns not declared: {', '.join(extra)}" if extra else "",
+            f"declared columns missing: {', '.join(missing)}" if missing else "") if part)
+        return InputDataError(
+            f"source {source.name!r}: CSV header has {length.group(1)} columns, the source declares "
+            f"{length.group(2)}" + (f" ({detail})" if detail else "")
+            + "; declare the new columns (or remove them upstream) before ingesting this file",
+            file=file_match.group(1), field=(extra or missing or [None])[0], value=header_line)
     header = re.search(r"Header: (.*?), Schema: (.*?)(?:\n|Expected)", text)
     if "does not conform to the schema" in text or "CSV header" in text:
         found = re.search(r"Expected: (\S+) but found: (\S+)", text)
@@ -283,3 +304,14 @@ def _explain_read_error(exc: Exception, source: SourceSpec) -> Exception:
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return InputDataError(f"source {source.name!r}: cannot read input: {first}",
                           file=file_match.group(1) if file_match else source.path)
+
+
+def _first_line(spark, path: str) -> str | None:
+    """The first line of a (CSV) file, for an error message; None when it cannot be read."""
+    if spark is None:
+        return None
+    try:
+        row = spark.read.text(path).limit(1).collect()  # one line, on the error path only
+    except Exception:  # the original read error is what matters
+        return None
+    return row[0][0] if row else None

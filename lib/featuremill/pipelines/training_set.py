@@ -167,6 +167,13 @@ def _feature_sources(entries: Sequence[Mapping[str, Any]], frames: Sequence[Any]
             for e, frame in zip(entries, frames)]
 
 
+def _check_outputs(config: PipelineConfig, out: str, manifest_out: str | None) -> None:
+    """Training sets and manifests are written only under the environment's warehouse root."""
+    io.check_write_path(out, config.env.warehouse, what="training set")
+    io.check_write_path(manifest_out or manifests.default_manifest_path(out), config.env.warehouse,
+                        what="manifest")
+
+
 def _write_output(spark, joined, *, out: str, spine_columns: list[str], spine: tuple[int, str]) -> dict[str, Any]:
     """Overwrite ``out``, then check it in one pass: the spine's row count, and the spine's own
     fingerprint over its columns in the output (so the spine did not change between the reads)."""
@@ -197,6 +204,7 @@ def build_training_set(spark, config: PipelineConfig, options: TrainingSetOption
         if request.name not in {fs.name for fs in config.feature_sets}:
             raise TrainingSetError(f"pipeline {config.name!r} has no feature set {request.name!r} "
                                    f"(it has {', '.join(fs.name for fs in config.feature_sets)})")
+    _check_outputs(config, options.out, options.manifest_out)
     with recorded_run(spark, config, job="training_set", target=options.out, start=None, end=None) as record:
         spine_version = None
         if options.spine_format in (None, "delta") and io.is_delta_table(spark, options.spine):
@@ -282,6 +290,7 @@ def rebuild_training_set(spark, config: PipelineConfig, source_manifest: Mapping
     non-Delta spine, a Delta version removed by retention) or when the result's fingerprint
     differs from the recorded one.
     """
+    _check_outputs(config, out, manifest_out)
     m = source_manifest
     if m["pipeline"]["name"] != config.name:
         raise TrainingSetError(f"{manifest_path} is for pipeline {m['pipeline']['name']!r}, not {config.name!r}")

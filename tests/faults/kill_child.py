@@ -1,0 +1,48 @@
+"""A job driver for the SIGKILL scenarios: ``python -m tests.faults.kill_child ROOT JOB START END``.
+
+Runs one featuremill job in its own Spark application (local[1], many small tasks, so a write
+takes a while) and prints ``WRITE <path>`` just before each Delta write attempt, so the test
+can watch the table's folder and kill this process (driver and JVM) while the write runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+
+
+def main(argv: list[str]) -> int:
+    root, job, start, end = argv
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from featuremill.commit_retry import observe_writes
+    from featuremill.config import load_pipeline
+    from featuremill.pipelines.build_features import run_features
+    from featuremill.pipelines.ingest import run_ingest
+    from featuremill.session import get_spark
+
+    spark = get_spark("featuremill-kill-child", master="local[1]", conf={
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "16",
+        "spark.sql.files.maxPartitionBytes": "65536",
+        "spark.sql.adaptive.enabled": "false",
+        "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "false",
+        "spark.databricks.delta.snapshotPartitions": "2",
+    })
+    config = load_pipeline(os.path.join(root, "conf", "pipelines", "shop.yaml"), env="local")
+    s, e = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+
+    def announce(path, attempt):
+        print(f"WRITE {path}", flush=True)
+
+    with observe_writes(announce):
+        if job == "ingest":
+            run_ingest(spark, config, start=s, end=e, sources=["tx"])
+        else:
+            run_features(spark, config, start=s, end=e)
+    print("DONE", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
