@@ -148,8 +148,57 @@ def read_delta(spark, path: str, *, version: int | None = None):
         raise TableStateError(f"no Delta table at {path}; run the job that creates it first")
     reader = spark.read.format("delta")
     if version is not None:
+        check_time_travel(spark, path, int(version))
         reader = reader.option("versionAsOf", int(version))
+        try:
+            return reader.load(path)  # resolving the version is eager: a missing one fails here
+        except Exception as exc:
+            text = str(exc)
+            if "time travel" not in text.lower() and "VERSION" not in text:
+                raise
+            first = next((line.strip() for line in text.splitlines() if "version" in line.lower()), text[:300])
+            raise TableStateError(f"cannot time travel the Delta table at {path} to version {version}: {first} "
+                                  "(the commit was removed by log retention; keep delta.logRetentionDuration "
+                                  "longer than the replay window)") from None
     return reader.load(path)
+
+
+def check_time_travel(spark, path: str, version: int) -> None:
+    """Refuse (:class:`TableStateError`) to read ``version`` when a VACUUM may have deleted its files.
+
+    Delta keeps the commit (so ``VERSION AS OF`` resolves) after VACUUM deleted the data files
+    that later commits removed; reading such a version then fails on a missing file, or, where
+    ``spark.sql.files.ignoreMissingFiles`` is on, silently returns part of the rows. A VACUUM at
+    time ``T`` with retention ``R`` deletes files removed before ``T - R``: version ``v`` is intact
+    only if the commit after it (the first that could remove its files) is later than that. Reads
+    the table history only (no data). Versions the log no longer has fail in Delta with the list
+    of available versions.
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    if not is_delta_table(spark, path):
+        return
+    history = DeltaTable.forPath(spark, path).history()
+    rows = (history.where((F.col("operation") == F.lit("VACUUM START")) | (F.col("version") == F.lit(version + 1)))
+            .select("version", "timestamp", "operation", "operationParameters").collect())  # a handful of rows
+    successor = next((r for r in rows if r["version"] == version + 1), None)
+    if successor is None:
+        return  # the latest version: nothing removed its files yet
+    for r in rows:
+        if r["operation"] != "VACUUM START" or r["version"] <= version:
+            continue
+        params = r["operationParameters"] or {}
+        retention_ms = params.get("specifiedRetentionMillis") or params.get("defaultRetentionMillis")
+        if retention_ms is None:
+            continue
+        cutoff = r["timestamp"].timestamp() - int(retention_ms) / 1000.0
+        if successor["timestamp"].timestamp() <= cutoff:
+            raise TableStateError(
+                f"version {version} of the Delta table at {path} can no longer be read in full: VACUUM (version "
+                f"{r['version']}, {r['timestamp']}) deleted the files that version {version + 1} "
+                f"({successor['timestamp']}) replaced. Time travel only within the table's "
+                "delta.deletedFileRetentionDuration; raise it (and logRetentionDuration) to cover the replay window")
 
 
 def date_range_predicate(column: str, start: dt.date, end: dt.date, *, qualifier: str = "") -> str:
