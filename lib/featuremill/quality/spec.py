@@ -20,7 +20,8 @@ CHECKS = ROW_CHECKS + AGGREGATE_CHECKS
 SEVERITIES = ("warn", "quarantine", "fail")
 ANOMALY_METRICS = ("row_count", "null_fraction", "mean", "stddev", "min", "max")
 #: Rule names the ingest classification already uses in the quarantine table.
-RESERVED_RULE_NAMES = ("malformed", "type", "not_null", "non_finite", "partition", "duplicate", "valid")
+RESERVED_RULE_NAMES = ("malformed", "encoding", "type", "not_null", "non_finite", "partition", "duplicate",
+                       "valid")
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
