@@ -179,15 +179,15 @@ def check_time_travel(spark, path: str, version: int) -> None:
 
     if not is_delta_table(spark, path):
         return
-    history = DeltaTable.forPath(spark, path).history()
-    rows = (history.where((F.col("operation") == F.lit("VACUUM START")) | (F.col("version") == F.lit(version + 1)))
-            .select("version", "timestamp", "operation", "operationParameters").collect())  # a handful of rows
-    successor = next((r for r in rows if r["version"] == version + 1), None)
-    if successor is None:
-        return  # the latest version: nothing removed its files yet
-    for r in rows:
-        if r["operation"] != "VACUUM START" or r["version"] <= version:
-            continue
+    later = DeltaTable.forPath(spark, path).history().where(F.col("version") > F.lit(version))
+    vacuum_ops = ["VACUUM START", "VACUUM END"]  # metadata-only commits: they remove no file
+    first = later.where(~F.col("operation").isin(*vacuum_ops)).agg(F.min("version")).first()[0]
+    if first is None:
+        return  # nothing after this version removed files yet
+    successor = later.where(F.col("version") == F.lit(first)).select("version", "timestamp").first()
+    vacuums = (later.where((F.col("operation") == F.lit("VACUUM START")) & (F.col("version") > F.lit(first)))
+               .select("version", "timestamp", "operationParameters").collect())  # a handful of rows
+    for r in vacuums:
         params = r["operationParameters"] or {}
         retention_ms = params.get("specifiedRetentionMillis") or params.get("defaultRetentionMillis")
         if retention_ms is None:
@@ -196,7 +196,7 @@ def check_time_travel(spark, path: str, version: int) -> None:
         if successor["timestamp"].timestamp() <= cutoff:
             raise TableStateError(
                 f"version {version} of the Delta table at {path} can no longer be read in full: VACUUM (version "
-                f"{r['version']}, {r['timestamp']}) deleted the files that version {version + 1} "
+                f"{r['version']}, {r['timestamp']}) deleted the files that version {successor['version']} "
                 f"({successor['timestamp']}) replaced. Time travel only within the table's "
                 "delta.deletedFileRetentionDuration; raise it (and logRetentionDuration) to cover the replay window")
 

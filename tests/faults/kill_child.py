@@ -1,19 +1,23 @@
-"""A job driver for the SIGKILL scenarios: ``python -m tests.faults.kill_child ROOT JOB START END``.
+"""A job driver for the SIGKILL scenarios: ``python -m tests.faults.kill_child ROOT JOB START END [MODE]``.
 
 Runs one featuremill job in its own Spark application (local[1], many small tasks, so a write
 takes a while) and prints ``WRITE <path>`` just before each Delta write attempt, so the test
 can watch the table's folder and kill this process (driver and JVM) while the write runs.
+With MODE ``crash-after-commit`` the process kills itself with SIGKILL inside the job's commit
+hook: after Delta committed, before the run log is written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import sys
 
 
 def main(argv: list[str]) -> int:
-    root, job, start, end = argv
+    root, job, start, end = argv[:4]
+    mode = argv[4] if len(argv) > 4 else "watch"
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from featuremill.commit_retry import observe_writes
     from featuremill.config import load_pipeline
@@ -35,11 +39,16 @@ def main(argv: list[str]) -> int:
     def announce(path, attempt):
         print(f"WRITE {path}", flush=True)
 
+    def crash(table, version):
+        print(f"COMMITTED {table} {version}", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    hooks = {"on_commit": crash} if mode == "crash-after-commit" else {}
     with observe_writes(announce):
         if job == "ingest":
-            run_ingest(spark, config, start=s, end=e, sources=["tx"])
+            run_ingest(spark, config, start=s, end=e, sources=["tx"], **hooks)
         else:
-            run_features(spark, config, start=s, end=e)
+            run_features(spark, config, start=s, end=e, **hooks)
     print("DONE", flush=True)
     return 0
 
