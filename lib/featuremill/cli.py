@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run a job (ingest, features) for a date or a date range"),
     "generate-data": ("generate_data", "write the deterministic synthetic demo dataset"),
     "demo": ("demo", "generate demo data, run the demo pipeline and print a summary"),
+    "fit": ("fit", "fit the pipeline's preprocessing on a training table and store it versioned"),
+    "apply": ("apply", "apply a stored preprocessing state to a table"),
+    "select": ("select", "rank and filter the features of a training table (report + kept list)"),
 }
 
 

@@ -528,7 +528,10 @@ def load_pipeline(path: str | Path, *, env: str | Path = "local", environ: Mappi
 #: :class:`SectionContext`; it reports problems with ``checker.error(path, message)`` /
 #: ``checker.warn(...)`` and returns the parsed (frozen) object, stored in
 #: ``PipelineConfig.sections[key]``. Modules are imported only when their key is present.
-SECTIONS: dict[str, str] = {}
+SECTIONS: dict[str, str] = {
+    "preprocessing": "featuremill.preprocessing.spec:parse_preprocessing_section",
+    "selection": "featuremill.selection.spec:parse_selection_section",
+}
 
 
 @dataclass(frozen=True)

@@ -63,3 +63,11 @@ class BroadcastTooLargeError(FeaturemillError):
 
 class TableStateError(FeaturemillError):
     """A Delta table is missing or in a state the job cannot proceed from."""
+
+
+class PreprocessingError(FeaturemillError):
+    """A preprocessing fit or apply cannot proceed (missing column, wrong type, no label values)."""
+
+
+class SelectionError(FeaturemillError):
+    """Feature selection cannot proceed (no usable features, bad label)."""

@@ -30,9 +30,11 @@ from featuremill.errors import BroadcastTooLargeError, TableStateError
 from featuremill.features import with_window_features
 from featuremill.ingest import EVENT_DATE, INGEST_DATE
 from featuremill.pipelines.common import recorded_run
+from featuremill.pipelines.preprocess import helper_lookback_days, history_helpers, serve_preprocessed
 from featuremill.progress import stage
 from featuremill.session import ensure_timezone
 from featuremill.sql import col
+from featuremill.timeseries import with_history_helpers
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,9 @@ def build_feature_frame(events, *, config: PipelineConfig, feature_set: FeatureS
             df = df.join(dimensions[join.dimension], on=list(join.on), how="left")
     df = with_window_features(df, entity=feature_set.entity, event_time=source.event_time,
                               order_key=source.key, features=feature_set.features)
+    helpers = history_helpers(config, feature_set)
+    if helpers:  # preprocessing.timeseries: lags, diffs, z-scores, EMAs over the feature rows
+        df = with_history_helpers(df, entity=feature_set.entity, event_time=source.event_time, helpers=helpers)
     df = df.withColumn(EVENT_DATE, F.to_date(col(source.event_time)))
     df = df.where(col(EVENT_DATE).between(F.lit(start), F.lit(end)))
     for join in feature_set.joins:
@@ -138,7 +143,8 @@ def _run_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec,
             if earliest is not None and earliest < start:
                 log.info("feature set %s: late events back to %s; recomputing from there", feature_set.name, earliest)
                 compute_start = earliest
-        read_start = compute_start - dt.timedelta(days=lookback_days(feature_set))
+        read_start = compute_start - dt.timedelta(days=lookback_days(feature_set)
+                                                  + helper_lookback_days(config, feature_set))
         events = validated.where(col(EVENT_DATE).between(F.lit(read_start), F.lit(end)))
         with stage(f"features {feature_set.name}: count input", spark) as st:
             events_read = events.count()
@@ -162,6 +168,10 @@ def _run_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec,
         record.rows_written = inserted + updated
         record.input_versions = versions
         record.output_versions = {f"features.{feature_set.name}": table_version}
+        served = serve_preprocessed(spark, config, feature_set, keys=keys, partition_column=EVENT_DATE,
+                                    start=compute_start, end=end)
+        if served is not None:  # preprocessing.serving: the stored state applied to these rows
+            record.output_versions[f"preprocessed.{feature_set.name}"] = served
         record.details = {"compute_start": compute_start.isoformat(), "read_start": read_start.isoformat(),
                           "rows_out": rows_out, "inserted": inserted, "updated": updated, "deleted": deleted,
                           "feature_set_version": feature_set.version}

@@ -1,0 +1,207 @@
+"""Jobs around fitted preprocessing: fit on a training table, apply a stored state to a table,
+and the feature job's hooks (history helpers, the ``preprocessed/<set>`` serving table).
+
+Tables (under ``<warehouse>/<pipeline>/``):
+
+* ``preprocessing_states``: fitted states, one row per (name, version) (:mod:`featuremill.preprocessing.store`);
+* ``preprocessed/<feature_set>``: the feature table with the stored state applied in serving mode,
+  written by the feature job when ``preprocessing.serving.feature_sets`` lists the set; same keys,
+  same date partitions, MERGEd over the same date range as the feature table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from featuremill import __version__, io
+from featuremill.config import FeatureSetSpec, PipelineConfig
+from featuremill.errors import PreprocessingError, TableStateError
+from featuremill.pipelines.common import recorded_run
+from featuremill.preprocessing import apply_preprocessing, fit_preprocessing
+from featuremill.preprocessing.spec import PreprocessingSpec, TimeseriesSpec
+from featuremill.preprocessing.state import FittedState
+from featuremill.preprocessing.store import load_fitted_state, states_path, store_fitted_state, write_state_json
+from featuremill.progress import stage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingTable:
+    """A training table as read: the DataFrame and what identifies its contents."""
+
+    df: object
+    path: str
+    format: str
+    version: int | None
+    fingerprint: str
+
+
+def read_training_table(spark, path: str) -> TrainingTable:
+    """Read a Delta table (pinned to its current version) or a Parquet folder.
+
+    The fingerprint names the exact data: ``delta:<path>@<version>`` for Delta; for Parquet a hash
+    of the sorted file list (Parquet files are written once, with unique names).
+    """
+    if io.is_delta_table(spark, path):
+        version = io.delta_version(spark, path)
+        df = io.read_delta(spark, path, version=version)
+        return TrainingTable(df, path, "delta", version, f"delta:{path}@{version}")
+    try:
+        df = spark.read.parquet(path)
+    except Exception as exc:
+        first = str(exc).splitlines()[0]
+        raise TableStateError(f"cannot read training table {path} as Delta or Parquet: {first}") from None
+    files = sorted(df.inputFiles())
+    digest = hashlib.sha256("\n".join(files).encode("utf-8")).hexdigest()[:16]
+    return TrainingTable(df, path, "parquet", None, f"parquet:{path}#{digest}")
+
+
+def overwrite_table(df, path: str) -> None:
+    """Replace the Delta table at ``path`` (its schema too: a re-fit may change the columns)."""
+    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+
+
+def preprocessing_spec(config: PipelineConfig) -> PreprocessingSpec:
+    spec = config.section("preprocessing")
+    if spec is None:
+        raise PreprocessingError(f"{config.file}: the pipeline has no preprocessing section; see docs/preprocessing.md")
+    return spec
+
+
+@dataclass(frozen=True)
+class FitResult:
+    state: FittedState
+    run_id: str
+    rows: int
+    transformed_path: str | None
+    json_path: str | None
+    reused: bool
+
+
+def run_fit(spark, config: PipelineConfig, *, training_set: str, label: str | None = None,
+            out: str | None = None, json_path: str | None = None) -> FitResult:
+    """Fit the pipeline's preprocessing on ``training_set``, store the state as a new version.
+
+    ``out`` also writes the training table transformed in training mode (out-of-fold target
+    encoding) as a Delta table (overwritten); ``json_path`` exports the state as a JSON file.
+    Re-running on the same data and config stores nothing new and returns the same version.
+    """
+    spec = preprocessing_spec(config)
+    path = states_path(config.tables.root)
+    with recorded_run(spark, config, job="fit", target=spec.name, start=None, end=None) as record:
+        table = read_training_table(spark, training_set)
+        before = _latest(spark, path, spec.name)
+        with stage(f"fit {spec.name}: statistics"):
+            state = fit_preprocessing(table.df, spec, label=label,
+                                      feature_sets={fs.name: fs.feature_names for fs in config.feature_sets},
+                                      pipeline=config.name, training_ref=table.path,
+                                      training_version=table.version, data_fingerprint=table.fingerprint,
+                                      code_version=__version__)
+        stored = store_fitted_state(spark, path, state)
+        written = None
+        if out:
+            with stage(f"fit {spec.name}: write transformed training set"):
+                transformed = apply_preprocessing(table.df, stored, mode="training")
+                overwrite_table(transformed, out)
+            written = out
+        if json_path:
+            write_state_json(stored, json_path)
+        record.rows_read = stored.row_count
+        record.input_versions = {"training_set": table.version} if table.version is not None else {}
+        record.output_versions = {f"preprocessing_states.{stored.name}": int(stored.version)}
+        record.details = {"training_set": table.path, "data_fingerprint": table.fingerprint,
+                          "state_version": stored.version, "state_fingerprint": stored.fingerprint,
+                          "warnings": list(stored.warnings), "transformed": written}
+        return FitResult(stored, record.run_id, stored.row_count, written, json_path,
+                         reused=before is not None and before == stored.version)
+
+
+def _latest(spark, path: str, name: str) -> int | None:
+    from featuremill.preprocessing.store import latest_version
+
+    return latest_version(spark, path, name)
+
+
+def load_state(spark, config: PipelineConfig, *, version: int | None = None, name: str | None = None) -> FittedState:
+    """The pipeline's stored state (its preprocessing name, latest version unless given)."""
+    spec = preprocessing_spec(config)
+    return load_fitted_state(spark, states_path(config.tables.root), name or spec.name, version=version)
+
+
+def run_apply(spark, config: PipelineConfig, *, table: str, out: str, mode: str = "serving",
+              version: int | None = None) -> tuple[FittedState, int]:
+    """Apply a stored state to any Delta or Parquet table and write the result (Delta, overwritten)."""
+    state = load_state(spark, config, version=version)
+    with recorded_run(spark, config, job="apply", target=state.name, start=None, end=None) as record:
+        source = read_training_table(spark, table)
+        result = apply_preprocessing(source.df, state, mode=mode)
+        with stage(f"apply {state.name} v{state.version}"):
+            overwrite_table(result, out)
+        written = io.delta_version(spark, out)
+        record.input_versions = {f"preprocessing_states.{state.name}": int(state.version)}
+        if source.version is not None:
+            record.input_versions["table"] = source.version
+        record.output_versions = {"output": written}
+        record.details = {"table": table, "out": out, "mode": mode, "state_version": state.version}
+    return state, written
+
+
+# ---- feature-job hooks -----------------------------------------------------------------------
+
+
+def history_helpers(config: PipelineConfig, feature_set: FeatureSetSpec) -> tuple[TimeseriesSpec, ...]:
+    """The ``preprocessing.timeseries`` helpers declared for ``feature_set`` (may be empty)."""
+    spec = config.section("preprocessing")
+    return spec.timeseries_for(feature_set.name) if spec is not None else ()
+
+
+def helper_lookback_days(config: PipelineConfig, feature_set: FeatureSetSpec) -> int:
+    """Extra whole days of history the feature job reads for the helpers' windows."""
+    import math
+
+    from featuremill.timeseries import helper_lookback_seconds
+
+    return math.ceil(helper_lookback_seconds(history_helpers(config, feature_set)) / 86400)
+
+
+def preprocessed_path(config: PipelineConfig, feature_set: str) -> str:
+    return f"{config.tables.root}/preprocessed/{feature_set}"
+
+
+def serve_preprocessed(spark, config: PipelineConfig, feature_set: FeatureSetSpec, *, keys: list[str],
+                       partition_column: str, start: dt.date, end: dt.date) -> int | None:
+    """Feature-job hook: re-apply the stored state to the feature rows of ``[start, end]``.
+
+    Reads the just-written feature table for the range, applies the state in serving mode (columns
+    of the state absent from the feature set are skipped) and MERGEs into
+    ``preprocessed/<feature_set>`` on the same keys and range, so re-runs change nothing. Returns
+    the table's new Delta version, or ``None`` when serving is not configured for the set or no
+    state has been fitted yet (logged).
+    """
+    from pyspark.sql import functions as F
+
+    spec = config.section("preprocessing")
+    if spec is None or feature_set.name not in spec.serving.feature_sets:
+        return None
+    try:
+        state = load_fitted_state(spark, states_path(config.tables.root), spec.name, version=spec.serving.version)
+    except (TableStateError, PreprocessingError) as exc:
+        if spec.serving.version is not None:
+            raise
+        log.warning("feature set %s: no fitted preprocessing state yet (%s); preprocessed/%s not written",
+                    feature_set.name, exc, feature_set.name)
+        return None
+    features = io.read_delta(spark, config.tables.features(feature_set.name))
+    rows = features.where((F.col(partition_column) >= F.lit(start)) & (F.col(partition_column) <= F.lit(end)))
+    prepared = apply_preprocessing(rows, state, mode="serving", missing="skip")
+    prepared = prepared.withColumn("_preprocessing_version", F.lit(int(state.version)))
+    target = preprocessed_path(config, feature_set.name)
+    value_columns = [c for c in prepared.columns if c not in keys]
+    with stage(f"features {feature_set.name}: preprocessed (state {state.name} v{state.version})", spark):
+        io.merge_range(prepared, target, keys=keys, value_columns=value_columns, partition_column=partition_column,
+                       start=start, end=end, partition_by=[partition_column])
+    return io.delta_version(spark, target)
