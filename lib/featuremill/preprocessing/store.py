@@ -32,13 +32,21 @@ def states_path(tables_root: str) -> str:
     return f"{tables_root.rstrip('/')}/preprocessing_states"
 
 
-def latest_version(spark, path: str, name: str) -> int | None:
+def _latest_row(spark, path: str, name: str, version: int | None = None):
+    """``(version, state_fingerprint, state_json)`` of the newest (or the given) version, in one read."""
     from pyspark.sql import functions as F
 
     if not io.is_delta_table(spark, path):
         return None
-    value = io.read_delta(spark, path).where(F.col("name") == F.lit(name)).agg(F.max("version")).first()[0]
-    return int(value) if value is not None else None
+    df = io.read_delta(spark, path).where(F.col("name") == F.lit(name))
+    if version is not None:
+        df = df.where(F.col("version") == F.lit(int(version)))
+    return df.select("version", "state_fingerprint", "state_json").orderBy(F.col("version").desc()).first()
+
+
+def latest_version(spark, path: str, name: str) -> int | None:
+    row = _latest_row(spark, path, name)
+    return int(row["version"]) if row is not None else None
 
 
 def store_fitted_state(spark, path: str, state: FittedState, *, attempts: int = 3) -> FittedState:
@@ -48,12 +56,11 @@ def store_fitted_state(spark, path: str, state: FittedState, *, attempts: int = 
 
     fingerprint = state.fingerprint
     for _ in range(attempts):
-        current = latest_version(spark, path, state.name)
-        if current is not None:
-            existing = load_fitted_state(spark, path, state.name, version=current)
-            if existing.fingerprint == fingerprint:
-                log.info("fitted state %s: identical to stored version %d, not stored again", state.name, current)
-                return existing
+        latest = _latest_row(spark, path, state.name)
+        current = int(latest["version"]) if latest is not None else None
+        if latest is not None and latest["state_fingerprint"] == fingerprint:
+            log.info("fitted state %s: identical to stored version %d, not stored again", state.name, current)
+            return FittedState.from_json(latest["state_json"])
         version = (current or 0) + 1
         created = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
         stored = state.with_version(version, created.isoformat())
@@ -87,16 +94,14 @@ def load_fitted_state(spark, path: str, name: str, *, version: int | None = None
 
     if not io.is_delta_table(spark, path):
         raise TableStateError(f"no fitted states at {path}; run `featuremill fit` first")
-    df = io.read_delta(spark, path).where(F.col("name") == F.lit(name))
-    if version is None:
-        version = latest_version(spark, path, name)
-        if version is None:
-            raise PreprocessingError(f"no fitted state named {name!r} in {path}; run `featuremill fit` first")
-    row = df.where(F.col("version") == F.lit(int(version))).select("state_json").first()
+    row = _latest_row(spark, path, name, version)
+    if row is None and version is None:
+        raise PreprocessingError(f"no fitted state named {name!r} in {path}; run `featuremill fit` first")
     if row is None:
-        known = [r[0] for r in df.select("version").orderBy("version").collect()]
+        known = [r[0] for r in io.read_delta(spark, path).where(F.col("name") == F.lit(name))
+                 .select("version").orderBy("version").collect()]
         raise PreprocessingError(f"fitted state {name!r} has no version {version} in {path} (versions: {known})")
-    return FittedState.from_json(row[0])
+    return FittedState.from_json(row["state_json"])
 
 
 def list_fitted_states(spark, path: str):

@@ -139,7 +139,7 @@ def render_html(result: SelectionResult, *, title: str, context: dict[str, str] 
     perm = sorted(((f.name, f.permutation_importance, colour[f.name]) for f in features),
                   key=lambda t: -(t[1] if t[1] is not None else -1e300))
     out.append("<div class='card'>" + bar_chart(f"Permutation importance (increase in {result.loss_name or 'loss'})",
-                                                perm, errors={f.name: f.permutation_std or 0.0 for f in features})
+                                                perm, errors={f.name: f.permutation_se or 0.0 for f in features})
                + "</div>")
     for title_, attr in (("-log10 chi-square p (adjusted)", "chi2_p_adj"), ("-log10 F-test p (adjusted)", "f_p_adj")):
         items = sorted(((f.name, (-math.log10(max(getattr(f, attr), 1e-300)) if getattr(f, attr) is not None

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 
+#: Permutation importance counts as evidence only this many standard errors above zero.
+PERMUTATION_Z = 3.0
+
+
 def mutual_information(counts: Mapping[tuple, int]) -> float:
     """Plug-in mutual information (nats) of a contingency table ``{(x, y): count}``.
 
@@ -126,7 +130,7 @@ class FeatureScore:
     label_correlation: float | None = None
     rf_importance: float | None = None
     permutation_importance: float | None = None
-    permutation_std: float | None = None
+    permutation_se: float | None = None
     rank: int | None = None
     mean_rank: float | None = None
     decision: str = "keep"
@@ -152,7 +156,8 @@ def decide(features: list[FeatureScore], *, pairs: Sequence[Pair], alpha: float,
        label-relevant feature (lower mutual information; ties by |correlation with the label|)
        is dropped when both are still kept;
     4. relevance: kept only with some evidence: a BH-adjusted chi-square or F-test p-value below
-       ``alpha``, or a permutation importance of at least ``min_importance`` x the baseline loss;
+       ``alpha``, or a permutation importance of at least ``min_importance`` x the baseline loss
+       and :data:`PERMUTATION_Z` standard errors (of the paired per-row loss differences);
     5. ``max_features``: only the best ``max_features`` by mean rank stay.
     """
     by_name = {f.name: f for f in features}
@@ -190,14 +195,16 @@ def decide(features: list[FeatureScore], *, pairs: Sequence[Pair], alpha: float,
             evidence.append("chi2")
         if f.f_p_adj is not None and f.f_p_adj < alpha:
             evidence.append("F")
-        if threshold is not None and f.permutation_importance is not None and f.permutation_importance >= threshold \
-                and f.permutation_importance > 0:
+        if threshold is not None and f.permutation_importance is not None and f.permutation_importance > 0 \
+                and f.permutation_importance >= threshold \
+                and f.permutation_importance >= PERMUTATION_Z * (f.permutation_se or 0.0):
             evidence.append("permutation")
         if not evidence:
             f.decision = "drop"
             f.reason = (f"no evidence of relevance: chi-square adjusted p {_fmt(f.chi2_p_adj)}, F-test adjusted p "
                         f"{_fmt(f.f_p_adj)} (alpha {alpha}), permutation importance "
-                        f"{_fmt(f.permutation_importance)} below {_fmt(threshold)}")
+                        f"{_fmt(f.permutation_importance)} (standard error {_fmt(f.permutation_se)}, "
+                        f"threshold {_fmt(threshold)})")
         else:
             f.reason = "relevant by " + ", ".join(evidence)
 

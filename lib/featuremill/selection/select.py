@@ -199,6 +199,8 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
 
     # ---- pass 1: profile ------------------------------------------------------------------
     y_raw = _clean(label, label_type) if label_numeric else col(label).cast("string")
+    # classes keep the label's own spelling (1, not 1.0); NaN is a missing label
+    y_class = F.when(y_raw.isNull(), F.lit(None).cast("string")).otherwise(col(label).cast("string"))
     aggs = [F.count(F.lit(1)).alias("rows"), F.count(y_raw).alias("y_n"),
             F.approx_count_distinct(y_raw).alias("y_d")]
     if label_numeric:
@@ -254,7 +256,7 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
     for c in categorical:
         structs.append(F.struct(F.lit(idx[c]).alias("c"), col(c).alias("v")))
     if task == "classification":
-        structs.append(F.struct(F.lit(-1).alias("c"), y_raw.cast("string").alias("v")))
+        structs.append(F.struct(F.lit(-1).alias("c"), y_class.alias("v")))
     keep_top = max(spec.max_levels, spec.max_classes + 1, 2)
     counts = (df.select(F.inline(F.array(*structs))).where(F.col("v").isNotNull())
               .groupBy("c", "v").count())
@@ -277,6 +279,7 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
         i = idx[f.name]
         if f.distinct_exact:
             f.distinct = exact_distinct.get(i, 0)
+        f.distinct = min(f.distinct, f.non_null)
         ratio, unique, flagged = near_zero_variance(
             [n for _, n in top.get(i, [])], f.distinct, f.non_null, freq_ratio_cut=spec.nzv_freq_ratio,
             unique_percent_cut=spec.nzv_unique_percent)
@@ -297,7 +300,7 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
 
     # ---- prepared frame: label index, imputed numerics, categorical indices, bins ---------
     if task == "classification":
-        y = _level_index(y_raw.cast("string"), classes).cast("double")
+        y = _level_index(y_class, classes).cast("double")
         y_bin = y
         n_label_bins = len(classes)
     else:
@@ -501,10 +504,10 @@ def _model_importances(assembled, spec: SelectionSpec, task: str, classes: list[
                  F.get(F.col("arr"), j).alias("donor"))
         for j in range(p) for r in range(m.permutation_repeats)])))
     permuted = (numbered.join(donors, numbered["i"] == donors["target"])
-                .select("label", "j", "r",
+                .select("i", "label", "j", "r",
                         F.transform("arr", lambda x, k: F.when(k == F.col("j"), F.col("donor")).otherwise(x))
                         .alias("arr")))
-    base = numbered.select("label", F.lit(-1).alias("j"), F.lit(0).alias("r"), "arr")
+    base = numbered.select("i", "label", F.lit(-1).alias("j"), F.lit(0).alias("r"), "arr")
     scored = model.transform(permuted.unionByName(base).withColumn("model_vec", array_to_vector("arr")))
     if task == "classification":
         p_true = F.get(vector_to_array("probability"), F.col("label").cast("int"))
@@ -513,18 +516,22 @@ def _model_importances(assembled, spec: SelectionSpec, task: str, classes: list[
     else:
         loss = (F.col("prediction") - F.col("label")) ** 2
         loss_name = "mean squared error"
+    # Paired per-row differences (permuted loss - original loss) give both the importance and its
+    # standard error from one scoring pass, even with a single repeat.
+    scored = scored.select("i", "j", "r", loss.alias("loss"))
+    base_loss = scored.where(F.col("j") == -1).select("i", F.col("loss").alias("base"))
+    diffs = (scored.where(F.col("j") >= 0).join(base_loss, "i")
+             .groupBy("j").agg(F.avg(F.col("loss") - F.col("base")).alias("mean"),
+                               F.stddev_samp(F.col("loss") - F.col("base")).alias("sd"),
+                               F.count(F.lit(1)).alias("n"), F.avg("base").alias("baseline")))
     with stage("selection: permutation importance"):
-        results = scored.groupBy("j", "r").agg(F.avg(loss).alias("loss")).collect()
-    baseline = next(float(r["loss"]) for r in results if r["j"] == -1)
-    per_feature: dict[int, list[float]] = {}
+        results = diffs.collect()
+    if not results:
+        return None, loss_name
+    baseline = float(results[0]["baseline"])
     for r in results:
-        if r["j"] >= 0:
-            per_feature.setdefault(int(r["j"]), []).append(float(r["loss"]) - baseline)
-    for j, name in enumerate(model_names):
-        deltas = per_feature.get(j, [])
-        if deltas:
-            mean = sum(deltas) / len(deltas)
-            var = sum((d - mean) ** 2 for d in deltas) / (len(deltas) - 1) if len(deltas) > 1 else 0.0
-            by_name[name].permutation_importance = mean
-            by_name[name].permutation_std = math.sqrt(var)
+        name = model_names[int(r["j"])]
+        by_name[name].permutation_importance = float(r["mean"])
+        sd = float(r["sd"]) if r["sd"] is not None else 0.0
+        by_name[name].permutation_se = sd / math.sqrt(max(int(r["n"]), 1))
     return baseline, loss_name
