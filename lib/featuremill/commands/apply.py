@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mode", choices=("serving", "training"), default="serving",
                         help="training: out-of-fold target encoding for the rows the state was fitted on; "
                              "serving (default): full-data statistics")
-    parser.add_argument("--version", type=int, help="fitted-state version (default: the latest)")
+    parser.add_argument("--state-version", type=int, help="fitted-state version (default: the latest)")
 
 
 def run(args) -> int:
@@ -21,6 +21,6 @@ def run(args) -> int:
 
     config = load_config(args)
     spark = spark_for(config, f"featuremill-apply-{config.name}")
-    state, version = run_apply(spark, config, table=args.on, out=args.out, mode=args.mode, version=args.version)
+    state, version = run_apply(spark, config, table=args.on, out=args.out, mode=args.mode, version=args.state_version)
     emit(f"apply {state.name} v{state.version} ({args.mode}): {args.on} -> {args.out} (Delta version {version})")
     return 0
