@@ -192,3 +192,32 @@ def test_select_features_job_count_does_not_grow_with_feature_count(spark):
     jobs_40, rows_40 = run(3000, 35)
     assert jobs_40 == jobs_5, (jobs_5, jobs_40)
     assert rows_5 < 1000 and rows_40 < 3000, (rows_5, rows_40)
+
+
+def _score(name, mi, **kw):
+    from featuremill.selection.scores import FeatureScore
+
+    base = dict(non_null=100, distinct=50, chi2_p_adj=0.001, f_p_adj=0.001, mean_rank=1.0)
+    base.update(kw)
+    return FeatureScore(name, "numeric", "double", mutual_information=mi, **base)
+
+
+def test_decide_redundancy_keeps_the_more_relevant_and_names_a_kept_feature():
+    from featuremill.selection.scores import Pair, decide
+
+    # a ~ b and b ~ c are correlated, a and c are not: keep a (most relevant), drop b, keep c
+    features = [_score("a", 0.30), _score("b", 0.20), _score("c", 0.10), _score("d", 0.0, chi2_p_adj=0.5,
+                                                                                  f_p_adj=0.7)]
+    decide(features, pairs=[Pair("a", "b", 0.97), Pair("b", "c", -0.95)], alpha=0.05, min_importance=0.01,
+           baseline_loss=None, max_features=None)
+    got = {f.name: (f.decision, f.reason.split(" (")[0]) for f in features}
+    assert got == {"a": ("keep", "relevant by chi2, F"), "b": ("drop", "redundant with a"),
+                   "c": ("keep", "relevant by chi2, F"), "d": ("drop", "no evidence of relevance: chi-square adjusted p 0.5, F-test adjusted p 0.7")}
+
+
+def test_chi2_is_valid_follows_cochran():
+    from featuremill.selection.scores import chi2_is_valid
+
+    assert chi2_is_valid({(0, 0): 30, (0, 1): 30, (1, 0): 30, (1, 1): 30})
+    # row totals 100 and 4, column totals 98 and 6: expected count of cell (1, 1) = 4 * 6 / 104 < 1
+    assert not chi2_is_valid({(0, 0): 95, (0, 1): 5, (1, 0): 3, (1, 1): 1})

@@ -37,7 +37,7 @@ RESULTS_SCHEMA = (
     "selection_id string, run_id string, created_at timestamp, pipeline string, training_ref string, "
     "training_version bigint, data_fingerprint string, label string, task string, feature string, kind string, "
     "rank int, decision string, reason string, mean_rank double, mutual_information double, chi2 double, "
-    "chi2_p double, chi2_p_adj double, f_stat double, f_p double, f_p_adj double, label_correlation double, "
+    "chi2_p double, chi2_p_adj double, chi2_valid boolean, f_stat double, f_p double, f_p_adj double, label_correlation double, "
     "rf_importance double, permutation_importance double, permutation_se double, freq_ratio double, "
     "unique_percent double, cv double, non_null bigint, distinct_values bigint"
 )
@@ -79,7 +79,7 @@ def run_select(spark, config: PipelineConfig, *, training_set: str, label: str |
         created = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
         rows = [(sid, record.run_id, created, config.name, table.path, table.version, table.fingerprint, result.label,
                  result.task, f.name, f.kind, f.rank, f.decision, f.reason, f.mean_rank, f.mutual_information, f.chi2,
-                 f.chi2_p, f.chi2_p_adj, f.f_stat, f.f_p, f.f_p_adj, f.label_correlation, f.rf_importance,
+                 f.chi2_p, f.chi2_p_adj, f.chi2_valid, f.f_stat, f.f_p, f.f_p_adj, f.label_correlation, f.rf_importance,
                  f.permutation_importance, f.permutation_se, _finite(f.freq_ratio), f.unique_percent, f.cv,
                  f.non_null, f.distinct) for f in result.features]
         frame = spark.createDataFrame(rows, RESULTS_SCHEMA)

@@ -123,7 +123,8 @@ def render_html(result: SelectionResult, *, title: str, context: dict[str, str] 
     out.append("<table><tr>" + "".join(f"<th class='{'l' if h in ('feature', 'kind', 'decision', 'reason') else ''}'>"
                                        f"{_esc(h)}</th>" for h in headers) + "</tr>")
     for f in features:
-        cells = [f.rank, f.name, f.kind, f.decision, f.reason, _fmt(f.mutual_information, 4), _fmt(f.chi2_p_adj),
+        cells = [f.rank, f.name, f.kind, f.decision, f.reason, _fmt(f.mutual_information, 4),
+                 _fmt(f.chi2_p_adj) + ("" if f.chi2_valid else " (small counts)"),
                  _fmt(f.f_p_adj), _fmt(f.label_correlation), _fmt(f.rf_importance), _fmt(f.permutation_importance),
                  _fmt(f.freq_ratio), _fmt(f.unique_percent), _fmt(f.cv), f"{f.non_null:,}"]
         out.append(f"<tr class='{_esc(f.decision)}'>" + "".join(

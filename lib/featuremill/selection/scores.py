@@ -36,6 +36,22 @@ def mutual_information(counts: Mapping[tuple, int]) -> float:
     return max(mi, 0.0)
 
 
+def chi2_is_valid(counts: Mapping[tuple, int]) -> bool:
+    """Cochran's rule for the chi-square approximation on a contingency table ``{(x, y): count}``:
+    every expected count at least 1 and at most 20% of them below 5."""
+    total = float(sum(counts.values()))
+    if total <= 0:
+        return False
+    px: dict = {}
+    py: dict = {}
+    for (x, y), n in counts.items():
+        px[x] = px.get(x, 0) + n
+        py[y] = py.get(y, 0) + n
+    expected = [px[x] * py[y] / total for x in px for y in py]
+    small = sum(1 for e in expected if e < 5)
+    return min(expected) >= 1 and small <= 0.2 * len(expected)
+
+
 def benjamini_hochberg(pvalues: Sequence[float | None]) -> list[float | None]:
     """BH-adjusted p-values (false discovery rate), ``None`` entries left out and kept ``None``."""
     indexed = [(p, i) for i, p in enumerate(pvalues) if p is not None and not math.isnan(p)]
@@ -124,6 +140,7 @@ class FeatureScore:
     chi2: float | None = None
     chi2_p: float | None = None
     chi2_p_adj: float | None = None
+    chi2_valid: bool = True
     f_stat: float | None = None
     f_p: float | None = None
     f_p_adj: float | None = None
@@ -152,12 +169,13 @@ def decide(features: list[FeatureScore], *, pairs: Sequence[Pair], alpha: float,
 
     1. no values or one value: dropped (empty / constant);
     2. near-zero variance (see :func:`near_zero_variance`): dropped;
-    3. redundancy: for each pair above the correlation threshold, strongest first, the less
-       label-relevant feature (lower mutual information; ties by |correlation with the label|)
-       is dropped when both are still kept;
-    4. relevance: kept only with some evidence: a BH-adjusted chi-square or F-test p-value below
-       ``alpha``, or a permutation importance of at least ``min_importance`` x the baseline loss
-       and :data:`PERMUTATION_Z` standard errors (of the paired per-row loss differences);
+    3. relevance: kept only with some evidence: a BH-adjusted chi-square (when its table passes
+       :func:`chi2_is_valid`) or F-test p-value below ``alpha``, or a permutation importance of
+       at least ``min_importance`` x the baseline loss and :data:`PERMUTATION_Z` standard errors
+       (of the paired per-row loss differences);
+    4. redundancy, among the relevant: features are visited from the most to the least
+       label-relevant (mutual information, ties by |correlation with the label|); one whose
+       |correlation| with an already kept feature exceeds the threshold is dropped, naming it;
     5. ``max_features``: only the best ``max_features`` by mean rank stay.
     """
     by_name = {f.name: f for f in features}
@@ -176,22 +194,12 @@ def decide(features: list[FeatureScore], *, pairs: Sequence[Pair], alpha: float,
     def relevance(f: FeatureScore) -> tuple:
         return (f.mutual_information or 0.0, abs(f.label_correlation or 0.0), f.name)
 
-    for p in pairs:
-        a, b = by_name[p.a], by_name[p.b]
-        if a.decision != "keep" or b.decision != "keep":
-            continue
-        worse, better = (a, b) if relevance(a) < relevance(b) else (b, a)
-        worse.decision = "drop"
-        worse.reason = (f"redundant with {better.name} (correlation {p.rho:+.3f}); {better.name} is more "
-                        f"label-relevant (mutual information {_fmt(better.mutual_information)} vs "
-                        f"{_fmt(worse.mutual_information)})")
-
     threshold = None if baseline_loss is None else min_importance * abs(baseline_loss)
     for f in features:
         if f.decision != "keep":
             continue
         evidence = []
-        if f.chi2_p_adj is not None and f.chi2_p_adj < alpha:
+        if f.chi2_p_adj is not None and f.chi2_p_adj < alpha and f.chi2_valid:
             evidence.append("chi2")
         if f.f_p_adj is not None and f.f_p_adj < alpha:
             evidence.append("F")
@@ -201,12 +209,33 @@ def decide(features: list[FeatureScore], *, pairs: Sequence[Pair], alpha: float,
             evidence.append("permutation")
         if not evidence:
             f.decision = "drop"
-            f.reason = (f"no evidence of relevance: chi-square adjusted p {_fmt(f.chi2_p_adj)}, F-test adjusted p "
+            chi = "" if f.chi2_valid else " (expected counts too small to use)"
+            f.reason = (f"no evidence of relevance: chi-square adjusted p {_fmt(f.chi2_p_adj)}{chi}, F-test adjusted p "
                         f"{_fmt(f.f_p_adj)} (alpha {alpha}), permutation importance "
                         f"{_fmt(f.permutation_importance)} (standard error {_fmt(f.permutation_se)}, "
                         f"threshold {_fmt(threshold)})")
         else:
             f.reason = "relevant by " + ", ".join(evidence)
+
+    # Most relevant first: a feature is dropped when it correlates above the threshold with a
+    # feature already kept, so every "redundant with X" names a feature that stays.
+    correlated: dict[str, list[tuple[str, float]]] = {}
+    for p in pairs:
+        correlated.setdefault(p.a, []).append((p.b, p.rho))
+        correlated.setdefault(p.b, []).append((p.a, p.rho))
+    kept_so_far: set[str] = set()
+    for f in sorted((f for f in features if f.decision == "keep" and f.name in correlated), key=relevance,
+                    reverse=True):
+        partners = [(other, rho) for other, rho in correlated[f.name] if other in kept_so_far]
+        if not partners:
+            kept_so_far.add(f.name)
+            continue
+        better_name, rho = max(partners, key=lambda t: abs(t[1]))
+        better = by_name[better_name]
+        f.decision = "drop"
+        f.reason = (f"redundant with {better.name} (correlation {rho:+.3f}); {better.name} is more "
+                    f"label-relevant (mutual information {_fmt(better.mutual_information)} vs "
+                    f"{_fmt(f.mutual_information)})")
 
     kept = sorted((f for f in features if f.decision == "keep"), key=lambda f: (f.mean_rank, f.name))
     if max_features is not None:

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 from featuremill.errors import SelectionError
 from featuremill.selection.scores import (
-    FeatureScore, average_ranks, benjamini_hochberg, decide, mutual_information, near_zero_variance,
+    FeatureScore, average_ranks, benjamini_hochberg, chi2_is_valid, decide, mutual_information, near_zero_variance,
     redundant_pairs,
 )
 from featuremill.selection.spec import SelectionSpec
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 NUMERIC_TYPES = ("tinyint", "smallint", "int", "bigint", "float", "double", "boolean")
 EXACT_DISTINCT_LIMIT = 1000       # below this (approximate) count, values are counted exactly
 GRID_STEPS = 20                   # the 1/20 quantile grid: candidate frequent values for NZV
+MIN_CLASS_ROWS = 10               # held-out rows per class needed for permutation importance
 SCORE_METHODS = ("mutual_information", "chi2_score", "f_score", "rf_importance", "permutation_importance")
 
 
@@ -336,6 +337,7 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
             tables.setdefault(r["c"], {})[(r["b"], r["y"])] = int(r["count"])
         for c, _ in binned:
             by_name[c].mutual_information = mutual_information(tables.get(idx[c], {}))
+            by_name[c].chi2_valid = chi2_is_valid(tables.get(idx[c], {}))
 
     from pyspark.ml.feature import VectorAssembler
     from pyspark.ml.stat import ChiSquareTest, Correlation
@@ -491,7 +493,12 @@ def _model_importances(assembled, spec: SelectionSpec, task: str, classes: list[
                 .withColumn("i", F.row_number().over(Window.orderBy(F.rand(spec.seed + 2))) - 1))
     with stage("selection: held-out sample"):
         numbered = numbered.localCheckpoint(eager=True)
-        n_hold = numbered.count()
+        per_label = {r["label"]: int(r["count"]) for r in numbered.groupBy("label").count().collect()}
+    n_hold = sum(per_label.values())
+    if task == "classification" and (len(per_label) < len(classes) or min(per_label.values()) < MIN_CLASS_ROWS):
+        log.warning("selection: held-out sample has %s rows per class (fewer than %d of some class); permutation "
+                    "importance skipped", per_label, MIN_CLASS_ROWS)
+        return None, ""
     if n_hold < 2:
         log.warning("selection: held-out sample has %d rows; permutation importance skipped", n_hold)
         return None, ""
