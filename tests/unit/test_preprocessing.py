@@ -397,3 +397,19 @@ def test_fit_preprocessing_rejects_wrong_column_types_and_missing_columns(spark)
     with pytest.raises(PreprocessingError, match="label column 'lab' is string"):
         fit_preprocessing(labelled, _spec({"key": "id", "transforms": [{"columns": "s", "encode": "target"}]}),
                           label="lab")
+
+
+def test_apply_preprocessing_large_lookups_are_broadcast_joined_with_same_values(spark, data, monkeypatch):
+    from featuremill.preprocessing import apply as apply_module
+
+    df = _frame(spark, data)
+    state = fit_preprocessing(df, _spec({"key": "id", "label": "y", "transforms": [
+        {"columns": "cat", "encode": {"method": "one_hot", "max_categories": 2}},
+        {"columns": "n", "encode": "ordinal"},
+        {"columns": "seg", "encode": "target"}]}))
+    inline = apply_preprocessing(df, state, mode="training")
+    monkeypatch.setattr(apply_module, "MAP_LITERAL_LIMIT", 1)
+    joined = apply_preprocessing(df, state, mode="training")
+    assert "BroadcastHashJoin" in joined._jdf.queryExecution().executedPlan().toString()
+    assert joined.columns == inline.columns
+    pd.testing.assert_frame_equal(_collect(joined, joined.columns), _collect(inline, inline.columns))

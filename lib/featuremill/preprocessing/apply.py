@@ -21,7 +21,7 @@ from typing import Sequence
 
 from featuremill.errors import PreprocessingError
 from featuremill.preprocessing.state import ColumnState, EncodeState, FittedState
-from featuremill.sql import col
+from featuremill.sql import col, literal
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ MODES = ("serving", "training")
 FOLD_COLUMN = "__fm_fold"
 
 _FLOAT_TYPES = ("float", "double")
+#: Category lookups with more entries than this are broadcast-joined instead of inlined as a map.
+MAP_LITERAL_LIMIT = 2000
 
 
 def fold_expression(key: Sequence[str], *, folds: int, seed: int):
@@ -97,15 +99,62 @@ def category_value(state: ColumnState):
     return v
 
 
+def _sql_value(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "array(" + ", ".join(_sql_value(v) for v in value) + ")"
+    if isinstance(value, float):
+        return literal(float(value))
+    return literal(value)
+
+
 def _map_literal(keys: Sequence[str], values: Sequence):
+    """A map literal as one SQL expression: parsed once by the JVM instead of one call per entry
+    (thousands of category levels would otherwise cost thousands of Py4J round trips)."""
     from pyspark.sql import functions as F
 
     if not keys:
         return None
-    return F.map_from_arrays(F.array(*[F.lit(k) for k in keys]), F.array(*values))
+    return F.expr(f"map_from_arrays({_sql_value(list(keys))}, {_sql_value(list(values))})")
 
 
-def _level_code(enc: EncodeState, v):
+def lookup_entries(enc: EncodeState) -> tuple[list[str], list, str]:
+    """``(keys, values, value type)`` of a category lookup: the level code (one-hot, ordinal;
+    rare levels share ``len(levels)``) or the per-fold encodings (target; rare levels share the
+    pooled rare encoding). Null and unknown values are handled outside the lookup."""
+    keys: list[str] = []
+    values: list = []
+    if enc.method == "target":
+        for level, encoding in zip(enc.levels, enc.encodings):
+            if level is not None:
+                keys.append(level)
+                values.append([float(x) for x in encoding])
+        if enc.rare_encoding is not None:
+            for level in enc.rare_levels:
+                keys.append(level)
+                values.append([float(x) for x in enc.rare_encoding])
+        return keys, values, "array<double>"
+    for i, level in enumerate(enc.levels):
+        if level is not None:
+            keys.append(level)
+            values.append(i)
+    for level in enc.rare_levels:
+        keys.append(level)
+        values.append(len(enc.levels))
+    return keys, values, "int"
+
+
+def _found(enc: EncodeState, v, joined):
+    """The looked-up value: from a broadcast join (``joined``) or a map literal in the plan."""
+    from pyspark.sql import functions as F
+
+    if joined is not None:
+        return joined
+    keys, values, value_type = lookup_entries(enc)
+    lookup = _map_literal(keys, values)
+    return F.try_element_at(lookup, v) if lookup is not None else F.lit(None).cast(value_type)
+
+
+def _level_code(enc: EncodeState, v, joined=None):
     """Integer code of a category: its level index; rare -> len(levels); unseen -> -1.
 
     A null value has a code only when nulls were a level at fit time; otherwise it is unseen.
@@ -114,26 +163,16 @@ def _level_code(enc: EncodeState, v):
     """
     from pyspark.sql import functions as F
 
-    rare_code = len(enc.levels)
-    unknown = rare_code if enc.overflow else -1
-    keys, codes = [], []
-    null_code = -1
-    for i, level in enumerate(enc.levels):
-        if level is None:
-            null_code = i
-        else:
-            keys.append(level)
-            codes.append(F.lit(i))
-    for level in enc.rare_levels:
-        keys.append(level)
-        codes.append(F.lit(rare_code))
-    lookup = _map_literal(keys, codes)
-    found = F.try_element_at(lookup, v) if lookup is not None else F.lit(None).cast("int")
+    unknown = len(enc.levels) if enc.overflow else -1
+    null_code = enc.levels.index(None) if None in enc.levels else -1
+    found = _found(enc, v, joined)
     return F.when(v.isNull(), F.lit(null_code)).otherwise(F.coalesce(found, F.lit(unknown))).cast("int")
 
 
-def categorical_columns(state: ColumnState, *, fold=None):
-    """``(outputs, extra)`` for a categorical column: encoded column(s) and indicator columns."""
+def categorical_columns(state: ColumnState, *, fold=None, joined=None):
+    """``(outputs, extra)`` for a categorical column: encoded column(s) and indicator columns.
+
+    ``joined`` is the column holding the looked-up value when the lookup was broadcast-joined."""
     from pyspark.sql import functions as F
 
     enc = state.encode
@@ -150,9 +189,9 @@ def categorical_columns(state: ColumnState, *, fold=None):
         bucket = F.pmod(F.crc32(v.cast("binary")), F.lit(int(enc.buckets))).cast("int")
         return [bucket.alias(state.column)], extra
     if enc.method == "ordinal":
-        return [_level_code(enc, v).alias(state.column)], extra
+        return [_level_code(enc, v, joined).alias(state.column)], extra
     if enc.method == "one_hot":
-        code = _level_code(enc, v)
+        code = _level_code(enc, v, joined)
         outs = []
         names = list(enc.output_columns)
         n_levels = len(enc.levels)
@@ -165,7 +204,7 @@ def categorical_columns(state: ColumnState, *, fold=None):
         outs.append((code == F.lit(-1)).cast("int").alias(names[pos]))
         return outs, extra
     if enc.method == "target":
-        return [_target_value(enc, v, fold).alias(state.column)], extra
+        return [_target_value(enc, v, fold, joined).alias(state.column)], extra
     raise PreprocessingError(f"column {state.column!r}: unknown encoding {enc.method!r} in the fitted state")
 
 
@@ -175,29 +214,39 @@ def _double_array(values: Sequence[float]):
     return F.array(*[F.lit(float(x)) for x in values])
 
 
-def _target_value(enc: EncodeState, v, fold):
+def _target_value(enc: EncodeState, v, fold, joined=None):
     """Smoothed mean of the label for the category; ``fold`` picks the out-of-fold value."""
     from pyspark.sql import functions as F
 
-    keys, arrays = [], []
-    null_array = None
-    for level, values in zip(enc.levels, enc.encodings):
-        if level is None:
-            null_array = values
-        else:
-            keys.append(level)
-            arrays.append(_double_array(values))
-    if enc.rare_encoding is not None:
-        for level in enc.rare_levels:
-            keys.append(level)
-            arrays.append(_double_array(enc.rare_encoding))
+    null_array = next((e for level, e in zip(enc.levels, enc.encodings) if level is None), None)
     unknown = enc.rare_encoding if (enc.overflow and enc.rare_encoding is not None) else enc.prior
-    lookup = _map_literal(keys, arrays)
-    found = F.try_element_at(lookup, v) if lookup is not None else F.lit(None).cast("array<double>")
+    found = _found(enc, v, joined)
     values = F.when(v.isNull(), _double_array(null_array if null_array is not None else enc.prior)) \
         .otherwise(F.coalesce(found, _double_array(unknown)))
     index = fold if fold is not None else F.lit(len(enc.prior) - 1)
     return F.get(values, index).cast("double")
+
+
+def _join_large_lookups(df, states: Sequence[ColumnState]):
+    """Broadcast-join the lookups above :data:`MAP_LITERAL_LIMIT` entries (a map literal that
+    size makes plans slow to analyse); returns the joined frame and column -> looked-up column."""
+    from pyspark.sql import functions as F
+
+    joined: dict[str, str] = {}
+    for i, cs in enumerate(states):
+        enc = cs.encode
+        if cs.kind != "categorical" or enc is None or enc.method not in ("ordinal", "one_hot", "target"):
+            continue
+        keys, values, value_type = lookup_entries(enc)
+        if len(keys) <= MAP_LITERAL_LIMIT:
+            continue
+        key_col, value_col, probe = f"__fm_lookup_key_{i}", f"__fm_lookup_value_{i}", f"__fm_lookup_probe_{i}"
+        table = df.sparkSession.createDataFrame(list(zip(keys, values)), f"{key_col} string, {value_col} {value_type}")
+        df = (df.withColumn(probe, category_value(cs))
+              .join(F.broadcast(table), col(probe) == col(key_col), "left")
+              .drop(probe, key_col))
+        joined[cs.column] = value_col
+    return df, joined
 
 
 def apply_preprocessing(df, state: FittedState, *, mode: str = "serving", missing: str = "error"):
@@ -234,8 +283,10 @@ def apply_preprocessing(df, state: FittedState, *, mode: str = "serving", missin
         fold = fold_expression(state.key, folds=state.folds, seed=state.seed)
     by_column = {c.column: c for c in state.columns if c.column in present}
     keep_always = set(state.key) | ({state.label} if state.label else set())
+    columns = list(df.columns)
+    df, joined = _join_large_lookups(df, list(by_column.values()))
     outputs = []
-    for name in df.columns:
+    for name in columns:
         cs = by_column.get(name)
         if cs is None:
             if state.remainder == "passthrough" or name in keep_always:
@@ -245,7 +296,8 @@ def apply_preprocessing(df, state: FittedState, *, mode: str = "serving", missin
             value, extra = numeric_columns(cs)
             main = [value.alias(name)]
         else:
-            main, extra = categorical_columns(cs, fold=fold)
+            lookup = col(joined[name]) if name in joined else None
+            main, extra = categorical_columns(cs, fold=fold, joined=lookup)
         outputs.extend(main + extra)
     new_names = [n for cs in by_column.values() for n in cs.output_columns if n != cs.column]
     overlap = sorted(set(new_names) & (present - set(by_column)))
