@@ -134,11 +134,14 @@ class FittedState:
 
     @property
     def fingerprint(self) -> str:
-        """Hash of what the state does (not of when or as which version it was stored)."""
+        """Hash of what the state does (not of when or as which version it was stored).
+
+        Floats are rounded to 12 significant digits first: a re-fit on the same data may sum in
+        another order and differ in the last bits, which must not make a new version."""
         body = self.to_dict()
         for volatile in ("version", "created_at"):
             body.pop(volatile, None)
-        return _sha256(body)
+        return _sha256(_rounded(body))
 
     def with_version(self, version: int, created_at: str) -> "FittedState":
         return dataclasses.replace(self, version=version, created_at=created_at)
@@ -176,6 +179,16 @@ class FittedState:
     @classmethod
     def from_json(cls, text: str) -> "FittedState":
         return cls.from_dict(json.loads(text))
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def _sha256(body: Any) -> str:
