@@ -31,5 +31,6 @@ def run(args) -> int:
     emit(f"  {'rank':>4}  {'feature':<28} {'decision':<8} reason")
     for f in sorted(r.features, key=lambda f: f.rank or 0):
         emit(f"  {f.rank:>4}  {f.name:<28} {f.decision:<8} {f.reason[:110]}")
-    emit(f"report: {outcome.report_dir / 'selection.html'}; kept features: {outcome.report_dir / 'selected_features.json'}")
+    emit(f"report: {outcome.report_dir / 'selection.html'}; "
+         f"kept features: {outcome.report_dir / 'selected_features.json'}")
     return 0

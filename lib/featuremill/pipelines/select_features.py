@@ -37,7 +37,8 @@ RESULTS_SCHEMA = (
     "selection_id string, run_id string, created_at timestamp, pipeline string, training_ref string, "
     "training_version bigint, data_fingerprint string, label string, task string, feature string, kind string, "
     "rank int, decision string, reason string, mean_rank double, mutual_information double, chi2 double, "
-    "chi2_p double, chi2_p_adj double, chi2_valid boolean, f_stat double, f_p double, f_p_adj double, label_correlation double, "
+    "chi2_p double, chi2_p_adj double, chi2_valid boolean, f_stat double, f_p double, f_p_adj double, "
+    "label_correlation double, "
     "rf_importance double, permutation_importance double, permutation_se double, freq_ratio double, "
     "unique_percent double, cv double, non_null bigint, distinct_values bigint"
 )

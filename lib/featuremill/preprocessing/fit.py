@@ -46,7 +46,8 @@ def is_numeric_type(spark_type: str) -> bool:
 
 
 def resolve_columns(spec: PreprocessingSpec, column_types: Mapping[str, str], *, label: str | None,
-                    feature_sets: Mapping[str, Sequence[str]] | None = None) -> tuple[list[tuple[str, TransformSpec]], list[str]]:
+                    feature_sets: Mapping[str, Sequence[str]] | None = None
+                    ) -> tuple[list[tuple[str, TransformSpec]], list[str]]:
     """Which rule applies to which column of the data, in the data's column order.
 
     Explicit ``columns`` win over ``match``/``feature_set`` rules; among those, the first rule
@@ -62,7 +63,8 @@ def resolve_columns(spec: PreprocessingSpec, column_types: Mapping[str, str], *,
                 raise PreprocessingError(f"{t.path}.columns: column {c!r} is not in the training data "
                                          f"(columns: {', '.join(column_types)})")
             if c in reserved:
-                raise PreprocessingError(f"{t.path}.columns: {c!r} is the label or a key column and cannot be transformed")
+                raise PreprocessingError(f"{t.path}.columns: {c!r} is the label or a key column and cannot be "
+                                         "transformed")
             assigned[c] = t
     for t in spec.transforms:
         if t.match is not None:

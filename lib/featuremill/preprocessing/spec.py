@@ -418,7 +418,8 @@ def _parse_timeseries(checker: Checker, value: Any, path: str, context: SectionC
     return out
 
 
-def parse_preprocessing_section(checker: Checker, value: Any, path: str, context: SectionContext) -> PreprocessingSpec | None:
+def parse_preprocessing_section(checker: Checker, value: Any, path: str,
+                                context: SectionContext) -> PreprocessingSpec | None:
     """Section parser registered in :data:`featuremill.config.SECTIONS` under ``preprocessing``."""
     spec = checker.mapping(value, path, optional=("name", "label", "key", "folds", "seed", "accuracy", "max_levels",
                                                   "remainder", "transforms", "timeseries", "serving"))

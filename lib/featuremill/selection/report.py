@@ -111,7 +111,8 @@ def render_html(result: SelectionResult, *, title: str, context: dict[str, str] 
     facts = {"label": result.label, "task": result.task, "rows": f"{result.rows:,}",
              "labelled rows": f"{result.labelled_rows:,}", "classes": ", ".join(result.classes) or "–",
              "features kept": f"{len(kept)} of {len(features)}",
-             "baseline held-out loss": f"{_fmt(result.baseline_loss, 4)} ({result.loss_name})" if result.loss_name else "–"}
+             "baseline held-out loss": (f"{_fmt(result.baseline_loss, 4)} ({result.loss_name})"
+                                        if result.loss_name else "–")}
     facts.update(context or {})
     out.append("<table>" + "".join(f"<tr><th class='l'>{_esc(k)}</th><td class='l'>{_esc(v)}</td></tr>"
                                    for k, v in facts.items()) + "</table>")
@@ -165,6 +166,7 @@ def render_html(result: SelectionResult, *, title: str, context: dict[str, str] 
                    f"{_esc(result.settings.get('pca_variance'))} of the variance.</p>")
         out.append(bar_chart("Explained variance ratio", items))
     out.append("<h2>Settings</h2><table>" + "".join(
-        f"<tr><th class='l'>{_esc(k)}</th><td class='l'>{_esc(v)}</td></tr>" for k, v in sorted(result.settings.items()))
+        f"<tr><th class='l'>{_esc(k)}</th><td class='l'>{_esc(v)}</td></tr>"
+        for k, v in sorted(result.settings.items()))
         + "</table></body></html>")
     return "".join(out)

@@ -131,7 +131,8 @@ def quantile_edges(quantile_values: Sequence[float | None], bins: int, grid: Seq
 
 
 def _grid(bins: int) -> list[float]:
-    return sorted({round(j / GRID_STEPS, 10) for j in range(GRID_STEPS + 1)} | {round(j / bins, 10) for j in range(bins + 1)})
+    return sorted({round(j / GRID_STEPS, 10) for j in range(GRID_STEPS + 1)}
+                  | {round(j / bins, 10) for j in range(bins + 1)})
 
 
 def _level_map(levels: Sequence[str]):

@@ -103,7 +103,8 @@ def parse_selection_section(checker: Checker, value: Any, path: str, context: Se
         body = checker.mapping(spec["correlation"], f"{path}.correlation", optional=("threshold", "method"))
         if body is not None:
             if "threshold" in body:
-                out["correlation_threshold"] = _num(checker, body["threshold"], f"{path}.correlation.threshold", 0.0, 1.0)
+                out["correlation_threshold"] = _num(checker, body["threshold"], f"{path}.correlation.threshold",
+                                                    0.0, 1.0)
             if "method" in body:
                 out["correlation_method"] = checker.string(body["method"], f"{path}.correlation.method",
                                                            choices=CORRELATION_METHODS)
