@@ -413,3 +413,21 @@ def test_apply_preprocessing_large_lookups_are_broadcast_joined_with_same_values
     assert "BroadcastHashJoin" in joined._jdf.queryExecution().executedPlan().toString()
     assert joined.columns == inline.columns
     pd.testing.assert_frame_equal(_collect(joined, joined.columns), _collect(inline, inline.columns))
+
+
+def test_content_fingerprint_ignores_order_and_partitioning_not_values(spark):
+    from featuremill.fingerprint import content_fingerprint, content_hash_aggregate
+
+    def fingerprint(df):
+        row = df.agg(F.count(F.lit(1)).alias("n"), content_hash_aggregate(df, "h")).first()
+        return content_fingerprint(row["n"], row["h"])
+
+    from pyspark.sql import functions as F
+
+    rows = [(i, f"v{i % 3}", float(i) / 7) for i in range(50)]
+    schema = "id int, s string, x double"
+    base = fingerprint(spark.createDataFrame(rows, schema))
+    assert fingerprint(spark.createDataFrame(list(reversed(rows)), schema).repartition(3)) == base
+    changed = rows[:10] + [(10, "v1", 10 / 7 + 1e-9)] + rows[11:]
+    assert fingerprint(spark.createDataFrame(changed, schema)) != base
+    assert base.startswith("rows=50;xxhash64=")

@@ -12,7 +12,6 @@ Tables (under ``<warehouse>/<pipeline>/``):
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -31,33 +30,29 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingTable:
-    """A training table as read: the DataFrame and what identifies its contents."""
+    """A training table as read: the DataFrame, where it came from and (Delta) its version."""
 
     df: object
     path: str
     format: str
     version: int | None
-    fingerprint: str
 
 
 def read_training_table(spark, path: str) -> TrainingTable:
     """Read a Delta table (pinned to its current version) or a Parquet folder.
 
-    The fingerprint names the exact data: ``delta:<path>@<version>`` for Delta; for Parquet a hash
-    of the sorted file list (Parquet files are written once, with unique names).
+    What the rows contain is fingerprinted by the jobs themselves, inside their first aggregate
+    (:mod:`featuremill.fingerprint`).
     """
     if io.is_delta_table(spark, path):
         version = io.delta_version(spark, path)
-        df = io.read_delta(spark, path, version=version)
-        return TrainingTable(df, path, "delta", version, f"delta:{path}@{version}")
+        return TrainingTable(io.read_delta(spark, path, version=version), path, "delta", version)
     try:
         df = spark.read.parquet(path)
     except Exception as exc:
         first = str(exc).splitlines()[0]
         raise TableStateError(f"cannot read training table {path} as Delta or Parquet: {first}") from None
-    files = sorted(df.inputFiles())
-    digest = hashlib.sha256("\n".join(files).encode("utf-8")).hexdigest()[:16]
-    return TrainingTable(df, path, "parquet", None, f"parquet:{path}#{digest}")
+    return TrainingTable(df, path, "parquet", None)
 
 
 def overwrite_table(df, path: str) -> None:
@@ -99,8 +94,7 @@ def run_fit(spark, config: PipelineConfig, *, training_set: str, label: str | No
             state = fit_preprocessing(table.df, spec, label=label,
                                       feature_sets={fs.name: fs.feature_names for fs in config.feature_sets},
                                       pipeline=config.name, training_ref=table.path,
-                                      training_version=table.version, data_fingerprint=table.fingerprint,
-                                      code_version=__version__)
+                                      training_version=table.version, code_version=__version__)
         stored = store_fitted_state(spark, path, state)
         written = None
         if out:
@@ -113,7 +107,7 @@ def run_fit(spark, config: PipelineConfig, *, training_set: str, label: str | No
         record.rows_read = stored.row_count
         record.input_versions = {"training_set": table.version} if table.version is not None else {}
         record.output_versions = {f"preprocessing_states.{stored.name}": int(stored.version)}
-        record.details = {"training_set": table.path, "data_fingerprint": table.fingerprint,
+        record.details = {"training_set": table.path, "data_fingerprint": stored.data_fingerprint,
                           "state_version": stored.version, "state_fingerprint": stored.fingerprint,
                           "warnings": list(stored.warnings), "transformed": written}
         return FitResult(stored, record.run_id, stored.row_count, written, json_path,

@@ -4,7 +4,7 @@ Outputs:
 
 * Delta table ``<warehouse>/<pipeline>/feature_selection``: one row per (selection, feature) with
   every score, the rank, the decision and its reason. A selection is identified by
-  ``selection_id`` = hash of (training data fingerprint, label, settings, candidate features);
+  ``selection_id`` = hash of (training data content fingerprint, label, settings, candidates);
   re-running the same selection replaces its rows with identical ones (``replaceWhere``);
 * in the report folder: ``selection.json`` (everything), ``selection.html`` (self-contained report
   with plots) and ``selected_features.json`` (the kept features, for the training-set job:
@@ -74,11 +74,12 @@ def run_select(spark, config: PipelineConfig, *, training_set: str, label: str |
     out_dir = Path(report_dir)
     with recorded_run(spark, config, job="select", target=label, start=None, end=None) as record:
         table = read_training_table(spark, training_set)
-        sid = selection_id(table.fingerprint, label, spec, features)
         with stage("select: score features"):
             result = select_features(table.df, spec, label=label, features=features)
+        sid = selection_id(result.data_fingerprint, label, spec, features)
         created = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
-        rows = [(sid, record.run_id, created, config.name, table.path, table.version, table.fingerprint, result.label,
+        rows = [(sid, record.run_id, created, config.name, table.path, table.version, result.data_fingerprint,
+                 result.label,
                  result.task, f.name, f.kind, f.rank, f.decision, f.reason, f.mean_rank, f.mutual_information, f.chi2,
                  f.chi2_p, f.chi2_p_adj, f.chi2_valid, f.f_stat, f.f_p, f.f_p_adj, f.label_correlation, f.rf_importance,
                  f.permutation_importance, f.permutation_se, _finite(f.freq_ratio), f.unique_percent, f.cv,

@@ -27,6 +27,7 @@ from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 from featuremill.errors import PreprocessingError
+from featuremill.fingerprint import content_fingerprint, content_hash_aggregate
 from featuremill.preprocessing.apply import category_value, clean_numeric, fold_expression, numeric_columns
 from featuremill.preprocessing.spec import NUMERIC_IMPUTE, PreprocessingSpec, TransformSpec
 from featuremill.preprocessing.state import (
@@ -143,7 +144,7 @@ def _sanitise(level: str) -> str:
 
 def fit_preprocessing(df, spec: PreprocessingSpec, *, label: str | None = None,
                       feature_sets: Mapping[str, Sequence[str]] | None = None, pipeline: str = "",
-                      training_ref: str = "", training_version: int | None = None, data_fingerprint: str = "",
+                      training_ref: str = "", training_version: int | None = None,
                       code_version: str = "") -> FittedState:
     """Fit ``spec`` on the training DataFrame ``df`` and return the (unstored) :class:`FittedState`.
 
@@ -193,7 +194,7 @@ def fit_preprocessing(df, spec: PreprocessingSpec, *, label: str | None = None,
 
     # ---- pass 1: raw numeric statistics and label totals (one job) ------------------------
     quantiles: dict[str, tuple[float, ...]] = {}
-    aggs = [F.count(F.lit(1)).alias("rows")]
+    aggs = [F.count(F.lit(1)).alias("rows"), content_hash_aggregate(df, "content_hash")]
     for c in numeric:
         r = rule_of[c]
         qs = set(BASE_QUANTILES)
@@ -210,6 +211,7 @@ def fit_preprocessing(df, spec: PreprocessingSpec, *, label: str | None = None,
     row_count = int(first["rows"])
     if row_count == 0:
         raise PreprocessingError("the training data has no rows; nothing to fit")
+    data_fingerprint = content_fingerprint(row_count, first["content_hash"])
     raw_stats = {c: _read_stats(first, f"a{index[c]}", quantiles[c]) for c in numeric}
     priors: tuple[float, ...] = ()
     if y is not None:

@@ -134,12 +134,15 @@ class FittedState:
 
     @property
     def fingerprint(self) -> str:
-        """Hash of what the state does (not of when or as which version it was stored).
+        """Hash of what the state does: fitted numbers, config and training-data content (not when,
+        from which table version or as which state version it was stored).
 
         Floats are rounded to 12 significant digits first: a re-fit on the same data may sum in
         another order and differ in the last bits, which must not make a new version."""
         body = self.to_dict()
-        for volatile in ("version", "created_at"):
+        # where and when the data was read is provenance, not behaviour: the same rows re-written
+        # as a new table version give the same data_fingerprint and the same state
+        for volatile in ("version", "created_at", "training_ref", "training_version", "code_version"):
             body.pop(volatile, None)
         return _sha256(_rounded(body))
 

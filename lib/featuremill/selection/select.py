@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from featuremill.errors import SelectionError
+from featuremill.fingerprint import content_fingerprint, content_hash_aggregate
 from featuremill.selection.scores import (
     FeatureScore, average_ranks, benjamini_hochberg, chi2_is_valid, decide, mutual_information, near_zero_variance,
     redundant_pairs,
@@ -61,6 +62,7 @@ class SelectionResult:
     labelled_rows: int
     classes: list[str]
     features: list[FeatureScore]
+    data_fingerprint: str = ""
     correlation_names: list[str] = field(default_factory=list)
     correlation: list[list[float | None]] = field(default_factory=list)
     redundant: list[dict[str, Any]] = field(default_factory=list)
@@ -203,7 +205,7 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
     y_raw = _clean(label, label_type) if label_numeric else col(label).cast("string")
     # classes keep the label's own spelling (1, not 1.0); NaN is a missing label
     y_class = F.when(y_raw.isNull(), F.lit(None).cast("string")).otherwise(col(label).cast("string"))
-    aggs = [F.count(F.lit(1)).alias("rows"), F.count(y_raw).alias("y_n"),
+    aggs = [F.count(F.lit(1)).alias("rows"), content_hash_aggregate(df, "content_hash"), F.count(y_raw).alias("y_n"),
             F.approx_count_distinct(y_raw).alias("y_d")]
     if label_numeric:
         aggs.append(F.percentile_approx(y_raw, grid, 10_000).alias("y_q"))
@@ -218,6 +220,7 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
     with stage("selection: profile pass"):
         profile = df.agg(*aggs).first()
     rows = int(profile["rows"])
+    data_fingerprint = content_fingerprint(rows, profile["content_hash"])
     labelled = int(profile["y_n"])
     if labelled == 0:
         raise SelectionError(f"label column {label!r} has no non-null values")
@@ -430,6 +433,7 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
            max_features=spec.max_features)
     return SelectionResult(
         label=label, task=task, rows=rows, labelled_rows=labelled, classes=classes, features=scores,
+        data_fingerprint=data_fingerprint,
         correlation_names=corr_names, correlation=matrix,
         redundant=[{"a": p.a, "b": p.b, "correlation": p.rho} for p in pairs],
         baseline_loss=baseline, loss_name=loss_name, pca_explained_variance=pca_var, pca_components_for_variance=pca_k,
