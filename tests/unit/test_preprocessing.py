@@ -416,18 +416,28 @@ def test_apply_preprocessing_large_lookups_are_broadcast_joined_with_same_values
 
 
 def test_content_fingerprint_ignores_order_and_partitioning_not_values(spark):
-    from featuremill.fingerprint import content_fingerprint, content_hash_aggregate
-
-    def fingerprint(df):
-        row = df.agg(F.count(F.lit(1)).alias("n"), content_hash_aggregate(df, "h")).first()
-        return content_fingerprint(row["n"], row["h"])
-
     from pyspark.sql import functions as F
 
-    rows = [(i, f"v{i % 3}", float(i) / 7) for i in range(50)]
-    schema = "id int, s string, x double"
+    from featuremill.preprocessing.fingerprint import content_fingerprint, content_hash_aggregate
+
+    def fingerprint(df):
+        return content_fingerprint(df.agg(content_hash_aggregate(df, "h")).first()["h"])
+
+    rows = [(i, f"v{i % 3}", float(i) / 7, None if i % 5 else 1) for i in range(50)]
+    schema = "id int, s string, x double, m int"
     base = fingerprint(spark.createDataFrame(rows, schema))
+    assert base.startswith("xxh64sum:") and base != "xxh64sum:0"
+    # same rows, other order and partitioning: same fingerprint
     assert fingerprint(spark.createDataFrame(list(reversed(rows)), schema).repartition(3)) == base
-    changed = rows[:10] + [(10, "v1", 10 / 7 + 1e-9)] + rows[11:]
+    # one value changed in the last bits: different
+    changed = rows[:10] + [(10, "v1", 10 / 7 + 1e-9, 1)] + rows[11:]
     assert fingerprint(spark.createDataFrame(changed, schema)) != base
-    assert base.startswith("rows=50;xxhash64=")
+    # a repeated row counts (a sum, not an XOR of row hashes)
+    assert fingerprint(spark.createDataFrame(rows + rows[:2] + rows[:2], schema)) != base
+    # a null moving to another column is a different row (Spark's hash alone skips nulls)
+    pair = "a int, b int"
+    assert fingerprint(spark.createDataFrame([(None, 1)], pair)) != fingerprint(spark.createDataFrame([(1, None)], pair))
+    # map columns (which Spark cannot hash) are fingerprinted through their JSON text
+    with_map = spark.createDataFrame(rows, schema).withColumn("tags", F.create_map(F.col("s"), F.col("id")))
+    other_map = spark.createDataFrame(rows, schema).withColumn("tags", F.create_map(F.col("s"), F.col("id") + 1))
+    assert fingerprint(with_map) != fingerprint(other_map)

@@ -27,7 +27,7 @@ from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 from featuremill.errors import PreprocessingError
-from featuremill.fingerprint import content_fingerprint, content_hash_aggregate
+from featuremill.preprocessing.fingerprint import content_fingerprint, content_hash_aggregate
 from featuremill.preprocessing.apply import category_value, clean_numeric, fold_expression, numeric_columns
 from featuremill.preprocessing.spec import NUMERIC_IMPUTE, PreprocessingSpec, TransformSpec
 from featuremill.preprocessing.state import (
@@ -211,7 +211,7 @@ def fit_preprocessing(df, spec: PreprocessingSpec, *, label: str | None = None,
     row_count = int(first["rows"])
     if row_count == 0:
         raise PreprocessingError("the training data has no rows; nothing to fit")
-    data_fingerprint = content_fingerprint(row_count, first["content_hash"])
+    data_fingerprint = content_fingerprint(first["content_hash"])
     raw_stats = {c: _read_stats(first, f"a{index[c]}", quantiles[c]) for c in numeric}
     priors: tuple[float, ...] = ()
     if y is not None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from featuremill.errors import SelectionError
-from featuremill.fingerprint import content_fingerprint, content_hash_aggregate
+from featuremill.preprocessing.fingerprint import content_fingerprint, content_hash_aggregate
 from featuremill.selection.scores import (
     FeatureScore, average_ranks, benjamini_hochberg, chi2_is_valid, decide, mutual_information, near_zero_variance,
     redundant_pairs,
@@ -220,7 +220,7 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
     with stage("selection: profile pass"):
         profile = df.agg(*aggs).first()
     rows = int(profile["rows"])
-    data_fingerprint = content_fingerprint(rows, profile["content_hash"])
+    data_fingerprint = content_fingerprint(profile["content_hash"])
     labelled = int(profile["y_n"])
     if labelled == 0:
         raise SelectionError(f"label column {label!r} has no non-null values")
