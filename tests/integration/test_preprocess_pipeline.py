@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 
 import numpy as np
 import pytest
@@ -116,7 +117,30 @@ def test_feature_job_helpers_fit_serving_apply_and_select(spark, project, capsys
     feats = spark.read.format("delta").load(config.tables.features("cust"))
     feats.withColumn("churned", (feats["sum_2d"] > 40).cast("int")).write.format("delta").save(training)
 
+    # its manifest, as the training-set job writes it: output rows and content fingerprint, computed
+    # here in plain SQL (xxhash64 over every column and a null marker per column, summed)
+    table = spark.read.format("delta").load(training)
+    hashed = ", ".join(f"`{c}`, `{c}` IS NULL" for c in table.columns)
+    n_rows, hash_sum = table.selectExpr("count(*)", f"sum(cast(xxhash64({hashed}) AS decimal(38,0)))").first()
+    expected_fp = f"xxh64sum:{int(hash_sum)}"
+    manifest_path = project / "training.manifest.json"
+    base_manifest = {"kind": "featuremill.training_set", "manifest_format": 1, "preprocessing": None,
+                     "output": {"path": training, "rows": n_rows, "fingerprint": expected_fp}}
+    manifest_path.write_text(json.dumps(base_manifest))
+    # a manifest that describes other rows is refused before any state is stored
+    other = project / "other.manifest.json"
+    other.write_text(json.dumps({**base_manifest, "output": {"rows": n_rows + 1, "fingerprint": expected_fp}}))
+    assert main(["fit", str(path), "--on", training, "--manifest", str(other)]) == 2
+    assert "describes another training set" in capsys.readouterr().err
+    assert not os.path.exists(f"{config.tables.root}/preprocessing_states")
+
     assert main(["fit", str(path), "--on", training, "--out", str(project / "training_prep")]) == 0
+    recorded = json.loads(manifest_path.read_text())["preprocessing"]
+    stored_row = spark.read.format("delta").load(f"{config.tables.root}/preprocessing_states").first()
+    assert recorded["version"] == 1 and recorded["name"] == stored_row["name"]
+    assert recorded["state_fingerprint"] == stored_row["state_fingerprint"]
+    assert recorded["data_fingerprint"] == stored_row["data_fingerprint"] == expected_fp
+    assert recorded["states_table"] == f"{config.tables.root}/preprocessing_states"
     # the same rows written again as a new table version: same content fingerprint, same state version
     spark.read.format("delta").load(training).localCheckpoint(eager=True) \
         .write.format("delta").mode("overwrite").save(training)
@@ -125,6 +149,7 @@ def test_feature_job_helpers_fit_serving_apply_and_select(spark, project, capsys
     assert "fit shop: version 1;" in printed and "version 1 (unchanged, already stored)" in printed
     states = spark.read.format("delta").load(f"{config.tables.root}/preprocessing_states")
     assert states.count() == 1
+    assert json.loads(manifest_path.read_text())["preprocessing"] == recorded     # same entry on a re-run
 
     # serving hook: a feature run now also writes preprocessed/cust with the stored state
     run_features(spark, config, start=end - dt.timedelta(days=1), end=end)

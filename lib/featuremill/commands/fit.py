@@ -13,6 +13,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--label", help="label column (target encoding); default preprocessing.label")
     parser.add_argument("--out", help="also write the training set transformed in training mode (Delta, overwritten)")
     parser.add_argument("--json", help="also export the fitted state as a JSON file")
+    parser.add_argument("--manifest", help="the training set's manifest, to record the stored state in "
+                                           "(default: TRAINING_SET.manifest.json when it exists)")
 
 
 def run(args) -> int:
@@ -20,7 +22,8 @@ def run(args) -> int:
 
     config = load_config(args)
     spark = spark_for(config, f"featuremill-fit-{config.name}")
-    result = run_fit(spark, config, training_set=args.on, label=args.label, out=args.out, json_path=args.json)
+    result = run_fit(spark, config, training_set=args.on, label=args.label, out=args.out, json_path=args.json,
+                     manifest=args.manifest)
     state = result.state
     emit(f"fit {state.name}: version {state.version}{' (unchanged, already stored)' if result.reused else ''}; "
          f"{result.rows:,} training rows, {len(state.columns)} columns, state {state.fingerprint[:12]}")
@@ -32,6 +35,8 @@ def run(args) -> int:
         emit(f"  warning: {w}")
     if result.transformed_path:
         emit(f"transformed training set: {result.transformed_path}")
+    if result.manifest_path:
+        emit(f"recorded in training-set manifest {result.manifest_path}")
     if result.json_path:
         emit(f"state exported to {result.json_path}")
     return 0

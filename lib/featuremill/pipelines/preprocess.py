@@ -7,13 +7,21 @@ Tables (under ``<warehouse>/<pipeline>/``):
 * ``preprocessed/<feature_set>``: the feature table with the stored state applied in serving mode,
   written by the feature job when ``preprocessing.serving.feature_sets`` lists the set; same keys,
   same date partitions, MERGEd over the same date range as the feature table.
+
+A fit on a training set that has a training-set manifest (``<training set>.manifest.json``, or
+``manifest=``) records the stored state in the manifest's ``preprocessing`` key, after checking
+that the manifest describes the rows fitted on (same content fingerprint and row count).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import os
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from featuremill import __version__, io
 from featuremill.config import FeatureSetSpec, PipelineConfig
@@ -75,19 +83,89 @@ class FitResult:
     transformed_path: str | None
     json_path: str | None
     reused: bool
+    manifest_path: str | None = None
+
+
+# ---- training-set manifest --------------------------------------------------------------------
+
+MANIFEST_KIND = "featuremill.training_set"     # written by the training-set job (issue 4)
+
+
+def default_manifest_path(training_set: str) -> str:
+    """Where the training-set job writes a training set's manifest: ``<training set>.manifest.json``."""
+    return training_set.rstrip("/") + ".manifest.json"
+
+
+def _is_uri(path: str) -> bool:
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path)) and not path.startswith("file:")
+
+
+def _local(path: str) -> str:
+    return path[len("file:"):] if path.startswith("file:") else path
+
+
+def read_manifest(path: str) -> dict[str, Any]:
+    """Read and check a training-set manifest (a local or FUSE-mounted JSON file)."""
+    if _is_uri(path):
+        raise PreprocessingError(f"{path}: recording a fit in a manifest on an object store is not supported yet; "
+                                 "give a local or mounted (/dbfs, /Volumes) path")
+    try:
+        with open(_local(path), encoding="utf-8") as handle:
+            doc = json.load(handle)
+    except FileNotFoundError:
+        raise PreprocessingError(f"training-set manifest {path} does not exist") from None
+    except ValueError as exc:
+        raise PreprocessingError(f"{path}: not a JSON training-set manifest ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("kind") != MANIFEST_KIND:
+        found = doc.get("kind") if isinstance(doc, dict) else type(doc).__name__
+        raise PreprocessingError(f"{path}: not a featuremill training-set manifest (kind {found!r})")
+    return doc
+
+
+def check_manifest_matches(doc: dict[str, Any], *, path: str, fingerprint: str, rows: int) -> None:
+    """Refuse to record a fit in a manifest that describes other rows than the ones fitted on."""
+    output = doc.get("output") or {}
+    recorded_fp, recorded_rows = output.get("fingerprint"), output.get("rows")
+    if (recorded_fp is not None and recorded_fp != fingerprint) or (recorded_rows is not None and recorded_rows != rows):
+        raise PreprocessingError(
+            f"{path}: the manifest describes another training set (output rows {recorded_rows}, fingerprint "
+            f"{recorded_fp}) than the one fitted on ({rows} rows, fingerprint {fingerprint}); rebuild the "
+            "training set or give --manifest for this table")
+
+
+def manifest_entry(stored: FittedState, *, states_table: str) -> dict[str, Any]:
+    """The manifest's ``preprocessing`` value: enough to load and apply the very same fit again."""
+    return {"name": stored.name, "version": stored.version, "states_table": states_table,
+            "state_fingerprint": stored.fingerprint, "config_fingerprint": stored.config_fingerprint,
+            "data_fingerprint": stored.data_fingerprint, "label": stored.label, "fitted_at": stored.created_at}
+
+
+def write_manifest(path: str, doc: dict[str, Any]) -> None:
+    local = _local(path)
+    tmp = f"{local}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, local)  # atomic on one file system: readers never see half a manifest
 
 
 def run_fit(spark, config: PipelineConfig, *, training_set: str, label: str | None = None,
-            out: str | None = None, json_path: str | None = None) -> FitResult:
+            out: str | None = None, json_path: str | None = None, manifest: str | None = None) -> FitResult:
     """Fit the pipeline's preprocessing on ``training_set``, store the state as a new version.
 
     ``out`` also writes the training table transformed in training mode (out-of-fold target
     encoding) as a Delta table (overwritten); ``json_path`` exports the state as a JSON file.
-    Re-running on the same data and config stores nothing new and returns the same version.
+    ``manifest`` (default: ``<training_set>.manifest.json`` when that file exists) is the
+    training set's manifest: checked before anything is stored, then its ``preprocessing`` key
+    records the stored state. Re-running on the same data and config stores nothing new,
+    returns the same version and writes the same manifest entry.
     """
     spec = preprocessing_spec(config)
     path = states_path(config.tables.root)
+    if manifest is None:
+        beside = default_manifest_path(training_set)
+        manifest = beside if not _is_uri(beside) and os.path.isfile(_local(beside)) else None
     with recorded_run(spark, config, job="fit", target=spec.name, start=None, end=None) as record:
+        manifest_doc = read_manifest(manifest) if manifest else None
         table = read_training_table(spark, training_set)
         before = _latest(spark, path, spec.name)
         with stage(f"fit {spec.name}: statistics"):
@@ -95,7 +173,13 @@ def run_fit(spark, config: PipelineConfig, *, training_set: str, label: str | No
                                       feature_sets={fs.name: fs.feature_names for fs in config.feature_sets},
                                       pipeline=config.name, training_ref=table.path,
                                       training_version=table.version, code_version=__version__)
+        if manifest_doc is not None:
+            check_manifest_matches(manifest_doc, path=manifest, fingerprint=state.data_fingerprint,
+                                   rows=state.row_count)
         stored = store_fitted_state(spark, path, state)
+        if manifest_doc is not None:
+            manifest_doc["preprocessing"] = manifest_entry(stored, states_table=path)
+            write_manifest(manifest, manifest_doc)
         written = None
         if out:
             with stage(f"fit {spec.name}: write transformed training set"):
@@ -109,9 +193,9 @@ def run_fit(spark, config: PipelineConfig, *, training_set: str, label: str | No
         record.output_versions = {f"preprocessing_states.{stored.name}": int(stored.version)}
         record.details = {"training_set": table.path, "data_fingerprint": stored.data_fingerprint,
                           "state_version": stored.version, "state_fingerprint": stored.fingerprint,
-                          "warnings": list(stored.warnings), "transformed": written}
+                          "warnings": list(stored.warnings), "transformed": written, "manifest": manifest}
         return FitResult(stored, record.run_id, stored.row_count, written, json_path,
-                         reused=before is not None and before == stored.version)
+                         reused=before is not None and before == stored.version, manifest_path=manifest)
 
 
 def _latest(spark, path: str, name: str) -> int | None:
