@@ -1,6 +1,6 @@
 """``featuremill demo`` includes the fit + select step and leaves its report (issue 6, acceptance 4).
 
-A small demo dataset (2,000 events over the default 28 days: the same events per customer and
+A small demo dataset (700 events over 10 days: the same events per customer and
 day as the default demo, so the label has both classes). References: the demo's inactivity label
 recomputed with pandas from the feature rows, and the report files against the Delta tables."""
 
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_demo_runs_fit_and_select_and_leaves_the_report(spark, tmp_path, capsys):
     reports = tmp_path / "reports"
-    assert main(["demo", str(REPO / "conf" / "pipelines" / "demo.yaml"), "--events", "2000",
+    assert main(["demo", str(REPO / "conf" / "pipelines" / "demo.yaml"), "--events", "700", "--days", "10",
                  "--warehouse", str(tmp_path / "warehouse"), "--data-root", str(tmp_path / "data"),
                  "--report-dir", str(reports)]) == 0
     printed = capsys.readouterr().out
@@ -52,7 +52,7 @@ def test_demo_runs_fit_and_select_and_leaves_the_report(spark, tmp_path, capsys)
 
     # the training label, recomputed with pandas: 1 when the customer's next purchase is more than
     # 2 days later (or never, within the history), only for rows whose 2-day horizon is complete
-    spec = DemoDataSpec(events=2000)
+    spec = DemoDataSpec(events=700, days=10)
     history_end = spec.end_date - dt.timedelta(days=1)
     features = spark.read.format("delta").load(str(root / "features" / "customer_activity"))
     rows = pd.DataFrame([r.asDict() for r in features.where(features["event_date"] <= history_end)
