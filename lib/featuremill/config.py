@@ -541,6 +541,8 @@ def load_pipeline(path: str | Path, *, env: str | Path = "local", environ: Mappi
 SECTIONS: dict[str, str] = {
     "quality": "featuremill.quality.spec:parse_section",
     "dag": "featuremill.dag:parse_dag_section",
+    "preprocessing": "featuremill.preprocessing.spec:parse_preprocessing_section",
+    "selection": "featuremill.selection.spec:parse_selection_section",
 }
 
 

@@ -106,3 +106,11 @@ class CommitConflictError(FeaturemillError):
 
 class WritePathError(FeaturemillError):
     """A write was asked for a path outside the environment's warehouse root; nothing was written."""
+
+
+class PreprocessingError(FeaturemillError):
+    """A preprocessing fit or apply cannot proceed (missing column, wrong type, no label values)."""
+
+
+class SelectionError(FeaturemillError):
+    """Feature selection cannot proceed (no usable features, bad label)."""

@@ -31,11 +31,13 @@ from featuremill.features import with_window_features
 from featuremill.ingest import EVENT_DATE, INGEST_DATE
 from featuremill.ledger import RunRecord
 from featuremill.pipelines.common import RecordedRuns
+from featuremill.pipelines.preprocess import helper_lookback_days, history_helpers, serve_preprocessed
 from featuremill.quality.gate import TableGate, enforce
 from featuremill.quality.rules import EvaluationContext
 from featuremill.progress import stage
 from featuremill.session import ensure_timezone
 from featuremill.sql import col
+from featuremill.timeseries import with_history_helpers
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,9 @@ def build_feature_frame(events, *, config: PipelineConfig, feature_set: FeatureS
     df = with_window_features(df, entity=feature_set.entity, event_time=source.event_time,
                               order_key=source.key, features=feature_set.features,
                               known_at_from=INGEST_DATE if INGEST_DATE in events.columns else None)
+    helpers = history_helpers(config, feature_set)
+    if helpers:  # preprocessing.timeseries: lags, diffs, z-scores, EMAs over the feature rows
+        df = with_history_helpers(df, entity=feature_set.entity, event_time=source.event_time, helpers=helpers)
     df = df.withColumn(EVENT_DATE, F.to_date(col(source.event_time)))
     df = df.where(col(EVENT_DATE).between(F.lit(start), F.lit(end)))
     for join in feature_set.joins:
@@ -185,7 +190,7 @@ def _plan_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec
         if earliest is not None and earliest < start:
             log.info("feature set %s: late events back to %s; recomputing from there", feature_set.name, earliest)
             compute_start = earliest
-    read_start = compute_start - dt.timedelta(days=lookback_days(feature_set))
+    read_start = compute_start - dt.timedelta(days=lookback_days(feature_set) + helper_lookback_days(config, feature_set))
     events = validated.where(col(EVENT_DATE).between(F.lit(read_start), F.lit(end)))
     with stage(f"features {feature_set.name}: count input", spark) as st:
         events_read = events.count()
@@ -241,6 +246,10 @@ def _write_feature_set(spark, config: PipelineConfig, planned: _Planned, *, end:
     table_version = io.delta_version(spark, out_path)
     record.rows_written = inserted + updated
     record.output_versions = {f"features.{feature_set.name}": table_version}
+    served = serve_preprocessed(spark, config, feature_set, keys=keys, partition_column=EVENT_DATE,
+                                start=compute_start, end=end)
+    if served is not None:  # preprocessing.serving: the stored state applied to these rows
+        record.output_versions[f"preprocessed.{feature_set.name}"] = served
     record.details.update({"rows_out": rows_out, "inserted": inserted, "updated": updated, "deleted": deleted})
     log.info("feature set %s: %d feature rows for %s..%s (%d inserted, %d updated, %d deleted), version %s",
              feature_set.name, rows_out, compute_start, end, inserted, updated, deleted, table_version)
