@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run a job (ingest, features) for a date or a date range"),
     "generate-data": ("generate_data", "write the deterministic synthetic demo dataset"),
     "demo": ("demo", "generate demo data, run the demo pipeline and print a summary"),
+    "backfill": ("backfill", "recompute a date range chunk by chunk, resumably (ingest, features or all)"),
+    "replay": ("replay", "recompute a recorded feature run from the table versions it read"),
+    "runs": ("runs", "show recent runs from the run log: duration, rows, freshness, status"),
 }
 
 

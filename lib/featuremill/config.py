@@ -528,7 +528,9 @@ def load_pipeline(path: str | Path, *, env: str | Path = "local", environ: Mappi
 #: :class:`SectionContext`; it reports problems with ``checker.error(path, message)`` /
 #: ``checker.warn(...)`` and returns the parsed (frozen) object, stored in
 #: ``PipelineConfig.sections[key]``. Modules are imported only when their key is present.
-SECTIONS: dict[str, str] = {}
+SECTIONS: dict[str, str] = {
+    "replay_window": "featuremill.retention:parse_replay_window",
+}
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,14 @@ For each source (dimensions first, then event sources):
 Nothing is written before step 4 has succeeded, so an unreadable file (for example a CSV whose
 header does not match the declared columns) stops the job with the file named and no table
 changed. Re-running a date rewrites identical rows: feature values and row counts do not change.
+
+Exactly-once (:mod:`featuremill.exactly_once`): both writes carry the run key
+``featuremill/<pipeline>/ingest/<source>/<start>/<end>`` as Delta ``txnAppId``. The input
+fingerprint is the source's definition plus the row count and an order-independent checksum of
+the raw records read (record text, file, landing date), computed in the pass of step 4. A
+re-run over the same raw input writes nothing (a crash between the two writes is finished by the
+retry: the table already written is skipped, the other written); changed input needs
+``corrective=True``.
 """
 
 from __future__ import annotations
@@ -25,17 +33,21 @@ from dataclasses import dataclass
 from featuremill import io
 from featuremill.config import PipelineConfig, SourceSpec
 from featuremill.errors import InputDataError
+from featuremill.exactly_once import CommitGuard, digest, run_key, source_definition
 from featuremill.ingest import (
     EVENT_DATE,
     INGEST_DATE,
+    RAW_RECORD,
     RULE,
     quarantine_rows,
     valid_rows,
     with_classification,
     with_duplicates_flagged,
 )
+from featuremill.io import SOURCE_FILE
 from featuremill.pipelines.common import recorded_run
 from featuremill.progress import stage
+from featuremill.retention import ensure_retention, replay_window
 from featuremill.session import ensure_timezone
 from featuremill.sql import col, literal, quote_identifier
 
@@ -61,22 +73,34 @@ class IngestResult:
 
 
 def run_ingest(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
-               sources: list[str] | None = None, allow_empty: bool = False) -> list[IngestResult]:
-    """Ingest the landing dates ``[start, end]`` of the pipeline's sources (all, or ``sources``)."""
+               sources: list[str] | None = None, allow_empty: bool = False, corrective: bool = False,
+               backfill_id: str | None = None, on_commit=None) -> list[IngestResult]:
+    """Ingest the landing dates ``[start, end]`` of the pipeline's sources (all, or ``sources``).
+
+    ``corrective`` rewrites a run key already committed from different raw input (new Delta
+    txnVersion); ``backfill_id`` marks the ledger rows of a backfill's chunks; ``on_commit(table,
+    version)`` is called after each Delta commit, before the ledger write.
+    """
     ensure_timezone(spark, config.timezone)
     chosen = [config.source(name) for name in sources] if sources else list(config.sources)
     ordered = [s for s in chosen if s.kind == "dimension"] + [s for s in chosen if s.kind == "events"]
-    return [_ingest_source(spark, config, src, start=start, end=end, allow_empty=allow_empty) for src in ordered]
+    return [_ingest_source(spark, config, src, start=start, end=end, allow_empty=allow_empty, corrective=corrective,
+                           backfill_id=backfill_id, on_commit=on_commit) for src in ordered]
 
 
 def _ingest_source(spark, config: PipelineConfig, source: SourceSpec, *, start: dt.date, end: dt.date,
-                   allow_empty: bool) -> IngestResult:
+                   allow_empty: bool, corrective: bool = False, backfill_id: str | None = None,
+                   on_commit=None) -> IngestResult:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     tables = config.tables
     validated_path = tables.validated(source.name)
-    with recorded_run(spark, config, job="ingest", target=source.name, start=start, end=end) as record:
+    validated_name = f"validated.{source.name}"
+    window = replay_window(config)
+    with recorded_run(spark, config, job="ingest", target=source.name, start=start, end=end,
+                      backfill_id=backfill_id) as record:
+        record.run_key = run_key(config.name, "ingest", source.name, start, end)
         with stage(f"ingest {source.name}: read and classify", spark) as st:
             raw = io.read_raw_source(spark, source, start=start if source.kind == "events" else None,
                                      end=end if source.kind == "events" else None)
@@ -95,7 +119,16 @@ def _ingest_source(spark, config: PipelineConfig, source: SourceSpec, *, start: 
                                         col(INGEST_DATE).alias("_existing_ingest_date")))
                 flagged = with_duplicates_flagged(classified, key=source.key, existing_keys=existing)
                 flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
-                by_rule = {(r[0] or "valid"): int(r[1]) for r in flagged.groupBy(RULE).count().collect()}
+                # Counts by verdict, plus the raw input's checksum (the run's fingerprint) and
+                # the latest valid event time (freshness), in the same pass.
+                checksum = F.xxhash64(col(RAW_RECORD), col(SOURCE_FILE), col(INGEST_DATE)).cast("decimal(38,0)")
+                latest = (F.expr(f"unix_micros({quote_identifier(source.event_time)})") if source.event_time
+                          else F.lit(None).cast("bigint"))
+                verdicts = flagged.groupBy(RULE).agg(F.count(F.lit(1)).alias("n"), F.sum(checksum).alias("h"),
+                                                     F.max(latest).alias("t")).collect()
+                by_rule = {(r[RULE] or "valid"): int(r["n"]) for r in verdicts}
+                input_checksum = str(sum(int(r["h"] or 0) for r in verdicts))
+                max_valid_micros = next((r["t"] for r in verdicts if r[RULE] is None), None)
             except Exception as exc:
                 if not _is_spark_error(exc):
                     raise
@@ -109,6 +142,8 @@ def _ingest_source(spark, config: PipelineConfig, source: SourceSpec, *, start: 
         record.rows_read = rows_read
         record.rows_quarantined = rows_quarantined
         record.rows_duplicate = by_rule.get("duplicate", 0)
+        if max_valid_micros is not None:
+            record.max_event_time = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(max_valid_micros))
         record.details = {"by_rule": by_rule, "source_path": source.path, "source_format": source.format}
         log.info("source %s: read %d rows: %d valid, %d quarantined (%s)", source.name, rows_read, rows_valid,
                  rows_quarantined, ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items()) if k != "valid") or "none")
@@ -120,35 +155,71 @@ def _ingest_source(spark, config: PipelineConfig, source: SourceSpec, *, start: 
             flagged.unpersist()
             return IngestResult(source.name, start, end, record.run_id, record.status, 0, 0, 0, 0, by_rule,
                                 io.delta_version(spark, validated_path), io.delta_version(spark, tables.quarantine))
+        label = f"ingest {source.name} {start}..{end}"
+        targets = {validated_name: validated_path, "quarantine": tables.quarantine}
         try:
-            with stage(f"ingest {source.name}: write validated", spark) as st:
-                valid = valid_rows(flagged, source=source)
-                if source.kind == "events":
-                    predicate = io.date_range_predicate(INGEST_DATE, start, end)
-                    io.replace_where(valid, validated_path, predicate=predicate, partition_by=[EVENT_DATE])
-                else:
-                    io.overwrite(valid, validated_path)
-                written = int(io.last_operation_metrics(spark, validated_path).get("numOutputRows", rows_valid))
-                st.set_rows(written)
-            with stage(f"ingest {source.name}: write quarantine", spark) as st:
-                q_start = start if source.kind == "events" else end
-                predicate = (f"{quote_identifier('source')} = {literal(source.name)} AND "
-                             + io.date_range_predicate(INGEST_DATE, q_start, end))
-                quarantined = quarantine_rows(flagged, source=source, fallback_ingest_date=end)
-                io.replace_where(quarantined, tables.quarantine, predicate=predicate,
-                                 partition_by=["source", INGEST_DATE])
-                st.set_rows(rows_quarantined)
+            guard = CommitGuard(spark, run_key=record.run_key, run_id=record.run_id, label=label,
+                                inputs={"definition": digest(source_definition(config, source)),
+                                        "raw": {"rows": rows_read, "checksum": input_checksum}},
+                                tables=targets, corrective=corrective).plan()
+            record.txn_version = guard.txn_version
+            record.input_fingerprint = guard.fingerprint
+            written = rows_valid
+            output_versions: dict[str, int] = {}
+            wrote: list[str] = []
+            if guard.is_committed(validated_name):
+                output_versions[validated_name] = guard.prior(validated_name).table_version
+            else:
+                with stage(f"ingest {source.name}: write validated", spark, key="write_validated") as st:
+                    ensure_retention(spark, validated_path, window)
+                    valid = valid_rows(flagged, source=source)
+                    if source.kind == "events":
+                        predicate = io.date_range_predicate(INGEST_DATE, start, end)
+                        io.replace_where(valid, validated_path, predicate=predicate, partition_by=[EVENT_DATE],
+                                         commit=guard.tag(validated_name), properties=window.table_properties())
+                    else:
+                        io.overwrite(valid, validated_path, commit=guard.tag(validated_name),
+                                     properties=window.table_properties())
+                    output_versions[validated_name], mine = guard.confirm(validated_name)
+                    if mine:
+                        wrote.append(validated_name)
+                        written = int(io.last_operation_metrics(spark, validated_path).get("numOutputRows", rows_valid))
+                    st.set_rows(written)
+                if on_commit is not None:
+                    on_commit(validated_name, output_versions[validated_name])
+            if guard.is_committed("quarantine"):
+                output_versions["quarantine"] = guard.prior("quarantine").table_version
+            else:
+                with stage(f"ingest {source.name}: write quarantine", spark, key="write_quarantine") as st:
+                    ensure_retention(spark, tables.quarantine, window)
+                    q_start = start if source.kind == "events" else end
+                    predicate = (f"{quote_identifier('source')} = {literal(source.name)} AND "
+                                 + io.date_range_predicate(INGEST_DATE, q_start, end))
+                    quarantined = quarantine_rows(flagged, source=source, fallback_ingest_date=end)
+                    io.replace_where(quarantined, tables.quarantine, predicate=predicate,
+                                     partition_by=["source", INGEST_DATE], commit=guard.tag("quarantine"),
+                                     properties=window.table_properties())
+                    output_versions["quarantine"], mine = guard.confirm("quarantine")
+                    if mine:
+                        wrote.append("quarantine")
+                    st.set_rows(rows_quarantined)
+                if on_commit is not None:
+                    on_commit("quarantine", output_versions["quarantine"])
         finally:
             flagged.unpersist()
         if written != rows_valid:
             raise InputDataError(f"source {source.name!r}: counted {rows_valid} valid rows but wrote {written}; "
                                  "the input changed during the run, re-run it")
-        record.rows_written = written
-        validated_version = io.delta_version(spark, validated_path)
-        quarantine_version = io.delta_version(spark, tables.quarantine)
-        record.output_versions = {f"validated.{source.name}": validated_version, "quarantine": quarantine_version}
-        return IngestResult(source.name, start, end, record.run_id, "succeeded", rows_read, rows_valid, rows_quarantined,
-                            by_rule.get("duplicate", 0), by_rule, validated_version, quarantine_version)
+        record.rows_written = written if validated_name in wrote else 0
+        record.output_versions = output_versions
+        status = "succeeded" if wrote else "already_committed"
+        record.details["commit"] = ("written" if len(wrote) == len(targets) else
+                                    "already_committed" if not wrote else "completed:" + ",".join(wrote))
+        if not wrote:
+            record.details["committed_by_run"] = guard.prior(validated_name).run_id if guard.prior(validated_name) else None
+        return IngestResult(source.name, start, end, record.run_id, status, rows_read, rows_valid, rows_quarantined,
+                            by_rule.get("duplicate", 0), by_rule, output_versions[validated_name],
+                            output_versions["quarantine"])
 
 
 def _is_spark_error(exc: Exception) -> bool:
