@@ -10,9 +10,9 @@ open Delta protocol, not a Delta internal API):
 * **which idempotent-write transactions a commit carries** (``txn`` actions: ``appId`` and
   ``version``, the ``txnAppId`` / ``txnVersion`` a writer passed) and its ``userMetadata``.
 
-The commit files of a table are listed on the driver (a directory listing) and parsed by Spark
-with a fixed schema that keeps only those fields, so ``add``/``remove`` actions cost nothing
-but the read. Commit files exist for ``delta.logRetentionDuration`` (featuremill tables keep
+The commit files of a table are listed on the driver (a directory listing through Hadoop's
+FileSystem; Spark globs them itself under Spark Connect) and parsed by Spark with a fixed schema
+that keeps only those fields, so ``add``/``remove`` actions cost nothing but the read. Commit files exist for ``delta.logRetentionDuration`` (featuremill tables keep
 them at least as long as the pipeline's replay window, see :mod:`featuremill.retention`);
 versions older than that live only in checkpoints, and for them this module has no timestamp.
 """
@@ -67,11 +67,18 @@ def _log_dir(path: str) -> str:
     return path.rstrip("/") + "/_delta_log"
 
 
-def _list_commit_files(spark, path: str) -> list[tuple[int, str, int]]:
-    """``(version, file URI, modification time ms)`` of every retained commit file, sorted."""
-    jvm = spark.sparkContext._jvm
+def _list_commit_files(spark, path: str) -> list[tuple[int, str]] | None:
+    """``(version, file URI)`` of every retained commit file, sorted; ``None`` without JVM access.
+
+    A directory listing on the driver through Hadoop's FileSystem (any storage Spark can read).
+    """
+    try:
+        jvm = spark.sparkContext._jvm
+        hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
+    except Exception:  # Spark Connect: no SparkContext on the client
+        return None
     log_path = jvm.org.apache.hadoop.fs.Path(_log_dir(path))
-    fs = log_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    fs = log_path.getFileSystem(hadoop_conf)
     if not fs.exists(log_path):
         return []
     out = []
@@ -79,7 +86,7 @@ def _list_commit_files(spark, path: str) -> list[tuple[int, str, int]]:
         file_path = status.getPath()
         match = _COMMIT_FILE.match(file_path.getName())
         if match:
-            out.append((int(match.group(1)), file_path.toString(), int(status.getModificationTime())))
+            out.append((int(match.group(1)), file_path.toString()))
     return sorted(out)
 
 
@@ -93,17 +100,23 @@ def read_commits(spark, path: str, *, app_id: str | None = None, min_version: in
     from pyspark.sql import functions as F
 
     files = _list_commit_files(spark, path)
+    reader = spark.read.schema(_LOG_SCHEMA)
+    if files is None:  # no driver-side listing: let Spark glob the log (Spark Connect)
+        raw = reader.json(_log_dir(path) + "/*.json")
+    else:
+        if min_version is not None:
+            files = [f for f in files if f[0] >= min_version]
+        if not files:
+            return []
+        raw = reader.json([uri for _, uri in files])
+    raw = raw.withColumn("version", F.regexp_extract(F.col("_metadata.file_name"), r"^(\d{20})\.json$", 1))
+    raw = raw.where(F.col("version") != "").withColumn("version", F.col("version").cast("bigint"))
     if min_version is not None:
-        files = [f for f in files if f[0] >= min_version]
-    if not files:
-        return []
-    mtimes = {v: m for v, _, m in files}
-    raw = (spark.read.schema(_LOG_SCHEMA).json([uri for _, uri, _ in files])
-           .withColumn("version", F.regexp_extract(F.col("_metadata.file_name"), r"^(\d{20})\.json$", 1)
-                       .cast("bigint")))
+        raw = raw.where(F.col("version") >= F.lit(min_version))
     per_commit = raw.groupBy("version").agg(
         F.max("commitInfo.inCommitTimestamp").alias("ict"),
         F.max("commitInfo.timestamp").alias("ts"),
+        F.max(F.col("_metadata.file_modification_time")).alias("mtime"),
         F.first("commitInfo.operation", ignorenulls=True).alias("operation"),
         F.first("commitInfo.userMetadata", ignorenulls=True).alias("user_metadata"),
         F.collect_list(F.when(F.col("txn").isNotNull(), F.struct(F.col("txn.appId").alias("app_id"),
@@ -114,22 +127,28 @@ def read_commits(spark, path: str, *, app_id: str | None = None, min_version: in
         per_commit = per_commit.where(F.exists("txns", lambda t: t["app_id"] == F.lit(app_id)))
     commits = []
     for row in per_commit.collect():
-        version = int(row["version"])
         if row["ict"] is not None:
-            millis, source = row["ict"], "in_commit_timestamp"
+            timestamp, source = _from_millis(row["ict"]), "in_commit_timestamp"
         elif row["ts"] is not None:
-            millis, source = row["ts"], "commit_info"
+            timestamp, source = _from_millis(row["ts"]), "commit_info"
         else:  # commitInfo disabled by the writer: the file's time is all there is
-            millis, source = mtimes[version], "file_modification_time"
+            timestamp, source = _utc_naive(row["mtime"]), "file_modification_time"
         commits.append(Commit(
-            version=version,
-            timestamp=_from_millis(millis),
+            version=int(row["version"]),
+            timestamp=timestamp,
             timestamp_source=source,
             operation=row["operation"],
             user_metadata=row["user_metadata"],
             txns=tuple((t["app_id"], int(t["txn_version"])) for t in row["txns"] or ()),
         ))
     return sorted(commits, key=lambda c: c.version)
+
+
+def _utc_naive(value: dt.datetime | None) -> dt.datetime:
+    """A timestamp collected from Spark (naive, in the Python process's local time) as naive UTC."""
+    if value is None:
+        return dt.datetime(1970, 1, 1)
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
 def _from_millis(millis: int) -> dt.datetime:

@@ -24,7 +24,6 @@ from tests.integration.reliability_data import (
     feature_rows,
     make_project,
     reference_features,
-    write_purchases,
 )
 
 
@@ -44,27 +43,34 @@ def _ledger(spark, config, key):
             .orderBy("started_at").collect())
 
 
-def test_features_retry_after_crash_between_commit_and_ledger_leaves_table_version_unchanged(spark, tmp_path):
-    pipeline, purchases = make_project(tmp_path, days=3)
+@pytest.fixture(scope="module")
+def ingested(spark, tmp_path_factory):
+    """Four days of data, days 1..3 ingested. Tests use distinct run keys (date ranges)."""
+    root = tmp_path_factory.mktemp("exactly_once")
+    pipeline, purchases = make_project(root, days=4)
     config = load_pipeline(pipeline)
     run_ingest(spark, config, start=day(1), end=day(3))
+    return config, purchases
+
+
+def test_features_retry_after_crash_between_commit_and_ledger_leaves_table_version_unchanged(spark, ingested):
+    config, _ = ingested
     out = config.tables.features("spend")
-    key = run_key("shop", "features", "spend", day(1), day(3))
+    key = run_key("shop", "features", "spend", day(1), day(2))
 
     with pytest.raises(SimulatedCrash):
-        run_features(spark, config, start=day(1), end=day(3), on_commit=_crash_on("features.spend"))
+        run_features(spark, config, start=day(1), end=day(2), on_commit=_crash_on("features.spend"))
     version_after_crash = io.delta_version(spark, out)
+    rows_after_crash = feature_rows(spark.read.format("delta").load(out))
     committed = read_commits(spark, out, app_id=key)
     assert [c.txn_version(key) for c in committed] == [1]
-    # the crashed run's commit is complete and correct
-    assert_same_rows(feature_rows(spark.read.format("delta").load(out)),
-                     reference_features(purchases, start=day(1), end=day(3)))
 
-    [retry] = run_features(spark, config, start=day(1), end=day(3))
+    [retry] = run_features(spark, config, start=day(1), end=day(2))
 
     assert retry.status == "already_committed"
     assert io.delta_version(spark, out) == version_after_crash
     assert len(read_commits(spark, out, app_id=key)) == 1
+    assert_same_rows(feature_rows(spark.read.format("delta").load(out)), rows_after_crash)
     crashed, succeeded = _ledger(spark, config, key)
     assert crashed["status"] == "failed" and "SimulatedCrash" in crashed["error"]
     assert succeeded["status"] == "succeeded" and succeeded["txn_version"] == 1
@@ -103,13 +109,11 @@ def test_ingest_retry_after_crash_between_its_two_commits_writes_only_the_missin
     assert json.loads(row["details"])["commit"] == "completed:quarantine"
 
 
-def test_rerun_after_later_landings_is_a_noop_but_changed_input_needs_corrective(spark, tmp_path):
-    pipeline, purchases = make_project(tmp_path, days=4)
-    config = load_pipeline(pipeline)
+def test_rerun_after_later_landings_is_a_noop_but_changed_input_needs_corrective(spark, ingested):
+    config, purchases = ingested
     out = config.tables.features("spend")
     validated = config.tables.validated("purchases")
     key = run_key("shop", "features", "spend", day(1), day(3))
-    run_ingest(spark, config, start=day(1), end=day(3))
     run_features(spark, config, start=day(1), end=day(3))
     committed_version = io.delta_version(spark, out)
     # day 4 lands, with late events dated day 3: rows inside the run's read range, but landed
