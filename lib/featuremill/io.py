@@ -285,11 +285,15 @@ def merge_range(df, path: str, *, keys: Iterable[str], value_columns: Iterable[s
 
 
 def table_properties(spark, path: str) -> dict[str, str]:
-    """The table properties of the Delta table at ``path`` (from its log, no data scan)."""
-    from delta.tables import DeltaTable
+    """The table properties of the Delta table at ``path``.
 
-    row = DeltaTable.forPath(spark, path).detail().select("properties").first()
-    return dict(row["properties"] or {}) if row else {}
+    ``SHOW TBLPROPERTIES`` reads only the table's metadata; ``DeltaTable.detail()`` would also
+    compute file counts and sizes from the snapshot's state.
+    """
+    from featuremill.sql import delta_path_identifier
+
+    rows = spark.sql(f"SHOW TBLPROPERTIES {delta_path_identifier(path)}").collect()
+    return {r["key"]: r["value"] for r in rows}
 
 
 def set_table_properties(spark, path: str, properties: Mapping[str, str]) -> None:

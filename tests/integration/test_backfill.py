@@ -16,7 +16,7 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from featuremill import io
+from featuremill import cli, io
 from featuremill.config import load_pipeline
 from featuremill.pipelines.backfill import chunk_ranges, run_backfill
 from featuremill.pipelines.build_features import build_feature_frame
@@ -29,14 +29,19 @@ from tests.integration.reliability_data import (
 )
 
 CHUNK_DAYS = 4  # chunks 1-4, 5-8, 9-10
+
+def BACKFILL_ARGS(pipeline):  # noqa: N802 - a constant command line, spelled like one
+    return ["backfill", str(pipeline), "--start", str(day(1)), "--end", str(day(10)), "--job", "all",
+            "--chunk-days", str(CHUNK_DAYS)]
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _run_until_killed(pipeline, cwd, log_path, *, kill_after_line) -> list[str]:
     """Start `featuremill backfill` in its own process group; SIGKILL it (Python driver and JVM)
     once a progress line matching ``kill_after_line`` has been printed."""
-    cmd = [sys.executable, "-m", "featuremill", "backfill", str(pipeline), "--start", str(day(1)),
-           "--end", str(day(10)), "--job", "all", "--chunk-days", str(CHUNK_DAYS)]
+    cmd = [sys.executable, "-m", "featuremill", *BACKFILL_ARGS(pipeline)]
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "lib"))
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
@@ -58,23 +63,28 @@ def _run_until_killed(pipeline, cwd, log_path, *, kill_after_line) -> list[str]:
 
 
 @pytest.mark.slow
-def test_backfill_killed_with_sigkill_then_rerun_writes_every_row_once(spark, tmp_path):
-    pipeline, purchases = make_project(tmp_path / "project", days=10)
+def test_backfill_killed_with_sigkill_then_rerun_writes_every_row_once(spark, tmp_path, capsys):
+    project = tmp_path / "project"
+    pipeline, purchases = make_project(project, days=10)
     chunks = chunk_ranges(day(1), day(10), CHUNK_DAYS)
     # kill right after the first features chunk is reported done: the second one is under way
-    lines = _run_until_killed(pipeline, tmp_path / "project", tmp_path / "killed.log",
+    lines = _run_until_killed(pipeline, project, tmp_path / "killed.log",
                               kill_after_line=lambda line: " features spend " in line and ": ran" in line)
     assert sum(": ran" in line for line in lines) == 1 + len(chunks) + 1  # dimension, ingest chunks, 1 features
 
-    config = load_pipeline(pipeline)
-    result = run_backfill(spark, config, start=day(1), end=day(10), job="all", chunk_days=CHUNK_DAYS)
+    # the same command again (in this process, to reuse its Spark session)
+    code = cli.main(BACKFILL_ARGS(pipeline))
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    progress = collections.Counter(line.rsplit(": ", 1)[1].split(" (")[0] for line in out if line.startswith("["))
+    assert progress["done by an earlier attempt"] == 1 + len(chunks) + 1
+    assert progress["ran"] + progress["already committed"] == len(chunks) - 1
+    backfill = out[-1].split()[1]
 
-    outcomes = collections.Counter(o.outcome for o in result.outcomes)
-    assert outcomes["done_earlier"] == 1 + len(chunks) + 1
-    assert outcomes["ran"] + outcomes["already_committed"] == len(chunks) - 1
+    config = load_pipeline(pipeline)
     # the ledger: each (job, target, chunk) of this backfill succeeded exactly once
     ledger = (spark.read.format("delta").load(config.tables.run_log)
-              .where(F.col("backfill_id") == result.backfill_id).collect())
+              .where(F.col("backfill_id") == backfill).collect())
     done = collections.Counter((r["job"], r["target"], r["start_date"], r["end_date"])
                                for r in ledger if r["status"] == "succeeded" and r["job"] != "backfill")
     expected = ({("ingest", "products", day(1), day(10))}
