@@ -75,6 +75,9 @@ spark:
   spark.default.parallelism: 4
   spark.ui.enabled: false
   spark.driver.memory: 1g
+  spark.sql.session.timeZone: UTC
+  # Delta rebuilds table state in this many tasks per snapshot (default 50): tiny tables, 2 cores
+  spark.databricks.delta.snapshotPartitions: 2
 """
 
 

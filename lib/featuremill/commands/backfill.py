@@ -10,6 +10,14 @@ from __future__ import annotations
 from featuremill.commands import emit
 from featuremill.commands._common import add_pipeline_arguments, load_config, spark_for
 
+#: how each chunk outcome is printed (the same words as the closing summary line)
+OUTCOME_LABELS = {
+    "ran": "ran",
+    "already_committed": "already committed",
+    "skipped_empty": "empty",
+    "done_earlier": "done by an earlier attempt",
+}
+
 
 def add_arguments(parser) -> None:
     from featuremill.commands._common import _date
@@ -42,7 +50,8 @@ def run(args) -> int:
 
     def progress(outcome, index, total) -> None:
         emit(f"[{index}/{total}] {outcome.job} {outcome.target} {outcome.start}..{outcome.end}: "
-             f"{outcome.outcome.replace('_', ' ')}" + (f" (run {outcome.run_id[:12]})" if outcome.run_id else ""))
+             f"{OUTCOME_LABELS.get(outcome.outcome, outcome.outcome)}"
+             + (f" (run {outcome.run_id[:12]})" if outcome.run_id else ""))
 
     result = run_backfill(spark, config, start=args.start, end=args.end, job=args.job, chunk_days=args.chunk_days,
                           sources=args.source, feature_sets=args.feature_set, corrective=args.corrective,
