@@ -116,6 +116,7 @@ def test_backfill_killed_with_sigkill_then_rerun_writes_every_row_once(spark, tm
     assert metrics["stage_s.compute_merge"] > 0 and metrics["freshness_s"] > 0
 
 
+@pytest.mark.slow
 def test_backfill_chunks_without_input_keep_existing_rows(spark, tmp_path):
     pipeline, purchases = make_project(tmp_path, days=2)
     config = load_pipeline(pipeline)

@@ -109,6 +109,7 @@ def test_ingest_retry_after_crash_between_its_two_commits_writes_only_the_missin
     assert json.loads(row["details"])["commit"] == "completed:quarantine"
 
 
+@pytest.mark.slow
 def test_rerun_after_later_landings_is_a_noop_but_changed_input_needs_corrective(spark, ingested):
     config, purchases = ingested
     out = config.tables.features("spend")
