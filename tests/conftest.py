@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import textwrap
 from pathlib import Path
 
@@ -27,7 +28,7 @@ TEST_SPARK_CONF = {
 def spark():
     from featuremill.session import get_spark
 
-    os.environ.setdefault("PYSPARK_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers run the interpreter running the tests
     session = get_spark("featuremill-tests", master="local[2]", conf=TEST_SPARK_CONF)
     yield session
     session.stop()

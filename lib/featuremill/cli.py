@@ -21,6 +21,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backfill": ("backfill", "recompute a date range chunk by chunk, resumably (ingest, features or all)"),
     "replay": ("replay", "recompute a recorded feature run from the table versions it read"),
     "runs": ("runs", "show recent runs from the run log: duration, rows, freshness, status"),
+    "training-set": ("training_set", "build a point-in-time-correct training set (or rebuild one from its manifest)"),
+    "register-model": ("register_model", "record which feature-set versions a model was trained on"),
+    "models": ("models", "list registered models and whether the pipeline still serves their features"),
+    "profile": ("profile", "profile a table's columns into Delta, an HTML report and JSON"),
+    "drift": ("drift", "compare a table's current distributions with a reference; exit 1 on alerts"),
+    "dag": ("dag", "show, run or export the pipeline's DAG (jobs, schedule, retries, SLA)"),
+    "docs": ("docs", "generate the feature catalog (Markdown and HTML)"),
 }
 
 

@@ -271,6 +271,10 @@ class TablePaths:
     def run_log(self) -> str:
         return f"{self.root}/run_log"
 
+    @property
+    def model_registry(self) -> str:
+        return f"{self.root}/model_registry"
+
 
 # --------------------------------------------------------------------------------------------
 # Checking
@@ -329,6 +333,12 @@ class Checker:
             self.error(path, f"{value} is below the minimum {minimum}")
             return None
         return value
+
+    def positive_number(self, value: Any, path: str) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            self.error(path, f"expected a positive number, got {_kind(value)}")
+            return None
+        return float(value)
 
     def boolean(self, value: Any, path: str) -> bool | None:
         if not isinstance(value, bool):
@@ -488,9 +498,9 @@ def load_env(path: str | Path, *, environ: Mapping[str, str] | None = None,
                 continue
             text = str(value).lower() if isinstance(value, bool) else str(value)
             spark_conf.append((str(key), _expand_env_vars(text, _join("spark", str(key)), checker, environ)))
-    max_mb = DEFAULT_MAX_BROADCAST_BYTES // (1024 * 1024)
+    max_mb: float = DEFAULT_MAX_BROADCAST_BYTES / (1024 * 1024)
     if "max_broadcast_mb" in data:
-        max_mb = checker.integer(data["max_broadcast_mb"], "max_broadcast_mb", minimum=1) or max_mb
+        max_mb = checker.positive_number(data["max_broadcast_mb"], "max_broadcast_mb") or max_mb
     checker.raise_if_errors()
     cwd = Path.cwd()
     return EnvSpec(
@@ -500,7 +510,7 @@ def load_env(path: str | Path, *, environ: Mapping[str, str] | None = None,
         data_root=_resolve_path(values["data_root"], cwd if "data_root" in overrides and overrides["data_root"] else project_root),
         master=values.get("master"),
         spark_conf=tuple(spark_conf),
-        max_broadcast_bytes=max_mb * 1024 * 1024,
+        max_broadcast_bytes=int(max_mb * 1024 * 1024),
     )
 
 
@@ -530,6 +540,8 @@ def load_pipeline(path: str | Path, *, env: str | Path = "local", environ: Mappi
 #: ``PipelineConfig.sections[key]``. Modules are imported only when their key is present.
 SECTIONS: dict[str, str] = {
     "replay_window": "featuremill.retention:parse_replay_window",
+    "quality": "featuremill.quality.spec:parse_section",
+    "dag": "featuremill.dag:parse_dag_section",
 }
 
 
@@ -677,9 +689,9 @@ def _parse_sources(checker: Checker, value: Any, env: EnvSpec) -> list[SourceSpe
                     options.append((str(k), str(v).lower() if isinstance(v, bool) else str(v)))
         max_bytes = env.max_broadcast_bytes
         if "max_broadcast_mb" in spec:
-            mb = checker.integer(spec["max_broadcast_mb"], _join(path, "max_broadcast_mb"), minimum=1)
+            mb = checker.positive_number(spec["max_broadcast_mb"], _join(path, "max_broadcast_mb"))
             if mb is not None:
-                max_bytes = mb * 1024 * 1024
+                max_bytes = int(mb * 1024 * 1024)
         if None in (kind, fmt, rel, key) or not columns:
             continue
         out.append(SourceSpec(

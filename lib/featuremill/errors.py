@@ -75,3 +75,33 @@ class ReplayWindowError(FeaturemillError):
 
 class ReplayError(FeaturemillError):
     """A run cannot be replayed as asked (unknown run, not a feature run, changed definition...)."""
+
+
+class TrainingSetError(FeaturemillError):
+    """A training set cannot be built as asked (spine, feature versions, manifest, registry)."""
+
+
+class SchemaContractError(FeaturemillError):
+    """Incoming data would change a table's schema in a way its contract refuses.
+
+    ``problems`` holds one line per column (name, old type, new type, the fix); nothing was written.
+    """
+
+    def __init__(self, table: str, problems: list[str], *, version: int | None = None):
+        self.table = table
+        self.problems = list(problems)
+        where = f"table {table}" + (f" (live Delta version {version})" if version is not None else "")
+        super().__init__(f"{where}: schema change refused, nothing was written:\n  - " + "\n  - ".join(self.problems))
+
+
+class QualityRuleFailed(FeaturemillError):
+    """One or more ``fail`` quality rules did not hold; the job stopped before writing any table.
+
+    ``failures`` holds a :class:`featuremill.quality.rules.RuleResult` per failed rule.
+    """
+
+    def __init__(self, failures: list):
+        self.failures = list(failures)
+        lines = [f.describe() for f in self.failures]
+        super().__init__(f"{len(lines)} quality rule(s) failed; no output table was changed:\n  - "
+                         + "\n  - ".join(lines))

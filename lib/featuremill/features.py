@@ -14,6 +14,11 @@ Semantics (see ``docs/pipeline-config.md``):
 * ``ratio`` divides two features of the same row; null when the denominator is 0 or null.
 * ``stddev`` is the sample standard deviation (null for a single value); every aggregate
   ignores null inputs, and ``count`` without a column counts events.
+* ``_known_at`` (when the events carry a landing date): the start of the day after the latest
+  landing date among the entity's events in ``(t - W, t]``, ``W`` the largest window of the set.
+  Every value of the row depends only on those events, so before that instant at least one of
+  them had not landed and the row as stored could not have been computed. Point-in-time joins
+  with known-at on use it to keep late-arriving data out of the past.
 
 Every feature only looks back over its window, so computing a date from that date's events
 plus the largest window's lookback gives exactly the values of a full recompute.
@@ -30,6 +35,7 @@ from featuremill.config import FeatureSpec
 from featuremill.sql import col, quote_identifier
 
 TS_MICROS = "__fm_ts_us"
+KNOWN_AT = "_known_at"
 _NEXT_TS = "__fm_next_ts_us"
 _WINDOW_AGGS = {
     "count": "count",
@@ -52,7 +58,7 @@ def _value_column(feature: FeatureSpec):
 
 
 def with_window_features(events, *, entity: Sequence[str], event_time: str, order_key: Sequence[str],
-                         features: Sequence[FeatureSpec]):
+                         features: Sequence[FeatureSpec], known_at_from: str | None = None):
     """DataFrame -> DataFrame: window features per entity and event time.
 
     Input columns: ``entity`` keys, ``event_time`` (timestamp), ``order_key`` (columns that order
@@ -62,7 +68,9 @@ def with_window_features(events, *, entity: Sequence[str], event_time: str, orde
     Output: one row per (``entity``, ``event_time``) with the entity keys, ``event_time`` and one
     column per feature, in declaration order. Types: ``count`` bigint, ``sum`` the Spark sum type
     of the column, ``mean``/``stddev``/``ratio``/``time_since_previous`` double, ``min``/``max``/
-    ``lag`` the column's type.
+    ``lag`` the column's type. With ``known_at_from`` (a date column: the day each event
+    landed) the output also has ``_known_at`` (timestamp, the start of the day after the latest
+    landing date in the row's largest window, midnight in the session time zone).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -94,6 +102,14 @@ def with_window_features(events, *, entity: Sequence[str], event_time: str, orde
             frame = by_time.rangeBetween(-(f.window_seconds * 1_000_000 - 1), -1)
             previous = F.max(col(TS_MICROS)).over(frame)
             range_level.append(((col(TS_MICROS) - previous) / F.lit(1_000_000.0)).alias(f.name))
+    known_at = []
+    if known_at_from is not None:
+        # One more range frame over the same (entity, time) order: same Window operator, no sort.
+        largest_us = max(f.window_seconds or 0 for f in features) * 1_000_000
+        frame = by_time.rangeBetween(-(largest_us - 1), 0) if largest_us else by_time.rangeBetween(0, 0)
+        latest_landing = F.max(col(known_at_from)).over(frame)
+        range_level.append(F.date_add(latest_landing, 1).cast("timestamp").alias(KNOWN_AT))
+        known_at = [col(KNOWN_AT)]
     df = df.select("*", *range_level)
 
     # Keep the last event of each instant: its row-level lags are "as of t" and range values are
@@ -104,4 +120,4 @@ def with_window_features(events, *, entity: Sequence[str], event_time: str, orde
         if f.function == "ratio":
             expr = f"try_divide({quote_identifier(f.numerator)}, {quote_identifier(f.denominator)})"
             df = df.withColumn(f.name, F.expr(expr).cast("double"))
-    return df.select(*entity_cols, col(event_time), *[col(f.name) for f in features])
+    return df.select(*entity_cols, col(event_time), *[col(f.name) for f in features], *known_at)

@@ -168,22 +168,21 @@ def with_duplicates_flagged(classified, *, key: Sequence[str], existing_keys=Non
     order = Window.partitionBy(*key_cols, valid).orderBy(col(INGEST_DATE), col(SOURCE_FILE), col(RAW_RECORD))
     rank = F.when(valid, F.row_number().over(order))
     key_text = F.to_json(F.struct(*key_cols))
-    df = classified.withColumn("__dup_rank", rank)
-    dup_in_batch = valid & (col("__dup_rank") > 1)
-    df = df.withColumn(RULE, F.when(dup_in_batch, F.lit("duplicate")).otherwise(col(RULE)))
-    df = df.withColumn(REASON, F.when(dup_in_batch, F.concat(
+    df = classified.withColumn("__dup_in_batch", F.coalesce(rank > 1, F.lit(False)))
+    df = df.withColumn(REASON, F.when(col("__dup_in_batch"), F.concat(
         F.lit("duplicate event: key "), key_text, F.lit(" appears more than once in this batch (first copy kept)")
     )).otherwise(col(REASON)))
+    df = df.withColumn(RULE, F.when(col("__dup_in_batch"), F.lit("duplicate")).otherwise(col(RULE)))
     if existing_keys is not None:
         df = df.join(existing_keys, on=list(key), how="left")
-        dup_existing = col(RULE).isNull() & col("_existing_ingest_date").isNotNull()
-        df = df.withColumn(RULE, F.when(dup_existing, F.lit("duplicate")).otherwise(col(RULE)))
-        df = df.withColumn(REASON, F.when(dup_existing, F.concat(
+        df = df.withColumn("__dup_existing", col(RULE).isNull() & col("_existing_ingest_date").isNotNull())
+        df = df.withColumn(REASON, F.when(col("__dup_existing"), F.concat(
             F.lit("duplicate event: key "), key_text, F.lit(" was already ingested from landing date "),
             col("_existing_ingest_date").cast("string"),
         )).otherwise(col(REASON)))
-        df = df.drop("_existing_ingest_date")
-    return df.drop("__dup_rank")
+        df = df.withColumn(RULE, F.when(col("__dup_existing"), F.lit("duplicate")).otherwise(col(RULE)))
+        df = df.drop("_existing_ingest_date", "__dup_existing")
+    return df.drop("__dup_in_batch")
 
 
 def valid_rows(classified, *, source: SourceSpec):

@@ -214,31 +214,44 @@ def date_range_predicate(column: str, start: dt.date, end: dt.date, *, qualifier
 
 
 def replace_where(df, path: str, *, predicate: str, partition_by: Sequence[str] = (),
-                  commit: CommitTag | None = None, properties: Mapping[str, str] | None = None) -> None:
+                  evolve_schema: bool = False, commit: CommitTag | None = None,
+                  properties: Mapping[str, str] | None = None) -> None:
     """Atomically replace the rows matching ``predicate`` with ``df`` (creating the table if needed).
 
     Delta refuses the write if any row of ``df`` falls outside ``predicate``, so a bug cannot
     overwrite more than the run owns. Callers must not pass an empty ``df`` unless they mean to
-    delete the range. ``commit`` makes the write idempotent (see :class:`CommitTag`);
-    ``properties`` are table properties set when the write creates the table.
+    delete the range. ``evolve_schema`` (``mergeSchema``) is set only after a schema contract
+    check accepted the change (:mod:`featuremill.quality.contracts`). ``commit`` makes the write
+    idempotent (see :class:`CommitTag`); ``properties`` are table properties set when the write
+    creates the table.
     """
     spark = df.sparkSession
-    if is_delta_table(spark, path):
-        writer = _writer(df, commit=commit, properties=properties, creating=False)
+    creating = not is_delta_table(spark, path)
+    writer = _writer(df, commit=commit, properties=properties, creating=creating)
+    if evolve_schema:
+        writer = writer.option("mergeSchema", "true")
+    if not creating:
         writer.mode("overwrite").option("replaceWhere", predicate).save(path)
     else:
-        writer = _writer(df, commit=commit, properties=properties, creating=True)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.mode("errorifexists").save(path)
 
 
-def overwrite(df, path: str, *, partition_by: Sequence[str] = (), commit: CommitTag | None = None,
+def overwrite(df, path: str, *, partition_by: Sequence[str] = (), overwrite_schema: bool = False,
+              evolve_schema: bool = False, commit: CommitTag | None = None,
               properties: Mapping[str, str] | None = None) -> None:
-    """Replace the whole table (dimension snapshots). ``commit``/``properties`` as in :func:`replace_where`."""
+    """Replace the whole table (dimension snapshots; training sets, whose columns may change).
+
+    ``overwrite_schema`` replaces the schema outright (a training set's columns follow its
+    request); ``evolve_schema`` only adds new columns, as in :func:`replace_where`.
+    ``commit``/``properties`` as in :func:`replace_where`.
+    """
     creating = not is_delta_table(df.sparkSession, path)
     writer = _writer(df, commit=commit, properties=properties, creating=creating)
-    writer = writer.mode("overwrite").option("overwriteSchema", "false")
+    writer = writer.mode("overwrite").option("overwriteSchema", str(overwrite_schema).lower())
+    if evolve_schema and not overwrite_schema:
+        writer = writer.option("mergeSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
@@ -252,15 +265,18 @@ def append(df, path: str, *, partition_by: Sequence[str] = ()) -> None:
 
 
 def merge_range(df, path: str, *, keys: Iterable[str], value_columns: Iterable[str], partition_column: str,
-                start: dt.date, end: dt.date, partition_by: Sequence[str] = (), commit: CommitTag | None = None,
+                start: dt.date, end: dt.date, partition_by: Sequence[str] = (),
+                evolve_schema: bool = False, commit: CommitTag | None = None,
                 properties: Mapping[str, str] | None = None) -> dict[str, str]:
     """Make the rows of ``path`` with ``partition_column`` in ``[start, end]`` equal ``df``.
 
     MERGE on ``keys``: changed rows are updated, new rows inserted, rows of the range that ``df``
     no longer has are deleted; rows whose values are identical are left alone. The range literal in
     the condition lets Delta prune files and lets runs on disjoint ranges commit concurrently.
-    Creates the table on first use. Returns the commit's operation metrics. ``commit`` makes the
-    write idempotent (as writer options on creation, as session confs around the MERGE);
+    Creates the table on first use. Returns the commit's operation metrics. ``evolve_schema``
+    turns on MERGE schema evolution: without it Delta silently drops source columns the target
+    lacks, so callers set it after a schema contract check accepted new columns. ``commit`` makes
+    the write idempotent (as writer options on creation, as session confs around the MERGE);
     ``properties`` are table properties set when the write creates the table.
     """
     from delta.tables import DeltaTable
@@ -274,16 +290,113 @@ def merge_range(df, path: str, *, keys: Iterable[str], value_columns: Iterable[s
         return last_operation_metrics(spark, path)
     target_range = date_range_predicate(partition_column, start, end, qualifier="t")
     on = " AND ".join([f"t.{quote_identifier(k)} <=> s.{quote_identifier(k)}" for k in keys] + [target_range])
-    changed = " OR ".join(f"NOT (t.{quote_identifier(c)} <=> s.{quote_identifier(c)})" for c in value_columns)
+    existing = {c.lower() for c in DeltaTable.forPath(spark, path).toDF().columns} if evolve_schema else None
+    # A column the target does not have yet exists only after evolution: a matched row needs an
+    # update when its new value is not null (null is what the evolved row reads anyway).
+    changed = " OR ".join(
+        f"NOT (t.{quote_identifier(c)} <=> s.{quote_identifier(c)})" if existing is None or c.lower() in existing
+        else f"s.{quote_identifier(c)} IS NOT NULL"
+        for c in value_columns)
     builder = DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), on)
     if changed:
         builder = builder.whenMatchedUpdateAll(condition=changed)
     builder = builder.whenNotMatchedInsertAll().whenNotMatchedBySourceDelete(condition=target_range)
+    if evolve_schema:
+        builder = builder.withSchemaEvolution()
     with session_commit_tag(spark, commit):
         builder.execute()
     return last_operation_metrics(spark, path)
 
 
+def add_missing_columns(spark, path: str, df) -> list[str]:
+    """Add to the Delta table at ``path`` the columns of ``df`` it lacks (nullable, at the end).
+
+    For a job whose output gained a column (a table written by an older featuremill): rows
+    already there get null until they are rewritten. Explicit DDL rather than MERGE schema
+    evolution, so a misspelt column can never widen a table by accident elsewhere. Returns the
+    names added; does nothing when the table does not exist yet.
+    """
+    from featuremill.sql import delta_path_identifier
+
+    if not is_delta_table(spark, path):
+        return []
+    existing = {f.name for f in spark.read.format("delta").load(path).schema.fields}
+    missing = [f for f in df.schema.fields if f.name not in existing]
+    if missing:
+        columns = ", ".join(f"{quote_identifier(f.name)} {f.dataType.simpleString()}" for f in missing)
+        spark.sql(f"ALTER TABLE {delta_path_identifier(path)} ADD COLUMNS ({columns})")
+        log.info("table %s: added column(s) %s", path, ", ".join(f.name for f in missing))
+    return [f.name for f in missing]
+
+
+def write_text(spark, path: str, text: str) -> None:
+    """Write a small text document (a manifest) to ``path``: a local file, or through Spark.
+
+    Local paths (and FUSE mounts such as ``/dbfs`` or ``/Volumes``) are written as one plain
+    file. A URI (``s3://``, ``abfss://``...) becomes a folder holding one text part written by
+    Spark, which :func:`read_text` reads back; no JVM internals, so it works on Spark Connect.
+    """
+    import os
+    import re
+
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path) and not path.startswith("file:"):
+        df = spark.createDataFrame([(text,)], "value string").coalesce(1)
+        df.write.mode("overwrite").option("lineSep", "\n").text(path)
+        return
+    local = path[len("file:"):] if path.startswith("file:") else path
+    parent = os.path.dirname(os.path.abspath(local))
+    os.makedirs(parent, exist_ok=True)
+    tmp = f"{local}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, local)  # atomic on one file system: readers never see half a manifest
+
+
+def read_text(spark, path: str) -> str:
+    """Read what :func:`write_text` wrote (a local file, or a folder written by Spark)."""
+    import os
+    import re
+
+    local = path[len("file:"):] if path.startswith("file:") else path
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", local) and os.path.isfile(local):
+        with open(local, encoding="utf-8") as handle:
+            return handle.read()
+    try:
+        rows = spark.read.option("wholetext", "true").text(path).collect()  # one small document
+    except Exception as exc:
+        message = str(exc).splitlines()[0]
+        if "PATH_NOT_FOUND" in message or "Path does not exist" in message:
+            raise InputDataError("file not found", file=path) from None
+        raise
+    return "".join(r[0] for r in rows)
+
+
+TABLE_FORMATS = ("delta", "parquet", "csv", "json")
+
+
+def read_table(spark, path: str, *, fmt: str | None = None, version: int | None = None):
+    """Read a user-supplied table (a spine): Delta (pinned to ``version``), Parquet, CSV or JSON.
+
+    ``fmt`` defaults to ``delta`` when ``path`` holds a Delta table, else to the file extension
+    (``.csv``, ``.json``), else ``parquet``. CSV needs a header; its types are inferred. Returns
+    ``(DataFrame, format)``; :class:`InputDataError` naming the path when it does not exist.
+    """
+    if fmt is None:
+        lowered = path.rstrip("/").lower()
+        fmt = ("delta" if is_delta_table(spark, path) else "csv" if lowered.endswith(".csv")
+               else "json" if lowered.endswith((".json", ".jsonl")) else "parquet")
+    if fmt not in TABLE_FORMATS:
+        raise InputDataError(f"unknown table format {fmt!r} (use one of {', '.join(TABLE_FORMATS)})", file=path)
+    if fmt == "delta":
+        if not is_delta_table(spark, path):
+            raise InputDataError("not a Delta table", file=path)
+        return read_delta(spark, path, version=version), fmt
+    if version is not None:
+        raise InputDataError(f"a {fmt} table has no versions to time-travel to", file=path)
+    reader = spark.read.format(fmt)
+    if fmt == "csv":
+        reader = reader.option("header", "true").option("inferSchema", "true")
+    return _load(reader, path, path), fmt
 def table_properties(spark, path: str) -> dict[str, str]:
     """The table properties of the Delta table at ``path``.
 

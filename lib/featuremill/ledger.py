@@ -66,11 +66,21 @@ class RunRecord:
     max_event_time: dt.datetime | None = None
     #: the backfill this run was a chunk of
     backfill_id: str | None = None
+    #: seconds spent on this run's own work when a job interleaves several runs (all planned,
+    #: then all written: :class:`featuremill.pipelines.common.RecordedRuns`); not a column
+    busy_s: float | None = None
 
     @property
     def duration_s(self) -> float | None:
+        """Wall time of the run: its own work when the job interleaved runs, else start to finish.
+
+        Interleaved runs' start-to-finish spans overlap (each includes the others' writes), so
+        their durations would add up to more than the job took.
+        """
         if self.finished_at is None:
             return None
+        if self.busy_s is not None:
+            return self.busy_s
         return (self.finished_at - self.started_at).total_seconds()
 
     def finish(self, status: str, error: str | None = None) -> None:

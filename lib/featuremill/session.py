@@ -39,10 +39,29 @@ LOCAL_DEFAULTS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Runtime:
-    """Where the driver runs: ``local``, ``spark-submit``, ``databricks`` or ``emr``."""
+    """Where the driver runs: ``local``, ``spark-submit``, ``databricks`` or ``emr``.
+
+    ``cluster_manager`` (``local``, ``standalone``, ``yarn``, ``k8s``; empty when unknown) comes from
+    the session's master URL once a session exists (:func:`with_cluster_manager`).
+    """
 
     name: str
     detail: str = ""
+    cluster_manager: str = ""
+
+
+def cluster_manager(master: str | None) -> str:
+    """``spark://`` -> standalone, ``yarn`` -> yarn, ``k8s://`` -> k8s, ``local[..]`` -> local."""
+    text = (master or "").strip()
+    for prefix, name in (("spark://", "standalone"), ("yarn", "yarn"), ("k8s://", "k8s"), ("local", "local")):
+        if text.startswith(prefix):
+            return name
+    return ""
+
+
+def with_cluster_manager(runtime: Runtime, master: str | None) -> Runtime:
+    """``runtime`` with its cluster manager read from the master URL (EMR runs on YARN)."""
+    return Runtime(runtime.name, runtime.detail, cluster_manager(master))
 
 
 def detect_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
@@ -71,13 +90,17 @@ def get_spark(app_name: str = "featuremill", *, master: str | None = None,
     active = SparkSession.getActiveSession()
     runtime = detect_runtime(environ)
     if active is not None:
-        log.info("using the active Spark session (runtime=%s, master=%s)", runtime.name, _master(active))
+        runtime = with_cluster_manager(runtime, _master(active))
+        log.info("using the active Spark session (runtime=%s, cluster manager=%s, master=%s)", runtime.name,
+                 runtime.cluster_manager or "unknown", _master(active))
         _require_delta(active, runtime)
         return active
     if runtime.name != "local":
         spark = SparkSession.builder.appName(app_name).getOrCreate()
-        log.info("runtime %s %s: using the platform's session settings (master=%s)",
-                 runtime.name, runtime.detail, _master(spark))
+        runtime = with_cluster_manager(runtime, _master(spark))
+        log.info("runtime %s %s on %s: using the platform's session settings (master=%s, executor python=%s)",
+                 runtime.name, runtime.detail, runtime.cluster_manager or "an unknown cluster manager",
+                 _master(spark), _conf(spark, "spark.pyspark.python") or "default")
         _require_delta(spark, runtime)
         return spark
 
@@ -103,6 +126,13 @@ def _master(spark) -> str:
         return spark.conf.get("spark.master")
     except Exception:  # Spark Connect sessions do not expose the master
         return "unknown"
+
+
+def _conf(spark, key: str) -> str | None:
+    try:
+        return spark.conf.get(key, None)
+    except Exception:  # Spark Connect may refuse some keys
+        return None
 
 
 def _require_delta(spark, runtime: Runtime) -> None:

@@ -184,3 +184,37 @@ def test_with_window_features_random_data_matches_reference(spark, seed):
     expected = _expected_df(spark, _reference_rows(events))
     assert_approx_df_equality(actual.orderBy("entity", "ts"), expected.orderBy("entity", "ts"), 1e-6,
                               ignore_nullable=True)
+
+
+def test_with_window_features_known_at_matches_sql_reference(spark):
+    """``_known_at`` = the day after the latest landing date among the events in the row's
+    largest window (here 1 day): a late event delays every row whose window holds it."""
+    landing = {  # event_id -> landing date (else its event date); a5 lands two days late, c1 four
+        "a5": dt.date(2024, 1, 3), "c1": dt.date(2024, 1, 5)}
+    events = [e + (landing.get(e[1], e[2].date()),) for e in EVENTS]
+    features = [_f("n_1h", "count", window="1h"), _f("sum_1d", "sum", column="amount", window="1d")]
+    df = spark.createDataFrame(events, SCHEMA + ", landed date")
+    actual = with_window_features(df, entity=["entity"], event_time="ts", order_key=["event_id"], features=features,
+                                  known_at_from="landed")
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TABLE ev (entity VARCHAR, event_id VARCHAR, ts TIMESTAMP, amount DOUBLE, channel VARCHAR, "
+                "landed DATE)")
+    con.executemany("INSERT INTO ev VALUES (?, ?, ?, ?, ?, ?)", events)
+    expected_rows = con.execute("""
+        SELECT i.entity, i.ts,
+          (SELECT count(*) FROM ev e WHERE e.entity = i.entity AND e.ts > i.ts - INTERVAL 1 HOUR AND e.ts <= i.ts),
+          (SELECT sum(amount) FROM ev e WHERE e.entity = i.entity AND e.ts > i.ts - INTERVAL 1 DAY AND e.ts <= i.ts),
+          (SELECT CAST(max(landed) + INTERVAL 1 DAY AS TIMESTAMP) FROM ev e
+            WHERE e.entity = i.entity AND e.ts > i.ts - INTERVAL 1 DAY AND e.ts <= i.ts)
+        FROM (SELECT DISTINCT entity, ts FROM ev) i ORDER BY 1, 2""").fetchall()
+    expected = spark.createDataFrame(expected_rows, "entity string, ts timestamp, n_1h bigint, sum_1d double, "
+                                                    "_known_at timestamp")
+    assert_approx_df_equality(actual.orderBy("entity", "ts"), expected.orderBy("entity", "ts"), 1e-9,
+                              ignore_nullable=True)
+    known = {(r["entity"], r["ts"]): r["_known_at"] for r in actual.collect()}
+    assert known[("a", _t(120))] == dt.datetime(2024, 1, 4)          # a5 landed on Jan 3
+    assert known[("a", _t(120, micros=1))] == dt.datetime(2024, 1, 4)  # a5 is in its 1-day window too
+    assert known[("a", _t(120, days=2))] == dt.datetime(2024, 1, 4)  # only a7 (landed Jan 3) in its window
+    assert known[("c", _t(0, days=1, micros=-1))] == dt.datetime(2024, 1, 6)  # c1 (landed Jan 5) still inside
+    assert known[("c", _t(0, days=1))] == dt.datetime(2024, 1, 3)    # c1 exactly 1 day back is out: c2 (Jan 2)

@@ -22,17 +22,27 @@ def add_date_arguments(parser: argparse.ArgumentParser, *, required: bool = True
     parser.add_argument("--date", type=_date, help="one date, YYYY-MM-DD")
     parser.add_argument("--start", type=_date, help="first date of a range, YYYY-MM-DD")
     parser.add_argument("--end", type=_date, help="last date of a range (inclusive), YYYY-MM-DD")
+    parser.add_argument("--date-offset", type=int, default=0, metavar="DAYS",
+                        help="shift the dates by DAYS (schedulers without a data interval pass their trigger "
+                             "date with --date-offset -1 to process the day that just closed)")
     parser.set_defaults(_dates_required=required)
 
 
 def _date(text: str) -> dt.date:
     try:
-        return parse_date(text)
+        # A scheduler's timestamp (2026-09-02T02:30:00Z) stands for its date.
+        return parse_date(text[:10] if len(text) > 10 and text[10:11] in ("T", " ") else text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def resolve_dates(args: argparse.Namespace) -> tuple[dt.date, dt.date]:
+    start, end = _resolve_dates(args)
+    shift = dt.timedelta(days=getattr(args, "date_offset", 0) or 0)
+    return start + shift, end + shift
+
+
+def _resolve_dates(args: argparse.Namespace) -> tuple[dt.date, dt.date]:
     if args.date and (args.start or args.end):
         raise SystemExit("give either --date or --start/--end, not both")
     if args.date:

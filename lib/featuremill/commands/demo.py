@@ -2,8 +2,9 @@
 
 Steps: generate the dataset into the environment's data root (skipped when the same data is
 there), ingest and build features for every day but the last as one range, then ingest and
-build the last day incrementally, the way a daily schedule would. Re-running it re-runs the same
-dates: each run finds its commit already in the tables (same inputs) and writes nothing.
+build the last day incrementally, the way a daily schedule would, then profile the last day and
+compare it with earlier days for drift (HTML + JSON reports in ``reports/demo/``). Re-running it
+re-runs the same dates: each run finds its commit already in the tables (same inputs) and writes nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--events", type=int, default=200_000, help="base events to generate (default 200000)")
     parser.add_argument("--days", type=int, default=28, help="days of events (default 28)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--reports", default="reports/demo",
+                        help="folder for the quality reports (default reports/demo)")
     add_pipeline_arguments(parser, default=DEFAULT_PIPELINE)
 
 
@@ -42,8 +45,15 @@ def run(args) -> int:
     features = run_features(spark, config, start=first, end=history_end)
     ingests += run_ingest(spark, config, start=last, end=last)
     features += run_features(spark, config, start=last, end=last)
+    from featuremill.quality.demo import demo_reports
+
+    quality = demo_reports(spark, config, start=first, end=last, out_dir=args.reports)
     elapsed = time.monotonic() - began
     _summary(spark, config, manifest, ingests, features, elapsed)
+    emit("")
+    emit(f"quality reports (profiles and drift, self-contained HTML + JSON in {args.reports}/):")
+    for line in quality:
+        emit(line)
     return 0
 
 

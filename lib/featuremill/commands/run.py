@@ -27,6 +27,12 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     config = load_config(args)
     start, end = resolve_dates(args)
+    if args.job == "features":
+        from featuremill import versions
+
+        # A definition changed without a version bump must not reach the feature tables.
+        lock_file = versions.lock_path(args.pipeline)
+        versions.require_consistent(config, versions.read_lock(lock_file), lock_file=lock_file)
     spark = spark_for(config, f"featuremill-{args.job}-{config.name}")
     if args.job == "ingest":
         from featuremill.pipelines.ingest import run_ingest

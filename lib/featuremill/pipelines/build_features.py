@@ -16,13 +16,17 @@ For a run over ``[start, end]`` and each feature set:
 The feature table therefore equals a full recompute over the same dates after any sequence of
 daily runs, and re-running a date changes no value and adds no row.
 
+Every feature set is planned (inputs read and fingerprinted, committed runs found, schema
+contract and quality rules of ``features.<set>`` decided) before any is merged.
+
 Exactly-once (:mod:`featuremill.exactly_once`): the MERGE carries the run key
 ``featuremill/<pipeline>/features/<set>/<start>/<end>`` as Delta ``txnAppId``. The run's input
 fingerprint covers the feature set's definition, the identity (data file names and row counts)
 of the validated events in the read range that had landed by ``end``, and the data files of
 each joined dimension. Rows landing after ``end`` are left out on purpose: they belong to later
 runs, which recompute the dates they touch. A re-run whose fingerprint matches the committed one
-writes nothing; a different one needs ``corrective=True``.
+writes nothing (and decides no quality rule: there is nothing to gate); a different one needs
+``corrective=True``.
 
 An input range without events for the recomputed dates writes nothing (``skipped_empty``)
 unless ``allow_empty=True``: a MERGE of nothing would delete the range's feature rows.
@@ -42,7 +46,10 @@ from featuremill.errors import BroadcastTooLargeError, TableStateError
 from featuremill.exactly_once import CommitGuard, digest, feature_set_definition, run_key
 from featuremill.features import with_window_features
 from featuremill.ingest import EVENT_DATE, INGEST_DATE
-from featuremill.pipelines.common import recorded_run
+from featuremill.ledger import RunRecord
+from featuremill.pipelines.common import RecordedRuns
+from featuremill.quality.gate import TableGate, enforce
+from featuremill.quality.rules import EvaluationContext
 from featuremill.progress import stage
 from featuremill.retention import ensure_retention, replay_window
 from featuremill.session import ensure_timezone
@@ -86,15 +93,39 @@ def run_features(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
                  on_commit: CommitHook | None = None) -> list[FeatureRunResult]:
     """Compute the feature sets (all, or ``feature_sets``) for event dates ``[start, end]``.
 
+    Every feature set is planned and checked (committed inputs, schema contract, quality rules of
+    ``features.<set>``) before any is merged, so changed inputs without ``corrective``, a refused
+    schema change or a failed ``fail`` rule leaves every feature table at its previous version.
+
     ``corrective`` rewrites a run key already committed from different inputs (new Delta
     txnVersion); ``allow_empty`` lets a range without events clear the range's feature rows;
     ``backfill_id`` marks the ledger rows of a backfill's chunks.
     """
     ensure_timezone(spark, config.timezone)
     chosen = [config.feature_set(n) for n in feature_sets] if feature_sets else list(config.feature_sets)
-    return [_run_feature_set(spark, config, fs, start=start, end=end, incremental=incremental, corrective=corrective,
-                             allow_empty=allow_empty, backfill_id=backfill_id, on_commit=on_commit)
-            for fs in chosen]
+    runs = RecordedRuns(spark, config, job="features", start=start, end=end, backfill_id=backfill_id)
+    planned: list[_Planned] = []
+    try:
+        for fs in chosen:
+            record = runs.open(fs.name)
+            with runs.measure(fs.name):
+                planned.append(_plan_feature_set(spark, config, fs, record, start=start, end=end,
+                                                 incremental=incremental, corrective=corrective,
+                                                 allow_empty=allow_empty))
+        enforce(spark, config, [(p.gate, p.record.run_id) for p in planned if p.decided], job="features")
+        results = []
+        for p in planned:
+            with runs.measure(p.feature_set.name):
+                results.append(_write_feature_set(spark, config, p, end=end, on_commit=on_commit))
+            runs.succeed(p.feature_set.name)
+        return results
+    except BaseException as exc:
+        runs.fail_open(exc)
+        raise
+    finally:
+        for p in planned:
+            if p.cached is not None:
+                p.cached.unpersist()
 
 
 def _pinned_read(spark, path: str, versions: dict[str, int], name: str, *, version: int | None = None):
@@ -146,6 +177,12 @@ def _dimension_frame(spark, config: PipelineConfig, join: JoinSpec, versions: di
     return F.broadcast(selected)
 
 
+def _join_columns(dimension, join):
+    # Only the key and requested columns: a dimension's own bookkeeping columns (``_ingest_date``...)
+    # must not shadow the events' columns of the same name.
+    return dimension.select(*[col(k) for k in join.on], *[col(c) for c in join.columns])
+
+
 def build_feature_frame(events, *, config: PipelineConfig, feature_set: FeatureSetSpec, dimensions: dict,
                         start: dt.date, end: dt.date):
     """DataFrame -> DataFrame: feature rows for event dates ``[start, end]``.
@@ -153,7 +190,8 @@ def build_feature_frame(events, *, config: PipelineConfig, feature_set: FeatureS
     ``events`` are validated events of ``feature_set.source`` covering at least
     ``[start - lookback, end]``; ``dimensions`` maps each join's dimension name to its (broadcast)
     frame. Output grain: one row per (entity keys, event time) with ``event_date`` (date), the
-    features, the entity-level joined columns and ``_feature_set_version`` (int).
+    features, ``_known_at`` (timestamp, when ``events`` carry ``_ingest_date``: see
+    :mod:`featuremill.features`), the entity-level joined columns and ``_feature_set_version`` (int).
     """
     from pyspark.sql import functions as F
 
@@ -162,14 +200,15 @@ def build_feature_frame(events, *, config: PipelineConfig, feature_set: FeatureS
                                  col(source.event_time).isNull()) == F.lit(False))
     for join in feature_set.joins:
         if join.level == "event":
-            df = df.join(dimensions[join.dimension], on=list(join.on), how="left")
+            df = df.join(_join_columns(dimensions[join.dimension], join), on=list(join.on), how="left")
     df = with_window_features(df, entity=feature_set.entity, event_time=source.event_time,
-                              order_key=source.key, features=feature_set.features)
+                              order_key=source.key, features=feature_set.features,
+                              known_at_from=INGEST_DATE if INGEST_DATE in events.columns else None)
     df = df.withColumn(EVENT_DATE, F.to_date(col(source.event_time)))
     df = df.where(col(EVENT_DATE).between(F.lit(start), F.lit(end)))
     for join in feature_set.joins:
         if join.level == "entity":
-            df = df.join(dimensions[join.dimension], on=list(join.on), how="left")
+            df = df.join(_join_columns(dimensions[join.dimension], join), on=list(join.on), how="left")
     return df.withColumn(FEATURE_VERSION_COLUMN, F.lit(feature_set.version))
 
 
@@ -219,94 +258,151 @@ def micros_to_utc(micros: int | None) -> dt.datetime | None:
     return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(micros))
 
 
-def _run_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec, *, start: dt.date, end: dt.date,
-                     incremental: bool, corrective: bool = False, allow_empty: bool = False,
-                     backfill_id: str | None = None, on_commit: CommitHook | None = None) -> FeatureRunResult:
+@dataclass
+class _Planned:
+    """A feature set computed (lazily, or cached when it has quality rules) and checked, not yet merged."""
+
+    feature_set: FeatureSetSpec
+    record: RunRecord
+    gate: TableGate
+    frame: object
+    keys: list
+    compute_start: dt.date
+    events_read: int
+    cached: object | None = None
+    guard: CommitGuard | None = None
+    skipped: bool = False
+    committed: bool = False
+    decided: bool = False
+
+
+def _plan_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec, record: RunRecord, *,
+                      start: dt.date, end: dt.date, incremental: bool, corrective: bool = False,
+                      allow_empty: bool = False) -> _Planned:
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     source = config.source(feature_set.source)
     out_path = config.tables.features(feature_set.name)
     out_name = f"features.{feature_set.name}"
-    window = replay_window(config)
     label = f"features {feature_set.name} {start}..{end}"
-    with recorded_run(spark, config, job="features", target=feature_set.name, start=start, end=end,
-                      backfill_id=backfill_id) as record:
-        record.run_key = run_key(config.name, "features", feature_set.name, start, end)
-        versions: dict[str, int] = {}
-        tables: dict[str, Any] = {}
-        events_name = f"validated.{source.name}"
-        validated = _pinned_read(spark, config.tables.validated(source.name), versions, events_name)
-        dimensions = {j.dimension: _dimension_frame(spark, config, j, versions, tables) for j in feature_set.joins}
-        compute_start = start
-        if incremental:
-            # Late events landed in [start, end] but belong to earlier dates: recompute from there.
-            with stage(f"features {feature_set.name}: find late events", spark, key="late_events"):
-                earliest = (validated.where(col(INGEST_DATE).between(F.lit(start), F.lit(end)))
-                            .agg(F.min(EVENT_DATE)).first()[0])
-            if earliest is not None and earliest < start:
-                log.info("feature set %s: late events back to %s; recomputing from there", feature_set.name, earliest)
-                compute_start = earliest
-        read_start = compute_start - dt.timedelta(days=lookback_days(feature_set))
-        events = validated.where(col(EVENT_DATE).between(F.lit(read_start), F.lit(end)))
-        with stage(f"features {feature_set.name}: count input", spark, key="input_scan") as st:
-            state = event_input_state(events, event_time=source.event_time, compute_start=compute_start, end=end)
-            st.set_rows(state["rows_read"])
-        events_read = state["rows_read"]
-        tables[events_name] = {"event_dates": f"{read_start}..{end}", "landed_by": end.isoformat(),
-                               "files": state["landed_files"], "rows": state["landed_rows"],
-                               "files_digest": state["landed_digest"]}
-        record.rows_read = events_read
-        record.input_versions = dict(versions)
-        record.max_event_time = micros_to_utc(state["max_event_micros"])
-        record.details = {"compute_start": compute_start.isoformat(), "read_start": read_start.isoformat(),
-                          "feature_set_version": feature_set.version,
-                          "definition": digest(feature_set_definition(config, feature_set))}
-        if state["rows_in_range"] == 0 and not allow_empty:
-            # A MERGE of nothing would delete every feature row of the range.
-            log.warning("%s: no events dated %s..%s; nothing written (pass --allow-empty to clear the range)",
-                        label, compute_start, end)
-            record.status = "skipped_empty"
-            return FeatureRunResult(feature_set.name, record.run_id, "skipped_empty", compute_start, end, events_read,
-                                    0, 0, 0, 0, io.delta_version(spark, out_path))
-        guard = CommitGuard(spark, run_key=record.run_key, run_id=record.run_id,
-                            inputs={"definition": record.details["definition"], "tables": tables},
-                            versions=versions, tables={out_name: out_path}, corrective=corrective, label=label).plan()
-        record.txn_version = guard.txn_version
-        record.input_fingerprint = guard.fingerprint
-        if guard.is_committed(out_name):
-            prior = guard.prior(out_name)
-            record.input_versions = dict(prior.versions) or dict(versions)
-            record.output_versions = {out_name: prior.table_version}
-            record.details.update(commit="already_committed", committed_by_run=prior.run_id)
-            return FeatureRunResult(feature_set.name, record.run_id, "already_committed", compute_start, end,
-                                    events_read, 0, 0, 0, 0, prior.table_version)
-        ensure_retention(spark, out_path, window)
-        frame = build_feature_frame(events, config=config, feature_set=feature_set, dimensions=dimensions,
-                                    start=compute_start, end=end)
-        keys = list(feature_set.entity) + [source.event_time]
-        value_columns = [c for c in frame.columns if c not in keys]
-        with stage(f"features {feature_set.name}: compute and merge {compute_start}..{end}", spark,
-                   key="compute_merge") as st:
-            metrics = io.merge_range(frame, out_path, keys=keys, value_columns=value_columns,
-                                     partition_column=EVENT_DATE, start=compute_start, end=end,
-                                     partition_by=[EVENT_DATE], commit=guard.tag(out_name),
-                                     properties=window.table_properties())
-            table_version, written_here = guard.confirm(out_name)
-            if not written_here:
-                metrics = {}
-            inserted = int(metrics.get("numTargetRowsInserted", metrics.get("numOutputRows", 0)))
-            updated = int(metrics.get("numTargetRowsUpdated", 0))
-            deleted = int(metrics.get("numTargetRowsDeleted", 0))
-            rows_out = int(metrics.get("numSourceRows", metrics.get("numOutputRows", 0)))
-            st.set_rows(rows_out)
-        if on_commit is not None:
-            on_commit(out_name, table_version)
-        record.rows_written = inserted + updated
-        record.output_versions = {out_name: table_version}
-        record.details.update(rows_out=rows_out, inserted=inserted, updated=updated, deleted=deleted,
-                              commit="written" if written_here else "already_committed")
-        log.info("feature set %s: %d feature rows for %s..%s (%d inserted, %d updated, %d deleted), version %s",
-                 feature_set.name, rows_out, compute_start, end, inserted, updated, deleted, table_version)
-        status = "succeeded" if written_here else "already_committed"
-        return FeatureRunResult(feature_set.name, record.run_id, status, compute_start, end, events_read,
-                                rows_out, inserted, updated, deleted, table_version)
+    record.run_key = run_key(config.name, "features", feature_set.name, start, end)
+    versions: dict[str, int] = {}
+    tables: dict[str, Any] = {}
+    events_name = f"validated.{source.name}"
+    validated = _pinned_read(spark, config.tables.validated(source.name), versions, events_name)
+    dimensions = {j.dimension: _dimension_frame(spark, config, j, versions, tables) for j in feature_set.joins}
+    compute_start = start
+    if incremental:
+        # Late events landed in [start, end] but belong to earlier dates: recompute from there.
+        with stage(f"features {feature_set.name}: find late events", spark, key="late_events"):
+            earliest = (validated.where(col(INGEST_DATE).between(F.lit(start), F.lit(end)))
+                        .agg(F.min(EVENT_DATE)).first()[0])
+        if earliest is not None and earliest < start:
+            log.info("feature set %s: late events back to %s; recomputing from there", feature_set.name, earliest)
+            compute_start = earliest
+    read_start = compute_start - dt.timedelta(days=lookback_days(feature_set))
+    events = validated.where(col(EVENT_DATE).between(F.lit(read_start), F.lit(end)))
+    with stage(f"features {feature_set.name}: count input", spark, key="input_scan") as st:
+        state = event_input_state(events, event_time=source.event_time, compute_start=compute_start, end=end)
+        st.set_rows(state["rows_read"])
+    events_read = state["rows_read"]
+    tables[events_name] = {"event_dates": f"{read_start}..{end}", "landed_by": end.isoformat(),
+                           "files": state["landed_files"], "rows": state["landed_rows"],
+                           "files_digest": state["landed_digest"]}
+    record.rows_read = events_read
+    record.input_versions = dict(versions)
+    record.max_event_time = micros_to_utc(state["max_event_micros"])
+    record.details = {"compute_start": compute_start.isoformat(), "read_start": read_start.isoformat(),
+                      "feature_set_version": feature_set.version,
+                      "definition": digest(feature_set_definition(config, feature_set))}
+    keys = list(feature_set.entity) + [source.event_time]
+    gate = TableGate(config, out_name)
+    planned = _Planned(feature_set, record, gate, None, keys, compute_start, events_read)
+    if state["rows_in_range"] == 0 and not allow_empty:
+        # A MERGE of nothing would delete every feature row of the range.
+        log.warning("%s: no events dated %s..%s; nothing written (pass --allow-empty to clear the range)",
+                    label, compute_start, end)
+        record.status = "skipped_empty"
+        planned.skipped = True
+        return planned
+    planned.guard = guard = CommitGuard(spark, run_key=record.run_key, run_id=record.run_id,
+                                        inputs={"definition": record.details["definition"], "tables": tables},
+                                        versions=versions, tables={out_name: out_path}, corrective=corrective,
+                                        label=label).plan()
+    record.txn_version = guard.txn_version
+    record.input_fingerprint = guard.fingerprint
+    if guard.is_committed(out_name):
+        # Nothing will be written, so there is nothing for the quality gate to let through.
+        planned.committed = True
+        return planned
+    frame = build_feature_frame(events, config=config, feature_set=feature_set, dimensions=dimensions,
+                                start=compute_start, end=end)
+    gate.check_schema(spark, frame)
+    if gate.active:
+        references = {r.dimension: io.read_delta(spark, config.tables.validated(r.dimension),
+                                                 version=versions.get(f"validated.{r.dimension}"))
+                      for r in gate.spec.row_rules if r.check == "referential"}
+        frame = gate.with_row_rules(frame, references=references)
+        frame = planned.cached = frame.persist(StorageLevel.MEMORY_AND_DISK)
+        with stage(f"features {feature_set.name}: quality rules", spark, key="quality_rules"):
+            gate.measure(frame)
+            kept = None
+            if io.is_delta_table(spark, out_path):
+                kept = io.read_delta(spark, out_path).where(~col(EVENT_DATE).between(F.lit(compute_start), F.lit(end)))
+            context = EvaluationContext(now=record.started_at.replace(tzinfo=dt.timezone.utc), start=compute_start,
+                                        end=end, timezone=config.timezone)
+            gate.decide(spark, valid=frame, existing=kept, context=context)
+        planned.decided = True
+        frame = frame.select(*gate.output_columns)
+        record.details["quality"] = {r.rule: r.status for r in gate.results}
+    planned.frame = frame
+    return planned
+
+
+def _write_feature_set(spark, config: PipelineConfig, planned: _Planned, *, end: dt.date,
+                       on_commit: CommitHook | None = None) -> FeatureRunResult:
+    feature_set, record, frame, keys = planned.feature_set, planned.record, planned.frame, planned.keys
+    compute_start, guard = planned.compute_start, planned.guard
+    out_path = config.tables.features(feature_set.name)
+    out_name = f"features.{feature_set.name}"
+    if planned.skipped:
+        return FeatureRunResult(feature_set.name, record.run_id, "skipped_empty", compute_start, end,
+                                planned.events_read, 0, 0, 0, 0, io.delta_version(spark, out_path))
+    if planned.committed:
+        prior = guard.prior(out_name)
+        record.input_versions = dict(prior.versions) or dict(record.input_versions)
+        record.output_versions = {out_name: prior.table_version}
+        record.details.update(commit="already_committed", committed_by_run=prior.run_id)
+        return FeatureRunResult(feature_set.name, record.run_id, "already_committed", compute_start, end,
+                                planned.events_read, 0, 0, 0, 0, prior.table_version)
+    window = replay_window(config)
+    ensure_retention(spark, out_path, window)
+    value_columns = [c for c in frame.columns if c not in keys]
+    io.add_missing_columns(spark, out_path, frame)  # tables from before _known_at existed
+    with stage(f"features {feature_set.name}: compute and merge {compute_start}..{end}", spark,
+               key="compute_merge") as st:
+        planned.gate.prepare_write(spark)
+        metrics = io.merge_range(frame, out_path, keys=keys, value_columns=value_columns,
+                                 partition_column=EVENT_DATE, start=compute_start, end=end,
+                                 partition_by=[EVENT_DATE], evolve_schema=planned.gate.evolve_schema,
+                                 commit=guard.tag(out_name), properties=window.table_properties())
+        table_version, written_here = guard.confirm(out_name)
+        if not written_here:
+            metrics = {}
+        inserted = int(metrics.get("numTargetRowsInserted", metrics.get("numOutputRows", 0)))
+        updated = int(metrics.get("numTargetRowsUpdated", 0))
+        deleted = int(metrics.get("numTargetRowsDeleted", 0))
+        rows_out = int(metrics.get("numSourceRows", metrics.get("numOutputRows", 0)))
+        st.set_rows(rows_out)
+    if on_commit is not None:
+        on_commit(out_name, table_version)
+    record.rows_written = inserted + updated
+    record.output_versions = {out_name: table_version}
+    record.details.update(rows_out=rows_out, inserted=inserted, updated=updated, deleted=deleted,
+                          commit="written" if written_here else "already_committed")
+    log.info("feature set %s: %d feature rows for %s..%s (%d inserted, %d updated, %d deleted), version %s",
+             feature_set.name, rows_out, compute_start, end, inserted, updated, deleted, table_version)
+    status = "succeeded" if written_here else "already_committed"
+    return FeatureRunResult(feature_set.name, record.run_id, status, compute_start, end, planned.events_read,
+                            rows_out, inserted, updated, deleted, table_version)

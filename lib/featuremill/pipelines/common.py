@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import logging
 import sys
+import time
 from typing import Iterator
 
 from featuremill.config import PipelineConfig
@@ -29,6 +31,65 @@ def parse_date(text: str) -> dt.date:
         raise ValueError(f"{text!r} is not a date (use YYYY-MM-DD)") from None
 
 
+_RUN_LABELS: contextvars.ContextVar[dict] = contextvars.ContextVar("featuremill_run_labels", default={})
+
+
+@contextlib.contextmanager
+def run_labels(**labels) -> Iterator[None]:
+    """Label every run recorded inside the block (e.g. the DAG run id and attempt number).
+
+    The labels are stored under ``details["labels"]`` of each run-log row, so the rows of one
+    scheduled attempt can be found and counted.
+    """
+    token = _RUN_LABELS.set({**_RUN_LABELS.get(), **labels})
+    try:
+        yield
+    finally:
+        _RUN_LABELS.reset(token)
+
+
+def _with_labels(record: RunRecord) -> None:
+    labels = _RUN_LABELS.get()
+    if labels:
+        record.details = {**(record.details or {}), "labels": dict(labels)}
+
+
+def _new_record(config: PipelineConfig, *, job: str, target: str, start: dt.date | None, end: dt.date | None,
+                run_id: str | None, backfill_id: str | None) -> RunRecord:
+    record = RunRecord(pipeline=config.name, job=job, target=target, start_date=start, end_date=end)
+    if run_id:
+        record.run_id = run_id
+    record.backfill_id = backfill_id
+    return record
+
+
+@contextlib.contextmanager
+def measured(spark, record: RunRecord) -> Iterator[None]:
+    """Attribute the block's Spark jobs (job tag) and keyed stage times to ``record``.
+
+    May be entered several times for one record (a job that prepares every target, then writes
+    them): the stage times add up, and the job tag collects every job the record's blocks ran.
+    """
+    with tagged_jobs(spark, job_tag(record.run_id)), collect_stage_times(record.metrics):
+        yield
+
+
+def _record_end(spark, config: PipelineConfig, record: RunRecord, exc: BaseException | None) -> None:
+    """Finish ``record`` (failed when ``exc``) with its Spark metrics and append it to the run log."""
+    record.metrics.update(tagged_job_metrics(spark, job_tag(record.run_id)))
+    if exc is not None:
+        record.finish("failed", error=f"{type(exc).__name__}: {exc}"[:4000])
+        _with_labels(record)
+        try:
+            append_run(spark, config.tables.run_log, record)
+        except Exception:  # the original error matters more than a failed ledger write
+            log.exception("could not record failed run %s", record.run_id)
+        return
+    record.finish(record.status if record.status not in ("running",) else "succeeded", record.error)
+    _with_labels(record)
+    append_run(spark, config.tables.run_log, record)
+
+
 @contextlib.contextmanager
 def recorded_run(spark, config: PipelineConfig, *, job: str, target: str, start: dt.date | None,
                  end: dt.date | None, run_id: str | None = None,
@@ -40,25 +101,61 @@ def recorded_run(spark, config: PipelineConfig, *, job: str, target: str, start:
     ``metrics`` receive the wall time of every keyed :func:`featuremill.progress.stage` inside the
     block and the Spark metrics of the jobs the block ran (:mod:`featuremill.run_metrics`).
     """
-    record = RunRecord(pipeline=config.name, job=job, target=target, start_date=start, end_date=end)
-    if run_id:
-        record.run_id = run_id
-    record.backfill_id = backfill_id
-    tag = job_tag(record.run_id)
-    with tagged_jobs(spark, tag), collect_stage_times(record.metrics):
-        try:
+    record = _new_record(config, job=job, target=target, start=start, end=end, run_id=run_id,
+                         backfill_id=backfill_id)
+    try:
+        with measured(spark, record):
             yield record
-        except BaseException as exc:
-            record.metrics.update(tagged_job_metrics(spark, tag))
-            record.finish("failed", error=f"{type(exc).__name__}: {exc}"[:4000])
-            try:
-                append_run(spark, config.tables.run_log, record)
-            except Exception:  # the original error matters more than a failed ledger write
-                log.exception("could not record failed run %s", record.run_id)
-            raise
-    record.metrics.update(tagged_job_metrics(spark, tag))
-    record.finish(record.status if record.status not in ("running",) else "succeeded", record.error)
-    append_run(spark, config.tables.run_log, record)
+    except BaseException as exc:
+        _record_end(spark, config, record, exc)
+        raise
+    _record_end(spark, config, record, None)
+
+
+class RecordedRuns:
+    """Several recorded runs (one per target) whose ends are decided one by one.
+
+    A job that checks every target before writing any (so a failed quality rule leaves all its
+    tables unchanged) opens a run per target first, runs each target's work inside
+    :meth:`measure` (so its Spark jobs and stage times are attributed to that target's run),
+    closes each as succeeded after its write, and on an error marks every run still open as
+    failed with that error.
+    """
+
+    def __init__(self, spark, config: PipelineConfig, *, job: str, start: dt.date | None, end: dt.date | None,
+                 backfill_id: str | None = None):
+        self._spark, self._config, self._job, self._start, self._end = spark, config, job, start, end
+        self._backfill_id = backfill_id
+        self._open: dict[str, RunRecord] = {}
+
+    def open(self, target: str) -> RunRecord:
+        record = _new_record(self._config, job=self._job, target=target, start=self._start, end=self._end,
+                             run_id=None, backfill_id=self._backfill_id)
+        self._open[target] = record
+        return record
+
+    @contextlib.contextmanager
+    def measure(self, target: str) -> Iterator[None]:
+        """Context: the block's Spark jobs, keyed stages and wall time count for ``target``'s run.
+
+        The run's ``duration_s`` is the sum of its blocks, so the durations of a job's runs add
+        up to at most the job's wall time (their start-to-finish spans overlap).
+        """
+        record = self._open[target]
+        began = time.monotonic()
+        try:
+            with measured(self._spark, record):
+                yield
+        finally:
+            record.busy_s = (record.busy_s or 0.0) + (time.monotonic() - began)
+
+    def succeed(self, target: str) -> None:
+        _record_end(self._spark, self._config, self._open.pop(target), None)
+
+    def fail_open(self, exc: BaseException) -> None:
+        while self._open:
+            _, record = self._open.popitem()
+            _record_end(self._spark, self._config, record, exc)
 
 
 def configure_logging(level: str = "INFO") -> None:

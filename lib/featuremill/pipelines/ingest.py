@@ -4,24 +4,30 @@ For each source (dimensions first, then event sources):
 
 1. read the landing partitions in ``[start, end]`` as strings (partition pruning);
 2. parse against the declared schema, collect per-row reasons (:mod:`featuremill.ingest`);
+   check the schema contract against the live validated table and apply the ``quarantine``
+   quality rules (:mod:`featuremill.quality.gate`);
 3. flag duplicate keys, within the batch and against rows already ingested from other dates;
-4. count rows by verdict on the driver (a handful of numbers) and check
-   ``rows read = valid + quarantined``;
-5. write: validated events replace the rows that came from the same landing dates
+4. count rows by verdict on the driver (a handful of numbers), in the same aggregation as every
+   quality rule's and metric's aggregate, and check ``rows read = valid + quarantined``;
+5. decide the quality rules and record them in ``quality_metrics``; a ``fail`` rule stops here;
+6. write: validated events replace the rows that came from the same landing dates
    (``replaceWhere _ingest_date BETWEEN start AND end``), dimension snapshots overwrite their
    table, quarantine rows replace that source's quarantine rows for the same landing dates.
 
-Nothing is written before step 4 has succeeded, so an unreadable file (for example a CSV whose
-header does not match the declared columns) stops the job with the file named and no table
-changed. Re-running a date rewrites identical rows: feature values and row counts do not change.
+Steps 1-5 run for every source before step 6 runs for any, so an unreadable file (for example a
+CSV whose header does not match the declared columns), a refused schema change, a failed
+``fail`` rule or a changed-input refusal (below) stops the job with no table changed.
 
-Exactly-once (:mod:`featuremill.exactly_once`): both writes carry the run key
+Exactly-once (:mod:`featuremill.exactly_once`): both writes of a source (validated and
+quarantine, including the rows ``quarantine`` quality rules send there) carry the run key
 ``featuremill/<pipeline>/ingest/<source>/<start>/<end>`` as Delta ``txnAppId``. The input
-fingerprint is the source's definition plus the row count and an order-independent checksum of
-the raw records read (record text, file, landing date), computed in the pass of step 4. A
-re-run over the same raw input writes nothing (a crash between the two writes is finished by the
-retry: the table already written is skipped, the other written); changed input needs
-``corrective=True``.
+fingerprint is the source's definition (plus its ``quarantine`` rules, when it has any, and the
+content of the dimensions their referential rules check) and the row count and an
+order-independent checksum of the raw records read (record text, file, landing date), computed
+in the aggregation of step 4. A re-run over the same raw input writes nothing and, as it writes
+nothing, decides no quality rule and appends nothing to ``quality_metrics`` (a crash between the
+two writes is finished by the retry: the table already written is skipped, the other written,
+after the quality rules are decided again); changed input needs ``corrective=True``.
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ from dataclasses import dataclass
 
 from featuremill import io
 from featuremill.config import PipelineConfig, SourceSpec
-from featuremill.errors import InputDataError
-from featuremill.exactly_once import CommitGuard, digest, run_key, source_definition
+from featuremill.errors import BroadcastTooLargeError, InputDataError, TableStateError
+from featuremill.exactly_once import CommitGuard, _semantic, digest, run_key, source_definition
 from featuremill.ingest import (
     EVENT_DATE,
     INGEST_DATE,
@@ -45,7 +51,10 @@ from featuremill.ingest import (
     with_duplicates_flagged,
 )
 from featuremill.io import SOURCE_FILE
-from featuremill.pipelines.common import recorded_run
+from featuremill.ledger import RunRecord
+from featuremill.pipelines.common import RecordedRuns
+from featuremill.quality.gate import TableGate, enforce
+from featuremill.quality.rules import EvaluationContext
 from featuremill.progress import stage
 from featuremill.retention import ensure_retention, replay_window
 from featuremill.session import ensure_timezone
@@ -77,6 +86,10 @@ def run_ingest(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
                backfill_id: str | None = None, on_commit=None) -> list[IngestResult]:
     """Ingest the landing dates ``[start, end]`` of the pipeline's sources (all, or ``sources``).
 
+    Every source is read, classified and checked (schema contract, quality rules, committed
+    inputs) before any table is written, so a ``fail`` rule, a refused schema change or changed
+    input without ``corrective`` on one source leaves every table at its previous version.
+
     ``corrective`` rewrites a run key already committed from different raw input (new Delta
     txnVersion); ``backfill_id`` marks the ledger rows of a backfill's chunks; ``on_commit(table,
     version)`` is called after each Delta commit, before the ledger write.
@@ -84,142 +97,262 @@ def run_ingest(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
     ensure_timezone(spark, config.timezone)
     chosen = [config.source(name) for name in sources] if sources else list(config.sources)
     ordered = [s for s in chosen if s.kind == "dimension"] + [s for s in chosen if s.kind == "events"]
-    return [_ingest_source(spark, config, src, start=start, end=end, allow_empty=allow_empty, corrective=corrective,
-                           backfill_id=backfill_id, on_commit=on_commit) for src in ordered]
+    runs = RecordedRuns(spark, config, job="ingest", start=start, end=end, backfill_id=backfill_id)
+    prepared: list[_Prepared] = []
+    try:
+        references: dict[str, object] = {}
+        for src in ordered:
+            record = runs.open(src.name)
+            with runs.measure(src.name):
+                item = _prepare_source(spark, config, src, record, start=start, end=end, allow_empty=allow_empty,
+                                       references=references, corrective=corrective)
+            prepared.append(item)
+            if item.flagged is not None and src.kind == "dimension":
+                # Referential rules of later sources see the dimension rows this run will write.
+                references[src.name] = valid_rows(item.flagged, source=src)
+        enforce(spark, config, [(p.gate, p.record.run_id) for p in prepared if p.decided], job="ingest")
+        results = []
+        for item in prepared:
+            with runs.measure(item.source.name):
+                results.append(_write_source(spark, config, item, start=start, end=end, on_commit=on_commit))
+            runs.succeed(item.source.name)
+        return results
+    except BaseException as exc:
+        runs.fail_open(exc)
+        raise
+    finally:
+        for item in prepared:
+            if item.flagged is not None:
+                item.flagged.unpersist()
 
 
-def _ingest_source(spark, config: PipelineConfig, source: SourceSpec, *, start: dt.date, end: dt.date,
-                   allow_empty: bool, corrective: bool = False, backfill_id: str | None = None,
-                   on_commit=None) -> IngestResult:
+@dataclass
+class _Prepared:
+    """A source read, classified and counted, not yet written."""
+
+    source: SourceSpec
+    record: RunRecord
+    gate: TableGate
+    flagged: object | None
+    by_rule: dict
+    rows_read: int
+    rows_valid: int
+    rows_quarantined: int
+    skipped: bool = False
+    decided: bool = False
+    guard: CommitGuard | None = None
+
+
+def _reference_frames(spark, config: PipelineConfig, gate: TableGate, references: dict) -> dict:
+    """Dimension rows for the gate's referential rules: this run's, else the validated table's."""
+    out = {}
+    for rule in gate.spec.row_rules:
+        if rule.check != "referential":
+            continue
+        if rule.dimension in references:
+            out[rule.dimension] = references[rule.dimension]
+            continue
+        dim = config.source(rule.dimension)
+        path = config.tables.validated(dim.name)
+        if not io.is_delta_table(spark, path):
+            raise TableStateError(f"rule {rule.name!r} of {gate.name} needs dimension {dim.name!r}, which has no "
+                                  f"validated table at {path} yet; ingest it first (or in the same run)")
+        size = io.table_size_bytes(spark, path)
+        if size > dim.max_broadcast_bytes:
+            raise BroadcastTooLargeError(
+                f"rule {rule.name!r}: dimension {dim.name!r} is {size / 1024 / 1024:.1f} MiB on disk, above its "
+                f"broadcast limit of {dim.max_broadcast_bytes / 1024 / 1024:.0f} MiB; raise "
+                f"sources.{dim.name}.max_broadcast_mb if executors have the memory")
+        out[rule.dimension] = io.read_delta(spark, path)
+    return out
+
+
+def _quarantine_rule_inputs(gate: TableGate, reference_frames: dict) -> dict:
+    """What of the quality configuration decides which rows ingest quarantines (for the fingerprint).
+
+    Empty without ``quarantine`` rules, so a source without them keeps the fingerprint it had
+    before quality rules existed. Referential rules add the content of the dimension keys they
+    check (a small aggregate over a broadcast-sized table).
+    """
+    from featuremill.pipelines.build_features import content_identity
+
+    rules = gate.spec.quarantine_rules
+    if not rules:
+        return {}
+    out: dict = {"quarantine_rules": digest(_semantic(list(rules)))}
+    for rule in rules:
+        if rule.check == "referential" and rule.dimension in reference_frames:
+            keys = reference_frames[rule.dimension].select(*[col(c) for c in rule.dimension_columns])
+            out[f"reference {rule.name}"] = content_identity(keys)
+    return out
+
+
+def _prepare_source(spark, config: PipelineConfig, source: SourceSpec, record: RunRecord, *, start: dt.date,
+                    end: dt.date, allow_empty: bool, references: dict, corrective: bool = False) -> _Prepared:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     tables = config.tables
     validated_path = tables.validated(source.name)
     validated_name = f"validated.{source.name}"
-    window = replay_window(config)
-    with recorded_run(spark, config, job="ingest", target=source.name, start=start, end=end,
-                      backfill_id=backfill_id) as record:
-        record.run_key = run_key(config.name, "ingest", source.name, start, end)
-        with stage(f"ingest {source.name}: read and classify", spark) as st:
-            raw = io.read_raw_source(spark, source, start=start if source.kind == "events" else None,
-                                     end=end if source.kind == "events" else None)
-            classified = with_classification(raw, source=source, ingest_date=end)
-            classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
-            existing = None
-            try:
-                if source.kind == "events" and io.is_delta_table(spark, validated_path):
-                    # Only partitions holding this batch's event dates can hold its duplicates.
-                    batch_dates = [r[0] for r in classified.where(col(RULE).isNull())
-                                   .select(EVENT_DATE).distinct().collect() if r[0] is not None]
-                    existing = (io.read_delta(spark, validated_path)
-                                .where(col(EVENT_DATE).isin(batch_dates))
-                                .where(~col(INGEST_DATE).between(F.lit(start), F.lit(end)))
-                                .select(*[col(k) for k in source.key],
-                                        col(INGEST_DATE).alias("_existing_ingest_date")))
-                flagged = with_duplicates_flagged(classified, key=source.key, existing_keys=existing)
-                flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
-                # Counts by verdict, plus the raw input's checksum (the run's fingerprint) and
-                # the latest valid event time (freshness), in the same pass.
-                checksum = F.xxhash64(col(RAW_RECORD), col(SOURCE_FILE), col(INGEST_DATE)).cast("decimal(38,0)")
-                latest = (F.expr(f"unix_micros({quote_identifier(source.event_time)})") if source.event_time
-                          else F.lit(None).cast("bigint"))
-                verdicts = flagged.groupBy(RULE).agg(F.count(F.lit(1)).alias("n"), F.sum(checksum).alias("h"),
-                                                     F.max(latest).alias("t")).collect()
-                by_rule = {(r[RULE] or "valid"): int(r["n"]) for r in verdicts}
-                input_checksum = str(sum(int(r["h"] or 0) for r in verdicts))
-                max_valid_micros = next((r["t"] for r in verdicts if r[RULE] is None), None)
-            except Exception as exc:
-                if not _is_spark_error(exc):
-                    raise
-                raise _explain_read_error(exc, source) from exc
-            finally:
-                classified.unpersist()
-            rows_read = sum(by_rule.values())
-            rows_valid = by_rule.get("valid", 0)
-            rows_quarantined = rows_read - rows_valid
-            st.set_rows(rows_read)
-        record.rows_read = rows_read
-        record.rows_quarantined = rows_quarantined
-        record.rows_duplicate = by_rule.get("duplicate", 0)
-        if max_valid_micros is not None:
-            record.max_event_time = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(max_valid_micros))
-        record.details = {"by_rule": by_rule, "source_path": source.path, "source_format": source.format}
-        log.info("source %s: read %d rows: %d valid, %d quarantined (%s)", source.name, rows_read, rows_valid,
-                 rows_quarantined, ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items()) if k != "valid") or "none")
-        if rows_read == 0 and not allow_empty:
-            # An empty landing range must not silently delete what earlier runs wrote.
-            log.warning("source %s: no input rows for %s..%s; nothing written (pass --allow-empty to clear)",
-                        source.name, start, end)
-            record.status = "skipped_empty"
-            flagged.unpersist()
-            return IngestResult(source.name, start, end, record.run_id, record.status, 0, 0, 0, 0, by_rule,
-                                io.delta_version(spark, validated_path), io.delta_version(spark, tables.quarantine))
-        label = f"ingest {source.name} {start}..{end}"
-        targets = {validated_name: validated_path, "quarantine": tables.quarantine}
+    record.run_key = run_key(config.name, "ingest", source.name, start, end)
+    gate = TableGate(config, validated_name, allow_quarantine=True)
+    with stage(f"ingest {source.name}: read and classify", spark, key="read_classify") as st:
+        raw = io.read_raw_source(spark, source, start=start if source.kind == "events" else None,
+                                 end=end if source.kind == "events" else None)
+        classified = with_classification(raw, source=source, ingest_date=end)
+        gate.check_schema(spark, valid_rows(classified, source=source))
+        reference_frames = _reference_frames(spark, config, gate, references)
+        classified = gate.with_row_rules(classified, references=reference_frames)
+        classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+        existing = None
         try:
-            guard = CommitGuard(spark, run_key=record.run_key, run_id=record.run_id, label=label,
-                                inputs={"definition": digest(source_definition(config, source)),
-                                        "raw": {"rows": rows_read, "checksum": input_checksum}},
-                                tables=targets, corrective=corrective).plan()
-            record.txn_version = guard.txn_version
-            record.input_fingerprint = guard.fingerprint
-            written = rows_valid
-            output_versions: dict[str, int] = {}
-            wrote: list[str] = []
-            if guard.is_committed(validated_name):
-                output_versions[validated_name] = guard.prior(validated_name).table_version
-            else:
-                with stage(f"ingest {source.name}: write validated", spark, key="write_validated") as st:
-                    ensure_retention(spark, validated_path, window)
-                    valid = valid_rows(flagged, source=source)
-                    if source.kind == "events":
-                        predicate = io.date_range_predicate(INGEST_DATE, start, end)
-                        io.replace_where(valid, validated_path, predicate=predicate, partition_by=[EVENT_DATE],
-                                         commit=guard.tag(validated_name), properties=window.table_properties())
-                    else:
-                        io.overwrite(valid, validated_path, commit=guard.tag(validated_name),
-                                     properties=window.table_properties())
-                    output_versions[validated_name], mine = guard.confirm(validated_name)
-                    if mine:
-                        wrote.append(validated_name)
-                        written = int(io.last_operation_metrics(spark, validated_path).get("numOutputRows", rows_valid))
-                    st.set_rows(written)
-                if on_commit is not None:
-                    on_commit(validated_name, output_versions[validated_name])
-            if guard.is_committed("quarantine"):
-                output_versions["quarantine"] = guard.prior("quarantine").table_version
-            else:
-                with stage(f"ingest {source.name}: write quarantine", spark, key="write_quarantine") as st:
-                    ensure_retention(spark, tables.quarantine, window)
-                    q_start = start if source.kind == "events" else end
-                    predicate = (f"{quote_identifier('source')} = {literal(source.name)} AND "
-                                 + io.date_range_predicate(INGEST_DATE, q_start, end))
-                    quarantined = quarantine_rows(flagged, source=source, fallback_ingest_date=end)
-                    io.replace_where(quarantined, tables.quarantine, predicate=predicate,
-                                     partition_by=["source", INGEST_DATE], commit=guard.tag("quarantine"),
-                                     properties=window.table_properties())
-                    output_versions["quarantine"], mine = guard.confirm("quarantine")
-                    if mine:
-                        wrote.append("quarantine")
-                    st.set_rows(rows_quarantined)
-                if on_commit is not None:
-                    on_commit("quarantine", output_versions["quarantine"])
+            if source.kind == "events" and io.is_delta_table(spark, validated_path):
+                # Only partitions holding this batch's event dates can hold its duplicates.
+                batch_dates = [r[0] for r in classified.where(col(RULE).isNull())
+                               .select(EVENT_DATE).distinct().collect() if r[0] is not None]
+                existing = (io.read_delta(spark, validated_path)
+                            .where(col(EVENT_DATE).isin(batch_dates))
+                            .where(~col(INGEST_DATE).between(F.lit(start), F.lit(end)))
+                            .select(*[col(k) for k in source.key],
+                                    col(INGEST_DATE).alias("_existing_ingest_date")))
+            flagged = with_duplicates_flagged(classified, key=source.key, existing_keys=existing)
+            flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
+            # One job: rows by verdict, the raw input's checksum (the run's fingerprint), the latest
+            # valid event time (freshness), plus every quality rule's and metric's aggregate over
+            # the valid rows (the group whose rule is null).
+            checksum = F.xxhash64(col(RAW_RECORD), col(SOURCE_FILE), col(INGEST_DATE)).cast("decimal(38,0)")
+            latest = (F.expr(f"unix_micros({quote_identifier(source.event_time)})") if source.event_time
+                      else F.lit(None).cast("bigint"))
+            counted = (flagged.groupBy(RULE).agg(F.count(F.lit(1)).alias("__rows"), F.sum(checksum).alias("__h"),
+                                                 F.max(latest).alias("__t"), *gate.aggregations(flagged))
+                       .collect())
+            by_rule = {(r[RULE] or "valid"): int(r["__rows"]) for r in counted}
+            input_checksum = str(sum(int(r["__h"] or 0) for r in counted))
+            max_valid_micros = next((r["__t"] for r in counted if r[RULE] is None), None)
+            gate.take_measures(next((r for r in counted if r[RULE] is None), None))
+        except Exception as exc:
+            if not _is_spark_error(exc):
+                raise
+            raise _explain_read_error(exc, source) from exc
         finally:
-            flagged.unpersist()
-        if written != rows_valid:
-            raise InputDataError(f"source {source.name!r}: counted {rows_valid} valid rows but wrote {written}; "
-                                 "the input changed during the run, re-run it")
-        record.rows_written = written if validated_name in wrote else 0
-        record.output_versions = output_versions
-        status = "succeeded" if wrote else "already_committed"
-        record.details["commit"] = ("written" if len(wrote) == len(targets) else
-                                    "already_committed" if not wrote else "completed:" + ",".join(wrote))
-        if not wrote:
-            record.details["committed_by_run"] = guard.prior(validated_name).run_id if guard.prior(validated_name) else None
-        return IngestResult(source.name, start, end, record.run_id, status, rows_read, rows_valid, rows_quarantined,
-                            by_rule.get("duplicate", 0), by_rule, output_versions[validated_name],
-                            output_versions["quarantine"])
+            classified.unpersist()
+        rows_read = sum(by_rule.values())
+        rows_valid = by_rule.get("valid", 0)
+        rows_quarantined = rows_read - rows_valid
+        st.set_rows(rows_read)
+    record.rows_read = rows_read
+    record.rows_quarantined = rows_quarantined
+    record.rows_duplicate = by_rule.get("duplicate", 0)
+    if max_valid_micros is not None:
+        record.max_event_time = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(max_valid_micros))
+    record.details = {"by_rule": by_rule, "source_path": source.path, "source_format": source.format}
+    log.info("source %s: read %d rows: %d valid, %d quarantined (%s)", source.name, rows_read, rows_valid,
+             rows_quarantined, ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items()) if k != "valid") or "none")
+    item = _Prepared(source, record, gate, flagged, by_rule, rows_read, rows_valid, rows_quarantined)
+    if rows_read == 0 and not allow_empty:
+        # An empty landing range must not silently delete what earlier runs wrote.
+        log.warning("source %s: no input rows for %s..%s; nothing written (pass --allow-empty to clear)",
+                    source.name, start, end)
+        record.status = "skipped_empty"
+        item.skipped = True
+        return item
+    inputs = {"definition": digest(source_definition(config, source)),
+              "raw": {"rows": rows_read, "checksum": input_checksum}}
+    inputs.update(_quarantine_rule_inputs(gate, reference_frames))
+    item.guard = guard = CommitGuard(spark, run_key=record.run_key, run_id=record.run_id,
+                                     label=f"ingest {source.name} {start}..{end}", inputs=inputs,
+                                     tables={validated_name: validated_path, "quarantine": tables.quarantine},
+                                     corrective=corrective).plan()
+    record.txn_version = guard.txn_version
+    record.input_fingerprint = guard.fingerprint
+    if guard.all_committed:
+        # Nothing will be written, so there is nothing for the quality gate to let through.
+        return item
+    if gate.active:
+        with stage(f"ingest {source.name}: quality rules", spark, key="quality_rules"):
+            kept = None
+            if source.kind == "events" and io.is_delta_table(spark, validated_path):
+                kept = io.read_delta(spark, validated_path).where(~col(INGEST_DATE).between(F.lit(start), F.lit(end)))
+            started = record.started_at.replace(tzinfo=dt.timezone.utc)
+            context = EvaluationContext(now=started, start=start if source.kind == "events" else end, end=end,
+                                        timezone=config.timezone)
+            gate.decide(spark, valid=flagged.where(col(RULE).isNull()), existing=kept, context=context,
+                        quarantined=by_rule)
+            item.decided = True
+            record.details["quality"] = {r.rule: r.status for r in gate.results}
+    return item
+
+
+def _write_source(spark, config: PipelineConfig, item: _Prepared, *, start: dt.date, end: dt.date,
+                  on_commit=None) -> IngestResult:
+    source, record, flagged, gate, guard = item.source, item.record, item.flagged, item.gate, item.guard
+    tables = config.tables
+    validated_path = tables.validated(source.name)
+    validated_name = f"validated.{source.name}"
+    if item.skipped:
+        return IngestResult(source.name, start, end, record.run_id, record.status, 0, 0, 0, 0, item.by_rule,
+                            io.delta_version(spark, validated_path), io.delta_version(spark, tables.quarantine))
+    window = replay_window(config)
+    targets = {validated_name: validated_path, "quarantine": tables.quarantine}
+    rows_valid, rows_quarantined, by_rule = item.rows_valid, item.rows_quarantined, item.by_rule
+    written = rows_valid
+    output_versions: dict[str, int] = {}
+    wrote: list[str] = []
+    if guard.is_committed(validated_name):
+        output_versions[validated_name] = guard.prior(validated_name).table_version
+    else:
+        with stage(f"ingest {source.name}: write validated", spark, key="write_validated") as st:
+            ensure_retention(spark, validated_path, window)
+            valid = valid_rows(flagged, source=source)
+            gate.prepare_write(spark)
+            if source.kind == "events":
+                predicate = io.date_range_predicate(INGEST_DATE, start, end)
+                io.replace_where(valid, validated_path, predicate=predicate, partition_by=[EVENT_DATE],
+                                 evolve_schema=gate.evolve_schema, commit=guard.tag(validated_name),
+                                 properties=window.table_properties())
+            else:
+                io.overwrite(valid, validated_path, evolve_schema=gate.evolve_schema,
+                             commit=guard.tag(validated_name), properties=window.table_properties())
+            output_versions[validated_name], mine = guard.confirm(validated_name)
+            if mine:
+                wrote.append(validated_name)
+                written = int(io.last_operation_metrics(spark, validated_path).get("numOutputRows", rows_valid))
+            st.set_rows(written)
+        if on_commit is not None:
+            on_commit(validated_name, output_versions[validated_name])
+    if guard.is_committed("quarantine"):
+        output_versions["quarantine"] = guard.prior("quarantine").table_version
+    else:
+        with stage(f"ingest {source.name}: write quarantine", spark, key="write_quarantine") as st:
+            ensure_retention(spark, tables.quarantine, window)
+            q_start = start if source.kind == "events" else end
+            predicate = (f"{quote_identifier('source')} = {literal(source.name)} AND "
+                         + io.date_range_predicate(INGEST_DATE, q_start, end))
+            quarantined = quarantine_rows(flagged, source=source, fallback_ingest_date=end)
+            io.replace_where(quarantined, tables.quarantine, predicate=predicate,
+                             partition_by=["source", INGEST_DATE], commit=guard.tag("quarantine"),
+                             properties=window.table_properties())
+            output_versions["quarantine"], mine = guard.confirm("quarantine")
+            if mine:
+                wrote.append("quarantine")
+            st.set_rows(rows_quarantined)
+        if on_commit is not None:
+            on_commit("quarantine", output_versions["quarantine"])
+    if written != rows_valid:
+        raise InputDataError(f"source {source.name!r}: counted {rows_valid} valid rows but wrote {written}; "
+                             "the input changed during the run, re-run it")
+    record.rows_written = written if validated_name in wrote else 0
+    record.output_versions = output_versions
+    status = "succeeded" if wrote else "already_committed"
+    record.details["commit"] = ("written" if len(wrote) == len(targets) else
+                                "already_committed" if not wrote else "completed:" + ",".join(wrote))
+    if not wrote:
+        prior = guard.prior(validated_name)
+        record.details["committed_by_run"] = prior.run_id if prior else None
+    return IngestResult(source.name, start, end, record.run_id, status, item.rows_read, rows_valid, rows_quarantined,
+                        by_rule.get("duplicate", 0), by_rule, output_versions[validated_name],
+                        output_versions["quarantine"])
 
 
 def _is_spark_error(exc: Exception) -> bool:

@@ -1,0 +1,353 @@
+"""The training-set job: spine + feature tables -> point-in-time-correct training set + manifest.
+
+``build_training_set`` (``featuremill training-set PIPELINE --spine ... --features ... --out ...``):
+
+1. check the pipeline against its lock file (a definition changed without a version bump stops
+   the job, see :mod:`featuremill.versions`);
+2. read the spine (Delta pinned to its current version, or Parquet/CSV/JSON) and fingerprint it;
+3. for each requested feature set, pin its Delta table's current version, and check in one small
+   aggregate that every row was written by the requested version (and, with known-at, carries
+   ``_known_at``): a training set never mixes feature versions silently;
+4. point-in-time join (:func:`featuremill.pit.point_in_time_join`), strategy chosen by spine size;
+5. overwrite the output Delta table, check it has exactly the spine's row count, fingerprint it;
+6. write the manifest (:mod:`featuremill.manifest`) and a run-log row.
+
+``rebuild_training_set`` (``--manifest M``) repeats steps 4-6 on the inputs recorded in a
+manifest, read through Delta time travel, and fails unless the rebuilt output has the recorded
+fingerprint.
+
+Output columns: the spine's columns unchanged, then per feature set its features (declared
+order), ``_<set>_event_time`` (event time of the feature row used) and, with known-at,
+``_<set>_known_at``. Entity-level dimension columns of the feature tables are not attached: they
+are today's snapshot, not values as of the label time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from featuremill import io, manifest as manifests, versions
+from featuremill.config import PipelineConfig
+from featuremill.errors import TableStateError, TrainingSetError
+from featuremill.features import KNOWN_AT
+from featuremill.ingest import EVENT_DATE
+from featuremill.pipelines.build_features import FEATURE_VERSION_COLUMN
+from featuremill.pipelines.common import recorded_run
+from featuremill.pit import FeatureSource, point_in_time_join
+from featuremill.progress import stage
+from featuremill.session import ensure_timezone
+
+log = logging.getLogger(__name__)
+
+#: ``auto`` uses the broadcast strategy up to this many spine rows (see docs/training-sets.md).
+BROADCAST_MAX_SPINE_ROWS = 50_000
+#: ... and only while the spine is this many times smaller than the smallest feature table.
+BROADCAST_MIN_FEATURE_RATIO = 20
+
+
+@dataclass(frozen=True)
+class FeatureRequest:
+    """``NAME`` or ``NAME@VERSION`` from the command line."""
+
+    name: str
+    version: int | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.version is None else f"{self.name}@{self.version}"
+
+
+def parse_feature_requests(text: str) -> tuple[FeatureRequest, ...]:
+    """``"a,b@2"`` -> requests; :class:`TrainingSetError` on a malformed item or a repeat."""
+    out = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, version = item.partition("@")
+        if not name or (sep and not version.isdigit()):
+            raise TrainingSetError(f"--features: {item!r} is not NAME or NAME@VERSION (VERSION a whole number)")
+        out.append(FeatureRequest(name.strip(), int(version) if sep else None))
+    if not out:
+        raise TrainingSetError("--features: give at least one feature set, e.g. --features customer_activity")
+    names = [r.name for r in out]
+    if len(set(names)) != len(names):
+        raise TrainingSetError(f"--features: a feature set is listed twice ({', '.join(names)})")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class TrainingSetOptions:
+    spine: str
+    features: tuple[FeatureRequest, ...]
+    out: str
+    spine_format: str | None = None
+    spine_time: str | None = None
+    manifest_out: str | None = None
+    strict: bool = False
+    ttl_seconds: int | None = None
+    known_at: bool = False
+    strategy: str = "auto"
+
+
+@dataclass(frozen=True)
+class TrainingSetResult:
+    out: str
+    manifest_path: str
+    manifest: Mapping[str, Any]
+    rows: int
+    strategy: str
+    identical_to_source: bool | None = None
+
+
+def choose_strategy(requested: str, *, spine_rows: int, feature_rows: Sequence[int]) -> str:
+    """``window`` or ``broadcast``; ``auto`` picks broadcast only for spines that are small in
+    absolute terms and next to every feature table (the measured crossover, docs/training-sets.md)."""
+    if requested != "auto":
+        return requested
+    smallest = min(feature_rows) if feature_rows else 0
+    if spine_rows <= BROADCAST_MAX_SPINE_ROWS and spine_rows * BROADCAST_MIN_FEATURE_RATIO <= smallest:
+        return "broadcast"
+    return "window"
+
+
+def _spine_time_column(spine, requested: str | None) -> str:
+    from pyspark.sql.types import TimestampType
+
+    if requested:
+        return requested
+    stamps = [f.name for f in spine.schema.fields if isinstance(f.dataType, TimestampType)]
+    if len(stamps) != 1:
+        raise TrainingSetError(
+            "the spine has " + (f"several timestamp columns ({', '.join(stamps)})" if stamps else "no timestamp column")
+            + "; name the label time with --time-column")
+    return stamps[0]
+
+
+def _feature_table_summary(df, *, fs_name: str, version: int, known_at: bool, table: str) -> int:
+    """Check the rows' writing version (and ``_known_at``) in one aggregate; return the row count."""
+    from pyspark.sql import functions as F
+
+    from featuremill.sql import col
+
+    if FEATURE_VERSION_COLUMN not in df.columns:
+        raise TrainingSetError(f"feature table {table} has no {FEATURE_VERSION_COLUMN} column; rebuild it with "
+                               "`featuremill run PIPELINE --job features`")
+    if known_at and KNOWN_AT not in df.columns:
+        raise TrainingSetError(
+            f"feature set {fs_name!r}: its table has no {KNOWN_AT} column (written by an older featuremill), so "
+            "--known-at cannot be honoured; recompute it with `featuremill run PIPELINE --job features --full "
+            "--start FIRST --end LAST` over its whole history, or drop --known-at")
+    aggs = [F.count(F.lit(1)).alias("rows"), F.min(EVENT_DATE).alias("first"), F.max(EVENT_DATE).alias("last")]
+    if known_at:
+        aggs.append(F.sum(F.when(col(KNOWN_AT).isNull(), 1).otherwise(0)).alias("no_known_at"))
+    summary = df.groupBy(col(FEATURE_VERSION_COLUMN).alias("v")).agg(*aggs).collect()  # one row per version
+    other = [r for r in summary if r["v"] != version]
+    if other:
+        found = "; ".join(f"version {r['v']}: {r['rows']} rows, {r['first']}..{r['last']}" for r in other)
+        raise TrainingSetError(
+            f"feature set {fs_name!r}: the table {table} holds rows written by other versions than {version} ({found}); "
+            f"a training set must not mix versions. Recompute those dates with `featuremill run PIPELINE --job "
+            f"features --full --start .. --end ..`, or request the version the table holds")
+    missing = sum(r["no_known_at"] for r in summary) if known_at else 0
+    if missing:
+        raise TrainingSetError(
+            f"feature set {fs_name!r}: {missing} rows of {table} have no {KNOWN_AT} (written before featuremill "
+            "recorded it); with --known-at they could never be used. Recompute them with `featuremill run PIPELINE "
+            "--job features --full --start FIRST --end LAST`")
+    return sum(r["rows"] for r in summary)
+
+
+def _feature_sources(entries: Sequence[Mapping[str, Any]], frames: Sequence[Any], *, ttl_seconds: int | None,
+                     known_at: bool) -> list[FeatureSource]:
+    return [FeatureSource(name=e["name"], frame=frame, keys=tuple(e["entity"]), event_time=e["event_time"],
+                          columns=tuple(e["features"]), known_at=KNOWN_AT if known_at else None,
+                          ttl_seconds=ttl_seconds, event_time_as=f"_{e['name']}_event_time",
+                          known_at_as=f"_{e['name']}_known_at" if known_at else None)
+            for e, frame in zip(entries, frames)]
+
+
+def _write_output(spark, joined, *, out: str, spine_columns: list[str], spine: tuple[int, str]) -> dict[str, Any]:
+    """Overwrite ``out``, then check it in one pass: the spine's row count, and the spine's own
+    fingerprint over its columns in the output (so the spine did not change between the reads)."""
+    with stage(f"training set: join and write {out}", spark) as st:
+        io.overwrite(joined, out, overwrite_schema=True)
+        version = io.delta_version(spark, out)
+        written = io.read_delta(spark, out, version=version)
+        prints = manifests.frame_fingerprints(written, {"output": written.columns, "spine": spine_columns})
+        rows, fingerprint = prints["output"]
+        st.set_rows(rows)
+    if rows != spine[0]:  # the join guarantees this; a failure here is a bug, never shipped data
+        raise TrainingSetError(f"training set {out} has {rows} rows but the spine has {spine[0]}; "
+                               "this is a featuremill bug, please report it with the manifest")
+    if prints["spine"] != spine:
+        raise TrainingSetError(f"the spine changed while the training set was built ({spine[1]} before, "
+                               f"{prints['spine'][1]} in the output); rebuild it from a stable spine (a Delta table)")
+    return {"path": out, "format": "delta", "delta_version": version, "rows": rows, "fingerprint": fingerprint,
+            "columns": [f"{f.name} {f.dataType.simpleString()}" for f in written.schema.fields]}
+
+
+def build_training_set(spark, config: PipelineConfig, options: TrainingSetOptions, *,
+                       lock: versions.Lock | None, lock_file: str, git_commit: str | None = None,
+                       env_name: str | None = None) -> TrainingSetResult:
+    """Build a training set as described in the module docstring; returns what was written."""
+    ensure_timezone(spark, config.timezone)
+    versions.require_consistent(config, lock, lock_file=lock_file)
+    for request in options.features:
+        if request.name not in {fs.name for fs in config.feature_sets}:
+            raise TrainingSetError(f"pipeline {config.name!r} has no feature set {request.name!r} "
+                                   f"(it has {', '.join(fs.name for fs in config.feature_sets)})")
+    with recorded_run(spark, config, job="training_set", target=options.out, start=None, end=None) as record:
+        spine_version = None
+        if options.spine_format in (None, "delta") and io.is_delta_table(spark, options.spine):
+            spine_version = io.delta_version(spark, options.spine)
+        spine, spine_format = io.read_table(spark, options.spine, fmt=options.spine_format, version=spine_version)
+        spine_time = _spine_time_column(spine, options.spine_time)
+        with stage("training set: fingerprint spine", spark) as st:
+            spine_rows, spine_fp = manifests.frame_fingerprint(spine)
+            st.set_rows(spine_rows)
+
+        entries, frames, feature_rows = [], [], []
+        for request in options.features:
+            fs = config.feature_set(request.name)
+            version = request.version if request.version is not None else fs.version
+            if version == fs.version:
+                fingerprint = versions.feature_set_fingerprint(config, fs)
+            else:
+                locked = lock.versions(fs.name).get(version) if lock else None
+                fingerprint = locked.get("fingerprint") if locked else None
+                log.warning("feature set %s: version %s requested, the pipeline declares %s; using the table's rows "
+                            "as written by version %s", fs.name, version, fs.version, version)
+            table = config.tables.features(fs.name)
+            table_version = io.delta_version(spark, table)
+            if table_version is None:
+                raise TableStateError(f"no feature table for {fs.name!r} at {table}; run "
+                                      f"`featuremill run {config.file} --job features` first")
+            frame = io.read_delta(spark, table, version=table_version)
+            with stage(f"training set: check {fs.name} rows", spark) as st:
+                rows = _feature_table_summary(frame, fs_name=fs.name, version=version, known_at=options.known_at,
+                                              table=table)
+                st.set_rows(rows)
+            source = config.source(fs.source)
+            entries.append({"name": fs.name, "version": version, "fingerprint": fingerprint, "table": table,
+                            "delta_version": table_version, "entity": list(fs.entity),
+                            "event_time": source.event_time, "features": list(fs.feature_names), "rows": rows})
+            frames.append(frame)
+            feature_rows.append(rows)
+
+        strategy = choose_strategy(options.strategy, spine_rows=spine_rows, feature_rows=feature_rows)
+        log.info("training set: %d spine rows, feature tables of %s rows: %s strategy", spine_rows,
+                 "/".join(map(str, feature_rows)), strategy)
+        joined = point_in_time_join(spine, _feature_sources(entries, frames, ttl_seconds=options.ttl_seconds,
+                                                            known_at=options.known_at),
+                                    spine_time=spine_time, strict=options.strict, strategy=strategy)
+        output = _write_output(spark, joined, out=options.out, spine_columns=spine.columns,
+                               spine=(spine_rows, spine_fp))
+        document = {
+            "kind": manifests.MANIFEST_KIND,
+            "manifest_format": manifests.MANIFEST_FORMAT,
+            "created_at": manifests.now_iso(),
+            "run_id": record.run_id,
+            "code": manifests.code_info(spark, git_commit=git_commit),
+            "pipeline": {"name": config.name, "file": _absolute_file(config.file), "env": env_name or config.env.name,
+                         "timezone": config.timezone, "tables_root": config.tables.root},
+            "spine": {"path": options.spine, "format": spine_format, "delta_version": spine_version,
+                      "time_column": spine_time, "rows": spine_rows, "fingerprint": spine_fp},
+            "options": {"strict": options.strict, "ttl_seconds": options.ttl_seconds, "known_at": options.known_at,
+                        "strategy": strategy},
+            "feature_sets": entries,
+            "output": output,
+            "preprocessing": None,
+        }
+        manifest_path = options.manifest_out or manifests.default_manifest_path(options.out)
+        io.write_text(spark, manifest_path, manifests.dumps(document))
+        record.rows_read = spine_rows
+        record.rows_written = output["rows"]
+        record.input_versions = {f"features.{e['name']}": e["delta_version"] for e in entries}
+        if spine_version is not None:
+            record.input_versions["spine"] = spine_version
+        record.output_versions = {"training_set": output["delta_version"]}
+        record.details = {"manifest": manifest_path, "strategy": strategy, "spine": options.spine,
+                          "feature_sets": {e["name"]: e["version"] for e in entries}}
+    log.info("training set %s: %d rows, manifest %s", options.out, output["rows"], manifest_path)
+    return TrainingSetResult(options.out, manifest_path, document, output["rows"], strategy)
+
+
+def rebuild_training_set(spark, config: PipelineConfig, source_manifest: Mapping[str, Any], *, manifest_path: str,
+                         out: str, manifest_out: str | None = None, strategy: str | None = None,
+                         git_commit: str | None = None) -> TrainingSetResult:
+    """Rebuild the training set a manifest describes, reading every input at its recorded version.
+
+    Fails with :class:`TrainingSetError` when an input cannot be read as recorded (a changed
+    non-Delta spine, a Delta version removed by retention) or when the result's fingerprint
+    differs from the recorded one.
+    """
+    m = source_manifest
+    if m["pipeline"]["name"] != config.name:
+        raise TrainingSetError(f"{manifest_path} is for pipeline {m['pipeline']['name']!r}, not {config.name!r}")
+    ensure_timezone(spark, m["pipeline"].get("timezone") or config.timezone)
+    opts = m["options"]
+    with recorded_run(spark, config, job="training_set_rebuild", target=out, start=None, end=None) as record:
+        spine_info = m["spine"]
+        spine, _ = _read_pinned(spark, spine_info["path"], fmt=spine_info["format"],
+                                version=spine_info.get("delta_version"), what="spine")
+        with stage("training set rebuild: fingerprint spine", spark):
+            rows, fingerprint = manifests.frame_fingerprint(spine)
+        if (rows, fingerprint) != (spine_info["rows"], spine_info["fingerprint"]):
+            raise TrainingSetError(
+                f"the spine {spine_info['path']} changed since {manifest_path} was written ({spine_info['rows']} rows "
+                f"{spine_info['fingerprint']} then, {rows} rows {fingerprint} now); only a Delta spine can be read "
+                "as it was: store spines as Delta tables, or keep them immutable")
+        frames = [_read_pinned(spark, e["table"], fmt="delta", version=e["delta_version"],
+                               what=f"feature set {e['name']!r}")[0] for e in m["feature_sets"]]
+        used = strategy or opts.get("strategy") or "window"
+        joined = point_in_time_join(spine, _feature_sources(m["feature_sets"], frames, ttl_seconds=opts["ttl_seconds"],
+                                                            known_at=opts["known_at"]),
+                                    spine_time=spine_info["time_column"], strict=opts["strict"], strategy=used)
+        output = _write_output(spark, joined, out=out, spine_columns=spine.columns, spine=(rows, fingerprint))
+        identical = (output["rows"], output["fingerprint"]) == (m["output"]["rows"], m["output"]["fingerprint"])
+        document = dict(m)
+        document.update({
+            "created_at": manifests.now_iso(), "run_id": record.run_id,
+            "code": manifests.code_info(spark, git_commit=git_commit),
+            "options": dict(opts, strategy=used), "output": output,
+            "rebuilt_from": {"manifest": manifest_path, "output": m["output"]["path"],
+                             "output_delta_version": m["output"]["delta_version"], "identical": identical},
+        })
+        path = manifest_out or manifests.default_manifest_path(out)
+        io.write_text(spark, path, manifests.dumps(document))
+        record.rows_read = rows
+        record.rows_written = output["rows"]
+        record.input_versions = {f"features.{e['name']}": e["delta_version"] for e in m["feature_sets"]}
+        record.output_versions = {"training_set": output["delta_version"]}
+        record.details = {"manifest": path, "rebuilt_from": manifest_path, "identical": identical}
+        if not identical:
+            record.status = "failed"
+            record.error = "rebuilt output differs from the manifest"
+    if not identical:
+        raise TrainingSetError(
+            f"the rebuilt training set {out} differs from the one {manifest_path} describes ({m['output']['rows']} rows "
+            f"{m['output']['fingerprint']} recorded, {output['rows']} rows {output['fingerprint']} rebuilt)")
+    log.info("training set rebuilt into %s from %s: identical", out, manifest_path)
+    return TrainingSetResult(out, path, document, output["rows"], used, identical_to_source=True)
+
+
+def _absolute_file(path: str) -> str:
+    """A local pipeline file as an absolute path, so ``register-model`` finds it from any folder."""
+    import os
+
+    return os.path.abspath(path) if os.path.isfile(path) else path
+
+
+def _read_pinned(spark, path: str, *, fmt: str, version: int | None, what: str):
+    try:
+        return io.read_table(spark, path, fmt=fmt, version=version)
+    except TrainingSetError:
+        raise
+    except Exception as exc:  # Delta: VersionNotFound / files removed by VACUUM, or the path is gone
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainingSetError(
+            f"cannot read {what} at {path}" + (f" version {version}" if version is not None else "")
+            + f": {first}. Delta keeps old versions only within delta.logRetentionDuration and "
+            "delta.deletedFileRetentionDuration (and until VACUUM); rebuilds need both to cover the manifest's age"
+        ) from None

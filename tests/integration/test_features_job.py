@@ -1,0 +1,149 @@
+"""The feature job end to end: incremental == full recompute, re-runs, late events, joins, plans."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io as stdio
+import random
+
+import pytest
+from chispa import assert_df_equality
+
+from featuremill import io
+from featuremill.errors import BroadcastTooLargeError
+from featuremill.pipelines.build_features import build_feature_frame, run_features
+from featuremill.pipelines.ingest import run_ingest
+from tests.integration.shop import load, make_project, write_dimensions, write_landing
+
+DAYS = [dt.date(2024, 3, 1) + dt.timedelta(days=i) for i in range(5)]
+
+
+def _landings(seed: int = 3) -> dict[dt.date, list[str]]:
+    """~60 events for customers 1-3 over 5 days: ties, late arrivals, a product missing from the dimension."""
+    rng = random.Random(seed)
+    out: dict[dt.date, list[str]] = {d: [] for d in DAYS}
+    n = 0
+    for day in DAYS:
+        for _ in range(12):
+            n += 1
+            minute = rng.randrange(0, 24 * 60, 30)  # half-hour grid: ties happen
+            ts = dt.datetime.combine(day, dt.time()) + dt.timedelta(minutes=minute)
+            customer = rng.choice([1, 1, 2, 3])
+            product = rng.choice([10, 11, 12])
+            landing = day
+            if rng.random() < 0.15 and day < DAYS[-1]:
+                landing = day + dt.timedelta(days=rng.choice([1, 2]))  # a late event
+                landing = min(landing, DAYS[-1])
+            out[landing].append(f"e{n:03d},{customer},{product},{ts:%Y-%m-%d %H:%M:%S},{rng.randint(1, 90)}.50,"
+                                f"{rng.choice(['web', 'app'])}")
+    return out
+
+
+def _project(root, *, customers_mb: float = 16):
+    make_project(root, customers_mb=customers_mb)
+    write_dimensions(root, customers=["1,gold", "2,silver"], products=["10,toys", "11,books"])
+    for day, lines in _landings().items():
+        write_landing(root, day.isoformat(), lines)
+    return load(root)
+
+
+def _features(spark, config):
+    return spark.read.format("delta").load(config.tables.features("cust"))
+
+
+def test_run_features_daily_runs_equal_full_recompute(spark, tmp_path):
+    daily = _project(tmp_path / "daily")
+    late_seen = []
+    for day in DAYS:
+        run_ingest(spark, daily, start=day, end=day)
+        result = run_features(spark, daily, start=day, end=day)[0]
+        late_seen.append(result.compute_start < day)
+    assert any(late_seen), "the data must contain late events that force a recompute of earlier dates"
+
+    full = _project(tmp_path / "full")
+    run_ingest(spark, full, start=DAYS[0], end=DAYS[-1])
+    run_features(spark, full, start=DAYS[0], end=DAYS[-1])
+
+    actual = _features(spark, daily)
+    expected = _features(spark, full)
+    assert actual.count() == expected.count() > 40
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_column_order=True)
+
+
+def test_run_features_late_event_updates_earlier_rows(spark, tmp_path):
+    config = _project(tmp_path)
+    make_late = [("e900", "2024-03-02 08:00:00")]
+    write_landing(tmp_path, "2024-03-05", [f"{eid},1,10,{ts},100.50,web" for eid, ts in make_late], name="late.csv")
+    for day in DAYS[:4]:
+        run_ingest(spark, config, start=day, end=day)
+        run_features(spark, config, start=day, end=day)
+    before = {r["event_ts"]: r for r in _features(spark, config).where("customer_id = 1").collect()}
+    run_ingest(spark, config, start=DAYS[4], end=DAYS[4])
+    result = run_features(spark, config, start=DAYS[4], end=DAYS[4])[0]
+    assert result.compute_start <= dt.date(2024, 3, 2)
+    after = {r["event_ts"]: r for r in _features(spark, config).where("customer_id = 1").collect()}
+    late_ts = dt.datetime(2024, 3, 2, 8, 0)
+    assert late_ts in after and late_ts not in before
+    # Every later row of customer 1 within one day of the late event counts it.
+    for ts, row in after.items():
+        if late_ts < ts <= late_ts + dt.timedelta(days=1) and ts in before:
+            assert row["n_1d"] == before[ts]["n_1d"] + 1
+        if ts < late_ts:
+            assert row == before[ts]
+
+
+def test_run_features_rerun_is_a_no_op(spark, tmp_path):
+    config = _project(tmp_path)
+    run_ingest(spark, config, start=DAYS[0], end=DAYS[2])
+    run_features(spark, config, start=DAYS[0], end=DAYS[2])
+    before = sorted(tuple(r) for r in _features(spark, config).collect())
+    again = run_features(spark, config, start=DAYS[2], end=DAYS[2])[0]
+    assert (again.rows_inserted, again.rows_updated, again.rows_deleted) == (0, 0, 0)
+    assert sorted(tuple(r) for r in _features(spark, config).collect()) == before
+
+
+def test_build_feature_frame_joins_dimensions_with_missing_keys(spark, tmp_path):
+    config = _project(tmp_path)
+    run_ingest(spark, config, start=DAYS[0], end=DAYS[-1])
+    run_features(spark, config, start=DAYS[0], end=DAYS[-1])
+    rows = _features(spark, config).collect()
+    segments = {(r["customer_id"], r["segment"]) for r in rows}
+    assert segments == {(1, "gold"), (2, "silver"), (3, None)}  # customer 3 is not in the dimension
+    # toys_n_2d counts only product 10 (toys); product 12 is missing from the dimension: no category.
+    validated = spark.read.format("delta").load(config.tables.validated("tx")).collect()
+    for row in rows[:25]:
+        t = row["event_ts"]
+        expected = sum(1 for e in validated if e["customer_id"] == row["customer_id"] and e["product_id"] == 10
+                       and t - dt.timedelta(days=2) < e["event_ts"] <= t)
+        assert row["toys_n_2d"] == expected
+
+
+def test_run_features_refuses_a_dimension_over_the_broadcast_limit(spark, tmp_path):
+    config = _project(tmp_path, customers_mb=0.0001)
+    run_ingest(spark, config, start=DAYS[0], end=DAYS[0])
+    with pytest.raises(BroadcastTooLargeError, match=r"dimension 'customers' is .* above its broadcast limit.*"
+                                                      r"sources.customers.max_broadcast_mb"):
+        run_features(spark, config, start=DAYS[0], end=DAYS[0])
+    assert io.delta_version(spark, config.tables.features("cust")) is None
+
+
+def test_feature_plan_has_one_exchange_and_no_python(spark, tmp_path):
+    config = _project(tmp_path)
+    run_ingest(spark, config, start=DAYS[0], end=DAYS[-1])
+    fs = config.feature_set("cust")
+    events = spark.read.format("delta").load(config.tables.validated("tx"))
+    dims = {name: spark.read.format("delta").load(config.tables.validated(name)).hint("broadcast")
+            for name in ("customers", "products")}
+    frame = build_feature_frame(events, config=config, feature_set=fs, dimensions=dims, start=DAYS[0], end=DAYS[-1])
+    buffer = stdio.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        frame.explain()
+    plan = buffer.getvalue()
+    shuffles = [line for line in plan.splitlines() if "Exchange hashpartitioning" in line]
+    assert len(shuffles) == 1, plan
+    assert plan.count("Sort [") == 1, plan
+    assert plan.count("BroadcastHashJoin") == 2, plan
+    for python_node in ("BatchEvalPython", "ArrowEvalPython", "PythonUDF", "MapInPandas", "FlatMapGroupsInPandas",
+                        "PythonMapInArrow"):
+        assert python_node not in plan
