@@ -539,6 +539,7 @@ def load_pipeline(path: str | Path, *, env: str | Path = "local", environ: Mappi
 #: ``checker.warn(...)`` and returns the parsed (frozen) object, stored in
 #: ``PipelineConfig.sections[key]``. Modules are imported only when their key is present.
 SECTIONS: dict[str, str] = {
+    "replay_window": "featuremill.retention:parse_replay_window",
     "quality": "featuremill.quality.spec:parse_section",
     "dag": "featuremill.dag:parse_dag_section",
     "preprocessing": "featuremill.preprocessing.spec:parse_preprocessing_section",

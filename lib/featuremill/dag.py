@@ -404,6 +404,14 @@ def run_dag(dag: DagSpec, *, run_job: Callable[[DagJob, int], None],
                 with (attempt_scope(job, attempt, group) if attempt_scope else _null_scope()):
                     try:
                         run_job(job, attempt)
+                    except Exception as exc:
+                        # The cancel makes the running Spark job fail with whatever error the job
+                        # reports; the attempt scope (the run log) must see it as the timeout.
+                        if watchdog.fired and not isinstance(exc, JobTimeoutError):
+                            raise JobTimeoutError(f"job {name} attempt {attempt} exceeded its timeout of "
+                                                  f"{job.timeout_seconds}s and was cancelled "
+                                                  f"({type(exc).__name__})") from exc
+                        raise
                     finally:
                         watchdog.stop()
                     if watchdog.fired:

@@ -65,6 +65,18 @@ class TableStateError(FeaturemillError):
     """A Delta table is missing or in a state the job cannot proceed from."""
 
 
+class ChangedInputError(FeaturemillError):
+    """A run key was already committed from different inputs; re-running needs ``--corrective``."""
+
+
+class ReplayWindowError(FeaturemillError):
+    """A replay needs table versions outside the pipeline's replay window (or no longer retained)."""
+
+
+class ReplayError(FeaturemillError):
+    """A run cannot be replayed as asked (unknown run, not a feature run, changed definition...)."""
+
+
 class TrainingSetError(FeaturemillError):
     """A training set cannot be built as asked (spine, feature versions, manifest, registry)."""
 

@@ -8,9 +8,12 @@ than a silent null). Delta writes are idempotent per run: partitions are replace
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from typing import Iterable, Sequence
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from featuremill.commit_retry import retry_on_conflict
 from featuremill.config import SourceSpec
@@ -37,6 +40,72 @@ def _retried(what: str):
 
 CORRUPT_RECORD = "_corrupt_record"
 SOURCE_FILE = "_source_file"
+
+#: Session confs Delta reads for idempotent DML (MERGE/UPDATE/DELETE) and commit metadata.
+TXN_APP_ID_CONF = "spark.databricks.delta.write.txnAppId"
+TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+_SESSION_TXN_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class CommitTag:
+    """What a write tells Delta about itself, for exactly-once commits.
+
+    ``app_id``/``version`` become the commit's ``txnAppId``/``txnVersion``: Delta skips (commits
+    nothing) a write whose version is not above the last one recorded for that application id in
+    the table. ``user_metadata`` is stored in the commit's ``commitInfo.userMetadata``.
+    """
+
+    app_id: str
+    version: int
+    user_metadata: str = ""
+
+    def writer_options(self) -> dict[str, str]:
+        options = {"txnAppId": self.app_id, "txnVersion": str(int(self.version))}
+        if self.user_metadata:
+            options["userMetadata"] = self.user_metadata
+        return options
+
+
+def _writer(df, *, commit: CommitTag | None, properties: Mapping[str, str] | None, creating: bool):
+    """A Delta DataFrameWriter with the commit tag and, for a new table, its table properties."""
+    writer = df.write.format("delta")
+    for key, value in (commit.writer_options() if commit else {}).items():
+        writer = writer.option(key, value)
+    if creating:
+        for key, value in (properties or {}).items():
+            writer = writer.option(key, value)
+    return writer
+
+
+@contextlib.contextmanager
+def session_commit_tag(spark, commit: CommitTag | None) -> Iterator[None]:
+    """Set the commit tag as session confs for the duration of one DML command (MERGE).
+
+    DataFrame writes take the tag as writer options; MERGE/UPDATE/DELETE only read session confs.
+    The previous values are restored afterwards so no later write inherits the tag (and a
+    platform's own ``userMetadata`` survives); a lock keeps two threads of one session from
+    mixing their tags.
+    """
+    if commit is None:
+        yield
+        return
+    wanted = {TXN_APP_ID_CONF: commit.app_id, TXN_VERSION_CONF: str(int(commit.version))}
+    if commit.user_metadata:
+        wanted[USER_METADATA_CONF] = commit.user_metadata
+    with _SESSION_TXN_LOCK:
+        previous = {key: spark.conf.get(key, None) for key in wanted}
+        try:
+            for key, value in wanted.items():
+                spark.conf.set(key, value)
+            yield
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    spark.conf.unset(key)
+                else:
+                    spark.conf.set(key, value)
 
 
 def raw_schema(source: SourceSpec):
@@ -212,19 +281,23 @@ def date_range_predicate(column: str, start: dt.date, end: dt.date, *, qualifier
 
 @_retried('replaceWhere write')
 def replace_where(df, path: str, *, predicate: str, partition_by: Sequence[str] = (),
-                  evolve_schema: bool = False) -> None:
+                  evolve_schema: bool = False, commit: CommitTag | None = None,
+                  properties: Mapping[str, str] | None = None) -> None:
     """Atomically replace the rows matching ``predicate`` with ``df`` (creating the table if needed).
 
     Delta refuses the write if any row of ``df`` falls outside ``predicate``, so a bug cannot
     overwrite more than the run owns. Callers must not pass an empty ``df`` unless they mean to
     delete the range. ``evolve_schema`` (``mergeSchema``) is set only after a schema contract
-    check accepted the change (:mod:`featuremill.quality.contracts`).
+    check accepted the change (:mod:`featuremill.quality.contracts`). ``commit`` makes the write
+    idempotent (see :class:`CommitTag`); ``properties`` are table properties set when the write
+    creates the table.
     """
     spark = df.sparkSession
-    writer = df.write.format("delta")
+    creating = not is_delta_table(spark, path)
+    writer = _writer(df, commit=commit, properties=properties, creating=creating)
     if evolve_schema:
         writer = writer.option("mergeSchema", "true")
-    if is_delta_table(spark, path):
+    if not creating:
         writer.mode("overwrite").option("replaceWhere", predicate).save(path)
     else:
         if partition_by:
@@ -234,13 +307,17 @@ def replace_where(df, path: str, *, predicate: str, partition_by: Sequence[str] 
 
 @_retried('overwrite')
 def overwrite(df, path: str, *, partition_by: Sequence[str] = (), overwrite_schema: bool = False,
-              evolve_schema: bool = False) -> None:
+              evolve_schema: bool = False, commit: CommitTag | None = None,
+              properties: Mapping[str, str] | None = None) -> None:
     """Replace the whole table (dimension snapshots; training sets, whose columns may change).
 
     ``overwrite_schema`` replaces the schema outright (a training set's columns follow its
     request); ``evolve_schema`` only adds new columns, as in :func:`replace_where`.
+    ``commit``/``properties`` as in :func:`replace_where`.
     """
-    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", str(overwrite_schema).lower())
+    creating = not is_delta_table(df.sparkSession, path)
+    writer = _writer(df, commit=commit, properties=properties, creating=creating)
+    writer = writer.mode("overwrite").option("overwriteSchema", str(overwrite_schema).lower())
     if evolve_schema and not overwrite_schema:
         writer = writer.option("mergeSchema", "true")
     if partition_by:
@@ -259,7 +336,8 @@ def append(df, path: str, *, partition_by: Sequence[str] = ()) -> None:
 @_retried('MERGE')
 def merge_range(df, path: str, *, keys: Iterable[str], value_columns: Iterable[str], partition_column: str,
                 start: dt.date, end: dt.date, partition_by: Sequence[str] = (),
-                evolve_schema: bool = False) -> dict[str, str]:
+                evolve_schema: bool = False, commit: CommitTag | None = None,
+                properties: Mapping[str, str] | None = None) -> dict[str, str]:
     """Make the rows of ``path`` with ``partition_column`` in ``[start, end]`` equal ``df``.
 
     MERGE on ``keys``: changed rows are updated, new rows inserted, rows of the range that ``df``
@@ -269,13 +347,15 @@ def merge_range(df, path: str, *, keys: Iterable[str], value_columns: Iterable[s
     retried on the latest snapshot, a bounded number of times (:mod:`featuremill.commit_retry`).
     Creates the table on first use. Returns the commit's operation metrics. ``evolve_schema``
     turns on MERGE schema evolution: without it Delta silently drops source columns the target
-    lacks, so callers set it after a schema contract check accepted new columns.
+    lacks, so callers set it after a schema contract check accepted new columns. ``commit`` makes
+    the write idempotent (as writer options on creation, as session confs around the MERGE);
+    ``properties`` are table properties set when the write creates the table.
     """
     from delta.tables import DeltaTable
 
     spark = df.sparkSession
     if not is_delta_table(spark, path):
-        writer = df.write.format("delta")
+        writer = _writer(df, commit=commit, properties=properties, creating=True)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.mode("errorifexists").save(path)
@@ -295,7 +375,8 @@ def merge_range(df, path: str, *, keys: Iterable[str], value_columns: Iterable[s
     builder = builder.whenNotMatchedInsertAll().whenNotMatchedBySourceDelete(condition=target_range)
     if evolve_schema:
         builder = builder.withSchemaEvolution()
-    builder.execute()
+    with session_commit_tag(spark, commit):
+        builder.execute()
     return last_operation_metrics(spark, path)
 
 
@@ -388,6 +469,45 @@ def read_table(spark, path: str, *, fmt: str | None = None, version: int | None 
     if fmt == "csv":
         reader = reader.option("header", "true").option("inferSchema", "true")
     return _load(reader, path, path), fmt
+def table_properties(spark, path: str) -> dict[str, str]:
+    """The table properties of the Delta table at ``path``.
+
+    ``SHOW TBLPROPERTIES`` reads only the table's metadata; ``DeltaTable.detail()`` would also
+    compute file counts and sizes from the snapshot's state.
+    """
+    from featuremill.sql import delta_path_identifier
+
+    rows = spark.sql(f"SHOW TBLPROPERTIES {delta_path_identifier(path)}").collect()
+    return {r["key"]: r["value"] for r in rows}
+
+
+def set_table_properties(spark, path: str, properties: Mapping[str, str]) -> None:
+    """``ALTER TABLE delta.`path` SET TBLPROPERTIES (...)``: one metadata-only commit."""
+    from featuremill.sql import delta_path_identifier
+
+    if not properties:
+        return
+    assignments = ", ".join(f"{literal(k)} = {literal(v)}" for k, v in sorted(properties.items()))
+    spark.sql(f"ALTER TABLE {delta_path_identifier(path)} SET TBLPROPERTIES ({assignments})")
+
+
+def latest_commit(spark, path: str) -> tuple[int, str | None] | None:
+    """``(version, userMetadata)`` of the table's latest commit, or ``None`` without a table."""
+    from delta.tables import DeltaTable
+
+    if not is_delta_table(spark, path):
+        return None
+    row = DeltaTable.forPath(spark, path).history(1).select("version", "userMetadata").first()
+    return (int(row["version"]), row["userMetadata"]) if row else None
+
+
+def replace_table(df, path: str, *, partition_by: Sequence[str] = ()) -> None:
+    """Replace the whole table at ``path`` with ``df``, schema included (outputs featuremill owns
+    entirely, such as replays)."""
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)
 
 
 def _normalised(path: str) -> tuple[str, str]:

@@ -23,7 +23,9 @@ RUN_LOG_SCHEMA = (
     "status string, started_at timestamp, finished_at timestamp, duration_s double, "
     "rows_read bigint, rows_written bigint, rows_quarantined bigint, rows_duplicate bigint, "
     "input_versions map<string,bigint>, output_versions map<string,bigint>, "
-    "metrics map<string,double>, details string, error string, code_version string"
+    "metrics map<string,double>, details string, error string, code_version string, "
+    # exactly-once and backfill bookkeeping, freshness (added columns: older logs read them as null)
+    "run_key string, txn_version bigint, input_fingerprint string, max_event_time timestamp, backfill_id string"
 )
 
 
@@ -50,27 +52,49 @@ class RunRecord:
     rows_duplicate: int = 0
     input_versions: dict[str, int] = field(default_factory=dict)
     output_versions: dict[str, int] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     code_version: str = __version__
+    #: ``featuremill/<pipeline>/<job>/<target>/<start>/<end>``: the Delta txnAppId of the run's writes
+    run_key: str | None = None
+    #: the Delta txnVersion (generation of the run key) the run wrote or found committed
+    txn_version: int | None = None
+    #: hash of what the run read and the definition it applied (see featuremill.exactly_once)
+    input_fingerprint: str | None = None
+    #: latest event time among the rows the run wrote (UTC); freshness = finished_at - this
+    max_event_time: dt.datetime | None = None
+    #: the backfill this run was a chunk of
+    backfill_id: str | None = None
+    #: seconds spent on this run's own work when a job interleaves several runs (all planned,
+    #: then all written: :class:`featuremill.pipelines.common.RecordedRuns`); not a column
+    busy_s: float | None = None
 
     @property
     def duration_s(self) -> float | None:
+        """Wall time of the run: its own work when the job interleaved runs, else start to finish.
+
+        Interleaved runs' start-to-finish spans overlap (each includes the others' writes), so
+        their durations would add up to more than the job took.
+        """
         if self.finished_at is None:
             return None
+        if self.busy_s is not None:
+            return self.busy_s
         return (self.finished_at - self.started_at).total_seconds()
 
     def finish(self, status: str, error: str | None = None) -> None:
         self.status = status
         self.error = error
         self.finished_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        if self.max_event_time is not None:
+            self.metrics["freshness_s"] = (self.finished_at - self.max_event_time).total_seconds()
 
     def as_row(self) -> dict[str, Any]:
         row = asdict(self)
         row["duration_s"] = self.duration_s
         row["details"] = json.dumps(self.details, sort_keys=True, default=str)
-        row["metrics"] = {k: float(v) for k, v in self.metrics.items()}
+        row["metrics"] = {k: (float(v) if v is not None else None) for k, v in self.metrics.items()}
         return row
 
 
@@ -80,7 +104,7 @@ def append_run(spark, path: str, record: RunRecord) -> None:
 
     schema = _parse_datatype_string(RUN_LOG_SCHEMA)
     row = record.as_row()
-    df = spark.createDataFrame([tuple(row[f.name] for f in schema.fields)], schema)
+    df = spark.createDataFrame([tuple(row.get(f.name) for f in schema.fields)], schema)
     df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
     log.info("run %s (%s %s) recorded as %s", record.run_id, record.pipeline, record.job, record.status)
 

@@ -3,17 +3,35 @@
 :func:`stage` logs when a step starts and ends. While a step runs, a daemon thread reads
 Spark's status tracker every few seconds and logs the active Spark stages' task progress, so a
 user watching a long run sees it advance. It stops with the step. Nothing here prints.
+
+A stage given a ``key`` also adds its wall time to the metrics of the run it belongs to:
+:func:`collect_stage_times` (entered by ``pipelines.common.recorded_run``) names the mapping
+that receives ``stage_s.<key>``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 import time
-from typing import Iterator
+from typing import Iterator, MutableMapping
 
 log = logging.getLogger("featuremill.progress")
+
+_STAGE_TIMES: contextvars.ContextVar[MutableMapping[str, float | None] | None] = contextvars.ContextVar(
+    "featuremill_stage_times", default=None)
+
+
+@contextlib.contextmanager
+def collect_stage_times(into: MutableMapping[str, float | None]) -> Iterator[None]:
+    """Inside the block, stages with a ``key`` add their elapsed seconds to ``into["stage_s.<key>"]``."""
+    token = _STAGE_TIMES.set(into)
+    try:
+        yield
+    finally:
+        _STAGE_TIMES.reset(token)
 
 
 class StageLog:
@@ -30,8 +48,12 @@ class StageLog:
 
 
 @contextlib.contextmanager
-def stage(name: str, spark=None, *, interval: float = 10.0) -> Iterator[StageLog]:
-    """Context manager timing one step; ``spark`` enables the task-progress heartbeat."""
+def stage(name: str, spark=None, *, interval: float = 10.0, key: str | None = None) -> Iterator[StageLog]:
+    """Context manager timing one step; ``spark`` enables the task-progress heartbeat.
+
+    ``key`` records the elapsed time as ``stage_s.<key>`` in the active :func:`collect_stage_times`
+    mapping (summed when a key repeats).
+    """
     record = StageLog(name)
     log.info("stage %s: started", name)
     stop = threading.Event()
@@ -47,6 +69,10 @@ def stage(name: str, spark=None, *, interval: float = 10.0) -> Iterator[StageLog
         if thread is not None:
             thread.join(timeout=1)
         record.elapsed = time.monotonic() - record.started
+        times = _STAGE_TIMES.get()
+        if key and times is not None:
+            metric = f"stage_s.{key}"
+            times[metric] = (times.get(metric) or 0.0) + record.elapsed
         rows = f", rows={record.rows:,}" if record.rows is not None else ""
         log.info("stage %s: done%s, elapsed=%.1fs", name, rows, record.elapsed)
 

@@ -17,7 +17,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--full", action="store_true",
                         help="features: compute exactly the given dates, ignoring late events landed in them")
     parser.add_argument("--allow-empty", action="store_true",
-                        help="ingest: let an empty landing range clear what earlier runs wrote for it")
+                        help="let an empty input range clear what earlier runs wrote for it (ingest: landing "
+                             "dates without files; features: dates without events)")
+    parser.add_argument("--corrective", action="store_true",
+                        help="rewrite a run already committed from different inputs (new Delta txnVersion); "
+                             "without it such a re-run stops with an error instead of being skipped")
 
 
 def run(args) -> int:
@@ -33,7 +37,8 @@ def run(args) -> int:
     if args.job == "ingest":
         from featuremill.pipelines.ingest import run_ingest
 
-        for r in run_ingest(spark, config, start=start, end=end, sources=args.source, allow_empty=args.allow_empty):
+        for r in run_ingest(spark, config, start=start, end=end, sources=args.source, allow_empty=args.allow_empty,
+                            corrective=args.corrective):
             emit(f"ingest {r.source}: {r.status}; read {r.rows_read}, valid {r.rows_valid}, "
                  f"quarantined {r.rows_quarantined} (duplicates {r.rows_duplicate}); "
                  f"validated version {r.validated_version}, quarantine version {r.quarantine_version}")
@@ -41,7 +46,7 @@ def run(args) -> int:
         from featuremill.pipelines.build_features import run_features
 
         for r in run_features(spark, config, start=start, end=end, feature_sets=args.feature_set,
-                              incremental=not args.full):
+                              incremental=not args.full, corrective=args.corrective, allow_empty=args.allow_empty):
             emit(f"features {r.feature_set}: {r.status}; dates {r.compute_start}..{r.end}, events read {r.events_read}, "
                  f"feature rows {r.rows_out} (inserted {r.rows_inserted}, updated {r.rows_updated}, "
                  f"deleted {r.rows_deleted}); table version {r.table_version}")

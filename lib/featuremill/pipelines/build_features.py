@@ -15,6 +15,21 @@ For a run over ``[start, end]`` and each feature set:
 
 The feature table therefore equals a full recompute over the same dates after any sequence of
 daily runs, and re-running a date changes no value and adds no row.
+
+Every feature set is planned (inputs read and fingerprinted, committed runs found, schema
+contract and quality rules of ``features.<set>`` decided) before any is merged.
+
+Exactly-once (:mod:`featuremill.exactly_once`): the MERGE carries the run key
+``featuremill/<pipeline>/features/<set>/<start>/<end>`` as Delta ``txnAppId``. The run's input
+fingerprint covers the feature set's definition, the identity (data file names and row counts)
+of the validated events in the read range that had landed by ``end``, and the data files of
+each joined dimension. Rows landing after ``end`` are left out on purpose: they belong to later
+runs, which recompute the dates they touch. A re-run whose fingerprint matches the committed one
+writes nothing (and decides no quality rule: there is nothing to gate); a different one needs
+``corrective=True``.
+
+An input range without events for the recomputed dates writes nothing (``skipped_empty``)
+unless ``allow_empty=True``: a MERGE of nothing would delete the range's feature rows.
 """
 
 from __future__ import annotations
@@ -23,10 +38,12 @@ import datetime as dt
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from featuremill import io
 from featuremill.config import FeatureSetSpec, JoinSpec, PipelineConfig
 from featuremill.errors import BroadcastTooLargeError, TableStateError
+from featuremill.exactly_once import CommitGuard, digest, feature_set_definition, run_key
 from featuremill.features import with_window_features
 from featuremill.ingest import EVENT_DATE, INGEST_DATE
 from featuremill.ledger import RunRecord
@@ -35,8 +52,9 @@ from featuremill.pipelines.preprocess import helper_lookback_days, history_helpe
 from featuremill.quality.gate import TableGate, enforce
 from featuremill.quality.rules import EvaluationContext
 from featuremill.progress import stage
+from featuremill.retention import ensure_retention, replay_window
 from featuremill.session import ensure_timezone
-from featuremill.sql import col
+from featuremill.sql import col, quote_identifier
 from featuremill.timeseries import with_history_helpers
 
 log = logging.getLogger(__name__)
@@ -66,26 +84,41 @@ def lookback_days(feature_set: FeatureSetSpec) -> int:
     return math.ceil(feature_set.lookback_seconds / 86400)
 
 
+#: ``on_commit(table, version)``: called right after each Delta commit of a run, before the
+#: ledger records the run (an observation point; tests use it to simulate a crash there).
+CommitHook = Callable[[str, int], None]
+
+
 def run_features(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
-                 feature_sets: list[str] | None = None, incremental: bool = True) -> list[FeatureRunResult]:
+                 feature_sets: list[str] | None = None, incremental: bool = True, corrective: bool = False,
+                 allow_empty: bool = False, backfill_id: str | None = None,
+                 on_commit: CommitHook | None = None) -> list[FeatureRunResult]:
     """Compute the feature sets (all, or ``feature_sets``) for event dates ``[start, end]``.
 
-    Every feature set is planned and checked (schema contract, quality rules of
-    ``features.<set>``) before any is merged, so a refused schema change or a failed ``fail``
-    rule leaves every feature table at its previous version.
+    Every feature set is planned and checked (committed inputs, schema contract, quality rules of
+    ``features.<set>``) before any is merged, so changed inputs without ``corrective``, a refused
+    schema change or a failed ``fail`` rule leaves every feature table at its previous version.
+
+    ``corrective`` rewrites a run key already committed from different inputs (new Delta
+    txnVersion); ``allow_empty`` lets a range without events clear the range's feature rows;
+    ``backfill_id`` marks the ledger rows of a backfill's chunks.
     """
     ensure_timezone(spark, config.timezone)
     chosen = [config.feature_set(n) for n in feature_sets] if feature_sets else list(config.feature_sets)
-    runs = RecordedRuns(spark, config, job="features", start=start, end=end)
+    runs = RecordedRuns(spark, config, job="features", start=start, end=end, backfill_id=backfill_id)
     planned: list[_Planned] = []
     try:
         for fs in chosen:
-            planned.append(_plan_feature_set(spark, config, fs, runs.open(fs.name), start=start, end=end,
-                                             incremental=incremental))
-        enforce(spark, config, [(p.gate, p.record.run_id) for p in planned if p.gate.active], job="features")
+            record = runs.open(fs.name)
+            with runs.measure(fs.name):
+                planned.append(_plan_feature_set(spark, config, fs, record, start=start, end=end,
+                                                 incremental=incremental, corrective=corrective,
+                                                 allow_empty=allow_empty))
+        enforce(spark, config, [(p.gate, p.record.run_id) for p in planned if p.decided], job="features")
         results = []
         for p in planned:
-            results.append(_write_feature_set(spark, config, p, end=end))
+            with runs.measure(p.feature_set.name):
+                results.append(_write_feature_set(spark, config, p, end=end, on_commit=on_commit))
             runs.succeed(p.feature_set.name)
         return results
     except BaseException as exc:
@@ -97,21 +130,42 @@ def run_features(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
                 p.cached.unpersist()
 
 
-def _pinned_read(spark, path: str, versions: dict[str, int], name: str):
-    version = io.delta_version(spark, path)
+def _pinned_read(spark, path: str, versions: dict[str, int], name: str, *, version: int | None = None):
+    """Read ``path`` at ``version`` (default: its latest), recording the version read under ``name``."""
+    if version is None:
+        version = io.delta_version(spark, path)
     if version is None:
         raise TableStateError(f"no Delta table at {path} ({name}); run the ingest job first")
     versions[name] = version
     return io.read_delta(spark, path, version=version)
 
 
-def _dimension_frame(spark, config: PipelineConfig, join: JoinSpec, versions: dict[str, int]):
-    """The dimension's key and requested columns, marked for broadcast after a size check."""
+def content_identity(df) -> dict[str, Any]:
+    """Row count and an order-independent checksum of every column of ``df`` (one small aggregate).
+
+    For dimensions: a snapshot is rewritten by every ingest run, so its file names change even
+    when its content does not; its content is small (it is broadcast), so hashing it is cheap.
+    """
+    from pyspark.sql import functions as F
+
+    row = df.agg(F.count(F.lit(1)).alias("n"),
+                 F.sum(F.xxhash64(*[col(c) for c in df.columns]).cast("decimal(38,0)")).alias("h")).first()
+    return {"rows": int(row["n"]), "checksum": str(row["h"] or 0)}
+
+
+def _dimension_frame(spark, config: PipelineConfig, join: JoinSpec, versions: dict[str, int],
+                     states: dict[str, Any] | None = None, *, pinned: dict[str, int] | None = None):
+    """The dimension's key and requested columns, marked for broadcast after a size check.
+
+    ``states`` receives the content identity of the columns used (:func:`content_identity`);
+    ``pinned`` maps table names to the versions to read (replay), default the latest.
+    """
     from pyspark.sql import functions as F
 
     dim = config.source(join.dimension)
     path = config.tables.validated(dim.name)
-    df = _pinned_read(spark, path, versions, f"validated.{dim.name}")
+    name = f"validated.{dim.name}"
+    df = _pinned_read(spark, path, versions, name, version=(pinned or {}).get(name))
     size = io.table_size_bytes(spark, path)
     if size > dim.max_broadcast_bytes:
         raise BroadcastTooLargeError(
@@ -119,7 +173,10 @@ def _dimension_frame(spark, config: PipelineConfig, join: JoinSpec, versions: di
             f"{dim.max_broadcast_bytes / 1024 / 1024:.0f} MiB; raise sources.{dim.name}.max_broadcast_mb "
             "(or the environment's max_broadcast_mb) if executors have the memory, or join it at entity level"
         )
-    return F.broadcast(df.select(*[col(k) for k in join.on], *[col(c) for c in join.columns]))
+    selected = df.select(*[col(k) for k in join.on], *[col(c) for c in join.columns])
+    if states is not None:
+        states[f"{name} ({join.level} join: {', '.join(join.on + join.columns)})"] = content_identity(selected)
+    return F.broadcast(selected)
 
 
 def _join_columns(dimension, join):
@@ -160,6 +217,52 @@ def build_feature_frame(events, *, config: PipelineConfig, feature_set: FeatureS
     return df.withColumn(FEATURE_VERSION_COLUMN, F.lit(feature_set.version))
 
 
+def event_input_state(events, *, event_time: str, compute_start: dt.date, end: dt.date) -> dict[str, Any]:
+    """One aggregate over the events a run reads (two small shuffles, a few numbers to the driver).
+
+    ``events`` is the validated read for ``[compute_start - lookback, end]``. Returns
+    ``rows_read``, ``rows_in_range`` (events dated ``[compute_start, end]``, the rows that make
+    feature rows), ``max_event_micros`` (latest event time among them, UTC microseconds) and the
+    identity of the rows that had landed by ``end``: ``landed_files``, ``landed_rows`` and a
+    digest of (file name, rows) pairs. Reads the file name, the landing date and the event time.
+    """
+    from pyspark.sql import functions as F
+
+    ts = F.expr(f"unix_micros({quote_identifier(event_time)})")
+    per_file = (events
+                .select(F.col("_metadata.file_name").alias("file"),
+                        (col(INGEST_DATE) <= F.lit(end)).alias("landed"),
+                        (col(EVENT_DATE) >= F.lit(compute_start)).alias("in_range"),
+                        ts.alias("t"))
+                .groupBy("file")
+                .agg(F.count(F.lit(1)).alias("n"),
+                     F.count(F.when(F.col("landed"), F.lit(1))).alias("n_landed"),
+                     F.count(F.when(F.col("in_range"), F.lit(1))).alias("n_range"),
+                     F.max(F.when(F.col("in_range"), F.col("t"))).alias("max_t")))
+    row = per_file.agg(
+        F.coalesce(F.sum("n"), F.lit(0)).alias("rows_read"),
+        F.coalesce(F.sum("n_range"), F.lit(0)).alias("rows_in_range"),
+        F.max("max_t").alias("max_event_micros"),
+        F.count(F.when(F.col("n_landed") > 0, F.lit(1))).alias("landed_files"),
+        F.coalesce(F.sum("n_landed"), F.lit(0)).alias("landed_rows"),
+        F.sum(F.when(F.col("n_landed") > 0, F.xxhash64("file", "n_landed").cast("decimal(38,0)"))).alias("digest"),
+    ).first()
+    return {
+        "rows_read": int(row["rows_read"]),
+        "rows_in_range": int(row["rows_in_range"]),
+        "max_event_micros": row["max_event_micros"],
+        "landed_files": int(row["landed_files"]),
+        "landed_rows": int(row["landed_rows"]),
+        "landed_digest": str(row["digest"] or 0),
+    }
+
+
+def micros_to_utc(micros: int | None) -> dt.datetime | None:
+    if micros is None:
+        return None
+    return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(micros))
+
+
 @dataclass
 class _Planned:
     """A feature set computed (lazily, or cached when it has quality rules) and checked, not yet merged."""
@@ -172,86 +275,143 @@ class _Planned:
     compute_start: dt.date
     events_read: int
     cached: object | None = None
+    guard: CommitGuard | None = None
+    skipped: bool = False
+    committed: bool = False
+    decided: bool = False
 
 
 def _plan_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec, record: RunRecord, *,
-                      start: dt.date, end: dt.date, incremental: bool) -> _Planned:
+                      start: dt.date, end: dt.date, incremental: bool, corrective: bool = False,
+                      allow_empty: bool = False) -> _Planned:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     source = config.source(feature_set.source)
+    out_path = config.tables.features(feature_set.name)
+    out_name = f"features.{feature_set.name}"
+    label = f"features {feature_set.name} {start}..{end}"
+    record.run_key = run_key(config.name, "features", feature_set.name, start, end)
     versions: dict[str, int] = {}
-    validated = _pinned_read(spark, config.tables.validated(source.name), versions, f"validated.{source.name}")
+    tables: dict[str, Any] = {}
+    events_name = f"validated.{source.name}"
+    validated = _pinned_read(spark, config.tables.validated(source.name), versions, events_name)
+    dimensions = {j.dimension: _dimension_frame(spark, config, j, versions, tables) for j in feature_set.joins}
     compute_start = start
     if incremental:
         # Late events landed in [start, end] but belong to earlier dates: recompute from there.
-        earliest = (validated.where(col(INGEST_DATE).between(F.lit(start), F.lit(end)))
-                    .agg(F.min(EVENT_DATE)).first()[0])
+        with stage(f"features {feature_set.name}: find late events", spark, key="late_events"):
+            earliest = (validated.where(col(INGEST_DATE).between(F.lit(start), F.lit(end)))
+                        .agg(F.min(EVENT_DATE)).first()[0])
         if earliest is not None and earliest < start:
             log.info("feature set %s: late events back to %s; recomputing from there", feature_set.name, earliest)
             compute_start = earliest
     read_start = compute_start - dt.timedelta(days=lookback_days(feature_set) + helper_lookback_days(config, feature_set))
     events = validated.where(col(EVENT_DATE).between(F.lit(read_start), F.lit(end)))
-    with stage(f"features {feature_set.name}: count input", spark) as st:
-        events_read = events.count()
-        st.set_rows(events_read)
-    dimensions = {j.dimension: _dimension_frame(spark, config, j, versions) for j in feature_set.joins}
+    with stage(f"features {feature_set.name}: count input", spark, key="input_scan") as st:
+        state = event_input_state(events, event_time=source.event_time, compute_start=compute_start, end=end)
+        st.set_rows(state["rows_read"])
+    events_read = state["rows_read"]
+    tables[events_name] = {"event_dates": f"{read_start}..{end}", "landed_by": end.isoformat(),
+                           "files": state["landed_files"], "rows": state["landed_rows"],
+                           "files_digest": state["landed_digest"]}
+    record.rows_read = events_read
+    record.input_versions = dict(versions)
+    record.max_event_time = micros_to_utc(state["max_event_micros"])
+    record.details = {"compute_start": compute_start.isoformat(), "read_start": read_start.isoformat(),
+                      "feature_set_version": feature_set.version,
+                      "definition": digest(feature_set_definition(config, feature_set))}
+    keys = list(feature_set.entity) + [source.event_time]
+    gate = TableGate(config, out_name)
+    planned = _Planned(feature_set, record, gate, None, keys, compute_start, events_read)
+    if state["rows_in_range"] == 0 and not allow_empty:
+        # A MERGE of nothing would delete every feature row of the range.
+        log.warning("%s: no events dated %s..%s; nothing written (pass --allow-empty to clear the range)",
+                    label, compute_start, end)
+        record.status = "skipped_empty"
+        planned.skipped = True
+        return planned
+    planned.guard = guard = CommitGuard(spark, run_key=record.run_key, run_id=record.run_id,
+                                        inputs={"definition": record.details["definition"], "tables": tables},
+                                        versions=versions, tables={out_name: out_path}, corrective=corrective,
+                                        label=label).plan()
+    record.txn_version = guard.txn_version
+    record.input_fingerprint = guard.fingerprint
+    if guard.is_committed(out_name):
+        # Nothing will be written, so there is nothing for the quality gate to let through.
+        planned.committed = True
+        return planned
     frame = build_feature_frame(events, config=config, feature_set=feature_set, dimensions=dimensions,
                                 start=compute_start, end=end)
-    keys = list(feature_set.entity) + [source.event_time]
-    gate = TableGate(config, f"features.{feature_set.name}")
     gate.check_schema(spark, frame)
-    cached = None
     if gate.active:
         references = {r.dimension: io.read_delta(spark, config.tables.validated(r.dimension),
                                                  version=versions.get(f"validated.{r.dimension}"))
                       for r in gate.spec.row_rules if r.check == "referential"}
         frame = gate.with_row_rules(frame, references=references)
-        frame = cached = frame.persist(StorageLevel.MEMORY_AND_DISK)
-        with stage(f"features {feature_set.name}: quality rules", spark):
+        frame = planned.cached = frame.persist(StorageLevel.MEMORY_AND_DISK)
+        with stage(f"features {feature_set.name}: quality rules", spark, key="quality_rules"):
             gate.measure(frame)
-            out_path = config.tables.features(feature_set.name)
             kept = None
             if io.is_delta_table(spark, out_path):
                 kept = io.read_delta(spark, out_path).where(~col(EVENT_DATE).between(F.lit(compute_start), F.lit(end)))
             context = EvaluationContext(now=record.started_at.replace(tzinfo=dt.timezone.utc), start=compute_start,
                                         end=end, timezone=config.timezone)
             gate.decide(spark, valid=frame, existing=kept, context=context)
+        planned.decided = True
         frame = frame.select(*gate.output_columns)
-    record.rows_read = events_read
-    record.input_versions = versions
-    record.details = {"compute_start": compute_start.isoformat(), "read_start": read_start.isoformat(),
-                      "feature_set_version": feature_set.version}
-    if gate.active:
         record.details["quality"] = {r.rule: r.status for r in gate.results}
-    return _Planned(feature_set, record, gate, frame, keys, compute_start, events_read, cached)
+    planned.frame = frame
+    return planned
 
 
-def _write_feature_set(spark, config: PipelineConfig, planned: _Planned, *, end: dt.date) -> FeatureRunResult:
+def _write_feature_set(spark, config: PipelineConfig, planned: _Planned, *, end: dt.date,
+                       on_commit: CommitHook | None = None) -> FeatureRunResult:
     feature_set, record, frame, keys = planned.feature_set, planned.record, planned.frame, planned.keys
-    compute_start = planned.compute_start
+    compute_start, guard = planned.compute_start, planned.guard
     out_path = config.tables.features(feature_set.name)
+    out_name = f"features.{feature_set.name}"
+    if planned.skipped:
+        return FeatureRunResult(feature_set.name, record.run_id, "skipped_empty", compute_start, end,
+                                planned.events_read, 0, 0, 0, 0, io.delta_version(spark, out_path))
+    if planned.committed:
+        prior = guard.prior(out_name)
+        record.input_versions = dict(prior.versions) or dict(record.input_versions)
+        record.output_versions = {out_name: prior.table_version}
+        record.details.update(commit="already_committed", committed_by_run=prior.run_id)
+        return FeatureRunResult(feature_set.name, record.run_id, "already_committed", compute_start, end,
+                                planned.events_read, 0, 0, 0, 0, prior.table_version)
+    window = replay_window(config)
+    ensure_retention(spark, out_path, window)
     value_columns = [c for c in frame.columns if c not in keys]
     io.add_missing_columns(spark, out_path, frame)  # tables from before _known_at existed
-    with stage(f"features {feature_set.name}: compute and merge {compute_start}..{end}", spark) as st:
+    with stage(f"features {feature_set.name}: compute and merge {compute_start}..{end}", spark,
+               key="compute_merge") as st:
         planned.gate.prepare_write(spark)
         metrics = io.merge_range(frame, out_path, keys=keys, value_columns=value_columns,
                                  partition_column=EVENT_DATE, start=compute_start, end=end,
-                                 partition_by=[EVENT_DATE], evolve_schema=planned.gate.evolve_schema)
+                                 partition_by=[EVENT_DATE], evolve_schema=planned.gate.evolve_schema,
+                                 commit=guard.tag(out_name), properties=window.table_properties())
+        table_version, written_here = guard.confirm(out_name)
+        if not written_here:
+            metrics = {}
         inserted = int(metrics.get("numTargetRowsInserted", metrics.get("numOutputRows", 0)))
         updated = int(metrics.get("numTargetRowsUpdated", 0))
         deleted = int(metrics.get("numTargetRowsDeleted", 0))
         rows_out = int(metrics.get("numSourceRows", metrics.get("numOutputRows", 0)))
         st.set_rows(rows_out)
-    table_version = io.delta_version(spark, out_path)
+    if on_commit is not None:
+        on_commit(out_name, table_version)
     record.rows_written = inserted + updated
-    record.output_versions = {f"features.{feature_set.name}": table_version}
+    record.output_versions = {out_name: table_version}
     served = serve_preprocessed(spark, config, feature_set, keys=keys, partition_column=EVENT_DATE,
                                 start=compute_start, end=end)
     if served is not None:  # preprocessing.serving: the stored state applied to these rows
         record.output_versions[f"preprocessed.{feature_set.name}"] = served
-    record.details.update({"rows_out": rows_out, "inserted": inserted, "updated": updated, "deleted": deleted})
+    record.details.update(rows_out=rows_out, inserted=inserted, updated=updated, deleted=deleted,
+                          commit="written" if written_here else "already_committed")
     log.info("feature set %s: %d feature rows for %s..%s (%d inserted, %d updated, %d deleted), version %s",
              feature_set.name, rows_out, compute_start, end, inserted, updated, deleted, table_version)
-    return FeatureRunResult(feature_set.name, record.run_id, "succeeded", compute_start, end, planned.events_read,
+    status = "succeeded" if written_here else "already_committed"
+    return FeatureRunResult(feature_set.name, record.run_id, status, compute_start, end, planned.events_read,
                             rows_out, inserted, updated, deleted, table_version)

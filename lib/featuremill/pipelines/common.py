@@ -7,10 +7,13 @@ import contextvars
 import datetime as dt
 import logging
 import sys
+import time
 from typing import Iterator
 
 from featuremill.config import PipelineConfig
 from featuremill.ledger import RunRecord, append_run
+from featuremill.progress import collect_stage_times
+from featuremill.run_metrics import job_tag, tagged_job_metrics, tagged_jobs
 
 log = logging.getLogger(__name__)
 
@@ -51,61 +54,108 @@ def _with_labels(record: RunRecord) -> None:
         record.details = {**(record.details or {}), "labels": dict(labels)}
 
 
-@contextlib.contextmanager
-def recorded_run(spark, config: PipelineConfig, *, job: str, target: str, start: dt.date | None,
-                 end: dt.date | None, run_id: str | None = None) -> Iterator[RunRecord]:
-    """Yield a :class:`RunRecord`; append it to the run log when the block ends, failed or not.
-
-    A block may set ``record.status`` itself (for example ``skipped_empty``); otherwise the run is
-    ``succeeded``, or ``failed`` with the error text when the block raises.
-    """
+def _new_record(config: PipelineConfig, *, job: str, target: str, start: dt.date | None, end: dt.date | None,
+                run_id: str | None, backfill_id: str | None) -> RunRecord:
     record = RunRecord(pipeline=config.name, job=job, target=target, start_date=start, end_date=end)
     if run_id:
         record.run_id = run_id
-    try:
-        yield record
-    except BaseException as exc:
+    record.backfill_id = backfill_id
+    return record
+
+
+@contextlib.contextmanager
+def measured(spark, record: RunRecord) -> Iterator[None]:
+    """Attribute the block's Spark jobs (job tag) and keyed stage times to ``record``.
+
+    May be entered several times for one record (a job that prepares every target, then writes
+    them): the stage times add up, and the job tag collects every job the record's blocks ran.
+    """
+    with tagged_jobs(spark, job_tag(record.run_id)), collect_stage_times(record.metrics):
+        yield
+
+
+def _record_end(spark, config: PipelineConfig, record: RunRecord, exc: BaseException | None) -> None:
+    """Finish ``record`` (failed when ``exc``) with its Spark metrics and append it to the run log."""
+    record.metrics.update(tagged_job_metrics(spark, job_tag(record.run_id)))
+    if exc is not None:
         record.finish("failed", error=f"{type(exc).__name__}: {exc}"[:4000])
         _with_labels(record)
         try:
             append_run(spark, config.tables.run_log, record)
         except Exception:  # the original error matters more than a failed ledger write
             log.exception("could not record failed run %s", record.run_id)
-        raise
+        return
     record.finish(record.status if record.status not in ("running",) else "succeeded", record.error)
     _with_labels(record)
     append_run(spark, config.tables.run_log, record)
 
 
+@contextlib.contextmanager
+def recorded_run(spark, config: PipelineConfig, *, job: str, target: str, start: dt.date | None,
+                 end: dt.date | None, run_id: str | None = None,
+                 backfill_id: str | None = None) -> Iterator[RunRecord]:
+    """Yield a :class:`RunRecord`; append it to the run log when the block ends, failed or not.
+
+    A block may set ``record.status`` itself (for example ``skipped_empty``); otherwise the run is
+    ``succeeded``, or ``failed`` with the error text when the block raises. The record's
+    ``metrics`` receive the wall time of every keyed :func:`featuremill.progress.stage` inside the
+    block and the Spark metrics of the jobs the block ran (:mod:`featuremill.run_metrics`).
+    """
+    record = _new_record(config, job=job, target=target, start=start, end=end, run_id=run_id,
+                         backfill_id=backfill_id)
+    try:
+        with measured(spark, record):
+            yield record
+    except BaseException as exc:
+        _record_end(spark, config, record, exc)
+        raise
+    _record_end(spark, config, record, None)
+
+
 class RecordedRuns:
-    """Several :func:`recorded_run` blocks whose ends are decided one by one.
+    """Several recorded runs (one per target) whose ends are decided one by one.
 
     A job that checks every target before writing any (so a failed quality rule leaves all its
-    tables unchanged) opens a run per target first, closes each as succeeded after its write, and
-    on an error marks every run still open as failed with that error.
+    tables unchanged) opens a run per target first, runs each target's work inside
+    :meth:`measure` (so its Spark jobs and stage times are attributed to that target's run),
+    closes each as succeeded after its write, and on an error marks every run still open as
+    failed with that error.
     """
 
-    def __init__(self, spark, config: PipelineConfig, *, job: str, start: dt.date | None, end: dt.date | None):
+    def __init__(self, spark, config: PipelineConfig, *, job: str, start: dt.date | None, end: dt.date | None,
+                 backfill_id: str | None = None):
         self._spark, self._config, self._job, self._start, self._end = spark, config, job, start, end
-        self._open: dict[str, contextlib.AbstractContextManager] = {}
+        self._backfill_id = backfill_id
+        self._open: dict[str, RunRecord] = {}
 
     def open(self, target: str) -> RunRecord:
-        manager = recorded_run(self._spark, self._config, job=self._job, target=target, start=self._start,
-                               end=self._end)
-        record = manager.__enter__()
-        self._open[target] = manager
+        record = _new_record(self._config, job=self._job, target=target, start=self._start, end=self._end,
+                             run_id=None, backfill_id=self._backfill_id)
+        self._open[target] = record
         return record
 
+    @contextlib.contextmanager
+    def measure(self, target: str) -> Iterator[None]:
+        """Context: the block's Spark jobs, keyed stages and wall time count for ``target``'s run.
+
+        The run's ``duration_s`` is the sum of its blocks, so the durations of a job's runs add
+        up to at most the job's wall time (their start-to-finish spans overlap).
+        """
+        record = self._open[target]
+        began = time.monotonic()
+        try:
+            with measured(self._spark, record):
+                yield
+        finally:
+            record.busy_s = (record.busy_s or 0.0) + (time.monotonic() - began)
+
     def succeed(self, target: str) -> None:
-        self._open.pop(target).__exit__(None, None, None)
+        _record_end(self._spark, self._config, self._open.pop(target), None)
 
     def fail_open(self, exc: BaseException) -> None:
         while self._open:
-            _, manager = self._open.popitem()
-            try:
-                manager.__exit__(type(exc), exc, exc.__traceback__)
-            except BaseException:  # recorded_run re-raises; the caller raises the original error
-                pass
+            _, record = self._open.popitem()
+            _record_end(self._spark, self._config, record, exc)
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -15,9 +15,19 @@ For each source (dimensions first, then event sources):
    table, quarantine rows replace that source's quarantine rows for the same landing dates.
 
 Steps 1-5 run for every source before step 6 runs for any, so an unreadable file (for example a
-CSV whose header does not match the declared columns), a refused schema change or a failed
-``fail`` rule stops the job with no table changed. Re-running a date rewrites identical rows:
-feature values and row counts do not change.
+CSV whose header does not match the declared columns), a refused schema change, a failed
+``fail`` rule or a changed-input refusal (below) stops the job with no table changed.
+
+Exactly-once (:mod:`featuremill.exactly_once`): both writes of a source (validated and
+quarantine, including the rows ``quarantine`` quality rules send there) carry the run key
+``featuremill/<pipeline>/ingest/<source>/<start>/<end>`` as Delta ``txnAppId``. The input
+fingerprint is the source's definition (plus its ``quarantine`` rules, when it has any, and the
+content of the dimensions their referential rules check) and the row count and an
+order-independent checksum of the raw records read (record text, file, landing date), computed
+in the aggregation of step 4. A re-run over the same raw input writes nothing and, as it writes
+nothing, decides no quality rule and appends nothing to ``quality_metrics`` (a crash between the
+two writes is finished by the retry: the table already written is skipped, the other written,
+after the quality rules are decided again); changed input needs ``corrective=True``.
 """
 
 from __future__ import annotations
@@ -29,20 +39,24 @@ from dataclasses import dataclass
 from featuremill import io
 from featuremill.config import PipelineConfig, SourceSpec
 from featuremill.errors import BroadcastTooLargeError, InputDataError, TableStateError
+from featuremill.exactly_once import CommitGuard, _semantic, digest, run_key, source_definition
 from featuremill.ingest import (
     EVENT_DATE,
     INGEST_DATE,
+    RAW_RECORD,
     RULE,
     quarantine_rows,
     valid_rows,
     with_classification,
     with_duplicates_flagged,
 )
+from featuremill.io import SOURCE_FILE
 from featuremill.ledger import RunRecord
 from featuremill.pipelines.common import RecordedRuns
 from featuremill.quality.gate import TableGate, enforce
 from featuremill.quality.rules import EvaluationContext
 from featuremill.progress import stage
+from featuremill.retention import ensure_retention, replay_window
 from featuremill.session import ensure_timezone
 from featuremill.sql import col, literal, quote_identifier
 
@@ -68,24 +82,30 @@ class IngestResult:
 
 
 def run_ingest(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
-               sources: list[str] | None = None, allow_empty: bool = False) -> list[IngestResult]:
+               sources: list[str] | None = None, allow_empty: bool = False, corrective: bool = False,
+               backfill_id: str | None = None, on_commit=None) -> list[IngestResult]:
     """Ingest the landing dates ``[start, end]`` of the pipeline's sources (all, or ``sources``).
 
-    Every source is read, classified and checked (schema contract, quality rules) before any
-    table is written, so a ``fail`` rule or a refused schema change on one source leaves every
-    table at its previous version.
+    Every source is read, classified and checked (schema contract, quality rules, committed
+    inputs) before any table is written, so a ``fail`` rule, a refused schema change or changed
+    input without ``corrective`` on one source leaves every table at its previous version.
+
+    ``corrective`` rewrites a run key already committed from different raw input (new Delta
+    txnVersion); ``backfill_id`` marks the ledger rows of a backfill's chunks; ``on_commit(table,
+    version)`` is called after each Delta commit, before the ledger write.
     """
     ensure_timezone(spark, config.timezone)
     chosen = [config.source(name) for name in sources] if sources else list(config.sources)
     ordered = [s for s in chosen if s.kind == "dimension"] + [s for s in chosen if s.kind == "events"]
-    runs = RecordedRuns(spark, config, job="ingest", start=start, end=end)
+    runs = RecordedRuns(spark, config, job="ingest", start=start, end=end, backfill_id=backfill_id)
     prepared: list[_Prepared] = []
     try:
         references: dict[str, object] = {}
         for src in ordered:
             record = runs.open(src.name)
-            item = _prepare_source(spark, config, src, record, start=start, end=end, allow_empty=allow_empty,
-                                   references=references)
+            with runs.measure(src.name):
+                item = _prepare_source(spark, config, src, record, start=start, end=end, allow_empty=allow_empty,
+                                       references=references, corrective=corrective)
             prepared.append(item)
             if item.flagged is not None and src.kind == "dimension":
                 # Referential rules of later sources see the dimension rows this run will write.
@@ -93,7 +113,8 @@ def run_ingest(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
         enforce(spark, config, [(p.gate, p.record.run_id) for p in prepared if p.decided], job="ingest")
         results = []
         for item in prepared:
-            results.append(_write_source(spark, config, item, start=start, end=end))
+            with runs.measure(item.source.name):
+                results.append(_write_source(spark, config, item, start=start, end=end, on_commit=on_commit))
             runs.succeed(item.source.name)
         return results
     except BaseException as exc:
@@ -119,6 +140,7 @@ class _Prepared:
     rows_quarantined: int
     skipped: bool = False
     decided: bool = False
+    guard: CommitGuard | None = None
 
 
 def _reference_frames(spark, config: PipelineConfig, gate: TableGate, references: dict) -> dict:
@@ -145,20 +167,43 @@ def _reference_frames(spark, config: PipelineConfig, gate: TableGate, references
     return out
 
 
+def _quarantine_rule_inputs(gate: TableGate, reference_frames: dict) -> dict:
+    """What of the quality configuration decides which rows ingest quarantines (for the fingerprint).
+
+    Empty without ``quarantine`` rules, so a source without them keeps the fingerprint it had
+    before quality rules existed. Referential rules add the content of the dimension keys they
+    check (a small aggregate over a broadcast-sized table).
+    """
+    from featuremill.pipelines.build_features import content_identity
+
+    rules = gate.spec.quarantine_rules
+    if not rules:
+        return {}
+    out: dict = {"quarantine_rules": digest(_semantic(list(rules)))}
+    for rule in rules:
+        if rule.check == "referential" and rule.dimension in reference_frames:
+            keys = reference_frames[rule.dimension].select(*[col(c) for c in rule.dimension_columns])
+            out[f"reference {rule.name}"] = content_identity(keys)
+    return out
+
+
 def _prepare_source(spark, config: PipelineConfig, source: SourceSpec, record: RunRecord, *, start: dt.date,
-                    end: dt.date, allow_empty: bool, references: dict) -> _Prepared:
+                    end: dt.date, allow_empty: bool, references: dict, corrective: bool = False) -> _Prepared:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     tables = config.tables
     validated_path = tables.validated(source.name)
-    gate = TableGate(config, f"validated.{source.name}", allow_quarantine=True)
-    with stage(f"ingest {source.name}: read and classify", spark) as st:
+    validated_name = f"validated.{source.name}"
+    record.run_key = run_key(config.name, "ingest", source.name, start, end)
+    gate = TableGate(config, validated_name, allow_quarantine=True)
+    with stage(f"ingest {source.name}: read and classify", spark, key="read_classify") as st:
         raw = io.read_raw_source(spark, source, start=start if source.kind == "events" else None,
                                  end=end if source.kind == "events" else None)
         classified = with_classification(raw, source=source, ingest_date=end)
         gate.check_schema(spark, valid_rows(classified, source=source))
-        classified = gate.with_row_rules(classified, references=_reference_frames(spark, config, gate, references))
+        reference_frames = _reference_frames(spark, config, gate, references)
+        classified = gate.with_row_rules(classified, references=reference_frames)
         classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
         existing = None
         try:
@@ -173,11 +218,18 @@ def _prepare_source(spark, config: PipelineConfig, source: SourceSpec, record: R
                                     col(INGEST_DATE).alias("_existing_ingest_date")))
             flagged = with_duplicates_flagged(classified, key=source.key, existing_keys=existing)
             flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
-            # One job: rows by verdict, plus every quality rule's and metric's aggregate over the
-            # valid rows (the group whose rule is null).
-            counted = (flagged.groupBy(RULE).agg(F.count(F.lit(1)).alias("__rows"), *gate.aggregations(flagged))
+            # One job: rows by verdict, the raw input's checksum (the run's fingerprint), the latest
+            # valid event time (freshness), plus every quality rule's and metric's aggregate over
+            # the valid rows (the group whose rule is null).
+            checksum = F.xxhash64(col(RAW_RECORD), col(SOURCE_FILE), col(INGEST_DATE)).cast("decimal(38,0)")
+            latest = (F.expr(f"unix_micros({quote_identifier(source.event_time)})") if source.event_time
+                      else F.lit(None).cast("bigint"))
+            counted = (flagged.groupBy(RULE).agg(F.count(F.lit(1)).alias("__rows"), F.sum(checksum).alias("__h"),
+                                                 F.max(latest).alias("__t"), *gate.aggregations(flagged))
                        .collect())
             by_rule = {(r[RULE] or "valid"): int(r["__rows"]) for r in counted}
+            input_checksum = str(sum(int(r["__h"] or 0) for r in counted))
+            max_valid_micros = next((r["__t"] for r in counted if r[RULE] is None), None)
             gate.take_measures(next((r for r in counted if r[RULE] is None), None))
         except Exception as exc:
             if not _is_spark_error(exc):
@@ -192,6 +244,8 @@ def _prepare_source(spark, config: PipelineConfig, source: SourceSpec, record: R
     record.rows_read = rows_read
     record.rows_quarantined = rows_quarantined
     record.rows_duplicate = by_rule.get("duplicate", 0)
+    if max_valid_micros is not None:
+        record.max_event_time = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(max_valid_micros))
     record.details = {"by_rule": by_rule, "source_path": source.path, "source_format": source.format}
     log.info("source %s: read %d rows: %d valid, %d quarantined (%s)", source.name, rows_read, rows_valid,
              rows_quarantined, ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items()) if k != "valid") or "none")
@@ -203,8 +257,20 @@ def _prepare_source(spark, config: PipelineConfig, source: SourceSpec, record: R
         record.status = "skipped_empty"
         item.skipped = True
         return item
+    inputs = {"definition": digest(source_definition(config, source)),
+              "raw": {"rows": rows_read, "checksum": input_checksum}}
+    inputs.update(_quarantine_rule_inputs(gate, reference_frames))
+    item.guard = guard = CommitGuard(spark, run_key=record.run_key, run_id=record.run_id,
+                                     label=f"ingest {source.name} {start}..{end}", inputs=inputs,
+                                     tables={validated_name: validated_path, "quarantine": tables.quarantine},
+                                     corrective=corrective).plan()
+    record.txn_version = guard.txn_version
+    record.input_fingerprint = guard.fingerprint
+    if guard.all_committed:
+        # Nothing will be written, so there is nothing for the quality gate to let through.
+        return item
     if gate.active:
-        with stage(f"ingest {source.name}: quality rules", spark):
+        with stage(f"ingest {source.name}: quality rules", spark, key="quality_rules"):
             kept = None
             if source.kind == "events" and io.is_delta_table(spark, validated_path):
                 kept = io.read_delta(spark, validated_path).where(~col(INGEST_DATE).between(F.lit(start), F.lit(end)))
@@ -218,47 +284,75 @@ def _prepare_source(spark, config: PipelineConfig, source: SourceSpec, record: R
     return item
 
 
-def _write_source(spark, config: PipelineConfig, item: _Prepared, *, start: dt.date, end: dt.date) -> IngestResult:
-    source, record, flagged, gate = item.source, item.record, item.flagged, item.gate
+def _write_source(spark, config: PipelineConfig, item: _Prepared, *, start: dt.date, end: dt.date,
+                  on_commit=None) -> IngestResult:
+    source, record, flagged, gate, guard = item.source, item.record, item.flagged, item.gate, item.guard
     tables = config.tables
     validated_path = tables.validated(source.name)
+    validated_name = f"validated.{source.name}"
     if item.skipped:
         return IngestResult(source.name, start, end, record.run_id, record.status, 0, 0, 0, 0, item.by_rule,
                             io.delta_version(spark, validated_path), io.delta_version(spark, tables.quarantine))
+    window = replay_window(config)
+    targets = {validated_name: validated_path, "quarantine": tables.quarantine}
     rows_valid, rows_quarantined, by_rule = item.rows_valid, item.rows_quarantined, item.by_rule
-    with stage(f"ingest {source.name}: write validated", spark) as st:
-        valid = valid_rows(flagged, source=source)
-        gate.prepare_write(spark)
-        version_before = io.delta_version(spark, validated_path)
-        if source.kind == "events":
-            predicate = io.date_range_predicate(INGEST_DATE, start, end)
-            io.replace_where(valid, validated_path, predicate=predicate, partition_by=[EVENT_DATE],
-                             evolve_schema=gate.evolve_schema)
-        else:
-            io.overwrite(valid, validated_path, evolve_schema=gate.evolve_schema)
-        # Replacing a range that held nothing with nothing commits no version (Delta skips empty
-        # commits): then the latest commit is an earlier run's, not this write.
-        committed = io.delta_version(spark, validated_path) != version_before
-        written = int(io.last_operation_metrics(spark, validated_path).get("numOutputRows", rows_valid)) \
-            if committed else 0
-        st.set_rows(written)
-    with stage(f"ingest {source.name}: write quarantine", spark) as st:
-        q_start = start if source.kind == "events" else end
-        predicate = (f"{quote_identifier('source')} = {literal(source.name)} AND "
-                     + io.date_range_predicate(INGEST_DATE, q_start, end))
-        quarantined = quarantine_rows(flagged, source=source, fallback_ingest_date=end)
-        io.replace_where(quarantined, tables.quarantine, predicate=predicate,
-                         partition_by=["source", INGEST_DATE])
-        st.set_rows(rows_quarantined)
+    written = rows_valid
+    output_versions: dict[str, int] = {}
+    wrote: list[str] = []
+    if guard.is_committed(validated_name):
+        output_versions[validated_name] = guard.prior(validated_name).table_version
+    else:
+        with stage(f"ingest {source.name}: write validated", spark, key="write_validated") as st:
+            ensure_retention(spark, validated_path, window)
+            valid = valid_rows(flagged, source=source)
+            gate.prepare_write(spark)
+            if source.kind == "events":
+                predicate = io.date_range_predicate(INGEST_DATE, start, end)
+                io.replace_where(valid, validated_path, predicate=predicate, partition_by=[EVENT_DATE],
+                                 evolve_schema=gate.evolve_schema, commit=guard.tag(validated_name),
+                                 properties=window.table_properties())
+            else:
+                io.overwrite(valid, validated_path, evolve_schema=gate.evolve_schema,
+                             commit=guard.tag(validated_name), properties=window.table_properties())
+            output_versions[validated_name], mine = guard.confirm(validated_name, empty=rows_valid == 0)
+            if mine:
+                wrote.append(validated_name)
+                written = int(io.last_operation_metrics(spark, validated_path).get("numOutputRows", rows_valid))
+            st.set_rows(written)
+        if on_commit is not None:
+            on_commit(validated_name, output_versions[validated_name])
+    if guard.is_committed("quarantine"):
+        output_versions["quarantine"] = guard.prior("quarantine").table_version
+    else:
+        with stage(f"ingest {source.name}: write quarantine", spark, key="write_quarantine") as st:
+            ensure_retention(spark, tables.quarantine, window)
+            q_start = start if source.kind == "events" else end
+            predicate = (f"{quote_identifier('source')} = {literal(source.name)} AND "
+                         + io.date_range_predicate(INGEST_DATE, q_start, end))
+            quarantined = quarantine_rows(flagged, source=source, fallback_ingest_date=end)
+            io.replace_where(quarantined, tables.quarantine, predicate=predicate,
+                             partition_by=["source", INGEST_DATE], commit=guard.tag("quarantine"),
+                             properties=window.table_properties())
+            output_versions["quarantine"], mine = guard.confirm("quarantine", empty=rows_quarantined == 0)
+            if mine:
+                wrote.append("quarantine")
+            st.set_rows(rows_quarantined)
+        if on_commit is not None:
+            on_commit("quarantine", output_versions["quarantine"])
     if written != rows_valid:
         raise InputDataError(f"source {source.name!r}: counted {rows_valid} valid rows but wrote {written}; "
                              "the input changed during the run, re-run it")
-    record.rows_written = written
-    validated_version = io.delta_version(spark, validated_path)
-    quarantine_version = io.delta_version(spark, tables.quarantine)
-    record.output_versions = {f"validated.{source.name}": validated_version, "quarantine": quarantine_version}
-    return IngestResult(source.name, start, end, record.run_id, "succeeded", item.rows_read, rows_valid,
-                        rows_quarantined, by_rule.get("duplicate", 0), by_rule, validated_version, quarantine_version)
+    record.rows_written = written if validated_name in wrote else 0
+    record.output_versions = output_versions
+    status = "succeeded" if wrote else "already_committed"
+    record.details["commit"] = ("written" if len(wrote) == len(targets) else
+                                "already_committed" if not wrote else "completed:" + ",".join(wrote))
+    if not wrote:
+        prior = guard.prior(validated_name)
+        record.details["committed_by_run"] = prior.run_id if prior else None
+    return IngestResult(source.name, start, end, record.run_id, status, item.rows_read, rows_valid, rows_quarantined,
+                        by_rule.get("duplicate", 0), by_rule, output_versions[validated_name],
+                        output_versions["quarantine"])
 
 
 def _is_spark_error(exc: Exception) -> bool:

@@ -1,0 +1,259 @@
+"""Replay: recompute a recorded feature run from the exact table versions it read.
+
+The ledger row of a feature run (grain: run_id + feature set) holds the Delta version of every
+table the run read (``input_versions``: the validated events and each joined dimension), the
+dates it recomputed (``details.compute_start`` .. ``end_date``) and a digest of the feature set's
+definition. ``replay_run`` reads the same versions through Delta time travel, applies
+:func:`featuremill.pipelines.build_features.build_feature_frame` to the same dates and writes
+the result to its own table, ``<warehouse>/<pipeline>/replay/<run_id>/features/<set>``
+(replaced on each replay), never to the live feature table. The output equals, value by value,
+the feature rows the run wrote.
+
+Versions can be overridden per table: ``as_of_versions={"transactions": 12}`` or
+``as_of_timestamps={"transactions": datetime}``; a timestamp resolves to the latest version
+committed at or before it, by the commit time recorded in the table's log
+(:mod:`featuremill.delta_log`), not by file modification times.
+
+**Replay window.** Everything is checked before any data is read, and a replay the pipeline's
+``replay_window`` does not cover fails with :class:`~featuremill.errors.ReplayWindowError`:
+
+* the run itself must be younger than the window (when any version comes from its record);
+* every version must still be in its table's log;
+* a version that is no longer the table's latest must have been superseded within the window:
+  the files its successor removed are kept ``delta.deletedFileRetentionDuration`` (>= the window
+  for featuremill's tables), after which VACUUM may delete them, and Delta >= 4.1 refuses time
+  travel past that retention even without VACUUM.
+
+A changed feature-set definition (the digest differs) is refused too: the replay would not
+reproduce the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from featuremill import io
+from featuremill.config import PipelineConfig
+from featuremill.delta_log import commit_times, version_at
+from featuremill.errors import ReplayError, ReplayWindowError, TableStateError
+from featuremill.exactly_once import digest, feature_set_definition
+from featuremill.ingest import EVENT_DATE
+from featuremill.ledger import read_runs
+from featuremill.pipelines.build_features import (
+    _dimension_frame,
+    _pinned_read,
+    build_feature_frame,
+    lookback_days,
+)
+from featuremill.pipelines.common import recorded_run
+from featuremill.progress import stage
+from featuremill.retention import ReplayWindow, replay_window
+from featuremill.session import ensure_timezone
+from featuremill.sql import col
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """One replayed feature set."""
+
+    feature_set: str
+    replayed_run_id: str
+    replay_run_id: str
+    output_path: str
+    compute_start: dt.date
+    end: dt.date
+    rows: int
+    versions: Mapping[str, int]
+    version_sources: Mapping[str, str] = field(default_factory=dict)
+
+
+def replay_path(config: PipelineConfig, run_id: str, feature_set: str) -> str:
+    """Where a replay of ``run_id`` writes ``feature_set``."""
+    return f"{config.tables.root}/replay/{run_id}/features/{feature_set}"
+
+
+def table_path(config: PipelineConfig, name: str) -> str:
+    """Path of a ledger table name such as ``validated.transactions``."""
+    kind, _, rest = name.partition(".")
+    if kind == "validated" and rest:
+        return config.tables.validated(rest)
+    if kind == "features" and rest:
+        return config.tables.features(rest)
+    raise ReplayError(f"unknown table name {name!r} in the run log")
+
+
+def _table_name(config: PipelineConfig, given: str) -> str:
+    """``transactions`` or ``validated.transactions`` -> ``validated.transactions``."""
+    name = given if "." in given else f"validated.{given}"
+    source = name.partition(".")[2]
+    try:
+        config.source(source)
+    except KeyError:
+        raise ReplayError(f"{given!r} is not a source of pipeline {config.name!r} "
+                          f"(sources: {', '.join(s.name for s in config.sources)})") from None
+    return name
+
+
+def replay_run(spark, config: PipelineConfig, *, run_id: str, feature_sets: list[str] | None = None,
+               as_of_versions: Mapping[str, int] | None = None,
+               as_of_timestamps: Mapping[str, dt.datetime] | None = None,
+               output_root: str | None = None, now: dt.datetime | None = None) -> list[ReplayResult]:
+    """Replay feature run ``run_id`` (all its feature sets, or ``feature_sets``); see the module docstring.
+
+    ``now`` (UTC, naive) is the reference time for the replay window (default: the clock).
+    ``output_root`` replaces ``<warehouse>/<pipeline>/replay`` as the parent of the outputs.
+    """
+    ensure_timezone(spark, config.timezone)
+    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    window = replay_window(config)
+    rows = _runs_to_replay(spark, config, run_id, feature_sets)
+    overrides_v = {_table_name(config, k): int(v) for k, v in (as_of_versions or {}).items()}
+    overrides_t = {_table_name(config, k): v for k, v in (as_of_timestamps or {}).items()}
+    plans = []
+    for row in rows:  # check everything first: nothing is read or written unless all can replay
+        plans.append(_plan(spark, config, row, window, now, overrides_v, overrides_t))
+    results = []
+    for row, (feature_set, versions, sources, details) in zip(rows, plans):
+        out = (f"{output_root.rstrip('/')}/{run_id}/features/{feature_set.name}" if output_root
+               else replay_path(config, run_id, feature_set.name))
+        results.append(_replay_one(spark, config, row, feature_set, versions, sources, details, out))
+    return results
+
+
+def _runs_to_replay(spark, config: PipelineConfig, run_id: str, feature_sets: list[str] | None):
+    from pyspark.sql import functions as F
+
+    if not io.is_delta_table(spark, config.tables.run_log):
+        raise ReplayError(f"pipeline {config.name!r} has no run log at {config.tables.run_log}; nothing to replay")
+    found = (read_runs(spark, config.tables.run_log, pipeline=config.name)
+             .where(F.col("run_id") == F.lit(run_id)).collect())
+    if not found:
+        raise ReplayError(f"no run {run_id!r} in the run log of pipeline {config.name!r} "
+                          f"({config.tables.run_log}); `featuremill runs` lists the recent runs")
+    features = [r for r in found if r["job"] == "features"]
+    if not features:
+        raise ReplayError(f"run {run_id} is a {found[0]['job']} run; replay recomputes feature runs "
+                          "(their ledger rows hold the versions they read)")
+    if feature_sets:
+        unknown = sorted(set(feature_sets) - {r["target"] for r in features})
+        if unknown:
+            raise ReplayError(f"run {run_id} did not build feature set(s) {', '.join(unknown)}; it built "
+                              f"{', '.join(sorted(r['target'] for r in features))}")
+        features = [r for r in features if r["target"] in feature_sets]
+    not_written = [r for r in features if r["status"] != "succeeded"]
+    if not_written:
+        r = not_written[0]
+        raise ReplayError(f"run {run_id} of feature set {r['target']} ended {r['status']!r}; only succeeded runs "
+                          "wrote features that a replay can reproduce")
+    return sorted(features, key=lambda r: r["target"])
+
+
+def _plan(spark, config: PipelineConfig, row, window: ReplayWindow, now: dt.datetime,
+          overrides_v: Mapping[str, int], overrides_t: Mapping[str, dt.datetime]):
+    run_id = row["run_id"]
+    try:
+        feature_set = config.feature_set(row["target"])
+    except KeyError:
+        raise ReplayError(f"run {run_id} built feature set {row['target']!r}, which pipeline {config.name!r} "
+                          "no longer declares") from None
+    details = json.loads(row["details"] or "{}")
+    recorded = details.get("definition")
+    if recorded and recorded != digest(feature_set_definition(config, feature_set)):
+        raise ReplayError(
+            f"feature set {feature_set.name!r} is defined differently now than when run {run_id} ran "
+            f"({row['started_at']:%Y-%m-%d %H:%M} UTC): replaying it with today's definition would not reproduce "
+            "that run. Replay with the pipeline file (and featuremill version) of that run.")
+    versions = {str(k): int(v) for k, v in (row["input_versions"] or {}).items()}
+    if not versions or not details.get("compute_start"):
+        raise ReplayError(f"run {run_id} ({feature_set.name}) recorded no input versions; it predates replay support")
+    label = (f"run {run_id} (features {feature_set.name} {row['start_date']}..{row['end_date']}, "
+             f"ran {row['started_at']:%Y-%m-%d %H:%M} UTC)")
+    for name in list(overrides_v) + list(overrides_t):
+        if name not in versions:
+            raise ReplayError(f"{label} did not read {name}; it read {', '.join(sorted(versions))}")
+    sources = {name: "run" for name in versions}
+    for name, version in overrides_v.items():
+        versions[name], sources[name] = version, "as_of_version"
+    for name, when in overrides_t.items():
+        versions[name] = version_at(spark, table_path(config, name), _utc_naive(when), name=name)
+        sources[name] = f"as_of_timestamp {_utc_naive(when).isoformat(sep=' ')}"
+    limit = now - dt.timedelta(seconds=window.seconds)
+    if "run" in sources.values() and row["started_at"] < limit:
+        raise ReplayWindowError(
+            f"{label} is older than the pipeline's replay window of {window} (replayable until "
+            f"{row['started_at'] + dt.timedelta(seconds=window.seconds):%Y-%m-%d %H:%M} UTC). The table versions it "
+            "read may have been vacuumed or dropped from the log, so a replay could return wrong data; nothing was "
+            "read. Raise replay_window in the pipeline file to keep future runs replayable for longer, or pin "
+            "versions that are still retained with --as-of-version / --as-of-timestamp.")
+    for name, version in versions.items():
+        _check_version(spark, config, name, version, window, now, label)
+    return feature_set, versions, sources, details
+
+
+def _check_version(spark, config: PipelineConfig, name: str, version: int, window: ReplayWindow,
+                   now: dt.datetime, label: str) -> None:
+    path = table_path(config, name)
+    times = commit_times(spark, path)
+    if not times:
+        raise TableStateError(f"{label}: {name} has no Delta table at {path}")
+    latest = max(times)
+    if version > latest:
+        raise ReplayError(f"{label}: {name} has no version {version} (its latest is {latest})")
+    if version not in times:
+        oldest = min(times)
+        raise ReplayWindowError(
+            f"{label}: version {version} of {name} is no longer in its commit log (oldest retained: version {oldest}, "
+            f"{times[oldest]:%Y-%m-%d %H:%M} UTC); the table's log retention has passed, so it cannot be read back "
+            "reliably. Nothing was read.")
+    if version == latest:
+        return  # still the current version: its files cannot have been vacuumed
+    superseded = times.get(version + 1)
+    if superseded is not None and superseded < now - dt.timedelta(seconds=window.seconds):
+        raise ReplayWindowError(
+            f"{label}: version {version} of {name} was superseded at {superseded:%Y-%m-%d %H:%M} UTC, before the "
+            f"pipeline's replay window of {window}; files it needs may have been vacuumed (Delta >= 4.1 refuses such "
+            "time travel outright). Nothing was read.")
+
+
+def _utc_naive(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is not None:
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _replay_one(spark, config: PipelineConfig, row, feature_set, versions: dict[str, int], sources: dict[str, str],
+                details: dict, out_path: str) -> ReplayResult:
+    from pyspark.sql import functions as F
+
+    source = config.source(feature_set.source)
+    end = row["end_date"]
+    compute_start = dt.date.fromisoformat(details["compute_start"])
+    read_start = compute_start - dt.timedelta(days=lookback_days(feature_set))
+    events_name = f"validated.{source.name}"
+    with recorded_run(spark, config, job="replay", target=feature_set.name, start=compute_start, end=end) as record:
+        read: dict[str, int] = {}
+        validated = _pinned_read(spark, table_path(config, events_name), read, events_name,
+                                 version=versions[events_name])
+        dimensions = {j.dimension: _dimension_frame(spark, config, j, read, pinned=versions) for j in feature_set.joins}
+        events = validated.where(col(EVENT_DATE).between(F.lit(read_start), F.lit(end)))
+        frame = build_feature_frame(events, config=config, feature_set=feature_set, dimensions=dimensions,
+                                    start=compute_start, end=end)
+        with stage(f"replay {feature_set.name}: compute and write {compute_start}..{end}", spark, key="compute_write"):
+            io.replace_table(frame, out_path, partition_by=[EVENT_DATE])
+            rows = int(io.last_operation_metrics(spark, out_path).get("numOutputRows", 0))
+        record.input_versions = read
+        record.rows_read = 0
+        record.rows_written = rows
+        record.output_versions = {f"replay.{feature_set.name}": io.delta_version(spark, out_path)}
+        record.details = {"replayed_run_id": row["run_id"], "output_path": out_path, "version_sources": sources,
+                          "compute_start": compute_start.isoformat(), "read_start": read_start.isoformat()}
+        log.info("replayed run %s of %s: %d feature rows for %s..%s from %s into %s", row["run_id"], feature_set.name,
+                 rows, compute_start, end, ", ".join(f"{k}@v{v}" for k, v in sorted(read.items())), out_path)
+        return ReplayResult(feature_set.name, row["run_id"], record.run_id, out_path, compute_start, end, rows,
+                            dict(read), sources)

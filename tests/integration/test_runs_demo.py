@@ -1,0 +1,78 @@
+"""`featuremill runs` after `featuremill demo`: every demo run is listed with its duration, rows and
+freshness, checked against the raw landing files (DuckDB), the written feature table and the
+wall time of the demo command, not against the run log code."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from featuremill import cli
+from featuremill.commands.runs import COLUMNS, human_seconds
+from featuremill.config import load_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "conf" / "pipelines" / "demo.yaml"
+
+
+def _seconds(cell: str) -> float:
+    """``4.2s`` / ``3m05s`` / ``2h07m`` / ``3d04h`` -> seconds (the coarse units lose the rest)."""
+    if cell.endswith("s") and "m" not in cell:
+        return float(cell[:-1])
+    match = re.fullmatch(r"(\d+)([dhm])(\d\d)([hms])", cell)
+    assert match, f"not a duration: {cell!r}"
+    unit = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    return int(match.group(1)) * unit[match.group(2)] + int(match.group(3)) * unit[match.group(4)]
+
+
+@pytest.mark.slow
+def test_runs_shows_duration_rows_and_freshness_of_the_demo_runs(spark, tmp_path, capsys):
+    import duckdb
+
+    where = ["--warehouse", str(tmp_path / "warehouse"), "--data-root", str(tmp_path / "data")]
+    began = time.monotonic()
+    assert cli.main(["demo", str(DEMO), "--events", "3000", "--days", "3", *where]) == 0
+    demo_wall_s = time.monotonic() - began
+    capsys.readouterr()
+
+    assert cli.main(["runs", str(DEMO), "--limit", "100", *where]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = re.split(r"\s{2,}", lines[1].strip())
+    assert header == list(COLUMNS)
+    table = [dict(zip(header, re.split(r"\s{2,}", line.strip()))) for line in lines[2:]]
+    config = load_pipeline(DEMO, overrides={"warehouse": where[1], "data_root": where[3]})
+    sources = [s.name for s in config.sources]
+    feature_sets = [f.name for f in config.feature_sets]
+    # the demo runs ingest and features twice: days 1..2, then day 3
+    assert sorted((r["job"], r["target"]) for r in table) == sorted(
+        [("ingest", s) for s in sources] * 2 + [("features", f) for f in feature_sets] * 2)
+    assert all(r["status"] == "succeeded" for r in table)
+
+    # duration: every run has one, and together they fit in the demo command's wall time
+    durations = [_seconds(r["duration"]) for r in table]
+    assert all(d > 0 for d in durations) and sum(durations) <= demo_wall_s
+
+    # rows read by the transaction ingests = CSV rows in their landing partitions (DuckDB)
+    raw = duckdb.sql(f"SELECT event_date::VARCHAR AS d, count(*) AS n FROM read_csv("
+                     f"'{tmp_path}/data/transactions/*/*.csv', hive_partitioning=true) GROUP BY 1").fetchall()
+    per_day = {dt.date.fromisoformat(d): n for d, n in raw}
+    first, last = min(per_day), max(per_day)
+    ingests = {r["dates"]: int(r["rows read"].replace(",", "")) for r in table
+               if r["job"] == "ingest" and r["target"] == "transactions"}
+    assert ingests == {f"{first}..{first + dt.timedelta(days=1)}": per_day[first] + per_day[first + dt.timedelta(days=1)],
+                       str(last): per_day[last]}
+
+    # freshness of a feature run = its end minus the latest event time it wrote (feature table)
+    ledger = {r["run_id"][:12]: r for r in spark.read.format("delta").load(config.tables.run_log).collect()}
+    for row in (r for r in table if r["job"] == "features"):
+        run = ledger[row["run"]]
+        written = (spark.read.format("delta").load(config.tables.features(row["target"]))
+                   .where(F.col("event_date").between(F.lit(run["start_date"]), F.lit(run["end_date"])))
+                   .agg(F.max(config.source(config.feature_set(row["target"]).source).event_time)).first()[0])
+        assert row["freshness"] == human_seconds((run["finished_at"] - written).total_seconds())
+        assert row["rows written"] != "-" and row["cpu"] != "-"
