@@ -78,8 +78,12 @@ def test_duplicate_keys_in_batch_deduplicated_counted_and_merge_reruns(spark, du
         assert (g[5], g[6], g[7], g[9]) == (e[5], e[6], e[7], e[9]) and g[8] == pytest.approx(e[8])
     assert io.delta_version(spark, out) == 0
 
-    # A re-run matches every target row: with duplicate source keys this is where Delta would fail.
-    again = run_features(spark, config, start=D1, end=D1)[0]
+    # A plain re-run is a no-op (same run key, same inputs: exactly-once).
+    assert run_features(spark, config, start=D1, end=D1)[0].status == "already_committed"
+    assert io.delta_version(spark, out) == 0
+    # A corrective re-run MERGEs again and matches every target row: with duplicate source keys
+    # this is where Delta would fail.
+    again = run_features(spark, config, start=D1, end=D1, corrective=True)[0]
     assert (again.rows_out, again.rows_inserted, again.rows_updated, again.rows_deleted) == (2, 0, 0, 0)
     assert rows(spark, out, *cols) == got
     assert io.delta_version(spark, out) == 1

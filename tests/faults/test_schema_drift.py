@@ -88,7 +88,11 @@ def test_upstream_changes_a_type_refused_with_the_fix(spark, ingested_shop):
     assert rows(spark, config.tables.quarantine, "rule", "reason", where="_ingest_date = DATE'2024-03-03'") == [
         ("type", "field 'amount': cannot parse '3.00 EUR' as double")]
     after_first = _all_versions(spark, config)
-    assert after_first[0] == before[0] and after_first[3] == before[3] + 1  # no valid row: tx table untouched
+    # No valid row: the validated table's rows are untouched (its one new version only records
+    # the run key's Delta transaction id); the quarantine table gets the row.
+    assert after_first[0] == before[0] + 1 and after_first[3] == before[3] + 1
+    assert rows(spark, config.tables.validated("tx"), "event_id", "amount") == \
+        sorted((r[0], r[2]) for r in VALID_D1 + VALID_D2)
 
     # Upstream also switched channel to numeric codes; declaring channel as int would change the
     # column's type: the policy refuses it (only declared widenings are allowed).
