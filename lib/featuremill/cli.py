@@ -28,6 +28,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "drift": ("drift", "compare a table's current distributions with a reference; exit 1 on alerts"),
     "dag": ("dag", "show, run or export the pipeline's DAG (jobs, schedule, retries, SLA)"),
     "docs": ("docs", "generate the feature catalog (Markdown and HTML)"),
+    "fit": ("fit", "fit the pipeline's preprocessing on a training table and store it versioned"),
+    "apply": ("apply", "apply a stored preprocessing state to a table"),
+    "select": ("select", "rank and filter the features of a training table (report + kept list)"),
 }
 
 

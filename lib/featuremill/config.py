@@ -542,6 +542,8 @@ SECTIONS: dict[str, str] = {
     "replay_window": "featuremill.retention:parse_replay_window",
     "quality": "featuremill.quality.spec:parse_section",
     "dag": "featuremill.dag:parse_dag_section",
+    "preprocessing": "featuremill.preprocessing.spec:parse_preprocessing_section",
+    "selection": "featuremill.selection.spec:parse_selection_section",
 }
 
 

@@ -105,3 +105,11 @@ class QualityRuleFailed(FeaturemillError):
         lines = [f.describe() for f in self.failures]
         super().__init__(f"{len(lines)} quality rule(s) failed; no output table was changed:\n  - "
                          + "\n  - ".join(lines))
+
+
+class PreprocessingError(FeaturemillError):
+    """A preprocessing fit or apply cannot proceed (missing column, wrong type, no label values)."""
+
+
+class SelectionError(FeaturemillError):
+    """Feature selection cannot proceed (no usable features, bad label)."""

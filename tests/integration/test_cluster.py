@@ -65,8 +65,9 @@ def _python_without_featuremill(tmp: Path) -> str:
     site = Path(tmp) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     (site / "featuremill-cluster-deps.pth").write_text(f"{ROOT / '.venv' / 'lib' / site.parent.name / 'site-packages'}\n")
     python = str(Path(tmp) / "bin" / "python")
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     probe = subprocess.run([python, "-c", "import pyspark, yaml\ntry:\n import featuremill\nexcept ImportError:\n print('absent')"],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, env=clean)
     assert probe.stdout.strip() == "absent", (probe.stdout, probe.stderr)
     return python
 
@@ -126,7 +127,7 @@ def test_jobs_on_standalone_cluster_match_local_mode(spark, tmp_path):
     events.mkdir()
     base = _free_ports(4)
     env = dict(os.environ)
-    for key in [k for k in env if k.startswith(("PYSPARK_", "SPARK_"))]:
+    for key in [k for k in env if k.startswith(("PYSPARK_", "SPARK_")) or k == "PYTHONPATH"]:
         env.pop(key)  # the test session's own settings must not leak into the cluster
     env.update({
         "FEATUREMILL_CLUSTER_DIR": str(state),

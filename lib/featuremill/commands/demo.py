@@ -25,7 +25,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--days", type=int, default=28, help="days of events (default 28)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--reports", default="reports/demo",
-                        help="folder for the quality reports (default reports/demo)")
+                        help="folder for the quality and feature-selection reports (default reports/demo)")
     add_pipeline_arguments(parser, default=DEFAULT_PIPELINE)
 
 
@@ -43,6 +43,12 @@ def run(args) -> int:
 
     ingests = run_ingest(spark, config, start=first, end=history_end)
     features = run_features(spark, config, start=first, end=history_end)
+    model = None
+    if config.section("preprocessing") is not None:
+        # fit + select on the history, so the last day's feature run also serves preprocessed rows
+        from featuremill.pipelines.demo_model import run_demo_model
+
+        model = run_demo_model(spark, config, end=history_end, report_dir=args.reports)
     ingests += run_ingest(spark, config, start=last, end=last)
     features += run_features(spark, config, start=last, end=last)
     from featuremill.quality.demo import demo_reports
@@ -54,7 +60,30 @@ def run(args) -> int:
     emit(f"quality reports (profiles and drift, self-contained HTML + JSON in {args.reports}/):")
     for line in quality:
         emit(line)
+    if model is not None:
+        _model_summary(spark, config, model)
     return 0
+
+
+def _model_summary(spark, config, model) -> None:
+    from featuremill import io
+    from featuremill.pipelines.preprocess import preprocessed_path
+
+    state, sel = model.fit.state, model.selection.result
+    emit("")
+    emit(f"model step (training table {_relative(model.training_path)}: {model.training_rows:,} rows, "
+         f"label {sel.label} positive in {model.positive_rate:.1%}):")
+    emit(f"  fit: preprocessing {state.name!r} version {state.version}, {len(state.columns)} columns, "
+         f"stored in {_relative(config.tables.root + '/preprocessing_states')}")
+    emit(f"  select: kept {len(sel.selected)} of {len(sel.features)} features: {', '.join(sel.selected)}")
+    for f in sorted(sel.features, key=lambda f: f.rank or 0):
+        if f.decision == "drop":
+            emit(f"    dropped {f.name}: {f.reason[:100]}")
+    for fs in config.section("preprocessing").serving.feature_sets:
+        version = io.delta_version(spark, preprocessed_path(config, fs))
+        emit(f"  serving: preprocessed.{fs} version {version} ({_relative(preprocessed_path(config, fs))})")
+    emit(f"  report: {_relative(str(model.selection.report_dir / 'selection.html'))} "
+         f"(+ selection.json, selected_features.json, preprocessing_state.json)")
 
 
 def _summary(spark, config, manifest, ingests, features, elapsed: float) -> None:

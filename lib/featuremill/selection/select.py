@@ -1,0 +1,549 @@
+"""Rank and filter features of a training table, in a number of Spark passes independent of the
+number of features.
+
+Passes (each is one Spark action; all features of a kind share it):
+
+1. **profile**: one wide ``agg``: per feature non-null count, ``approx_count_distinct``, mean,
+   sample std, min, max and a ``percentile_approx`` grid (numeric); label count and quantiles;
+2. **value counts**: one stacked ``groupBy(feature, value)``: exact counts of low-cardinality
+   values (and, for high-cardinality numerics, of the values on the quantile grid, which include
+   every value holding more than 1/20 of the rows); a window keeps the top values per feature;
+   gives the frequency ratio and % unique (near-zero variance), categorical levels, label classes;
+3. **contingency**: one stacked ``groupBy(feature, bin, label)``: numeric features in quantile bins,
+   categoricals by level, nulls in their own bin; mutual information is computed on the driver
+   from these counts (``scores.mutual_information``);
+4. **MLlib**: the prepared vectors are persisted once, then ``ChiSquareTest`` (all binned features
+   in one call), ``ANOVATest`` or ``FValueTest`` (numeric features), ``Correlation`` (one d x d
+   matrix) and a ``RandomForestClassifier``/``Regressor`` on a sample;
+5. **permutation importance** on a held-out sample: every (feature, repeat) permutation is a copy
+   of the held-out rows with that feature's values cyclically shifted, all copies scored by the
+   forest in one ``transform`` + ``groupBy``;
+6. optional **PCA** (MLlib) on the standardised numeric features.
+
+Nothing but aggregates reaches the driver. Details of each score and of the keep/drop rules are
+in ``docs/preprocessing.md#feature-selection``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from featuremill.errors import SelectionError
+from featuremill.preprocessing.fingerprint import content_fingerprint, content_hash_aggregate
+from featuremill.selection.scores import (
+    FeatureScore, average_ranks, benjamini_hochberg, chi2_is_valid, decide, mutual_information, near_zero_variance,
+    redundant_pairs,
+)
+from featuremill.selection.spec import SelectionSpec
+from featuremill.progress import stage
+from featuremill.sql import col
+
+log = logging.getLogger(__name__)
+
+NUMERIC_TYPES = ("tinyint", "smallint", "int", "bigint", "float", "double", "boolean")
+EXACT_DISTINCT_LIMIT = 1000       # below this (approximate) count, values are counted exactly
+GRID_STEPS = 20                   # the 1/20 quantile grid: candidate frequent values for NZV
+MIN_CLASS_ROWS = 10               # held-out rows per class needed for permutation importance
+SCORE_METHODS = ("mutual_information", "chi2_score", "f_score", "rf_importance", "permutation_importance")
+
+
+@dataclass
+class SelectionResult:
+    """What :func:`select_features` measured and decided (JSON-serialisable via :meth:`to_dict`)."""
+
+    label: str
+    task: str
+    rows: int
+    labelled_rows: int
+    classes: list[str]
+    features: list[FeatureScore]
+    data_fingerprint: str = ""
+    correlation_names: list[str] = field(default_factory=list)
+    correlation: list[list[float | None]] = field(default_factory=list)
+    redundant: list[dict[str, Any]] = field(default_factory=list)
+    baseline_loss: float | None = None
+    loss_name: str = ""
+    pca_explained_variance: list[float] | None = None
+    pca_components_for_variance: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def selected(self) -> list[str]:
+        return [f.name for f in sorted(self.features, key=lambda f: f.rank or 0) if f.decision == "keep"]
+
+    def feature(self, name: str) -> FeatureScore:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        body = dataclasses.asdict(self)
+        body["selected"] = self.selected
+        return _json_safe(body)
+
+
+def _json_safe(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _finite(x) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _clean(name: str, spark_type: str):
+    from pyspark.sql import functions as F
+
+    c = col(name)
+    if spark_type in ("float", "double"):
+        return F.when(F.isnan(c), F.lit(None).cast("double")).otherwise(c.cast("double"))
+    return c.cast("double")
+
+
+def _bin_expression(x, edges: Sequence[float], null_bin: int):
+    """Bin index = number of inner edges strictly below x (numpy ``searchsorted(edges, x, 'left')``)."""
+    from pyspark.sql import functions as F
+
+    if not edges:
+        index = F.lit(0)
+    else:
+        index = sum(((x > F.lit(float(e))).cast("int") for e in edges[1:]), (x > F.lit(float(edges[0]))).cast("int"))
+    return F.when(x.isNull(), F.lit(null_bin)).otherwise(index).cast("int")
+
+
+def quantile_edges(quantile_values: Sequence[float | None], bins: int, grid: Sequence[float]) -> list[float]:
+    """Inner bin edges: the distinct quantiles at 1/bins, 2/bins, ... (bins-1)/bins."""
+    wanted = {round(j / bins, 10) for j in range(1, bins)}
+    values = [v for q, v in zip(grid, quantile_values) if round(q, 10) in wanted and v is not None]
+    return sorted(set(values))
+
+
+def _grid(bins: int) -> list[float]:
+    return sorted({round(j / GRID_STEPS, 10) for j in range(GRID_STEPS + 1)}
+                  | {round(j / bins, 10) for j in range(bins + 1)})
+
+
+def _level_map(levels: Sequence[str]):
+    from pyspark.sql import functions as F
+
+    if not levels:
+        return None
+    return F.map_from_arrays(F.array(*[F.lit(v) for v in levels]), F.array(*[F.lit(i) for i in range(len(levels))]))
+
+
+def _level_index(value, levels: Sequence[str]):
+    """0..k-1 for the kept levels, k for any other value, k+1 for null."""
+    from pyspark.sql import functions as F
+
+    k = len(levels)
+    lookup = _level_map(levels)
+    found = F.try_element_at(lookup, value) if lookup is not None else F.lit(None).cast("int")
+    return F.when(value.isNull(), F.lit(k + 1)).otherwise(F.coalesce(found, F.lit(k))).cast("int")
+
+
+def select_features(df, spec: SelectionSpec, *, label: str | None = None,
+                    features: Sequence[str] | None = None) -> SelectionResult:
+    """Score every candidate feature of ``df`` against ``label`` and decide which to keep.
+
+    Candidates: ``features`` (or ``spec.features``), else every column but the label and
+    ``spec.exclude``. Numeric (and boolean) columns are scored as numbers, string columns as
+    categories; other types are reported as unsupported and dropped. Rows with a null label are
+    counted but not used for relevance scores.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    label = label or spec.label
+    if not label:
+        raise SelectionError("no label column: pass --label or set selection.label")
+    types = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    if label not in types:
+        raise SelectionError(f"label column {label!r} is not in the training data (columns: {', '.join(types)})")
+    names = list(features or spec.features or [c for c in df.columns if c != label and c not in spec.exclude])
+    missing = [c for c in names if c not in types]
+    if missing:
+        raise SelectionError(f"feature column(s) {', '.join(missing)} are not in the training data")
+    if label in names:
+        raise SelectionError(f"the label {label!r} cannot also be a feature")
+    scores: list[FeatureScore] = []
+    numeric: list[str] = []
+    categorical: list[str] = []
+    for c in names:
+        t = types[c]
+        if t in NUMERIC_TYPES or t.startswith("decimal"):
+            numeric.append(c)
+            scores.append(FeatureScore(c, "numeric", t))
+        elif t == "string":
+            categorical.append(c)
+            scores.append(FeatureScore(c, "categorical", t))
+        else:
+            scores.append(FeatureScore(c, "unsupported", t, decision="drop",
+                                       reason=f"unsupported type {t} (encode it as a number or a string)"))
+    if not numeric and not categorical:
+        raise SelectionError("no numeric or string feature to select from")
+    by_name = {s.name: s for s in scores}
+    idx = {c: i for i, c in enumerate(numeric + categorical)}
+    label_type = types[label]
+    label_numeric = label_type in NUMERIC_TYPES or label_type.startswith("decimal")
+    grid = _grid(spec.bins)
+
+    # ---- pass 1: profile ------------------------------------------------------------------
+    y_raw = _clean(label, label_type) if label_numeric else col(label).cast("string")
+    # classes keep the label's own spelling (1, not 1.0); NaN is a missing label
+    y_class = F.when(y_raw.isNull(), F.lit(None).cast("string")).otherwise(col(label).cast("string"))
+    aggs = [F.count(F.lit(1)).alias("rows"), content_hash_aggregate(df, "content_hash"), F.count(y_raw).alias("y_n"),
+            F.approx_count_distinct(y_raw).alias("y_d")]
+    if label_numeric:
+        aggs.append(F.percentile_approx(y_raw, grid, 10_000).alias("y_q"))
+    for c in numeric:
+        x = _clean(c, types[c])
+        i = idx[c]
+        aggs += [F.count(x).alias(f"n{i}"), F.approx_count_distinct(x).alias(f"d{i}"), F.avg(x).alias(f"m{i}"),
+                 F.stddev_samp(x).alias(f"s{i}"), F.percentile_approx(x, grid, 10_000).alias(f"q{i}")]
+    for c in categorical:
+        i = idx[c]
+        aggs += [F.count(col(c)).alias(f"n{i}"), F.approx_count_distinct(col(c)).alias(f"d{i}")]
+    with stage("selection: profile pass"):
+        profile = df.agg(*aggs).first()
+    rows = int(profile["rows"])
+    data_fingerprint = content_fingerprint(profile["content_hash"])
+    labelled = int(profile["y_n"])
+    if labelled == 0:
+        raise SelectionError(f"label column {label!r} has no non-null values")
+    task = spec.task
+    if task == "auto":
+        integral = label_type in ("tinyint", "smallint", "int", "bigint", "boolean")
+        task = "classification" if (not label_numeric or integral and int(profile["y_d"]) <= 20) else "regression"
+    if task == "regression" and not label_numeric:
+        raise SelectionError(f"task regression needs a numeric label; {label!r} is {label_type}")
+    quantiles = {}
+    for c in numeric:
+        i = idx[c]
+        f = by_name[c]
+        f.non_null = int(profile[f"n{i}"])
+        f.distinct = int(profile[f"d{i}"])
+        f.mean, f.std = _finite(profile[f"m{i}"]), _finite(profile[f"s{i}"])
+        if f.mean and f.std is not None:
+            f.cv = abs(f.std / f.mean)
+        quantiles[c] = list(profile[f"q{i}"] or [None] * len(grid))
+    for c in categorical:
+        f = by_name[c]
+        f.non_null, f.distinct = int(profile[f"n{idx[c]}"]), int(profile[f"d{idx[c]}"])
+
+    # ---- pass 2: value counts (NZV, levels, label classes) -----------------------------------
+    from pyspark.sql import Window
+
+    structs = []
+    for c in numeric:
+        x = _clean(c, types[c])
+        f = by_name[c]
+        if f.distinct <= EXACT_DISTINCT_LIMIT:
+            v = x.cast("string")
+        else:
+            candidates = sorted({q for q in quantiles[c] if q is not None})
+            f.distinct_exact = False
+            v = F.when(x.isin(*candidates), x.cast("string")) if candidates else F.lit(None).cast("string")
+        structs.append(F.struct(F.lit(idx[c]).alias("c"), v.alias("v")))
+    for c in categorical:
+        structs.append(F.struct(F.lit(idx[c]).alias("c"), col(c).alias("v")))
+    if task == "classification":
+        structs.append(F.struct(F.lit(-1).alias("c"), y_class.alias("v")))
+    keep_top = max(spec.max_levels, spec.max_classes + 1, 2)
+    counts = (df.select(F.inline(F.array(*structs))).where(F.col("v").isNotNull())
+              .groupBy("c", "v").count())
+    per_feature = Window.partitionBy("c")
+    counts = (counts.withColumn("rk", F.row_number().over(per_feature.orderBy(F.col("count").desc(), F.col("v"))))
+              .withColumn("distinct", F.count(F.lit(1)).over(per_feature))
+              .where(F.col("rk") <= keep_top))
+    top: dict[int, list[tuple[str, int]]] = {}
+    exact_distinct: dict[int, int] = {}
+    with stage("selection: value-count pass"):
+        counted_rows = counts.collect()
+    for r in counted_rows:
+        top.setdefault(r["c"], []).append((r["v"], int(r["count"])))
+        exact_distinct[r["c"]] = int(r["distinct"])
+    for vs in top.values():
+        vs.sort(key=lambda t: (-t[1], t[0]))
+    for f in scores:
+        if f.kind == "unsupported":
+            continue
+        i = idx[f.name]
+        if f.distinct_exact:
+            f.distinct = exact_distinct.get(i, 0)
+        f.distinct = min(f.distinct, f.non_null)
+        ratio, unique, flagged = near_zero_variance(
+            [n for _, n in top.get(i, [])], f.distinct, f.non_null, freq_ratio_cut=spec.nzv_freq_ratio,
+            unique_percent_cut=spec.nzv_unique_percent)
+        f.freq_ratio, f.unique_percent = ratio, unique
+        if flagged:
+            f.notes.append("near_zero_variance")
+    classes: list[str] = []
+    if task == "classification":
+        label_counts = top.get(-1, [])
+        if exact_distinct.get(-1, 0) > spec.max_classes:
+            raise SelectionError(f"label {label!r} has {exact_distinct[-1]} classes, above max_classes "
+                                 f"{spec.max_classes}; set selection.task: regression or raise max_classes")
+        classes = [v for v, _ in label_counts]
+        classes.sort(key=lambda v: (float(v), v) if label_numeric else (0.0, v))
+        if len(classes) < 2:
+            raise SelectionError(f"label {label!r} has a single class; nothing to select against")
+    levels = {c: [v for v, _ in top.get(idx[c], [])][: spec.max_levels] for c in categorical}
+
+    # ---- prepared frame: label index, imputed numerics, categorical indices, bins ---------
+    if task == "classification":
+        y = _level_index(y_class, classes).cast("double")
+        y_bin = y
+        n_label_bins = len(classes)
+    else:
+        label_edges = quantile_edges(list(profile["y_q"] or []), spec.bins, grid)
+        y = y_raw
+        y_bin = _bin_expression(y_raw, label_edges, len(label_edges) + 1).cast("double")
+        n_label_bins = len(label_edges) + 1
+    usable_numeric = [c for c in numeric if by_name[c].non_null > 0]
+    usable_categorical = [c for c in categorical if by_name[c].non_null > 0]
+    edges = {c: quantile_edges(quantiles[c], spec.bins, grid) for c in usable_numeric}
+    prepared_cols = [y.alias("label"), y_bin.alias("label_bin")]
+    for c in usable_numeric:
+        x = _clean(c, types[c])
+        mean = by_name[c].mean or 0.0
+        prepared_cols.append(F.coalesce(x, F.lit(float(mean))).alias(f"x{idx[c]}"))
+        prepared_cols.append(_bin_expression(x, edges[c], len(edges[c]) + 1).alias(f"b{idx[c]}"))
+    for c in usable_categorical:
+        k = len(levels[c])
+        meta = {"ml_attr": {"type": "nominal", "num_vals": k + 2, "name": f"k{idx[c]}"}}
+        prepared_cols.append(_level_index(col(c), levels[c]).cast("double").alias(f"k{idx[c]}", metadata=meta))
+    prepared = df.where(y_raw.isNotNull()).select(*prepared_cols)
+
+    # ---- pass 3: contingency counts -> mutual information ---------------------------------
+    binned = [(c, f"b{idx[c]}") for c in usable_numeric] + [(c, f"k{idx[c]}") for c in usable_categorical]
+    if binned:
+        with stage("selection: contingency pass"):
+            cells = (prepared.select(F.col("label_bin").cast("int").alias("y"),
+                                     F.inline(F.array(*[F.struct(F.lit(idx[c]).alias("c"),
+                                                                 F.col(b).cast("int").alias("b")) for c, b in binned])))
+                     .groupBy("c", "b", "y").count().collect())
+        tables: dict[int, dict] = {}
+        for r in cells:
+            tables.setdefault(r["c"], {})[(r["b"], r["y"])] = int(r["count"])
+        for c, _ in binned:
+            by_name[c].mutual_information = mutual_information(tables.get(idx[c], {}))
+            by_name[c].chi2_valid = chi2_is_valid(tables.get(idx[c], {}))
+
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.ml.stat import ChiSquareTest, Correlation
+
+    assembled = prepared
+    if binned:
+        assembled = VectorAssembler(inputCols=[b for _, b in binned], outputCol="bin_vec").transform(assembled)
+    num_cols = [f"x{idx[c]}" for c in usable_numeric]
+    model_cols = num_cols + [f"k{idx[c]}" for c in usable_categorical]
+    if num_cols:
+        assembled = VectorAssembler(inputCols=num_cols, outputCol="num_vec").transform(assembled)
+    if model_cols:
+        assembled = VectorAssembler(inputCols=model_cols, outputCol="model_vec").transform(assembled)
+    assembled = assembled.select("label", "label_bin", *(["bin_vec"] if binned else []),
+                                 *(["num_vec"] if num_cols else []), *(["model_vec"] if model_cols else []))
+    assembled = assembled.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        # ---- chi-square on every binned feature (MLlib, one call) ------------------------
+        if binned:
+            with stage("selection: chi-square (MLlib)"):
+                chi = ChiSquareTest.test(assembled.select(F.col("label_bin").alias("lb"), "bin_vec"), "bin_vec", "lb",
+                                         flatten=True).collect()
+            chi_by = {int(r["featureIndex"]): r for r in chi}
+            for j, (c, _) in enumerate(binned):
+                r = chi_by.get(j)
+                if r is not None:
+                    by_name[c].chi2, by_name[c].chi2_p = _finite(r["statistic"]), _finite(r["pValue"])
+        # ---- ANOVA F (classification) or F-regression on numeric features ----------------
+        if num_cols:
+            test = "ANOVATest" if task == "classification" else "FValueTest"
+            with stage(f"selection: {test} (MLlib)"):
+                res = _mllib_stat_test(test, assembled, "num_vec", "label").collect()
+            for r in res:
+                c = usable_numeric[int(r["featureIndex"])]
+                by_name[c].f_stat, by_name[c].f_p = _finite(r["fValue"]), _finite(r["pValue"])
+        # ---- correlation matrix (numeric features, plus the label when it is a number) ---
+        corr_names: list[str] = []
+        matrix: list[list[float | None]] = []
+        if num_cols:
+            with_label = task == "regression" or len(classes) == 2
+            corr_input = assembled
+            corr_col = "num_vec"
+            if with_label:
+                corr_input = VectorAssembler(inputCols=["num_vec", "label"], outputCol="corr_vec").transform(assembled)
+                corr_col = "corr_vec"
+            with stage("selection: correlation (MLlib)"):
+                m = Correlation.corr(corr_input, corr_col, spec.correlation_method).first()[0].toArray()
+            p = len(usable_numeric)
+            corr_names = list(usable_numeric)
+            matrix = [[_finite(m[i][j]) for j in range(p)] for i in range(p)]
+            if with_label:
+                for i, c in enumerate(usable_numeric):
+                    by_name[c].label_correlation = _finite(m[i][p])
+        # ---- random forest importances and permutation importance -------------------------
+        baseline, loss_name = _model_importances(assembled, spec, task, classes, model_cols,
+                                                 usable_numeric + usable_categorical, by_name)
+        # ---- optional PCA ------------------------------------------------------------------
+        pca_var = pca_k = None
+        if spec.pca and num_cols:
+            from pyspark.ml.feature import PCA, StandardScaler
+
+            scaled = StandardScaler(withMean=True, withStd=True, inputCol="num_vec", outputCol="z").fit(assembled) \
+                .transform(assembled)
+            model = PCA(k=len(num_cols), inputCol="z", outputCol="pc").fit(scaled)
+            pca_var = [float(v) for v in model.explainedVariance.toArray()]
+            running = 0.0
+            for k, v in enumerate(pca_var, start=1):
+                running += v
+                if running >= spec.pca_variance - 1e-12:
+                    pca_k = k
+                    break
+    finally:
+        assembled.unpersist()
+
+    # ---- adjust, rank, decide --------------------------------------------------------------
+    tested = [f for f in scores if f.kind != "unsupported"]
+    for f, adj in zip(tested, benjamini_hochberg([f.chi2_p for f in tested])):
+        f.chi2_p_adj = adj
+    for f, adj in zip(tested, benjamini_hochberg([f.f_p for f in tested])):
+        f.f_p_adj = adj
+    table = {f.name: {"mutual_information": f.mutual_information,
+                      "chi2_score": _neglog(f.chi2_p), "f_score": _neglog(f.f_p),
+                      "rf_importance": f.rf_importance, "permutation_importance": f.permutation_importance}
+             for f in tested}
+    for name, r in average_ranks(table, SCORE_METHODS).items():
+        by_name[name].mean_rank = r
+    pairs = redundant_pairs(corr_names, matrix, spec.correlation_threshold)
+    decide(scores, pairs=pairs, alpha=spec.alpha, min_importance=spec.model.min_importance, baseline_loss=baseline,
+           max_features=spec.max_features)
+    return SelectionResult(
+        label=label, task=task, rows=rows, labelled_rows=labelled, classes=classes, features=scores,
+        data_fingerprint=data_fingerprint,
+        correlation_names=corr_names, correlation=matrix,
+        redundant=[{"a": p.a, "b": p.b, "correlation": p.rho} for p in pairs],
+        baseline_loss=baseline, loss_name=loss_name, pca_explained_variance=pca_var, pca_components_for_variance=pca_k,
+        settings=_json_safe(dataclasses.asdict(spec)) | {"label_bins": n_label_bins})
+
+
+def _mllib_stat_test(name: str, dataset, features_col: str, label_col: str):
+    """MLlib's ``ANOVATest`` / ``FValueTest`` (Scala-only: PySpark wraps just ``ChiSquareTest``),
+    called the way PySpark calls ``ChiSquareTest`` in a classic session. One row per feature:
+    ``featureIndex``, ``pValue``, ``degreesOfFreedom``, ``fValue``."""
+    from pyspark.ml.common import _java2py, _py2java
+    from pyspark.ml.util import _jvm
+
+    sc = dataset.sparkSession.sparkContext
+    test = getattr(_jvm(), f"org.apache.spark.ml.stat.{name}")
+    args = [_py2java(sc, arg) for arg in (dataset, features_col, label_col, True)]
+    return _java2py(sc, test.test(*args))
+
+
+def _neglog(p: float | None) -> float | None:
+    if p is None:
+        return None
+    return -math.log10(max(p, 1e-300))
+
+
+def _model_importances(assembled, spec: SelectionSpec, task: str, classes: list[str], model_cols: list[str],
+                       model_names: list[str], by_name: dict) -> tuple[float | None, str]:
+    """Fit a forest on a sample, record impurity importances and held-out permutation importances.
+
+    Returns the baseline held-out loss (log loss or mean squared error) and its name.
+    """
+    from pyspark.ml.classification import RandomForestClassifier
+    from pyspark.ml.functions import array_to_vector, vector_to_array
+    from pyspark.ml.regression import RandomForestRegressor
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if not model_cols:
+        return None, ""
+    m = spec.model
+    total = assembled.count()
+    fraction = min(1.0, m.sample_rows / max(total, 1))
+    sample = assembled.select("label", "model_vec").withColumn("u", F.rand(spec.seed))
+    sample = sample.where(F.col("u") < F.lit(fraction))
+    train = sample.where(F.col("u") >= F.lit(fraction * m.holdout_fraction))
+    hold = sample.where(F.col("u") < F.lit(fraction * m.holdout_fraction))
+    # A categorical feature needs at least as many bins as it has levels (kept + other + null).
+    max_bins = max([32] + [min(by_name[n].distinct, spec.max_levels) + 2
+                           for n in model_names if by_name[n].kind == "categorical"])
+    common = dict(featuresCol="model_vec", labelCol="label", numTrees=m.trees, maxDepth=m.max_depth,
+                  maxBins=max_bins, seed=spec.seed, subsamplingRate=1.0)
+    forest = (RandomForestClassifier(**common) if task == "classification" else RandomForestRegressor(**common))
+    with stage("selection: random forest (MLlib)"):
+        model = forest.fit(train)
+    for name, value in zip(model_names, model.featureImportances.toArray()):
+        by_name[name].rf_importance = float(value)
+
+    # Held-out rows numbered 0..n-1 in random order (bounded: permutation_rows).
+    hold_fraction = min(1.0, m.permutation_rows / max(total * fraction * m.holdout_fraction, 1.0))
+    hold = hold.where(F.rand(spec.seed + 1) < F.lit(hold_fraction))
+    numbered = (hold.select("label", vector_to_array("model_vec").alias("arr"))
+                .withColumn("i", F.row_number().over(Window.orderBy(F.rand(spec.seed + 2))) - 1))
+    with stage("selection: held-out sample"):
+        numbered = numbered.localCheckpoint(eager=True)
+        per_label = {r["label"]: int(r["count"]) for r in numbered.groupBy("label").count().collect()}
+    n_hold = sum(per_label.values())
+    if task == "classification" and (len(per_label) < len(classes) or min(per_label.values()) < MIN_CLASS_ROWS):
+        log.warning("selection: held-out sample has %s rows per class (fewer than %d of some class); permutation "
+                    "importance skipped", per_label, MIN_CLASS_ROWS)
+        return None, ""
+    if n_hold < 2:
+        log.warning("selection: held-out sample has %d rows; permutation importance skipped", n_hold)
+        return None, ""
+    rng = random.Random(spec.seed)
+    p = len(model_cols)
+    shifts = [[rng.randrange(1, n_hold) for _ in range(m.permutation_repeats)] for _ in range(p)]
+    donors = numbered.select(F.inline(F.array(*[
+        F.struct(F.lit(j).alias("j"), F.lit(r).alias("r"),
+                 F.pmod(F.col("i") + F.lit(shifts[j][r]), F.lit(n_hold)).alias("target"),
+                 F.get(F.col("arr"), j).alias("donor"))
+        for j in range(p) for r in range(m.permutation_repeats)])))
+    permuted = (numbered.join(donors, numbered["i"] == donors["target"])
+                .select("i", "label", "j", "r",
+                        F.transform("arr", lambda x, k: F.when(k == F.col("j"), F.col("donor")).otherwise(x))
+                        .alias("arr")))
+    base = numbered.select("i", "label", F.lit(-1).alias("j"), F.lit(0).alias("r"), "arr")
+    scored = model.transform(permuted.unionByName(base).withColumn("model_vec", array_to_vector("arr")))
+    if task == "classification":
+        p_true = F.get(vector_to_array("probability"), F.col("label").cast("int"))
+        loss = -F.log(F.greatest(p_true, F.lit(1e-15)))
+        loss_name = "log loss"
+    else:
+        loss = (F.col("prediction") - F.col("label")) ** 2
+        loss_name = "mean squared error"
+    # Paired per-row differences (permuted loss - original loss) give both the importance and its
+    # standard error from one scoring pass, even with a single repeat.
+    scored = scored.select("i", "j", "r", loss.alias("loss"))
+    base_loss = scored.where(F.col("j") == -1).select("i", F.col("loss").alias("base"))
+    diffs = (scored.where(F.col("j") >= 0).join(base_loss, "i")
+             .groupBy("j").agg(F.avg(F.col("loss") - F.col("base")).alias("mean"),
+                               F.stddev_samp(F.col("loss") - F.col("base")).alias("sd"),
+                               F.count(F.lit(1)).alias("n"), F.avg("base").alias("baseline")))
+    with stage("selection: permutation importance"):
+        results = diffs.collect()
+    if not results:
+        return None, loss_name
+    baseline = float(results[0]["baseline"])
+    for r in results:
+        name = model_names[int(r["j"])]
+        by_name[name].permutation_importance = float(r["mean"])
+        sd = float(r["sd"]) if r["sd"] is not None else 0.0
+        by_name[name].permutation_se = sd / math.sqrt(max(int(r["n"]), 1))
+    return baseline, loss_name
