@@ -36,7 +36,10 @@ def test_runs_shows_duration_rows_and_freshness_of_the_demo_runs(spark, tmp_path
 
     where = ["--warehouse", str(tmp_path / "warehouse"), "--data-root", str(tmp_path / "data")]
     began = time.monotonic()
-    assert cli.main(["demo", str(DEMO), "--events", "3000", "--days", "3", *where]) == 0
+    # 700 events over 10 days: the smallest demo whose model step (fit + select) has both label
+    # classes (as in test_demo_model)
+    assert cli.main(["demo", str(DEMO), "--events", "700", "--days", "10", *where,
+                     "--reports", str(tmp_path / "reports")]) == 0
     demo_wall_s = time.monotonic() - began
     capsys.readouterr()
 
@@ -48,9 +51,11 @@ def test_runs_shows_duration_rows_and_freshness_of_the_demo_runs(spark, tmp_path
     config = load_pipeline(DEMO, overrides={"warehouse": where[1], "data_root": where[3]})
     sources = [s.name for s in config.sources]
     feature_sets = [f.name for f in config.feature_sets]
-    # the demo runs ingest and features twice: days 1..2, then day 3
+    # the demo runs ingest and features twice (days 1..9, then day 10) and, between them, the
+    # model step: fit the preprocessing state and select features on the history
     assert sorted((r["job"], r["target"]) for r in table) == sorted(
-        [("ingest", s) for s in sources] * 2 + [("features", f) for f in feature_sets] * 2)
+        [("ingest", s) for s in sources] * 2 + [("features", f) for f in feature_sets] * 2
+        + [("fit", config.section("preprocessing").name), ("select", config.section("preprocessing").label)])
     assert all(r["status"] == "succeeded" for r in table)
 
     # duration: every run has one, and together they fit in the demo command's wall time
@@ -64,7 +69,7 @@ def test_runs_shows_duration_rows_and_freshness_of_the_demo_runs(spark, tmp_path
     first, last = min(per_day), max(per_day)
     ingests = {r["dates"]: int(r["rows read"].replace(",", "")) for r in table
                if r["job"] == "ingest" and r["target"] == "transactions"}
-    assert ingests == {f"{first}..{first + dt.timedelta(days=1)}": per_day[first] + per_day[first + dt.timedelta(days=1)],
+    assert ingests == {f"{first}..{last - dt.timedelta(days=1)}": sum(n for d, n in per_day.items() if d < last),
                        str(last): per_day[last]}
 
     # freshness of a feature run = its end minus the latest event time it wrote (feature table)

@@ -43,12 +43,18 @@ from typing import Any, Callable
 from featuremill import io
 from featuremill.config import FeatureSetSpec, JoinSpec, PipelineConfig
 from featuremill.errors import BroadcastTooLargeError, TableStateError
-from featuremill.exactly_once import CommitGuard, digest, feature_set_definition, run_key
+from featuremill.exactly_once import CommitGuard, _semantic, digest, feature_set_definition, run_key
 from featuremill.features import with_window_features
 from featuremill.ingest import EVENT_DATE, INGEST_DATE
 from featuremill.ledger import RunRecord
 from featuremill.pipelines.common import RecordedRuns
-from featuremill.pipelines.preprocess import helper_lookback_days, history_helpers, serve_preprocessed
+from featuremill.pipelines.preprocess import (
+    helper_lookback_days,
+    history_helpers,
+    preprocessed_path,
+    serve_preprocessed,
+    serving_state,
+)
 from featuremill.quality.gate import TableGate, enforce
 from featuremill.quality.rules import EvaluationContext
 from featuremill.progress import stage
@@ -281,6 +287,48 @@ class _Planned:
     decided: bool = False
 
 
+def fingerprint_definition(config: PipelineConfig, feature_set: FeatureSetSpec) -> dict[str, Any]:
+    """What the fingerprint hashes as the definition: the feature set's, plus the
+    ``preprocessing.timeseries`` helpers computed over its rows (only when it has any)."""
+    definition = feature_set_definition(config, feature_set)
+    helpers = history_helpers(config, feature_set)
+    if helpers:
+        definition["history_helpers"] = _semantic(list(helpers))
+    return definition
+
+
+def _serve(spark, config: PipelineConfig, planned: "_Planned", *, end: dt.date,
+           on_commit: CommitHook | None = None) -> None:
+    """``preprocessing.serving``: apply the stored state to the run's feature rows, exactly once.
+
+    Its own run key per state (``.../preprocessed/<set>@<state>.v<version>/<start>/<end>``): a
+    newly fitted state serves the range on the next run without ``--corrective``; the same state
+    over the same feature inputs writes nothing. Runs after the feature write, and also when the
+    feature write was already committed (a state fitted since then gets served).
+    """
+    feature_set, record, guard = planned.feature_set, planned.record, planned.guard
+    state = serving_state(spark, config, feature_set)
+    if state is None:
+        return
+    name = f"preprocessed.{feature_set.name}"
+    serve_guard = CommitGuard(
+        spark, run_key=run_key(config.name, "preprocessed", f"{feature_set.name}@{state.name}.v{state.version}",
+                               record.start_date, record.end_date),
+        run_id=record.run_id, label=f"preprocessed {feature_set.name} {record.start_date}..{record.end_date}",
+        inputs={"features": guard.fingerprint, "state": {"name": state.name, "version": state.version}},
+        versions=dict(record.input_versions), tables={name: preprocessed_path(config, feature_set.name)},
+        corrective=guard.corrective).plan()
+    if serve_guard.is_committed(name):
+        record.output_versions[name] = serve_guard.prior(name).table_version
+        return
+    ensure_retention(spark, preprocessed_path(config, feature_set.name), replay_window(config))
+    serve_preprocessed(spark, config, feature_set, keys=planned.keys, partition_column=EVENT_DATE,
+                       start=planned.compute_start, end=end, state=state, commit=serve_guard.tag(name))
+    record.output_versions[name], _ = serve_guard.confirm(name)
+    if on_commit is not None:
+        on_commit(name, record.output_versions[name])
+
+
 def _plan_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec, record: RunRecord, *,
                       start: dt.date, end: dt.date, incremental: bool, corrective: bool = False,
                       allow_empty: bool = False) -> _Planned:
@@ -320,7 +368,7 @@ def _plan_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec
     record.max_event_time = micros_to_utc(state["max_event_micros"])
     record.details = {"compute_start": compute_start.isoformat(), "read_start": read_start.isoformat(),
                       "feature_set_version": feature_set.version,
-                      "definition": digest(feature_set_definition(config, feature_set))}
+                      "definition": digest(fingerprint_definition(config, feature_set))}
     keys = list(feature_set.entity) + [source.event_time]
     gate = TableGate(config, out_name)
     planned = _Planned(feature_set, record, gate, None, keys, compute_start, events_read)
@@ -379,6 +427,7 @@ def _write_feature_set(spark, config: PipelineConfig, planned: _Planned, *, end:
         record.input_versions = dict(prior.versions) or dict(record.input_versions)
         record.output_versions = {out_name: prior.table_version}
         record.details.update(commit="already_committed", committed_by_run=prior.run_id)
+        _serve(spark, config, planned, end=end, on_commit=on_commit)
         return FeatureRunResult(feature_set.name, record.run_id, "already_committed", compute_start, end,
                                 planned.events_read, 0, 0, 0, 0, prior.table_version)
     window = replay_window(config)
@@ -404,12 +453,9 @@ def _write_feature_set(spark, config: PipelineConfig, planned: _Planned, *, end:
         on_commit(out_name, table_version)
     record.rows_written = inserted + updated
     record.output_versions = {out_name: table_version}
-    served = serve_preprocessed(spark, config, feature_set, keys=keys, partition_column=EVENT_DATE,
-                                start=compute_start, end=end)
-    if served is not None:  # preprocessing.serving: the stored state applied to these rows
-        record.output_versions[f"preprocessed.{feature_set.name}"] = served
     record.details.update(rows_out=rows_out, inserted=inserted, updated=updated, deleted=deleted,
                           commit="written" if written_here else "already_committed")
+    _serve(spark, config, planned, end=end, on_commit=on_commit)
     log.info("feature set %s: %d feature rows for %s..%s (%d inserted, %d updated, %d deleted), version %s",
              feature_set.name, rows_out, compute_start, end, inserted, updated, deleted, table_version)
     status = "succeeded" if written_here else "already_committed"

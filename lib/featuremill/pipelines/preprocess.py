@@ -253,29 +253,40 @@ def preprocessed_path(config: PipelineConfig, feature_set: str) -> str:
     return f"{config.tables.root}/preprocessed/{feature_set}"
 
 
-def serve_preprocessed(spark, config: PipelineConfig, feature_set: FeatureSetSpec, *, keys: list[str],
-                       partition_column: str, start: dt.date, end: dt.date) -> int | None:
-    """Feature-job hook: re-apply the stored state to the feature rows of ``[start, end]``.
-
-    Reads the just-written feature table for the range, applies the state in serving mode (columns
-    of the state absent from the feature set are skipped) and MERGEs into
-    ``preprocessed/<feature_set>`` on the same keys and range, so re-runs change nothing. Returns
-    the table's new Delta version, or ``None`` when serving is not configured for the set or no
-    state has been fitted yet (logged).
-    """
-    from pyspark.sql import functions as F
-
+def serving_state(spark, config: PipelineConfig, feature_set: FeatureSetSpec) -> FittedState | None:
+    """The stored state the feature job serves ``feature_set`` with, or ``None`` when serving is not
+    configured for the set or no state has been fitted yet (logged)."""
     spec = config.section("preprocessing")
     if spec is None or feature_set.name not in spec.serving.feature_sets:
         return None
     try:
-        state = load_fitted_state(spark, states_path(config.tables.root), spec.name, version=spec.serving.version)
+        return load_fitted_state(spark, states_path(config.tables.root), spec.name, version=spec.serving.version)
     except (TableStateError, PreprocessingError) as exc:
         if spec.serving.version is not None:
             raise
         log.warning("feature set %s: no fitted preprocessing state yet (%s); preprocessed/%s not written",
                     feature_set.name, exc, feature_set.name)
         return None
+
+
+def serve_preprocessed(spark, config: PipelineConfig, feature_set: FeatureSetSpec, *, keys: list[str],
+                       partition_column: str, start: dt.date, end: dt.date, state: FittedState | None = None,
+                       commit: io.CommitTag | None = None) -> int | None:
+    """Feature-job hook: re-apply the stored state to the feature rows of ``[start, end]``.
+
+    Reads the just-written feature table for the range, applies the state in serving mode (columns
+    of the state absent from the feature set are skipped) and MERGEs into
+    ``preprocessed/<feature_set>`` on the same keys and range, so re-runs change nothing. Returns
+    the table's new Delta version, or ``None`` when serving is not configured for the set or no
+    state has been fitted yet (logged). ``state`` (default: :func:`serving_state`) and ``commit``
+    (the Delta txn tag of the MERGE, see :mod:`featuremill.exactly_once`) come from the feature job.
+    """
+    from pyspark.sql import functions as F
+
+    if state is None:
+        state = serving_state(spark, config, feature_set)
+        if state is None:
+            return None
     features = io.read_delta(spark, config.tables.features(feature_set.name))
     rows = features.where((F.col(partition_column) >= F.lit(start)) & (F.col(partition_column) <= F.lit(end)))
     prepared = apply_preprocessing(rows, state, mode="serving", missing="skip")
@@ -284,5 +295,5 @@ def serve_preprocessed(spark, config: PipelineConfig, feature_set: FeatureSetSpe
     value_columns = [c for c in prepared.columns if c not in keys]
     with stage(f"features {feature_set.name}: preprocessed (state {state.name} v{state.version})", spark):
         io.merge_range(prepared, target, keys=keys, value_columns=value_columns, partition_column=partition_column,
-                       start=start, end=end, partition_by=[partition_column])
+                       start=start, end=end, partition_by=[partition_column], commit=commit)
     return io.delta_version(spark, target)

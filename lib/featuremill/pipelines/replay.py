@@ -40,16 +40,18 @@ from featuremill import io
 from featuremill.config import PipelineConfig
 from featuremill.delta_log import commit_times, version_at
 from featuremill.errors import ReplayError, ReplayWindowError, TableStateError
-from featuremill.exactly_once import digest, feature_set_definition
+from featuremill.exactly_once import digest
 from featuremill.ingest import EVENT_DATE
 from featuremill.ledger import read_runs
 from featuremill.pipelines.build_features import (
     _dimension_frame,
     _pinned_read,
     build_feature_frame,
+    fingerprint_definition,
     lookback_days,
 )
 from featuremill.pipelines.common import recorded_run
+from featuremill.pipelines.preprocess import helper_lookback_days
 from featuremill.progress import stage
 from featuremill.retention import ReplayWindow, replay_window
 from featuremill.session import ensure_timezone
@@ -164,7 +166,7 @@ def _plan(spark, config: PipelineConfig, row, window: ReplayWindow, now: dt.date
                           "no longer declares") from None
     details = json.loads(row["details"] or "{}")
     recorded = details.get("definition")
-    if recorded and recorded != digest(feature_set_definition(config, feature_set)):
+    if recorded and recorded != digest(fingerprint_definition(config, feature_set)):
         raise ReplayError(
             f"feature set {feature_set.name!r} is defined differently now than when run {run_id} ran "
             f"({row['started_at']:%Y-%m-%d %H:%M} UTC): replaying it with today's definition would not reproduce "
@@ -234,7 +236,9 @@ def _replay_one(spark, config: PipelineConfig, row, feature_set, versions: dict[
     source = config.source(feature_set.source)
     end = row["end_date"]
     compute_start = dt.date.fromisoformat(details["compute_start"])
-    read_start = compute_start - dt.timedelta(days=lookback_days(feature_set))
+    # the same widening as the feature job: windows plus the preprocessing.timeseries helpers
+    read_start = compute_start - dt.timedelta(days=lookback_days(feature_set)
+                                              + helper_lookback_days(config, feature_set))
     events_name = f"validated.{source.name}"
     with recorded_run(spark, config, job="replay", target=feature_set.name, start=compute_start, end=end) as record:
         read: dict[str, int] = {}
