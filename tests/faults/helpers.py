@@ -66,11 +66,3 @@ def copy_warehouse(src_root: Path, dst_root: Path) -> None:
     """Copy a project (conf, data and Delta tables are plain files locally)."""
     shutil.copytree(src_root, dst_root)
 
-
-def count_file_lines(folder: Path) -> int:
-    """Data lines of every landing CSV under ``folder`` (header excluded), counted without Spark."""
-    total = 0
-    for path in sorted(folder.rglob("*.csv")):
-        lines = path.read_bytes().split(b"\n")
-        total += sum(1 for line in lines[1:] if line.strip())
-    return total
