@@ -22,6 +22,7 @@ def add_arguments(parser) -> None:
                         help=f"comma-separated subset of {','.join(SECTIONS)} (default all)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per figure (median; default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1)")
+    parser.add_argument("--e2e-runs", type=int, help="end-to-end runs per size (default --runs; 20M runs once)")
     parser.add_argument("--scale-sizes", default="1M,5M,20M",
                         help="end-to-end sizes; those up to --events are run (default 1M,5M,20M)")
     parser.add_argument("--driver-memory", default="1g", help="driver memory of the child run (default 1g)")
@@ -56,7 +57,7 @@ def run(args) -> int:
     unknown = [s for s in sections if s not in suite.SECTIONS]
     if unknown:
         raise FeaturemillError(f"unknown section {unknown[0]!r}: use {', '.join(suite.SECTIONS)}")
-    options = suite.SuiteOptions(events=events, days=args.days, seed=args.seed, sections=sections, runs=args.runs,
+    options = suite.SuiteOptions(events=events, days=args.days, seed=args.seed, sections=sections, runs=args.runs, e2e_runs=args.e2e_runs,
                                  warmup=args.warmup, workdir=args.workdir, pipeline=args.pipeline, scale_sizes=sizes,
                                  driver_memory=args.driver_memory, driver_events=driver_events,
                                  pit_methods=tuple(m for m in args.pit_methods.split(",") if m),
