@@ -156,6 +156,13 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def paired_ratio(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Median over rounds of ``a[i] / b[i]``: the runs of one round ran back to back, so their
+    ratio is robust to load that changes between rounds (a ratio of medians is not)."""
+    pairs = [x / y for x, y in zip(a, b) if y]
+    return statistics.median(pairs) if pairs else None
+
+
 def fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
     return "-" if value is None else f"{value:.{digits}f}{suffix}"
 

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from featuremill.bench.common import Timed, time_round_robin
+from featuremill.bench.common import Timed, paired_ratio, time_round_robin
 from featuremill.demo_data import DemoDataSpec, write_demo_data
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,8 @@ def run_incremental(spark, pipeline: str, spec: DemoDataSpec, workdir: str, *, r
     one, every = timed["incremental (last day)"], timed["full (every day)"]
     return {"days": spec.days, "history_days": spec.days - 1, "new_day": last.isoformat(),
             "timings": {k: v.as_dict() for k, v in timed.items()},
-            "ratio": one.median / every.median if every.median else None}
+            "ratio": paired_ratio(one.seconds, every.seconds),
+            "ratio_of_medians": one.median / every.median if every.median else None}
 
 
 def driver_memory_run(pipeline: str, spec: DemoDataSpec, workdir: str, *, driver_memory: str = "1g",

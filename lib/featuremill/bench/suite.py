@@ -80,7 +80,8 @@ def run_suite(spark, options: SuiteOptions) -> dict:
         "featuremill_bench": 1,
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "options": {"events": options.events, "days": options.days, "seed": options.seed, "runs": options.runs,
-                    "warmup": options.warmup, "e2e_runs": options.e2e_runs or options.runs, "sections": list(options.sections), "pipeline": options.pipeline},
+                    "warmup": options.warmup, "e2e_runs": options.e2e_runs or options.runs,
+                    "sections": list(options.sections), "pipeline": options.pipeline},
         "data": {"events": options.events, "customers": resolved.customers, "products": resolved.products,
                  "days": options.days, "start": resolved.start},
         "machine_before": common.machine(spark),
@@ -117,9 +118,11 @@ def run_suite(spark, options: SuiteOptions) -> dict:
     if "incremental" in options.sections:
         validated_from = e2e["warehouse_of"].get(options.events) if e2e else None
         data_root = e2e["data_of"].get(options.events) if e2e else None
+        # Pipeline-level figures take minutes per run: they use e2e_runs, and no warm-up when the
+        # end-to-end section already ran the same jobs in this application.
         sections["incremental"] = pipeline.run_incremental(
-            spark, options.pipeline, spec, str(work / "e2e"), runs=options.runs, warmup=options.warmup,
-            data_root=data_root, validated_from=validated_from)
+            spark, options.pipeline, spec, str(work / "e2e"), runs=options.e2e_runs or options.runs,
+            warmup=0 if e2e else options.warmup, data_root=data_root, validated_from=validated_from)
 
     if "driver" in options.sections:
         events = options.driver_events or min(options.events, TARGET_DRIVER_EVENTS)
@@ -144,6 +147,10 @@ def _pit_section(results, data, prep_s: float) -> dict:
         r = by.get(name)
         return r.median if r else None
 
+    def paired(a, b):
+        ra, rb = by.get(a), by.get(b)
+        return common.paired_ratio(ra.seconds, rb.seconds) if ra and rb else None
+
     window = median("window")
     return {
         "feature_rows": data.feature_rows, "spine_rows": data.spine_rows, "entities": data.entities,
@@ -152,11 +159,15 @@ def _pit_section(results, data, prep_s: float) -> dict:
                      "rows": r.rows, "checksum": str(r.checksum) if r.checksum is not None else None}
                     for r in results],
         "results_agree": agree,
-        "feast_template_over_window": common.ratio(median("feast_template"), window),
-        "feast_range_over_window": common.ratio(median("feast_range_row_number"), window),
-        "window_over_floor_rows": common.ratio(window, median("floor_rows")),
-        "window_over_floor_keys": common.ratio(window, median("floor")),
-        "last_ignorenulls_over_floor_rows": common.ratio(median("last_ignorenulls"), median("floor_rows")),
+        # Ratios are medians of per-round ratios (see common.paired_ratio); ratios of the
+        # medians are kept beside them.
+        "feast_template_over_window": paired("feast_template", "window"),
+        "feast_range_over_window": paired("feast_range_row_number", "window"),
+        "window_over_floor_rows": paired("window", "floor_rows"),
+        "window_over_floor_keys": paired("window", "floor"),
+        "last_ignorenulls_over_floor_rows": paired("last_ignorenulls", "floor_rows"),
+        "ratio_of_medians": {"feast_template_over_window": common.ratio(median("feast_template"), window),
+                             "window_over_floor_rows": common.ratio(window, median("floor_rows"))},
     }
 
 
@@ -240,8 +251,10 @@ def render(report: dict) -> str:
              f"{m['load_average']} before, {after.get('load_average')} after. Spark {m.get('spark')} {m.get('master')}, "
              f"Java {m.get('java')}, Python {m['python']}, driver memory {m.get('driver_memory')}, "
              f"{m.get('shuffle_partitions')} shuffle partitions, AQE {m.get('adaptive')}. Medians of {o['runs']} runs "
-             f"after {o['warmup']} warm-up, methods interleaved (end to end: {o.get('e2e_runs', o['runs'])} run(s) per "
-             f"size, 1 at 20M and above); {report['elapsed_s']:.0f}s in all.", ""]
+             f"after {o['warmup']} warm-up, methods interleaved round by round"
+             + (f" (end to end and incremental: {o.get('e2e_runs', o['runs'])} run(s) per size, 1 at 20M)"
+                if {"e2e", "incremental"} & set(o["sections"]) else "")
+             + f"; ratios are medians of per-round ratios; {report['elapsed_s']:.0f}s in all.", ""]
     lines.append(markdown(["figure", "measured", "target", "met"],
                           [[r["figure"], r["measured"], r["target"], _met(r["met"])] for r in report["summary"]]))
     s = report["sections"]
@@ -295,6 +308,36 @@ def render(report: dict) -> str:
         else:
             lines.append(f"FAILED (exit code {d.get('exit_code')}): {d.get('error', '')[-600:]}")
     return "\n".join(lines) + "\n"
+
+
+def rederive(report: dict) -> dict:
+    """Recompute the ratios and the summary of a stored JSON report from its per-run seconds.
+
+    Lets ``featuremill bench --render FILE`` re-print a report (for instance one written by an
+    older version of the suite) with the current ratio rules, without re-running anything.
+    """
+    s = report["sections"]
+    if "pit" in s:
+        runs = {m["method"]: m["runs_s"] for m in s["pit"]["methods"]}
+
+        def paired(a, b):
+            return common.paired_ratio(runs[a], runs[b]) if a in runs and b in runs else None
+
+        s["pit"].update({"feast_template_over_window": paired("feast_template", "window"),
+                         "feast_range_over_window": paired("feast_range_row_number", "window"),
+                         "window_over_floor_rows": paired("window", "floor_rows"),
+                         "window_over_floor_keys": paired("window", "floor"),
+                         "last_ignorenulls_over_floor_rows": paired("last_ignorenulls", "floor_rows")})
+    if "windows" in s:
+        t = s["windows"]["timings"]
+        s["windows"]["ratio_12_to_1"] = common.paired_ratio(t["12 features"]["runs_s"], t["1 feature"]["runs_s"])
+        s["windows"]["ratio_24_to_1"] = common.paired_ratio(t["24 features"]["runs_s"], t["1 feature"]["runs_s"])
+    if "incremental" in s:
+        t = s["incremental"]["timings"]
+        s["incremental"]["ratio"] = common.paired_ratio(t["incremental (last day)"]["runs_s"],
+                                                        t["full (every day)"]["runs_s"])
+    report["summary"] = summary_rows(report)
+    return report
 
 
 def write_report(report: dict, out_dir: str) -> tuple[Path, Path]:

@@ -39,6 +39,8 @@ def add_arguments(parser) -> None:
                         help="generated data and temporary tables; data is reused by later runs (default bench-results/work)")
     parser.add_argument("--out", default="reports/bench", help="where to write bench-<size>.json and .md")
     parser.add_argument("--clean", action="store_true", help="delete --workdir when done")
+    parser.add_argument("--render", metavar="JSON",
+                        help="re-print a stored report (recomputing its ratios and summary); runs nothing")
 
 
 def run(args) -> int:
@@ -47,6 +49,14 @@ def run(args) -> int:
     from featuremill.errors import FeaturemillError
     from featuremill.session import get_spark
 
+    if args.render:
+        import json
+        from pathlib import Path
+
+        report = suite.rederive(json.loads(Path(args.render).read_text()))
+        suite.write_report(report, args.out)
+        emit(suite.render(report))
+        return 0
     try:
         events = parse_size(args.events)
         sizes = tuple(parse_size(s) for s in args.scale_sizes.split(",") if s.strip())
@@ -57,8 +67,8 @@ def run(args) -> int:
     unknown = [s for s in sections if s not in suite.SECTIONS]
     if unknown:
         raise FeaturemillError(f"unknown section {unknown[0]!r}: use {', '.join(suite.SECTIONS)}")
-    options = suite.SuiteOptions(events=events, days=args.days, seed=args.seed, sections=sections, runs=args.runs, e2e_runs=args.e2e_runs,
-                                 warmup=args.warmup, workdir=args.workdir, pipeline=args.pipeline, scale_sizes=sizes,
+    options = suite.SuiteOptions(events=events, days=args.days, seed=args.seed, sections=sections, runs=args.runs,
+                                 e2e_runs=args.e2e_runs, warmup=args.warmup, workdir=args.workdir, pipeline=args.pipeline, scale_sizes=sizes,
                                  driver_memory=args.driver_memory, driver_events=driver_events,
                                  pit_methods=tuple(m for m in args.pit_methods.split(",") if m),
                                  master=args.master, shuffle_partitions=args.shuffle_partitions)
