@@ -83,6 +83,8 @@ def test_bench_windows_plan_and_report_rendering(smoke_report, tmp_path):
     assert loaded["machine_before"]["cpus"] >= 1
     assert loaded["summary"][0]["met"] is True
     assert md_path.read_text() == text
+    again = suite.rederive(loaded)["summary"]  # --render recomputes the same verdicts from the JSON
+    assert [(r["figure"], r["met"]) for r in again] == [(r["figure"], r["met"]) for r in report["summary"]]
 
 
 def test_bench_command_rejects_unknown_sections(capsys):
