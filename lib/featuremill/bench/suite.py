@@ -310,6 +310,23 @@ def render(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge(reports: list[dict]) -> dict:
+    """Several reports of one size (e.g. sections run separately) as one; later reports win."""
+    if len({r["options"]["events"] for r in reports}) > 1:
+        raise ValueError("cannot merge reports of different sizes")
+    out = dict(reports[0])
+    out["sections"] = {}
+    out["options"] = dict(reports[0]["options"])
+    out["options"]["sections"] = []
+    for r in reports:
+        out["sections"].update(r["sections"])
+        out["options"]["sections"] += [s for s in r["options"]["sections"] if s not in out["options"]["sections"]]
+        out["options"]["e2e_runs"] = r["options"].get("e2e_runs", out["options"].get("e2e_runs"))
+    out["machine_after"] = reports[-1].get("machine_after")
+    out["elapsed_s"] = sum(r.get("elapsed_s", 0) for r in reports)
+    return out
+
+
 def rederive(report: dict) -> dict:
     """Recompute the ratios and the summary of a stored JSON report from its per-run seconds.
 

@@ -39,8 +39,9 @@ def add_arguments(parser) -> None:
                         help="generated data and temporary tables; data is reused by later runs (default bench-results/work)")
     parser.add_argument("--out", default="reports/bench", help="where to write bench-<size>.json and .md")
     parser.add_argument("--clean", action="store_true", help="delete --workdir when done")
-    parser.add_argument("--render", metavar="JSON",
-                        help="re-print a stored report (recomputing its ratios and summary); runs nothing")
+    parser.add_argument("--render", metavar="JSON", nargs="+",
+                        help="re-print stored reports (recomputing ratios and summary; several reports of the same "
+                             "size are merged section by section, later files winning); runs nothing")
 
 
 def run(args) -> int:
@@ -53,7 +54,7 @@ def run(args) -> int:
         import json
         from pathlib import Path
 
-        report = suite.rederive(json.loads(Path(args.render).read_text()))
+        report = suite.rederive(suite.merge([json.loads(Path(p).read_text()) for p in args.render]))
         suite.write_report(report, args.out)
         emit(suite.render(report))
         return 0
