@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("fit", "fit the pipeline's preprocessing on a training table and store it versioned"),
     "apply": ("apply", "apply a stored preprocessing state to a table"),
     "select": ("select", "rank and filter the features of a training table (report + kept list)"),
+    "bench": ("bench", "measure the performance targets side by side (PIT join, windows, incremental, scaling)"),
 }
 
 

@@ -17,8 +17,12 @@ Methods (``METHODS``):
   f.ts DESC) = 1``, left join back to the spine. The spine row id is the spine's unique
   ``label_id`` (Feast concatenates keys and time without a separator; that collision bug is not
   reproduced here so the results can be compared).
-* ``floor``: shuffle + sort of both inputs by (key, time) with nothing else: the cost no
-  shuffle-based PIT join can beat on unclustered inputs.
+* ``feast_template``: the full shape of Feast's Spark offline-store query template (string row
+  ids, distinct points, range join, ROW_NUMBER, the range join's result joined again with the
+  winners, left join back on the row id): what a Feast user on Spark runs.
+* ``floor``: shuffle + sort of both inputs' keys and times by (key, time) with nothing else.
+* ``floor_rows``: the same with every spine and feature column carried: the data movement no
+  shuffle-based PIT join can avoid on unclustered inputs.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ log = logging.getLogger(__name__)
 
 FEATURE_COLUMNS = ("f_sum_7d", "f_count_7d", "f_last_amount")
 METHODS = ("window", "broadcast", "last_ignorenulls", "feast_range_row_number", "floor")
+#: Methods whose output is compared with featuremill's (the floors produce no join result).
+FLOORS = ("floor", "floor_rows")
 _T0_SECONDS = 1_704_067_200  # 2024-01-01 00:00:00 UTC
 
 
@@ -48,6 +54,7 @@ class PitBenchData:
     spine_rows: int
     entities: int
     days: int
+    feature_columns: tuple[str, ...] = FEATURE_COLUMNS
 
 
 @dataclass
@@ -108,9 +115,10 @@ def generate(spark, path: str, *, feature_rows: int, entities: int, spine_rows: 
     return PitBenchData(features_path, spine_path, feature_rows, spine_rows, entities, days)
 
 
-def _source(features, *, ttl_seconds: int | None, known_at: bool) -> FeatureSource:
+def _source(features, *, ttl_seconds: int | None, known_at: bool,
+            columns: Sequence[str] = FEATURE_COLUMNS) -> FeatureSource:
     return FeatureSource(name="bench", frame=features, keys=("entity_id",), event_time="ts",
-                         columns=FEATURE_COLUMNS, known_at="known_at" if known_at else None,
+                         columns=tuple(columns), known_at="known_at" if known_at else None,
                          ttl_seconds=ttl_seconds)
 
 
@@ -120,14 +128,17 @@ def method_frames(spark, data: PitBenchData, *, ttl_seconds: int | None = None,
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    columns = tuple(data.feature_columns)
+    ttl_interval = F.expr(f"INTERVAL {ttl_seconds} SECONDS") if ttl_seconds is not None else None
+
     def read():
         return spark.read.parquet(data.features_path), spark.read.parquet(data.spine_path)
 
     def featuremill(strategy: str):
         def build():
             features, spine = read()
-            return point_in_time_join(spine, [_source(features, ttl_seconds=ttl_seconds, known_at=known_at)],
-                                      spine_time="label_ts", strategy=strategy)
+            source = _source(features, ttl_seconds=ttl_seconds, known_at=known_at, columns=columns)
+            return point_in_time_join(spine, [source], spine_time="label_ts", strategy=strategy)
         return build
 
     def last_ignorenulls():
@@ -135,28 +146,55 @@ def method_frames(spark, data: PitBenchData, *, ttl_seconds: int | None = None,
         s = spine.select("entity_id", F.col("label_ts").alias("t"), F.lit(1).alias("side"),
                          F.struct(*spine.columns).alias("spine"), F.lit(None).alias("m"))
         f = features.select("entity_id", F.col("ts").alias("t"), F.lit(0).alias("side"), F.lit(None).alias("spine"),
-                            F.struct(F.col("ts").alias("ts"), *FEATURE_COLUMNS).alias("m"))
+                            F.struct(F.col("ts").alias("ts"), *columns).alias("m"))
         w = Window.partitionBy("entity_id").orderBy("t", "side").rowsBetween(Window.unboundedPreceding, 0)
         out = s.unionByName(f).select("side", "spine", F.last("m", ignorenulls=True).over(w).alias("m")) \
             .where(F.col("side") == 1)
         ok = F.col("m").isNotNull()
         if ttl_seconds is not None:
-            ok = ok & (F.col("m.ts") > F.col("spine.label_ts") - F.expr(f"INTERVAL {ttl_seconds} SECONDS"))
-        return out.select("spine.*", *[F.when(ok, F.col(f"m.{c}")).alias(c) for c in FEATURE_COLUMNS])
+            ok = ok & (F.col("m.ts") > F.col("spine.label_ts") - ttl_interval)
+        return out.select("spine.*", *[F.when(ok, F.col(f"m.{c}")).alias(c) for c in columns])
 
     def feast():
         features, spine = read()
-        fv = features.select(F.col("entity_id").alias("fv_entity_id"), F.col("ts").alias("fv_ts"), *FEATURE_COLUMNS)
+        fv = features.select(F.col("entity_id").alias("fv_entity_id"), F.col("ts").alias("fv_ts"), *columns)
         cond = (F.col("entity_id") == F.col("fv_entity_id")) & (F.col("fv_ts") <= F.col("label_ts"))
         if ttl_seconds is not None:
-            cond = cond & (F.col("fv_ts") > F.col("label_ts") - F.expr(f"INTERVAL {ttl_seconds} SECONDS"))
-        if known_at:
-            raise NotImplementedError("the Feast shape has no known-at")
+            cond = cond & (F.col("fv_ts") > F.col("label_ts") - ttl_interval)
         rn = Window.partitionBy("label_id").orderBy(F.col("fv_ts").desc())
         best = (spine.select("label_id", "entity_id", "label_ts").join(fv, cond, "inner")
                 .withColumn("rn", F.row_number().over(rn)).where("rn = 1")
-                .select(F.col("label_id").alias("best_label_id"), *FEATURE_COLUMNS))
+                .select(F.col("label_id").alias("best_label_id"), *columns))
         return spine.join(best, spine["label_id"] == best["best_label_id"], "left").drop("best_label_id")
+
+    def feast_template():
+        # The shape of Feast's Spark offline store (MULTIPLE_FEATURE_VIEW_POINT_IN_TIME_JOIN in
+        # feast/infra/offline_stores/contrib/spark_offline_store/spark.py), one feature view:
+        # an entity row id made of the keys and the time as strings; the distinct (keys, time,
+        # row id) points; the feature view pre-filtered to the spine's time range (min/max taken
+        # on the driver, as Feast does); "base" = inner range join on the key with
+        # f.ts <= s.ts (and the TTL); "latest" = ROW_NUMBER() per row id ordered by f.ts DESC = 1;
+        # base joined again with latest on (row id, f.ts), then left-joined to the spine on the
+        # row id. Written with DataFrames here; same joins, same windows. The TTL bound is
+        # f.ts > s.ts - ttl (Feast uses >=) so that every method answers the same question.
+        features, spine = read()
+        row_id = F.concat(F.col("entity_id").cast("string"), F.col("label_ts").cast("string"))
+        entity_df = spine.select("*", F.col("label_ts").alias("entity_timestamp"), row_id.alias("row_id"))
+        points = entity_df.select("entity_id", "entity_timestamp", "row_id").distinct()  # GROUP BY
+        bounds = spine.agg(F.min("label_ts"), F.max("label_ts")).first()
+        subquery = features.select(F.col("ts").alias("event_timestamp"), F.col("entity_id").alias("fv_entity_id"),
+                                   *columns).where(F.col("event_timestamp") <= F.lit(bounds[1]))
+        cond = (F.col("event_timestamp") <= F.col("entity_timestamp")) & (F.col("fv_entity_id") == F.col("entity_id"))
+        if ttl_seconds is not None:
+            subquery = subquery.where(F.col("event_timestamp") >= F.lit(bounds[0]) - ttl_interval)
+            cond = cond & (F.col("event_timestamp") > F.col("entity_timestamp") - ttl_interval)
+        base = subquery.join(points, cond, "inner").select(
+            "event_timestamp", *columns, "entity_timestamp", "row_id")
+        rn = Window.partitionBy("row_id").orderBy(F.col("event_timestamp").desc())
+        latest = (base.select("event_timestamp", "row_id", F.row_number().over(rn).alias("row_number"))
+                  .where("row_number = 1").drop("row_number"))
+        cleaned = base.join(latest, ["row_id", "event_timestamp"], "inner").select("row_id", *columns)
+        return entity_df.join(cleaned, "row_id", "left").select(*spine.columns, *columns)
 
     def floor():
         features, spine = read()
@@ -164,20 +202,30 @@ def method_frames(spark, data: PitBenchData, *, ttl_seconds: int | None = None,
             features.select("entity_id", F.col("ts").alias("t")))
         return both.repartition("entity_id").sortWithinPartitions("entity_id", "t")
 
+    def floor_rows():
+        # The floor with the data a join has to move: every spine column and every feature
+        # column (plus the feature time) go through the shuffle and the sort.
+        features, spine = read()
+        s = spine.select("entity_id", F.col("label_ts").alias("t"), F.struct(*spine.columns).alias("spine"))
+        f = features.select("entity_id", F.col("ts").alias("t"), F.struct("ts", *columns).alias("m"))
+        both = s.unionByName(f, allowMissingColumns=True)
+        return both.repartition("entity_id").sortWithinPartitions("entity_id", "t")
+
     methods = {"window": featuremill("window"), "broadcast": featuremill("broadcast"),
-               "last_ignorenulls": last_ignorenulls, "feast_range_row_number": feast, "floor": floor}
+               "last_ignorenulls": last_ignorenulls, "feast_range_row_number": feast,
+               "feast_template": feast_template, "floor": floor, "floor_rows": floor_rows}
     if known_at:
-        methods.pop("last_ignorenulls")
-        methods.pop("feast_range_row_number")
+        for name in ("last_ignorenulls", "feast_range_row_number", "feast_template"):
+            methods.pop(name)
     return methods
 
 
-def checksum(df) -> tuple[int, int]:
+def checksum(df, columns: Sequence[str] = FEATURE_COLUMNS) -> tuple[int, int]:
     """(rows, sum of xxhash64 over label_id and the features with null markers): order-free."""
     from pyspark.sql import functions as F
 
     parts = []
-    for c in ("label_id",) + FEATURE_COLUMNS:
+    for c in ("label_id",) + tuple(columns):
         parts += [F.col(c), F.col(c).isNull()]
     row = df.select(F.xxhash64(*parts).cast("decimal(38,0)").alias("h")).agg(
         F.count(F.lit(1)).alias("n"), F.sum("h").alias("s")).first()
@@ -194,8 +242,8 @@ def run(spark, data: PitBenchData, *, methods: Sequence[str] = METHODS, runs: in
     frames = method_frames(spark, data, ttl_seconds=ttl_seconds, known_at=known_at)
     results = [MethodResult(name) for name in methods if name in frames]
     for result in results:
-        if result.method != "floor":
-            result.rows, result.checksum = checksum(frames[result.method]())
+        if result.method not in FLOORS:
+            result.rows, result.checksum = checksum(frames[result.method](), data.feature_columns)
     for round_no in range(warmup + runs):
         for result in results:
             began = time.perf_counter()

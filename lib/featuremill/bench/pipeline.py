@@ -1,0 +1,244 @@
+"""Benchmarks through the real jobs: end to end (ingest + features), incremental vs full, driver memory.
+
+All of them run :func:`featuremill.pipelines.ingest.run_ingest` and
+:func:`featuremill.pipelines.build_features.run_features` on the demo pipeline
+(``conf/pipelines/demo.yaml``: 3 sources, 2 feature sets, 21 features, quality rules) against
+temporary warehouses, with the raw CSV data written by :mod:`featuremill.demo_data`.
+
+``python -m featuremill.bench.pipeline --events N --data DIR --warehouse DIR --json OUT`` runs one
+end-to-end pass in a fresh process; the driver-memory figure uses it so that
+``spark.driver.memory`` really sizes the JVM (it cannot change once a JVM runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from featuremill.bench.common import Timed, paired_ratio, time_round_robin
+from featuremill.demo_data import DemoDataSpec, write_demo_data
+
+log = logging.getLogger(__name__)
+
+
+def load_demo_config(pipeline: str, *, warehouse: str, data_root: str):
+    from featuremill.config import load_pipeline
+
+    return load_pipeline(pipeline, env="local", overrides={"warehouse": warehouse, "data_root": data_root})
+
+
+def end_to_end(spark, pipeline: str, spec: DemoDataSpec, *, data_root: str, warehouse: str) -> dict:
+    """One pass over every landing date: ingest all sources, then every feature set. Fresh warehouse."""
+    from featuremill.pipelines.build_features import run_features
+    from featuremill.pipelines.ingest import run_ingest
+
+    shutil.rmtree(warehouse, ignore_errors=True)
+    config = load_demo_config(pipeline, warehouse=warehouse, data_root=data_root)
+    spec = spec.resolved()
+    began = time.perf_counter()
+    ingests = run_ingest(spark, config, start=spec.start_date, end=spec.end_date)
+    ingest_s = time.perf_counter() - began
+    features = run_features(spark, config, start=spec.start_date, end=spec.end_date)
+    total_s = time.perf_counter() - began
+    events = next(r for r in ingests if r.source == "transactions")
+    return {"ingest_s": round(ingest_s, 3), "features_s": round(total_s - ingest_s, 3),
+            "rows_read": events.rows_read, "rows_valid": events.rows_valid,
+            "rows_quarantined": events.rows_quarantined,
+            "feature_rows": {r.feature_set: r.rows_out for r in features}}
+
+
+def prepare_data(spark, spec: DemoDataSpec, data_root: str) -> dict:
+    """Write the demo CSV data (skipped when the same spec is already there); its manifest."""
+    return write_demo_data(spark, data_root, spec)
+
+
+def run_scaling(spark, pipeline: str, specs: list[DemoDataSpec], workdir: str, *, runs: int, warmup: int,
+                single_run_from: int = 20_000_000) -> dict:
+    """End to end at each size: events/s and seconds per million raw events; medians.
+
+    The warm-up runs the smallest size only; sizes of ``single_run_from`` events or more are
+    timed once (a 20M-event pass takes many minutes on two cores).
+    """
+    out: dict = {"sizes": []}
+    manifests = {}
+    for spec in specs:
+        manifests[spec.events] = prepare_data(spark, spec, f"{workdir}/data/{spec.events}")
+
+    def action(spec):
+        return lambda: end_to_end(spark, pipeline, spec, data_root=f"{workdir}/data/{spec.events}",
+                                  warehouse=f"{workdir}/warehouse/{spec.events}")
+
+    smallest = min(specs, key=lambda s: s.events)
+    for _ in range(warmup):
+        action(smallest)()
+    timings: dict[int, Timed] = {}
+    small = [s for s in specs if s.events < single_run_from]
+    if small:
+        timed = time_round_robin({str(s.events): action(s) for s in small}, runs=runs, warmup=0)
+        timings.update({int(k): v for k, v in timed.items()})
+    for spec in specs:
+        if spec.events >= single_run_from:
+            timed = time_round_robin({str(spec.events): action(spec)}, runs=1, warmup=0)
+            timings[spec.events] = timed[str(spec.events)]
+    for spec in specs:
+        t = timings[spec.events]
+        rows = manifests[spec.events]["rows"]
+        out["sizes"].append({
+            "events": spec.events, "raw_rows": rows, "customers": spec.resolved().customers, "days": spec.days,
+            "median_s": t.median, "runs_s": [round(s, 2) for s in t.seconds],
+            "events_per_s": rows / t.median, "s_per_million": t.median / (rows / 1e6),
+            "last_run": t.detail.get("result"),
+        })
+    costs = [s["s_per_million"] for s in out["sizes"]]
+    out["cost_spread"] = max(costs) / min(costs) if costs else None
+    out["cost_largest_to_smallest"] = costs[-1] / costs[0] if costs else None
+    out["warehouse_of"] = {spec.events: f"{workdir}/warehouse/{spec.events}" for spec in specs}
+    out["data_of"] = {spec.events: f"{workdir}/data/{spec.events}" for spec in specs}
+    return out
+
+
+def run_incremental(spark, pipeline: str, spec: DemoDataSpec, workdir: str, *, runs: int, warmup: int,
+                    data_root: str | None = None, validated_from: str | None = None) -> dict:
+    """The feature job for the last day on top of the earlier days' history vs all days from scratch.
+
+    Two warehouses hold the same validated tables (copied from ``validated_from``, a warehouse
+    the end-to-end run filled, or ingested here). Incremental: the feature tables are restored
+    (Delta RESTORE, untimed) to the history computed for every day but the last, then
+    ``run_features`` runs for the last day; it recomputes from the earliest event date of rows
+    that landed that day (late events) and reads the largest window's lookback before it.
+    Full: the feature tables are deleted (untimed), then ``run_features`` runs over every day.
+    """
+    from delta.tables import DeltaTable
+
+    from featuremill import io
+    from featuremill.pipelines.build_features import run_features
+    from featuremill.pipelines.ingest import run_ingest
+
+    spec = spec.resolved()
+    data_root = data_root or f"{workdir}/data/{spec.events}"
+    prepare_data(spark, spec, data_root)
+    inc_wh, full_wh = f"{workdir}/incremental/inc", f"{workdir}/incremental/full"
+    for wh in (inc_wh, full_wh):
+        shutil.rmtree(wh, ignore_errors=True)
+    inc = load_demo_config(pipeline, warehouse=inc_wh, data_root=data_root)
+    full = load_demo_config(pipeline, warehouse=full_wh, data_root=data_root)
+    if validated_from:
+        source_root = load_demo_config(pipeline, warehouse=validated_from, data_root=data_root).tables.root
+        shutil.copytree(f"{source_root}/validated", f"{inc.tables.root}/validated")
+    else:
+        run_ingest(spark, inc, start=spec.start_date, end=spec.end_date)
+    shutil.copytree(f"{inc.tables.root}/validated", f"{full.tables.root}/validated")
+
+    last = spec.end_date
+    history_end = last - dt.timedelta(days=1)
+    run_features(spark, inc, start=spec.start_date, end=history_end)
+    history = {fs.name: io.delta_version(spark, inc.tables.features(fs.name)) for fs in inc.feature_sets}
+
+    def restore():
+        for name, version in history.items():
+            table = DeltaTable.forPath(spark, inc.tables.features(name))
+            if io.delta_version(spark, inc.tables.features(name)) != version:
+                table.restoreToVersion(version)
+
+    def drop_full():
+        shutil.rmtree(f"{full.tables.root}/features", ignore_errors=True)
+
+    def summary(results):
+        return {"compute_start": min(r.compute_start for r in results).isoformat(),
+                "events_read": sum(r.events_read for r in results),
+                "rows_out": sum(r.rows_out for r in results)}
+
+    actions = {
+        "incremental (last day)": lambda: summary(run_features(spark, inc, start=last, end=last)),
+        "full (every day)": lambda: summary(run_features(spark, full, start=spec.start_date, end=last,
+                                                         incremental=False)),
+    }
+    timed = time_round_robin(actions, runs=runs, warmup=warmup,
+                             before={"incremental (last day)": restore, "full (every day)": drop_full})
+    one, every = timed["incremental (last day)"], timed["full (every day)"]
+    return {"days": spec.days, "history_days": spec.days - 1, "new_day": last.isoformat(),
+            "timings": {k: v.as_dict() for k, v in timed.items()},
+            "ratio": paired_ratio(one.seconds, every.seconds),
+            "ratio_of_medians": one.median / every.median if every.median else None}
+
+
+def driver_memory_run(pipeline: str, spec: DemoDataSpec, workdir: str, *, driver_memory: str = "1g",
+                      master: str = "local[2]", shuffle_partitions: int = 16,
+                      data_root: str | None = None, timeout_s: int | None = None) -> dict:
+    """One end-to-end pass in a fresh Python process whose Spark driver gets ``driver_memory``.
+
+    In local mode the driver JVM also runs the executors, so its heap is all the memory Spark
+    has. Returns the child's JSON report, or the failure (exit code and the tail of its output).
+    """
+    data_root = data_root or f"{workdir}/data/{spec.events}"
+    out_json = f"{workdir}/driver_memory_{spec.events}.json"
+    cmd = [sys.executable, "-m", "featuremill.bench.pipeline", "--pipeline", pipeline,
+           "--events", str(spec.events), "--days", str(spec.days), "--seed", str(spec.seed),
+           "--data", data_root, "--warehouse", f"{workdir}/warehouse/driver_memory_{spec.events}",
+           "--driver-memory", driver_memory, "--master", master,
+           "--shuffle-partitions", str(shuffle_partitions), "--json", out_json]
+    began = time.perf_counter()
+    env = dict(os.environ)
+    env.pop("PYSPARK_GATEWAY_PORT", None)  # the child must start its own JVM
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired as exc:
+        return {"ok": False, "driver_memory": driver_memory, "events": spec.events,
+                "error": f"timed out after {exc.timeout}s", "wall_s": time.perf_counter() - began}
+    wall = time.perf_counter() - began
+    if proc.returncode != 0 or not Path(out_json).exists():
+        tail = (proc.stderr or "")[-3000:]
+        return {"ok": False, "driver_memory": driver_memory, "events": spec.events, "exit_code": proc.returncode,
+                "error": tail, "wall_s": wall}
+    report = json.loads(Path(out_json).read_text())
+    report.update({"ok": True, "wall_s": wall})
+    return report
+
+
+def main(argv=None) -> int:
+    """Entry point of the child process: one end-to-end pass, a JSON report."""
+    parser = argparse.ArgumentParser(description="one end-to-end pass of the demo pipeline (benchmark child)")
+    parser.add_argument("--pipeline", default="conf/pipelines/demo.yaml")
+    parser.add_argument("--events", type=int, required=True)
+    parser.add_argument("--days", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--warehouse", required=True)
+    parser.add_argument("--driver-memory", default="1g")
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--shuffle-partitions", type=int, default=16)
+    parser.add_argument("--json", required=True)
+    args = parser.parse_args(argv)
+
+    from featuremill.pipelines.common import configure_logging
+    from featuremill.session import get_spark
+
+    configure_logging("WARNING")
+    spark = get_spark("featuremill-bench-driver-memory", master=args.master, conf={
+        "spark.driver.memory": args.driver_memory, "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": str(args.shuffle_partitions), "spark.sql.adaptive.enabled": "true"})
+    spec = DemoDataSpec(events=args.events, days=args.days, seed=args.seed)
+    prepare_data(spark, spec, args.data)
+    began = time.perf_counter()
+    result = end_to_end(spark, args.pipeline, spec, data_root=args.data, warehouse=args.warehouse)
+    elapsed = time.perf_counter() - began
+    jvm = spark.sparkContext._jvm.java.lang.Runtime.getRuntime()
+    report = {"events": args.events, "driver_memory": args.driver_memory,
+              "spark_driver_memory_conf": spark.sparkContext.getConf().get("spark.driver.memory"),
+              "jvm_max_heap_mib": int(jvm.maxMemory()) // (1024 * 1024), "seconds": elapsed, "result": result}
+    Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    spark.stop()
+    shutil.rmtree(args.warehouse, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Smoke runs of the benchmark suite: it runs, and the point-in-time methods agree.
+
+Timings are never asserted (they belong to scripts/bench.py's printed table). What is checked:
+the compared point-in-time methods return the same rows as featuremill's join, which itself is
+checked against an independent DuckDB ASOF JOIN here; the window-feature plan; the table layout.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from featuremill.bench import common, suite
+
+
+def test_parse_size_accepts_suffixes_and_plain_numbers():
+    assert [common.parse_size(x) for x in ("1M", "5m", "20M", "20000", "50k", "2.5M")] == [
+        1_000_000, 5_000_000, 20_000_000, 20_000, 50_000, 2_500_000]
+    with pytest.raises(ValueError):
+        common.parse_size("five")
+    assert suite.SuiteOptions(events=5_000_000).curve() == [1_000_000, 5_000_000]
+    assert suite.SuiteOptions(events=20_000).curve() == [20_000]
+
+
+@pytest.fixture(scope="module")
+def smoke_report(spark, tmp_path_factory):
+    work = tmp_path_factory.mktemp("bench")
+    options = suite.SuiteOptions(events=5_000, days=8, sections=("pit", "windows"), runs=1, warmup=0,
+                                 workdir=str(work))
+    return suite.run_suite(spark, options), work
+
+
+def test_bench_pit_methods_agree_with_each_other_and_with_duckdb(spark, smoke_report):
+    import duckdb
+
+    report, work = smoke_report
+    pit = report["sections"]["pit"]
+    assert pit["results_agree"] is True
+    joined = {m["method"] for m in pit["methods"] if m["checksum"] is not None}
+    assert joined == {"window", "last_ignorenulls", "feast_range_row_number", "feast_template"}
+    assert all(m["rows"] == pit["spine_rows"] for m in pit["methods"] if m["rows"] is not None)
+    assert pit["spine_rows"] > 500
+
+    # Independent reference: DuckDB's ASOF JOIN over the same Parquet inputs (latest f.ts <= s.ts).
+    from featuremill.bench.pit import method_frames
+    from featuremill.bench.data import PIT_FEATURES
+    from featuremill.bench.pit import PitBenchData
+
+    base = work / "pit_5000"
+    data = PitBenchData(str(base / "features"), str(base / "spine"), 0, 0, 0, 0, feature_columns=PIT_FEATURES)
+    ours = (method_frames(spark, data)["window"]().select("label_id", *PIT_FEATURES)
+            .toPandas().sort_values("label_id").reset_index(drop=True))
+    con = duckdb.connect()
+    ref = con.execute(f"""
+        SELECT s.label_id, f.f_sum_7d, f.f_count_7d, f.f_mean_30d
+        FROM read_parquet('{base}/spine/*.parquet') s
+        ASOF LEFT JOIN read_parquet('{base}/features/*.parquet') f
+          ON s.entity_id = f.entity_id AND s.label_ts >= f.ts
+        ORDER BY s.label_id""").df()
+    assert len(ref) == len(ours) == pit["spine_rows"]
+    assert ours["label_id"].tolist() == ref["label_id"].tolist()
+    assert ref["f_count_7d"].isna().sum() > 0  # some labels come before any history
+    for c in PIT_FEATURES:
+        assert ours[c].isna().tolist() == ref[c].isna().tolist(), c
+        both = ours[c].notna()
+        assert (ours.loc[both, c] - ref.loc[both, c]).abs().max() < 1e-9, c
+
+
+def test_bench_windows_plan_and_report_rendering(smoke_report, tmp_path):
+    report, _ = smoke_report
+    windows = report["sections"]["windows"]
+    assert windows["plan_12"]["Exchange"] == 1
+    assert windows["plan_12"]["Sort"] == 1
+    assert len(windows["features_12"]) == 12
+    assert {f.split("_")[0] for f in windows["features_12"]} == {"count", "sum", "mean", "stddev", "min", "max"}
+    assert {f.split("_")[1] for f in windows["features_12"]} == {"1h", "1d", "7d", "30d"}
+    text = suite.render(report)
+    for figure in ("identical results", "Feast Spark template", "floor", "12 rolling features", "1 Exchange, 1 Sort"):
+        assert figure in text
+    json_path, md_path = suite.write_report(report, str(tmp_path))
+    loaded = json.loads(json_path.read_text())
+    assert loaded["machine_before"]["cpus"] >= 1
+    assert loaded["summary"][0]["met"] is True
+    assert md_path.read_text() == text
+    again = suite.rederive(loaded)["summary"]  # --render recomputes the same verdicts from the JSON
+    assert [(r["figure"], r["met"]) for r in again] == [(r["figure"], r["met"]) for r in report["summary"]]
+
+
+def test_bench_command_rejects_unknown_sections(capsys):
+    from featuremill.cli import main
+
+    assert main(["bench", "--events", "lots"]) == 2
+    assert "cannot read 'lots' as a size" in capsys.readouterr().err
+    assert main(["bench", "--sections", "pit,speed"]) == 2
+    assert "unknown section 'speed'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_pipeline_sections_run_the_real_jobs(spark, tmp_path):
+    options = suite.SuiteOptions(events=4_000, days=5, sections=("e2e", "incremental"), runs=1, warmup=0,
+                                 workdir=str(tmp_path / "work"))
+    report = suite.run_suite(spark, options)
+    e2e = report["sections"]["e2e"]["sizes"]
+    assert [s["events"] for s in e2e] == [4_000]
+    run = e2e[0]["last_run"]
+    assert run["rows_read"] == e2e[0]["raw_rows"] == run["rows_valid"] + run["rows_quarantined"]
+    assert run["rows_quarantined"] > 0 and set(run["feature_rows"]) == {"customer_activity", "product_demand"}
+    inc = report["sections"]["incremental"]
+    full = inc["timings"]["full (every day)"]["detail"]["result"]
+    one = inc["timings"]["incremental (last day)"]["detail"]["result"]
+    assert full["rows_out"] == sum(run["feature_rows"].values())  # same data, same feature rows
+    assert full["compute_start"] == "2026-09-01"
+    assert "2026-09-01" < one["compute_start"] <= inc["new_day"] == "2026-09-05"
+    assert 0 < one["rows_out"] < full["rows_out"] and one["events_read"] <= full["events_read"]
+    assert inc["ratio"] > 0
