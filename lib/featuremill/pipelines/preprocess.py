@@ -18,14 +18,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from featuremill import __version__, io
 from featuremill.config import FeatureSetSpec, PipelineConfig
-from featuremill.errors import PreprocessingError, TableStateError
+from featuremill.errors import InputDataError, PreprocessingError, TableStateError
 from featuremill.pipelines.common import recorded_run
 from featuremill.preprocessing import apply_preprocessing, fit_preprocessing
 from featuremill.preprocessing.spec import PreprocessingSpec, TimeseriesSpec
@@ -96,30 +94,35 @@ def default_manifest_path(training_set: str) -> str:
     return training_set.rstrip("/") + ".manifest.json"
 
 
-def _is_uri(path: str) -> bool:
-    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path)) and not path.startswith("file:")
+def read_manifest(spark, path: str) -> dict[str, Any]:
+    """Read and check a training-set manifest, wherever the training-set job wrote it.
 
-
-def _local(path: str) -> str:
-    return path[len("file:"):] if path.startswith("file:") else path
-
-
-def read_manifest(path: str) -> dict[str, Any]:
-    """Read and check a training-set manifest (a local or FUSE-mounted JSON file)."""
-    if _is_uri(path):
-        raise PreprocessingError(f"{path}: recording a fit in a manifest on an object store is not supported yet; "
-                                 "give a local or mounted (/dbfs, /Volumes) path")
+    Uses :func:`featuremill.io.read_text`, the reader of what the training-set job writes: a
+    local or FUSE-mounted file, or a folder on an object store.
+    """
     try:
-        with open(_local(path), encoding="utf-8") as handle:
-            doc = json.load(handle)
-    except FileNotFoundError:
+        text = io.read_text(spark, path)
+    except InputDataError:
         raise PreprocessingError(f"training-set manifest {path} does not exist") from None
+    try:
+        doc = json.loads(text)
     except ValueError as exc:
         raise PreprocessingError(f"{path}: not a JSON training-set manifest ({exc})") from None
     if not isinstance(doc, dict) or doc.get("kind") != MANIFEST_KIND:
         found = doc.get("kind") if isinstance(doc, dict) else type(doc).__name__
         raise PreprocessingError(f"{path}: not a featuremill training-set manifest (kind {found!r})")
     return doc
+
+
+def _manifest_beside(spark, training_set: str) -> tuple[str | None, dict[str, Any] | None]:
+    """The manifest the training-set job wrote beside ``training_set``, if there is one."""
+    beside = default_manifest_path(training_set)
+    try:
+        return beside, read_manifest(spark, beside)
+    except PreprocessingError as exc:
+        if "does not exist" in str(exc):
+            return None, None
+        raise
 
 
 def check_manifest_matches(doc: dict[str, Any], *, path: str, fingerprint: str, rows: int) -> None:
@@ -140,12 +143,9 @@ def manifest_entry(stored: FittedState, *, states_table: str) -> dict[str, Any]:
             "data_fingerprint": stored.data_fingerprint, "label": stored.label, "fitted_at": stored.created_at}
 
 
-def write_manifest(path: str, doc: dict[str, Any]) -> None:
-    local = _local(path)
-    tmp = f"{local}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, local)  # atomic on one file system: readers never see half a manifest
+def write_manifest(spark, path: str, doc: dict[str, Any]) -> None:
+    """Write the manifest back with :func:`featuremill.io.write_text` (atomic for local files)."""
+    io.write_text(spark, path, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def run_fit(spark, config: PipelineConfig, *, training_set: str, label: str | None = None,
@@ -163,11 +163,11 @@ def run_fit(spark, config: PipelineConfig, *, training_set: str, label: str | No
         io.check_write_path(out, config.env.warehouse, what="transformed training table")
     spec = preprocessing_spec(config)
     path = states_path(config.tables.root)
-    if manifest is None:
-        beside = default_manifest_path(training_set)
-        manifest = beside if not _is_uri(beside) and os.path.isfile(_local(beside)) else None
     with recorded_run(spark, config, job="fit", target=spec.name, start=None, end=None) as record:
-        manifest_doc = read_manifest(manifest) if manifest else None
+        if manifest is None:
+            manifest, manifest_doc = _manifest_beside(spark, training_set)
+        else:
+            manifest_doc = read_manifest(spark, manifest)
         table = read_training_table(spark, training_set)
         before = _latest(spark, path, spec.name)
         with stage(f"fit {spec.name}: statistics"):
@@ -181,7 +181,7 @@ def run_fit(spark, config: PipelineConfig, *, training_set: str, label: str | No
         stored = store_fitted_state(spark, path, state)
         if manifest_doc is not None:
             manifest_doc["preprocessing"] = manifest_entry(stored, states_table=path)
-            write_manifest(manifest, manifest_doc)
+            write_manifest(spark, manifest, manifest_doc)
         written = None
         if out:
             with stage(f"fit {spec.name}: write transformed training set"):
