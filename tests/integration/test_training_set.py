@@ -257,3 +257,38 @@ def test_register_model_links_feature_versions_and_validate_warns(spark, shop, c
         assert "BREAKS: spend@1: pipeline now declares version 2" in capsys.readouterr().out
     finally:
         shop["pipeline"].write_text(original)
+
+
+def test_training_set_selected_features_keeps_only_them_and_rebuilds(spark, shop, capsys, tmp_path):
+    """`--selected-features` (select's selected_features.json) keeps only the kept features; the
+    manifest records the selection and a rebuild joins the same columns."""
+    project, pipeline = shop["project"], str(shop["pipeline"])
+    full, picked = project / "warehouse" / "ts" / "all_features", project / "warehouse" / "ts" / "picked"
+    selection = tmp_path / "report"
+    selection.mkdir()
+    (selection / "selected_features.json").write_text(json.dumps({"label": "label", "features": ["sum_2d"]}))
+    assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(full)]) == 0
+    assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(picked),
+                 "--selected-features", str(selection)]) == 0
+    kept = ["label_id", "customer", "label_ts", "label", "sum_2d", "_spend_event_time"]
+    assert _read(spark, picked).columns == kept
+    assert_df_equality(_read(spark, picked), _read(spark, full).select(*kept), ignore_row_order=True)
+    manifest = json.loads(Path(f"{picked}.manifest.json").read_text())
+    assert manifest["feature_sets"][0]["features"] == ["sum_2d"]
+    assert manifest["selection"] == {"file": str(selection), "features": ["sum_2d"], "feature_sets_left_out": []}
+
+    rebuilt = project / "warehouse" / "ts" / "picked_rebuilt"
+    assert main(["training-set", pipeline, "--manifest", f"{picked}.manifest.json", "--out", str(rebuilt)]) == 0
+    assert_df_equality(_read(spark, rebuilt), _read(spark, picked), ignore_row_order=True)
+    capsys.readouterr()
+
+    # a name that is not a feature of the requested sets is refused before anything is written
+    (selection / "selected_features.json").write_text(json.dumps({"features": ["sum_2d", "sum_2d_scaled"]}))
+    refused = project / "warehouse" / "ts" / "refused_selection"
+    assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(refused),
+                 "--selected-features", str(selection / "selected_features.json")]) == 2
+    assert "sum_2d_scaled not a feature of the requested feature sets (spend)" in capsys.readouterr().err
+    assert not refused.exists()
+    assert main(["training-set", pipeline, "--manifest", f"{picked}.manifest.json", "--out", str(refused),
+                 "--selected-features", str(selection)]) == 2
+    assert "--selected-features: these come from the manifest" in capsys.readouterr().err

@@ -31,6 +31,9 @@ def add_arguments(parser) -> None:
                         help="use a feature row only once it was known (its _known_at <= label time)")
     parser.add_argument("--strategy", choices=("auto", "window", "broadcast"), default="auto",
                         help="join strategy; the result is identical, only speed differs (default auto)")
+    parser.add_argument("--selected-features", metavar="FILE",
+                        help="keep only the features `featuremill select` kept (its selected_features.json, or the "
+                             "report folder holding it); recorded in the manifest")
     parser.add_argument("--manifest", help="rebuild the training set this manifest describes (time travel); "
                                            "--spine/--features/--strict/--ttl/--known-at come from the manifest")
 
@@ -71,7 +74,8 @@ def run(args) -> int:
     args.spine, args.out, args.manifest_out = absolute(args.spine), absolute(args.out), absolute(args.manifest_out)
     if args.manifest:
         given = [flag for flag, value in (("--spine", args.spine), ("--features", args.features), ("--ttl", args.ttl),
-                                          ("--strict", args.strict), ("--known-at", args.known_at)) if value]
+                                          ("--strict", args.strict), ("--known-at", args.known_at),
+                                          ("--selected-features", args.selected_features)) if value]
         if given:
             raise TrainingSetError(f"{', '.join(given)}: these come from the manifest when rebuilding with --manifest")
         spark = spark_for(config, f"featuremill-training-set-{config.name}")
@@ -89,10 +93,17 @@ def run(args) -> int:
         ttl = parse_duration(args.ttl) if args.ttl else None
     except ValueError as exc:
         raise TrainingSetError(f"--ttl: {exc}") from None
+    selected = None
+    if args.selected_features:
+        from featuremill.pipelines.select_features import load_selected_features
+
+        args.selected_features = absolute(args.selected_features)
+        selected = tuple(load_selected_features(args.selected_features))
     options = job.TrainingSetOptions(
         spine=args.spine, features=job.parse_feature_requests(args.features), out=args.out,
         spine_format=args.spine_format, spine_time=args.time_column, manifest_out=args.manifest_out,
-        strict=args.strict, ttl_seconds=ttl, known_at=args.known_at, strategy=args.strategy)
+        strict=args.strict, ttl_seconds=ttl, known_at=args.known_at, strategy=args.strategy,
+        selected_features=selected, selected_from=args.selected_features)
     lock_file = versions.lock_path(args.pipeline)
     lock = versions.read_lock(lock_file)
     spark = spark_for(config, f"featuremill-training-set-{config.name}")

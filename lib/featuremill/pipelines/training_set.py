@@ -88,6 +88,9 @@ class TrainingSetOptions:
     ttl_seconds: int | None = None
     known_at: bool = False
     strategy: str = "auto"
+    #: kept features of a selection (``featuremill select``'s selected_features.json), or None for all
+    selected_features: tuple[str, ...] | None = None
+    selected_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,40 @@ def _feature_sources(entries: Sequence[Mapping[str, Any]], frames: Sequence[Any]
             for e, frame in zip(entries, frames)]
 
 
+def _apply_selection(entries: list[dict[str, Any]], frames: list[Any], feature_rows: list[int], *,
+                     selected: Sequence[str], source: str | None):
+    """Keep only the selected features of each requested feature set.
+
+    The kept names are written into each entry's ``features`` (so a rebuild from the manifest
+    joins the same columns); a set with no kept feature is left out of the join. Every selected
+    name must belong to one of the requested sets: a selection made on another training set,
+    or on transformed columns, is refused rather than silently ignored.
+    """
+    wanted = set(selected)
+    known = {name for e in entries for name in e["features"]}
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise TrainingSetError(
+            f"{source or 'selected features'}: {', '.join(unknown)} not a feature of the requested feature sets "
+            f"({', '.join(e['name'] for e in entries)}); select on a training set built from these feature sets, "
+            "before preprocessing")
+    kept_entries, kept_frames, kept_rows, dropped = [], [], [], []
+    for entry, frame, rows in zip(entries, frames, feature_rows):
+        features = [name for name in entry["features"] if name in wanted]
+        if not features:
+            dropped.append(entry["name"])
+            continue
+        kept_entries.append(dict(entry, features=features))
+        kept_frames.append(frame)
+        kept_rows.append(rows)
+    if not kept_entries:
+        raise TrainingSetError(f"{source or 'selected features'}: the selection keeps no feature")
+    if dropped:
+        log.info("training set: no selected feature in %s; left out of the join", ", ".join(dropped))
+    return kept_entries, kept_frames, kept_rows, {"file": source, "features": sorted(wanted),
+                                                   "feature_sets_left_out": dropped}
+
+
 def _check_outputs(config: PipelineConfig, out: str, manifest_out: str | None) -> None:
     """Training sets and manifests are written only under the environment's warehouse root."""
     io.check_write_path(out, config.env.warehouse, what="training set")
@@ -243,6 +280,10 @@ def build_training_set(spark, config: PipelineConfig, options: TrainingSetOption
             frames.append(frame)
             feature_rows.append(rows)
 
+        selection = None
+        if options.selected_features is not None:
+            entries, frames, feature_rows, selection = _apply_selection(
+                entries, frames, feature_rows, selected=options.selected_features, source=options.selected_from)
         strategy = choose_strategy(options.strategy, spine_rows=spine_rows, feature_rows=feature_rows)
         log.info("training set: %d spine rows, feature tables of %s rows: %s strategy", spine_rows,
                  "/".join(map(str, feature_rows)), strategy)
@@ -265,6 +306,7 @@ def build_training_set(spark, config: PipelineConfig, options: TrainingSetOption
                         "strategy": strategy},
             "feature_sets": entries,
             "output": output,
+            "selection": selection,
             "preprocessing": None,
         }
         manifest_path = options.manifest_out or manifests.default_manifest_path(options.out)
