@@ -397,7 +397,8 @@ def _plan_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec
                                                  version=versions.get(f"validated.{r.dimension}"))
                       for r in gate.spec.row_rules if r.check == "referential"}
         frame = gate.with_row_rules(frame, references=references)
-        frame = planned.cached = frame.persist(StorageLevel.MEMORY_AND_DISK)
+        # DISK_ONLY for the same reason as ingest's batch cache: bounded heap use on small drivers.
+        frame = planned.cached = frame.persist(StorageLevel.DISK_ONLY)
         with stage(f"features {feature_set.name}: quality rules", spark, key="quality_rules"):
             gate.measure(frame)
             kept = None
