@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from featuremill.quality.stats import benjamini_hochberg  # noqa: F401  (re-exported for selection)
+
 
 #: Permutation importance counts as evidence only this many standard errors above zero.
 PERMUTATION_Z = 3.0
@@ -50,18 +52,6 @@ def chi2_is_valid(counts: Mapping[tuple, int]) -> bool:
     expected = [px[x] * py[y] / total for x in px for y in py]
     small = sum(1 for e in expected if e < 5)
     return min(expected) >= 1 and small <= 0.2 * len(expected)
-
-
-def benjamini_hochberg(pvalues: Sequence[float | None]) -> list[float | None]:
-    """BH-adjusted p-values (false discovery rate), ``None`` entries left out and kept ``None``."""
-    indexed = [(p, i) for i, p in enumerate(pvalues) if p is not None and not math.isnan(p)]
-    m = len(indexed)
-    out: list[float | None] = [None] * len(pvalues)
-    running = 1.0
-    for rank, (p, i) in reversed(list(enumerate(sorted(indexed), start=1))):
-        running = min(running, p * m / rank)
-        out[i] = min(running, 1.0)
-    return out
 
 
 def near_zero_variance(top_counts: Sequence[int], distinct: int, non_null: int, *, freq_ratio_cut: float,
