@@ -39,7 +39,7 @@ def main(argv=None) -> int:
 
     from featuremill.bench import pit as bench
     from featuremill.config import parse_duration
-    from featuremill.session import get_spark
+    from featuremill.core.session import get_spark
 
     ttl = parse_duration(args.ttl) if args.ttl else None
     spark = get_spark("featuremill-bench-pit", master=args.master, conf={

@@ -68,7 +68,7 @@ def main() -> None:
     from featuremill.quality.drift import fit_reference, score_counts
     from featuremill.quality.profile import profile_frame
     from featuremill.quality.spec import DriftSettings, ProfileSettings, RuleSpec, TableQualitySpec
-    from featuremill.session import get_spark
+    from featuremill.core.session import get_spark
 
     spark = get_spark("bench-quality", master="local[2]",
                       conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "8"})

@@ -39,7 +39,7 @@ if ! ls "$ivy_dir"/jars/io.delta_delta-spark_2.13-"$delta_version".jar >/dev/nul
   .venv/bin/python - <<'PY'
 import logging
 logging.basicConfig(level=logging.WARNING)
-from featuremill.session import get_spark
+from featuremill.core.session import get_spark
 spark = get_spark("featuremill-setup", master="local[1]", conf={"spark.ui.enabled": "false"})
 spark.range(1).count()
 spark.stop()

@@ -26,7 +26,7 @@ TEST_SPARK_CONF = {
 
 @pytest.fixture(scope="session")
 def spark():
-    from featuremill.session import get_spark
+    from featuremill.core.session import get_spark
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers run the interpreter running the tests
     session = get_spark("featuremill-tests", master="local[2]", conf=TEST_SPARK_CONF)

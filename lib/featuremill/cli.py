@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from featuremill.pipelines.common import configure_logging
 
     configure_logging(args.log_level)
-    from featuremill.errors import FeaturemillError
+    from featuremill.core.errors import FeaturemillError
 
     try:
         return int(module.run(args) or 0)

@@ -6,7 +6,7 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-from featuremill import io
+from featuremill.storage import io
 from featuremill.config import load_pipeline
 from tests.integration.shop import make_project, write_dimensions, write_landing
 

@@ -19,11 +19,11 @@ def main(argv: list[str]) -> int:
     root, job, start, end = argv[:4]
     mode = argv[4] if len(argv) > 4 else "watch"
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from featuremill.commit_retry import observe_writes
+    from featuremill.storage.commit_retry import observe_writes
     from featuremill.config import load_pipeline
     from featuremill.pipelines.build_features import run_features
     from featuremill.pipelines.ingest import run_ingest
-    from featuremill.session import get_spark
+    from featuremill.core.session import get_spark
 
     spark = get_spark("featuremill-kill-child", master="local[1]", conf={
         "spark.ui.enabled": "false",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("featuremill.exactly_once", reason="needs the exactly-once machinery (issue 3)")
+pytest.importorskip("featuremill.storage.exactly_once", reason="needs the exactly-once machinery (issue 3)")
 
 from featuremill.pipelines.backfill import run_backfill
 from tests.faults.helpers import D2, D3, VALID_D1, VALID_D2, all_rows, load, rows, versions

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from featuremill import io
-from featuremill.commit_retry import commit_attempts, is_commit_conflict, observe_writes
-from featuremill.errors import CommitConflictError
+from featuremill.storage import io
+from featuremill.storage.commit_retry import commit_attempts, is_commit_conflict, observe_writes
+from featuremill.core.errors import CommitConflictError
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
 from tests.faults.helpers import (
@@ -52,7 +52,7 @@ def _race(*calls, barrier_path: str, parties: int = 2, timeout: float = 60):
 
 
 def _conflicts(caplog, path):
-    return [r for r in caplog.records if r.name == "featuremill.commit_retry" and path in r.getMessage()
+    return [r for r in caplog.records if r.name == "featuremill.storage.commit_retry" and path in r.getMessage()
             and "commit conflict" in r.getMessage()]
 
 
@@ -61,7 +61,7 @@ def test_concurrent_ingest_same_partition_one_retries_and_equals_serial(spark, i
     tables = config.tables
     v_valid, v_quarantine = versions(spark, tables.validated("tx"), tables.quarantine)
     assert v_valid == 0
-    caplog.set_level(logging.WARNING, logger="featuremill.commit_retry")
+    caplog.set_level(logging.WARNING, logger="featuremill.storage.commit_retry")
 
     results, errors = _race(lambda: run_ingest(spark, config, start=D1, end=D1, sources=["tx"]),
                             lambda: run_ingest(spark, config, start=D1, end=D1, sources=["tx"]),
@@ -109,7 +109,7 @@ def test_concurrent_feature_merge_same_range_equals_serial_run(spark, ingested_s
     copy_warehouse(ingested_shop, tmp_path / "serial")
     serial = load(tmp_path / "serial")
     run_features(spark, serial, start=D2, end=D2)
-    caplog.set_level(logging.WARNING, logger="featuremill.commit_retry")
+    caplog.set_level(logging.WARNING, logger="featuremill.storage.commit_retry")
 
     results, errors = _race(lambda: run_features(spark, config, start=D2, end=D2),
                             lambda: run_features(spark, config, start=D2, end=D2),
@@ -135,7 +135,7 @@ def test_concurrent_feature_merge_disjoint_ranges_both_commit(spark, ingested_sh
     config = load(ingested_shop)
     out = config.tables.features("cust")
     before = all_rows(spark, out)
-    caplog.set_level(logging.WARNING, logger="featuremill.commit_retry")
+    caplog.set_level(logging.WARNING, logger="featuremill.storage.commit_retry")
 
     # D1 was committed by the template's run: a corrective run MERGEs it again (a real write).
     results, errors = _race(lambda: run_features(spark, config, start=D1, end=D1, corrective=True),

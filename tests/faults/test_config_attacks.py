@@ -16,9 +16,9 @@ import textwrap
 
 import pytest
 
-from featuremill import io
+from featuremill.storage import io
 from featuremill.config import load_pipeline
-from featuremill.errors import ConfigError, WritePathError
+from featuremill.core.errors import ConfigError, WritePathError
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
 from featuremill.pipelines.training_set import TrainingSetOptions, build_training_set, parse_feature_requests

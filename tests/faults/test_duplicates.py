@@ -14,7 +14,7 @@ import math
 
 import pytest
 
-from featuremill import io
+from featuremill.storage import io
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
 from tests.faults.helpers import D1, load, rows, shop_project

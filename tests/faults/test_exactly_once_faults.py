@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("featuremill.exactly_once", reason="needs the exactly-once machinery (issue 3)")
+pytest.importorskip("featuremill.storage.exactly_once", reason="needs the exactly-once machinery (issue 3)")
 
-from featuremill.errors import ChangedInputError, ReplayWindowError
+from featuremill.core.errors import ChangedInputError, ReplayWindowError
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
 from featuremill.pipelines.replay import replay_run

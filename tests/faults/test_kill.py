@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from featuremill import io
+from featuremill.storage import io
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
 from tests.faults.helpers import D1, D2, D3, load, shop_project

@@ -17,7 +17,7 @@ import textwrap
 import pytest
 
 from featuremill.config import load_pipeline
-from featuremill.errors import InputDataError
+from featuremill.core.errors import InputDataError
 from featuremill.pipelines.ingest import run_ingest
 from tests.faults.helpers import D1, D2, D3, versions
 

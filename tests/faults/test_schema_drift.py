@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from featuremill.errors import InputDataError, SchemaContractError
+from featuremill.core.errors import InputDataError, SchemaContractError
 from featuremill.pipelines.ingest import run_ingest
 from tests.faults.helpers import D1, D2, D3, VALID_D1, VALID_D2, load, rows, versions
 from tests.integration.shop import HEADER, write_landing

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from featuremill import io
-from featuremill.errors import TableStateError
+from featuremill.storage import io
+from featuremill.core.errors import TableStateError
 
 
 @contextlib.contextmanager

@@ -81,7 +81,7 @@ def write_customers(project: Path, rows: list[str]) -> None:
 
 
 def versions(spark, config) -> dict[str, int | None]:
-    from featuremill import io
+    from featuremill.storage import io
 
     t = config.tables
     paths = {f"validated.{s.name}": t.validated(s.name) for s in config.sources}

@@ -16,7 +16,9 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from featuremill import cli, io
+from featuremill import cli
+
+from featuremill.storage import io
 from featuremill.config import load_pipeline
 from featuremill.pipelines.backfill import chunk_ranges, run_backfill
 from featuremill.pipelines.build_features import build_feature_frame

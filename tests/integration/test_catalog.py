@@ -12,10 +12,10 @@ from html.parser import HTMLParser
 import pytest
 import yaml
 
-from featuremill.catalog import build_catalog, read_lineage_inputs
+from featuremill.storage.catalog import build_catalog, read_lineage_inputs
 from featuremill.cli import main
 from featuremill.config import load_pipeline
-from featuremill.ledger import RunRecord, append_run
+from featuremill.storage.ledger import RunRecord, append_run
 from tests.conftest import ROOT
 
 DEMO = ROOT / "conf" / "pipelines" / "demo.yaml"
@@ -174,7 +174,7 @@ def test_catalog_lineage_from_run_log(spark, project):
     unrelated.finish("succeeded")
     for record in (built, training, unrelated):
         append_run(spark, config.tables.run_log, record)
-    from featuremill.registry import REGISTRY_SCHEMA
+    from featuremill.storage.registry import REGISTRY_SCHEMA
     registry_row = {name: None for name in spark.createDataFrame([], REGISTRY_SCHEMA).columns}
     registry_row.update(model="churn", model_version="7", pipeline="shop", feature_sets={"cust": 2})
     spark.createDataFrame([registry_row], REGISTRY_SCHEMA).write.format("delta").save(config.tables.model_registry)
@@ -194,7 +194,7 @@ def test_catalog_lineage_from_run_log(spark, project):
 
 @pytest.mark.parametrize("missing", ["description", "owner"])
 def test_catalog_requires_meaning_and_owner(project, missing):
-    from featuremill.errors import ConfigError
+    from featuremill.core.errors import ConfigError
 
     doc = _doc()
     del doc["feature_sets"][0][missing]

@@ -116,7 +116,7 @@ def _local_reference(spark, tmp: Path, data_root: Path):
 def test_jobs_on_standalone_cluster_match_local_mode(spark, tmp_path):
     from chispa import assert_approx_df_equality
 
-    from featuremill.demo_data import DemoDataSpec, write_demo_data
+    from featuremill.pipelines.demo_data import DemoDataSpec, write_demo_data
 
     data_root = tmp_path / "data"
     write_demo_data(spark, data_root, DemoDataSpec(events=1500, days=3, start=START))

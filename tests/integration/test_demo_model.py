@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from featuremill.cli import main
-from featuremill.demo_data import DemoDataSpec
+from featuremill.pipelines.demo_data import DemoDataSpec
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -83,7 +83,7 @@ def test_airflow_dag_loads_in_dagbag(deploy_python, exported):
     assert dag["first_run"]["run_after"] == "2026-09-02T02:30:00+00:00"
     assert dag["first_run"]["ds"] == "2026-09-01"
     assert dag["deadlines"] == [{"reference": "DagRunQueuedAtDeadline", "interval_s": 4 * 3600.0,
-                                 "callback": "featuremill.alerts.log_deadline_miss",
+                                 "callback": "featuremill.deploy.alerts.log_deadline_miss",
                                  "callback_kwargs": {"pipeline": "demo", "sla": "14400s"}}]
     tasks = dag["tasks"]
     assert set(tasks) == {"ingest", "features"}

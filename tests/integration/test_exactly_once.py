@@ -10,14 +10,14 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from featuremill import io
+from featuremill.storage import io
 from featuremill.config import load_pipeline
-from featuremill.delta_log import read_commits
-from featuremill.errors import ChangedInputError
-from featuremill.exactly_once import run_key
+from featuremill.storage.delta_log import read_commits
+from featuremill.core.errors import ChangedInputError
+from featuremill.storage.exactly_once import run_key
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
-from featuremill.retention import ReplayWindow, ensure_retention
+from featuremill.storage.retention import ReplayWindow, ensure_retention
 from tests.integration.reliability_data import (
     assert_same_rows,
     day,

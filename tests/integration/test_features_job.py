@@ -10,8 +10,8 @@ import random
 import pytest
 from chispa import assert_df_equality
 
-from featuremill import io
-from featuremill.errors import BroadcastTooLargeError
+from featuremill.storage import io
+from featuremill.core.errors import BroadcastTooLargeError
 from featuremill.pipelines.build_features import build_feature_frame, run_features
 from featuremill.pipelines.ingest import run_ingest
 from tests.integration.shop import load, make_project, write_dimensions, write_landing

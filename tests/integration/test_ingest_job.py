@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from featuremill import io
-from featuremill.errors import InputDataError
+from featuremill.storage import io
+from featuremill.core.errors import InputDataError
 from featuremill.pipelines.ingest import run_ingest
 from tests.integration.shop import load, make_project, write_dimensions, write_landing
 

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from featuremill.errors import QualityRuleFailed
+from featuremill.core.errors import QualityRuleFailed
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
 from tests.integration.quality_helpers import load, versions, write_customers, write_pipeline, write_tx

@@ -11,7 +11,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from featuremill.errors import QualityRuleFailed
+from featuremill.core.errors import QualityRuleFailed
 from featuremill.quality import history
 from featuremill.quality.gate import TableGate, enforce, quality_metrics_path
 from featuremill.quality.rules import EvaluationContext

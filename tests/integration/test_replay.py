@@ -13,10 +13,12 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from featuremill import cli, io
+from featuremill import cli
+
+from featuremill.storage import io
 from featuremill.config import load_pipeline
-from featuremill.delta_log import version_at
-from featuremill.errors import ChangedInputError, ReplayError, ReplayWindowError
+from featuremill.storage.delta_log import version_at
+from featuremill.core.errors import ChangedInputError, ReplayError, ReplayWindowError
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
 from featuremill.pipelines.replay import replay_path, replay_run

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from featuremill.errors import SchemaContractError
+from featuremill.core.errors import SchemaContractError
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
 from tests.integration.quality_helpers import TX_HEADER, load, versions, write_customers, write_pipeline, write_tx

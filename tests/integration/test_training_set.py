@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from chispa import assert_df_equality
 
-from featuremill import versions
+from featuremill.storage import versions
 from featuremill.cli import main
 from featuremill.config import load_pipeline
 from featuremill.pipelines.build_features import run_features

@@ -9,7 +9,7 @@ import yaml
 
 from featuremill.cli import main
 from featuremill.config import load_pipeline, parse_duration
-from featuremill.errors import ConfigError
+from featuremill.core.errors import ConfigError
 from tests.conftest import ROOT
 
 BASE = {

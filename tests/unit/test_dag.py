@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from featuremill.config import load_pipeline
-from featuremill.dag import RetryPolicy, job_argv, run_dag, script_args
-from featuremill.errors import ConfigError
-from featuremill.schedule import CronError, describe, to_aws_cron, to_quartz
+from featuremill.deploy.dag import RetryPolicy, job_argv, run_dag, script_args
+from featuremill.core.errors import ConfigError
+from featuremill.core.schedule import CronError, describe, to_aws_cron, to_quartz
 from tests.unit.test_config import BASE
 
 DAG = {
@@ -76,7 +76,7 @@ def test_parse_dag_section_rejects(project, patch, expected):
 
 
 def test_job_argv_and_script_args_are_the_cli_invocation():
-    from featuremill.dag import DagJob
+    from featuremill.deploy.dag import DagJob
 
     job = DagJob(name="ingest_tx", kind="ingest", args=("--source", "tx"))
     assert job_argv(job, pipeline="demo.yaml", env="emr", date="{{ ds }}") == [

@@ -133,7 +133,7 @@ def test_package_sh_builds_importable_zip_and_wheel(tmp_path):
     ("local[2]", "local"), (None, ""),
 ])
 def test_cluster_manager_from_master(master, expected):
-    from featuremill.session import Runtime, cluster_manager, detect_runtime, with_cluster_manager
+    from featuremill.core.session import Runtime, cluster_manager, detect_runtime, with_cluster_manager
 
     assert cluster_manager(master) == expected
     runtime = detect_runtime({"PYSPARK_GATEWAY_PORT": "4040"})

@@ -14,7 +14,7 @@ import pytest
 from chispa import assert_approx_df_equality
 
 from featuremill.config import FeatureSpec, WhereSpec, parse_duration
-from featuremill.features import with_window_features
+from featuremill.transforms.features import with_window_features
 
 T0 = dt.datetime(2024, 1, 1, 0, 0, 0)
 SCHEMA = "entity string, event_id string, ts timestamp, amount double, channel string"

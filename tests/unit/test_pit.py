@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from chispa import assert_df_equality
 
-from featuremill.errors import TrainingSetError
-from featuremill.pit import FeatureSource, point_in_time_join
+from featuremill.core.errors import TrainingSetError
+from featuremill.transforms.pit import FeatureSource, point_in_time_join
 
 T0 = dt.datetime(2024, 3, 1)
 US = dt.timedelta(microseconds=1)

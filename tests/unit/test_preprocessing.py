@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from featuremill.config import Checker, SectionContext
-from featuremill.errors import PreprocessingError
+from featuremill.core.errors import PreprocessingError
 from featuremill.preprocessing import (
     FittedState, apply_preprocessing, fit_preprocessing, load_fitted_state, store_fitted_state,
 )
@@ -418,7 +418,7 @@ def test_apply_preprocessing_large_lookups_are_broadcast_joined_with_same_values
 def test_content_fingerprint_ignores_order_and_partitioning_not_values(spark):
     from pyspark.sql import functions as F
 
-    from featuremill.preprocessing.fingerprint import content_fingerprint, content_hash_aggregate
+    from featuremill.transforms.fingerprint import content_fingerprint, content_hash_aggregate
 
     def fingerprint(df):
         return content_fingerprint(df.agg(content_hash_aggregate(df, "h")).first()["h"])

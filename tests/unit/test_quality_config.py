@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from featuremill.config import load_pipeline
-from featuremill.errors import ConfigError
+from featuremill.core.errors import ConfigError
 from featuremill.quality.spec import DEFAULT_THRESHOLDS, QualitySpec, quality_of
 from tests.unit.test_config import BASE
 

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sst
 from scipy.spatial.distance import jensenshannon
 
-from featuremill.quality import stats
+from featuremill.core import stats
 
 REF = [120, 340, 560, 10, 0, 970]
 CUR = [100, 400, 500, 40, 7, 950]

@@ -9,9 +9,9 @@ import pytest
 
 from featuremill.commands.runs import human_bytes, human_seconds
 from featuremill.config import parse_pipeline
-from featuremill.delta_log import Commit, monotonic_timestamps
-from featuremill.errors import ConfigError
-from featuremill.exactly_once import (
+from featuremill.storage.delta_log import Commit, monotonic_timestamps
+from featuremill.core.errors import ConfigError
+from featuremill.storage.exactly_once import (
     commit_metadata,
     describe_differences,
     digest,
@@ -19,9 +19,9 @@ from featuremill.exactly_once import (
     parse_commit_metadata,
     run_key,
 )
-from featuremill.io import CommitTag
+from featuremill.storage.io import CommitTag
 from featuremill.pipelines.backfill import chunk_ranges
-from featuremill.retention import ReplayWindow, interval_seconds, missing_properties, replay_window
+from featuremill.storage.retention import ReplayWindow, interval_seconds, missing_properties, replay_window
 from tests.integration.reliability_data import PIPELINE
 
 D = dt.date

@@ -8,7 +8,7 @@ import pytest
 from pyspark.sql import types as T
 
 from featuremill.config import ColumnSpec
-from featuremill.errors import SchemaContractError
+from featuremill.core.errors import SchemaContractError
 from featuremill.quality.contracts import compare_schemas, widening_allowed
 from featuremill.quality.spec import SchemaPolicy
 

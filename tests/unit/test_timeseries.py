@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from featuremill.preprocessing.spec import TimeseriesSpec
-from featuremill.timeseries import with_history_helpers
+from featuremill.preprocessing.timeseries import with_history_helpers
 
 T0 = dt.datetime(2024, 3, 1)
 ROWS = [

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from featuremill import versions
+from featuremill.storage import versions
 from featuremill.cli import main
 from featuremill.config import load_pipeline
-from featuremill.errors import ConfigError
+from featuremill.core.errors import ConfigError
 from tests.conftest import write_pipeline
 
 PIPELINE = """\

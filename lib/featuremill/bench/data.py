@@ -1,4 +1,4 @@
-"""Benchmark inputs derived from the package's deterministic generator (:mod:`featuremill.demo_data`).
+"""Benchmark inputs derived from the package's deterministic generator (:mod:`featuremill.pipelines.demo_data`).
 
 Sizes scale with the number of events: customers (the entity) = events / 40 as in the demo, with
 the demo's skewed customer distribution (the busiest customer has about 0.2% of all events), and
@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from featuremill.config import FeatureSpec
-from featuremill.demo_data import DemoDataSpec, transactions_frame
+from featuremill.pipelines.demo_data import DemoDataSpec, transactions_frame
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def pit_feature_specs() -> list[FeatureSpec]:
 def write_pit_inputs(spark, events: PreparedEvents, path: str, *, spine_fraction: float = 0.25, seed: int = 7):
     """Feature table and spine for the point-in-time join benchmark, from the typed events.
 
-    Feature table (``<path>/features``): the output of :func:`featuremill.features.with_window_features`
+    Feature table (``<path>/features``): the output of :func:`featuremill.transforms.features.with_window_features`
     over the events (one row per customer and event time) renamed to the benchmark's columns:
     ``entity_id`` bigint, ``ts`` timestamp, ``known_at`` timestamp (the row's ``_known_at``),
     :data:`PIT_FEATURES`. Spine (``<path>/spine``): ``spine_fraction`` of the events, hash-sampled:
@@ -98,7 +98,7 @@ def write_pit_inputs(spark, events: PreparedEvents, path: str, *, spine_fraction
     from pyspark.sql import functions as F
 
     from featuremill.bench.pit import PitBenchData
-    from featuremill.features import with_window_features
+    from featuremill.transforms.features import with_window_features
 
     ev = spark.read.parquet(events.path)
     feats = with_window_features(ev, entity=["customer_id"], event_time="event_ts", order_key=["event_id"],

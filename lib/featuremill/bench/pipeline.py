@@ -3,7 +3,7 @@
 All of them run :func:`featuremill.pipelines.ingest.run_ingest` and
 :func:`featuremill.pipelines.build_features.run_features` on the demo pipeline
 (``conf/pipelines/demo.yaml``: 3 sources, 2 feature sets, 21 features, quality rules) against
-temporary warehouses, with the raw CSV data written by :mod:`featuremill.demo_data`.
+temporary warehouses, with the raw CSV data written by :mod:`featuremill.pipelines.demo_data`.
 
 ``python -m featuremill.bench.pipeline --events N --data DIR --warehouse DIR --json OUT`` runs one
 end-to-end pass in a fresh process; the driver-memory figure uses it so that
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from featuremill.bench.common import Timed, paired_ratio, time_round_robin
-from featuremill.demo_data import DemoDataSpec, write_demo_data
+from featuremill.pipelines.demo_data import DemoDataSpec, write_demo_data
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def run_incremental(spark, pipeline: str, spec: DemoDataSpec, workdir: str, *, r
     """
     from delta.tables import DeltaTable
 
-    from featuremill import io
+    from featuremill.storage import io
     from featuremill.pipelines.build_features import run_features
     from featuremill.pipelines.ingest import run_ingest
 
@@ -219,7 +219,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from featuremill.pipelines.common import configure_logging
-    from featuremill.session import get_spark
+    from featuremill.core.session import get_spark
 
     configure_logging("WARNING")
     spark = get_spark("featuremill-bench-driver-memory", master=args.master, conf={

@@ -8,7 +8,7 @@ checksum over the spine id and the feature columns (a sum of 64-bit row hashes, 
 
 Methods (``METHODS``):
 
-* ``window``: :func:`featuremill.pit.point_in_time_join` with ``strategy="window"``.
+* ``window``: :func:`featuremill.transforms.pit.point_in_time_join` with ``strategy="window"``.
 * ``broadcast``: the same with ``strategy="broadcast"``.
 * ``last_ignorenulls``: the Tecton/tempo shape, union + ``last(struct, ignorenulls)`` over
   ``ORDER BY ts, is_spine`` (correct only without known-at; kept to price ``max(struct)``).
@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from featuremill.pit import FeatureSource, point_in_time_join
+from featuremill.transforms.pit import FeatureSource, point_in_time_join
 
 log = logging.getLogger(__name__)
 

@@ -272,7 +272,7 @@ def render(report: dict) -> str:
              for x in p["methods"]]))
     if "windows" in s:
         w = s["windows"]
-        lines += ["", "### Window features (featuremill.features.with_window_features, customer entity)", ""]
+        lines += ["", "### Window features (featuremill.transforms.features.with_window_features, customer entity)", ""]
         one = w["timings"]["1 feature"]["median_s"]
         lines.append(markdown(["frame", "median s", "runs s", "x 1 feature"],
                               [[name, fmt(t["median_s"]), " ".join(f"{v:.2f}" for v in t["runs_s"]),

@@ -1,6 +1,6 @@
 """Window-feature benchmark: 12 rolling features against 1, same events, same transform.
 
-Both frames come from :func:`featuremill.features.with_window_features` (the feature job's
+Both frames come from :func:`featuremill.transforms.features.with_window_features` (the feature job's
 transform) over the typed demo events, customer as entity. The 12 features cover every rolling
 function (count, sum, mean, stddev, min, max), each over two of the four ranges (1h, 1d, 7d,
 30d), each range used three times; the 1 is ``sum(amount)`` over 7 days. A 24-feature frame (all
@@ -31,7 +31,7 @@ def feature_sets() -> dict[str, list[FeatureSpec]]:
 
 def frames(spark, events_path: str) -> dict:
     """Frame name -> a function building that frame (not executed)."""
-    from featuremill.features import with_window_features
+    from featuremill.transforms.features import with_window_features
 
     def build(features):
         def make():

@@ -60,6 +60,6 @@ def load_config(args: argparse.Namespace) -> PipelineConfig:
 
 
 def spark_for(config: PipelineConfig, app_name: str):
-    from featuremill.session import get_spark
+    from featuremill.core.session import get_spark
 
     return get_spark(app_name, master=config.env.master, conf=dict(config.env.spark_conf))

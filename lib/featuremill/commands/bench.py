@@ -47,8 +47,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from featuremill.bench import suite
     from featuremill.bench.common import parse_size
-    from featuremill.errors import FeaturemillError
-    from featuremill.session import get_spark
+    from featuremill.core.errors import FeaturemillError
+    from featuremill.core.session import get_spark
 
     if args.render:
         import json

@@ -17,7 +17,7 @@ import datetime as dt
 
 from featuremill.commands import emit
 from featuremill.commands._common import _date, add_pipeline_arguments, load_config, spark_for
-from featuremill.errors import FeaturemillError
+from featuremill.core.errors import FeaturemillError
 
 TARGETS = ("airflow", "databricks", "emr", "emr-serverless")
 
@@ -75,15 +75,15 @@ def run(args) -> int:
 
 
 def _show_lines(dag):
-    from featuremill.dag import iter_lines
+    from featuremill.deploy.dag import iter_lines
 
     return list(iter_lines(dag))
 
 
 def _run_dag(args, config, dag) -> int:
     from featuremill.commands import run as run_command
-    from featuremill.dag import job_argv, run_dag
-    from featuremill.ledger import RunRecord, append_run, new_run_id
+    from featuremill.deploy.dag import job_argv, run_dag
+    from featuremill.storage.ledger import RunRecord, append_run, new_run_id
     from featuremill.pipelines.common import recorded_run, run_labels
 
     run_date = args.date + dt.timedelta(days=args.date_offset)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from featuremill.commands import emit
 from featuremill.commands._common import add_pipeline_arguments, load_config, spark_for
-from featuremill.demo_data import DemoDataSpec, write_demo_data
+from featuremill.pipelines.demo_data import DemoDataSpec, write_demo_data
 
 DEFAULT_PIPELINE = "conf/pipelines/demo.yaml"
 
@@ -66,7 +66,7 @@ def run(args) -> int:
 
 
 def _model_summary(spark, config, model) -> None:
-    from featuremill import io
+    from featuremill.storage import io
     from featuremill.pipelines.preprocess import preprocessed_path
 
     state, sel = model.fit.state, model.selection.result
@@ -87,7 +87,7 @@ def _model_summary(spark, config, model) -> None:
 
 
 def _summary(spark, config, manifest, ingests, features, elapsed: float) -> None:
-    from featuremill import io
+    from featuremill.storage import io
 
     tables = config.tables
     emit("")

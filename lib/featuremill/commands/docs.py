@@ -25,7 +25,7 @@ def _has_local_table(path: str) -> bool:
 
 
 def run(args) -> int:
-    from featuremill.catalog import build_catalog, catalog_json, read_lineage_inputs, render_html, render_markdown
+    from featuremill.storage.catalog import build_catalog, catalog_json, read_lineage_inputs, render_html, render_markdown
 
     config = load_config(args)
     runs, models = [], []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from featuremill.commands import emit
-from featuremill.demo_data import DEFAULT_START, DemoDataSpec, write_demo_data
+from featuremill.pipelines.demo_data import DEFAULT_START, DemoDataSpec, write_demo_data
 
 
 def add_arguments(parser) -> None:
@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from featuremill.session import get_spark
+    from featuremill.core.session import get_spark
 
     spark = get_spark("featuremill-generate-data")
     manifest = write_demo_data(spark, args.out, DemoDataSpec(events=args.events, days=args.days, start=args.start,

@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from featuremill import registry, versions
+    from featuremill.storage import registry, versions
 
     config = load_config(args)
     spark = spark_for(config, f"featuremill-models-{config.name}")
@@ -37,7 +37,7 @@ def run(args) -> int:
         lock_file = versions.lock_path(args.pipeline)
         lock = versions.read_lock(lock_file)
         if lock is None:
-            from featuremill.errors import ConfigError, ConfigIssue
+            from featuremill.core.errors import ConfigError, ConfigIssue
 
             raise ConfigError([ConfigIssue(str(lock_file), "", "no lock file: create it first with "
                                            f"`featuremill validate {args.pipeline} --update-lock`")])

@@ -1,6 +1,6 @@
 """``featuremill register-model NAME VERSION --manifest M``: record the feature versions a model used.
 
-Writes a row to the pipeline's model registry (a Delta table, :mod:`featuremill.registry`) and,
+Writes a row to the pipeline's model registry (a Delta table, :mod:`featuremill.storage.registry`) and,
 when the pipeline's lock file is at hand, the model's feature-set versions to it, so that
 ``featuremill validate`` warns before a change breaks the model.
 """
@@ -23,10 +23,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from featuremill import io, manifest as manifests, registry, versions
+    from featuremill.storage import io, manifest as manifests, registry, versions
     from featuremill.config import load_pipeline
-    from featuremill.errors import TrainingSetError
-    from featuremill.session import get_spark
+    from featuremill.core.errors import TrainingSetError
+    from featuremill.core.session import get_spark
 
     pipeline_file = args.pipeline
     config = None

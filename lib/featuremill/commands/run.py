@@ -28,7 +28,7 @@ def run(args) -> int:
     config = load_config(args)
     start, end = resolve_dates(args)
     if args.job == "features":
-        from featuremill import versions
+        from featuremill.storage import versions
 
         # A definition changed without a version bump must not reach the feature tables.
         lock_file = versions.lock_path(args.pipeline)

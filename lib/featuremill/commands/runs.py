@@ -21,8 +21,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from pyspark.sql import functions as F
 
-    from featuremill import io
-    from featuremill.ledger import read_runs
+    from featuremill.storage import io
+    from featuremill.storage.ledger import read_runs
 
     config = load_config(args)
     spark = spark_for(config, f"featuremill-runs-{config.name}")

@@ -65,9 +65,9 @@ def git_commit() -> str | None:
 
 
 def run(args) -> int:
-    from featuremill import io, manifest as manifests, versions
+    from featuremill.storage import io, manifest as manifests, versions
     from featuremill.config import parse_duration
-    from featuremill.errors import TrainingSetError
+    from featuremill.core.errors import TrainingSetError
     from featuremill.pipelines import training_set as job
 
     config = load_config(args)

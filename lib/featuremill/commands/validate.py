@@ -1,14 +1,14 @@
 """``featuremill validate PIPELINE``: check a pipeline file without starting Spark.
 
 Also compares the feature-set definitions with the lock file beside the pipeline
-(:mod:`featuremill.versions`); ``--update-lock`` records the current versions in it.
+(:mod:`featuremill.storage.versions`); ``--update-lock`` records the current versions in it.
 """
 
 from __future__ import annotations
 
 from featuremill.commands import emit
 from featuremill.commands._common import add_pipeline_arguments, load_config
-from featuremill.errors import ConfigError
+from featuremill.core.errors import ConfigError
 
 
 def add_arguments(parser) -> None:
@@ -19,7 +19,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from featuremill import versions
+    from featuremill.storage import versions
 
     try:
         config = load_config(args)

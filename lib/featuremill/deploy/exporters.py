@@ -20,7 +20,7 @@
   Scheduler ``CreateSchedule`` request that starts the DAG run on the schedule.
 
 Every job runs the same ``featuremill`` command line as ``featuremill dag run``
-(:func:`featuremill.dag.job_argv`). Values only known on the platform (bucket names, role ARNs,
+(:func:`featuremill.deploy.dag.job_argv`). Values only known on the platform (bucket names, role ARNs,
 cluster and application ids) are read from ``settings`` or left as ``CHANGE-ME`` placeholders.
 """
 
@@ -36,14 +36,14 @@ from typing import Mapping
 
 from featuremill import __version__
 from featuremill.config import PipelineConfig, find_env_file
-from featuremill.dag import DagJob, DagSpec, job_argv, script_args
+from featuremill.deploy.dag import DagJob, DagSpec, job_argv, script_args
 from featuremill.deploy.versions import TESTED_DELTA, TESTED_SPARK, delta_maven_coordinate
-from featuremill.schedule import to_aws_cron, to_quartz
-from featuremill.session import DELTA_CATALOG, DELTA_EXTENSION
+from featuremill.core.schedule import to_aws_cron, to_quartz
+from featuremill.core.session import DELTA_CATALOG, DELTA_EXTENSION
 
 DATABRICKS_SPARK_VERSION = "17.3.x-scala2.13"
 EMR_DELTA_JARS = "/usr/share/aws/delta/lib/delta-spark.jar,/usr/share/aws/delta/lib/delta-storage.jar"
-DEFAULT_SLA_CALLBACK = "featuremill.alerts.log_deadline_miss"
+DEFAULT_SLA_CALLBACK = "featuremill.deploy.alerts.log_deadline_miss"
 DEFAULT_ENVS = {"airflow": "standalone", "databricks": "databricks", "emr": "emr", "emr-serverless": "emr"}
 DEFAULT_ARTIFACTS = {
     "airflow": f"/opt/featuremill/{__version__}",

@@ -36,8 +36,8 @@ from typing import Mapping, Sequence
 
 from featuremill.config import find_env_file
 from featuremill.deploy.versions import delta_maven_coordinate
-from featuremill.errors import FeaturemillError
-from featuremill.session import DELTA_CATALOG, DELTA_EXTENSION, cluster_manager
+from featuremill.core.errors import FeaturemillError
+from featuremill.core.session import DELTA_CATALOG, DELTA_EXTENSION, cluster_manager
 
 #: job name -> entry script (relative to the project root or the dist folder)
 JOB_SCRIPTS: dict[str, str] = {
@@ -260,7 +260,7 @@ def _spark_version(spark_home: Path) -> str:
 
 def settings_from_environment(own: dict, spark_options: Sequence[str], environ: Mapping[str, str]) -> SubmitSettings:
     """Look at this machine (SPARK_HOME, installed pyspark/delta-spark, EMR markers) once."""
-    from featuremill.session import detect_runtime
+    from featuremill.core.session import detect_runtime
 
     spark_home = _spark_home(environ)
     runtime = detect_runtime(environ)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from featuremill.errors import FeaturemillError
+from featuremill.core.errors import FeaturemillError
 
 #: The pair every test runs on (also pinned in constraints.txt).
 TESTED_SPARK = "4.0.1"

@@ -18,7 +18,7 @@ range, the chunk size, the targets, their definitions and ``corrective``) in the
 the same backfill again skips each (chunk, target) that the ledger records as ``succeeded`` or
 ``skipped_empty`` for that id since the last *completed* attempt of the same backfill, and runs
 the rest. A chunk killed after its Delta commit but before its ledger row is run again and finds
-its commit (exactly-once, :mod:`featuremill.exactly_once`): it writes nothing and records
+its commit (exactly-once, :mod:`featuremill.storage.exactly_once`): it writes nothing and records
 success. After a completed attempt, the same command starts a new attempt, in which unchanged
 chunks are no-ops (already committed) and changed ones need ``corrective``. ``restart`` ignores
 an unfinished attempt's progress.
@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from featuremill.config import PipelineConfig
-from featuremill.exactly_once import digest, feature_set_definition, source_definition
-from featuremill.ledger import read_runs
+from featuremill.storage.exactly_once import digest, feature_set_definition, source_definition
+from featuremill.storage.ledger import read_runs
 from featuremill.pipelines.common import recorded_run
-from featuremill.session import ensure_timezone
+from featuremill.core.session import ensure_timezone
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def completed_chunks(spark, config: PipelineConfig, backfill: str) -> set[tuple[
     """
     from pyspark.sql import functions as F
 
-    from featuremill import io
+    from featuremill.storage import io
 
     if not io.is_delta_table(spark, config.tables.run_log):
         return set()

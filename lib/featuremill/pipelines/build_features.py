@@ -8,7 +8,7 @@ For a run over ``[start, end]`` and each feature set:
 2. read validated events from that date minus the largest window's lookback up to ``end``
    (partition-pruned, pinned to the table version recorded in the ledger);
 3. broadcast-join event-level dimensions (refusing tables above the size limit), compute the
-   window features (:mod:`featuremill.features`), broadcast-join entity-level dimensions;
+   window features (:mod:`featuremill.transforms.features`), broadcast-join entity-level dimensions;
 4. MERGE into ``<warehouse>/<pipeline>/features/<set>`` on (entity keys, event time) within the
    recomputed date range: changed rows updated, new rows inserted, vanished rows deleted,
    identical rows untouched.
@@ -19,7 +19,7 @@ daily runs, and re-running a date changes no value and adds no row.
 Every feature set is planned (inputs read and fingerprinted, committed runs found, schema
 contract and quality rules of ``features.<set>`` decided) before any is merged.
 
-Exactly-once (:mod:`featuremill.exactly_once`): the MERGE carries the run key
+Exactly-once (:mod:`featuremill.storage.exactly_once`): the MERGE carries the run key
 ``featuremill/<pipeline>/features/<set>/<start>/<end>`` as Delta ``txnAppId``. The run's input
 fingerprint covers the feature set's definition, the identity (data file names and row counts)
 of the validated events in the read range that had landed by ``end``, and the data files of
@@ -40,13 +40,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from featuremill import io
+from featuremill.storage import io
 from featuremill.config import FeatureSetSpec, JoinSpec, PipelineConfig
-from featuremill.errors import BroadcastTooLargeError, TableStateError
-from featuremill.exactly_once import CommitGuard, _semantic, digest, feature_set_definition, run_key
-from featuremill.features import with_window_features
-from featuremill.ingest import EVENT_DATE, INGEST_DATE
-from featuremill.ledger import RunRecord
+from featuremill.core.errors import BroadcastTooLargeError, TableStateError
+from featuremill.storage.exactly_once import CommitGuard, _semantic, digest, feature_set_definition, run_key
+from featuremill.transforms.features import with_window_features
+from featuremill.transforms.ingest import EVENT_DATE, INGEST_DATE
+from featuremill.storage.ledger import RunRecord
 from featuremill.pipelines.common import RecordedRuns
 from featuremill.pipelines.preprocess import (
     helper_lookback_days,
@@ -57,11 +57,11 @@ from featuremill.pipelines.preprocess import (
 )
 from featuremill.quality.gate import TableGate, enforce
 from featuremill.quality.rules import EvaluationContext
-from featuremill.progress import stage
-from featuremill.retention import ensure_retention, replay_window
-from featuremill.session import ensure_timezone
-from featuremill.sql import col, quote_identifier
-from featuremill.timeseries import with_history_helpers
+from featuremill.core.progress import stage
+from featuremill.storage.retention import ensure_retention, replay_window
+from featuremill.core.session import ensure_timezone
+from featuremill.core.sql import col, quote_identifier
+from featuremill.preprocessing.timeseries import with_history_helpers
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def build_feature_frame(events, *, config: PipelineConfig, feature_set: FeatureS
     ``[start - lookback, end]``; ``dimensions`` maps each join's dimension name to its (broadcast)
     frame. Output grain: one row per (entity keys, event time) with ``event_date`` (date), the
     features, ``_known_at`` (timestamp, when ``events`` carry ``_ingest_date``: see
-    :mod:`featuremill.features`), the entity-level joined columns and ``_feature_set_version`` (int).
+    :mod:`featuremill.transforms.features`), the entity-level joined columns and ``_feature_set_version`` (int).
     """
     from pyspark.sql import functions as F
 

@@ -11,9 +11,9 @@ import time
 from typing import Iterator
 
 from featuremill.config import PipelineConfig
-from featuremill.ledger import RunRecord, append_run
-from featuremill.progress import collect_stage_times
-from featuremill.run_metrics import job_tag, tagged_job_metrics, tagged_jobs
+from featuremill.storage.ledger import RunRecord, append_run
+from featuremill.core.progress import collect_stage_times
+from featuremill.core.run_metrics import job_tag, tagged_job_metrics, tagged_jobs
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,8 @@ def recorded_run(spark, config: PipelineConfig, *, job: str, target: str, start:
 
     A block may set ``record.status`` itself (for example ``skipped_empty``); otherwise the run is
     ``succeeded``, or ``failed`` with the error text when the block raises. The record's
-    ``metrics`` receive the wall time of every keyed :func:`featuremill.progress.stage` inside the
-    block and the Spark metrics of the jobs the block ran (:mod:`featuremill.run_metrics`).
+    ``metrics`` receive the wall time of every keyed :func:`featuremill.core.progress.stage` inside the
+    block and the Spark metrics of the jobs the block ran (:mod:`featuremill.core.run_metrics`).
     """
     record = _new_record(config, job=job, target=target, start=start, end=end, run_id=run_id,
                          backfill_id=backfill_id)

@@ -15,11 +15,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from featuremill import io
+from featuremill.storage import io
 from featuremill.config import PipelineConfig
 from featuremill.pipelines.preprocess import FitResult, overwrite_table, run_fit
 from featuremill.pipelines.select_features import SelectRun, run_select
-from featuremill.progress import stage
+from featuremill.core.progress import stage
 
 log = logging.getLogger(__name__)
 

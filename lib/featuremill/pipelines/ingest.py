@@ -3,7 +3,7 @@
 For each source (dimensions first, then event sources):
 
 1. read the landing partitions in ``[start, end]`` as strings (partition pruning);
-2. parse against the declared schema, collect per-row reasons (:mod:`featuremill.ingest`);
+2. parse against the declared schema, collect per-row reasons (:mod:`featuremill.transforms.ingest`);
    check the schema contract against the live validated table and apply the ``quarantine``
    quality rules (:mod:`featuremill.quality.gate`);
 3. flag duplicate keys, within the batch and against rows already ingested from other dates;
@@ -18,7 +18,7 @@ Steps 1-5 run for every source before step 6 runs for any, so an unreadable file
 CSV whose header does not match the declared columns), a refused schema change, a failed
 ``fail`` rule or a changed-input refusal (below) stops the job with no table changed.
 
-Exactly-once (:mod:`featuremill.exactly_once`): both writes of a source (validated and
+Exactly-once (:mod:`featuremill.storage.exactly_once`): both writes of a source (validated and
 quarantine, including the rows ``quarantine`` quality rules send there) carry the run key
 ``featuremill/<pipeline>/ingest/<source>/<start>/<end>`` as Delta ``txnAppId``. The input
 fingerprint is the source's definition (plus its ``quarantine`` rules, when it has any, and the
@@ -36,11 +36,11 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from featuremill import io
+from featuremill.storage import io
 from featuremill.config import PipelineConfig, SourceSpec
-from featuremill.errors import BroadcastTooLargeError, InputDataError, TableStateError
-from featuremill.exactly_once import CommitGuard, _semantic, digest, run_key, source_definition
-from featuremill.ingest import (
+from featuremill.core.errors import BroadcastTooLargeError, InputDataError, TableStateError
+from featuremill.storage.exactly_once import CommitGuard, _semantic, digest, run_key, source_definition
+from featuremill.transforms.ingest import (
     EVENT_DATE,
     INGEST_DATE,
     RAW_RECORD,
@@ -50,15 +50,15 @@ from featuremill.ingest import (
     with_classification,
     with_duplicates_flagged,
 )
-from featuremill.io import SOURCE_FILE
-from featuremill.ledger import RunRecord
+from featuremill.core.columns import SOURCE_FILE
+from featuremill.storage.ledger import RunRecord
 from featuremill.pipelines.common import RecordedRuns
 from featuremill.quality.gate import TableGate, enforce
 from featuremill.quality.rules import EvaluationContext
-from featuremill.progress import stage
-from featuremill.retention import ensure_retention, replay_window
-from featuremill.session import ensure_timezone
-from featuremill.sql import col, literal, quote_identifier
+from featuremill.core.progress import stage
+from featuremill.storage.retention import ensure_retention, replay_window
+from featuremill.core.session import ensure_timezone
+from featuremill.core.sql import col, literal, quote_identifier
 
 log = logging.getLogger(__name__)
 

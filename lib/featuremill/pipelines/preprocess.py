@@ -21,15 +21,17 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from featuremill import __version__, io
+from featuremill import __version__
+
+from featuremill.storage import io
 from featuremill.config import FeatureSetSpec, PipelineConfig
-from featuremill.errors import InputDataError, PreprocessingError, TableStateError
+from featuremill.core.errors import InputDataError, PreprocessingError, TableStateError
 from featuremill.pipelines.common import recorded_run
 from featuremill.preprocessing import apply_preprocessing, fit_preprocessing
 from featuremill.preprocessing.spec import PreprocessingSpec, TimeseriesSpec
 from featuremill.preprocessing.state import FittedState
 from featuremill.preprocessing.store import load_fitted_state, states_path, store_fitted_state, write_state_json
-from featuremill.progress import stage
+from featuremill.core.progress import stage
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ def read_training_table(spark, path: str) -> TrainingTable:
     """Read a Delta table (pinned to its current version) or a Parquet folder.
 
     What the rows contain is fingerprinted by the jobs themselves, inside their first aggregate
-    (:mod:`featuremill.preprocessing.fingerprint`).
+    (:mod:`featuremill.transforms.fingerprint`).
     """
     if io.is_delta_table(spark, path):
         version = io.delta_version(spark, path)
@@ -97,7 +99,7 @@ def default_manifest_path(training_set: str) -> str:
 def read_manifest(spark, path: str) -> dict[str, Any]:
     """Read and check a training-set manifest, wherever the training-set job wrote it.
 
-    Uses :func:`featuremill.io.read_text`, the reader of what the training-set job writes: a
+    Uses :func:`featuremill.storage.io.read_text`, the reader of what the training-set job writes: a
     local or FUSE-mounted file, or a folder on an object store.
     """
     try:
@@ -144,7 +146,7 @@ def manifest_entry(stored: FittedState, *, states_table: str) -> dict[str, Any]:
 
 
 def write_manifest(spark, path: str, doc: dict[str, Any]) -> None:
-    """Write the manifest back with :func:`featuremill.io.write_text` (atomic for local files)."""
+    """Write the manifest back with :func:`featuremill.storage.io.write_text` (atomic for local files)."""
     io.write_text(spark, path, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
 
 
@@ -244,7 +246,7 @@ def helper_lookback_days(config: PipelineConfig, feature_set: FeatureSetSpec) ->
     """Extra whole days of history the feature job reads for the helpers' windows."""
     import math
 
-    from featuremill.timeseries import helper_lookback_seconds
+    from featuremill.preprocessing.timeseries import helper_lookback_seconds
 
     return math.ceil(helper_lookback_seconds(history_helpers(config, feature_set)) / 86400)
 
@@ -279,7 +281,7 @@ def serve_preprocessed(spark, config: PipelineConfig, feature_set: FeatureSetSpe
     ``preprocessed/<feature_set>`` on the same keys and range, so re-runs change nothing. Returns
     the table's new Delta version, or ``None`` when serving is not configured for the set or no
     state has been fitted yet (logged). ``state`` (default: :func:`serving_state`) and ``commit``
-    (the Delta txn tag of the MERGE, see :mod:`featuremill.exactly_once`) come from the feature job.
+    (the Delta txn tag of the MERGE, see :mod:`featuremill.storage.exactly_once`) come from the feature job.
     """
     from pyspark.sql import functions as F
 

@@ -12,10 +12,10 @@ the feature rows the run wrote.
 Versions can be overridden per table: ``as_of_versions={"transactions": 12}`` or
 ``as_of_timestamps={"transactions": datetime}``; a timestamp resolves to the latest version
 committed at or before it, by the commit time recorded in the table's log
-(:mod:`featuremill.delta_log`), not by file modification times.
+(:mod:`featuremill.storage.delta_log`), not by file modification times.
 
 **Replay window.** Everything is checked before any data is read, and a replay the pipeline's
-``replay_window`` does not cover fails with :class:`~featuremill.errors.ReplayWindowError`:
+``replay_window`` does not cover fails with :class:`~featuremill.core.errors.ReplayWindowError`:
 
 * the run itself must be younger than the window (when any version comes from its record);
 * every version must still be in its table's log;
@@ -36,13 +36,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from featuremill import io
+from featuremill.storage import io
 from featuremill.config import PipelineConfig
-from featuremill.delta_log import commit_times, version_at
-from featuremill.errors import ReplayError, ReplayWindowError, TableStateError
-from featuremill.exactly_once import digest
-from featuremill.ingest import EVENT_DATE
-from featuremill.ledger import read_runs
+from featuremill.storage.delta_log import commit_times, version_at
+from featuremill.core.errors import ReplayError, ReplayWindowError, TableStateError
+from featuremill.storage.exactly_once import digest
+from featuremill.transforms.ingest import EVENT_DATE
+from featuremill.storage.ledger import read_runs
 from featuremill.pipelines.build_features import (
     _dimension_frame,
     _pinned_read,
@@ -52,10 +52,10 @@ from featuremill.pipelines.build_features import (
 )
 from featuremill.pipelines.common import recorded_run
 from featuremill.pipelines.preprocess import helper_lookback_days
-from featuremill.progress import stage
-from featuremill.retention import ReplayWindow, replay_window
-from featuremill.session import ensure_timezone
-from featuremill.sql import col
+from featuremill.core.progress import stage
+from featuremill.storage.retention import ReplayWindow, replay_window
+from featuremill.core.session import ensure_timezone
+from featuremill.core.sql import col
 
 log = logging.getLogger(__name__)
 

@@ -21,15 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from featuremill import __version__, io
+from featuremill import __version__
+
+from featuremill.storage import io
 from featuremill.config import PipelineConfig
-from featuremill.errors import SelectionError
+from featuremill.core.errors import SelectionError
 from featuremill.pipelines.common import recorded_run
 from featuremill.pipelines.preprocess import read_training_table
-from featuremill.progress import stage
+from featuremill.core.progress import stage
 from featuremill.selection import SelectionResult, SelectionSpec, select_features
 from featuremill.selection.report import render_html
-from featuremill.sql import literal
+from featuremill.core.sql import literal
 
 log = logging.getLogger(__name__)
 

@@ -3,14 +3,14 @@
 ``build_training_set`` (``featuremill training-set PIPELINE --spine ... --features ... --out ...``):
 
 1. check the pipeline against its lock file (a definition changed without a version bump stops
-   the job, see :mod:`featuremill.versions`);
+   the job, see :mod:`featuremill.storage.versions`);
 2. read the spine (Delta pinned to its current version, or Parquet/CSV/JSON) and fingerprint it;
 3. for each requested feature set, pin its Delta table's current version, and check in one small
    aggregate that every row was written by the requested version (and, with known-at, carries
    ``_known_at``): a training set never mixes feature versions silently;
-4. point-in-time join (:func:`featuremill.pit.point_in_time_join`), strategy chosen by spine size;
+4. point-in-time join (:func:`featuremill.transforms.pit.point_in_time_join`), strategy chosen by spine size;
 5. overwrite the output Delta table, check it has exactly the spine's row count, fingerprint it;
-6. write the manifest (:mod:`featuremill.manifest`) and a run-log row.
+6. write the manifest (:mod:`featuremill.storage.manifest`) and a run-log row.
 
 ``rebuild_training_set`` (``--manifest M``) repeats steps 4-6 on the inputs recorded in a
 manifest, read through Delta time travel, and fails unless the rebuilt output has the recorded
@@ -28,16 +28,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from featuremill import io, manifest as manifests, versions
+from featuremill.storage import io, manifest as manifests, versions
 from featuremill.config import PipelineConfig
-from featuremill.errors import TableStateError, TrainingSetError
-from featuremill.features import KNOWN_AT
-from featuremill.ingest import EVENT_DATE
+from featuremill.core.errors import TableStateError, TrainingSetError
+from featuremill.transforms.features import KNOWN_AT
+from featuremill.transforms.ingest import EVENT_DATE
 from featuremill.pipelines.build_features import FEATURE_VERSION_COLUMN
 from featuremill.pipelines.common import recorded_run
-from featuremill.pit import FeatureSource, point_in_time_join
-from featuremill.progress import stage
-from featuremill.session import ensure_timezone
+from featuremill.transforms.pit import FeatureSource, point_in_time_join
+from featuremill.core.progress import stage
+from featuremill.core.session import ensure_timezone
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def _feature_table_summary(df, *, fs_name: str, version: int, known_at: bool, ta
     """Check the rows' writing version (and ``_known_at``) in one aggregate; return the row count."""
     from pyspark.sql import functions as F
 
-    from featuremill.sql import col
+    from featuremill.core.sql import col
 
     if FEATURE_VERSION_COLUMN not in df.columns:
         raise TrainingSetError(f"feature table {table} has no {FEATURE_VERSION_COLUMN} column; rebuild it with "

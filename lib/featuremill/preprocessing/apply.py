@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
-from featuremill.errors import PreprocessingError
+from featuremill.core.errors import PreprocessingError
 from featuremill.preprocessing.state import ColumnState, EncodeState, FittedState
-from featuremill.sql import col, literal
+from featuremill.core.sql import col, literal
 
 log = logging.getLogger(__name__)
 

@@ -26,14 +26,14 @@ import re
 from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
-from featuremill.errors import PreprocessingError
-from featuremill.preprocessing.fingerprint import content_fingerprint, content_hash_aggregate
+from featuremill.core.errors import PreprocessingError
+from featuremill.transforms.fingerprint import content_fingerprint, content_hash_aggregate
 from featuremill.preprocessing.apply import category_value, clean_numeric, fold_expression, numeric_columns
 from featuremill.preprocessing.spec import NUMERIC_IMPUTE, PreprocessingSpec, TransformSpec
 from featuremill.preprocessing.state import (
     ColumnState, EncodeState, FittedState, ImputeState, OutlierState, ScaleState, spec_fingerprint,
 )
-from featuremill.sql import col
+from featuremill.core.sql import col
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import json
 import logging
 from pathlib import Path
 
-from featuremill import io
-from featuremill.errors import PreprocessingError, TableStateError
+from featuremill.storage import io
+from featuremill.core.errors import PreprocessingError, TableStateError
 from featuremill.preprocessing.state import FittedState
 
 log = logging.getLogger(__name__)

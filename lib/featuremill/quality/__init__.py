@@ -10,7 +10,7 @@ Modules:
 * :mod:`~featuremill.quality.gate`: what the jobs call before they write (check, measure, decide);
 * :mod:`~featuremill.quality.history`: the ``quality_metrics`` Delta table and anomaly checks;
 * :mod:`~featuremill.quality.profile`, :mod:`~featuremill.quality.drift`: profiling and drift;
-* :mod:`~featuremill.quality.stats`: the small-vector statistics (PSI, JS, KS, W1, chi-square, BH);
+* :mod:`~featuremill.core.stats`: the small-vector statistics (PSI, JS, KS, W1, chi-square, BH);
 * :mod:`~featuremill.quality.report`: self-contained HTML and JSON reports.
 
 The user documentation is ``docs/quality.md``.

@@ -12,7 +12,7 @@ runs); the live schema is read from the Delta log. Per column:
 * **dropped column**, **rename** (a column gone and a new one of the same type appearing),
   **narrowing** and any other type change: refused.
 
-Refusals raise :class:`~featuremill.errors.SchemaContractError` listing every problem with the
+Refusals raise :class:`~featuremill.core.errors.SchemaContractError` listing every problem with the
 column, the old type, the new type and the fix. Delta's own schema enforcement stays on as the
 backstop; this check exists to fail earlier and say what to do. It is a pure function of two
 schemas, so tests (and the fault-injection suite) can call :func:`compare_schemas` directly.
@@ -24,7 +24,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from featuremill.errors import SchemaContractError
+from featuremill.core.errors import SchemaContractError
 from featuremill.quality.spec import SchemaPolicy
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ def live_schema(spark, path: str):
     """``(schema, version)`` of the Delta table at ``path`` from its log, or ``(None, None)``."""
     from delta.tables import DeltaTable
 
-    from featuremill import io
+    from featuremill.storage import io
 
     version = io.delta_version(spark, path)
     if version is None:
@@ -187,7 +187,7 @@ def check_write(spark, df, path: str, policy: SchemaPolicy, *, table: str) -> Sc
 
 def prepare_table(spark, path: str, change: SchemaChange) -> None:
     """Just before the write: enable Delta type widening when an accepted change widens a column."""
-    from featuremill.sql import delta_path_identifier
+    from featuremill.core.sql import delta_path_identifier
 
     if not change.widened:
         return

@@ -17,7 +17,7 @@ rows and aggregated by feature, so the number of jobs and of aggregate expressio
 with the number of features. The reference is reused for the same table, selection and binning
 settings, so a new partition costs one aggregation; ``refit=True`` forces a new fit.
 
-**Metrics** per feature (see :mod:`featuremill.quality.stats` for formulas): PSI and
+**Metrics** per feature (see :mod:`featuremill.core.stats` for formulas): PSI and
 Jensen-Shannon distance on the bins; KS statistic and Wasserstein-1 (normalised by the
 reference std) on the quantile grids; chi-square on the 2 x k table of categorical bins with
 Cramer's V; the change in null share; the share of current values out of the reference range
@@ -41,11 +41,11 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from featuremill.quality import stats
+from featuremill.core import stats
 from featuremill.quality.profile import column_kind
 from featuremill.quality.spec import DriftSettings
 from featuremill.quality.tables import stack
-from featuremill.sql import col
+from featuremill.core.sql import col
 
 log = logging.getLogger(__name__)
 
@@ -463,7 +463,7 @@ def load_reference(spark, path: str, *, table: str, selection: str, params: dict
     """The latest stored reference for (table, selection, params) covering ``features``, or None."""
     from pyspark.sql import functions as F
 
-    from featuremill import io
+    from featuremill.storage import io
 
     if not io.is_delta_table(spark, path):
         return None

@@ -13,7 +13,7 @@ For each output table of a run the job creates a :class:`TableGate` and, before 
    keys for each rule that fails);
 
 then :func:`enforce` appends every table's results and metrics to ``quality_metrics`` in one
-commit and raises :class:`~featuremill.errors.QualityRuleFailed` if a ``fail`` rule did not hold,
+commit and raises :class:`~featuremill.core.errors.QualityRuleFailed` if a ``fail`` rule did not hold,
 so the job stops with every output table at its previous version. Only after that does the job
 write, calling :meth:`TableGate.prepare_write` and passing :attr:`TableGate.evolve_schema`.
 """
@@ -24,7 +24,7 @@ import datetime as dt
 import logging
 from typing import Mapping, Sequence
 
-from featuremill.errors import QualityRuleFailed
+from featuremill.core.errors import QualityRuleFailed
 from featuremill.quality import contracts, history
 from featuremill.quality import rules as R
 from featuremill.quality.spec import quality_of

@@ -84,7 +84,7 @@ def metric_history(spark, path: str, *, table: str, metrics: Iterable[tuple[str,
     """
     from pyspark.sql import functions as F
 
-    from featuremill import io
+    from featuremill.storage import io
 
     wanted = sorted(set(metrics))
     if not wanted or not io.is_delta_table(spark, path):

@@ -31,7 +31,7 @@ from typing import Sequence
 from featuremill.config import NUMERIC_TYPES
 from featuremill.quality.spec import ProfileSettings
 from featuremill.quality.tables import stack
-from featuremill.sql import col
+from featuremill.core.sql import col
 
 log = logging.getLogger(__name__)
 

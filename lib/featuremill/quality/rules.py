@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 
 from featuremill.config import NUMERIC_TYPES
 from featuremill.quality.spec import RuleSpec, TableQualitySpec
-from featuremill.sql import col, literal
+from featuremill.core.sql import col, literal
 
 #: Columns :func:`with_quarantine_rules` reads and sets (the ingest classification's).
 RULE = "_rule"
@@ -175,7 +175,7 @@ def with_quarantine_rules(df, spec: TableQualitySpec, column_types: Mapping[str,
     """DataFrame -> DataFrame: rows still valid (``_rule`` null) that fail a ``quarantine`` rule get
     ``_rule`` = the first failing rule's name and ``_reason`` = every failing rule's message.
 
-    Input: typed columns plus ``_rule``/``_reason`` (see :func:`featuremill.ingest.with_classification`)
+    Input: typed columns plus ``_rule``/``_reason`` (see :func:`featuremill.transforms.ingest.with_classification`)
     and the ``__ref_*`` markers of :func:`with_reference_flags`. Same columns and grain.
     """
     from pyspark.sql import functions as F

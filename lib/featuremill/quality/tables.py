@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from featuremill.config import FeatureSetSpec, PipelineConfig, SourceSpec
-from featuremill.errors import FeaturemillError
+from featuremill.core.errors import FeaturemillError
 
 #: Columns the jobs add to every validated / feature table (name -> Spark SQL type).
 VALIDATED_EXTRA = {"_ingest_date": "date", "_source_file": "string"}
@@ -189,8 +189,8 @@ def read_selection(spark, table: TableRef, selection: Selection):
     """
     from pyspark.sql import functions as F
 
-    from featuremill import io
-    from featuremill.sql import col
+    from featuremill.storage import io
+    from featuremill.core.sql import col
 
     version = selection.version if selection.version is not None else io.delta_version(spark, table.path)
     if version is None:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from featuremill.quality.stats import benjamini_hochberg  # noqa: F401  (re-exported for selection)
+from featuremill.core.stats import benjamini_hochberg  # noqa: F401  (re-exported for selection)
 
 
 #: Permutation importance counts as evidence only this many standard errors above zero.

@@ -33,15 +33,15 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from featuremill.errors import SelectionError
-from featuremill.preprocessing.fingerprint import content_fingerprint, content_hash_aggregate
+from featuremill.core.errors import SelectionError
+from featuremill.transforms.fingerprint import content_fingerprint, content_hash_aggregate
 from featuremill.selection.scores import (
     FeatureScore, average_ranks, benjamini_hochberg, chi2_is_valid, decide, mutual_information, near_zero_variance,
     redundant_pairs,
 )
 from featuremill.selection.spec import SelectionSpec
-from featuremill.progress import stage
-from featuremill.sql import col
+from featuremill.core.progress import stage
+from featuremill.core.sql import col
 
 log = logging.getLogger(__name__)
 

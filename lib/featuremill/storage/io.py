@@ -1,7 +1,7 @@
 """Reads and writes: the only module that touches storage.
 
 Raw sources are read with every declared column as a string (parsing happens in
-:mod:`featuremill.ingest`, where a value that does not parse becomes a quarantine reason rather
+:mod:`featuremill.transforms.ingest`, where a value that does not parse becomes a quarantine reason rather
 than a silent null). Delta writes are idempotent per run: partitions are replaced with
 ``replaceWhere`` or rows are merged on their keys.
 """
@@ -15,10 +15,11 @@ import threading
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from featuremill.commit_retry import retry_on_conflict
+from featuremill.storage.commit_retry import retry_on_conflict
 from featuremill.config import SourceSpec
-from featuremill.errors import InputDataError, TableStateError, WritePathError
-from featuremill.sql import col, literal, quote_identifier
+from featuremill.core.columns import CORRUPT_RECORD, SOURCE_FILE
+from featuremill.core.errors import InputDataError, TableStateError, WritePathError
+from featuremill.core.sql import col, literal, quote_identifier
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def _retried(what: str):
     """Re-run a write function (``fn(df, path, ...)``) on a Delta concurrency conflict, bounded.
 
     The whole function runs again, so it re-decides create-or-update and re-opens the table on
-    its latest snapshot (see :mod:`featuremill.commit_retry`).
+    its latest snapshot (see :mod:`featuremill.storage.commit_retry`).
     """
     import functools
 
@@ -38,8 +39,6 @@ def _retried(what: str):
         return wrapper
     return decorate
 
-CORRUPT_RECORD = "_corrupt_record"
-SOURCE_FILE = "_source_file"
 
 #: Session confs Delta reads for idempotent DML (MERGE/UPDATE/DELETE) and commit metadata.
 TXN_APP_ID_CONF = "spark.databricks.delta.write.txnAppId"
@@ -344,7 +343,7 @@ def merge_range(df, path: str, *, keys: Iterable[str], value_columns: Iterable[s
     no longer has are deleted; rows whose values are identical are left alone. The range literal in
     the condition lets Delta prune files. Runs on disjoint ranges may still conflict (the NOT
     MATCHED BY SOURCE clause makes Delta treat the whole target as read); the write is then
-    retried on the latest snapshot, a bounded number of times (:mod:`featuremill.commit_retry`).
+    retried on the latest snapshot, a bounded number of times (:mod:`featuremill.storage.commit_retry`).
     Creates the table on first use. Returns the commit's operation metrics. ``evolve_schema``
     turns on MERGE schema evolution: without it Delta silently drops source columns the target
     lacks, so callers set it after a schema contract check accepted new columns. ``commit`` makes
@@ -388,7 +387,7 @@ def add_missing_columns(spark, path: str, df) -> list[str]:
     evolution, so a misspelt column can never widen a table by accident elsewhere. Returns the
     names added; does nothing when the table does not exist yet.
     """
-    from featuremill.sql import delta_path_identifier
+    from featuremill.core.sql import delta_path_identifier
 
     if not is_delta_table(spark, path):
         return []
@@ -475,7 +474,7 @@ def table_properties(spark, path: str) -> dict[str, str]:
     ``SHOW TBLPROPERTIES`` reads only the table's metadata; ``DeltaTable.detail()`` would also
     compute file counts and sizes from the snapshot's state.
     """
-    from featuremill.sql import delta_path_identifier
+    from featuremill.core.sql import delta_path_identifier
 
     rows = spark.sql(f"SHOW TBLPROPERTIES {delta_path_identifier(path)}").collect()
     return {r["key"]: r["value"] for r in rows}
@@ -483,7 +482,7 @@ def table_properties(spark, path: str) -> dict[str, str]:
 
 def set_table_properties(spark, path: str, properties: Mapping[str, str]) -> None:
     """``ALTER TABLE delta.`path` SET TBLPROPERTIES (...)``: one metadata-only commit."""
-    from featuremill.sql import delta_path_identifier
+    from featuremill.core.sql import delta_path_identifier
 
     if not properties:
         return

@@ -22,7 +22,7 @@ def content_hash_aggregate(df, alias: str = "__fm_content_hash"):
     from pyspark.sql import functions as F
     from pyspark.sql.types import MapType
 
-    from featuremill.sql import col
+    from featuremill.core.sql import col
 
     parts = []
     for f in df.schema.fields:

@@ -15,10 +15,10 @@ import json
 import logging
 from typing import Any, Mapping
 
-from featuremill import io
+from featuremill.storage import io
 from featuremill.config import PipelineConfig
-from featuremill.errors import TrainingSetError
-from featuremill.versions import sha256_fingerprint
+from featuremill.core.errors import TrainingSetError
+from featuremill.storage.versions import sha256_fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from featuremill.config import FeatureSetSpec, PipelineConfig
-from featuremill.errors import ConfigError, ConfigIssue
+from featuremill.core.errors import ConfigError, ConfigIssue
 
 LOCK_FORMAT = 1
 

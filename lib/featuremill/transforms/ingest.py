@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from featuremill.config import ColumnSpec, SourceSpec
-from featuremill.io import CORRUPT_RECORD, SOURCE_FILE
-from featuremill.sql import col, literal, quote_identifier
+from featuremill.core.columns import CORRUPT_RECORD, SOURCE_FILE
+from featuremill.core.sql import col, literal, quote_identifier
 
 #: Columns the classification adds; the validated table keeps EVENT_DATE, INGEST_DATE, SOURCE_FILE.
 EVENT_DATE = "event_date"
@@ -119,7 +119,7 @@ def column_checks(source: SourceSpec) -> list[RowCheck]:
 def with_classification(raw, *, source: SourceSpec, ingest_date, extra_checks: Sequence[RowCheck] = ()):
     """DataFrame -> DataFrame: typed columns plus the verdict for each raw row.
 
-    Input: the string columns of :func:`featuremill.io.read_raw_source` (declared columns,
+    Input: the string columns of :func:`featuremill.storage.io.read_raw_source` (declared columns,
     ``_corrupt_record`` for csv/json, ``_source_file``, the partition column if any).
     ``ingest_date`` is a ``datetime.date`` used when the source has no landing partition.
 

@@ -103,9 +103,9 @@ def ensure_retention(spark, path: str, window: ReplayWindow) -> dict[str, str]:
     """Raise the retention properties of the existing table at ``path`` to cover ``window``.
 
     Returns the properties it changed (empty when the table already covers the window or does
-    not exist yet: new tables get them at creation through the writers in :mod:`featuremill.io`).
+    not exist yet: new tables get them at creation through the writers in :mod:`featuremill.storage.io`).
     """
-    from featuremill import io
+    from featuremill.storage import io
 
     if not io.is_delta_table(spark, path):
         return {}

@@ -10,7 +10,7 @@ partition, a schema change, two jobs creating one table) the loser raises a
 snapshot, a bounded number of times with jittered exponential back-off. Because every featuremill
 write is a pure function of its input frame (replace a predicate's rows, MERGE a range), the
 table after a retried run equals the table after a serial run. When the attempts are spent it
-raises :class:`~featuremill.errors.CommitConflictError` naming the table and the last conflict;
+raises :class:`~featuremill.core.errors.CommitConflictError` naming the table and the last conflict;
 nothing of the failed write is visible.
 
 Only conflicts are retried: a schema mismatch, a ``replaceWhere`` violation or a multiple-match
@@ -26,7 +26,7 @@ import random
 import time
 from typing import Callable, Iterator, TypeVar
 
-from featuremill.errors import CommitConflictError
+from featuremill.core.errors import CommitConflictError
 
 log = logging.getLogger(__name__)
 

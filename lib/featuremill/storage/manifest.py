@@ -10,7 +10,7 @@ default). Keys (``MANIFEST_FORMAT`` 1):
   ``fingerprint`` (see :func:`frame_fingerprint`);
 * ``options``: ``strict``, ``ttl_seconds``, ``known_at``, ``strategy`` (the one used);
 * ``feature_sets``: one entry per requested set: ``name``, ``version``, ``fingerprint`` (of the
-  definition, :mod:`featuremill.versions`), ``table``, ``delta_version``, ``entity``,
+  definition, :mod:`featuremill.storage.versions`), ``table``, ``delta_version``, ``entity``,
   ``event_time``, ``features``, ``rows``;
 * ``output``: ``path``, ``format`` (``delta``), ``delta_version``, ``rows``, ``fingerprint``,
   ``columns``;
@@ -29,7 +29,7 @@ import json
 import platform
 from typing import Any, Mapping
 
-from featuremill.errors import TrainingSetError
+from featuremill.core.errors import TrainingSetError
 
 MANIFEST_FORMAT = 1
 MANIFEST_KIND = "featuremill.training_set"
@@ -51,7 +51,7 @@ def frame_fingerprints(df, groups: Mapping[str, list[str]]) -> dict[str, tuple[i
     from pyspark.sql import functions as F
     from pyspark.sql.types import MapType
 
-    from featuremill.sql import col
+    from featuremill.core.sql import col
 
     types = {f.name: f.dataType for f in df.schema.fields}
 

@@ -13,7 +13,7 @@ open Delta protocol, not a Delta internal API):
 The commit files of a table are listed on the driver (a directory listing through Hadoop's
 FileSystem; Spark globs them itself under Spark Connect) and parsed by Spark with a fixed schema
 that keeps only those fields, so ``add``/``remove`` actions cost nothing but the read. Commit files exist for ``delta.logRetentionDuration`` (featuremill tables keep
-them at least as long as the pipeline's replay window, see :mod:`featuremill.retention`);
+them at least as long as the pipeline's replay window, see :mod:`featuremill.storage.retention`);
 versions older than that live only in checkpoints, and for them this module has no timestamp.
 """
 
@@ -183,10 +183,10 @@ def monotonic_timestamps(commits: list[Commit]) -> dict[int, dt.datetime]:
 def version_at(spark, path: str, timestamp: dt.datetime, *, name: str = "") -> int:
     """The latest version committed at or before ``timestamp`` (UTC, naive) by commit time.
 
-    Raises :class:`~featuremill.errors.TableStateError` when the table has no retained commit
+    Raises :class:`~featuremill.core.errors.TableStateError` when the table has no retained commit
     that early, naming the oldest one it has.
     """
-    from featuremill.errors import TableStateError
+    from featuremill.core.errors import TableStateError
 
     commits = read_commits(spark, path)
     label = name or path

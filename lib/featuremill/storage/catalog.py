@@ -8,7 +8,7 @@ the run log and the model registry say) into plain dicts; :func:`render_markdown
 Each feature entry holds:
 
 * business meaning and owner (``description``, ``owner``), feature and feature-set version,
-  and fingerprints (:mod:`featuremill.versions`, the same as the lock file's) that change with the definition;
+  and fingerprints (:mod:`featuremill.storage.versions`, the same as the lock file's) that change with the definition;
 * the calculation: function, window and its boundaries, source columns (with the table each
   comes from, including dimension joins), ``where`` filter, lag offset, ratio inputs, type;
 * update frequency: the DAG schedule (``dag.schedule``) and the declared ``update_frequency``;
@@ -29,7 +29,7 @@ from typing import Any, Iterable
 
 from featuremill import __version__
 from featuremill.config import FeatureSetSpec, FeatureSpec, PipelineConfig
-from featuremill.versions import feature_fingerprint, feature_set_fingerprint
+from featuremill.storage.versions import feature_fingerprint, feature_set_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _guarding_rules(rules: list[dict], fs: FeatureSetSpec, feature: FeatureSpec,
 def build_catalog(config: PipelineConfig, *, runs: list[dict] | None = None,
                   models: list[dict] | None = None) -> dict:
     """The catalog as plain data. ``runs``: run-log rows (dicts); ``models``: registry rows."""
-    from featuremill.schedule import describe
+    from featuremill.core.schedule import describe
 
     dag = config.section("dag")
     rules = _rule_dicts(config.section("quality"))
@@ -254,7 +254,7 @@ def _jsonish(row: dict) -> Any:
 
 def read_lineage_inputs(spark, config: PipelineConfig) -> tuple[list[dict], list[dict]]:
     """Run-log rows and model-registry rows (both small metadata tables), if the tables exist."""
-    from featuremill import io
+    from featuremill.storage import io
 
     runs: list[dict] = []
     models: list[dict] = []

@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Iterator
 
-from featuremill.errors import FeaturemillError
-from featuremill.schedule import CronError, expand
+from featuremill.core.errors import FeaturemillError
+from featuremill.core.schedule import CronError, expand
 
 log = logging.getLogger(__name__)
 
@@ -446,7 +446,7 @@ class _null_scope:
 def iter_lines(dag: DagSpec) -> Iterator[str]:
     """``featuremill dag show``: the jobs in order with their settings."""
     from featuremill.config import format_duration
-    from featuremill.schedule import describe
+    from featuremill.core.schedule import describe
 
     schedule = f"{dag.schedule} ({describe(dag.schedule, dag.timezone)})" if dag.schedule else "none (manual runs)"
     yield f"schedule: {schedule}"

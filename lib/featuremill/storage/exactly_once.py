@@ -1,6 +1,6 @@
 """Exactly-once commits: a run key per unit of work, Delta idempotent writes, changed-input checks.
 
-Every write of a job carries Delta's idempotent-write pair (see :class:`featuremill.io.CommitTag`):
+Every write of a job carries Delta's idempotent-write pair (see :class:`featuremill.storage.io.CommitTag`):
 
 * ``txnAppId`` = the **run key** ``featuremill/<pipeline>/<job>/<target>/<start>/<end>``: the
   same job over the same dates for the same target always has the same key;
@@ -15,7 +15,7 @@ Delta would also skip a re-run whose *inputs changed* (corrected raw files, rows
 silently. To make that impossible, each commit also stores the run's **input fingerprint** in
 ``commitInfo.userMetadata`` (a hash of what the run read plus the definition it applied, and the
 inputs themselves, readable in ``DESCRIBE HISTORY``). Before writing, :class:`CommitGuard` looks
-up the key's latest commit in each target table's log (:mod:`featuremill.delta_log`):
+up the key's latest commit in each target table's log (:mod:`featuremill.storage.delta_log`):
 
 * no commit for the key: write with generation 1 (or the generation the run's other tables use);
 * a commit with the same fingerprint: the work is done; the run writes nothing, records the
@@ -37,9 +37,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from featuremill import __version__, io
-from featuremill.delta_log import Commit, latest_txn_commit
-from featuremill.errors import ChangedInputError, TableStateError
+from featuremill import __version__
+
+from featuremill.storage import io
+from featuremill.storage.delta_log import Commit, latest_txn_commit
+from featuremill.core.errors import ChangedInputError, TableStateError
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +261,7 @@ class CommitGuard:
 
         Delta may have skipped the write because a concurrent run with the same key committed
         first: with the same fingerprint that is fine (returns its version, ``False``); otherwise
-        :class:`~featuremill.errors.TableStateError`. ``empty``: the write had no rows, and Delta
+        :class:`~featuremill.core.errors.TableStateError`. ``empty``: the write had no rows, and Delta
         records no commit for a replace of a range that held nothing by nothing; then the table's
         current version is returned (the write is a no-op however often it is repeated).
         """

@@ -179,7 +179,7 @@ def write_demo_data(spark, out_dir: str | Path, spec: DemoDataSpec = DemoDataSpe
     out = Path(out_dir)
     spec = spec.resolved()
     manifest_path = out / "_generator.json"
-    wanted = {"generator": "featuremill.demo_data", "version": 1, **asdict(spec)}
+    wanted = {"generator": "featuremill.pipelines.demo_data", "version": 1, **asdict(spec)}
     if not force and manifest_path.exists():
         try:
             if json.loads(manifest_path.read_text())["spec"] == wanted:

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Iterator, MutableMapping
 
-log = logging.getLogger("featuremill.progress")
+log = logging.getLogger("featuremill.core.progress")
 
 _STAGE_TIMES: contextvars.ContextVar[MutableMapping[str, float | None] | None] = contextvars.ContextVar(
     "featuremill_stage_times", default=None)

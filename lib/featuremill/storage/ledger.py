@@ -60,7 +60,7 @@ class RunRecord:
     run_key: str | None = None
     #: the Delta txnVersion (generation of the run key) the run wrote or found committed
     txn_version: int | None = None
-    #: hash of what the run read and the definition it applied (see featuremill.exactly_once)
+    #: hash of what the run read and the definition it applied (see featuremill.storage.exactly_once)
     input_fingerprint: str | None = None
     #: latest event time among the rows the run wrote (UTC); freshness = finished_at - this
     max_event_time: dt.datetime | None = None

@@ -46,8 +46,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from featuremill.errors import TrainingSetError
-from featuremill.sql import col, quote_identifier
+from featuremill.core.errors import TrainingSetError
+from featuremill.core.sql import col, quote_identifier
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from featuremill.config import FeatureSpec
-from featuremill.sql import col, quote_identifier
+from featuremill.core.sql import col, quote_identifier
 
 TS_MICROS = "__fm_ts_us"
 KNOWN_AT = "_known_at"

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from featuremill.errors import SessionError
+from featuremill.core.errors import SessionError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """History helpers over an entity's feature rows: lags, differences, rolling z-score, EMA.
 
-They run at the feature-table grain (one row per entity and instant, see :mod:`featuremill.features`)
+They run at the feature-table grain (one row per entity and instant, see :mod:`featuremill.transforms.features`)
 inside the feature job, so a training set and a serving lookup read the same values. Each helper
 has a time ``window`` ``W`` and, at a row with time ``t``, only sees rows of the same entity with
 time in ``(t - W, t]``; the feature job widens its read by ``W`` so incremental runs equal a full
@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from featuremill.preprocessing.spec import TimeseriesSpec
-from featuremill.sql import col, quote_identifier
+from featuremill.core.sql import col, quote_identifier
 
 _TS = "__fm_ts_us_h"
 _ROW = "__fm_row_h"

@@ -1,0 +1,104 @@
+"""Environment overlays (``conf/env/<name>.yaml``): where the warehouse and the data live."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Mapping
+
+from featuremill.config.checker import Checker, join_path, kind_of, read_yaml
+from featuremill.config.model import DEFAULT_MAX_BROADCAST_BYTES, EnvSpec
+
+
+_ENV_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env_vars(text: str, path: str, checker: Checker, environ: Mapping[str, str]) -> str:
+    def repl(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in environ:
+            checker.error(path, f"environment variable {name} is not set")
+            return match.group(0)
+        return environ[name]
+
+    return _ENV_VAR_RE.sub(repl, text)
+
+
+def _is_uri(text: str) -> bool:
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text)) and not re.match(r"^[A-Za-z]:[\\/]", text)
+
+
+def resolve_path(text: str, base: str | Path) -> str:
+    """Absolute local path, or an URI (s3://, abfss://, dbfs:/ ...) unchanged; relative to ``base``."""
+    if _is_uri(text):
+        return text
+    if os.path.isabs(text):
+        return str(Path(text).resolve())
+    if _is_uri(str(base)):
+        return str(base).rstrip("/") + "/" + text
+    return str((Path(base) / text).resolve())
+
+
+def load_env(path: str | Path, *, environ: Mapping[str, str] | None = None,
+             overrides: Mapping[str, str] | None = None) -> EnvSpec:
+    """Read an environment overlay (``conf/env/<name>.yaml``).
+
+    Relative paths in it are relative to the project root, the folder that holds ``conf/``.
+    ``${VAR}`` references are expanded from ``environ`` (the process environment by default);
+    ``overrides`` (``warehouse``, ``data_root``, ``master``) come from command-line flags and
+    are relative to the current directory.
+    """
+    env_path = Path(path)
+    checker = Checker(str(env_path))
+    doc = read_yaml(env_path)
+    doc = {} if doc is None else doc
+    environ = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    data = checker.mapping(doc, "", required=("warehouse", "data_root"),
+                           optional=("name", "description", "master", "spark", "max_broadcast_mb"))
+    checker.raise_if_errors()
+    assert data is not None
+    project_root = env_path.resolve().parent.parent.parent
+    values: dict[str, str] = {}
+    for key in ("warehouse", "data_root", "master"):
+        if key in overrides and overrides[key]:
+            values[key] = overrides[key]
+            continue
+        if key in data and data[key] is not None:
+            text = checker.string(data[key], key)
+            if text is not None:
+                values[key] = _expand_env_vars(text, key, checker, environ)
+    spark_conf: list[tuple[str, str]] = []
+    if "spark" in data:
+        conf = checker.mapping(data["spark"], "spark", optional=tuple(data["spark"] or {}) if isinstance(data["spark"], dict) else ())
+        for key, value in (conf or {}).items():
+            if isinstance(value, (dict, list)) or value is None:
+                checker.error(join_path("spark", str(key)), f"expected a scalar value, got {kind_of(value)}")
+                continue
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            spark_conf.append((str(key), _expand_env_vars(text, join_path("spark", str(key)), checker, environ)))
+    max_mb: float = DEFAULT_MAX_BROADCAST_BYTES / (1024 * 1024)
+    if "max_broadcast_mb" in data:
+        max_mb = checker.positive_number(data["max_broadcast_mb"], "max_broadcast_mb") or max_mb
+    checker.raise_if_errors()
+    cwd = Path.cwd()
+    return EnvSpec(
+        name=str(data.get("name") or env_path.stem),
+        file=str(env_path),
+        warehouse=resolve_path(values["warehouse"], cwd if "warehouse" in overrides and overrides["warehouse"] else project_root),
+        data_root=resolve_path(values["data_root"], cwd if "data_root" in overrides and overrides["data_root"] else project_root),
+        master=values.get("master"),
+        spark_conf=tuple(spark_conf),
+        max_broadcast_bytes=int(max_mb * 1024 * 1024),
+    )
+
+
+def find_env_file(pipeline_file: str | Path, env: str) -> Path:
+    """``env`` is a path to a YAML file, or a name looked up in ``conf/env/`` beside the pipeline."""
+    candidate = Path(env)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        return candidate
+    return Path(pipeline_file).resolve().parent.parent / "env" / f"{env}.yaml"
+
+

@@ -1,0 +1,252 @@
+"""The ``feature_sets:`` section: entities, joins and window features."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from featuremill.config.checker import Checker, join_path, kind_of
+from featuremill.config.model import (
+    FEATURE_FUNCTIONS,
+    NUMERIC_TYPES,
+    WINDOW_AGGREGATIONS,
+    ColumnSpec,
+    FeatureSetSpec,
+    FeatureSpec,
+    JoinSpec,
+    SourceSpec,
+    WhereSpec,
+)
+
+
+def parse_feature_sets(checker: Checker, value: Any, sources: dict[str, SourceSpec]) -> list[FeatureSetSpec]:
+    if not isinstance(value, list) or not value:
+        checker.error("feature_sets", f"expected a non-empty list of feature sets, got {kind_of(value)}")
+        return []
+    out = []
+    seen_sets: set[str] = set()
+    seen_features: dict[str, str] = {}
+    for i, body in enumerate(value):
+        path = f"feature_sets[{i}]"
+        spec = checker.mapping(body, path, required=("name", "description", "owner", "version", "source",
+                                                     "entity", "features"),
+                               optional=("update_frequency", "joins"))
+        if spec is None:
+            continue
+        name = checker.string(spec.get("name"), join_path(path, "name"), identifier=True) if "name" in spec else None
+        if name in seen_sets:
+            checker.error(join_path(path, "name"), f"feature set {name!r} is declared more than once")
+        seen_sets.add(name or "")
+        description = checker.string(spec.get("description"), join_path(path, "description")) if "description" in spec else None
+        owner = checker.string(spec.get("owner"), join_path(path, "owner")) if "owner" in spec else None
+        version = checker.integer(spec.get("version"), join_path(path, "version"), minimum=1) if "version" in spec else None
+        update_frequency = "daily"
+        if "update_frequency" in spec:
+            update_frequency = checker.string(spec["update_frequency"], join_path(path, "update_frequency")) or "daily"
+        source = None
+        if "source" in spec:
+            src_name = checker.string(spec["source"], join_path(path, "source"))
+            if src_name is not None:
+                source = sources.get(src_name)
+                if source is None:
+                    checker.error(join_path(path, "source"), f"source {src_name!r} is not declared under sources")
+                elif source.kind != "events":
+                    checker.error(join_path(path, "source"), f"source {src_name!r} is a {source.kind}, features need an events source")
+                    source = None
+        entity = checker.names(spec.get("entity"), join_path(path, "entity")) if "entity" in spec else None
+        if source and entity:
+            for k in entity:
+                if k not in source.column_names:
+                    checker.error(join_path(path, "entity"), f"column {k!r} is not declared in source {source.name!r}")
+        event_columns: dict[str, ColumnSpec] = {c.name: c for c in source.columns} if source else {}
+        entity_columns: set[str] = set()
+        joins = []
+        if "joins" in spec:
+            if not isinstance(spec["joins"], list):
+                checker.error(join_path(path, "joins"), f"expected a list, got {kind_of(spec['joins'])}")
+            else:
+                for j, jbody in enumerate(spec["joins"]):
+                    join = _parse_join(checker, jbody, f"{path}.joins[{j}]", sources, event_columns, entity or ())
+                    if join is None:
+                        continue
+                    joins.append(join)
+                    dim = sources[join.dimension]
+                    for c in join.columns:
+                        if join.level == "event":
+                            event_columns[c] = dim.column(c)
+                        else:
+                            entity_columns.add(c)
+        features = _parse_features(checker, spec.get("features"), join_path(path, "features"), event_columns,
+                                   owner or "", version or 1, seen_features, name or "")
+        reserved = set(entity or ()) | entity_columns | ({source.event_time, "event_date"} if source else set())
+        for f_i, feat in enumerate(features):
+            if feat.name in reserved:
+                checker.error(f"{path}.features[{f_i}].name", f"{feat.name!r} clashes with a key or joined column")
+        if None in (name, description, owner, version, source, entity) or not features:
+            continue
+        out.append(FeatureSetSpec(name=name, description=description, owner=owner, version=version,
+                                  update_frequency=update_frequency, source=source.name, entity=entity,
+                                  features=tuple(features), joins=tuple(joins)))
+    return out
+
+
+def _parse_join(checker: Checker, value: Any, path: str, sources: dict[str, SourceSpec],
+                event_columns: dict[str, ColumnSpec], entity: tuple[str, ...]) -> JoinSpec | None:
+    spec = checker.mapping(value, path, required=("dimension", "on", "columns"), optional=("level",))
+    if spec is None:
+        return None
+    dim_name = checker.string(spec.get("dimension"), join_path(path, "dimension")) if "dimension" in spec else None
+    dim = sources.get(dim_name) if dim_name else None
+    if dim_name and dim is None:
+        checker.error(join_path(path, "dimension"), f"source {dim_name!r} is not declared under sources")
+    elif dim is not None and dim.kind != "dimension":
+        checker.error(join_path(path, "dimension"), f"source {dim_name!r} is not a dimension")
+        dim = None
+    level = checker.string(spec.get("level", "event"), join_path(path, "level"), choices=("event", "entity"))
+    on = checker.names(spec.get("on"), join_path(path, "on")) if "on" in spec else None
+    columns = checker.names(spec.get("columns"), join_path(path, "columns")) if "columns" in spec else None
+    ok = dim is not None and on is not None and columns is not None and level is not None
+    if on:
+        available = set(entity) if level == "entity" else set(event_columns)
+        for k in on:
+            if k not in available:
+                where = "the entity keys" if level == "entity" else "the source columns"
+                checker.error(join_path(path, "on"), f"column {k!r} is not among {where}")
+                ok = False
+            if dim is not None and k not in dim.column_names:
+                checker.error(join_path(path, "on"), f"column {k!r} is not declared in dimension {dim.name!r}")
+                ok = False
+        if dim is not None and tuple(sorted(on)) != tuple(sorted(dim.key)):
+            checker.error(join_path(path, "on"), f"must be the dimension's key {list(dim.key)} so the join cannot multiply rows")
+            ok = False
+    if columns and dim is not None:
+        for c in columns:
+            if c not in dim.column_names:
+                checker.error(join_path(path, "columns"), f"column {c!r} is not declared in dimension {dim.name!r}")
+                ok = False
+            elif c in event_columns:
+                checker.error(join_path(path, "columns"), f"column {c!r} already exists before the join")
+                ok = False
+    return JoinSpec(dimension=dim.name, on=on, columns=columns, level=level) if ok else None
+
+
+def _parse_features(checker: Checker, value: Any, path: str, columns: dict[str, ColumnSpec], owner: str,
+                    version: int, seen: dict[str, str], set_name: str) -> list[FeatureSpec]:
+    if not isinstance(value, list) or not value:
+        checker.error(path, f"expected a non-empty list of features, got {kind_of(value)}")
+        return []
+    out: list[FeatureSpec] = []
+    names_so_far: dict[str, FeatureSpec] = {}
+    declared: set[str] = set()  # valid or not, so one bad feature does not cascade into its ratios
+    pending_ratios: list[tuple[int, FeatureSpec]] = []
+    for i, body in enumerate(value):
+        fpath = f"{path}[{i}]"
+        spec = checker.mapping(body, fpath, required=("name", "description", "function"),
+                               optional=("column", "window", "offset", "numerator", "denominator", "where",
+                                         "owner", "version"))
+        if spec is None:
+            continue
+        name = checker.string(spec.get("name"), join_path(fpath, "name"), identifier=True) if "name" in spec else None
+        if name is not None:
+            declared.add(name)
+            if name in seen:
+                checker.error(join_path(fpath, "name"), f"duplicate feature name {name!r} (also in {seen[name]})")
+            seen[name] = f"{set_name}" if set_name else fpath
+        description = checker.string(spec.get("description"), join_path(fpath, "description")) if "description" in spec else None
+        function = checker.string(spec.get("function"), join_path(fpath, "function"), choices=FEATURE_FUNCTIONS) \
+            if "function" in spec else None
+        f_owner = checker.string(spec["owner"], join_path(fpath, "owner")) if "owner" in spec else owner
+        f_version = checker.integer(spec["version"], join_path(fpath, "version"), minimum=1) if "version" in spec else version
+        column = window = None
+        window_seconds = None
+        offset = 1
+        where = None
+        numerator = denominator = None
+        dtype = "double"
+        ok = None not in (name, description, function, f_owner, f_version)
+        needs_column = function in ("sum", "mean", "stddev", "min", "max", "lag")
+        allows_column = needs_column or function == "count"
+        if "column" in spec:
+            if not allows_column:
+                checker.error(join_path(fpath, "column"), f"function {function!r} takes no column")
+                ok = False
+            else:
+                column = checker.string(spec["column"], join_path(fpath, "column"))
+                if column is not None and column not in columns:
+                    checker.error(join_path(fpath, "column"), f"column {column!r} is not a column of the source or its event-level joins")
+                    ok = False
+                elif column is not None and function in ("sum", "mean", "stddev") and not columns[column].is_numeric:
+                    checker.error(join_path(fpath, "column"), f"{function} needs a numeric column, {column!r} is {columns[column].type}")
+                    ok = False
+        elif needs_column:
+            checker.error(join_path(fpath, "column"), f"is required for function {function!r}")
+            ok = False
+        if function == "ratio":
+            for key in ("window", "offset", "where"):
+                if key in spec:
+                    checker.error(join_path(fpath, key), "a ratio takes no " + key)
+                    ok = False
+            for key in ("numerator", "denominator"):
+                if key not in spec:
+                    checker.error(join_path(fpath, key), "is required for a ratio")
+                    ok = False
+            numerator = checker.string(spec.get("numerator"), join_path(fpath, "numerator")) if "numerator" in spec else None
+            denominator = checker.string(spec.get("denominator"), join_path(fpath, "denominator")) if "denominator" in spec else None
+        elif function is not None:
+            if "window" not in spec:
+                checker.error(join_path(fpath, "window"), f"is required for function {function!r} (the history it may look back over)")
+                ok = False
+            else:
+                window_seconds = checker.duration(spec["window"], join_path(fpath, "window"))
+                window = str(spec["window"]).strip()
+                ok = ok and window_seconds is not None
+            if "offset" in spec:
+                if function != "lag":
+                    checker.error(join_path(fpath, "offset"), "only lag takes an offset")
+                    ok = False
+                else:
+                    offset = checker.integer(spec["offset"], join_path(fpath, "offset"), minimum=1) or 1
+            if "where" in spec:
+                if function not in WINDOW_AGGREGATIONS:
+                    checker.error(join_path(fpath, "where"), "only window aggregations take a where filter")
+                    ok = False
+                w = checker.mapping(spec["where"], join_path(fpath, "where"), required=("column", "equals"))
+                if w is not None and "column" in w and "equals" in w:
+                    wcol = checker.string(w["column"], join_path(join_path(fpath, "where"), "column"))
+                    if wcol is not None and wcol not in columns:
+                        checker.error(join_path(join_path(fpath, "where"), "column"), f"column {wcol!r} is not a column of the source or its event-level joins")
+                        ok = False
+                    elif isinstance(w["equals"], (dict, list)) or w["equals"] is None:
+                        checker.error(join_path(join_path(fpath, "where"), "equals"), f"expected a scalar, got {kind_of(w['equals'])}")
+                        ok = False
+                    elif wcol is not None:
+                        where = WhereSpec(column=wcol, equals=w["equals"])
+                else:
+                    ok = False
+        if function == "count":
+            dtype = "bigint"
+        elif function in ("min", "max", "lag") and column in columns:
+            dtype = columns[column].type
+        if not ok:
+            continue
+        feature = FeatureSpec(name=name, function=function, description=description, owner=f_owner,
+                              version=f_version, column=column, window=window, window_seconds=window_seconds,
+                              offset=offset, numerator=numerator, denominator=denominator, where=where, dtype=dtype)
+        if function == "ratio":
+            pending_ratios.append((i, feature))
+        names_so_far[name] = feature
+        out.append(feature)
+    for i, feature in pending_ratios:
+        for key in ("numerator", "denominator"):
+            ref = getattr(feature, key)
+            target = names_so_far.get(ref)
+            if target is None and ref in declared:
+                continue
+            if target is None:
+                checker.error(f"{path}[{i}].{key}", f"feature {ref!r} is not declared in this feature set")
+            elif target.function == "ratio":
+                checker.error(f"{path}[{i}].{key}", f"feature {ref!r} is itself a ratio; ratios take window features")
+            elif target.dtype not in NUMERIC_TYPES and not target.dtype.startswith("decimal"):
+                checker.error(f"{path}[{i}].{key}", f"feature {ref!r} is not numeric")
+    return out
+
+

@@ -1,0 +1,268 @@
+"""The frozen configuration objects, the declared types and durations.
+
+Nothing here reads files: :mod:`featuremill.config.pipeline` builds these objects.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from featuremill.core.errors import ConfigIssue
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DECIMAL_RE = re.compile(r"^decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
+
+#: Declared column types and the Spark SQL type each one maps to.
+COLUMN_TYPES = {
+    "string": "string",
+    "boolean": "boolean",
+    "tinyint": "tinyint",
+    "smallint": "smallint",
+    "int": "int",
+    "integer": "int",
+    "bigint": "bigint",
+    "long": "bigint",
+    "float": "float",
+    "double": "double",
+    "date": "date",
+    "timestamp": "timestamp",
+}
+NUMERIC_TYPES = {"tinyint", "smallint", "int", "bigint", "float", "double"}
+SOURCE_FORMATS = ("csv", "json", "parquet", "delta")
+SOURCE_KINDS = ("events", "dimension")
+WINDOW_AGGREGATIONS = ("count", "sum", "mean", "stddev", "min", "max")
+FEATURE_FUNCTIONS = WINDOW_AGGREGATIONS + ("lag", "time_since_previous", "ratio")
+DEFAULT_MAX_BROADCAST_BYTES = 64 * 1024 * 1024
+
+
+def parse_duration(text: Any) -> int:
+    """Return the number of seconds in a duration such as ``30m``, ``1h``, ``7d`` or ``2w``.
+
+    Raises ``ValueError`` with the accepted forms when ``text`` is not a duration.
+    """
+    match = _DURATION_RE.match(str(text)) if isinstance(text, (str, int)) else None
+    if not match or int(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration (use 30m, 1h, 7d)")
+    return int(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def format_duration(seconds: int) -> str:
+    """Inverse of :func:`parse_duration` using the largest exact unit."""
+    for unit, size in sorted(DURATION_UNITS.items(), key=lambda kv: -kv[1]):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def spark_type(declared: str) -> str:
+    """Map a declared column type to its Spark SQL type name; ``ValueError`` if unknown."""
+    text = str(declared).strip().lower()
+    if text in COLUMN_TYPES:
+        return COLUMN_TYPES[text]
+    match = _DECIMAL_RE.match(text)
+    if match and 0 < int(match.group(1)) <= 38 and int(match.group(2)) <= int(match.group(1)):
+        return f"decimal({int(match.group(1))},{int(match.group(2))})"
+    raise ValueError(
+        f"{declared!r} is not a supported type (use one of {', '.join(sorted(set(COLUMN_TYPES)))}"
+        ", or decimal(p,s))"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Frozen configuration objects
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """A declared column: name, Spark SQL type, nullability and, for timestamps, a parse format."""
+
+    name: str
+    type: str
+    nullable: bool = True
+    description: str = ""
+    format: str | None = None
+    allow_non_finite: bool = False
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type in NUMERIC_TYPES or self.type.startswith("decimal")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A raw input: an event stream partitioned by landing date, or a dimension snapshot."""
+
+    name: str
+    kind: str
+    format: str
+    path: str
+    columns: tuple[ColumnSpec, ...]
+    key: tuple[str, ...]
+    event_time: str | None = None
+    partition_column: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
+    max_broadcast_bytes: int = DEFAULT_MAX_BROADCAST_BYTES
+    description: str = ""
+    owner: str = ""
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> ColumnSpec:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class JoinSpec:
+    """A broadcast join to a dimension: ``level`` is ``event`` (before windows) or ``entity``."""
+
+    dimension: str
+    on: tuple[str, ...]
+    columns: tuple[str, ...]
+    level: str = "event"
+
+
+@dataclass(frozen=True)
+class WhereSpec:
+    """An equality filter on one column, applied inside a window aggregate."""
+
+    column: str
+    equals: Any
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature: its business meaning and how it is computed."""
+
+    name: str
+    function: str
+    description: str
+    owner: str
+    version: int
+    column: str | None = None
+    window: str | None = None
+    window_seconds: int | None = None
+    offset: int = 1
+    numerator: str | None = None
+    denominator: str | None = None
+    where: WhereSpec | None = None
+    dtype: str = "double"
+
+
+@dataclass(frozen=True)
+class FeatureSetSpec:
+    """Features over one source and one entity, written to one Delta table."""
+
+    name: str
+    description: str
+    owner: str
+    version: int
+    update_frequency: str
+    source: str
+    entity: tuple[str, ...]
+    features: tuple[FeatureSpec, ...]
+    joins: tuple[JoinSpec, ...] = ()
+
+    @property
+    def lookback_seconds(self) -> int:
+        """The longest history any feature of the set needs (its largest window)."""
+        return max((f.window_seconds or 0) for f in self.features)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Where data lives and how a local session is configured, for one environment."""
+
+    name: str
+    file: str
+    warehouse: str
+    data_root: str
+    master: str | None = None
+    spark_conf: tuple[tuple[str, str], ...] = ()
+    max_broadcast_bytes: int = DEFAULT_MAX_BROADCAST_BYTES
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A whole pipeline, resolved against one environment."""
+
+    name: str
+    file: str
+    description: str
+    owner: str
+    timezone: str
+    sources: tuple[SourceSpec, ...]
+    feature_sets: tuple[FeatureSetSpec, ...]
+    env: EnvSpec
+    sections: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[ConfigIssue, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def section(self, key: str, default: Any = None) -> Any:
+        """The parsed object of an optional section (see :data:`SECTIONS`), or ``default``."""
+        return self.sections.get(key, default)
+
+    def source(self, name: str) -> SourceSpec:
+        for src in self.sources:
+            if src.name == name:
+                return src
+        raise KeyError(f"pipeline {self.name!r} has no source {name!r}")
+
+    def feature_set(self, name: str) -> FeatureSetSpec:
+        for fs in self.feature_sets:
+            if fs.name == name:
+                return fs
+        raise KeyError(f"pipeline {self.name!r} has no feature set {name!r}")
+
+    @property
+    def event_sources(self) -> tuple[SourceSpec, ...]:
+        return tuple(s for s in self.sources if s.kind == "events")
+
+    @property
+    def dimension_sources(self) -> tuple[SourceSpec, ...]:
+        return tuple(s for s in self.sources if s.kind == "dimension")
+
+    @property
+    def tables(self) -> "TablePaths":
+        return TablePaths(root=f"{self.env.warehouse.rstrip('/')}/{self.name}")
+
+
+@dataclass(frozen=True)
+class TablePaths:
+    """Locations of the Delta tables a pipeline owns, all under ``<warehouse>/<pipeline>/``."""
+
+    root: str
+
+    def validated(self, source: str) -> str:
+        return f"{self.root}/validated/{source}"
+
+    @property
+    def quarantine(self) -> str:
+        return f"{self.root}/quarantine"
+
+    def features(self, feature_set: str) -> str:
+        return f"{self.root}/features/{feature_set}"
+
+    @property
+    def run_log(self) -> str:
+        return f"{self.root}/run_log"
+
+    @property
+    def model_registry(self) -> str:
+        return f"{self.root}/model_registry"
+
+
