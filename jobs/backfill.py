@@ -4,6 +4,7 @@
 
 Re-submitting the same arguments after a failure resumes the backfill.
 """
+
 import sys
 
 from featuremill.cli import main

@@ -1,7 +1,8 @@
 """spark-submit entry point: compute window features into Delta (see featuremill.pipelines.build_features).
 
-    spark-submit ... jobs/build_features.py conf/pipelines/demo.yaml --env standalone --date 2026-09-01
+spark-submit ... jobs/build_features.py conf/pipelines/demo.yaml --env standalone --date 2026-09-01
 """
+
 import sys
 
 from featuremill.cli import main

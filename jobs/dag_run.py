@@ -5,6 +5,7 @@
 Jobs run in dependency order with the declared retries and timeouts; every attempt is recorded
 in the run log. Used for EMR Serverless schedules, where one job run carries the whole DAG.
 """
+
 import sys
 
 from featuremill.cli import main

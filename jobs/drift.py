@@ -3,6 +3,7 @@
     spark-submit ... jobs/drift.py conf/pipelines/demo.yaml --env emr --table features.customer_activity \\
         --reference 2026-09-08..2026-09-21 --current 2026-09-22..2026-09-28
 """
+
 import sys
 
 from featuremill.cli import main

@@ -1,7 +1,8 @@
 """spark-submit entry point: validate raw landing partitions into Delta (see featuremill.pipelines.ingest).
 
-    spark-submit ... jobs/ingest.py conf/pipelines/demo.yaml --env standalone --date 2026-09-01
+spark-submit ... jobs/ingest.py conf/pipelines/demo.yaml --env standalone --date 2026-09-01
 """
+
 import sys
 
 from featuremill.cli import main

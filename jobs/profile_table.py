@@ -5,6 +5,7 @@ would shadow the standard library's ``profile`` module (imported by PySpark) for
 
     spark-submit ... jobs/profile_table.py conf/pipelines/demo.yaml --env emr --table validated.transactions --date 2026-09-28
 """
+
 import sys
 
 from featuremill.cli import main

@@ -28,8 +28,11 @@ def main(argv=None) -> int:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--ttl", help="max feature age, e.g. 7d (default: none)")
     parser.add_argument("--known-at", action="store_true", help="also apply known-at (featuremill methods only)")
-    parser.add_argument("--methods", default=",".join(__import__("featuremill.bench.pit", fromlist=["METHODS"]).METHODS),
-                        help="comma-separated subset of the methods")
+    parser.add_argument(
+        "--methods",
+        default=",".join(__import__("featuremill.bench.pit", fromlist=["METHODS"]).METHODS),
+        help="comma-separated subset of the methods",
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--shuffle-partitions", type=int, default=16)
@@ -42,21 +45,40 @@ def main(argv=None) -> int:
     from featuremill.core.session import get_spark
 
     ttl = parse_duration(args.ttl) if args.ttl else None
-    spark = get_spark("featuremill-bench-pit", master=args.master, conf={
-        "spark.sql.shuffle.partitions": str(args.shuffle_partitions), "spark.ui.enabled": "false",
-        "spark.driver.memory": os.environ.get("BENCH_DRIVER_MEMORY", "6g"), "spark.sql.session.timeZone": "UTC"})
+    spark = get_spark(
+        "featuremill-bench-pit",
+        master=args.master,
+        conf={
+            "spark.sql.shuffle.partitions": str(args.shuffle_partitions),
+            "spark.ui.enabled": "false",
+            "spark.driver.memory": os.environ.get("BENCH_DRIVER_MEMORY", "6g"),
+            "spark.sql.session.timeZone": "UTC",
+        },
+    )
     with tempfile.TemporaryDirectory(prefix="bench_pit_", dir=args.workdir) as workdir:
         began = time.perf_counter()
-        data = bench.generate(spark, workdir, feature_rows=args.events, entities=args.entities,
-                              spine_rows=args.spine, days=args.days)
+        data = bench.generate(
+            spark, workdir, feature_rows=args.events, entities=args.entities, spine_rows=args.spine, days=args.days
+        )
         generated = time.perf_counter() - began
-        results = bench.run(spark, data, methods=[m for m in args.methods.split(",") if m], runs=args.runs,
-                            warmup=args.warmup, ttl_seconds=ttl, known_at=args.known_at)
-    print(f"## Point-in-time join: {args.events:,} feature rows, {args.entities:,} entities, {args.spine:,} spine rows, "
-          f"{args.days} days, ttl {args.ttl or 'none'}, known-at {'on' if args.known_at else 'off'}")
-    print(f"Spark {spark.version}, {args.master}, {args.shuffle_partitions} shuffle partitions, AQE "
-          f"{spark.conf.get('spark.sql.adaptive.enabled')}; medians of {args.runs} runs after {args.warmup} warm-up; "
-          f"data generated in {generated:.1f}s")
+        results = bench.run(
+            spark,
+            data,
+            methods=[m for m in args.methods.split(",") if m],
+            runs=args.runs,
+            warmup=args.warmup,
+            ttl_seconds=ttl,
+            known_at=args.known_at,
+        )
+    print(
+        f"## Point-in-time join: {args.events:,} feature rows, {args.entities:,} entities, {args.spine:,} spine rows, "
+        f"{args.days} days, ttl {args.ttl or 'none'}, known-at {'on' if args.known_at else 'off'}"
+    )
+    print(
+        f"Spark {spark.version}, {args.master}, {args.shuffle_partitions} shuffle partitions, AQE "
+        f"{spark.conf.get('spark.sql.adaptive.enabled')}; medians of {args.runs} runs after {args.warmup} warm-up; "
+        f"data generated in {generated:.1f}s"
+    )
     print()
     print(bench.markdown_table(results))
     checked = [r for r in results if r.checksum is not None]

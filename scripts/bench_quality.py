@@ -64,18 +64,21 @@ def main() -> None:
 
     from pyspark.sql import functions as F
 
+    from featuremill.core.session import get_spark
     from featuremill.quality import rules as R
     from featuremill.quality.drift import fit_reference, score_counts
     from featuremill.quality.profile import profile_frame
     from featuremill.quality.spec import DriftSettings, ProfileSettings, RuleSpec, TableQualitySpec
-    from featuremill.core.session import get_spark
 
-    spark = get_spark("bench-quality", master="local[2]",
-                      conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "8"})
+    spark = get_spark(
+        "bench-quality", master="local[2]", conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "8"}
+    )
     spark.sparkContext.setLogLevel("ERROR")
     print(f"rows={args.rows:,}  (local[2]; seconds, Spark jobs)")
-    header = (f"{'columns':>7} | {'profile':>14} {'naive/column':>14} {'ratio':>6} | {'drift fit':>12} "
-              f"{'drift score':>12} | {'verdict pass':>12} {'+10 rules':>12} {'+ metrics':>12}")
+    header = (
+        f"{'columns':>7} | {'profile':>14} {'naive/column':>14} {'ratio':>6} | {'drift fit':>12} "
+        f"{'drift score':>12} | {'verdict pass':>12} {'+10 rules':>12} {'+ metrics':>12}"
+    )
     print(header)
     print("-" * len(header))
     tmp = tempfile.mkdtemp(prefix="bench-quality-")
@@ -94,6 +97,7 @@ def main() -> None:
                     df.agg(F.avg(c), F.stddev(c), F.percentile_approx(c, [0.25, 0.5, 0.75])).collect()
                 else:
                     df.groupBy(c).count().orderBy(F.col("count").desc()).limit(10).collect()
+
         baseline = _timed(spark, naive)
         refs = []
         fit = _timed(spark, lambda: refs.extend(fit_reference(df.select(*data_cols), data_cols, DriftSettings())))
@@ -101,18 +105,22 @@ def main() -> None:
         types = {f.name: f.dataType.simpleString() for f in df.schema.fields}
         numeric = [c for c in data_cols if not c.startswith("s")]
         strings = [c for c in data_cols if c.startswith("s")]
-        spec = TableQualitySpec(table="t", rules=(
-            RuleSpec("r1", "range", "warn", columns=(numeric[0],), min=0, max=500),
-            RuleSpec("r2", "not_null", "fail", columns=tuple(numeric[:3])),
-            RuleSpec("r3", "allowed_values", "warn", columns=(strings[0],), values=("v1", "v2", "v3")),
-            RuleSpec("r4", "regex", "warn", columns=(strings[0],), pattern="^v[0-9]+$"),
-            RuleSpec("r5", "completeness", "fail", columns=(numeric[-1],), min_percent=99),
-            RuleSpec("r6", "freshness", "warn", columns=(numeric[0],), max_age_seconds=86400),
-            RuleSpec("r7", "range", "fail", columns=(numeric[-1],), min=0),
-            RuleSpec("r8", "not_null", "warn", columns=(strings[-1],)),
-            RuleSpec("r9", "anomaly", "warn", columns=(numeric[1],), metric="mean"),
-            RuleSpec("r10", "row_count_change", "warn", max_change_percent=50),
-        ))
+        spec = TableQualitySpec(
+            table="t",
+            rules=(
+                RuleSpec("r1", "range", "warn", columns=(numeric[0],), min=0, max=500),
+                RuleSpec("r2", "not_null", "fail", columns=tuple(numeric[:3])),
+                RuleSpec("r3", "allowed_values", "warn", columns=(strings[0],), values=("v1", "v2", "v3")),
+                RuleSpec("r4", "regex", "warn", columns=(strings[0],), pattern="^v[0-9]+$"),
+                RuleSpec("r5", "completeness", "fail", columns=(numeric[-1],), min_percent=99),
+                RuleSpec("r6", "freshness", "warn", columns=(numeric[0],), max_age_seconds=86400),
+                RuleSpec("r7", "range", "fail", columns=(numeric[-1],), min=0),
+                RuleSpec("r8", "not_null", "warn", columns=(strings[-1],)),
+                RuleSpec("r9", "anomaly", "warn", columns=(numeric[1],), metric="mean"),
+                RuleSpec("r10", "row_count_change", "warn", max_change_percent=50),
+            ),
+        )
+
         def aggregates(metrics: bool):
             measures = R.measure_columns(spec, types, R.metric_columns(data_cols, spec) if metrics else [])
             measures.pop(f"maxtime:{numeric[0]}", None)  # freshness needs a time column; keep the rest
@@ -121,14 +129,18 @@ def main() -> None:
         # Baseline: the ingest pass's count by verdict, reading every column as ingest's parsing does.
         touch = F.max(F.xxhash64(*[F.col(c) for c in data_cols]))
         count_only = _timed(spark, lambda: df.groupBy("_rule").agg(F.count(F.lit(1)), touch).collect())
-        rules_only = _timed(spark, lambda: df.groupBy("_rule").agg(F.count(F.lit(1)), touch,
-                                                                   *aggregates(False)).collect())
-        with_metrics = _timed(spark, lambda: df.groupBy("_rule").agg(F.count(F.lit(1)), touch,
-                                                                     *aggregates(True)).collect())
-        print(f"{n:>7} | {profile[0]:>8.1f}s {profile[1]:>3}j {baseline[0]:>8.1f}s {baseline[1]:>3}j "
-              f"{baseline[0] / profile[0]:>6.2f} | {fit[0]:>7.1f}s {fit[1]:>2}j {score[0]:>7.1f}s {score[1]:>2}j | "
-              f"{count_only[0]:>7.1f}s {count_only[1]:>2}j {rules_only[0]:>7.1f}s {rules_only[1]:>2}j "
-              f"{with_metrics[0]:>7.1f}s {with_metrics[1]:>2}j")
+        rules_only = _timed(
+            spark, lambda: df.groupBy("_rule").agg(F.count(F.lit(1)), touch, *aggregates(False)).collect()
+        )
+        with_metrics = _timed(
+            spark, lambda: df.groupBy("_rule").agg(F.count(F.lit(1)), touch, *aggregates(True)).collect()
+        )
+        print(
+            f"{n:>7} | {profile[0]:>8.1f}s {profile[1]:>3}j {baseline[0]:>8.1f}s {baseline[1]:>3}j "
+            f"{baseline[0] / profile[0]:>6.2f} | {fit[0]:>7.1f}s {fit[1]:>2}j {score[0]:>7.1f}s {score[1]:>2}j | "
+            f"{count_only[0]:>7.1f}s {count_only[1]:>2}j {rules_only[0]:>7.1f}s {rules_only[1]:>2}j "
+            f"{with_metrics[0]:>7.1f}s {with_metrics[1]:>2}j"
+        )
 
 
 if __name__ == "__main__":

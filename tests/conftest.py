@@ -40,11 +40,13 @@ def project(tmp_path):
     (tmp_path / "conf" / "pipelines").mkdir(parents=True)
     (tmp_path / "conf" / "env").mkdir(parents=True)
     (tmp_path / "data").mkdir()
-    (tmp_path / "conf" / "env" / "local.yaml").write_text(textwrap.dedent("""\
+    (tmp_path / "conf" / "env" / "local.yaml").write_text(
+        textwrap.dedent("""\
         warehouse: warehouse
         data_root: data
         max_broadcast_mb: 16
-    """))
+    """)
+    )
     return tmp_path
 
 

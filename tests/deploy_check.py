@@ -38,14 +38,20 @@ def check_airflow(folder: str) -> dict:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=folder)
-    out: dict = {"airflow_version": airflow.__version__,
-                 "import_errors": {str(k): str(v) for k, v in bag.import_errors.items()}, "dags": {}}
+    out: dict = {
+        "airflow_version": airflow.__version__,
+        "import_errors": {str(k): str(v) for k, v in bag.import_errors.items()},
+        "dags": {},
+    }
     for dag_id, dag in bag.dags.items():
         timetable = dag.timetable
         tasks = {}
         for task in dag.tasks:
-            rendered = task.render_template(task.application_args, {"ds": "2026-09-01"}) \
-                if hasattr(task, "application_args") else None
+            rendered = (
+                task.render_template(task.application_args, {"ds": "2026-09-01"})
+                if hasattr(task, "application_args")
+                else None
+            )
             tasks[task.task_id] = {
                 "operator": type(task).__name__,
                 "retries": task.retries,
@@ -64,8 +70,15 @@ def check_airflow(folder: str) -> dict:
                 "env_vars": getattr(task, "env_vars", None),
                 "conn_id": getattr(task, "conn_id", getattr(task, "_conn_id", None)),
             }
-        deadlines = [{"reference": type(d.reference).__name__, "interval_s": _seconds(d.interval),
-                      "callback": d.callback.path, "callback_kwargs": d.callback.kwargs} for d in (dag.deadline or [])]
+        deadlines = [
+            {
+                "reference": type(d.reference).__name__,
+                "interval_s": _seconds(d.interval),
+                "callback": d.callback.path,
+                "callback_kwargs": d.callback.kwargs,
+            }
+            for d in (dag.deadline or [])
+        ]
         out["dags"][dag_id] = {
             "timetable": type(timetable).__name__,
             "cron": getattr(timetable, "expression", None),
@@ -90,10 +103,15 @@ def _first_run(dag) -> dict | None:
     if type(sdk).__name__ != "CronDataIntervalTimetable":
         return None
     core = CronDataIntervalTimetable(sdk.expression, timezone=sdk.timezone)
-    info = core.next_dagrun_info(last_automated_data_interval=None,
-                                 restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=True))
-    return {"run_after": info.run_after.isoformat(), "ds": info.logical_date.strftime("%Y-%m-%d"),
-            "data_interval": [info.data_interval.start.isoformat(), info.data_interval.end.isoformat()]}
+    info = core.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=True),
+    )
+    return {
+        "run_after": info.run_after.isoformat(),
+        "ds": info.logical_date.strftime("%Y-%m-%d"),
+        "data_interval": [info.data_interval.start.isoformat(), info.data_interval.end.isoformat()],
+    }
 
 
 def check_databricks(bundle_dir: str) -> dict:
@@ -120,18 +138,21 @@ def check_databricks(bundle_dir: str) -> dict:
                     "schedule": settings.schedule.as_dict() if settings.schedule else None,
                     "health": settings.health.as_dict() if settings.health else None,
                     "job_clusters": [c.as_dict() for c in settings.job_clusters or []],
-                    "tasks": [{
-                        "task_key": t.task_key,
-                        "depends_on": [d.task_key for d in t.depends_on or []],
-                        "package_name": t.python_wheel_task.package_name if t.python_wheel_task else None,
-                        "entry_point": t.python_wheel_task.entry_point if t.python_wheel_task else None,
-                        "parameters": t.python_wheel_task.parameters if t.python_wheel_task else None,
-                        "libraries": [lib.as_dict() for lib in t.libraries or []],
-                        "max_retries": t.max_retries,
-                        "min_retry_interval_millis": t.min_retry_interval_millis,
-                        "timeout_seconds": t.timeout_seconds,
-                        "job_cluster_key": t.job_cluster_key,
-                    } for t in settings.tasks or []],
+                    "tasks": [
+                        {
+                            "task_key": t.task_key,
+                            "depends_on": [d.task_key for d in t.depends_on or []],
+                            "package_name": t.python_wheel_task.package_name if t.python_wheel_task else None,
+                            "entry_point": t.python_wheel_task.entry_point if t.python_wheel_task else None,
+                            "parameters": t.python_wheel_task.parameters if t.python_wheel_task else None,
+                            "libraries": [lib.as_dict() for lib in t.libraries or []],
+                            "max_retries": t.max_retries,
+                            "min_retry_interval_millis": t.min_retry_interval_millis,
+                            "timeout_seconds": t.timeout_seconds,
+                            "job_cluster_key": t.job_cluster_key,
+                        }
+                        for t in settings.tasks or []
+                    ],
                 }
     return out
 
@@ -168,8 +189,15 @@ def check_emr(folder: str) -> dict:
     return {
         "add_job_flow_steps": _validate("emr", "AddJobFlowSteps", steps),
         "configurations": _validate("emr", "RunJobFlow", configurations, member="Configurations"),
-        "steps": [{"name": s["Name"], "action_on_failure": s["ActionOnFailure"], "jar": s["HadoopJarStep"]["Jar"],
-                   "args": s["HadoopJarStep"]["Args"]} for s in steps["Steps"]],
+        "steps": [
+            {
+                "name": s["Name"],
+                "action_on_failure": s["ActionOnFailure"],
+                "jar": s["HadoopJarStep"]["Jar"],
+                "args": s["HadoopJarStep"]["Args"],
+            }
+            for s in steps["Steps"]
+        ],
         "configuration_classifications": {c["Classification"]: c["Properties"] for c in configurations},
     }
 
@@ -184,16 +212,23 @@ def check_emr_serverless(folder: str) -> dict:
     if schedule_file.exists():
         body = json.loads(schedule_file.read_text())
         target_input = json.loads(body["Target"]["Input"])
-        out["schedule"] = {"validation": _validate("scheduler", "CreateSchedule", body),
-                           "input_validation": _validate("emr-serverless", "StartJobRun", target_input),
-                           "request": body, "input": target_input}
+        out["schedule"] = {
+            "validation": _validate("scheduler", "CreateSchedule", body),
+            "input_validation": _validate("emr-serverless", "StartJobRun", target_input),
+            "request": body,
+            "input": target_input,
+        }
     return out
 
 
 def main(argv: list[str]) -> int:
     kind, path = argv[0], argv[1]
-    check = {"airflow": check_airflow, "databricks": check_databricks, "emr": check_emr,
-             "emr-serverless": check_emr_serverless}[kind]
+    check = {
+        "airflow": check_airflow,
+        "databricks": check_databricks,
+        "emr": check_emr,
+        "emr-serverless": check_emr_serverless,
+    }[kind]
     result = check(path)
     sys.stdout.write("\n@@RESULT@@" + json.dumps(result, default=str) + "\n")
     return 0

@@ -6,8 +6,8 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-from featuremill.storage import io
 from featuremill.config import load_pipeline
+from featuremill.storage import io
 from tests.integration.shop import make_project, write_dimensions, write_landing
 
 D1, D2, D3 = dt.date(2024, 3, 1), dt.date(2024, 3, 2), dt.date(2024, 3, 3)
@@ -65,4 +65,3 @@ def versions(spark, *paths):
 def copy_warehouse(src_root: Path, dst_root: Path) -> None:
     """Copy a project (conf, data and Delta tables are plain files locally)."""
     shutil.copytree(src_root, dst_root)
-

@@ -19,20 +19,24 @@ def main(argv: list[str]) -> int:
     root, job, start, end = argv[:4]
     mode = argv[4] if len(argv) > 4 else "watch"
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from featuremill.storage.commit_retry import observe_writes
     from featuremill.config import load_pipeline
+    from featuremill.core.session import get_spark
     from featuremill.pipelines.build_features import run_features
     from featuremill.pipelines.ingest import run_ingest
-    from featuremill.core.session import get_spark
+    from featuremill.storage.commit_retry import observe_writes
 
-    spark = get_spark("featuremill-kill-child", master="local[1]", conf={
-        "spark.ui.enabled": "false",
-        "spark.sql.shuffle.partitions": "16",
-        "spark.sql.files.maxPartitionBytes": "65536",
-        "spark.sql.adaptive.enabled": "false",
-        "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "false",
-        "spark.databricks.delta.snapshotPartitions": "2",
-    })
+    spark = get_spark(
+        "featuremill-kill-child",
+        master="local[1]",
+        conf={
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "16",
+            "spark.sql.files.maxPartitionBytes": "65536",
+            "spark.sql.adaptive.enabled": "false",
+            "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "false",
+            "spark.databricks.delta.snapshotPartitions": "2",
+        },
+    )
     config = load_pipeline(os.path.join(root, "conf", "pipelines", "shop.yaml"), env="local")
     s, e = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
 

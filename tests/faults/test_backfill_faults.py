@@ -23,8 +23,9 @@ def test_backfill_with_empty_chunks_keeps_existing_partitions(spark, ingested_sh
     (ingested_shop / "data" / "tx" / "event_date=2024-03-02" / "part-0.csv").unlink()
     result = run_backfill(spark, config, start=D2, end=D3, job="ingest", sources=["tx"], chunk_days=1)
     assert [(o.start, o.outcome) for o in result.outcomes] == [(D2, "skipped_empty"), (D3, "skipped_empty")]
-    assert rows(spark, validated, "event_id", "customer_id", "amount", "event_date", "_ingest_date") == \
-        sorted(VALID_D1 + VALID_D2)
+    assert rows(spark, validated, "event_id", "customer_id", "amount", "event_date", "_ingest_date") == sorted(
+        VALID_D1 + VALID_D2
+    )
 
     again = run_backfill(spark, config, start=D2, end=D3, job="features", chunk_days=1)
     assert [(o.start, o.outcome) for o in again.outcomes] == [(D2, "already_committed"), (D3, "skipped_empty")]

@@ -13,13 +13,22 @@ import time
 
 import pytest
 
-from featuremill.storage import io
-from featuremill.storage.commit_retry import commit_attempts, is_commit_conflict, observe_writes
 from featuremill.core.errors import CommitConflictError
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
+from featuremill.storage import io
+from featuremill.storage.commit_retry import commit_attempts, is_commit_conflict, observe_writes
 from tests.faults.helpers import (
-    D1, D2, QUARANTINE_D1, VALID_D1, VALID_D2, all_rows, copy_warehouse, load, rows, versions,
+    D1,
+    D2,
+    QUARANTINE_D1,
+    VALID_D1,
+    VALID_D2,
+    all_rows,
+    copy_warehouse,
+    load,
+    rows,
+    versions,
 )
 
 
@@ -52,8 +61,13 @@ def _race(*calls, barrier_path: str, parties: int = 2, timeout: float = 60):
 
 
 def _conflicts(caplog, path):
-    return [r for r in caplog.records if r.name == "featuremill.storage.commit_retry" and path in r.getMessage()
-            and "commit conflict" in r.getMessage()]
+    return [
+        r
+        for r in caplog.records
+        if r.name == "featuremill.storage.commit_retry"
+        and path in r.getMessage()
+        and "commit conflict" in r.getMessage()
+    ]
 
 
 def test_concurrent_ingest_same_partition_one_retries_and_equals_serial(spark, ingested_shop, caplog):
@@ -63,17 +77,20 @@ def test_concurrent_ingest_same_partition_one_retries_and_equals_serial(spark, i
     assert v_valid == 0
     caplog.set_level(logging.WARNING, logger="featuremill.storage.commit_retry")
 
-    results, errors = _race(lambda: run_ingest(spark, config, start=D1, end=D1, sources=["tx"]),
-                            lambda: run_ingest(spark, config, start=D1, end=D1, sources=["tx"]),
-                            barrier_path=tables.validated("tx"))
+    results, errors = _race(
+        lambda: run_ingest(spark, config, start=D1, end=D1, sources=["tx"]),
+        lambda: run_ingest(spark, config, start=D1, end=D1, sources=["tx"]),
+        barrier_path=tables.validated("tx"),
+    )
 
     assert errors == [None, None]
     # Both read version 0; one committed, the other lost the race and retried on the new
     # snapshot, where Delta skipped it: same run key, its txnVersion already recorded.
     assert len(_conflicts(caplog, tables.validated("tx"))) >= 1
     assert sorted(r[0].status for r in results) in (["already_committed", "succeeded"], ["succeeded", "succeeded"])
-    assert rows(spark, tables.validated("tx"), "event_id", "customer_id", "amount", "event_date",
-                "_ingest_date") == sorted(VALID_D1 + VALID_D2)
+    assert rows(
+        spark, tables.validated("tx"), "event_id", "customer_id", "amount", "event_date", "_ingest_date"
+    ) == sorted(VALID_D1 + VALID_D2)
     assert rows(spark, tables.quarantine, "source", "_ingest_date", "rule") == QUARANTINE_D1
     # Exactly one commit per table for the run key: the loser's attempts left nothing behind.
     assert versions(spark, tables.validated("tx"), tables.quarantine) == [1, v_quarantine + 1]
@@ -86,14 +103,17 @@ def test_concurrent_ingest_disjoint_partitions_both_commit(spark, ingested_shop)
     tables = config.tables
     v_quarantine = io.delta_version(spark, tables.quarantine)
 
-    results, errors = _race(lambda: run_ingest(spark, config, start=D1, end=D1, sources=["tx"]),
-                            lambda: run_ingest(spark, config, start=D2, end=D2, sources=["tx"]),
-                            barrier_path=tables.validated("tx"))
+    results, errors = _race(
+        lambda: run_ingest(spark, config, start=D1, end=D1, sources=["tx"]),
+        lambda: run_ingest(spark, config, start=D2, end=D2, sources=["tx"]),
+        barrier_path=tables.validated("tx"),
+    )
 
     assert errors == [None, None]
     assert results[0][0].rows_valid == 3 and results[1][0].rows_valid == 3
-    assert rows(spark, tables.validated("tx"), "event_id", "customer_id", "amount", "event_date",
-                "_ingest_date") == sorted(VALID_D1 + VALID_D2)
+    assert rows(
+        spark, tables.validated("tx"), "event_id", "customer_id", "amount", "event_date", "_ingest_date"
+    ) == sorted(VALID_D1 + VALID_D2)
     assert rows(spark, tables.quarantine, "source", "_ingest_date", "rule") == QUARANTINE_D1
     # D2 has no rejected rows: its quarantine write replaces nothing with nothing, but still commits
     # the run key's Delta transaction id (exactly-once bookkeeping), so each run adds one version.
@@ -111,9 +131,11 @@ def test_concurrent_feature_merge_same_range_equals_serial_run(spark, ingested_s
     run_features(spark, serial, start=D2, end=D2)
     caplog.set_level(logging.WARNING, logger="featuremill.storage.commit_retry")
 
-    results, errors = _race(lambda: run_features(spark, config, start=D2, end=D2),
-                            lambda: run_features(spark, config, start=D2, end=D2),
-                            barrier_path=out)
+    results, errors = _race(
+        lambda: run_features(spark, config, start=D2, end=D2),
+        lambda: run_features(spark, config, start=D2, end=D2),
+        barrier_path=out,
+    )
 
     assert errors == [None, None]
     # A MERGE takes its Delta txn id from session confs, so featuremill runs one MERGE of a
@@ -138,9 +160,11 @@ def test_concurrent_feature_merge_disjoint_ranges_both_commit(spark, ingested_sh
     caplog.set_level(logging.WARNING, logger="featuremill.storage.commit_retry")
 
     # D1 was committed by the template's run: a corrective run MERGEs it again (a real write).
-    results, errors = _race(lambda: run_features(spark, config, start=D1, end=D1, corrective=True),
-                            lambda: run_features(spark, config, start=D2, end=D2),
-                            barrier_path=out)
+    results, errors = _race(
+        lambda: run_features(spark, config, start=D1, end=D1, corrective=True),
+        lambda: run_features(spark, config, start=D2, end=D2),
+        barrier_path=out,
+    )
 
     assert errors == [None, None]
     # The MERGE's NOT MATCHED BY SOURCE clause reads the whole target, so Delta may report a
@@ -163,8 +187,11 @@ def _slow_frame(spark, values, seconds):
         time.sleep(seconds)
         return v
 
-    return spark.createDataFrame([(v, "p") for v in values], "v bigint, part string").coalesce(1) \
+    return (
+        spark.createDataFrame([(v, "p") for v in values], "v bigint, part string")
+        .coalesce(1)
         .withColumn("v", slow("v"))
+    )
 
 
 def _conflicter(spark, path, go: threading.Event, done: threading.Event, commits: list):
@@ -173,14 +200,14 @@ def _conflicter(spark, path, go: threading.Event, done: threading.Event, commits
         if go.wait(timeout=0.1):
             go.clear()
             time.sleep(0.8)  # the slow writer has read its snapshot and is writing files
-            spark.createDataFrame([(100 + len(commits), "p")], "v bigint, part string") \
-                .write.format("delta").mode("append").save(path)
+            spark.createDataFrame([(100 + len(commits), "p")], "v bigint, part string").write.format("delta").mode(
+                "append"
+            ).save(path)
             commits.append(io.delta_version(spark, path))
 
 
 @pytest.mark.parametrize("attempts, conflicting_attempts", [(3, 2), (2, 2)])
-def test_retry_on_conflict_is_bounded_and_retries_on_a_fresh_snapshot(spark, tmp_path, attempts,
-                                                                      conflicting_attempts):
+def test_retry_on_conflict_is_bounded_and_retries_on_a_fresh_snapshot(spark, tmp_path, attempts, conflicting_attempts):
     path = str(tmp_path / "t")
     spark.createDataFrame([(1, "p")], "v bigint, part string").write.format("delta").partitionBy("part").save(path)
     go, done, commits = threading.Event(), threading.Event(), []

@@ -14,21 +14,21 @@ import math
 
 import pytest
 
-from featuremill.storage import io
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
+from featuremill.storage import io
 from tests.faults.helpers import D1, load, rows, shop_project
 from tests.integration.shop import write_landing
 
 PART0 = [
     "c1,1,10,2024-03-01 10:00:00,10.00,web",
-    "c2,1,11,2024-03-01 10:00:00,2.00,app",    # customer 1 again at the same instant as c1
-    "c1,1,10,2024-03-01 10:00:00,99.00,web",   # key c1 again, other amount: '...,99.00' sorts after '...,10.00'
+    "c2,1,11,2024-03-01 10:00:00,2.00,app",  # customer 1 again at the same instant as c1
+    "c1,1,10,2024-03-01 10:00:00,99.00,web",  # key c1 again, other amount: '...,99.00' sorts after '...,10.00'
     "c3,2,10,2024-03-01 12:00:00,5.00,web",
 ]
 PART1 = [
-    "c3,2,10,2024-03-01 12:00:00,6.00,web",    # key c3 again in a later file of the same landing date
-    "c4,2,11,2024-03-01 12:00:00,1.00,app",    # customer 2 again at the same instant as c3
+    "c3,2,10,2024-03-01 12:00:00,6.00,web",  # key c3 again in a later file of the same landing date
+    "c4,2,11,2024-03-01 12:00:00,1.00,app",  # customer 2 again at the same instant as c3
 ]
 
 
@@ -52,10 +52,16 @@ def test_duplicate_keys_in_batch_deduplicated_counted_and_merge_reruns(spark, du
         ("c4", 1.0, f"file:{dup_shop}/data/tx/event_date=2024-03-01/part-1.csv"),
     ]
     assert rows(spark, tables.quarantine, "rule", "raw_record", where="source = 'tx'") == [
-        ("duplicate", '{"event_id":"c1","customer_id":"1","product_id":"10","event_ts":"2024-03-01 10:00:00",'
-                      '"amount":"99.00","channel":"web"}'),
-        ("duplicate", '{"event_id":"c3","customer_id":"2","product_id":"10","event_ts":"2024-03-01 12:00:00",'
-                      '"amount":"6.00","channel":"web"}'),
+        (
+            "duplicate",
+            '{"event_id":"c1","customer_id":"1","product_id":"10","event_ts":"2024-03-01 10:00:00",'
+            '"amount":"99.00","channel":"web"}',
+        ),
+        (
+            "duplicate",
+            '{"event_id":"c3","customer_id":"2","product_id":"10","event_ts":"2024-03-01 12:00:00",'
+            '"amount":"6.00","channel":"web"}',
+        ),
     ]
     logged = spark.read.format("delta").load(tables.run_log).where("target = 'tx'").first()
     assert (logged["rows_read"], logged["rows_duplicate"], logged["rows_quarantined"]) == (6, 2, 2)
@@ -69,8 +75,18 @@ def test_duplicate_keys_in_batch_deduplicated_counted_and_merge_reruns(spark, du
         (1, 2, 12.0, 6.0, math.sqrt(32), 1, 10.0, None, 2 / 12, "gold"),
         (2, 2, 6.0, 3.0, math.sqrt(8), 1, 5.0, None, 2 / 6, "silver"),
     ]
-    cols = ("customer_id", "n_1d", "amount_sum_2d", "amount_mean_2d", "amount_std_2d", "toys_n_2d", "prev_amount",
-            "since_prev", "share_1d_2d", "segment")
+    cols = (
+        "customer_id",
+        "n_1d",
+        "amount_sum_2d",
+        "amount_mean_2d",
+        "amount_std_2d",
+        "toys_n_2d",
+        "prev_amount",
+        "since_prev",
+        "share_1d_2d",
+        "segment",
+    )
     got = rows(spark, out, *cols)
     assert [r[:2] for r in got] == [e[:2] for e in expected]
     for g, e in zip(got, expected):

@@ -32,9 +32,24 @@ def _crash_after_commit(root: Path, job: str, start: dt.date, end: dt.date, log_
     """Run the job in a child driver that SIGKILLs itself right after its first Delta commit."""
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(REPO)}
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tests.faults.kill_child", str(root), job, start.isoformat(),
-                                 end.isoformat(), "crash-after-commit"], cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=log, text=True, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.faults.kill_child",
+                str(root),
+                job,
+                start.isoformat(),
+                end.isoformat(),
+                "crash-after-commit",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
     try:
         out, _ = proc.communicate(timeout=900)
     finally:
@@ -47,8 +62,13 @@ def _crash_after_commit(root: Path, job: str, start: dt.date, end: dt.date, log_
 
 
 def _ledger(spark, config, target):
-    return (spark.read.format("delta").load(config.tables.run_log).where(f"target = '{target}'")
-            .orderBy("started_at").collect())
+    return (
+        spark.read.format("delta")
+        .load(config.tables.run_log)
+        .where(f"target = '{target}'")
+        .orderBy("started_at")
+        .collect()
+    )
 
 
 @pytest.mark.slow
@@ -104,7 +124,8 @@ def test_replay_beyond_the_replay_window_fails_before_reading(spark, ingested_sh
     [run] = [r for r in _ledger(spark, config, "cust") if r["status"] == "succeeded"]
     out = tmp_path / "replayed"
     with pytest.raises(ReplayWindowError) as info:
-        replay_run(spark, config, run_id=run["run_id"], now=run["started_at"] + dt.timedelta(days=31),
-                   output_root=str(out))
+        replay_run(
+            spark, config, run_id=run["run_id"], now=run["started_at"] + dt.timedelta(days=31), output_root=str(out)
+        )
     assert f"run {run['run_id']}" in str(info.value)
     assert not out.exists()

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from featuremill.storage import io
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
+from featuremill.storage import io
 from tests.faults.helpers import D1, D2, D3, load, shop_project
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,8 +32,11 @@ PER_DAY = 6000
 
 def _day_lines(day: dt.date) -> list[str]:
     """``PER_DAY`` valid events on ``day``: unique ids, one second apart, 200 customers."""
-    return [f"{day:%m%d}-{i},{i % 200 + 1},{10 + i % 2},{day} {i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d},"
-            f"{i % 97}.25,web" for i in range(PER_DAY)]
+    return [
+        f"{day:%m%d}-{i},{i % 200 + 1},{10 + i % 2},{day} {i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d},"
+        f"{i % 97}.25,web"
+        for i in range(PER_DAY)
+    ]
 
 
 def _parquet_files(table: str) -> set[str]:
@@ -50,9 +53,15 @@ def _kill_mid_write(root: Path, job: str, start: dt.date, end: dt.date, table: s
     before = _parquet_files(table)
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(REPO)}
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tests.faults.kill_child", str(root), job, start.isoformat(),
-                                 end.isoformat()], cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.faults.kill_child", str(root), job, start.isoformat(), end.isoformat()],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
     watchdog = threading.Timer(600, lambda: os.killpg(proc.pid, signal.SIGKILL))
     watchdog.start()
     try:
@@ -114,6 +123,9 @@ def test_sigkill_mid_append_and_mid_merge_leaves_last_version_and_rerun_writes_e
     # One feature row per (customer, event time): every event has its own second.
     assert feats.count() == 3 * PER_DAY
     assert feats.select("customer_id", "event_ts").distinct().count() == 3 * PER_DAY
-    assert sorted((r[0], r[1]) for r in feats.groupBy("event_date").count().collect()) == \
-        [(D1, PER_DAY), (D2, PER_DAY), (D3, PER_DAY)]
+    assert sorted((r[0], r[1]) for r in feats.groupBy("event_date").count().collect()) == [
+        (D1, PER_DAY),
+        (D2, PER_DAY),
+        (D3, PER_DAY),
+    ]
     assert io.delta_version(spark, features) == 1

@@ -68,20 +68,20 @@ CSV_HEADER = b"event_id,customer_id,product_id,event_ts,amount,channel\n"
 #: (line bytes, expected rule or None for valid). Blank lines are not rows (Spark skips them).
 CSV_LINES = [
     (b"k01,1,10,2024-03-01 10:00:00,10.00,web", None),
-    (b"k02,1,10", "malformed"),                                           # truncated line
-    (b"k03,1,10,2024-03-01 10:00:00,1.00,web,EXTRA", "malformed"),        # an extra column
-    (b"k04;1;10;2024-03-01 10:00:00;1.00;web", "malformed"),              # wrong delimiter
-    (b"k05,1,10,2024-03-01 10:00:00,1.00,w\xffb", "encoding"),            # invalid UTF-8
-    (b"k06,1,10,2024-03-01T10:00:00Z,1.00,web", "type"),                  # other timestamp format
-    (b"k07,1,10,2024-03-01 10:00:00+02:00,1.00,web", "type"),             # a time zone the format lacks
+    (b"k02,1,10", "malformed"),  # truncated line
+    (b"k03,1,10,2024-03-01 10:00:00,1.00,web,EXTRA", "malformed"),  # an extra column
+    (b"k04;1;10;2024-03-01 10:00:00;1.00;web", "malformed"),  # wrong delimiter
+    (b"k05,1,10,2024-03-01 10:00:00,1.00,w\xffb", "encoding"),  # invalid UTF-8
+    (b"k06,1,10,2024-03-01T10:00:00Z,1.00,web", "type"),  # other timestamp format
+    (b"k07,1,10,2024-03-01 10:00:00+02:00,1.00,web", "type"),  # a time zone the format lacks
     (b"k08,99999999999999999999,10,2024-03-01 10:00:00,1.00,web", "type"),  # overflows bigint
-    (b"k09,1,3000000000,2024-03-01 10:00:00,1.00,web", "type"),           # overflows int
-    (b"k10,1,10,2024-03-01 10:00:00,1e400,web", "non_finite"),            # overflows double: +inf
+    (b"k09,1,3000000000,2024-03-01 10:00:00,1.00,web", "type"),  # overflows int
+    (b"k10,1,10,2024-03-01 10:00:00,1e400,web", "non_finite"),  # overflows double: +inf
     (b"k11,1,10,2024-03-01 10:00:00,NaN,web", "non_finite"),
     (b"k12,1,10,2024-03-01 10:00:00,-Infinity,web", "non_finite"),
-    (b"", None),                                                          # blank line: not a row
-    (b"k13,1,10,2024-03-01 11:00:00,2.00," + LONG.encode(), None),        # a very long value is kept
-    (b"k14,1,10," + b"9" * 5000 + b",1.00,web", "type"),                  # a very long bad value
+    (b"", None),  # blank line: not a row
+    (b"k13,1,10,2024-03-01 11:00:00,2.00," + LONG.encode(), None),  # a very long value is kept
+    (b"k14,1,10," + b"9" * 5000 + b",1.00,web", "type"),  # a very long bad value
 ]
 JSON_LINES = [
     (b'{"event_id":"j01","customer_id":1,"event_ts":"2024-03-01T10:00:00+02:00","amount":1.5,"note":"ok"}', None),
@@ -113,9 +113,9 @@ def malformed_project(tmp_path_factory):
     (root / "conf" / "env" / "local.yaml").write_text("warehouse: warehouse\ndata_root: data\n")
     (root / "conf" / "pipelines" / "mal.yaml").write_text(textwrap.dedent(PIPELINE))
     _write(root, "tx", "2024-03-01", "part-0.csv", CSV_HEADER + b"\n".join(line for line, _ in CSV_LINES) + b"\n")
-    _write(root, "tx", "2024-03-01", "empty.csv", b"")                   # an empty file beside good ones
-    _write(root, "tx", "2024-03-02", "part-0.csv", b"")                  # a zero-byte partition
-    (root / "data" / "tx" / "event_date=2024-03-03").mkdir()             # a directory with no files
+    _write(root, "tx", "2024-03-01", "empty.csv", b"")  # an empty file beside good ones
+    _write(root, "tx", "2024-03-02", "part-0.csv", b"")  # a zero-byte partition
+    (root / "data" / "tx" / "event_date=2024-03-03").mkdir()  # a directory with no files
     _write(root, "js", "2024-03-01", "part-0.json", b"\n".join(line for line, _ in JSON_LINES) + b"\n")
     _write(root, "js", "2024-03-02", "part-0.json", b"")
     return root
@@ -157,8 +157,9 @@ def test_malformed_matrix_every_row_valid_or_quarantined_same_under_ansi(spark, 
         assert result.rows_read == data_lines, source
         assert result.rows_read == result.rows_valid + result.rows_quarantined
         valid, rejected = _expected(lines)
-        got_valid = sorted((r[0], None) for r in spark.read.format("delta").load(tables.validated(source))
-                           .select("event_id").collect())
+        got_valid = sorted(
+            (r[0], None) for r in spark.read.format("delta").load(tables.validated(source)).select("event_id").collect()
+        )
         assert got_valid == valid, source
         quarantine = spark.read.format("delta").load(tables.quarantine).where(f"source = '{source}'").collect()
         assert sorted((_key(r["raw_record"]), r["rule"]) for r in quarantine) == rejected, source
@@ -168,8 +169,7 @@ def test_malformed_matrix_every_row_valid_or_quarantined_same_under_ansi(spark, 
             by_rule[rule] = by_rule.get(rule, 0) + 1
         assert {k: v for k, v in result.by_rule.items() if k != "valid"} == by_rule, source
 
-    reasons = {_key(r["raw_record"]): r["reason"] for r in
-               spark.read.format("delta").load(tables.quarantine).collect()}
+    reasons = {_key(r["raw_record"]): r["reason"] for r in spark.read.format("delta").load(tables.quarantine).collect()}
     assert reasons["k05"] == "field 'channel': invalid UTF-8 byte sequence (decoded as U+FFFD)"
     assert reasons["k08"] == "field 'customer_id': cannot parse '99999999999999999999' as bigint"
     assert reasons["k09"] == "field 'product_id': cannot parse '3000000000' as int"
@@ -189,7 +189,9 @@ def test_malformed_matrix_every_row_valid_or_quarantined_same_under_ansi(spark, 
     assert versions(spark, tables.validated("tx"), tables.validated("js")) == [0, 0]
     run_log = spark.read.format("delta").load(tables.run_log).collect()
     assert sorted((r["target"], r["status"], r["rows_read"]) for r in run_log) == [
-        ("js", "succeeded", len([x for x in JSON_LINES if x[0]])), ("tx", "succeeded", len([x for x in CSV_LINES if x[0]]))]
+        ("js", "succeeded", len([x for x in JSON_LINES if x[0]])),
+        ("tx", "succeeded", len([x for x in CSV_LINES if x[0]])),
+    ]
 
 
 def test_empty_files_partitions_and_directories_read_as_no_rows(spark, malformed_project, tmp_path):
@@ -200,23 +202,39 @@ def test_empty_files_partitions_and_directories_read_as_no_rows(spark, malformed
     for day in (D2, D3):
         results = {r.source: r for r in run_ingest(spark, config, start=day, end=day)}
         assert {s: (r.status, r.rows_read) for s, r in results.items()} == {
-            "tx": ("skipped_empty", 0), "js": ("skipped_empty", 0)}
-    assert versions(spark, config.tables.validated("tx"), config.tables.validated("js"),
-                    config.tables.quarantine) == before
+            "tx": ("skipped_empty", 0),
+            "js": ("skipped_empty", 0),
+        }
+    assert (
+        versions(spark, config.tables.validated("tx"), config.tables.validated("js"), config.tables.quarantine)
+        == before
+    )
 
 
 def test_wrong_delimiter_file_fails_before_any_write_naming_the_file(spark, malformed_project, tmp_path):
     root, config = _copy(malformed_project, tmp_path)
     run_ingest(spark, config, start=D1, end=D1)
     before = versions(spark, config.tables.validated("tx"), config.tables.validated("js"), config.tables.quarantine)
-    bad = _write(root, "tx", "2024-03-03", "semi.csv",
-                 b"event_id;customer_id;product_id;event_ts;amount;channel\nz1;1;10;2024-03-03 10:00:00;1.0;web\n")
-    _write(root, "js", "2024-03-03", "part-0.json",
-           b'{"event_id":"z2","customer_id":1,"event_ts":"2024-03-03 10:00:00","amount":1}\n')
+    bad = _write(
+        root,
+        "tx",
+        "2024-03-03",
+        "semi.csv",
+        b"event_id;customer_id;product_id;event_ts;amount;channel\nz1;1;10;2024-03-03 10:00:00;1.0;web\n",
+    )
+    _write(
+        root,
+        "js",
+        "2024-03-03",
+        "part-0.json",
+        b'{"event_id":"z2","customer_id":1,"event_ts":"2024-03-03 10:00:00","amount":1}\n',
+    )
     # A whole file in another dialect is not a bad row but a bad file: the header names it.
     with pytest.raises(InputDataError) as info:
         run_ingest(spark, config, start=D3, end=D3)
     assert str(bad) in str(info.value) and "source 'tx'" in str(info.value)
-    assert versions(spark, config.tables.validated("tx"), config.tables.validated("js"),
-                    config.tables.quarantine) == before
+    assert (
+        versions(spark, config.tables.validated("tx"), config.tables.validated("js"), config.tables.quarantine)
+        == before
+    )
     assert json.loads('{"ok": true}')  # (the js file of the same run was not written either)

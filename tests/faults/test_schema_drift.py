@@ -13,14 +13,15 @@ import pytest
 
 from featuremill.core.errors import InputDataError, SchemaContractError
 from featuremill.pipelines.ingest import run_ingest
-from tests.faults.helpers import D1, D2, D3, VALID_D1, VALID_D2, load, rows, versions
+from tests.faults.helpers import D2, D3, VALID_D1, VALID_D2, load, rows, versions
 from tests.integration.shop import HEADER, write_landing
 
 
 def _all_versions(spark, config):
     t = config.tables
-    return versions(spark, t.validated("tx"), t.validated("customers"), t.validated("products"), t.quarantine,
-                    t.features("cust"))
+    return versions(
+        spark, t.validated("tx"), t.validated("customers"), t.validated("products"), t.quarantine, t.features("cust")
+    )
 
 
 def _declare(root, *, add: str = "", drop: str = "", retype: tuple[str, str] | None = None, quality: str = ""):
@@ -42,8 +43,9 @@ def _declare(root, *, add: str = "", drop: str = "", retype: tuple[str, str] | N
 def test_upstream_adds_a_column_refused_until_declared_then_added(spark, ingested_shop):
     config = load(ingested_shop)
     before = _all_versions(spark, config)
-    bad = write_landing(ingested_shop, D3.isoformat(), ["d1,1,10,2024-03-03 10:00:00,3.00,web,SPRING"],
-                        header=HEADER + ",coupon")
+    bad = write_landing(
+        ingested_shop, D3.isoformat(), ["d1,1,10,2024-03-03 10:00:00,3.00,web,SPRING"], header=HEADER + ",coupon"
+    )
     # Undeclared extra column in the file: the header check names the file; no table changes,
     # including the dimensions that the same run read and checked first.
     with pytest.raises(InputDataError) as info:
@@ -64,10 +66,14 @@ def test_upstream_adds_a_column_refused_until_declared_then_added(spark, ingeste
 
 def test_upstream_adds_a_column_refused_by_additive_refuse_policy(spark, ingested_shop):
     config = load(ingested_shop)
-    write_landing(ingested_shop, D3.isoformat(), ["d1,1,10,2024-03-03 10:00:00,3.00,web,SPRING"],
-                  header=HEADER + ",coupon")
-    _declare(ingested_shop, add="coupon: string",
-             quality="quality:\n  tables:\n    validated.tx:\n      schema: {additive: refuse}\n")
+    write_landing(
+        ingested_shop, D3.isoformat(), ["d1,1,10,2024-03-03 10:00:00,3.00,web,SPRING"], header=HEADER + ",coupon"
+    )
+    _declare(
+        ingested_shop,
+        add="coupon: string",
+        quality="quality:\n  tables:\n    validated.tx:\n      schema: {additive: refuse}\n",
+    )
     before = _all_versions(spark, config)
     with pytest.raises(SchemaContractError) as info:
         run_ingest(spark, load(ingested_shop), start=D3, end=D3)
@@ -86,13 +92,15 @@ def test_upstream_changes_a_type_refused_with_the_fix(spark, ingested_shop):
     result = {r.source: r for r in run_ingest(spark, config, start=D3, end=D3, sources=["tx"])}["tx"]
     assert (result.rows_read, result.rows_valid, result.by_rule.get("type")) == (1, 0, 1)
     assert rows(spark, config.tables.quarantine, "rule", "reason", where="_ingest_date = DATE'2024-03-03'") == [
-        ("type", "field 'amount': cannot parse '3.00 EUR' as double")]
+        ("type", "field 'amount': cannot parse '3.00 EUR' as double")
+    ]
     after_first = _all_versions(spark, config)
     # No valid row: the validated table's rows are untouched (its one new version only records
     # the run key's Delta transaction id); the quarantine table gets the row.
     assert after_first[0] == before[0] + 1 and after_first[3] == before[3] + 1
-    assert rows(spark, config.tables.validated("tx"), "event_id", "amount") == \
-        sorted((r[0], r[2]) for r in VALID_D1 + VALID_D2)
+    assert rows(spark, config.tables.validated("tx"), "event_id", "amount") == sorted(
+        (r[0], r[2]) for r in VALID_D1 + VALID_D2
+    )
 
     # Upstream also switched channel to numeric codes; declaring channel as int would change the
     # column's type: the policy refuses it (only declared widenings are allowed).
@@ -121,8 +129,10 @@ def test_upstream_drops_a_column_refused_in_file_and_in_declaration(spark, inges
     with pytest.raises(SchemaContractError) as info:
         run_ingest(spark, load(ingested_shop), start=D3, end=D3)
     message = str(info.value)
-    assert "column 'channel' (string) is in the table but missing from the incoming data: dropping columns is " \
-           "refused" in message
+    assert (
+        "column 'channel' (string) is in the table but missing from the incoming data: dropping columns is "
+        "refused" in message
+    )
     assert _all_versions(spark, config) == before
     # The refused runs are in the run log as failed, with the message.
     failed = spark.read.format("delta").load(config.tables.run_log).where("status = 'failed' AND target = 'tx'")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from featuremill.storage import io
 from featuremill.core.errors import TableStateError
+from featuremill.storage import io
 
 
 @contextlib.contextmanager

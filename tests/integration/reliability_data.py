@@ -96,9 +96,16 @@ def make_purchases(days: int, *, seed: int = 3) -> list[dict]:
             landing = day(d)
             if d >= 2 and i < 2:  # late: happened the day before, landed today
                 ts -= dt.timedelta(days=1)
-            out.append({"id": f"p{d:02d}{i}", "customer": CUSTOMERS[rng.randrange(3)],
-                        "product": PRODUCTS[rng.randrange(4)][0], "ts": ts,
-                        "amount": round(rng.uniform(1, 50), 2), "landing": landing})
+            out.append(
+                {
+                    "id": f"p{d:02d}{i}",
+                    "customer": CUSTOMERS[rng.randrange(3)],
+                    "product": PRODUCTS[rng.randrange(4)][0],
+                    "ts": ts,
+                    "amount": round(rng.uniform(1, 50), 2),
+                    "landing": landing,
+                }
+            )
     return out
 
 
@@ -114,8 +121,9 @@ def write_purchases(data_root: Path, purchases: list[dict]) -> None:
             writer = csv.writer(handle)
             writer.writerow(["id", "customer", "product", "ts", "amount"])
             for r in sorted(rows, key=lambda r: r["id"]):
-                writer.writerow([r["id"], r["customer"], r["product"], r["ts"].strftime("%Y-%m-%d %H:%M:%S"),
-                                 f"{r['amount']:.2f}"])
+                writer.writerow(
+                    [r["id"], r["customer"], r["product"], r["ts"].strftime("%Y-%m-%d %H:%M:%S"), f"{r['amount']:.2f}"]
+                )
 
 
 def write_products(data_root: Path, products=PRODUCTS) -> None:
@@ -146,8 +154,9 @@ def reference_features(purchases: list[dict], *, start: dt.date, end: dt.date, p
     import pandas as pd
 
     con = duckdb.connect()
-    con.register("ev", pd.DataFrame([{k: p[k] for k in ("id", "customer", "product", "ts", "amount")}
-                                     for p in purchases]))
+    con.register(
+        "ev", pd.DataFrame([{k: p[k] for k in ("id", "customer", "product", "ts", "amount")} for p in purchases])
+    )
     con.register("dim", pd.DataFrame(products, columns=["product", "category"]))
     sql = f"""
     WITH e AS (SELECT ev.*, dim.category FROM ev LEFT JOIN dim USING (product)),

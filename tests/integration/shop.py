@@ -90,8 +90,10 @@ def write_landing(root: Path, date: str, lines: list[str], *, name: str = "part-
 
 
 def write_dimensions(root: Path, *, customers: list[str] | None = None, products: list[str] | None = None) -> None:
-    for name, header, rows in (("customers", "customer_id,segment", customers or ["1,gold", "2,silver"]),
-                               ("products", "product_id,category", products or ["10,toys", "11,books"])):
+    for name, header, rows in (
+        ("customers", "customer_id,segment", customers or ["1,gold", "2,silver"]),
+        ("products", "product_id,category", products or ["10,toys", "11,books"]),
+    ):
         folder = root / "data" / name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "part-0.csv").write_text(header + "\n" + "".join(r + "\n" for r in rows))

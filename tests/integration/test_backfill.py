@@ -17,11 +17,10 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from featuremill import cli
-
-from featuremill.storage import io
 from featuremill.config import load_pipeline
 from featuremill.pipelines.backfill import chunk_ranges, run_backfill
 from featuremill.pipelines.build_features import build_feature_frame
+from featuremill.storage import io
 from tests.integration.reliability_data import (
     assert_same_rows,
     day,
@@ -32,9 +31,20 @@ from tests.integration.reliability_data import (
 
 CHUNK_DAYS = 4  # chunks 1-4, 5-8, 9-10
 
-def BACKFILL_ARGS(pipeline):  # noqa: N802 - a constant command line, spelled like one
-    return ["backfill", str(pipeline), "--start", str(day(1)), "--end", str(day(10)), "--job", "all",
-            "--chunk-days", str(CHUNK_DAYS)]
+
+def BACKFILL_ARGS(pipeline):
+    return [
+        "backfill",
+        str(pipeline),
+        "--start",
+        str(day(1)),
+        "--end",
+        str(day(10)),
+        "--job",
+        "all",
+        "--chunk-days",
+        str(CHUNK_DAYS),
+    ]
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,8 +56,9 @@ def _run_until_killed(pipeline, cwd, log_path, *, kill_after_line) -> list[str]:
     cmd = [sys.executable, "-m", "featuremill", *BACKFILL_ARGS(pipeline)]
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "lib"))
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=log, text=True, env=env, start_new_session=True
+        )
     watchdog = threading.Timer(600, lambda: os.killpg(proc.pid, signal.SIGKILL))
     watchdog.start()
     lines = []
@@ -70,8 +81,12 @@ def test_backfill_killed_with_sigkill_then_rerun_writes_every_row_once(spark, tm
     pipeline, purchases = make_project(project, days=10)
     chunks = chunk_ranges(day(1), day(10), CHUNK_DAYS)
     # kill right after the first features chunk is reported done: the second one is under way
-    lines = _run_until_killed(pipeline, project, tmp_path / "killed.log",
-                              kill_after_line=lambda line: " features spend " in line and ": ran" in line)
+    lines = _run_until_killed(
+        pipeline,
+        project,
+        tmp_path / "killed.log",
+        kill_after_line=lambda line: " features spend " in line and ": ran" in line,
+    )
     assert sum(": ran" in line for line in lines) == 1 + len(chunks) + 1  # dimension, ingest chunks, 1 features
 
     # the same command again (in this process, to reuse its Spark session)
@@ -85,13 +100,17 @@ def test_backfill_killed_with_sigkill_then_rerun_writes_every_row_once(spark, tm
 
     config = load_pipeline(pipeline)
     # the ledger: each (job, target, chunk) of this backfill succeeded exactly once
-    ledger = (spark.read.format("delta").load(config.tables.run_log)
-              .where(F.col("backfill_id") == backfill).collect())
-    done = collections.Counter((r["job"], r["target"], r["start_date"], r["end_date"])
-                               for r in ledger if r["status"] == "succeeded" and r["job"] != "backfill")
-    expected = ({("ingest", "products", day(1), day(10))}
-                | {("ingest", "purchases", a, b) for a, b in chunks}
-                | {("features", "spend", a, b) for a, b in chunks})
+    ledger = spark.read.format("delta").load(config.tables.run_log).where(F.col("backfill_id") == backfill).collect()
+    done = collections.Counter(
+        (r["job"], r["target"], r["start_date"], r["end_date"])
+        for r in ledger
+        if r["status"] == "succeeded" and r["job"] != "backfill"
+    )
+    expected = (
+        {("ingest", "products", day(1), day(10))}
+        | {("ingest", "purchases", a, b) for a, b in chunks}
+        | {("features", "spend", a, b) for a, b in chunks}
+    )
     assert set(done) == expected
     assert set(done.values()) == {1}
     assert [r["status"] for r in ledger if r["job"] == "backfill"] == ["succeeded"]
@@ -104,10 +123,12 @@ def test_backfill_killed_with_sigkill_then_rerun_writes_every_row_once(spark, tm
 
     # a from-scratch full build: all ten days computed at once from the same validated data
     spend = config.feature_set("spend")
-    dims = {"products": F.broadcast(spark.read.format("delta").load(config.tables.validated("products"))
-                                    .select("product", "category"))}
-    full = build_feature_frame(validated, config=config, feature_set=spend, dimensions=dims, start=day(1),
-                               end=day(10))
+    dims = {
+        "products": F.broadcast(
+            spark.read.format("delta").load(config.tables.validated("products")).select("product", "category")
+        )
+    }
+    full = build_feature_frame(validated, config=config, feature_set=spend, dimensions=dims, start=day(1), end=day(10))
     assert_same_rows(backfilled, feature_rows(full))
     assert_same_rows(backfilled, reference_features(purchases, start=day(1), end=day(10)))
 
@@ -144,5 +165,6 @@ def test_backfill_chunks_without_input_keep_existing_rows(spark, tmp_path):
     assert_same_rows(feature_rows(spark.read.format("delta").load(out)), before)
     # ...unless asked to; then exactly day 2 is cleared
     run_backfill(spark, config, start=day(2), end=day(2), job="features", allow_empty=True)
-    assert_same_rows(feature_rows(spark.read.format("delta").load(out)),
-                     before[before["ts"].dt.date < day(2)].reset_index(drop=True))
+    assert_same_rows(
+        feature_rows(spark.read.format("delta").load(out)), before[before["ts"].dt.date < day(2)].reset_index(drop=True)
+    )

@@ -16,7 +16,13 @@ from featuremill.bench import common, suite
 
 def test_parse_size_accepts_suffixes_and_plain_numbers():
     assert [common.parse_size(x) for x in ("1M", "5m", "20M", "20000", "50k", "2.5M")] == [
-        1_000_000, 5_000_000, 20_000_000, 20_000, 50_000, 2_500_000]
+        1_000_000,
+        5_000_000,
+        20_000_000,
+        20_000,
+        50_000,
+        2_500_000,
+    ]
     with pytest.raises(ValueError):
         common.parse_size("five")
     assert suite.SuiteOptions(events=5_000_000).curve() == [1_000_000, 5_000_000]
@@ -26,8 +32,7 @@ def test_parse_size_accepts_suffixes_and_plain_numbers():
 @pytest.fixture(scope="module")
 def smoke_report(spark, tmp_path_factory):
     work = tmp_path_factory.mktemp("bench")
-    options = suite.SuiteOptions(events=5_000, days=8, sections=("pit", "windows"), runs=1, warmup=0,
-                                 workdir=str(work))
+    options = suite.SuiteOptions(events=5_000, days=8, sections=("pit", "windows"), runs=1, warmup=0, workdir=str(work))
     return suite.run_suite(spark, options), work
 
 
@@ -43,14 +48,18 @@ def test_bench_pit_methods_agree_with_each_other_and_with_duckdb(spark, smoke_re
     assert pit["spine_rows"] > 500
 
     # Independent reference: DuckDB's ASOF JOIN over the same Parquet inputs (latest f.ts <= s.ts).
-    from featuremill.bench.pit import method_frames
     from featuremill.bench.data import PIT_FEATURES
-    from featuremill.bench.pit import PitBenchData
+    from featuremill.bench.pit import PitBenchData, method_frames
 
     base = work / "pit_5000"
     data = PitBenchData(str(base / "features"), str(base / "spine"), 0, 0, 0, 0, feature_columns=PIT_FEATURES)
-    ours = (method_frames(spark, data)["window"]().select("label_id", *PIT_FEATURES)
-            .toPandas().sort_values("label_id").reset_index(drop=True))
+    ours = (
+        method_frames(spark, data)["window"]()
+        .select("label_id", *PIT_FEATURES)
+        .toPandas()
+        .sort_values("label_id")
+        .reset_index(drop=True)
+    )
     con = duckdb.connect()
     ref = con.execute(f"""
         SELECT s.label_id, f.f_sum_7d, f.f_count_7d, f.f_mean_30d
@@ -98,8 +107,9 @@ def test_bench_command_rejects_unknown_sections(capsys):
 
 @pytest.mark.slow
 def test_bench_pipeline_sections_run_the_real_jobs(spark, tmp_path):
-    options = suite.SuiteOptions(events=4_000, days=5, sections=("e2e", "incremental"), runs=1, warmup=0,
-                                 workdir=str(tmp_path / "work"))
+    options = suite.SuiteOptions(
+        events=4_000, days=5, sections=("e2e", "incremental"), runs=1, warmup=0, workdir=str(tmp_path / "work")
+    )
     report = suite.run_suite(spark, options)
     e2e = report["sections"]["e2e"]["sizes"]
     assert [s["events"] for s in e2e] == [4_000]

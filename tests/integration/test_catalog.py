@@ -12,9 +12,9 @@ from html.parser import HTMLParser
 import pytest
 import yaml
 
-from featuremill.storage.catalog import build_catalog, read_lineage_inputs
 from featuremill.cli import main
 from featuremill.config import load_pipeline
+from featuremill.storage.catalog import build_catalog, read_lineage_inputs
 from featuremill.storage.ledger import RunRecord, append_run
 from tests.conftest import ROOT
 
@@ -26,9 +26,14 @@ def _raw_features() -> dict[str, dict]:
     out = {}
     for fs in doc["feature_sets"]:
         for f in fs["features"]:
-            out[f["name"]] = {**f, "_set": fs["name"], "_owner": f.get("owner", fs["owner"]),
-                              "_version": f.get("version", fs["version"]), "_joins": fs.get("joins", []),
-                              "_source": fs["source"]}
+            out[f["name"]] = {
+                **f,
+                "_set": fs["name"],
+                "_owner": f.get("owner", fs["owner"]),
+                "_version": f.get("version", fs["version"]),
+                "_joins": fs.get("joins", []),
+                "_source": fs["source"],
+            }
     return out
 
 
@@ -49,9 +54,23 @@ class _Headings(HTMLParser):
             self._in_th = False
 
 
-FIELDS = ["Business meaning", "Owner", "Calculation", "Function", "Window", "Source columns", "Filter",
-          "Entity / time", "Type", "Version", "Fingerprint", "Update frequency", "Quality rules", "Lineage",
-          "Last build"]
+FIELDS = [
+    "Business meaning",
+    "Owner",
+    "Calculation",
+    "Function",
+    "Window",
+    "Source columns",
+    "Filter",
+    "Entity / time",
+    "Type",
+    "Version",
+    "Fingerprint",
+    "Update frequency",
+    "Quality rules",
+    "Lineage",
+    "Last build",
+]
 
 
 def test_docs_demo_covers_every_feature(tmp_path):
@@ -77,14 +96,19 @@ def test_docs_demo_covers_every_feature(tmp_path):
                 continue
             dims = [j for j in spec["_joins"] if col in j["columns"]]
             # PyYAML reads YAML 1.1, where the key `on` is the boolean True
-            expected = (f"{dims[0]['dimension']}.{col} (joined on {dims[0].get('on', dims[0].get(True))})" if dims
-                        else f"{spec['_source']}.{col}")
+            expected = (
+                f"{dims[0]['dimension']}.{col} (joined on {dims[0].get('on', dims[0].get(True))})"
+                if dims
+                else f"{spec['_source']}.{col}"
+            )
             assert expected in calc["source_columns"], (name, calc["source_columns"])
         assert e["update_frequency"] == {"schedule": "daily at 02:30 UTC (schedule '30 2 * * *')", "declared": "daily"}
         assert sorted((r["table"], r["check"]) for r in e["quality_rules"]) == _expected_rules(name, spec), name
         lineage = e["lineage"]
         assert lineage["feature_table"].endswith(f"/demo/features/{spec['_set']}")
-        assert [s["source"] for s in lineage["raw_sources"]] == [spec["_source"]] + [j["dimension"] for j in spec["_joins"]]
+        assert [s["source"] for s in lineage["raw_sources"]] == [spec["_source"]] + [
+            j["dimension"] for j in spec["_joins"]
+        ]
         assert lineage["validated_tables"][0].endswith(f"/demo/validated/{spec['_source']}")
     # different features have different fingerprints; a set's features share its set fingerprint
     assert len({e["fingerprint"] for e in entries.values()}) == 21
@@ -94,8 +118,11 @@ def test_docs_demo_covers_every_feature(tmp_path):
     markdown = (tmp_path / "demo.md").read_text()
     for name in raw:
         section = markdown.split(f"\n### {name}\n", 1)[1].split("\n### ", 1)[0]
-        assert [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")
-                and not line.startswith("| |")] == FIELDS, name
+        assert [
+            line.split("|")[1].strip()
+            for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| |")
+        ] == FIELDS, name
     parser = _Headings()
     parser.feed((tmp_path / "demo.html").read_text())
     assert sorted(parser.ids) == sorted(raw)
@@ -112,9 +139,7 @@ def _expected_rules(name, spec) -> list[tuple[str, str]]:
     for table, table_spec in tables.items():
         for rule in table_spec.get("rules", []):
             columns = set(rule.get("columns", [])) | ({rule["column"]} if "column" in rule else set())
-            if table == f"features.{spec['_set']}" and (not columns or columns & own):
-                out.append((table, rule["check"]))
-            elif table == f"validated.{spec['_source']}" and columns & reads:
+            if (table == f"features.{spec['_set']}" and (not columns or columns & own)) or (table == f"validated.{spec['_source']}" and columns & reads):
                 out.append((table, rule["check"]))
     return sorted(out)
 
@@ -127,18 +152,45 @@ def _write(project, doc) -> str:
 
 def _doc(window="7d", description="spend"):
     return {
-        "pipeline": "shop", "owner": "team@x",
-        "sources": {"tx": {"kind": "events", "format": "csv", "path": "tx", "partition_column": "event_date",
-                           "event_time": "ts", "key": "id",
-                           "columns": {"id": "string", "cust": "bigint", "ts": "timestamp", "amount": "double"}}},
-        "feature_sets": [{"name": "cust", "description": "d", "owner": "o", "version": 2, "source": "tx",
-                          "entity": "cust", "features": [
-                              {"name": "spend_7d", "function": "sum", "column": "amount", "window": window,
-                               "description": description},
-                              {"name": "n_1d", "function": "count", "window": "1d", "description": "n"}]}],
-        "quality": {"tables": {
-            "validated.tx": {"rules": [{"check": "range", "column": "amount", "min": 0, "severity": "warn"}]},
-            "features.cust": {"rules": [{"check": "not_null", "columns": ["n_1d"], "severity": "warn"}]}}},
+        "pipeline": "shop",
+        "owner": "team@x",
+        "sources": {
+            "tx": {
+                "kind": "events",
+                "format": "csv",
+                "path": "tx",
+                "partition_column": "event_date",
+                "event_time": "ts",
+                "key": "id",
+                "columns": {"id": "string", "cust": "bigint", "ts": "timestamp", "amount": "double"},
+            }
+        },
+        "feature_sets": [
+            {
+                "name": "cust",
+                "description": "d",
+                "owner": "o",
+                "version": 2,
+                "source": "tx",
+                "entity": "cust",
+                "features": [
+                    {
+                        "name": "spend_7d",
+                        "function": "sum",
+                        "column": "amount",
+                        "window": window,
+                        "description": description,
+                    },
+                    {"name": "n_1d", "function": "count", "window": "1d", "description": "n"},
+                ],
+            }
+        ],
+        "quality": {
+            "tables": {
+                "validated.tx": {"rules": [{"check": "range", "column": "amount", "min": 0, "severity": "warn"}]},
+                "features.cust": {"rules": [{"check": "not_null", "columns": ["n_1d"], "severity": "warn"}]},
+            }
+        },
     }
 
 
@@ -175,7 +227,8 @@ def test_catalog_lineage_from_run_log(spark, project):
     for record in (built, training, unrelated):
         append_run(spark, config.tables.run_log, record)
     from featuremill.storage.registry import REGISTRY_SCHEMA
-    registry_row = {name: None for name in spark.createDataFrame([], REGISTRY_SCHEMA).columns}
+
+    registry_row = dict.fromkeys(spark.createDataFrame([], REGISTRY_SCHEMA).columns)
     registry_row.update(model="churn", model_version="7", pipeline="shop", feature_sets={"cust": 2})
     spark.createDataFrame([registry_row], REGISTRY_SCHEMA).write.format("delta").save(config.tables.model_registry)
 
@@ -185,11 +238,13 @@ def test_catalog_lineage_from_run_log(spark, project):
     assert lineage["last_run"]["run_id"] == built.run_id
     assert lineage["last_run"]["output_versions"] == {"features.cust": 3}
     assert lineage["last_run"]["dates"] == "2026-09-01..2026-09-01"
-    assert lineage["consumers"][:1] == [{"kind": "training set", "name": "churn_train_v1", "run_id": training.run_id,
-                                     "at": str(training.finished_at)}]
+    assert lineage["consumers"][:1] == [
+        {"kind": "training set", "name": "churn_train_v1", "run_id": training.run_id, "at": str(training.finished_at)}
+    ]
     assert [m["model"] for m in models] == ["churn"]
     assert {"kind": "model", "name": "churn", "version": "7"} in build_catalog(config, runs=runs, models=models)[
-        "feature_sets"][0]["features"][0]["lineage"]["consumers"]
+        "feature_sets"
+    ][0]["features"][0]["lineage"]["consumers"]
 
 
 @pytest.mark.parametrize("missing", ["description", "owner"])

@@ -63,11 +63,17 @@ def _python_without_featuremill(tmp: Path) -> str:
     """
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp)], check=True)
     site = Path(tmp) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    (site / "featuremill-cluster-deps.pth").write_text(f"{ROOT / '.venv' / 'lib' / site.parent.name / 'site-packages'}\n")
+    (site / "featuremill-cluster-deps.pth").write_text(
+        f"{ROOT / '.venv' / 'lib' / site.parent.name / 'site-packages'}\n"
+    )
     python = str(Path(tmp) / "bin" / "python")
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    probe = subprocess.run([python, "-c", "import pyspark, yaml\ntry:\n import featuremill\nexcept ImportError:\n print('absent')"],
-                           capture_output=True, text=True, env=clean)
+    probe = subprocess.run(
+        [python, "-c", "import pyspark, yaml\ntry:\n import featuremill\nexcept ImportError:\n print('absent')"],
+        capture_output=True,
+        text=True,
+        env=clean,
+    )
     assert probe.stdout.strip() == "absent", (probe.stdout, probe.stderr)
     return python
 
@@ -103,10 +109,12 @@ def _local_reference(spark, tmp: Path, data_root: Path):
     from featuremill.pipelines.ingest import run_ingest
 
     env = tmp / "local-env.yaml"
-    env.write_text(textwrap.dedent(f"""\
-        warehouse: {tmp / 'local-warehouse'}
+    env.write_text(
+        textwrap.dedent(f"""\
+        warehouse: {tmp / "local-warehouse"}
         data_root: {data_root}
-    """))
+    """)
+    )
     config = load_pipeline(DEMO, env=str(env))
     run_ingest(spark, config, start=parse_date(START), end=parse_date(END))
     run_features(spark, config, start=parse_date(START), end=parse_date(END))
@@ -129,17 +137,19 @@ def test_jobs_on_standalone_cluster_match_local_mode(spark, tmp_path):
     env = dict(os.environ)
     for key in [k for k in env if k.startswith(("PYSPARK_", "SPARK_")) or k == "PYTHONPATH"]:
         env.pop(key)  # the test session's own settings must not leak into the cluster
-    env.update({
-        "FEATUREMILL_CLUSTER_DIR": str(state),
-        "FEATUREMILL_CLUSTER_PORT": str(base),
-        "FEATUREMILL_CLUSTER_UI_PORT": str(base + 1),
-        "FEATUREMILL_CLUSTER_WORKERS": "2",
-        "FEATUREMILL_CLUSTER_WORKER_CORES": "1",
-        "FEATUREMILL_CLUSTER_WORKER_MEMORY": "1g",
-        "FEATUREMILL_WAREHOUSE": str(tmp_path / "cluster-warehouse"),
-        "FEATUREMILL_DATA_ROOT": str(data_root),
-        "PYSPARK_PYTHON": _python_without_featuremill(tmp_path / "bare-python"),
-    })
+    env.update(
+        {
+            "FEATUREMILL_CLUSTER_DIR": str(state),
+            "FEATUREMILL_CLUSTER_PORT": str(base),
+            "FEATUREMILL_CLUSTER_UI_PORT": str(base + 1),
+            "FEATUREMILL_CLUSTER_WORKERS": "2",
+            "FEATUREMILL_CLUSTER_WORKER_CORES": "1",
+            "FEATUREMILL_CLUSTER_WORKER_MEMORY": "1g",
+            "FEATUREMILL_WAREHOUSE": str(tmp_path / "cluster-warehouse"),
+            "FEATUREMILL_DATA_ROOT": str(data_root),
+            "PYSPARK_PYTHON": _python_without_featuremill(tmp_path / "bare-python"),
+        }
+    )
     cluster = str(ROOT / "scripts" / "cluster.sh")
     try:
         started = subprocess.run([cluster, "start"], env=env, capture_output=True, text=True, timeout=180)
@@ -148,26 +158,68 @@ def test_jobs_on_standalone_cluster_match_local_mode(spark, tmp_path):
         assert master == f"spark://127.0.0.1:{base}"
 
         spark_options = [
-            "--dist", str(tmp_path / "dist"),  # package.sh builds the zip here
-            "--master", master,
-            "--executor-memory", "768m", "--driver-memory", "1g",
-            "--conf", "spark.executor.cores=1", "--conf", "spark.cores.max=2",
+            "--dist",
+            str(tmp_path / "dist"),  # package.sh builds the zip here
+            "--master",
+            master,
+            "--executor-memory",
+            "768m",
+            "--driver-memory",
+            "1g",
+            "--conf",
+            "spark.executor.cores=1",
+            "--conf",
+            "spark.cores.max=2",
             # start tasks only once both workers' executors are registered
-            "--conf", "spark.scheduler.minRegisteredResourcesRatio=1.0",
-            "--conf", "spark.scheduler.maxRegisteredResourcesWaitingTime=120s",
-            "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events}",
-            "--conf", "spark.eventLog.compress=false", "--conf", "spark.eventLog.rolling.enabled=false",
-            "--conf", "spark.sql.shuffle.partitions=4", "--conf", "spark.default.parallelism=4",
-            "--conf", "spark.databricks.delta.snapshotPartitions=2",
-            "--conf", "spark.ui.enabled=false", "--conf", "spark.log.level=WARN",
+            "--conf",
+            "spark.scheduler.minRegisteredResourcesRatio=1.0",
+            "--conf",
+            "spark.scheduler.maxRegisteredResourcesWaitingTime=120s",
+            "--conf",
+            "spark.eventLog.enabled=true",
+            "--conf",
+            f"spark.eventLog.dir={events}",
+            "--conf",
+            "spark.eventLog.compress=false",
+            "--conf",
+            "spark.eventLog.rolling.enabled=false",
+            "--conf",
+            "spark.sql.shuffle.partitions=4",
+            "--conf",
+            "spark.default.parallelism=4",
+            "--conf",
+            "spark.databricks.delta.snapshotPartitions=2",
+            "--conf",
+            "spark.ui.enabled=false",
+            "--conf",
+            "spark.log.level=WARN",
             # short-lived JVMs on 2 shared cores: skip C2 compilation and parallel GC threads
-            "--conf", f"spark.driver.extraJavaOptions={SMALL_JVM}",
-            "--conf", f"spark.executor.extraJavaOptions={SMALL_JVM}",
+            "--conf",
+            f"spark.driver.extraJavaOptions={SMALL_JVM}",
+            "--conf",
+            f"spark.executor.extraJavaOptions={SMALL_JVM}",
         ]
         for job in ("ingest", "features"):
-            proc = subprocess.run([str(ROOT / "scripts" / "submit.sh"), *spark_options, "--",
-                                   job, str(DEMO), "--env", "standalone", "--start", START, "--end", END],
-                                  env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+            proc = subprocess.run(
+                [
+                    str(ROOT / "scripts" / "submit.sh"),
+                    *spark_options,
+                    "--",
+                    job,
+                    str(DEMO),
+                    "--env",
+                    "standalone",
+                    "--start",
+                    START,
+                    "--end",
+                    END,
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                cwd=tmp_path,
+            )
             assert proc.returncode == 0, f"{job} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-6000:]}"
             assert f"{job} " in proc.stdout
 
@@ -175,10 +227,13 @@ def test_jobs_on_standalone_cluster_match_local_mode(spark, tmp_path):
         apps = _events(events)
         assert len(apps) == 2
         for app in apps:
-            added = {e["Executor ID"]: e["Executor Info"]["Host"] for e in app
-                     if e["Event"] == "SparkListenerExecutorAdded"}
+            added = {
+                e["Executor ID"]: e["Executor Info"]["Host"] for e in app if e["Event"] == "SparkListenerExecutorAdded"
+            }
             ran = {e["Task Info"]["Executor ID"] for e in app if e["Event"] == "SparkListenerTaskEnd"}
-            failed = [e for e in app if e["Event"] == "SparkListenerTaskEnd" and e["Task End Reason"]["Reason"] != "Success"]
+            failed = [
+                e for e in app if e["Event"] == "SparkListenerTaskEnd" and e["Task End Reason"]["Reason"] != "Success"
+            ]
             assert len(added) == 2 and set(added.values()) == {"127.0.0.1"}
             assert "driver" not in ran and ran == set(added), (ran, added)
             assert not failed
@@ -204,13 +259,17 @@ def test_jobs_on_standalone_cluster_match_local_mode(spark, tmp_path):
             columns = sorted(expected.columns)
             assert sorted(actual.columns) == columns, table
             order = [c for c in columns if dict(expected.dtypes)[c] not in ("map<string,string>",)]
-            assert_approx_df_equality(actual.select(*columns).orderBy(*order),
-                                      expected.select(*columns).orderBy(*order), precision=1e-9,
-                                      ignore_nullable=True)
+            assert_approx_df_equality(
+                actual.select(*columns).orderBy(*order),
+                expected.select(*columns).orderBy(*order),
+                precision=1e-9,
+                ignore_nullable=True,
+            )
         runs = spark.read.format("delta").load(str(cluster_root / "run_log")).collect()
         assert sorted((r["job"], r["target"], r["status"]) for r in runs) == sorted(
             [("ingest", s.name, "succeeded") for s in local.sources]
-            + [("features", fs.name, "succeeded") for fs in local.feature_sets])
+            + [("features", fs.name, "succeeded") for fs in local.feature_sets]
+        )
     finally:
         stopped = subprocess.run([cluster, "stop"], env=env, capture_output=True, text=True, timeout=120)
         left = _pids_of(state)

@@ -87,7 +87,10 @@ def test_dag_run_failing_upstream_retried_and_stops_dependants(spark, project, c
     # the job's own run-log rows carry the same labels: one failed ingest of tx per attempt
     inner = sorted((r for r in runs if r["job"] == "ingest" and r["target"] == "tx"), key=lambda r: r["started_at"])
     assert [(r["status"], _labels(r)["attempt"], _labels(r)["dag_job"]) for r in inner] == [
-        ("failed", 1, "ingest_tx"), ("failed", 2, "ingest_tx"), ("failed", 3, "ingest_tx")]
+        ("failed", 1, "ingest_tx"),
+        ("failed", 2, "ingest_tx"),
+        ("failed", 3, "ingest_tx"),
+    ]
     products = [r for r in runs if r["job"] == "ingest" and r["target"] == "products"]
     assert [(r["status"], r["rows_written"]) for r in products] == [("succeeded", 2)]
 
@@ -95,12 +98,17 @@ def test_dag_run_failing_upstream_retried_and_stops_dependants(spark, project, c
     assert "features             not run    upstream_failed" in out
 
 
-TIMEOUT_PIPELINE = PIPELINE.replace(
-    "    ingest_products: {job: ingest, args: [--source, products]}",
-    "    ingest_products: {job: ingest, args: [--source, products], timeout: 1s, retries: 0}",
-).replace("    features: {job: features, depends_on: [ingest_tx, ingest_products]}",
-          "    features: {job: features, depends_on: [ingest_products]}").replace(
-    "    ingest_tx: {job: ingest, args: [--source, tx]}\n", "")
+TIMEOUT_PIPELINE = (
+    PIPELINE.replace(
+        "    ingest_products: {job: ingest, args: [--source, products]}",
+        "    ingest_products: {job: ingest, args: [--source, products], timeout: 1s, retries: 0}",
+    )
+    .replace(
+        "    features: {job: features, depends_on: [ingest_tx, ingest_products]}",
+        "    features: {job: features, depends_on: [ingest_products]}",
+    )
+    .replace("    ingest_tx: {job: ingest, args: [--source, tx]}\n", "")
+)
 
 
 def test_dag_run_timeout_cancels_attempt_and_session_stays_usable(spark, project, capsys):

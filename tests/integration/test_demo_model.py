@@ -22,9 +22,25 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_demo_runs_fit_and_select_and_leaves_the_report(spark, tmp_path, capsys):
     reports = tmp_path / "reports"
-    assert main(["demo", str(REPO / "conf" / "pipelines" / "demo.yaml"), "--events", "700", "--days", "10",
-                 "--warehouse", str(tmp_path / "warehouse"), "--data-root", str(tmp_path / "data"),
-                 "--reports", str(reports)]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                str(REPO / "conf" / "pipelines" / "demo.yaml"),
+                "--events",
+                "700",
+                "--days",
+                "10",
+                "--warehouse",
+                str(tmp_path / "warehouse"),
+                "--data-root",
+                str(tmp_path / "data"),
+                "--reports",
+                str(reports),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "model step" in printed and "select: kept" in printed
 
@@ -55,16 +71,23 @@ def test_demo_runs_fit_and_select_and_leaves_the_report(spark, tmp_path, capsys)
     spec = DemoDataSpec(events=700, days=10)
     history_end = spec.end_date - dt.timedelta(days=1)
     features = spark.read.format("delta").load(str(root / "features" / "customer_activity"))
-    rows = pd.DataFrame([r.asDict() for r in features.where(features["event_date"] <= history_end)
-                         .select("customer_id", "event_ts").collect()])
+    rows = pd.DataFrame(
+        [
+            r.asDict()
+            for r in features.where(features["event_date"] <= history_end).select("customer_id", "event_ts").collect()
+        ]
+    )
     rows = rows.sort_values(["customer_id", "event_ts"])
     following = rows.groupby("customer_id")["event_ts"].shift(-1)
     rows["inactive_2d"] = (following.isna() | (following - rows["event_ts"] > pd.Timedelta(days=2))).astype(int)
     cutoff = pd.Timestamp(history_end + dt.timedelta(days=1)) - pd.Timedelta(days=2)
-    expected = sorted(map(tuple, rows[rows["event_ts"] < cutoff][["customer_id", "event_ts", "inactive_2d"]]
-                          .itertuples(index=False)))
+    expected = sorted(
+        map(tuple, rows[rows["event_ts"] < cutoff][["customer_id", "event_ts", "inactive_2d"]].itertuples(index=False))
+    )
     training = spark.read.format("delta").load(str(root / "training" / "inactive_2d"))
-    got = sorted((r["customer_id"], pd.Timestamp(r["event_ts"]), r["inactive_2d"])
-                 for r in training.select("customer_id", "event_ts", "inactive_2d").collect())
+    got = sorted(
+        (r["customer_id"], pd.Timestamp(r["event_ts"]), r["inactive_2d"])
+        for r in training.select("customer_id", "event_ts", "inactive_2d").collect()
+    )
     assert got == [(c, pd.Timestamp(t), y) for c, t, y in expected]
     assert 0 < sum(y for *_, y in got) < len(got)

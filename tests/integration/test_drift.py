@@ -36,8 +36,12 @@ def _category(salt: int, new_share: float = 0.0):
     from pyspark.sql import functions as F
 
     u = _u(salt)
-    return (F.when(u < new_share, "kiosk").when(u < new_share + (1 - new_share) * 0.5, "web")
-             .when(u < new_share + (1 - new_share) * 0.8, "app").otherwise("store"))
+    return (
+        F.when(u < new_share, "kiosk")
+        .when(u < new_share + (1 - new_share) * 0.5, "web")
+        .when(u < new_share + (1 - new_share) * 0.8, "app")
+        .otherwise("store")
+    )
 
 
 def _frame(spark, rows: int, salt: int, *, shift: float = 0.0, new_share: float = 0.0, null_share: float = 0.01):
@@ -51,7 +55,9 @@ def _frame(spark, rows: int, salt: int, *, shift: float = 0.0, new_share: float 
         F.when(_u(salt + 3) < 0.01, F.lit(None)).otherwise(F.lit(100.0) + F.lit(5.0) * _z(salt + 4)).alias("y"),
         (F.lit(50.0 + 10.0 * shift) + F.lit(10.0) * _z(salt + 10)).alias("x2"),
         _category(salt + 12, new_share).alias("c2"),
-        F.when(_u(salt + 13) < null_share, F.lit(None)).otherwise(F.lit(100.0) + F.lit(5.0) * _z(salt + 14)).alias("y2"),
+        F.when(_u(salt + 13) < null_share, F.lit(None))
+        .otherwise(F.lit(100.0) + F.lit(5.0) * _z(salt + 14))
+        .alias("y2"),
     )
 
 
@@ -66,7 +72,8 @@ def test_drift_at_1m_rows_no_alert_for_same_distribution_alert_on_known_shifts(s
     # cached: the fit reads the reference three times; generating it is not what is tested
     reference = _frame(spark, 1_000_000, salt=100).persist(StorageLevel.MEMORY_AND_DISK)
     current = _frame(spark, 1_000_000, salt=200, shift=0.2, new_share=0.05, null_share=0.10).persist(
-        StorageLevel.MEMORY_AND_DISK)
+        StorageLevel.MEMORY_AND_DISK
+    )
     refs = fit_reference(reference, FEATURES, settings)
     results = {d.feature: d for d in compare(refs, score_counts(current, refs, settings), settings)}
 
@@ -112,8 +119,8 @@ def test_drift_values_match_scipy_and_numpy(spark):
     settings = DriftSettings()
     ref_df = _frame(spark, 40_000, salt=300).select("x", "c", "y")
     cur_df = _frame(spark, 30_000, salt=400).select(
-        (F.col("x") * 1.3 + 4).alias("x"), F.when(F.col("c") == "store", "app").otherwise(F.col("c")).alias("c"),
-        "y")
+        (F.col("x") * 1.3 + 4).alias("x"), F.when(F.col("c") == "store", "app").otherwise(F.col("c")).alias("c"), "y"
+    )
     refs = fit_reference(ref_df, ["x", "c", "y"], settings)
     got = {d.feature: d for d in compare(refs, score_counts(cur_df, refs, settings), settings)}
     ref_pd, cur_pd = ref_df.toPandas(), cur_df.toPandas()
@@ -140,8 +147,12 @@ def test_drift_values_match_scipy_and_numpy(spark):
     rc = next(r for r in refs if r.feature == "c")
     assert rc.categories == ["web", "app", "store"]
     ref_vc, cur_vc = ref_pd["c"].value_counts(), cur_pd["c"].value_counts()
-    table = np.array([[0] + [int(ref_vc.get(k, 0)) for k in ("web", "app", "store")] + [0, 0],
-                      [0] + [int(cur_vc.get(k, 0)) for k in ("web", "app", "store")] + [0, 0]])
+    table = np.array(
+        [
+            [0] + [int(ref_vc.get(k, 0)) for k in ("web", "app", "store")] + [0, 0],
+            [0] + [int(cur_vc.get(k, 0)) for k in ("web", "app", "store")] + [0, 0],
+        ]
+    )
     assert [rc.bin_counts, got["c"].current_counts] == table.tolist()
     nonempty = table[:, table.sum(axis=0) > 0]
     chi = sst.chi2_contingency(nonempty, correction=False)
@@ -156,4 +167,5 @@ def test_drift_values_match_scipy_and_numpy(spark):
     # BH across the run's p-values (x: KS, c: chi-square, y: KS)
     raw = [got[n].ks_pvalue if n != "c" else got[n].chi2_pvalue for n in ("x", "c", "y")]
     assert [got[n].p_adjusted for n in ("x", "c", "y")] == pytest.approx(
-        list(sst.false_discovery_control(raw, method="bh")), rel=1e-9)
+        list(sst.false_discovery_control(raw, method="bh")), rel=1e-9
+    )

@@ -10,13 +10,13 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from featuremill.storage import io
 from featuremill.config import load_pipeline
-from featuremill.storage.delta_log import read_commits
 from featuremill.core.errors import ChangedInputError
-from featuremill.storage.exactly_once import run_key
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
+from featuremill.storage import io
+from featuremill.storage.delta_log import read_commits
+from featuremill.storage.exactly_once import run_key
 from featuremill.storage.retention import ReplayWindow, ensure_retention
 from tests.integration.reliability_data import (
     assert_same_rows,
@@ -35,12 +35,18 @@ def _crash_on(table_name):
     def hook(table, version):
         if table == table_name:
             raise SimulatedCrash(f"crash after committing {table} version {version}")
+
     return hook
 
 
 def _ledger(spark, config, key):
-    return (spark.read.format("delta").load(config.tables.run_log).where(F.col("run_key") == key)
-            .orderBy("started_at").collect())
+    return (
+        spark.read.format("delta")
+        .load(config.tables.run_log)
+        .where(F.col("run_key") == key)
+        .orderBy("started_at")
+        .collect()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +96,9 @@ def test_ingest_retry_after_crash_between_its_two_commits_writes_only_the_missin
     key = run_key("shop", "ingest", "purchases", day(1), day(2))
 
     with pytest.raises(SimulatedCrash):
-        run_ingest(spark, config, start=day(1), end=day(2), sources=["purchases"],
-                   on_commit=_crash_on("validated.purchases"))
+        run_ingest(
+            spark, config, start=day(1), end=day(2), sources=["purchases"], on_commit=_crash_on("validated.purchases")
+        )
     validated_version = io.delta_version(spark, validated)
     assert not io.is_delta_table(spark, config.tables.quarantine)
 
@@ -148,12 +155,19 @@ def test_rerun_after_later_landings_is_a_noop_but_changed_input_needs_corrective
 
 def test_io_writers_carry_txn_ids_so_delta_skips_a_repeat(spark, tmp_path):
     path = str(tmp_path / "t")
-    df = spark.createDataFrame([(1, "2026-09-01", 1.0), (2, "2026-09-02", 2.0)], "k int, d string, v double") \
-        .withColumn("d", F.to_date("d"))
+    df = spark.createDataFrame(
+        [(1, "2026-09-01", 1.0), (2, "2026-09-02", 2.0)], "k int, d string, v double"
+    ).withColumn("d", F.to_date("d"))
     tag = io.CommitTag(app_id="test/app", version=1, user_metadata='{"x": 1}')
     predicate = io.date_range_predicate("d", day(1), day(2))
-    io.replace_where(df, path, predicate=predicate, partition_by=["d"], commit=tag,
-                     properties={"delta.logRetentionDuration": "interval 31 days"})
+    io.replace_where(
+        df,
+        path,
+        predicate=predicate,
+        partition_by=["d"],
+        commit=tag,
+        properties={"delta.logRetentionDuration": "interval 31 days"},
+    )
     io.replace_where(df, path, predicate=predicate, commit=tag)
     assert io.delta_version(spark, path) == 0
     assert io.table_properties(spark, path)["delta.logRetentionDuration"] == "interval 31 days"
@@ -163,8 +177,16 @@ def test_io_writers_carry_txn_ids_so_delta_skips_a_repeat(spark, tmp_path):
         merge_tag = io.CommitTag(app_id="test/merge", version=5, user_metadata='{"m": 1}')
         changed = df.withColumn("v", F.col("v") * 10)
         for _ in range(2):
-            io.merge_range(changed, path, keys=["k"], value_columns=["v"], partition_column="d", start=day(1),
-                           end=day(2), commit=merge_tag)
+            io.merge_range(
+                changed,
+                path,
+                keys=["k"],
+                value_columns=["v"],
+                partition_column="d",
+                start=day(1),
+                end=day(2),
+                commit=merge_tag,
+            )
         assert io.delta_version(spark, path) == 1
         assert sorted(r["v"] for r in spark.read.format("delta").load(path).collect()) == [10.0, 20.0]
         # the confs are back to what they were: no later write inherits the txn
@@ -174,8 +196,16 @@ def test_io_writers_carry_txn_ids_so_delta_skips_a_repeat(spark, tmp_path):
         spark.conf.unset(io.USER_METADATA_CONF)
     [commit] = read_commits(spark, path, app_id="test/merge")
     assert commit.version == 1 and commit.txn_version("test/merge") == 5 and commit.metadata == {"m": 1}
-    io.merge_range(changed, path, keys=["k"], value_columns=["v"], partition_column="d", start=day(1), end=day(2),
-                   commit=io.CommitTag(app_id="test/merge", version=6))
+    io.merge_range(
+        changed,
+        path,
+        keys=["k"],
+        value_columns=["v"],
+        partition_column="d",
+        start=day(1),
+        end=day(2),
+        commit=io.CommitTag(app_id="test/merge", version=6),
+    )
     assert io.delta_version(spark, path) == 2
 
 

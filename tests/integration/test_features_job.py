@@ -10,10 +10,10 @@ import random
 import pytest
 from chispa import assert_df_equality
 
-from featuremill.storage import io
 from featuremill.core.errors import BroadcastTooLargeError
 from featuremill.pipelines.build_features import build_feature_frame, run_features
 from featuremill.pipelines.ingest import run_ingest
+from featuremill.storage import io
 from tests.integration.shop import load, make_project, write_dimensions, write_landing
 
 DAYS = [dt.date(2024, 3, 1) + dt.timedelta(days=i) for i in range(5)]
@@ -35,8 +35,10 @@ def _landings(seed: int = 3) -> dict[dt.date, list[str]]:
             if rng.random() < 0.15 and day < DAYS[-1]:
                 landing = day + dt.timedelta(days=rng.choice([1, 2]))  # a late event
                 landing = min(landing, DAYS[-1])
-            out[landing].append(f"e{n:03d},{customer},{product},{ts:%Y-%m-%d %H:%M:%S},{rng.randint(1, 90)}.50,"
-                                f"{rng.choice(['web', 'app'])}")
+            out[landing].append(
+                f"e{n:03d},{customer},{product},{ts:%Y-%m-%d %H:%M:%S},{rng.randint(1, 90)}.50,"
+                f"{rng.choice(['web', 'app'])}"
+            )
     return out
 
 
@@ -114,16 +116,24 @@ def test_build_feature_frame_joins_dimensions_with_missing_keys(spark, tmp_path)
     validated = spark.read.format("delta").load(config.tables.validated("tx")).collect()
     for row in rows[:25]:
         t = row["event_ts"]
-        expected = sum(1 for e in validated if e["customer_id"] == row["customer_id"] and e["product_id"] == 10
-                       and t - dt.timedelta(days=2) < e["event_ts"] <= t)
+        expected = sum(
+            1
+            for e in validated
+            if e["customer_id"] == row["customer_id"]
+            and e["product_id"] == 10
+            and t - dt.timedelta(days=2) < e["event_ts"] <= t
+        )
         assert row["toys_n_2d"] == expected
 
 
 def test_run_features_refuses_a_dimension_over_the_broadcast_limit(spark, tmp_path):
     config = _project(tmp_path, customers_mb=0.0001)
     run_ingest(spark, config, start=DAYS[0], end=DAYS[0])
-    with pytest.raises(BroadcastTooLargeError, match=r"dimension 'customers' is .* above its broadcast limit.*"
-                                                      r"sources.customers.max_broadcast_mb"):
+    with pytest.raises(
+        BroadcastTooLargeError,
+        match=r"dimension 'customers' is .* above its broadcast limit.*"
+        r"sources.customers.max_broadcast_mb",
+    ):
         run_features(spark, config, start=DAYS[0], end=DAYS[0])
     assert io.delta_version(spark, config.tables.features("cust")) is None
 
@@ -133,8 +143,10 @@ def test_feature_plan_has_one_exchange_and_no_python(spark, tmp_path):
     run_ingest(spark, config, start=DAYS[0], end=DAYS[-1])
     fs = config.feature_set("cust")
     events = spark.read.format("delta").load(config.tables.validated("tx"))
-    dims = {name: spark.read.format("delta").load(config.tables.validated(name)).hint("broadcast")
-            for name in ("customers", "products")}
+    dims = {
+        name: spark.read.format("delta").load(config.tables.validated(name)).hint("broadcast")
+        for name in ("customers", "products")
+    }
     frame = build_feature_frame(events, config=config, feature_set=fs, dimensions=dims, start=DAYS[0], end=DAYS[-1])
     buffer = stdio.StringIO()
     with contextlib.redirect_stdout(buffer):
@@ -144,6 +156,12 @@ def test_feature_plan_has_one_exchange_and_no_python(spark, tmp_path):
     assert len(shuffles) == 1, plan
     assert plan.count("Sort [") == 1, plan
     assert plan.count("BroadcastHashJoin") == 2, plan
-    for python_node in ("BatchEvalPython", "ArrowEvalPython", "PythonUDF", "MapInPandas", "FlatMapGroupsInPandas",
-                        "PythonMapInArrow"):
+    for python_node in (
+        "BatchEvalPython",
+        "ArrowEvalPython",
+        "PythonUDF",
+        "MapInPandas",
+        "FlatMapGroupsInPandas",
+        "PythonMapInArrow",
+    ):
         assert python_node not in plan

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from featuremill.storage import io
 from featuremill.core.errors import InputDataError
 from featuremill.pipelines.ingest import run_ingest
+from featuremill.storage import io
 from tests.integration.shop import load, make_project, write_dimensions, write_landing
 
 D1, D2, D3 = dt.date(2024, 3, 1), dt.date(2024, 3, 2), dt.date(2024, 3, 3)
@@ -63,14 +63,22 @@ def test_run_ingest_accounts_for_every_row_with_a_reason(spark, shop):
         ("e8", 2, 3.0, dt.date(2024, 2, 28), D1),  # a late event keeps its own event date
     ]
     quarantine = spark.read.format("delta").load(tables.quarantine).where("source = 'tx'")
-    by_event = {json.loads(r["raw_record"]).get("event_id") if r["rule"] != "malformed" else r["raw_record"]:
-                (r["rule"], r["reason"], r["source_file"]) for r in quarantine.collect()}
+    by_event = {
+        json.loads(r["raw_record"]).get("event_id") if r["rule"] != "malformed" else r["raw_record"]: (
+            r["rule"],
+            r["reason"],
+            r["source_file"],
+        )
+        for r in quarantine.collect()
+    }
     assert by_event["e2"][:2] == ("type", "field 'amount': cannot parse '12,50' as double")
     assert by_event["e3"][:2] == ("not_null", "field 'customer_id': null in a required column")
     assert by_event["e4"][:2] == ("type", "field 'event_ts': cannot parse 'not-a-time' as timestamp")
     assert by_event["e5"][:2] == ("non_finite", "field 'amount': non-finite value 'NaN'")
-    assert by_event["e6"][:2] == ("duplicate", 'duplicate event: key {"event_id":"e6"} appears more than once '
-                                                "in this batch (first copy kept)")
+    assert by_event["e6"][:2] == (
+        "duplicate",
+        'duplicate event: key {"event_id":"e6"} appears more than once in this batch (first copy kept)',
+    )
     assert by_event["e7,2,10"][0] == "malformed"
     assert by_event["e7,2,10"][1].startswith("malformed record: could not be split into the declared fields")
     assert all(src.endswith("event_date=2024-03-01/part-0.csv") for _, _, src in by_event.values())
@@ -91,9 +99,14 @@ def test_run_ingest_duplicate_across_landing_dates(spark, shop):
     run_ingest(spark, config, start=D1, end=D1, sources=["tx"])
     result = run_ingest(spark, config, start=D2, end=D2, sources=["tx"])[0]
     assert (result.rows_read, result.rows_valid, result.rows_duplicate) == (2, 1, 1)
-    q = spark.read.format("delta").load(config.tables.quarantine).where("rule = 'duplicate' AND _ingest_date = DATE'2024-03-02'")
+    q = (
+        spark.read.format("delta")
+        .load(config.tables.quarantine)
+        .where("rule = 'duplicate' AND _ingest_date = DATE'2024-03-02'")
+    )
     assert [r["reason"] for r in q.collect()] == [
-        'duplicate event: key {"event_id":"e1"} was already ingested from landing date 2024-03-01']
+        'duplicate event: key {"event_id":"e1"} was already ingested from landing date 2024-03-01'
+    ]
 
 
 def test_run_ingest_rerun_changes_nothing(spark, shop):
@@ -115,8 +128,12 @@ def test_run_ingest_bad_header_fails_before_any_write(spark, shop):
     config = load(shop)
     run_ingest(spark, config, start=D1, end=D1)
     versions = {p: io.delta_version(spark, p) for p in (config.tables.validated("tx"), config.tables.quarantine)}
-    bad = write_landing(shop, D3.isoformat(), ["e20,1,10,2024-03-03 10:00:00,1.00,web"],
-                        header="event_id,customer,product_id,event_ts,amount,channel")
+    bad = write_landing(
+        shop,
+        D3.isoformat(),
+        ["e20,1,10,2024-03-03 10:00:00,1.00,web"],
+        header="event_id,customer,product_id,event_ts,amount,channel",
+    )
     with pytest.raises(InputDataError) as info:
         run_ingest(spark, config, start=D3, end=D3, sources=["tx"])
     message = str(info.value)

@@ -11,8 +11,8 @@ import json
 import os
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 
 from featuremill.cli import main
 from featuremill.config import load_pipeline
@@ -108,8 +108,11 @@ def test_feature_job_helpers_fit_serving_apply_and_select(spark, project, capsys
             assert (g.loc[i, "sum_2d_lag1"] == expected) or (expected is None and pd.isna(g.loc[i, "sum_2d_lag1"]))
     # the sum feature itself, for one row, from the raw events
     row = full.iloc[len(full) // 2]
-    raw = events[(events["cust"] == row["cust"]) & (events["ts"] > row["ts"] - pd.Timedelta(days=2))
-                 & (events["ts"] <= row["ts"])]
+    raw = events[
+        (events["cust"] == row["cust"])
+        & (events["ts"] > row["ts"] - pd.Timedelta(days=2))
+        & (events["ts"] <= row["ts"])
+    ]
     assert row["sum_2d"] == pytest.approx(raw["amount"].sum())
 
     # a training table: feature rows plus a label
@@ -124,8 +127,12 @@ def test_feature_job_helpers_fit_serving_apply_and_select(spark, project, capsys
     n_rows, hash_sum = table.selectExpr("count(*)", f"sum(cast(xxhash64({hashed}) AS decimal(38,0)))").first()
     expected_fp = f"xxh64sum:{int(hash_sum)}"
     manifest_path = project / "training.manifest.json"
-    base_manifest = {"kind": "featuremill.training_set", "manifest_format": 1, "preprocessing": None,
-                     "output": {"path": training, "rows": n_rows, "fingerprint": expected_fp}}
+    base_manifest = {
+        "kind": "featuremill.training_set",
+        "manifest_format": 1,
+        "preprocessing": None,
+        "output": {"path": training, "rows": n_rows, "fingerprint": expected_fp},
+    }
     manifest_path.write_text(json.dumps(base_manifest))
     # a manifest that describes other rows is refused before any state is stored
     other = project / "other.manifest.json"
@@ -142,18 +149,19 @@ def test_feature_job_helpers_fit_serving_apply_and_select(spark, project, capsys
     assert recorded["data_fingerprint"] == stored_row["data_fingerprint"] == expected_fp
     assert recorded["states_table"] == f"{config.tables.root}/preprocessing_states"
     # the same rows written again as a new table version: same content fingerprint, same state version
-    spark.read.format("delta").load(training).localCheckpoint(eager=True) \
-        .write.format("delta").mode("overwrite").save(training)
+    spark.read.format("delta").load(training).localCheckpoint(eager=True).write.format("delta").mode("overwrite").save(
+        training
+    )
     assert main(["fit", str(path), "--on", training]) == 0
     printed = capsys.readouterr().out
     assert "fit shop: version 1;" in printed and "version 1 (unchanged, already stored)" in printed
     states = spark.read.format("delta").load(f"{config.tables.root}/preprocessing_states")
     assert states.count() == 1
-    assert json.loads(manifest_path.read_text())["preprocessing"] == recorded     # same entry on a re-run
+    assert json.loads(manifest_path.read_text())["preprocessing"] == recorded  # same entry on a re-run
 
     # serving hook: a feature run now also writes preprocessed/cust with the stored state
     run_features(spark, config, start=end - dt.timedelta(days=1), end=end)
-    assert _features(spark, config).equals(full)                               # incremental = full
+    assert _features(spark, config).equals(full)  # incremental = full
     served = spark.read.format("delta").load(f"{config.tables.root}/preprocessed/cust")
     served = pd.DataFrame([r.asDict() for r in served.orderBy("cust", "ts").collect()])
     train = pd.DataFrame([r.asDict() for r in spark.read.format("delta").load(training).collect()])
@@ -166,7 +174,21 @@ def test_feature_job_helpers_fit_serving_apply_and_select(spark, project, capsys
     assert set(served["_preprocessing_version"]) == {1}
 
     # apply a pinned version to another table
-    assert main(["apply", str(path), "--on", training, "--out", str(project / "warehouse" / "applied"), "--state-version", "1"]) == 0
+    assert (
+        main(
+            [
+                "apply",
+                str(path),
+                "--on",
+                training,
+                "--out",
+                str(project / "warehouse" / "applied"),
+                "--state-version",
+                "1",
+            ]
+        )
+        == 0
+    )
     applied = spark.read.format("delta").load(str(project / "warehouse" / "applied"))
     assert applied.count() == len(train)
 
@@ -177,7 +199,7 @@ def test_feature_job_helpers_fit_serving_apply_and_select(spark, project, capsys
     assert main(args) == 0
     body = json.loads((report / "selection.json").read_text())
     kept = json.loads((report / "selected_features.json").read_text())["features"]
-    assert kept == body["selected"] and any(k.startswith("sum_2d") for k in kept)   # the label is sum_2d > 40
+    assert kept == body["selected"] and any(k.startswith("sum_2d") for k in kept)  # the label is sum_2d > 40
     html = (report / "selection.html").read_text()
     assert html.startswith("<!doctype html>") and "<svg" in html and "<script" not in html and "http" not in html
     results = spark.read.format("delta").load(f"{config.tables.root}/feature_selection")

@@ -45,7 +45,9 @@ def test_profile_frame_matches_pandas(spark):
     finite = raw[np.isfinite(raw)]
     assert (n.kind, n.rows, n.nulls, n.nan, n.infinite) == ("numeric", N, 1, 1, 1)  # NaN and inf are not null
     assert n.mean == pytest.approx(finite.mean()) and n.stddev == pytest.approx(finite.std(ddof=1))
-    assert float(n.min) == pytest.approx(finite.min(), rel=1e-5) and float(n.max) == pytest.approx(finite.max(), rel=1e-5)
+    assert float(n.min) == pytest.approx(finite.min(), rel=1e-5) and float(n.max) == pytest.approx(
+        finite.max(), rel=1e-5
+    )
     expected_q = np.quantile(finite, settings.quantiles, method="inverted_cdf")
     assert n.quantiles == pytest.approx(list(expected_q))
     counts, _ = np.histogram(finite, bins=8, range=(finite.min(), finite.max()))

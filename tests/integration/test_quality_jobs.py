@@ -48,8 +48,11 @@ def test_profile_and_drift_job_counts_do_not_grow_with_columns(spark, tmp_path):
         def profile():
             rows, cols = profile_frame(df, settings=ProfileSettings())
             assert len(cols) == n and rows == 4000
-            store_profile(spark, str(tmp_path / f"profiles_{n}"),
-                          TableProfile("p", "q", "t", "all", None, "2024-01-01T00:00:00+00:00", rows, cols))
+            store_profile(
+                spark,
+                str(tmp_path / f"profiles_{n}"),
+                TableProfile("p", "q", "t", "all", None, "2024-01-01T00:00:00+00:00", rows, cols),
+            )
 
         refs = []
 
@@ -61,8 +64,10 @@ def test_profile_and_drift_job_counts_do_not_grow_with_columns(spark, tmp_path):
             assert len(results) == n
 
         counts[n] = (_jobs(spark, profile), _jobs(spark, fit), _jobs(spark, score))
-    print(f"\nSpark jobs (profile incl. Delta write, drift fit, drift score): 5 columns {counts[5]}, "
-          f"50 columns {counts[50]}")
+    print(
+        f"\nSpark jobs (profile incl. Delta write, drift fit, drift score): 5 columns {counts[5]}, "
+        f"50 columns {counts[50]}"
+    )
     assert counts[5] == counts[50]
     profile_jobs, fit_jobs, score_jobs = counts[50]
     assert fit_jobs <= 8 and score_jobs <= 3  # AQE may run each shuffle stage as its own job

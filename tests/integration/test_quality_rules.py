@@ -19,8 +19,10 @@ from tests.integration.quality_helpers import load, write_pipeline
 
 DAY = dt.date(2024, 1, 2)
 NOW = dt.datetime(2024, 1, 2, 12, 0, tzinfo=dt.timezone.utc)
-SCHEMA = ("id string, cust bigint, ts timestamp, amount double, channel string, code string, event_date date, "
-          "_ingest_date date, _source_file string")
+SCHEMA = (
+    "id string, cust bigint, ts timestamp, amount double, channel string, code string, event_date date, "
+    "_ingest_date date, _source_file string"
+)
 
 
 def _rules(severity: str) -> str:
@@ -65,18 +67,44 @@ def _seed_history(spark, config):
     recs = []
     for i, mean in enumerate(MEAN_HISTORY):
         day = DAY - dt.timedelta(days=len(MEAN_HISTORY) - i)
-        recs += history.build_records(run_id=f"r{i}", pipeline="q", job="ingest", table="validated.tx", start=day,
-                                      end=day, recorded_at=dt.datetime(2024, 1, 1, i), gate_status="passed",
-                                      results=[], metrics=[("rows_per_day", "", 10.0), ("mean", "amount", mean),
-                                                           ("null_fraction", "code", 0.0)])
+        recs += history.build_records(
+            run_id=f"r{i}",
+            pipeline="q",
+            job="ingest",
+            table="validated.tx",
+            start=day,
+            end=day,
+            recorded_at=dt.datetime(2024, 1, 1, i),
+            gate_status="passed",
+            results=[],
+            metrics=[("rows_per_day", "", 10.0), ("mean", "amount", mean), ("null_fraction", "code", 0.0)],
+        )
     last = DAY - dt.timedelta(days=1)
     # the bad run of the last day (gate failed) and an older superseded value of the same day
-    recs += history.build_records(run_id="bad", pipeline="q", job="ingest", table="validated.tx", start=last, end=last,
-                                  recorded_at=dt.datetime(2024, 1, 1, 23), gate_status="failed", results=[],
-                                  metrics=[("rows_per_day", "", 5000.0), ("mean", "amount", 1e6)])
-    recs += history.build_records(run_id="old", pipeline="q", job="ingest", table="validated.tx", start=last, end=last,
-                                  recorded_at=dt.datetime(2023, 1, 1), gate_status="passed", results=[],
-                                  metrics=[("rows_per_day", "", 999.0), ("mean", "amount", -50.0)])
+    recs += history.build_records(
+        run_id="bad",
+        pipeline="q",
+        job="ingest",
+        table="validated.tx",
+        start=last,
+        end=last,
+        recorded_at=dt.datetime(2024, 1, 1, 23),
+        gate_status="failed",
+        results=[],
+        metrics=[("rows_per_day", "", 5000.0), ("mean", "amount", 1e6)],
+    )
+    recs += history.build_records(
+        run_id="old",
+        pipeline="q",
+        job="ingest",
+        table="validated.tx",
+        start=last,
+        end=last,
+        recorded_at=dt.datetime(2023, 1, 1),
+        gate_status="passed",
+        results=[],
+        metrics=[("rows_per_day", "", 999.0), ("mean", "amount", -50.0)],
+    )
     history.append_records(spark, quality_metrics_path(config), recs)
 
 
@@ -100,14 +128,22 @@ def test_every_rule_kind_under_warn_and_fail(spark, project, severity):
     gate = _gate(spark, config, BAD_ROWS)
     got = {r.rule: (r.status, r.failing_rows) for r in gate.results}
     assert got == {
-        "not_null_amount": (severity, 1), "range_amount": (severity, 3), "allowed_values_channel": (severity, 1),
-        "regex_code": (severity, 1), "referential_cust": (severity, 1), "unique_code": (severity, 1),
-        "completeness_amount": (severity, 1), "freshness_ts": (severity, None), "row_count_change": (severity, None),
-        "anomaly_mean_amount": (severity, None), "anomaly_null_fraction_code": ("pass", None)}
+        "not_null_amount": (severity, 1),
+        "range_amount": (severity, 3),
+        "allowed_values_channel": (severity, 1),
+        "regex_code": (severity, 1),
+        "referential_cust": (severity, 1),
+        "unique_code": (severity, 1),
+        "completeness_amount": (severity, 1),
+        "freshness_ts": (severity, None),
+        "row_count_change": (severity, None),
+        "anomaly_mean_amount": (severity, None),
+        "anomaly_null_fraction_code": ("pass", None),
+    }
     by_rule = {r.rule: r for r in gate.results}
     assert by_rule["completeness_amount"].value == pytest.approx(75.0)
-    assert by_rule["freshness_ts"].value == pytest.approx(90 * 60)          # 10:30 -> 12:00
-    assert by_rule["row_count_change"].value == pytest.approx(60.0)         # 4 rows vs 10 the day before
+    assert by_rule["freshness_ts"].value == pytest.approx(90 * 60)  # 10:30 -> 12:00
+    assert by_rule["row_count_change"].value == pytest.approx(60.0)  # 4 rows vs 10 the day before
     expected_z = (np.mean([500.0, 300.0, 200.0]) - np.mean(MEAN_HISTORY)) / np.std(MEAN_HISTORY, ddof=1)
     assert by_rule["anomaly_mean_amount"].value == pytest.approx(expected_z)
     if severity == "fail":
@@ -123,7 +159,16 @@ def test_every_rule_kind_under_warn_and_fail(spark, project, severity):
 
     good = _gate(spark, config, GOOD_ROWS)
     assert {r.rule: r.status for r in good.results} == {
-        "not_null_amount": "pass", "range_amount": "pass", "allowed_values_channel": "pass", "regex_code": "pass",
-        "referential_cust": "pass", "unique_code": "pass", "completeness_amount": "pass", "freshness_ts": "pass",
-        "row_count_change": "pass", "anomaly_mean_amount": "pass", "anomaly_null_fraction_code": "pass"}
+        "not_null_amount": "pass",
+        "range_amount": "pass",
+        "allowed_values_channel": "pass",
+        "regex_code": "pass",
+        "referential_cust": "pass",
+        "unique_code": "pass",
+        "completeness_amount": "pass",
+        "freshness_ts": "pass",
+        "row_count_change": "pass",
+        "anomaly_mean_amount": "pass",
+        "anomaly_null_fraction_code": "pass",
+    }
     enforce(spark, config, [(good, "run-good")], job="ingest", recorded_at=NOW)

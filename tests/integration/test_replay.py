@@ -14,14 +14,13 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from featuremill import cli
-
-from featuremill.storage import io
 from featuremill.config import load_pipeline
-from featuremill.storage.delta_log import version_at
 from featuremill.core.errors import ChangedInputError, ReplayError, ReplayWindowError
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
 from featuremill.pipelines.replay import replay_path, replay_run
+from featuremill.storage import io
+from featuremill.storage.delta_log import version_at
 from tests.integration.reliability_data import (
     PIPELINE,
     assert_same_rows,
@@ -41,10 +40,18 @@ def first_run(spark, tmp_path_factory):
     run_ingest(spark, config, start=day(1), end=day(5))
     [run_a] = run_features(spark, config, start=day(1), end=day(5))
     captured = feature_rows(spark.read.format("delta").load(config.tables.features("spend")))
-    [ledger_row] = (spark.read.format("delta").load(config.tables.run_log)
-                    .where(F.col("run_id") == run_a.run_id).collect())
-    return types.SimpleNamespace(root=root, pipeline=pipeline, purchases=purchases, config=config,
-                                 run_id=run_a.run_id, captured=captured, row=ledger_row)
+    [ledger_row] = (
+        spark.read.format("delta").load(config.tables.run_log).where(F.col("run_id") == run_a.run_id).collect()
+    )
+    return types.SimpleNamespace(
+        root=root,
+        pipeline=pipeline,
+        purchases=purchases,
+        config=config,
+        run_id=run_a.run_id,
+        captured=captured,
+        row=ledger_row,
+    )
 
 
 def test_replay_after_append_update_delete_reproduces_the_first_run(spark, first_run):
@@ -56,19 +63,38 @@ def test_replay_after_append_update_delete_reproduces_the_first_run(spark, first
 
     # change the source: append two purchases landed on day 3, update one amount, delete one row
     table = spark.read.format("delta").load(validated)
-    appended = [{"id": "new1", "customer": 11, "product": 1, "ts": dt.datetime(2026, 9, 3, 12, 0), "amount": 40.0,
-                 "landing": day(3)},
-                {"id": "new2", "customer": 12, "product": 3, "ts": dt.datetime(2026, 9, 2, 8, 30), "amount": 7.5,
-                 "landing": day(3)}]
+    appended = [
+        {
+            "id": "new1",
+            "customer": 11,
+            "product": 1,
+            "ts": dt.datetime(2026, 9, 3, 12, 0),
+            "amount": 40.0,
+            "landing": day(3),
+        },
+        {
+            "id": "new2",
+            "customer": 12,
+            "product": 3,
+            "ts": dt.datetime(2026, 9, 2, 8, 30),
+            "amount": 7.5,
+            "landing": day(3),
+        },
+    ]
     extra = spark.createDataFrame(
-        [(p["id"], p["customer"], p["product"], p["ts"], p["amount"], p["ts"].date(), p["landing"],
-          "test-append") for p in appended], table.schema)
+        [
+            (p["id"], p["customer"], p["product"], p["ts"], p["amount"], p["ts"].date(), p["landing"], "test-append")
+            for p in appended
+        ],
+        table.schema,
+    )
     extra.write.format("delta").mode("append").save(validated)
     updated_id, deleted_id = sorted(p["id"] for p in original if p["landing"] == day(2))[:2]
     DeltaTable.forPath(spark, validated).update(F.col("id") == updated_id, {"amount": F.col("amount") + 100})
     DeltaTable.forPath(spark, validated).delete(F.col("id") == deleted_id)
-    changed = [dict(p, amount=p["amount"] + 100) if p["id"] == updated_id else p
-               for p in original if p["id"] != deleted_id] + appended
+    changed = [
+        dict(p, amount=p["amount"] + 100) if p["id"] == updated_id else p for p in original if p["id"] != deleted_id
+    ] + appended
 
     with pytest.raises(ChangedInputError):
         run_features(spark, config, start=day(1), end=day(5))
@@ -84,8 +110,10 @@ def test_replay_after_append_update_delete_reproduces_the_first_run(spark, first
     assert_same_rows(replayed, first_run.captured)
     assert_same_rows(replayed, reference_features(original, start=day(1), end=day(5)))
     # the live table keeps the corrected values
-    assert_same_rows(feature_rows(spark.read.format("delta").load(config.tables.features("spend"))),
-                     reference_features(changed, start=day(1), end=day(5)))
+    assert_same_rows(
+        feature_rows(spark.read.format("delta").load(config.tables.features("spend"))),
+        reference_features(changed, start=day(1), end=day(5)),
+    )
 
     # "what did the inputs look like at time T": T resolves by commit time. Make every log
     # file look written at the same instant (as a copy or restore would): DESCRIBE HISTORY then
@@ -105,8 +133,7 @@ def test_replay_outside_the_window_fails_clearly_before_reading(spark, first_run
     out = replay_path(config, run_id, "spend") + "_never"
 
     with pytest.raises(ReplayWindowError) as err:
-        replay_run(spark, config, run_id=run_id, now=started + dt.timedelta(days=31),
-                   output_root=out)
+        replay_run(spark, config, run_id=run_id, now=started + dt.timedelta(days=31), output_root=out)
     message = str(err.value)
     assert f"run {run_id}" in message and "replay window of 30d" in message and "nothing was" in message
     assert not os.path.exists(out)
@@ -116,13 +143,20 @@ def test_replay_outside_the_window_fails_clearly_before_reading(spark, first_run
     products = config.tables.validated("products")
     io.set_table_properties(spark, products, {"featuremill.test": "x"})  # products gets a version 1
     with pytest.raises(ReplayWindowError, match="superseded"):
-        replay_run(spark, config, run_id=run_id, as_of_versions={"purchases": 0, "products": 0},
-                   now=dt.datetime.now() + dt.timedelta(days=31), output_root=out)
+        replay_run(
+            spark,
+            config,
+            run_id=run_id,
+            as_of_versions={"purchases": 0, "products": 0},
+            now=dt.datetime.now() + dt.timedelta(days=31),
+            output_root=out,
+        )
     with pytest.raises(ReplayError, match="has no version 999"):
         replay_run(spark, config, run_id=run_id, as_of_versions={"purchases": 999}, output_root=out)
     with pytest.raises(ReplayError, match="is a ingest run|is an ingest run"):
-        ingest_run = (spark.read.format("delta").load(config.tables.run_log)
-                      .where(F.col("job") == "ingest").first()["run_id"])
+        ingest_run = (
+            spark.read.format("delta").load(config.tables.run_log).where(F.col("job") == "ingest").first()["run_id"]
+        )
         replay_run(spark, config, run_id=ingest_run, output_root=out)
     assert not os.path.exists(out)
 
@@ -133,8 +167,18 @@ def test_replay_cli_with_a_one_second_window_refuses_an_older_run(spark, first_r
     short.write_text(PIPELINE.format(window="1s"))
     output = first_run.root / "cli_replay"
     when = first_run.row["finished_at"].isoformat()
-    code = cli.main(["replay", str(short), "--run-id", first_run.run_id, "--as-of-timestamp", f"purchases={when}",
-                     "--output", str(output)])
+    code = cli.main(
+        [
+            "replay",
+            str(short),
+            "--run-id",
+            first_run.run_id,
+            "--as-of-timestamp",
+            f"purchases={when}",
+            "--output",
+            str(output),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 2
     assert "older than the pipeline's replay window of 1s" in captured.err

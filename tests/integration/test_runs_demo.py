@@ -38,8 +38,10 @@ def test_runs_shows_duration_rows_and_freshness_of_the_demo_runs(spark, tmp_path
     began = time.monotonic()
     # 700 events over 10 days: the smallest demo whose model step (fit + select) has both label
     # classes (as in test_demo_model)
-    assert cli.main(["demo", str(DEMO), "--events", "700", "--days", "10", *where,
-                     "--reports", str(tmp_path / "reports")]) == 0
+    assert (
+        cli.main(["demo", str(DEMO), "--events", "700", "--days", "10", *where, "--reports", str(tmp_path / "reports")])
+        == 0
+    )
     demo_wall_s = time.monotonic() - began
     capsys.readouterr()
 
@@ -54,8 +56,10 @@ def test_runs_shows_duration_rows_and_freshness_of_the_demo_runs(spark, tmp_path
     # the demo runs ingest and features twice (days 1..9, then day 10) and, between them, the
     # model step: fit the preprocessing state and select features on the history
     assert sorted((r["job"], r["target"]) for r in table) == sorted(
-        [("ingest", s) for s in sources] * 2 + [("features", f) for f in feature_sets] * 2
-        + [("fit", config.section("preprocessing").name), ("select", config.section("preprocessing").label)])
+        [("ingest", s) for s in sources] * 2
+        + [("features", f) for f in feature_sets] * 2
+        + [("fit", config.section("preprocessing").name), ("select", config.section("preprocessing").label)]
+    )
     assert all(r["status"] == "succeeded" for r in table)
 
     # duration: every run has one, and together they fit in the demo command's wall time
@@ -63,21 +67,32 @@ def test_runs_shows_duration_rows_and_freshness_of_the_demo_runs(spark, tmp_path
     assert all(d > 0 for d in durations) and sum(durations) <= demo_wall_s
 
     # rows read by the transaction ingests = CSV rows in their landing partitions (DuckDB)
-    raw = duckdb.sql(f"SELECT event_date::VARCHAR AS d, count(*) AS n FROM read_csv("
-                     f"'{tmp_path}/data/transactions/*/*.csv', hive_partitioning=true) GROUP BY 1").fetchall()
+    raw = duckdb.sql(
+        f"SELECT event_date::VARCHAR AS d, count(*) AS n FROM read_csv("
+        f"'{tmp_path}/data/transactions/*/*.csv', hive_partitioning=true) GROUP BY 1"
+    ).fetchall()
     per_day = {dt.date.fromisoformat(d): n for d, n in raw}
     first, last = min(per_day), max(per_day)
-    ingests = {r["dates"]: int(r["rows read"].replace(",", "")) for r in table
-               if r["job"] == "ingest" and r["target"] == "transactions"}
-    assert ingests == {f"{first}..{last - dt.timedelta(days=1)}": sum(n for d, n in per_day.items() if d < last),
-                       str(last): per_day[last]}
+    ingests = {
+        r["dates"]: int(r["rows read"].replace(",", ""))
+        for r in table
+        if r["job"] == "ingest" and r["target"] == "transactions"
+    }
+    assert ingests == {
+        f"{first}..{last - dt.timedelta(days=1)}": sum(n for d, n in per_day.items() if d < last),
+        str(last): per_day[last],
+    }
 
     # freshness of a feature run = its end minus the latest event time it wrote (feature table)
     ledger = {r["run_id"][:12]: r for r in spark.read.format("delta").load(config.tables.run_log).collect()}
     for row in (r for r in table if r["job"] == "features"):
         run = ledger[row["run"]]
-        written = (spark.read.format("delta").load(config.tables.features(row["target"]))
-                   .where(F.col("event_date").between(F.lit(run["start_date"]), F.lit(run["end_date"])))
-                   .agg(F.max(config.source(config.feature_set(row["target"]).source).event_time)).first()[0])
+        written = (
+            spark.read.format("delta")
+            .load(config.tables.features(row["target"]))
+            .where(F.col("event_date").between(F.lit(run["start_date"]), F.lit(run["end_date"])))
+            .agg(F.max(config.source(config.feature_set(row["target"]).source).event_time))
+            .first()[0]
+        )
         assert row["freshness"] == human_seconds((run["finished_at"] - written).total_seconds())
         assert row["rows written"] != "-" and row["cpu"] != "-"

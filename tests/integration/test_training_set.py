@@ -26,11 +26,11 @@ from pathlib import Path
 import pytest
 from chispa import assert_df_equality
 
-from featuremill.storage import versions
 from featuremill.cli import main
 from featuremill.config import load_pipeline
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
+from featuremill.storage import versions
 
 PIPELINE = """\
 pipeline: shop
@@ -79,7 +79,7 @@ SPINE = [  # (label_id, customer, label time, label)
     (2, 1, _ts("2024-01-03 12:00:00"), 1),  # repeated spine row
     (3, 1, _ts("2024-01-05 00:00:00"), 0),
     (4, 2, _ts("2024-01-03 12:00:00"), 1),  # no history
-    (5, 1, None, 0),                        # null label time
+    (5, 1, None, 0),  # null label time
     (6, 3, _ts("2024-01-03 11:00:00"), 0),  # x1 exactly 2 days old: TTL 2d excludes it, no TTL keeps it
 ]
 SPINE_SCHEMA = "label_id int, customer bigint, label_ts timestamp, label int"
@@ -97,8 +97,11 @@ def _expected(spark, values: dict, *, known_at: bool = False):
     rows = []
     for row in SPINE:
         n, s, f_ts, *known = values.get(row[0], (None, None, None, None))
-        rows.append(row + (n, s, _ts(f_ts) if f_ts else None) + ((_ts(known[0]) if known and known[0] else None,)
-                                                                  if known_at else ()))
+        rows.append(
+            row
+            + (n, s, _ts(f_ts) if f_ts else None)
+            + ((_ts(known[0]) if known and known[0] else None,) if known_at else ())
+        )
     schema = OUT_SCHEMA + (", _spend_known_at timestamp" if known_at else "")
     return spark.createDataFrame(rows, schema)
 
@@ -127,8 +130,13 @@ def shop(spark, tmp_path_factory):
     assert main(["validate", str(pipeline), "--update-lock"]) == 0
     spine_path = project / "spine"
     spark.createDataFrame(SPINE, SPINE_SCHEMA).write.format("delta").save(str(spine_path))
-    return {"project": project, "pipeline": pipeline, "config": config, "spine": str(spine_path),
-            "features": config.tables.features("spend")}
+    return {
+        "project": project,
+        "pipeline": pipeline,
+        "config": config,
+        "spine": str(spine_path),
+        "features": config.tables.features("spend"),
+    }
 
 
 @pytest.mark.slow  # two ingest + feature runs and seven training sets (~60 s on 2 cores)
@@ -138,26 +146,56 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
     project, pipeline = shop["project"], str(shop["pipeline"])
     out1, out_known1 = project / "warehouse" / "ts" / "before", project / "warehouse" / "ts" / "before_known"
     assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out1)]) == 0
-    assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend@1", "--out",
-                 str(out_known1), "--known-at", "--ttl", "2d", "--strategy", "broadcast"]) == 0
+    assert (
+        main(
+            [
+                "training-set",
+                pipeline,
+                "--spine",
+                shop["spine"],
+                "--features",
+                "spend@1",
+                "--out",
+                str(out_known1),
+                "--known-at",
+                "--ttl",
+                "2d",
+                "--strategy",
+                "broadcast",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    before = {1: (2, 30.0, "2024-01-02 08:00:00"), 2: (3, 70.0, "2024-01-03 09:00:00"),
-              3: (3, 70.0, "2024-01-03 09:00:00"), 6: (1, 5.0, "2024-01-01 11:00:00")}
+    before = {
+        1: (2, 30.0, "2024-01-02 08:00:00"),
+        2: (3, 70.0, "2024-01-03 09:00:00"),
+        3: (3, 70.0, "2024-01-03 09:00:00"),
+        6: (1, 5.0, "2024-01-01 11:00:00"),
+    }
     assert_df_equality(_read(spark, out1), _expected(spark, before), ignore_row_order=True, ignore_nullable=True)
     # known-at: e2 is not known at 01-02 09:00 (only from 01-03), e3 not at 01-03 12:00 (from 01-04);
     # TTL 2d: x1 is exactly 2 days old for label 6
-    before_known = {1: (1, 10.0, "2024-01-01 10:00:00", "2024-01-02 00:00:00"),
-                    2: (2, 30.0, "2024-01-02 08:00:00", "2024-01-03 00:00:00"),
-                    3: (3, 70.0, "2024-01-03 09:00:00", "2024-01-04 00:00:00")}
-    assert_df_equality(_read(spark, out_known1), _expected(spark, before_known, known_at=True),
-                       ignore_row_order=True, ignore_nullable=True)
+    before_known = {
+        1: (1, 10.0, "2024-01-01 10:00:00", "2024-01-02 00:00:00"),
+        2: (2, 30.0, "2024-01-02 08:00:00", "2024-01-03 00:00:00"),
+        3: (3, 70.0, "2024-01-03 09:00:00", "2024-01-04 00:00:00"),
+    }
+    assert_df_equality(
+        _read(spark, out_known1),
+        _expected(spark, before_known, known_at=True),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
 
     manifest = json.loads(Path(f"{out1}.manifest.json").read_text())
     fs = manifest["feature_sets"][0]
     assert (fs["name"], fs["version"], fs["table"]) == ("spend", 1, shop["features"])
     assert fs["fingerprint"] == versions.feature_set_fingerprint(shop["config"], shop["config"].feature_set("spend"))
     table_version = fs["delta_version"]
-    assert table_version == max(r["version"] for r in spark.sql(f"DESCRIBE HISTORY delta.`{shop['features']}`").collect())
+    assert table_version == max(
+        r["version"] for r in spark.sql(f"DESCRIBE HISTORY delta.`{shop['features']}`").collect()
+    )
     assert manifest["spine"]["format"] == "delta" and manifest["spine"]["rows"] == len(SPINE)
     assert manifest["spine"]["fingerprint"].startswith("xxh64sum:")
     assert manifest["output"]["rows"] == len(SPINE) and manifest["code"]["featuremill"]
@@ -171,22 +209,43 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
     run_features(spark, config, start=D("2024-01-04"), end=D("2024-01-04"))
     out2, out_known2 = project / "warehouse" / "ts" / "after", project / "warehouse" / "ts" / "after_known"
     assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out2)]) == 0
-    assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out",
-                 str(out_known2), "--known-at", "--ttl", "2d"]) == 0
+    assert (
+        main(
+            [
+                "training-set",
+                pipeline,
+                "--spine",
+                shop["spine"],
+                "--features",
+                "spend",
+                "--out",
+                str(out_known2),
+                "--known-at",
+                "--ttl",
+                "2d",
+            ]
+        )
+        == 0
+    )
     after = {**before, 2: (4, 1070.0, "2024-01-03 09:00:00"), 3: (4, 1070.0, "2024-01-03 09:00:00")}
     assert_df_equality(_read(spark, out2), _expected(spark, after), ignore_row_order=True, ignore_nullable=True)
     # With known-at the late e4 (landed 01-04) cannot reach label 2 at 01-03 12:00: it still sees e2's
     # row; label 3 at 01-05 00:00 sees the revised e3 row, known exactly then.
     after_known = {**before_known, 3: (4, 1070.0, "2024-01-03 09:00:00", "2024-01-05 00:00:00")}
-    assert_df_equality(_read(spark, out_known2), _expected(spark, after_known, known_at=True),
-                       ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(
+        _read(spark, out_known2),
+        _expected(spark, after_known, known_at=True),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
 
     # Rebuild the first training set from its manifest: time travel gives it back exactly.
     rebuilt = project / "warehouse" / "ts" / "rebuilt"
     assert main(["training-set", pipeline, "--manifest", f"{out1}.manifest.json", "--out", str(rebuilt)]) == 0
     assert "identical to the one in" in capsys.readouterr().out
-    assert_df_equality(_read(spark, rebuilt), _read(spark, out1, manifest["output"]["delta_version"]),
-                       ignore_row_order=True)
+    assert_df_equality(
+        _read(spark, rebuilt), _read(spark, out1, manifest["output"]["delta_version"]), ignore_row_order=True
+    )
     assert_df_equality(_read(spark, rebuilt), _expected(spark, before), ignore_row_order=True, ignore_nullable=True)
     again = json.loads(Path(f"{rebuilt}.manifest.json").read_text())
     assert again["rebuilt_from"]["identical"] is True
@@ -200,13 +259,18 @@ def test_training_set_refuses_mixed_versions_and_unbumped_changes(spark, shop, c
     changed = shop["pipeline"].with_name("shop_changed.yaml")
     changed.write_text(textwrap.dedent(PIPELINE.format(version=1, window="3d")))
     versions.lock_path(changed).write_text(versions.lock_path(shop["pipeline"]).read_text())
-    history = _read(spark, shop["features"]).count(), len(spark.sql(f"DESCRIBE HISTORY delta.`{shop['features']}`").collect())
+    history = (
+        _read(spark, shop["features"]).count(),
+        len(spark.sql(f"DESCRIBE HISTORY delta.`{shop['features']}`").collect()),
+    )
     assert main(["run", str(changed), "--job", "features", "--date", "2024-01-03"]) == 2
     assert main(["training-set", str(changed), "--spine", spine, "--features", "spend", "--out", out]) == 2
     err = capsys.readouterr().err
     assert err.count("changed without a version bump") == 2
-    assert (_read(spark, shop["features"]).count(),
-            len(spark.sql(f"DESCRIBE HISTORY delta.`{shop['features']}`").collect())) == history
+    assert (
+        _read(spark, shop["features"]).count(),
+        len(spark.sql(f"DESCRIBE HISTORY delta.`{shop['features']}`").collect()),
+    ) == history
 
     # Bumped and locked, but the table still holds version-1 rows: no silent mix.
     bumped = shop["pipeline"].with_name("shop_v2.yaml")
@@ -220,8 +284,10 @@ def test_training_set_refuses_mixed_versions_and_unbumped_changes(spark, shop, c
     assert main(["training-set", str(bumped), "--spine", spine, "--features", "spend@1", "--out", out]) == 0
     manifest = json.loads(Path(f"{out}.manifest.json").read_text())
     assert manifest["feature_sets"][0]["version"] == 1
-    assert manifest["feature_sets"][0]["fingerprint"] == versions.read_lock(
-        versions.lock_path(bumped)).versions("spend")[1]["fingerprint"]
+    assert (
+        manifest["feature_sets"][0]["fingerprint"]
+        == versions.read_lock(versions.lock_path(bumped)).versions("spend")[1]["fingerprint"]
+    )
 
 
 def test_register_model_links_feature_versions_and_validate_warns(spark, shop, capsys):
@@ -238,8 +304,12 @@ def test_register_model_links_feature_versions_and_validate_warns(spark, shop, c
     assert rows[0]["training_set"] == str(out) and json.loads(rows[0]["manifest"])["output"]["path"] == str(out)
     # another training set under the same model version is refused
     other = project / "warehouse" / "ts" / "other"
-    assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(other),
-                 "--strict"]) == 0
+    assert (
+        main(
+            ["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(other), "--strict"]
+        )
+        == 0
+    )
     assert main(["register-model", "churn", "1", "--manifest", f"{other}.manifest.json"]) == 2
     assert "already registered with another training set" in capsys.readouterr().err
     # the lock file beside the pipeline now knows the model; a version bump makes validate warn
@@ -268,8 +338,23 @@ def test_training_set_selected_features_keeps_only_them_and_rebuilds(spark, shop
     selection.mkdir()
     (selection / "selected_features.json").write_text(json.dumps({"label": "label", "features": ["sum_2d"]}))
     assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(full)]) == 0
-    assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(picked),
-                 "--selected-features", str(selection)]) == 0
+    assert (
+        main(
+            [
+                "training-set",
+                pipeline,
+                "--spine",
+                shop["spine"],
+                "--features",
+                "spend",
+                "--out",
+                str(picked),
+                "--selected-features",
+                str(selection),
+            ]
+        )
+        == 0
+    )
     kept = ["label_id", "customer", "label_ts", "label", "sum_2d", "_spend_event_time"]
     assert _read(spark, picked).columns == kept
     assert_df_equality(_read(spark, picked), _read(spark, full).select(*kept), ignore_row_order=True)
@@ -285,10 +370,38 @@ def test_training_set_selected_features_keeps_only_them_and_rebuilds(spark, shop
     # a name that is not a feature of the requested sets is refused before anything is written
     (selection / "selected_features.json").write_text(json.dumps({"features": ["sum_2d", "sum_2d_scaled"]}))
     refused = project / "warehouse" / "ts" / "refused_selection"
-    assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(refused),
-                 "--selected-features", str(selection / "selected_features.json")]) == 2
+    assert (
+        main(
+            [
+                "training-set",
+                pipeline,
+                "--spine",
+                shop["spine"],
+                "--features",
+                "spend",
+                "--out",
+                str(refused),
+                "--selected-features",
+                str(selection / "selected_features.json"),
+            ]
+        )
+        == 2
+    )
     assert "sum_2d_scaled not a feature of the requested feature sets (spend)" in capsys.readouterr().err
     assert not refused.exists()
-    assert main(["training-set", pipeline, "--manifest", f"{picked}.manifest.json", "--out", str(refused),
-                 "--selected-features", str(selection)]) == 2
+    assert (
+        main(
+            [
+                "training-set",
+                pipeline,
+                "--manifest",
+                f"{picked}.manifest.json",
+                "--out",
+                str(refused),
+                "--selected-features",
+                str(selection),
+            ]
+        )
+        == 2
+    )
     assert "--selected-features: these come from the manifest" in capsys.readouterr().err

@@ -17,26 +17,53 @@ BASE = {
     "owner": "team@example.com",
     "sources": {
         "tx": {
-            "kind": "events", "format": "csv", "path": "tx", "partition_column": "event_date",
-            "event_time": "ts", "key": "id",
-            "columns": {"id": "string", "cust": {"type": "bigint", "nullable": False},
-                        "ts": "timestamp", "amount": "double", "channel": "string", "sku": "bigint"},
+            "kind": "events",
+            "format": "csv",
+            "path": "tx",
+            "partition_column": "event_date",
+            "event_time": "ts",
+            "key": "id",
+            "columns": {
+                "id": "string",
+                "cust": {"type": "bigint", "nullable": False},
+                "ts": "timestamp",
+                "amount": "double",
+                "channel": "string",
+                "sku": "bigint",
+            },
         },
-        "products": {"kind": "dimension", "format": "csv", "path": "p", "key": "sku",
-                     "columns": {"sku": "bigint", "category": "string"}},
+        "products": {
+            "kind": "dimension",
+            "format": "csv",
+            "path": "p",
+            "key": "sku",
+            "columns": {"sku": "bigint", "category": "string"},
+        },
     },
-    "feature_sets": [{
-        "name": "cust_fs", "description": "d", "owner": "o", "version": 1, "source": "tx", "entity": "cust",
-        "joins": [{"dimension": "products", "on": "sku", "columns": ["category"]}],
-        "features": [
-            {"name": "n_1h", "function": "count", "window": "1h", "description": "d"},
-            {"name": "sum_7d", "function": "sum", "column": "amount", "window": "7d", "description": "d"},
-            {"name": "sum_1d", "function": "sum", "column": "amount", "window": "1d", "description": "d"},
-            {"name": "cat_n", "function": "count", "window": "30d", "description": "d",
-             "where": {"column": "category", "equals": "toys"}},
-            {"name": "r", "function": "ratio", "numerator": "sum_1d", "denominator": "sum_7d", "description": "d"},
-        ],
-    }],
+    "feature_sets": [
+        {
+            "name": "cust_fs",
+            "description": "d",
+            "owner": "o",
+            "version": 1,
+            "source": "tx",
+            "entity": "cust",
+            "joins": [{"dimension": "products", "on": "sku", "columns": ["category"]}],
+            "features": [
+                {"name": "n_1h", "function": "count", "window": "1h", "description": "d"},
+                {"name": "sum_7d", "function": "sum", "column": "amount", "window": "7d", "description": "d"},
+                {"name": "sum_1d", "function": "sum", "column": "amount", "window": "1d", "description": "d"},
+                {
+                    "name": "cat_n",
+                    "function": "count",
+                    "window": "30d",
+                    "description": "d",
+                    "where": {"column": "category", "equals": "toys"},
+                },
+                {"name": "r", "function": "ratio", "numerator": "sum_1d", "denominator": "sum_7d", "description": "d"},
+            ],
+        }
+    ],
 }
 
 
@@ -65,43 +92,73 @@ def test_validate_bad_duration_names_file_and_path(project):
     doc = copy.deepcopy(BASE)
     doc["feature_sets"][0]["features"][3]["window"] = "7x"
     errors = _errors(project, doc)
-    assert errors == [f"{project}/conf/pipelines/p.yaml: feature_sets[0].features[3].window: "
-                      "'7x' is not a duration (use 30m, 1h, 7d)"]
+    assert errors == [
+        f"{project}/conf/pipelines/p.yaml: feature_sets[0].features[3].window: '7x' is not a duration (use 30m, 1h, 7d)"
+    ]
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda d: d["sources"]["tx"].update(colums={}), "sources.tx.colums: unknown key (did you mean 'columns'?)"),
-    (lambda d: d.update(extra=1), "extra: unknown key"),
-    (lambda d: d["feature_sets"][0].update(version="one"), "feature_sets[0].version: expected an integer, got string 'one'"),
-    (lambda d: d["sources"]["tx"]["columns"].update(amount="money"), "sources.tx.columns.amount.type: 'money' is not a supported type"),
-    (lambda d: d["feature_sets"][0]["features"][1].update(column="amt"),
-     "feature_sets[0].features[1].column: column 'amt' is not a column of the source or its event-level joins"),
-    (lambda d: d["feature_sets"][0].update(source="clicks"),
-     "feature_sets[0].source: source 'clicks' is not declared under sources"),
-    (lambda d: d["feature_sets"][0]["features"][2].update(name="n_1h"),
-     "feature_sets[0].features[2].name: duplicate feature name 'n_1h'"),
-    (lambda d: d["feature_sets"][0]["features"][4].update(denominator="nope"),
-     "feature_sets[0].features[4].denominator: feature 'nope' is not declared in this feature set"),
-    (lambda d: d["feature_sets"][0].update(entity="customer"),
-     "feature_sets[0].entity: column 'customer' is not declared in source 'tx'"),
-    (lambda d: d["sources"]["tx"].update(event_time="when"),
-     "sources.tx.event_time: column 'when' is not declared in columns"),
-    (lambda d: d["feature_sets"][0]["joins"][0].update(on="cust"),
-     "feature_sets[0].joins[0].on: column 'cust' is not declared in dimension 'products'"),
-    (lambda d: d["feature_sets"][0]["features"][0].pop("window"),
-     "feature_sets[0].features[0].window: is required for function 'count'"),
-    (lambda d: d["feature_sets"][0]["features"][1].update(function="median"),
-     "feature_sets[0].features[1].function: 'median' is not one of"),
-    (lambda d: d["feature_sets"][0]["features"][1].update(column="channel", function="mean"),
-     "feature_sets[0].features[1].column: mean needs a numeric column, 'channel' is string"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda d: d["sources"]["tx"].update(colums={}), "sources.tx.colums: unknown key (did you mean 'columns'?)"),
+        (lambda d: d.update(extra=1), "extra: unknown key"),
+        (
+            lambda d: d["feature_sets"][0].update(version="one"),
+            "feature_sets[0].version: expected an integer, got string 'one'",
+        ),
+        (
+            lambda d: d["sources"]["tx"]["columns"].update(amount="money"),
+            "sources.tx.columns.amount.type: 'money' is not a supported type",
+        ),
+        (
+            lambda d: d["feature_sets"][0]["features"][1].update(column="amt"),
+            "feature_sets[0].features[1].column: column 'amt' is not a column of the source or its event-level joins",
+        ),
+        (
+            lambda d: d["feature_sets"][0].update(source="clicks"),
+            "feature_sets[0].source: source 'clicks' is not declared under sources",
+        ),
+        (
+            lambda d: d["feature_sets"][0]["features"][2].update(name="n_1h"),
+            "feature_sets[0].features[2].name: duplicate feature name 'n_1h'",
+        ),
+        (
+            lambda d: d["feature_sets"][0]["features"][4].update(denominator="nope"),
+            "feature_sets[0].features[4].denominator: feature 'nope' is not declared in this feature set",
+        ),
+        (
+            lambda d: d["feature_sets"][0].update(entity="customer"),
+            "feature_sets[0].entity: column 'customer' is not declared in source 'tx'",
+        ),
+        (
+            lambda d: d["sources"]["tx"].update(event_time="when"),
+            "sources.tx.event_time: column 'when' is not declared in columns",
+        ),
+        (
+            lambda d: d["feature_sets"][0]["joins"][0].update(on="cust"),
+            "feature_sets[0].joins[0].on: column 'cust' is not declared in dimension 'products'",
+        ),
+        (
+            lambda d: d["feature_sets"][0]["features"][0].pop("window"),
+            "feature_sets[0].features[0].window: is required for function 'count'",
+        ),
+        (
+            lambda d: d["feature_sets"][0]["features"][1].update(function="median"),
+            "feature_sets[0].features[1].function: 'median' is not one of",
+        ),
+        (
+            lambda d: d["feature_sets"][0]["features"][1].update(column="channel", function="mean"),
+            "feature_sets[0].features[1].column: mean needs a numeric column, 'channel' is string",
+        ),
+    ],
+)
 def test_validate_rejects_each_kind_of_error(project, mutate, expected):
     doc = copy.deepcopy(BASE)
     mutate(doc)
     errors = _errors(project, doc)
     prefix = f"{project}/conf/pipelines/p.yaml: "
     assert all(e.startswith(prefix) for e in errors), errors
-    assert any(e[len(prefix):].startswith(expected) for e in errors), errors
+    assert any(e[len(prefix) :].startswith(expected) for e in errors), errors
 
 
 def test_validate_reports_every_error_at_once(project):

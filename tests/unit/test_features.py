@@ -43,9 +43,20 @@ EVENTS = [
 
 
 def _f(name, function, *, column=None, window=None, offset=1, where=None, numerator=None, denominator=None):
-    return FeatureSpec(name=name, function=function, description="", owner="", version=1, column=column,
-                       window=window, window_seconds=parse_duration(window) if window else None, offset=offset,
-                       where=WhereSpec(*where) if where else None, numerator=numerator, denominator=denominator)
+    return FeatureSpec(
+        name=name,
+        function=function,
+        description="",
+        owner="",
+        version=1,
+        column=column,
+        window=window,
+        window_seconds=parse_duration(window) if window else None,
+        offset=offset,
+        where=WhereSpec(*where) if where else None,
+        numerator=numerator,
+        denominator=denominator,
+    )
 
 
 FEATURES = [
@@ -112,28 +123,33 @@ def _reference_rows(events):
 
 
 def _expected_df(spark, rows):
-    schema = ("entity string, ts timestamp, n_1h bigint, n_1d bigint, n_amount_1d bigint, sum_1h double, "
-              "sum_1d double, mean_1d double, std_1d double, min_1h double, max_1d double, web_n_1d bigint, "
-              "web_sum_1d double, lag1_30d double, lag2_30d double, lag1_1h double, since_prev_1d double, "
-              "ratio_1h_1d double")
+    schema = (
+        "entity string, ts timestamp, n_1h bigint, n_1d bigint, n_amount_1d bigint, sum_1h double, "
+        "sum_1d double, mean_1d double, std_1d double, min_1h double, max_1d double, web_n_1d bigint, "
+        "web_sum_1d double, lag1_30d double, lag2_30d double, lag1_1h double, since_prev_1d double, "
+        "ratio_1h_1d double"
+    )
     return spark.createDataFrame(rows, schema)
 
 
 def test_with_window_features_matches_sql_reference(spark):
     events = spark.createDataFrame(EVENTS, SCHEMA)
-    actual = with_window_features(events, entity=["entity"], event_time="ts", order_key=["event_id"],
-                                  features=FEATURES)
+    actual = with_window_features(events, entity=["entity"], event_time="ts", order_key=["event_id"], features=FEATURES)
     expected = _expected_df(spark, _reference_rows(EVENTS))
-    assert_approx_df_equality(actual.orderBy("entity", "ts"), expected.orderBy("entity", "ts"), 1e-9,
-                              ignore_nullable=True)
+    assert_approx_df_equality(
+        actual.orderBy("entity", "ts"), expected.orderBy("entity", "ts"), 1e-9, ignore_nullable=True
+    )
 
 
 def test_with_window_features_hand_computed_rows(spark):
     """A few values worked out by hand, so the reference itself is checked too."""
     events = spark.createDataFrame(EVENTS, SCHEMA)
-    rows = {(r["entity"], r["ts"]): r for r in
-            with_window_features(events, entity=["entity"], event_time="ts", order_key=["event_id"],
-                                 features=FEATURES).collect()}
+    rows = {
+        (r["entity"], r["ts"]): r
+        for r in with_window_features(
+            events, entity=["entity"], event_time="ts", order_key=["event_id"], features=FEATURES
+        ).collect()
+    }
     tie = rows[("a", _t(30))]  # both events at 00:30 count, folded into one row
     assert (tie["n_1h"], tie["sum_1h"], tie["min_1h"]) == (3, 35.0, 5.0)
     assert tie["lag1_30d"] == 20.0 and tie["lag2_30d"] == 10.0  # a3 is the later of the tie (by event_id)
@@ -155,12 +171,26 @@ def test_with_window_features_late_event_changes_only_later_rows(spark):
     """An event arriving late is placed by its event time: rows before it keep their values."""
     base = [e for e in EVENTS if e[0] == "c"]
     late = ("c", "c0", _t(-30), 100.0, "web")
-    without = {r["ts"]: r for r in with_window_features(spark.createDataFrame(base, SCHEMA), entity=["entity"],
-                                                        event_time="ts", order_key=["event_id"],
-                                                        features=FEATURES).collect()}
-    with_late = {r["ts"]: r for r in with_window_features(spark.createDataFrame(base + [late], SCHEMA),
-                                                          entity=["entity"], event_time="ts", order_key=["event_id"],
-                                                          features=FEATURES).collect()}
+    without = {
+        r["ts"]: r
+        for r in with_window_features(
+            spark.createDataFrame(base, SCHEMA),
+            entity=["entity"],
+            event_time="ts",
+            order_key=["event_id"],
+            features=FEATURES,
+        ).collect()
+    }
+    with_late = {
+        r["ts"]: r
+        for r in with_window_features(
+            spark.createDataFrame(base + [late], SCHEMA),
+            entity=["entity"],
+            event_time="ts",
+            order_key=["event_id"],
+            features=FEATURES,
+        ).collect()
+    }
     assert with_late[_t(0)]["sum_1h"] == 102.0 and without[_t(0)]["sum_1h"] == 2.0
     assert with_late[_t(0, days=1)]["sum_1d"] == without[_t(0, days=1)]["sum_1d"] == 12.0
     expected = _reference_rows(base + [late])
@@ -179,27 +209,37 @@ def test_with_window_features_random_data_matches_reference(spark, seed):
         ts = T0 + dt.timedelta(minutes=rng.randrange(0, 3 * 24 * 60, 7))  # coarse grid: ties are common
         amount = None if rng.random() < 0.1 else round(rng.uniform(-50, 200), 2)
         events.append((entity, f"id{i:04d}", ts, amount, rng.choice(["web", "app"])))
-    actual = with_window_features(spark.createDataFrame(events, SCHEMA), entity=["entity"], event_time="ts",
-                                  order_key=["event_id"], features=FEATURES)
+    actual = with_window_features(
+        spark.createDataFrame(events, SCHEMA),
+        entity=["entity"],
+        event_time="ts",
+        order_key=["event_id"],
+        features=FEATURES,
+    )
     expected = _expected_df(spark, _reference_rows(events))
-    assert_approx_df_equality(actual.orderBy("entity", "ts"), expected.orderBy("entity", "ts"), 1e-6,
-                              ignore_nullable=True)
+    assert_approx_df_equality(
+        actual.orderBy("entity", "ts"), expected.orderBy("entity", "ts"), 1e-6, ignore_nullable=True
+    )
 
 
 def test_with_window_features_known_at_matches_sql_reference(spark):
     """``_known_at`` = the day after the latest landing date among the events in the row's
     largest window (here 1 day): a late event delays every row whose window holds it."""
     landing = {  # event_id -> landing date (else its event date); a5 lands two days late, c1 four
-        "a5": dt.date(2024, 1, 3), "c1": dt.date(2024, 1, 5)}
+        "a5": dt.date(2024, 1, 3),
+        "c1": dt.date(2024, 1, 5),
+    }
     events = [e + (landing.get(e[1], e[2].date()),) for e in EVENTS]
     features = [_f("n_1h", "count", window="1h"), _f("sum_1d", "sum", column="amount", window="1d")]
     df = spark.createDataFrame(events, SCHEMA + ", landed date")
-    actual = with_window_features(df, entity=["entity"], event_time="ts", order_key=["event_id"], features=features,
-                                  known_at_from="landed")
+    actual = with_window_features(
+        df, entity=["entity"], event_time="ts", order_key=["event_id"], features=features, known_at_from="landed"
+    )
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    con.execute("CREATE TABLE ev (entity VARCHAR, event_id VARCHAR, ts TIMESTAMP, amount DOUBLE, channel VARCHAR, "
-                "landed DATE)")
+    con.execute(
+        "CREATE TABLE ev (entity VARCHAR, event_id VARCHAR, ts TIMESTAMP, amount DOUBLE, channel VARCHAR, landed DATE)"
+    )
     con.executemany("INSERT INTO ev VALUES (?, ?, ?, ?, ?, ?)", events)
     expected_rows = con.execute("""
         SELECT i.entity, i.ts,
@@ -208,13 +248,15 @@ def test_with_window_features_known_at_matches_sql_reference(spark):
           (SELECT CAST(max(landed) + INTERVAL 1 DAY AS TIMESTAMP) FROM ev e
             WHERE e.entity = i.entity AND e.ts > i.ts - INTERVAL 1 DAY AND e.ts <= i.ts)
         FROM (SELECT DISTINCT entity, ts FROM ev) i ORDER BY 1, 2""").fetchall()
-    expected = spark.createDataFrame(expected_rows, "entity string, ts timestamp, n_1h bigint, sum_1d double, "
-                                                    "_known_at timestamp")
-    assert_approx_df_equality(actual.orderBy("entity", "ts"), expected.orderBy("entity", "ts"), 1e-9,
-                              ignore_nullable=True)
+    expected = spark.createDataFrame(
+        expected_rows, "entity string, ts timestamp, n_1h bigint, sum_1d double, _known_at timestamp"
+    )
+    assert_approx_df_equality(
+        actual.orderBy("entity", "ts"), expected.orderBy("entity", "ts"), 1e-9, ignore_nullable=True
+    )
     known = {(r["entity"], r["ts"]): r["_known_at"] for r in actual.collect()}
-    assert known[("a", _t(120))] == dt.datetime(2024, 1, 4)          # a5 landed on Jan 3
+    assert known[("a", _t(120))] == dt.datetime(2024, 1, 4)  # a5 landed on Jan 3
     assert known[("a", _t(120, micros=1))] == dt.datetime(2024, 1, 4)  # a5 is in its 1-day window too
     assert known[("a", _t(120, days=2))] == dt.datetime(2024, 1, 4)  # only a7 (landed Jan 3) in its window
     assert known[("c", _t(0, days=1, micros=-1))] == dt.datetime(2024, 1, 6)  # c1 (landed Jan 5) still inside
-    assert known[("c", _t(0, days=1))] == dt.datetime(2024, 1, 3)    # c1 exactly 1 day back is out: c2 (Jan 2)
+    assert known[("c", _t(0, days=1))] == dt.datetime(2024, 1, 3)  # c1 exactly 1 day back is out: c2 (Jan 2)

@@ -79,14 +79,17 @@ def _expected(spark, values: dict):
 def test_point_in_time_join_hand_computed_non_strict_with_ttl(spark, strategy):
     spine = spark.createDataFrame(SPINE, SPINE_SCHEMA)
     actual = point_in_time_join(spine, [_source(spark, ttl_seconds=86_400)], spine_time="label_ts", strategy=strategy)
-    expected = _expected(spark, {
-        2: (7.0, 1, _t(1)),        # event time == label time is visible (non-strict)
-        3: (7.0, 1, _t(1)),
-        4: (None, 2, _t(2)),       # the genuine null of the latest row, not 7.0
-        6: (100.0, 3, _t(1)),      # only the real (a1, b); id 5 gets nothing
-        7: (9.0, 5, _t(5)),        # tie: same event time, larger values win
-        9: (42.0, 7, _t(0)),       # age 1 day - 1 us < TTL; id 8 (age == TTL) is too old
-    })
+    expected = _expected(
+        spark,
+        {
+            2: (7.0, 1, _t(1)),  # event time == label time is visible (non-strict)
+            3: (7.0, 1, _t(1)),
+            4: (None, 2, _t(2)),  # the genuine null of the latest row, not 7.0
+            6: (100.0, 3, _t(1)),  # only the real (a1, b); id 5 gets nothing
+            7: (9.0, 5, _t(5)),  # tie: same event time, larger values win
+            9: (42.0, 7, _t(0)),  # age 1 day - 1 us < TTL; id 8 (age == TTL) is too old
+        },
+    )
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
     assert actual.columns == [*spine.columns, "x", "n", "f_ts"]
 
@@ -95,21 +98,26 @@ def test_point_in_time_join_hand_computed_non_strict_with_ttl(spark, strategy):
 def test_point_in_time_join_hand_computed_strict_without_ttl(spark, strategy):
     spine = spark.createDataFrame(SPINE, SPINE_SCHEMA)
     actual = point_in_time_join(spine, [_source(spark)], spine_time="label_ts", strict=True, strategy=strategy)
-    expected = _expected(spark, {
-        3: (7.0, 1, _t(1)),        # id 2 at exactly 01:00 sees nothing when strict
-        4: (None, 2, _t(2)),
-        6: (100.0, 3, _t(1)),
-        7: (1.0, 6, _t(4)),        # strict: the 05:00 tie is not before 05:00
-        8: (42.0, 7, _t(0)),       # no TTL: any age
-        9: (42.0, 7, _t(0)),
-    })
+    expected = _expected(
+        spark,
+        {
+            3: (7.0, 1, _t(1)),  # id 2 at exactly 01:00 sees nothing when strict
+            4: (None, 2, _t(2)),
+            6: (100.0, 3, _t(1)),
+            7: (1.0, 6, _t(4)),  # strict: the 05:00 tie is not before 05:00
+            8: (42.0, 7, _t(0)),  # no TTL: any age
+            9: (42.0, 7, _t(0)),
+        },
+    )
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_point_in_time_join_tie_breaker_column_decides_before_values(spark, strategy):
     """A declared tie-breaker (e.g. a created-at column) wins over the values' order."""
-    frame = spark.createDataFrame([("k", _t(1), 1.0, 2), ("k", _t(1), 9.0, 1)], "k string, ts timestamp, x double, seq int")
+    frame = spark.createDataFrame(
+        [("k", _t(1), 1.0, 2), ("k", _t(1), 9.0, 1)], "k string, ts timestamp, x double, seq int"
+    )
     spine = spark.createDataFrame([("k", _t(2))], "k string, s timestamp")
     source = FeatureSource("f", frame, keys=("k",), event_time="ts", columns=("x",), tie_breakers=("seq",))
     rows = point_in_time_join(spine, [source], spine_time="s", strategy=strategy).collect()
@@ -118,20 +126,20 @@ def test_point_in_time_join_tie_breaker_column_decides_before_values(spark, stra
 
 KNOWN_FEATURES = [
     # (entity, event time, known at, value)
-    ("e", _t(10), _t(10, days=2), 1.0),   # late: known two days after it happened
-    ("e", _t(20), _t(24), 2.0),           # newer event, known earlier than the late one
-    ("e", _t(30), _t(30), 3.0),           # first version of the 30:00 row ...
-    ("e", _t(30), _t(60), 4.0),           # ... revised (same event time) and known at 60:00
-    ("g", _t(1), _t(1), None),            # a null value known immediately
+    ("e", _t(10), _t(10, days=2), 1.0),  # late: known two days after it happened
+    ("e", _t(20), _t(24), 2.0),  # newer event, known earlier than the late one
+    ("e", _t(30), _t(30), 3.0),  # first version of the 30:00 row ...
+    ("e", _t(30), _t(60), 4.0),  # ... revised (same event time) and known at 60:00
+    ("g", _t(1), _t(1), None),  # a null value known immediately
 ]
 KNOWN_SPINE = [
-    (1, "e", _t(12)),   # 10:00 happened but is not known until day 2: nothing
-    (2, "e", _t(24)),   # 20:00 known exactly now (<=): 2.0
-    (3, "e", _t(31)),   # 30:00 v1 known: 3.0
-    (4, "e", _t(59)),   # still v1
-    (5, "e", _t(60)),   # revision known: 4.0 (the latest known revision of the latest event)
+    (1, "e", _t(12)),  # 10:00 happened but is not known until day 2: nothing
+    (2, "e", _t(24)),  # 20:00 known exactly now (<=): 2.0
+    (3, "e", _t(31)),  # 30:00 v1 known: 3.0
+    (4, "e", _t(59)),  # still v1
+    (5, "e", _t(60)),  # revision known: 4.0 (the latest known revision of the latest event)
     (6, "e", _t(10, days=2, micros=-1)),  # just before the late row is known: 30:00 v1 -> 3.0
-    (7, "g", _t(2)),    # the null value is the match: null, with its event time
+    (7, "g", _t(2)),  # the null value is the match: null, with its event time
 ]
 
 
@@ -139,18 +147,29 @@ KNOWN_SPINE = [
 def test_point_in_time_join_known_at_late_data_and_revisions(spark, strategy):
     frame = spark.createDataFrame(KNOWN_FEATURES, "e string, ts timestamp, known timestamp, x double")
     spine = spark.createDataFrame(KNOWN_SPINE, "id int, e string, s timestamp")
-    source = FeatureSource("f", frame, keys=("e",), event_time="ts", columns=("x",), known_at="known",
-                           event_time_as="f_ts", known_at_as="f_known")
+    source = FeatureSource(
+        "f",
+        frame,
+        keys=("e",),
+        event_time="ts",
+        columns=("x",),
+        known_at="known",
+        event_time_as="f_ts",
+        known_at_as="f_known",
+    )
     actual = point_in_time_join(spine, [source], spine_time="s", strategy=strategy)
-    expected = spark.createDataFrame([
-        (1, "e", _t(12), None, None, None),
-        (2, "e", _t(24), 2.0, _t(20), _t(24)),
-        (3, "e", _t(31), 3.0, _t(30), _t(30)),
-        (4, "e", _t(59), 3.0, _t(30), _t(30)),
-        (5, "e", _t(60), 4.0, _t(30), _t(60)),
-        (6, "e", _t(10, days=2, micros=-1), 3.0, _t(30), _t(30)),  # the 60:00 revision is not known yet
-        (7, "g", _t(2), None, _t(1), _t(1)),
-    ], "id int, e string, s timestamp, x double, f_ts timestamp, f_known timestamp")
+    expected = spark.createDataFrame(
+        [
+            (1, "e", _t(12), None, None, None),
+            (2, "e", _t(24), 2.0, _t(20), _t(24)),
+            (3, "e", _t(31), 3.0, _t(30), _t(30)),
+            (4, "e", _t(59), 3.0, _t(30), _t(30)),
+            (5, "e", _t(60), 4.0, _t(30), _t(60)),
+            (6, "e", _t(10, days=2, micros=-1), 3.0, _t(30), _t(30)),  # the 60:00 revision is not known yet
+            (7, "g", _t(2), None, _t(1), _t(1)),
+        ],
+        "id int, e string, s timestamp, x double, f_ts timestamp, f_known timestamp",
+    )
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
     # without known-at the late row leaks into id 1: the reason the option exists
     plain = FeatureSource("f", frame, keys=("e",), event_time="ts", columns=("x",))
@@ -198,10 +217,15 @@ def _merge_asof_reference(features, spine, *, strict: bool, ttl_seconds: int | N
     s = pd.DataFrame(spine, columns=["id", "k1", "k2", "label_ts", "label"])
     s["pos"] = range(len(s))
     ok = s.dropna(subset=["k1", "k2", "label_ts"]).sort_values("label_ts")
-    merged = pd.merge_asof(ok, f[["k1", "k2", "ts", "f_ts", "x", "n"]], left_on="label_ts", right_on="ts",
-                           by=["k1", "k2"], allow_exact_matches=not strict,
-                           tolerance=pd.Timedelta(seconds=ttl_seconds) - pd.Timedelta(microseconds=1)
-                           if ttl_seconds else None)
+    merged = pd.merge_asof(
+        ok,
+        f[["k1", "k2", "ts", "f_ts", "x", "n"]],
+        left_on="label_ts",
+        right_on="ts",
+        by=["k1", "k2"],
+        allow_exact_matches=not strict,
+        tolerance=pd.Timedelta(seconds=ttl_seconds) - pd.Timedelta(microseconds=1) if ttl_seconds else None,
+    )
     by_pos = {row.pos: row for row in merged.itertuples()}
     out = []
     for pos, (i, k1, k2, s_ts, label) in enumerate(spine):
@@ -209,23 +233,32 @@ def _merge_asof_reference(features, spine, *, strict: bool, ttl_seconds: int | N
         if m is None or pd.isna(m.f_ts):
             out.append((i, k1, k2, s_ts, label, None, None, None))
         else:
-            out.append((i, k1, k2, s_ts, label, None if pd.isna(m.x) else float(m.x), int(m.n),
-                        m.f_ts.to_pydatetime()))
+            out.append((i, k1, k2, s_ts, label, None if pd.isna(m.x) else float(m.x), int(m.n), m.f_ts.to_pydatetime()))
     return out
 
 
 # Each strategy meets strict and non-strict, with and without TTL, across the four cases.
-@pytest.mark.parametrize("seed,strict,ttl,strategy", [(1, False, None, "window"), (2, True, 3600, "window"),
-                                                      (3, False, 6 * 3600, "broadcast"), (4, True, None, "broadcast")])
+@pytest.mark.parametrize(
+    "seed,strict,ttl,strategy",
+    [
+        (1, False, None, "window"),
+        (2, True, 3600, "window"),
+        (3, False, 6 * 3600, "broadcast"),
+        (4, True, None, "broadcast"),
+    ],
+)
 def test_point_in_time_join_random_matches_pandas_merge_asof(spark, seed, strict, ttl, strategy):
     features, spine_rows = _random_data(seed)
     frame = spark.createDataFrame(features, FEATURE_SCHEMA)
     spine = spark.createDataFrame(spine_rows, SPINE_SCHEMA)
-    source = FeatureSource("f", frame, keys=("k1", "k2"), event_time="ts", columns=("x", "n"), ttl_seconds=ttl,
-                           event_time_as="f_ts")
+    source = FeatureSource(
+        "f", frame, keys=("k1", "k2"), event_time="ts", columns=("x", "n"), ttl_seconds=ttl, event_time_as="f_ts"
+    )
     actual = point_in_time_join(spine, [source], spine_time="label_ts", strict=strict, strategy=strategy)
-    expected = spark.createDataFrame(_merge_asof_reference(features, spine_rows, strict=strict, ttl_seconds=ttl),
-                                     SPINE_SCHEMA + ", x double, n bigint, f_ts timestamp")
+    expected = spark.createDataFrame(
+        _merge_asof_reference(features, spine_rows, strict=strict, ttl_seconds=ttl),
+        SPINE_SCHEMA + ", x double, n bigint, f_ts timestamp",
+    )
     assert actual.count() == len(spine_rows)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
@@ -252,11 +285,21 @@ def test_point_in_time_join_known_at_random_matches_brute_force(spark, seed, str
     features, spine_rows = _random_data(seed)
     frame = spark.createDataFrame(features, FEATURE_SCHEMA)
     spine = spark.createDataFrame(spine_rows, SPINE_SCHEMA)
-    source = FeatureSource("f", frame, keys=("k1", "k2"), event_time="ts", columns=("x", "n"), known_at="known",
-                           event_time_as="f_ts", known_at_as="f_known")
+    source = FeatureSource(
+        "f",
+        frame,
+        keys=("k1", "k2"),
+        event_time="ts",
+        columns=("x", "n"),
+        known_at="known",
+        event_time_as="f_ts",
+        known_at_as="f_known",
+    )
     actual = point_in_time_join(spine, [source], spine_time="label_ts", strict=strict, strategy=strategy)
-    expected = spark.createDataFrame(_brute_force_known_at(features, spine_rows, strict=strict),
-                                     SPINE_SCHEMA + ", x double, n bigint, f_ts timestamp, f_known timestamp")
+    expected = spark.createDataFrame(
+        _brute_force_known_at(features, spine_rows, strict=strict),
+        SPINE_SCHEMA + ", x double, n bigint, f_ts timestamp, f_known timestamp",
+    )
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -271,19 +314,37 @@ def test_point_in_time_join_no_leakage_property(spark, strategy):
     features = []
     for i in range(1500):
         ts = T0 + dt.timedelta(minutes=rng.randrange(0, 5 * 24 * 60, 30))
-        features.append((rng.randrange(40), ts, ts + dt.timedelta(minutes=rng.choice([0, 0, 30, 600, 3000])),
-                         None if rng.random() < 0.1 else rng.random()))
-    spine_rows = [(j, rng.randrange(45), T0 + dt.timedelta(minutes=rng.randrange(-60, 6 * 24 * 60, 30)))
-                  for j in range(1000)]
+        features.append(
+            (
+                rng.randrange(40),
+                ts,
+                ts + dt.timedelta(minutes=rng.choice([0, 0, 30, 600, 3000])),
+                None if rng.random() < 0.1 else rng.random(),
+            )
+        )
+    spine_rows = [
+        (j, rng.randrange(45), T0 + dt.timedelta(minutes=rng.randrange(-60, 6 * 24 * 60, 30))) for j in range(1000)
+    ]
     frame = spark.createDataFrame(features, "e bigint, ts timestamp, known timestamp, x double")
     spine = spark.createDataFrame(spine_rows, "id bigint, e int, label_ts timestamp")  # int vs bigint key
-    source = FeatureSource("f", frame, keys=("e",), event_time="ts", columns=("x",), known_at="known",
-                           event_time_as="f_ts", known_at_as="f_known")
+    source = FeatureSource(
+        "f",
+        frame,
+        keys=("e",),
+        event_time="ts",
+        columns=("x",),
+        known_at="known",
+        event_time_as="f_ts",
+        known_at_as="f_known",
+    )
     out = point_in_time_join(spine, [source], spine_time="label_ts", strategy=strategy)
     leak = (F.col("f_ts") > F.col("label_ts")) | (F.col("f_known") > F.col("label_ts"))
-    stats = out.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("id").alias("ids"),
-                    F.sum(F.col("f_ts").isNotNull().cast("int")).alias("matched"),
-                    F.sum(leak.cast("int")).alias("leaks")).first()
+    stats = out.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.countDistinct("id").alias("ids"),
+        F.sum(F.col("f_ts").isNotNull().cast("int")).alias("matched"),
+        F.sum(leak.cast("int")).alias("leaks"),
+    ).first()
     assert stats["leaks"] == 0
     assert (stats["rows"], stats["ids"]) == (len(spine_rows), len(spine_rows))
     # unmatched spine rows: no visible feature row existed (checked with a plain SQL anti-join)
@@ -301,12 +362,19 @@ def test_point_in_time_join_plan_one_shuffle_per_key_group(spark):
     """Sources keyed by the same spine columns share one Exchange, Sort and Window."""
     spine = spark.createDataFrame(SPINE, SPINE_SCHEMA)
     frame = spark.createDataFrame(FEATURES, FEATURE_SCHEMA)
-    same_keys = [FeatureSource("f", frame, keys=("k1", "k2"), event_time="ts", columns=("x",)),
-                 FeatureSource("g", frame.withColumnRenamed("n", "m"), keys=("k1", "k2"), event_time="ts",
-                               columns=("m",), known_at="known")]
+    same_keys = [
+        FeatureSource("f", frame, keys=("k1", "k2"), event_time="ts", columns=("x",)),
+        FeatureSource(
+            "g", frame.withColumnRenamed("n", "m"), keys=("k1", "k2"), event_time="ts", columns=("m",), known_at="known"
+        ),
+    ]
     other_keys = [FeatureSource("h", frame.withColumnRenamed("x", "y"), keys=("k1",), event_time="ts", columns=("y",))]
-    plan = point_in_time_join(spine, same_keys + other_keys, spine_time="label_ts")._jdf.queryExecution() \
-        .executedPlan().toString()
+    plan = (
+        point_in_time_join(spine, same_keys + other_keys, spine_time="label_ts")
+        ._jdf.queryExecution()
+        .executedPlan()
+        .toString()
+    )
     assert plan.count("Exchange hashpartitioning") == 2
     assert plan.count("Window [") == 2
     assert "SortMergeJoin" not in plan and "BroadcastHashJoin" not in plan
@@ -317,21 +385,33 @@ def test_point_in_time_join_two_sources_match_separate_joins(spark):
     spine = spark.createDataFrame(SPINE, SPINE_SCHEMA)
     frame = spark.createDataFrame(FEATURES, FEATURE_SCHEMA)
     f = FeatureSource("f", frame, keys=("k1", "k2"), event_time="ts", columns=("x",), ttl_seconds=3600)
-    g = FeatureSource("g", frame.select("k1", "k2", "ts", "known", "n"), keys=("k1", "k2"), event_time="ts",
-                      columns=("n",), known_at="known")
+    g = FeatureSource(
+        "g",
+        frame.select("k1", "k2", "ts", "known", "n"),
+        keys=("k1", "k2"),
+        event_time="ts",
+        columns=("n",),
+        known_at="known",
+    )
     both = point_in_time_join(spine, [f, g], spine_time="label_ts")
     one = point_in_time_join(point_in_time_join(spine, [f], spine_time="label_ts"), [g], spine_time="label_ts")
     assert_df_equality(both, one, ignore_row_order=True, ignore_nullable=True)
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda s, f: (s.drop("k2"), f), "spine has no key column 'k2'"),
-    (lambda s, f: (s.withColumn("k1", s["id"]), f), "key 'k1': the spine has int but feature source 'f' has string"),
-    (lambda s, f: (s.withColumn("x", s["id"]), f), "output column 'x' already exists"),
-    (lambda s, f: (s.withColumn("label_ts", s["label_ts"].cast("date")), f), "is date, not timestamp"),
-    (lambda s, f: (s.withColumnRenamed("label", "__fm_pit_x"), f), "reserved prefix"),
-    (lambda s, f: (s, f.drop("n")), "feature source 'f' has no column 'n'"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda s, f: (s.drop("k2"), f), "spine has no key column 'k2'"),
+        (
+            lambda s, f: (s.withColumn("k1", s["id"]), f),
+            "key 'k1': the spine has int but feature source 'f' has string",
+        ),
+        (lambda s, f: (s.withColumn("x", s["id"]), f), "output column 'x' already exists"),
+        (lambda s, f: (s.withColumn("label_ts", s["label_ts"].cast("date")), f), "is date, not timestamp"),
+        (lambda s, f: (s.withColumnRenamed("label", "__fm_pit_x"), f), "reserved prefix"),
+        (lambda s, f: (s, f.drop("n")), "feature source 'f' has no column 'n'"),
+    ],
+)
 def test_point_in_time_join_rejects_bad_inputs_with_clear_errors(spark, change, message):
     spine, frame = change(spark.createDataFrame(SPINE, SPINE_SCHEMA), spark.createDataFrame(FEATURES, FEATURE_SCHEMA))
     source = FeatureSource("f", frame, keys=("k1", "k2"), event_time="ts", columns=("x", "n"))

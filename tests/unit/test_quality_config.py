@@ -38,8 +38,13 @@ GOOD = {
             "schema": {"additive": "refuse", "widening": ["quantity"]},
             "rules": [
                 {"check": "range", "column": "amount", "min": 0, "max": 1000, "severity": "quarantine"},
-                {"name": "known_channel", "check": "allowed_values", "column": "channel", "values": ["web", "app"],
-                 "severity": "quarantine"},
+                {
+                    "name": "known_channel",
+                    "check": "allowed_values",
+                    "column": "channel",
+                    "values": ["web", "app"],
+                    "severity": "quarantine",
+                },
                 {"check": "regex", "column": "id", "pattern": "^e[0-9]+$", "severity": "warn"},
                 {"check": "referential", "column": "sku", "dimension": "products", "severity": "warn"},
                 {"check": "not_null", "columns": ["channel", "amount"], "severity": "fail"},
@@ -52,8 +57,10 @@ GOOD = {
             ],
         },
         "features.cust_fs": {
-            "schema": {"columns": {"n_1h": "bigint", "sum_7d": {"type": "double", "nullable": False}},
-                       "key": ["cust", "ts"]},
+            "schema": {
+                "columns": {"n_1h": "bigint", "sum_7d": {"type": "double", "nullable": False}},
+                "key": ["cust", "ts"],
+            },
             "rules": [{"check": "range", "column": "r", "min": 0, "max": 1, "severity": "fail"}],
         },
     },
@@ -67,9 +74,19 @@ def test_quality_section_parses_every_check(project):
     quality = quality_of(config)
     tx = quality.table("validated.tx")
     names = [r.name for r in tx.rules]
-    assert names == ["range_amount", "known_channel", "regex_id", "referential_sku", "not_null_channel_amount",
-                     "unique_id", "completeness_amount", "freshness_ts", "row_count_change", "anomaly_mean_amount",
-                     "anomaly_row_count"]
+    assert names == [
+        "range_amount",
+        "known_channel",
+        "regex_id",
+        "referential_sku",
+        "not_null_channel_amount",
+        "unique_id",
+        "completeness_amount",
+        "freshness_ts",
+        "row_count_change",
+        "anomaly_mean_amount",
+        "anomaly_row_count",
+    ]
     assert tx.schema.additive == "refuse" and tx.schema.may_widen("quantity") and not tx.schema.may_widen("amount")
     fresh = next(r for r in tx.rules if r.check == "freshness")
     assert fresh.columns == ("ts",) and fresh.max_age_seconds == 2 * 86400  # the source's event time by default
@@ -78,7 +95,10 @@ def test_quality_section_parses_every_check(project):
     fs = quality.table("features.cust_fs")
     # schema.key and nullable: false become fail rules
     assert [(r.name, r.check, r.severity) for r in fs.rules] == [
-        ("range_r", "range", "fail"), ("schema_key", "unique", "fail"), ("schema_not_null_sum_7d", "not_null", "fail")]
+        ("range_r", "range", "fail"),
+        ("schema_key", "unique", "fail"),
+        ("schema_not_null_sum_7d", "not_null", "fail"),
+    ]
     assert quality.drift.bins == 20
     assert quality.drift.threshold("psi").alert == 0.3 and quality.drift.threshold("psi").warn == 0.1
     assert quality.drift.threshold("js").alert is None
@@ -94,34 +114,62 @@ def test_pipeline_without_quality_section_gets_defaults(project):
     assert quality_of(config) == QualitySpec()
 
 
-@pytest.mark.parametrize("rules,expected", [
-    ([{"check": "range", "column": "amout", "min": 0, "severity": "warn"}],
-     "quality.tables.validated.tx.rules[0].column: 'amout' is not a column of validated.tx"),
-    ([{"check": "completeness", "column": "amount", "min_percent": 99, "severity": "quarantine"}],
-     "cannot quarantine rows; use warn or fail"),
-    ([{"check": "range", "column": "amount", "severity": "warn"}], "a range rule needs min, max or both"),
-    ([{"check": "regex", "column": "id", "pattern": "([a-z", "severity": "warn"}], "not a valid regular expression"),
-    ([{"check": "referential", "column": "sku", "dimension": "tx", "severity": "warn"}], "is a events, not a dimension"),
-    ([{"name": "duplicate", "check": "not_null", "column": "id", "severity": "warn"}], "built-in ingest rule name"),
-    ([{"check": "not_null", "column": "id", "severity": "warn"}, {"check": "not_null", "column": "id", "severity": "fail"}],
-     "rule name 'not_null_id' is used twice"),
-    ([{"check": "nonsense", "column": "id", "severity": "warn"}], "'nonsense' is not a check"),
-    ([{"check": "not_null", "column": "id", "severity": "panic"}], "'panic' is not one of warn, quarantine, fail"),
-    ([{"check": "anomaly", "metric": "mean", "column": "channel", "severity": "warn"}], "needs a numeric column"),
-    ([{"check": "freshness", "column": "amount", "max_age": "1d", "severity": "warn"}], "freshness needs a timestamp"),
-    ([{"check": "range", "column": "amount", "min": "low", "severity": "warn"}], "min must be a number"),
-])
+@pytest.mark.parametrize(
+    "rules,expected",
+    [
+        (
+            [{"check": "range", "column": "amout", "min": 0, "severity": "warn"}],
+            "quality.tables.validated.tx.rules[0].column: 'amout' is not a column of validated.tx",
+        ),
+        (
+            [{"check": "completeness", "column": "amount", "min_percent": 99, "severity": "quarantine"}],
+            "cannot quarantine rows; use warn or fail",
+        ),
+        ([{"check": "range", "column": "amount", "severity": "warn"}], "a range rule needs min, max or both"),
+        (
+            [{"check": "regex", "column": "id", "pattern": "([a-z", "severity": "warn"}],
+            "not a valid regular expression",
+        ),
+        (
+            [{"check": "referential", "column": "sku", "dimension": "tx", "severity": "warn"}],
+            "is a events, not a dimension",
+        ),
+        ([{"name": "duplicate", "check": "not_null", "column": "id", "severity": "warn"}], "built-in ingest rule name"),
+        (
+            [
+                {"check": "not_null", "column": "id", "severity": "warn"},
+                {"check": "not_null", "column": "id", "severity": "fail"},
+            ],
+            "rule name 'not_null_id' is used twice",
+        ),
+        ([{"check": "nonsense", "column": "id", "severity": "warn"}], "'nonsense' is not a check"),
+        ([{"check": "not_null", "column": "id", "severity": "panic"}], "'panic' is not one of warn, quarantine, fail"),
+        ([{"check": "anomaly", "metric": "mean", "column": "channel", "severity": "warn"}], "needs a numeric column"),
+        (
+            [{"check": "freshness", "column": "amount", "max_age": "1d", "severity": "warn"}],
+            "freshness needs a timestamp",
+        ),
+        ([{"check": "range", "column": "amount", "min": "low", "severity": "warn"}], "min must be a number"),
+    ],
+)
 def test_quality_rule_mistakes_are_reported_with_their_path(project, rules, expected):
     errors = _errors(project, _doc({"tables": {"validated.tx": {"rules": rules}}}))
     assert any(expected in e for e in errors), errors
 
 
 def test_quality_refuses_quarantine_on_feature_tables_and_unknown_tables(project):
-    errors = _errors(project, _doc({"tables": {
-        "features.cust_fs": {"rules": [{"check": "not_null", "column": "n_1h", "severity": "quarantine"}]},
-        "features.nope": {},
-        "validated.tx": {"schema": {"columns": {"id": "string"}}},
-    }}))
+    errors = _errors(
+        project,
+        _doc(
+            {
+                "tables": {
+                    "features.cust_fs": {"rules": [{"check": "not_null", "column": "n_1h", "severity": "quarantine"}]},
+                    "features.nope": {},
+                    "validated.tx": {"schema": {"columns": {"id": "string"}}},
+                }
+            }
+        ),
+    )
     assert any("features.cust_fs.rules[0].severity" in e and "cannot be quarantined" in e for e in errors)
     assert any("'features.nope' is not a table of this pipeline" in e for e in errors)
     assert any("declared under sources" in e for e in errors)

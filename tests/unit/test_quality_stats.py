@@ -47,7 +47,9 @@ def test_chi2_contingency_matches_scipy_without_correction():
     assert stats.cramers_v(stat, n) == pytest.approx(sst.contingency.association(table, method="cramer"), rel=1e-12)
 
 
-@pytest.mark.parametrize("stat,dof", [(0.5, 1), (3.84, 1), (30.0, 1), (12.0, 5), (80.0, 100), (130.0, 100), (500.0, 300)])
+@pytest.mark.parametrize(
+    "stat,dof", [(0.5, 1), (3.84, 1), (30.0, 1), (12.0, 5), (80.0, 100), (130.0, 100), (500.0, 300)]
+)
 def test_chi2_sf_matches_scipy(stat, dof):
     assert stats.chi2_sf(stat, dof) == pytest.approx(sst.chi2.sf(stat, dof), rel=1e-9)
 
@@ -80,8 +82,9 @@ def test_ks_and_wasserstein_from_quantile_grids_match_scipy_on_samples():
     # Ties (a discrete distribution): the estimate sees the jumps.
     ref_d = rng.integers(0, 5, 20_000)
     cur_d = rng.integers(1, 6, 20_000)
-    d = stats.ks_from_quantiles(np.quantile(ref_d, grid, method="inverted_cdf"),
-                                np.quantile(cur_d, grid, method="inverted_cdf"))
+    d = stats.ks_from_quantiles(
+        np.quantile(ref_d, grid, method="inverted_cdf"), np.quantile(cur_d, grid, method="inverted_cdf")
+    )
     assert d == pytest.approx(sst.ks_2samp(ref_d, cur_d).statistic, abs=0.003)
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from featuremill.commands.runs import human_bytes, human_seconds
 from featuremill.config import parse_pipeline
-from featuremill.storage.delta_log import Commit, monotonic_timestamps
 from featuremill.core.errors import ConfigError
+from featuremill.pipelines.backfill import chunk_ranges
+from featuremill.storage.delta_log import Commit, monotonic_timestamps
 from featuremill.storage.exactly_once import (
     commit_metadata,
     describe_differences,
@@ -20,7 +21,6 @@ from featuremill.storage.exactly_once import (
     run_key,
 )
 from featuremill.storage.io import CommitTag
-from featuremill.pipelines.backfill import chunk_ranges
 from featuremill.storage.retention import ReplayWindow, interval_seconds, missing_properties, replay_window
 from tests.integration.reliability_data import PIPELINE
 
@@ -28,8 +28,7 @@ D = dt.date
 
 
 def _config(window: str | None = "30d", tmp_path=None):
-    from featuremill.config import EnvSpec
-    from featuremill.config import load_yaml_text
+    from featuremill.config import EnvSpec, load_yaml_text
 
     doc = load_yaml_text(PIPELINE.format(window=window or "7d"))
     if window is None:
@@ -41,10 +40,14 @@ def _config(window: str | None = "30d", tmp_path=None):
 def test_replay_window_section_parses_and_sets_retention_at_least_delta_defaults():
     assert replay_window(_config("30d")) == ReplayWindow(seconds=30 * 86400, declared=True)
     assert replay_window(_config("60d")).table_properties() == {
-        "delta.logRetentionDuration": "interval 60 days", "delta.deletedFileRetentionDuration": "interval 60 days"}
+        "delta.logRetentionDuration": "interval 60 days",
+        "delta.deletedFileRetentionDuration": "interval 60 days",
+    }
     # never below Delta's own defaults (30 days of log, 7 days of removed files)
     assert replay_window(_config("3d")).table_properties() == {
-        "delta.logRetentionDuration": "interval 30 days", "delta.deletedFileRetentionDuration": "interval 7 days"}
+        "delta.logRetentionDuration": "interval 30 days",
+        "delta.deletedFileRetentionDuration": "interval 7 days",
+    }
     assert replay_window(_config("36h")).days == 2
     default = replay_window(_config(None))
     assert default.seconds == 7 * 86400 and not default.declared
@@ -59,19 +62,27 @@ def test_replay_window_section_rejects_a_non_duration_with_file_and_path():
 def test_missing_properties_keeps_longer_and_unparseable_settings():
     required = ReplayWindow(seconds=30 * 86400).table_properties()
     assert missing_properties({}, required) == required
-    assert missing_properties({"delta.logRetentionDuration": "interval 8 weeks",
-                               "delta.deletedFileRetentionDuration": "interval 1 days"}, required) == {
-        "delta.deletedFileRetentionDuration": "interval 30 days"}
-    assert missing_properties({"delta.logRetentionDuration": "forever",
-                               "delta.deletedFileRetentionDuration": "30 days"}, required) == {}
+    assert missing_properties(
+        {"delta.logRetentionDuration": "interval 8 weeks", "delta.deletedFileRetentionDuration": "interval 1 days"},
+        required,
+    ) == {"delta.deletedFileRetentionDuration": "interval 30 days"}
+    assert (
+        missing_properties(
+            {"delta.logRetentionDuration": "forever", "delta.deletedFileRetentionDuration": "30 days"}, required
+        )
+        == {}
+    )
     assert interval_seconds("interval 2 weeks") == 14 * 86400
     assert interval_seconds("INTERVAL 36 HOURS") == 36 * 3600
 
 
 def test_chunk_ranges_cover_the_range_without_overlap():
     assert chunk_ranges(D(2026, 9, 1), D(2026, 9, 10), 3) == [
-        (D(2026, 9, 1), D(2026, 9, 3)), (D(2026, 9, 4), D(2026, 9, 6)),
-        (D(2026, 9, 7), D(2026, 9, 9)), (D(2026, 9, 10), D(2026, 9, 10))]
+        (D(2026, 9, 1), D(2026, 9, 3)),
+        (D(2026, 9, 4), D(2026, 9, 6)),
+        (D(2026, 9, 7), D(2026, 9, 9)),
+        (D(2026, 9, 10), D(2026, 9, 10)),
+    ]
     assert chunk_ranges(D(2026, 9, 1), D(2026, 9, 1), 7) == [(D(2026, 9, 1), D(2026, 9, 1))]
     with pytest.raises(ValueError, match="at least one day"):
         chunk_ranges(D(2026, 9, 1), D(2026, 9, 2), 0)
@@ -83,20 +94,32 @@ def test_run_key_and_commit_tag():
     key = run_key("shop", "features", "spend", D(2026, 9, 1), D(2026, 9, 3))
     assert key == "featuremill/shop/features/spend/2026-09-01/2026-09-03"
     assert CommitTag(key, 2, '{"a":1}').writer_options() == {
-        "txnAppId": key, "txnVersion": "2", "userMetadata": '{"a":1}'}
-    meta = commit_metadata(run_key=key, run_id="r1", txn_version=2, fingerprint="f", inputs={"x": 1},
-                           versions={"validated.purchases": 4})
-    assert parse_commit_metadata(meta) == {"run_key": key, "run_id": "r1", "txn_version": 2, "fingerprint": "f",
-                                           "inputs": {"x": 1}, "versions": {"validated.purchases": 4}}
+        "txnAppId": key,
+        "txnVersion": "2",
+        "userMetadata": '{"a":1}',
+    }
+    meta = commit_metadata(
+        run_key=key, run_id="r1", txn_version=2, fingerprint="f", inputs={"x": 1}, versions={"validated.purchases": 4}
+    )
+    assert parse_commit_metadata(meta) == {
+        "run_key": key,
+        "run_id": "r1",
+        "txn_version": 2,
+        "fingerprint": "f",
+        "inputs": {"x": 1},
+        "versions": {"validated.purchases": 4},
+    }
     assert parse_commit_metadata("not json") == {} and parse_commit_metadata('{"other": 1}') == {}
 
 
 def test_definition_digest_ignores_documentation_but_not_semantics():
     base = _config("30d")
-    doc_only = parse_pipeline(_yaml_with(lambda d: d["feature_sets"][0].update(description="new words")),
-                              file="shop.yaml", env=base.env)
-    window_changed = parse_pipeline(_yaml_with(lambda d: d["feature_sets"][0]["features"][0].update(window="3d")),
-                                    file="shop.yaml", env=base.env)
+    doc_only = parse_pipeline(
+        _yaml_with(lambda d: d["feature_sets"][0].update(description="new words")), file="shop.yaml", env=base.env
+    )
+    window_changed = parse_pipeline(
+        _yaml_with(lambda d: d["feature_sets"][0]["features"][0].update(window="3d")), file="shop.yaml", env=base.env
+    )
 
     def of(config):
         return digest(feature_set_definition(config, config.feature_set("spend")))
@@ -122,8 +145,11 @@ def test_describe_differences_names_each_changed_leaf():
 
 def test_monotonic_timestamps_never_go_back():
     t = dt.datetime(2026, 9, 1, 12)
-    commits = [Commit(0, t, "commit_info"), Commit(1, t - dt.timedelta(seconds=5), "commit_info"),
-               Commit(2, t + dt.timedelta(seconds=1), "commit_info")]
+    commits = [
+        Commit(0, t, "commit_info"),
+        Commit(1, t - dt.timedelta(seconds=5), "commit_info"),
+        Commit(2, t + dt.timedelta(seconds=1), "commit_info"),
+    ]
     times = monotonic_timestamps(commits)
     assert times[0] == t and times[1] == t + dt.timedelta(milliseconds=1)
     assert times[2] == t + dt.timedelta(seconds=1)

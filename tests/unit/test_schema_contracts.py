@@ -12,9 +12,17 @@ from featuremill.core.errors import SchemaContractError
 from featuremill.quality.contracts import compare_schemas, widening_allowed
 from featuremill.quality.spec import SchemaPolicy
 
-_TYPES = {"string": T.StringType(), "smallint": T.ShortType(), "tinyint": T.ByteType(), "int": T.IntegerType(),
-          "bigint": T.LongType(), "float": T.FloatType(), "double": T.DoubleType(), "date": T.DateType(),
-          "timestamp": T.TimestampType()}
+_TYPES = {
+    "string": T.StringType(),
+    "smallint": T.ShortType(),
+    "tinyint": T.ByteType(),
+    "int": T.IntegerType(),
+    "bigint": T.LongType(),
+    "float": T.FloatType(),
+    "double": T.DoubleType(),
+    "date": T.DateType(),
+    "timestamp": T.TimestampType(),
+}
 
 
 def _schema(text):
@@ -46,33 +54,45 @@ def test_compare_schemas_new_table_accepts_anything():
 
 
 def test_compare_schemas_additive_column_accepted_when_allowed():
-    change = compare_schemas(LIVE, _schema("id string, qty int, amount double, price decimal(10,2), day date, "
-                                           "note string"), SchemaPolicy(additive="allow"), table="validated.tx")
+    change = compare_schemas(
+        LIVE,
+        _schema("id string, qty int, amount double, price decimal(10,2), day date, note string"),
+        SchemaPolicy(additive="allow"),
+        table="validated.tx",
+    )
     assert change.added == (("note", "string"),) and change.evolves
 
 
 def test_compare_schemas_additive_column_refused_when_policy_refuses():
-    text = _refused("id string, qty int, amount double, price decimal(10,2), day date, note string",
-                    SchemaPolicy(additive="refuse"))
+    text = _refused(
+        "id string, qty int, amount double, price decimal(10,2), day date, note string", SchemaPolicy(additive="refuse")
+    )
     assert "column 'note' (string) is new, but quality.tables.validated.tx.schema.additive is 'refuse'" in text
     assert "(live Delta version 7)" in text
 
 
 def test_compare_schemas_declared_widening_accepted():
-    change = compare_schemas(LIVE, _schema("id string, qty bigint, amount double, price decimal(12,2), day date"),
-                             SchemaPolicy(widening=("qty", "price")), table="validated.tx")
+    change = compare_schemas(
+        LIVE,
+        _schema("id string, qty bigint, amount double, price decimal(12,2), day date"),
+        SchemaPolicy(widening=("qty", "price")),
+        table="validated.tx",
+    )
     assert change.widened == (("qty", "int", "bigint"), ("price", "decimal(10,2)", "decimal(12,2)"))
 
 
 def test_compare_schemas_undeclared_widening_refused_with_the_fix():
     text = _refused("id string, qty bigint, amount double, price decimal(10,2), day date")
-    assert ("column 'qty' would widen from int to bigint, but widening is not declared for it. "
-            "Fix: add 'qty' to quality.tables.validated.tx.schema.widening") in text
+    assert (
+        "column 'qty' would widen from int to bigint, but widening is not declared for it. "
+        "Fix: add 'qty' to quality.tables.validated.tx.schema.widening"
+    ) in text
 
 
 def test_compare_schemas_narrowing_refused_naming_old_and_new_type():
-    text = _refused("id string, qty smallint, amount float, price decimal(10,2), day date",
-                    SchemaPolicy(widening=("*",)))
+    text = _refused(
+        "id string, qty smallint, amount float, price decimal(10,2), day date", SchemaPolicy(widening=("*",))
+    )
     assert "column 'qty' would narrow from int to smallint: narrowing is refused" in text
     assert "Fix: declare 'qty' as int again" in text
     assert "column 'amount' would narrow from double to float" in text
@@ -85,8 +105,10 @@ def test_compare_schemas_incompatible_type_change_refused():
 
 def test_compare_schemas_dropped_column_refused():
     text = _refused("id string, qty int, amount double, day date")
-    assert ("column 'price' (decimal(10,2)) is in the table but missing from the incoming data: dropping columns is "
-            "refused. Fix: declare 'price' again") in text
+    assert (
+        "column 'price' (decimal(10,2)) is in the table but missing from the incoming data: dropping columns is "
+        "refused. Fix: declare 'price' again"
+    ) in text
 
 
 def test_compare_schemas_rename_refused_naming_both_columns():
@@ -105,15 +127,29 @@ def test_compare_schemas_declared_output_columns():
     with pytest.raises(SchemaContractError) as info:
         compare_schemas(None, _schema("n_7d int, other double"), policy, table="features.fs")
     text = str(info.value)
-    assert "declared column 'n_7d' is bigint in quality.tables.features.fs.schema.columns but the job produces int" in text
+    assert (
+        "declared column 'n_7d' is bigint in quality.tables.features.fs.schema.columns but the job produces int" in text
+    )
     assert "declared column 'mean_7d' (double) is missing" in text
 
 
-@pytest.mark.parametrize("old,new,ok", [
-    ("tinyint", "int", True), ("int", "bigint", True), ("bigint", "int", False), ("float", "double", True),
-    ("int", "double", True), ("bigint", "double", False), ("date", "timestamp_ntz", True), ("date", "timestamp", False),
-    ("decimal(10,2)", "decimal(12,4)", True), ("decimal(10,2)", "decimal(10,4)", False), ("int", "decimal(12,2)", True),
-    ("int", "decimal(10,2)", False), ("string", "int", False),
-])
+@pytest.mark.parametrize(
+    "old,new,ok",
+    [
+        ("tinyint", "int", True),
+        ("int", "bigint", True),
+        ("bigint", "int", False),
+        ("float", "double", True),
+        ("int", "double", True),
+        ("bigint", "double", False),
+        ("date", "timestamp_ntz", True),
+        ("date", "timestamp", False),
+        ("decimal(10,2)", "decimal(12,4)", True),
+        ("decimal(10,2)", "decimal(10,4)", False),
+        ("int", "decimal(12,2)", True),
+        ("int", "decimal(10,2)", False),
+        ("string", "int", False),
+    ],
+)
 def test_widening_allowed(old, new, ok):
     assert widening_allowed(old, new) is ok

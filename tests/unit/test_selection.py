@@ -27,13 +27,13 @@ def _generate(n: int, seed: int, *, extra_noise: int = 0) -> pd.DataFrame:
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     frame = {
         "x1": x1,
-        "x2": np.where(rng.random(n) < 0.05, np.nan, x2),     # informative, with missing values
-        "x1_twin": x1 + 0.3 * rng.normal(size=n),             # noisy copy of x1 (|rho| ~ 0.96)
+        "x2": np.where(rng.random(n) < 0.05, np.nan, x2),  # informative, with missing values
+        "x1_twin": x1 + 0.3 * rng.normal(size=n),  # noisy copy of x1 (|rho| ~ 0.96)
         "c1": c1,
         "noise_a": rng.normal(size=n),
         "noise_b": rng.uniform(size=n) * 1000,
         "noise_c": rng.choice(list("pqr"), n),
-        "nzv": np.where(rng.random(n) < 0.985, 0.0, rng.normal(size=n)),   # near-zero variance
+        "nzv": np.where(rng.random(n) < 0.985, 0.0, rng.normal(size=n)),  # near-zero variance
         "constant": np.ones(n),
     }
     for i in range(extra_noise):
@@ -44,8 +44,10 @@ def _generate(n: int, seed: int, *, extra_noise: int = 0) -> pd.DataFrame:
 
 def _spark_frame(spark, pdf: pd.DataFrame):
     types = {c: ("string" if pdf[c].dtype == object else ("int" if c == "y" else "double")) for c in pdf.columns}
-    rows = [tuple(None if (isinstance(v, float) and math.isnan(v)) else (v.item() if hasattr(v, "item") else v)
-                  for v in r) for r in pdf.itertuples(index=False)]
+    rows = [
+        tuple(None if (isinstance(v, float) and math.isnan(v)) else (v.item() if hasattr(v, "item") else v) for v in r)
+        for r in pdf.itertuples(index=False)
+    ]
     df = spark.createDataFrame(rows, ", ".join(f"{c} {t}" for c, t in types.items()))
     # materialise once so the job counts below measure selection, not the Python-side source
     return df.localCheckpoint(eager=True)
@@ -100,8 +102,9 @@ def test_mutual_information_matches_sklearn_on_the_same_discretisation(generated
         assert selection.feature(name).mutual_information == pytest.approx(expected, rel=1e-9, abs=1e-12), name
     codes = np.column_stack([_bins(pdf["x1"].to_numpy(float), 10), pd.factorize(pdf["c1"])[0]])
     ref = mutual_info_classif(codes, y, discrete_features=True)
-    assert [selection.feature("x1").mutual_information, selection.feature("c1").mutual_information] == \
-        pytest.approx(list(ref), rel=1e-9)
+    assert [selection.feature("x1").mutual_information, selection.feature("c1").mutual_information] == pytest.approx(
+        list(ref), rel=1e-9
+    )
 
 
 def test_select_features_tests_match_scipy_and_sklearn(generated, selection):
@@ -116,7 +119,7 @@ def test_select_features_tests_match_scipy_and_sklearn(generated, selection):
         assert selection.feature(name).chi2 == pytest.approx(stat, rel=1e-9)
         assert selection.feature(name).chi2_p == pytest.approx(p, rel=1e-6, abs=1e-12)
     x = pdf[["x1", "x2", "noise_b"]].to_numpy(float)
-    x = np.where(np.isnan(x), np.nanmean(x, axis=0), x)       # missing values imputed with the mean
+    x = np.where(np.isnan(x), np.nanmean(x, axis=0), x)  # missing values imputed with the mean
     f, p = f_classif(x, y)
     for i, name in enumerate(("x1", "x2", "noise_b")):
         assert selection.feature(name).f_stat == pytest.approx(f[i], rel=1e-6)
@@ -164,12 +167,13 @@ def test_select_features_job_count_does_not_grow_with_feature_count(spark):
     """Acceptance 3: 5 features on 1,000 rows and 40 features on 3,000 rows run the same number of
     Spark jobs, and the rows brought to the driver (every ``collect``, including ``first``) stay
     fewer than the rows of the data: only aggregates reach the driver."""
+
     def run(n_rows: int, extra: int) -> tuple[int, int]:
         pdf = _generate(n_rows, seed=9, extra_noise=extra)
         features = ["x1", "x2", "c1", "noise_a", "noise_b"] + [f"extra_{i}" for i in range(extra)]
         df = _spark_frame(spark, pdf[features + ["y"]])
         collected = []
-        cls = type(df)                       # the classic DataFrame implementation in use
+        cls = type(df)  # the classic DataFrame implementation in use
         original = cls.collect
 
         def counting_collect(self):
@@ -206,13 +210,22 @@ def test_decide_redundancy_keeps_the_more_relevant_and_names_a_kept_feature():
     from featuremill.selection.scores import Pair, decide
 
     # a ~ b and b ~ c are correlated, a and c are not: keep a (most relevant), drop b, keep c
-    features = [_score("a", 0.30), _score("b", 0.20), _score("c", 0.10), _score("d", 0.0, chi2_p_adj=0.5,
-                                                                                  f_p_adj=0.7)]
-    decide(features, pairs=[Pair("a", "b", 0.97), Pair("b", "c", -0.95)], alpha=0.05, min_importance=0.01,
-           baseline_loss=None, max_features=None)
+    features = [_score("a", 0.30), _score("b", 0.20), _score("c", 0.10), _score("d", 0.0, chi2_p_adj=0.5, f_p_adj=0.7)]
+    decide(
+        features,
+        pairs=[Pair("a", "b", 0.97), Pair("b", "c", -0.95)],
+        alpha=0.05,
+        min_importance=0.01,
+        baseline_loss=None,
+        max_features=None,
+    )
     got = {f.name: (f.decision, f.reason.split(" (")[0]) for f in features}
-    assert got == {"a": ("keep", "relevant by chi2, F"), "b": ("drop", "redundant with a"),
-                   "c": ("keep", "relevant by chi2, F"), "d": ("drop", "no evidence of relevance: chi-square adjusted p 0.5, F-test adjusted p 0.7")}
+    assert got == {
+        "a": ("keep", "relevant by chi2, F"),
+        "b": ("drop", "redundant with a"),
+        "c": ("keep", "relevant by chi2, F"),
+        "d": ("drop", "no evidence of relevance: chi-square adjusted p 0.5, F-test adjusted p 0.7"),
+    }
 
 
 def test_chi2_is_valid_follows_cochran():

@@ -15,9 +15,13 @@ from featuremill.preprocessing.timeseries import with_history_helpers
 T0 = dt.datetime(2024, 3, 1)
 ROWS = [
     # entity a: gaps of 1 day, a null, a 3-day gap (the 3d window boundary is exclusive)
-    ("a", T0, 10.0), ("a", T0 + dt.timedelta(days=1), 12.0), ("a", T0 + dt.timedelta(days=2), None),
-    ("a", T0 + dt.timedelta(days=3), 11.0), ("a", T0 + dt.timedelta(days=6), 30.0),
-    ("a", T0 + dt.timedelta(days=6, hours=5), 8.0), ("a", T0 + dt.timedelta(days=7), 9.0),
+    ("a", T0, 10.0),
+    ("a", T0 + dt.timedelta(days=1), 12.0),
+    ("a", T0 + dt.timedelta(days=2), None),
+    ("a", T0 + dt.timedelta(days=3), 11.0),
+    ("a", T0 + dt.timedelta(days=6), 30.0),
+    ("a", T0 + dt.timedelta(days=6, hours=5), 8.0),
+    ("a", T0 + dt.timedelta(days=7), 9.0),
     # entity b: dense hourly rows
     *[("b", T0 + dt.timedelta(hours=h), float((h * 7) % 5)) for h in range(9)],
     ("c", T0, 1.0),
@@ -25,8 +29,17 @@ ROWS = [
 
 
 def _spec(window_days: int) -> TimeseriesSpec:
-    return TimeseriesSpec(feature_set="fs", column="x", window=f"{window_days}d", window_seconds=window_days * 86400,
-                          lags=(1, 2), diffs=(1,), rolling_zscore=True, ema_alpha=0.5, ema_name=None)
+    return TimeseriesSpec(
+        feature_set="fs",
+        column="x",
+        window=f"{window_days}d",
+        window_seconds=window_days * 86400,
+        lags=(1, 2),
+        diffs=(1,),
+        rolling_zscore=True,
+        ema_alpha=0.5,
+        ema_name=None,
+    )
 
 
 def _reference(pdf: pd.DataFrame, window: pd.Timedelta, alpha: float) -> pd.DataFrame:
@@ -46,7 +59,9 @@ def _reference(pdf: pd.DataFrame, window: pd.Timedelta, alpha: float) -> pd.Data
             weights = np.array([(1 - alpha) ** (i - k) for k in inside.index])
             values = inside["x"].to_numpy(dtype=float)
             present = ~np.isnan(values)
-            rec["x_ema"] = (weights[present] * values[present]).sum() / weights[present].sum() if present.any() else np.nan
+            rec["x_ema"] = (
+                (weights[present] * values[present]).sum() / weights[present].sum() if present.any() else np.nan
+            )
             out.append(rec)
     return pd.DataFrame(out)
 
@@ -67,8 +82,9 @@ def test_with_history_helpers_match_pandas_reference(frame):
     expected = _reference(pdf, pd.Timedelta(days=3), 0.5)
     assert list(got.columns) == ["entity", "ts", "x", "x_lag1", "x_lag2", "x_diff1", "x_zscore", "x_ema"]
     for column in ("x_lag1", "x_lag2", "x_diff1", "x_zscore", "x_ema"):
-        np.testing.assert_allclose(got[column].astype(float), expected[column].astype(float), rtol=1e-12,
-                                   err_msg=column)
+        np.testing.assert_allclose(
+            got[column].astype(float), expected[column].astype(float), rtol=1e-12, err_msg=column
+        )
     # the 3-day gap: day 6's lag1 (day 3) is exactly 3 days back, outside (t - 3d, t]
     day6 = got[(got["entity"] == "a") & (got["ts"] == T0 + dt.timedelta(days=6))].iloc[0]
     assert np.isnan(day6["x_lag1"]) and day6["x_ema"] == 30.0

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from featuremill.storage import versions
 from featuremill.cli import main
 from featuremill.config import load_pipeline
 from featuremill.core.errors import ConfigError
+from featuremill.storage import versions
 from tests.conftest import write_pipeline
 
 PIPELINE = """\
@@ -57,8 +57,13 @@ def test_feature_set_fingerprint_is_sha256_of_canonical_definition(project):
     text = json.dumps(definition, sort_keys=True, separators=(",", ":"))
     assert versions.feature_set_fingerprint(config, fs) == "sha256:" + hashlib.sha256(text.encode()).hexdigest()
     # what decides the values is in it; the unused column 'note' is not
-    assert definition["source"]["columns"] == {"amount": "double", "channel": "string", "customer": "bigint",
-                                               "id": "string", "ts": "timestamp"}
+    assert definition["source"]["columns"] == {
+        "amount": "double",
+        "channel": "string",
+        "customer": "bigint",
+        "id": "string",
+        "ts": "timestamp",
+    }
     assert [f["name"] for f in definition["features"]] == ["n_7d", "sum_7d", "web_7d"]
     assert definition["features"][1]["window_seconds"] == 7 * 86400
 
@@ -75,7 +80,7 @@ def test_feature_set_fingerprint_ignores_docs_and_order_but_not_semantics(projec
     docs_only = text.replace("Spend per customer.", "Money spent.").replace("team@example.com", "other@example.com")
     lines = text.splitlines()
     i = next(n for n, line in enumerate(lines) if "name: n_7d" in line)
-    reordered = "\n".join(lines[:i] + [lines[i + 1], lines[i]] + lines[i + 2:]) + "\n"
+    reordered = "\n".join(lines[:i] + [lines[i + 1], lines[i]] + lines[i + 2 :]) + "\n"
     unused_column_type = text.replace("note: string", "note: bigint")
     assert fp_of(docs_only) == fingerprint
     assert fp_of(reordered) == fingerprint
@@ -126,8 +131,13 @@ def test_check_lock_warns_when_a_registered_model_loses_its_feature_version(proj
     lock_file = versions.lock_path(path)
     lock = versions.updated_lock(config, None, lock_file=lock_file)
     fp = versions.feature_set_fingerprint(config, config.feature_set("spend"))
-    lock = versions.with_model(lock, model="churn", version="3", training_set="/ts/churn",
-                               feature_sets={"spend": {"version": 1, "fingerprint": fp}})
+    lock = versions.with_model(
+        lock,
+        model="churn",
+        version="3",
+        training_set="/ts/churn",
+        feature_sets={"spend": {"version": 1, "fingerprint": fp}},
+    )
     versions.write_lock(lock)
     lock = versions.read_lock(lock_file)
     assert versions.check_lock(config, lock, lock_file=lock_file) == []

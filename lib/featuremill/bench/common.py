@@ -12,8 +12,8 @@ import platform
 import re
 import statistics
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
 
@@ -53,12 +53,21 @@ class Timed:
         return statistics.median(self.seconds) if self.seconds else None
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "median_s": self.median, "runs_s": [round(s, 3) for s in self.seconds],
-                **({"detail": self.detail} if self.detail else {})}
+        return {
+            "name": self.name,
+            "median_s": self.median,
+            "runs_s": [round(s, 3) for s in self.seconds],
+            **({"detail": self.detail} if self.detail else {}),
+        }
 
 
-def time_round_robin(actions: Mapping[str, Callable[[], object]], *, runs: int, warmup: int,
-                     before: Mapping[str, Callable[[], object]] | None = None) -> dict[str, Timed]:
+def time_round_robin(
+    actions: Mapping[str, Callable[[], object]],
+    *,
+    runs: int,
+    warmup: int,
+    before: Mapping[str, Callable[[], object]] | None = None,
+) -> dict[str, Timed]:
     """Run every action ``warmup + runs`` times, interleaved; time only the timed rounds.
 
     ``before[name]`` (optional) runs untimed before each run of ``name`` (e.g. restoring a table).
@@ -104,7 +113,8 @@ def plan_operators(df) -> dict[str, int]:
 def explain_text(df, mode: str = "formatted") -> str:
     """``df.explain(mode)`` as a string (it prints otherwise)."""
     return df._jdf.queryExecution().explainString(
-        df.sparkSession._jvm.org.apache.spark.sql.execution.ExplainMode.fromString(mode))
+        df.sparkSession._jvm.org.apache.spark.sql.execution.ExplainMode.fromString(mode)
+    )
 
 
 def machine(spark=None) -> dict:
@@ -119,14 +129,16 @@ def machine(spark=None) -> dict:
     }
     if spark is not None:
         conf = spark.conf
-        info.update({
-            "spark": spark.version,
-            "java": spark.sparkContext._jvm.java.lang.System.getProperty("java.version"),
-            "master": spark.sparkContext.master,
-            "driver_memory": spark.sparkContext.getConf().get("spark.driver.memory", "1g (default)"),
-            "shuffle_partitions": conf.get("spark.sql.shuffle.partitions"),
-            "adaptive": conf.get("spark.sql.adaptive.enabled"),
-        })
+        info.update(
+            {
+                "spark": spark.version,
+                "java": spark.sparkContext._jvm.java.lang.System.getProperty("java.version"),
+                "master": spark.sparkContext.master,
+                "driver_memory": spark.sparkContext.getConf().get("spark.driver.memory", "1g (default)"),
+                "shuffle_partitions": conf.get("spark.sql.shuffle.partitions"),
+                "adaptive": conf.get("spark.sql.adaptive.enabled"),
+            }
+        )
     return info
 
 

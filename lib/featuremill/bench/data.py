@@ -49,12 +49,20 @@ def typed_events(spark, spec: DemoDataSpec):
         "channel",
         F.to_date("event_date").alias("landing_date"),
     )
-    ok = (F.col("customer_id").isNotNull() & F.col("event_ts").isNotNull() & F.col("amount").isNotNull()
-          & ~F.isnan("amount") & (F.abs("amount") != F.lit(float("inf"))))
+    ok = (
+        F.col("customer_id").isNotNull()
+        & F.col("event_ts").isNotNull()
+        & F.col("amount").isNotNull()
+        & ~F.isnan("amount")
+        & (F.abs("amount") != F.lit(float("inf")))
+    )
     # Exact re-sends share the event id; keep the copy that landed first (a shuffle, but untimed).
-    return typed.where(ok).groupBy("event_id").agg(
-        F.min_by(F.struct(*[c for c in typed.columns if c != "event_id"]), F.col("landing_date")).alias("e")
-    ).select("event_id", "e.*")
+    return (
+        typed.where(ok)
+        .groupBy("event_id")
+        .agg(F.min_by(F.struct(*[c for c in typed.columns if c != "event_id"]), F.col("landing_date")).alias("e"))
+        .select("event_id", "e.*")
+    )
 
 
 @dataclass(frozen=True)
@@ -76,12 +84,22 @@ def write_events(spark, spec: DemoDataSpec, path: str) -> PreparedEvents:
 
 def pit_feature_specs() -> list[FeatureSpec]:
     def spec(name, function, column, window, seconds):
-        return FeatureSpec(name=name, function=function, description="", owner="", version=1,
-                           column=column, window=window, window_seconds=seconds)
+        return FeatureSpec(
+            name=name,
+            function=function,
+            description="",
+            owner="",
+            version=1,
+            column=column,
+            window=window,
+            window_seconds=seconds,
+        )
 
-    return [spec("f_sum_7d", "sum", "amount", "7d", 7 * 86400),
-            spec("f_count_7d", "count", None, "7d", 7 * 86400),
-            spec("f_mean_30d", "mean", "amount", "30d", 30 * 86400)]
+    return [
+        spec("f_sum_7d", "sum", "amount", "7d", 7 * 86400),
+        spec("f_count_7d", "count", None, "7d", 7 * 86400),
+        spec("f_mean_30d", "mean", "amount", "30d", 30 * 86400),
+    ]
 
 
 def write_pit_inputs(spark, events: PreparedEvents, path: str, *, spine_fraction: float = 0.25, seed: int = 7):
@@ -101,10 +119,20 @@ def write_pit_inputs(spark, events: PreparedEvents, path: str, *, spine_fraction
     from featuremill.transforms.features import with_window_features
 
     ev = spark.read.parquet(events.path)
-    feats = with_window_features(ev, entity=["customer_id"], event_time="event_ts", order_key=["event_id"],
-                                 features=pit_feature_specs(), known_at_from="landing_date")
-    feats = feats.select(F.col("customer_id").alias("entity_id"), F.col("event_ts").alias("ts"),
-                         F.col("_known_at").alias("known_at"), *PIT_FEATURES)
+    feats = with_window_features(
+        ev,
+        entity=["customer_id"],
+        event_time="event_ts",
+        order_key=["event_id"],
+        features=pit_feature_specs(),
+        known_at_from="landing_date",
+    )
+    feats = feats.select(
+        F.col("customer_id").alias("entity_id"),
+        F.col("event_ts").alias("ts"),
+        F.col("_known_at").alias("known_at"),
+        *PIT_FEATURES,
+    )
 
     def u(salt: int):
         return (F.abs(F.xxhash64(F.col("event_id"), F.lit(seed), F.lit(salt))) % F.lit(1_000_000)) / F.lit(1e6)
@@ -114,11 +142,13 @@ def write_pit_inputs(spark, events: PreparedEvents, path: str, *, spine_fraction
         F.expr("CAST(substring(event_id, 2) AS BIGINT)").alias("label_id"),
         F.col("customer_id").alias("entity_id"),
         F.timestamp_micros(F.unix_micros("event_ts") + offset_us).alias("label_ts"),
-        (u(3) < F.lit(0.2)).cast("int").alias("label"))
+        (u(3) < F.lit(0.2)).cast("int").alias("label"),
+    )
     features_path, spine_path = f"{path.rstrip('/')}/features", f"{path.rstrip('/')}/spine"
     feats.write.mode("overwrite").parquet(features_path)
     spine.write.mode("overwrite").parquet(spine_path)
     feature_rows = spark.read.parquet(features_path).count()
     spine_rows = spark.read.parquet(spine_path).count()
-    return PitBenchData(features_path, spine_path, feature_rows, spine_rows, events.customers, events.days,
-                        feature_columns=PIT_FEATURES)
+    return PitBenchData(
+        features_path, spine_path, feature_rows, spine_rows, events.customers, events.days, feature_columns=PIT_FEATURES
+    )

@@ -49,10 +49,14 @@ def end_to_end(spark, pipeline: str, spec: DemoDataSpec, *, data_root: str, ware
     features = run_features(spark, config, start=spec.start_date, end=spec.end_date)
     total_s = time.perf_counter() - began
     events = next(r for r in ingests if r.source == "transactions")
-    return {"ingest_s": round(ingest_s, 3), "features_s": round(total_s - ingest_s, 3),
-            "rows_read": events.rows_read, "rows_valid": events.rows_valid,
-            "rows_quarantined": events.rows_quarantined,
-            "feature_rows": {r.feature_set: r.rows_out for r in features}}
+    return {
+        "ingest_s": round(ingest_s, 3),
+        "features_s": round(total_s - ingest_s, 3),
+        "rows_read": events.rows_read,
+        "rows_valid": events.rows_valid,
+        "rows_quarantined": events.rows_quarantined,
+        "feature_rows": {r.feature_set: r.rows_out for r in features},
+    }
 
 
 def prepare_data(spark, spec: DemoDataSpec, data_root: str) -> dict:
@@ -60,8 +64,16 @@ def prepare_data(spark, spec: DemoDataSpec, data_root: str) -> dict:
     return write_demo_data(spark, data_root, spec)
 
 
-def run_scaling(spark, pipeline: str, specs: list[DemoDataSpec], workdir: str, *, runs: int, warmup: int,
-                single_run_from: int = 20_000_000) -> dict:
+def run_scaling(
+    spark,
+    pipeline: str,
+    specs: list[DemoDataSpec],
+    workdir: str,
+    *,
+    runs: int,
+    warmup: int,
+    single_run_from: int = 20_000_000,
+) -> dict:
     """End to end at each size: events/s and seconds per million raw events; medians.
 
     The warm-up runs the smallest size only; sizes of ``single_run_from`` events or more are
@@ -73,8 +85,13 @@ def run_scaling(spark, pipeline: str, specs: list[DemoDataSpec], workdir: str, *
         manifests[spec.events] = prepare_data(spark, spec, f"{workdir}/data/{spec.events}")
 
     def action(spec):
-        return lambda: end_to_end(spark, pipeline, spec, data_root=f"{workdir}/data/{spec.events}",
-                                  warehouse=f"{workdir}/warehouse/{spec.events}")
+        return lambda: end_to_end(
+            spark,
+            pipeline,
+            spec,
+            data_root=f"{workdir}/data/{spec.events}",
+            warehouse=f"{workdir}/warehouse/{spec.events}",
+        )
 
     smallest = min(specs, key=lambda s: s.events)
     for _ in range(warmup):
@@ -91,12 +108,19 @@ def run_scaling(spark, pipeline: str, specs: list[DemoDataSpec], workdir: str, *
     for spec in specs:
         t = timings[spec.events]
         rows = manifests[spec.events]["rows"]
-        out["sizes"].append({
-            "events": spec.events, "raw_rows": rows, "customers": spec.resolved().customers, "days": spec.days,
-            "median_s": t.median, "runs_s": [round(s, 2) for s in t.seconds],
-            "events_per_s": rows / t.median, "s_per_million": t.median / (rows / 1e6),
-            "last_run": t.detail.get("result"),
-        })
+        out["sizes"].append(
+            {
+                "events": spec.events,
+                "raw_rows": rows,
+                "customers": spec.resolved().customers,
+                "days": spec.days,
+                "median_s": t.median,
+                "runs_s": [round(s, 2) for s in t.seconds],
+                "events_per_s": rows / t.median,
+                "s_per_million": t.median / (rows / 1e6),
+                "last_run": t.detail.get("result"),
+            }
+        )
     costs = [s["s_per_million"] for s in out["sizes"]]
     out["cost_spread"] = max(costs) / min(costs) if costs else None
     out["cost_largest_to_smallest"] = costs[-1] / costs[0] if costs else None
@@ -105,8 +129,17 @@ def run_scaling(spark, pipeline: str, specs: list[DemoDataSpec], workdir: str, *
     return out
 
 
-def run_incremental(spark, pipeline: str, spec: DemoDataSpec, workdir: str, *, runs: int, warmup: int,
-                    data_root: str | None = None, validated_from: str | None = None) -> dict:
+def run_incremental(
+    spark,
+    pipeline: str,
+    spec: DemoDataSpec,
+    workdir: str,
+    *,
+    runs: int,
+    warmup: int,
+    data_root: str | None = None,
+    validated_from: str | None = None,
+) -> dict:
     """The feature job for the last day on top of the earlier days' history vs all days from scratch.
 
     Two warehouses hold the same validated tables (copied from ``validated_from``, a warehouse
@@ -118,9 +151,9 @@ def run_incremental(spark, pipeline: str, spec: DemoDataSpec, workdir: str, *, r
     """
     from delta.tables import DeltaTable
 
-    from featuremill.storage import io
     from featuremill.pipelines.build_features import run_features
     from featuremill.pipelines.ingest import run_ingest
+    from featuremill.storage import io
 
     spec = spec.resolved()
     data_root = data_root or f"{workdir}/data/{spec.events}"
@@ -152,27 +185,43 @@ def run_incremental(spark, pipeline: str, spec: DemoDataSpec, workdir: str, *, r
         shutil.rmtree(f"{full.tables.root}/features", ignore_errors=True)
 
     def summary(results):
-        return {"compute_start": min(r.compute_start for r in results).isoformat(),
-                "events_read": sum(r.events_read for r in results),
-                "rows_out": sum(r.rows_out for r in results)}
+        return {
+            "compute_start": min(r.compute_start for r in results).isoformat(),
+            "events_read": sum(r.events_read for r in results),
+            "rows_out": sum(r.rows_out for r in results),
+        }
 
     actions = {
         "incremental (last day)": lambda: summary(run_features(spark, inc, start=last, end=last)),
-        "full (every day)": lambda: summary(run_features(spark, full, start=spec.start_date, end=last,
-                                                         incremental=False)),
+        "full (every day)": lambda: summary(
+            run_features(spark, full, start=spec.start_date, end=last, incremental=False)
+        ),
     }
-    timed = time_round_robin(actions, runs=runs, warmup=warmup,
-                             before={"incremental (last day)": restore, "full (every day)": drop_full})
+    timed = time_round_robin(
+        actions, runs=runs, warmup=warmup, before={"incremental (last day)": restore, "full (every day)": drop_full}
+    )
     one, every = timed["incremental (last day)"], timed["full (every day)"]
-    return {"days": spec.days, "history_days": spec.days - 1, "new_day": last.isoformat(),
-            "timings": {k: v.as_dict() for k, v in timed.items()},
-            "ratio": paired_ratio(one.seconds, every.seconds),
-            "ratio_of_medians": one.median / every.median if every.median else None}
+    return {
+        "days": spec.days,
+        "history_days": spec.days - 1,
+        "new_day": last.isoformat(),
+        "timings": {k: v.as_dict() for k, v in timed.items()},
+        "ratio": paired_ratio(one.seconds, every.seconds),
+        "ratio_of_medians": one.median / every.median if every.median else None,
+    }
 
 
-def driver_memory_run(pipeline: str, spec: DemoDataSpec, workdir: str, *, driver_memory: str = "1g",
-                      master: str = "local[2]", shuffle_partitions: int = 16,
-                      data_root: str | None = None, timeout_s: int | None = None) -> dict:
+def driver_memory_run(
+    pipeline: str,
+    spec: DemoDataSpec,
+    workdir: str,
+    *,
+    driver_memory: str = "1g",
+    master: str = "local[2]",
+    shuffle_partitions: int = 16,
+    data_root: str | None = None,
+    timeout_s: int | None = None,
+) -> dict:
     """One end-to-end pass in a fresh Python process whose Spark driver gets ``driver_memory``.
 
     In local mode the driver JVM also runs the executors, so its heap is all the memory Spark
@@ -180,24 +229,55 @@ def driver_memory_run(pipeline: str, spec: DemoDataSpec, workdir: str, *, driver
     """
     data_root = data_root or f"{workdir}/data/{spec.events}"
     out_json = f"{workdir}/driver_memory_{spec.events}.json"
-    cmd = [sys.executable, "-m", "featuremill.bench.pipeline", "--pipeline", pipeline,
-           "--events", str(spec.events), "--days", str(spec.days), "--seed", str(spec.seed),
-           "--data", data_root, "--warehouse", f"{workdir}/warehouse/driver_memory_{spec.events}",
-           "--driver-memory", driver_memory, "--master", master,
-           "--shuffle-partitions", str(shuffle_partitions), "--json", out_json]
+    cmd = [
+        sys.executable,
+        "-m",
+        "featuremill.bench.pipeline",
+        "--pipeline",
+        pipeline,
+        "--events",
+        str(spec.events),
+        "--days",
+        str(spec.days),
+        "--seed",
+        str(spec.seed),
+        "--data",
+        data_root,
+        "--warehouse",
+        f"{workdir}/warehouse/driver_memory_{spec.events}",
+        "--driver-memory",
+        driver_memory,
+        "--master",
+        master,
+        "--shuffle-partitions",
+        str(shuffle_partitions),
+        "--json",
+        out_json,
+    ]
     began = time.perf_counter()
     env = dict(os.environ)
     env.pop("PYSPARK_GATEWAY_PORT", None)  # the child must start its own JVM
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired as exc:
-        return {"ok": False, "driver_memory": driver_memory, "events": spec.events,
-                "error": f"timed out after {exc.timeout}s", "wall_s": time.perf_counter() - began}
+        return {
+            "ok": False,
+            "driver_memory": driver_memory,
+            "events": spec.events,
+            "error": f"timed out after {exc.timeout}s",
+            "wall_s": time.perf_counter() - began,
+        }
     wall = time.perf_counter() - began
     if proc.returncode != 0 or not Path(out_json).exists():
         tail = (proc.stderr or "")[-3000:]
-        return {"ok": False, "driver_memory": driver_memory, "events": spec.events, "exit_code": proc.returncode,
-                "error": tail, "wall_s": wall}
+        return {
+            "ok": False,
+            "driver_memory": driver_memory,
+            "events": spec.events,
+            "exit_code": proc.returncode,
+            "error": tail,
+            "wall_s": wall,
+        }
     report = json.loads(Path(out_json).read_text())
     report.update({"ok": True, "wall_s": wall})
     return report
@@ -218,22 +298,34 @@ def main(argv=None) -> int:
     parser.add_argument("--json", required=True)
     args = parser.parse_args(argv)
 
-    from featuremill.pipelines.common import configure_logging
     from featuremill.core.session import get_spark
+    from featuremill.pipelines.common import configure_logging
 
     configure_logging("WARNING")
-    spark = get_spark("featuremill-bench-driver-memory", master=args.master, conf={
-        "spark.driver.memory": args.driver_memory, "spark.ui.enabled": "false",
-        "spark.sql.shuffle.partitions": str(args.shuffle_partitions), "spark.sql.adaptive.enabled": "true"})
+    spark = get_spark(
+        "featuremill-bench-driver-memory",
+        master=args.master,
+        conf={
+            "spark.driver.memory": args.driver_memory,
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": str(args.shuffle_partitions),
+            "spark.sql.adaptive.enabled": "true",
+        },
+    )
     spec = DemoDataSpec(events=args.events, days=args.days, seed=args.seed)
     prepare_data(spark, spec, args.data)
     began = time.perf_counter()
     result = end_to_end(spark, args.pipeline, spec, data_root=args.data, warehouse=args.warehouse)
     elapsed = time.perf_counter() - began
     jvm = spark.sparkContext._jvm.java.lang.Runtime.getRuntime()
-    report = {"events": args.events, "driver_memory": args.driver_memory,
-              "spark_driver_memory_conf": spark.sparkContext.getConf().get("spark.driver.memory"),
-              "jvm_max_heap_mib": int(jvm.maxMemory()) // (1024 * 1024), "seconds": elapsed, "result": result}
+    report = {
+        "events": args.events,
+        "driver_memory": args.driver_memory,
+        "spark_driver_memory_conf": spark.sparkContext.getConf().get("spark.driver.memory"),
+        "jvm_max_heap_mib": int(jvm.maxMemory()) // (1024 * 1024),
+        "seconds": elapsed,
+        "result": result,
+    }
     Path(args.json).write_text(json.dumps(report, indent=2, default=str))
     spark.stop()
     shutil.rmtree(args.warehouse, ignore_errors=True)

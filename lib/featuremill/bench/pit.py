@@ -30,8 +30,8 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from featuremill.transforms.pit import FeatureSource, point_in_time_join
 
@@ -70,8 +70,17 @@ class MethodResult:
         return statistics.median(self.seconds) if self.seconds else None
 
 
-def generate(spark, path: str, *, feature_rows: int, entities: int, spine_rows: int, days: int = 90,
-             seed: int = 7, null_fraction: float = 0.05) -> PitBenchData:
+def generate(
+    spark,
+    path: str,
+    *,
+    feature_rows: int,
+    entities: int,
+    spine_rows: int,
+    days: int = 90,
+    seed: int = 7,
+    null_fraction: float = 0.05,
+) -> PitBenchData:
     """Write a feature table and a spine under ``path`` (Parquet) and describe them.
 
     Feature table: ``entity_id`` bigint, ``ts`` timestamp (unique per entity, spread over
@@ -90,40 +99,60 @@ def generate(spark, path: str, *, feature_rows: int, entities: int, spine_rows: 
         return (F.abs(F.xxhash64(column, F.lit(seed), F.lit(salt))) % F.lit(1_000_000)) / F.lit(1_000_000.0)
 
     rid = F.col("id")
-    features = (spark.range(0, feature_rows, numPartitions=max(2, feature_rows // 1_000_000 * 2))
-                .select((rid % entities).alias("entity_id"),
-                        (F.lit(_T0_SECONDS * 1_000_000) + (rid / entities).cast("long") * step_us
-                         + (u(rid, 1) * (step_us - 1)).cast("long")).alias("ts_us"),
-                        u(rid, 2).alias("r1"), u(rid, 3).alias("r2"), u(rid, 4).alias("r3"))
-                .select("entity_id",
-                        F.timestamp_micros("ts_us").alias("ts"),
-                        F.timestamp_micros(F.expr("(floor(ts_us / 86400000000) + 2) * 86400000000")).alias("known_at"),
-                        F.when(F.col("r1") >= null_fraction, F.round(F.col("r2") * 1000, 2)).alias("f_sum_7d"),
-                        (F.col("r3") * 40).cast("bigint").alias("f_count_7d"),
-                        F.when(F.col("r2") >= null_fraction, F.round(F.col("r3") * 100, 2)).alias("f_last_amount")))
-    spine = (spark.range(0, spine_rows, numPartitions=max(2, spine_rows // 500_000 * 2))
-             .select(rid.alias("label_id"),
-                     # 1% of the spine asks about entities that have no history at all
-                     F.when(u(rid, 5) < 0.01, F.lit(entities) + rid % 97)
-                      .otherwise((u(rid, 6) * entities).cast("long")).alias("entity_id"),
-                     F.timestamp_micros(F.lit(_T0_SECONDS * 1_000_000) + (u(rid, 7) * span_us).cast("long"))
-                      .alias("label_ts"),
-                     (u(rid, 8) < 0.2).cast("int").alias("label")))
+    features = (
+        spark.range(0, feature_rows, numPartitions=max(2, feature_rows // 1_000_000 * 2))
+        .select(
+            (rid % entities).alias("entity_id"),
+            (
+                F.lit(_T0_SECONDS * 1_000_000)
+                + (rid / entities).cast("long") * step_us
+                + (u(rid, 1) * (step_us - 1)).cast("long")
+            ).alias("ts_us"),
+            u(rid, 2).alias("r1"),
+            u(rid, 3).alias("r2"),
+            u(rid, 4).alias("r3"),
+        )
+        .select(
+            "entity_id",
+            F.timestamp_micros("ts_us").alias("ts"),
+            F.timestamp_micros(F.expr("(floor(ts_us / 86400000000) + 2) * 86400000000")).alias("known_at"),
+            F.when(F.col("r1") >= null_fraction, F.round(F.col("r2") * 1000, 2)).alias("f_sum_7d"),
+            (F.col("r3") * 40).cast("bigint").alias("f_count_7d"),
+            F.when(F.col("r2") >= null_fraction, F.round(F.col("r3") * 100, 2)).alias("f_last_amount"),
+        )
+    )
+    spine = spark.range(0, spine_rows, numPartitions=max(2, spine_rows // 500_000 * 2)).select(
+        rid.alias("label_id"),
+        # 1% of the spine asks about entities that have no history at all
+        F.when(u(rid, 5) < 0.01, F.lit(entities) + rid % 97)
+        .otherwise((u(rid, 6) * entities).cast("long"))
+        .alias("entity_id"),
+        F.timestamp_micros(F.lit(_T0_SECONDS * 1_000_000) + (u(rid, 7) * span_us).cast("long")).alias("label_ts"),
+        (u(rid, 8) < 0.2).cast("int").alias("label"),
+    )
     features_path, spine_path = f"{path.rstrip('/')}/features", f"{path.rstrip('/')}/spine"
     features.write.mode("overwrite").parquet(features_path)
     spine.write.mode("overwrite").parquet(spine_path)
     return PitBenchData(features_path, spine_path, feature_rows, spine_rows, entities, days)
 
 
-def _source(features, *, ttl_seconds: int | None, known_at: bool,
-            columns: Sequence[str] = FEATURE_COLUMNS) -> FeatureSource:
-    return FeatureSource(name="bench", frame=features, keys=("entity_id",), event_time="ts",
-                         columns=tuple(columns), known_at="known_at" if known_at else None,
-                         ttl_seconds=ttl_seconds)
+def _source(
+    features, *, ttl_seconds: int | None, known_at: bool, columns: Sequence[str] = FEATURE_COLUMNS
+) -> FeatureSource:
+    return FeatureSource(
+        name="bench",
+        frame=features,
+        keys=("entity_id",),
+        event_time="ts",
+        columns=tuple(columns),
+        known_at="known_at" if known_at else None,
+        ttl_seconds=ttl_seconds,
+    )
 
 
-def method_frames(spark, data: PitBenchData, *, ttl_seconds: int | None = None,
-                  known_at: bool = False) -> dict[str, Callable[[], object]]:
+def method_frames(
+    spark, data: PitBenchData, *, ttl_seconds: int | None = None, known_at: bool = False
+) -> dict[str, Callable[[], object]]:
     """Method name -> a function building that method's output DataFrame (not yet executed)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -139,17 +168,31 @@ def method_frames(spark, data: PitBenchData, *, ttl_seconds: int | None = None,
             features, spine = read()
             source = _source(features, ttl_seconds=ttl_seconds, known_at=known_at, columns=columns)
             return point_in_time_join(spine, [source], spine_time="label_ts", strategy=strategy)
+
         return build
 
     def last_ignorenulls():
         features, spine = read()
-        s = spine.select("entity_id", F.col("label_ts").alias("t"), F.lit(1).alias("side"),
-                         F.struct(*spine.columns).alias("spine"), F.lit(None).alias("m"))
-        f = features.select("entity_id", F.col("ts").alias("t"), F.lit(0).alias("side"), F.lit(None).alias("spine"),
-                            F.struct(F.col("ts").alias("ts"), *columns).alias("m"))
+        s = spine.select(
+            "entity_id",
+            F.col("label_ts").alias("t"),
+            F.lit(1).alias("side"),
+            F.struct(*spine.columns).alias("spine"),
+            F.lit(None).alias("m"),
+        )
+        f = features.select(
+            "entity_id",
+            F.col("ts").alias("t"),
+            F.lit(0).alias("side"),
+            F.lit(None).alias("spine"),
+            F.struct(F.col("ts").alias("ts"), *columns).alias("m"),
+        )
         w = Window.partitionBy("entity_id").orderBy("t", "side").rowsBetween(Window.unboundedPreceding, 0)
-        out = s.unionByName(f).select("side", "spine", F.last("m", ignorenulls=True).over(w).alias("m")) \
+        out = (
+            s.unionByName(f)
+            .select("side", "spine", F.last("m", ignorenulls=True).over(w).alias("m"))
             .where(F.col("side") == 1)
+        )
         ok = F.col("m").isNotNull()
         if ttl_seconds is not None:
             ok = ok & (F.col("m.ts") > F.col("spine.label_ts") - ttl_interval)
@@ -162,9 +205,13 @@ def method_frames(spark, data: PitBenchData, *, ttl_seconds: int | None = None,
         if ttl_seconds is not None:
             cond = cond & (F.col("fv_ts") > F.col("label_ts") - ttl_interval)
         rn = Window.partitionBy("label_id").orderBy(F.col("fv_ts").desc())
-        best = (spine.select("label_id", "entity_id", "label_ts").join(fv, cond, "inner")
-                .withColumn("rn", F.row_number().over(rn)).where("rn = 1")
-                .select(F.col("label_id").alias("best_label_id"), *columns))
+        best = (
+            spine.select("label_id", "entity_id", "label_ts")
+            .join(fv, cond, "inner")
+            .withColumn("rn", F.row_number().over(rn))
+            .where("rn = 1")
+            .select(F.col("label_id").alias("best_label_id"), *columns)
+        )
         return spine.join(best, spine["label_id"] == best["best_label_id"], "left").drop("best_label_id")
 
     def feast_template():
@@ -182,24 +229,28 @@ def method_frames(spark, data: PitBenchData, *, ttl_seconds: int | None = None,
         entity_df = spine.select("*", F.col("label_ts").alias("entity_timestamp"), row_id.alias("row_id"))
         points = entity_df.select("entity_id", "entity_timestamp", "row_id").distinct()  # GROUP BY
         bounds = spine.agg(F.min("label_ts"), F.max("label_ts")).first()
-        subquery = features.select(F.col("ts").alias("event_timestamp"), F.col("entity_id").alias("fv_entity_id"),
-                                   *columns).where(F.col("event_timestamp") <= F.lit(bounds[1]))
+        subquery = features.select(
+            F.col("ts").alias("event_timestamp"), F.col("entity_id").alias("fv_entity_id"), *columns
+        ).where(F.col("event_timestamp") <= F.lit(bounds[1]))
         cond = (F.col("event_timestamp") <= F.col("entity_timestamp")) & (F.col("fv_entity_id") == F.col("entity_id"))
         if ttl_seconds is not None:
             subquery = subquery.where(F.col("event_timestamp") >= F.lit(bounds[0]) - ttl_interval)
             cond = cond & (F.col("event_timestamp") > F.col("entity_timestamp") - ttl_interval)
-        base = subquery.join(points, cond, "inner").select(
-            "event_timestamp", *columns, "entity_timestamp", "row_id")
+        base = subquery.join(points, cond, "inner").select("event_timestamp", *columns, "entity_timestamp", "row_id")
         rn = Window.partitionBy("row_id").orderBy(F.col("event_timestamp").desc())
-        latest = (base.select("event_timestamp", "row_id", F.row_number().over(rn).alias("row_number"))
-                  .where("row_number = 1").drop("row_number"))
+        latest = (
+            base.select("event_timestamp", "row_id", F.row_number().over(rn).alias("row_number"))
+            .where("row_number = 1")
+            .drop("row_number")
+        )
         cleaned = base.join(latest, ["row_id", "event_timestamp"], "inner").select("row_id", *columns)
         return entity_df.join(cleaned, "row_id", "left").select(*spine.columns, *columns)
 
     def floor():
         features, spine = read()
         both = spine.select("entity_id", F.col("label_ts").alias("t")).unionByName(
-            features.select("entity_id", F.col("ts").alias("t")))
+            features.select("entity_id", F.col("ts").alias("t"))
+        )
         return both.repartition("entity_id").sortWithinPartitions("entity_id", "t")
 
     def floor_rows():
@@ -211,9 +262,15 @@ def method_frames(spark, data: PitBenchData, *, ttl_seconds: int | None = None,
         both = s.unionByName(f, allowMissingColumns=True)
         return both.repartition("entity_id").sortWithinPartitions("entity_id", "t")
 
-    methods = {"window": featuremill("window"), "broadcast": featuremill("broadcast"),
-               "last_ignorenulls": last_ignorenulls, "feast_range_row_number": feast,
-               "feast_template": feast_template, "floor": floor, "floor_rows": floor_rows}
+    methods = {
+        "window": featuremill("window"),
+        "broadcast": featuremill("broadcast"),
+        "last_ignorenulls": last_ignorenulls,
+        "feast_range_row_number": feast,
+        "feast_template": feast_template,
+        "floor": floor,
+        "floor_rows": floor_rows,
+    }
     if known_at:
         for name in ("last_ignorenulls", "feast_range_row_number", "feast_template"):
             methods.pop(name)
@@ -227,13 +284,24 @@ def checksum(df, columns: Sequence[str] = FEATURE_COLUMNS) -> tuple[int, int]:
     parts = []
     for c in ("label_id",) + tuple(columns):
         parts += [F.col(c), F.col(c).isNull()]
-    row = df.select(F.xxhash64(*parts).cast("decimal(38,0)").alias("h")).agg(
-        F.count(F.lit(1)).alias("n"), F.sum("h").alias("s")).first()
+    row = (
+        df.select(F.xxhash64(*parts).cast("decimal(38,0)").alias("h"))
+        .agg(F.count(F.lit(1)).alias("n"), F.sum("h").alias("s"))
+        .first()
+    )
     return int(row["n"]), int(row["s"] or 0)
 
 
-def run(spark, data: PitBenchData, *, methods: Sequence[str] = METHODS, runs: int = 3, warmup: int = 1,
-        ttl_seconds: int | None = None, known_at: bool = False) -> list[MethodResult]:
+def run(
+    spark,
+    data: PitBenchData,
+    *,
+    methods: Sequence[str] = METHODS,
+    runs: int = 3,
+    warmup: int = 1,
+    ttl_seconds: int | None = None,
+    known_at: bool = False,
+) -> list[MethodResult]:
     """Check every method's result, then time them (``noop`` sink) round-robin; medians in results.
 
     Rounds interleave the methods (``warmup`` untimed rounds, then ``runs`` timed ones), so a
@@ -262,8 +330,13 @@ def markdown_table(results: Sequence[MethodResult], *, baseline: str = "window")
     lines = ["| method | median s | runs s | x window | rows | same result |", "|---|---|---|---|---|---|"]
     for r in results:
         ratio = f"{r.median / base.median:.2f}" if base and base.median and r.median else "-"
-        same = "-" if r.checksum is None else (
-            "yes" if reference and (r.rows, r.checksum) == (reference.rows, reference.checksum) else "NO")
+        same = (
+            "-"
+            if r.checksum is None
+            else ("yes" if reference and (r.rows, r.checksum) == (reference.rows, reference.checksum) else "NO")
+        )
         runs_s = " ".join(f"{s:.2f}" for s in r.seconds)
-        lines.append(f"| {r.method} | {r.median:.2f} | {runs_s} | {ratio} | {r.rows if r.rows is not None else '-'} | {same} |")
+        lines.append(
+            f"| {r.method} | {r.median:.2f} | {runs_s} | {ratio} | {r.rows if r.rows is not None else '-'} | {same} |"
+        )
     return "\n".join(lines)

@@ -79,11 +79,23 @@ def run_suite(spark, options: SuiteOptions) -> dict:
     report: dict = {
         "featuremill_bench": 1,
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "options": {"events": options.events, "days": options.days, "seed": options.seed, "runs": options.runs,
-                    "warmup": options.warmup, "e2e_runs": options.e2e_runs or options.runs,
-                    "sections": list(options.sections), "pipeline": options.pipeline},
-        "data": {"events": options.events, "customers": resolved.customers, "products": resolved.products,
-                 "days": options.days, "start": resolved.start},
+        "options": {
+            "events": options.events,
+            "days": options.days,
+            "seed": options.seed,
+            "runs": options.runs,
+            "warmup": options.warmup,
+            "e2e_runs": options.e2e_runs or options.runs,
+            "sections": list(options.sections),
+            "pipeline": options.pipeline,
+        },
+        "data": {
+            "events": options.events,
+            "customers": resolved.customers,
+            "products": resolved.products,
+            "days": options.days,
+            "start": resolved.start,
+        },
         "machine_before": common.machine(spark),
         "sections": {},
     }
@@ -101,8 +113,7 @@ def run_suite(spark, options: SuiteOptions) -> dict:
         pit_data = bench_data.write_pit_inputs(spark, prepared, str(work / f"pit_{options.events}"), seed=options.seed)
         prep_s = time.perf_counter() - t0
         log.info("pit: %d feature rows, %d spine rows", pit_data.feature_rows, pit_data.spine_rows)
-        results = pit_bench.run(spark, pit_data, methods=options.pit_methods, runs=options.runs,
-                                warmup=options.warmup)
+        results = pit_bench.run(spark, pit_data, methods=options.pit_methods, runs=options.runs, warmup=options.warmup)
         sections["pit"] = _pit_section(results, pit_data, prep_s)
 
     if "windows" in options.sections:
@@ -111,8 +122,14 @@ def run_suite(spark, options: SuiteOptions) -> dict:
     e2e = None
     if "e2e" in options.sections:
         specs = [bench_data.spec_for(n, days=options.days, seed=options.seed) for n in options.curve()]
-        e2e = pipeline.run_scaling(spark, options.pipeline, specs, str(work / "e2e"),
-                                   runs=options.e2e_runs or options.runs, warmup=options.warmup)
+        e2e = pipeline.run_scaling(
+            spark,
+            options.pipeline,
+            specs,
+            str(work / "e2e"),
+            runs=options.e2e_runs or options.runs,
+            warmup=options.warmup,
+        )
         sections["e2e"] = e2e
 
     if "incremental" in options.sections:
@@ -121,15 +138,27 @@ def run_suite(spark, options: SuiteOptions) -> dict:
         # Pipeline-level figures take minutes per run: they use e2e_runs, and no warm-up when the
         # end-to-end section already ran the same jobs in this application.
         sections["incremental"] = pipeline.run_incremental(
-            spark, options.pipeline, spec, str(work / "e2e"), runs=options.e2e_runs or options.runs,
-            warmup=0 if e2e else options.warmup, data_root=data_root, validated_from=validated_from)
+            spark,
+            options.pipeline,
+            spec,
+            str(work / "e2e"),
+            runs=options.e2e_runs or options.runs,
+            warmup=0 if e2e else options.warmup,
+            data_root=data_root,
+            validated_from=validated_from,
+        )
 
     if "driver" in options.sections:
         events = options.driver_events or min(options.events, TARGET_DRIVER_EVENTS)
         dspec = bench_data.spec_for(events, days=options.days, seed=options.seed)
-        result = pipeline.driver_memory_run(options.pipeline, dspec, str(work / "e2e"),
-                                            driver_memory=options.driver_memory, master=options.master,
-                                            shuffle_partitions=options.shuffle_partitions)
+        result = pipeline.driver_memory_run(
+            options.pipeline,
+            dspec,
+            str(work / "e2e"),
+            driver_memory=options.driver_memory,
+            master=options.master,
+            shuffle_partitions=options.shuffle_partitions,
+        )
         sections["driver"] = result
 
     report["machine_after"] = common.machine(spark)
@@ -153,11 +182,20 @@ def _pit_section(results, data, prep_s: float) -> dict:
 
     window = median("window")
     return {
-        "feature_rows": data.feature_rows, "spine_rows": data.spine_rows, "entities": data.entities,
+        "feature_rows": data.feature_rows,
+        "spine_rows": data.spine_rows,
+        "entities": data.entities,
         "prepare_s": round(prep_s, 1),
-        "methods": [{"method": r.method, "median_s": r.median, "runs_s": [round(s, 3) for s in r.seconds],
-                     "rows": r.rows, "checksum": str(r.checksum) if r.checksum is not None else None}
-                    for r in results],
+        "methods": [
+            {
+                "method": r.method,
+                "median_s": r.median,
+                "runs_s": [round(s, 3) for s in r.seconds],
+                "rows": r.rows,
+                "checksum": str(r.checksum) if r.checksum is not None else None,
+            }
+            for r in results
+        ],
         "results_agree": agree,
         # Ratios are medians of per-round ratios (see common.paired_ratio); ratios of the
         # medians are kept beside them.
@@ -166,8 +204,10 @@ def _pit_section(results, data, prep_s: float) -> dict:
         "window_over_floor_rows": paired("window", "floor_rows"),
         "window_over_floor_keys": paired("window", "floor"),
         "last_ignorenulls_over_floor_rows": paired("last_ignorenulls", "floor_rows"),
-        "ratio_of_medians": {"feast_template_over_window": common.ratio(median("feast_template"), window),
-                             "window_over_floor_rows": common.ratio(window, median("floor_rows"))},
+        "ratio_of_medians": {
+            "feast_template_over_window": common.ratio(median("feast_template"), window),
+            "window_over_floor_rows": common.ratio(window, median("floor_rows")),
+        },
     }
 
 
@@ -182,61 +222,112 @@ def summary_rows(report: dict) -> list[dict]:
     if "pit" in s:
         p = s["pit"]
         agree = p["results_agree"]
-        rows.append({"figure": "PIT join: methods return identical results (rows + feature checksum)",
-                     "measured": f"{'yes' if agree else 'NO'} ({p['spine_rows']:,} rows each)",
-                     "target": "identical", "met": agree})
+        rows.append(
+            {
+                "figure": "PIT join: methods return identical results (rows + feature checksum)",
+                "measured": f"{'yes' if agree else 'NO'} ({p['spine_rows']:,} rows each)",
+                "target": "identical",
+                "met": agree,
+            }
+        )
         v = p["feast_template_over_window"]
-        rows.append({"figure": "PIT join: Feast Spark template (no TTL) time / featuremill time",
-                     "measured": fmt(v, 2, "x"), "target": f">= {TARGET_PIT_VS_FEAST:g}x",
-                     "met": None if v is None else v >= TARGET_PIT_VS_FEAST})
+        rows.append(
+            {
+                "figure": "PIT join: Feast Spark template (no TTL) time / featuremill time",
+                "measured": fmt(v, 2, "x"),
+                "target": f">= {TARGET_PIT_VS_FEAST:g}x",
+                "met": None if v is None else v >= TARGET_PIT_VS_FEAST,
+            }
+        )
         v = p["feast_range_over_window"]
         if v is not None:
-            rows.append({"figure": "PIT join: minimal Feast-style range join + ROW_NUMBER / featuremill",
-                         "measured": fmt(v, 2, "x"), "target": "(for information)", "met": None})
+            rows.append(
+                {
+                    "figure": "PIT join: minimal Feast-style range join + ROW_NUMBER / featuremill",
+                    "measured": fmt(v, 2, "x"),
+                    "target": "(for information)",
+                    "met": None,
+                }
+            )
         v = p["window_over_floor_rows"]
-        rows.append({"figure": "PIT join: featuremill time / floor (shuffle + sort of both inputs)",
-                     "measured": fmt(v, 2, "x") + f" (keys-only floor: {fmt(p['window_over_floor_keys'], 2, 'x')})",
-                     "target": f"<= {TARGET_PIT_VS_FLOOR:g}x",
-                     "met": None if v is None else v <= TARGET_PIT_VS_FLOOR})
+        rows.append(
+            {
+                "figure": "PIT join: featuremill time / floor (shuffle + sort of both inputs)",
+                "measured": fmt(v, 2, "x") + f" (keys-only floor: {fmt(p['window_over_floor_keys'], 2, 'x')})",
+                "target": f"<= {TARGET_PIT_VS_FLOOR:g}x",
+                "met": None if v is None else v <= TARGET_PIT_VS_FLOOR,
+            }
+        )
     if "windows" in s:
         w = s["windows"]
         v = w["ratio_12_to_1"]
         plan = w["plan_12"]
-        rows.append({"figure": "Window features: 12 rolling features time / 1 feature time",
-                     "measured": fmt(v, 2, "x"), "target": f"<= {TARGET_WINDOWS:g}x",
-                     "met": None if v is None else v <= TARGET_WINDOWS})
-        rows.append({"figure": "Window features: plan of the 12-feature frame",
-                     "measured": f"{plan['Exchange']} Exchange, {plan['Sort']} Sort, {plan['Window']} Window",
-                     "target": "1 Exchange, 1 Sort", "met": plan["Exchange"] == 1 and plan["Sort"] == 1})
+        rows.append(
+            {
+                "figure": "Window features: 12 rolling features time / 1 feature time",
+                "measured": fmt(v, 2, "x"),
+                "target": f"<= {TARGET_WINDOWS:g}x",
+                "met": None if v is None else v <= TARGET_WINDOWS,
+            }
+        )
+        rows.append(
+            {
+                "figure": "Window features: plan of the 12-feature frame",
+                "measured": f"{plan['Exchange']} Exchange, {plan['Sort']} Sort, {plan['Window']} Window",
+                "target": "1 Exchange, 1 Sort",
+                "met": plan["Exchange"] == 1 and plan["Sort"] == 1,
+            }
+        )
     if "incremental" in s:
         i = s["incremental"]
         v = i["ratio"]
-        rows.append({"figure": f"Incremental: 1 new day on {i['history_days']} days of history / full recompute",
-                     "measured": fmt(None if v is None else v * 100, 1, "%"),
-                     "target": f"<= {TARGET_INCREMENTAL * 100:g}%",
-                     "met": None if v is None else v <= TARGET_INCREMENTAL})
+        rows.append(
+            {
+                "figure": f"Incremental: 1 new day on {i['history_days']} days of history / full recompute",
+                "measured": fmt(None if v is None else v * 100, 1, "%"),
+                "target": f"<= {TARGET_INCREMENTAL * 100:g}%",
+                "met": None if v is None else v <= TARGET_INCREMENTAL,
+            }
+        )
     if "e2e" in s:
         e = s["e2e"]
         for size in e["sizes"]:
-            rows.append({"figure": f"End to end (ingest + features), {format_size(size['events'])} events",
-                         "measured": f"{size['events_per_s']:,.0f} events/s, {size['s_per_million']:.1f} s per 1M events",
-                         "target": "(reported)", "met": None})
+            rows.append(
+                {
+                    "figure": f"End to end (ingest + features), {format_size(size['events'])} events",
+                    "measured": f"{size['events_per_s']:,.0f} events/s, {size['s_per_million']:.1f} s per 1M events",
+                    "target": "(reported)",
+                    "met": None,
+                }
+            )
         if len(e["sizes"]) > 1:
             v = e["cost_spread"]
             sizes = "/".join(format_size(x["events"]) for x in e["sizes"])
-            rows.append({"figure": f"Scaling: cost per event, max / min across {sizes}",
-                         "measured": fmt(v, 2, "x") + f" (largest / smallest {fmt(e['cost_largest_to_smallest'], 2, 'x')})",
-                         "target": f"<= {TARGET_SCALING:g}x", "met": None if v is None else v <= TARGET_SCALING})
+            rows.append(
+                {
+                    "figure": f"Scaling: cost per event, max / min across {sizes}",
+                    "measured": fmt(v, 2, "x") + f" (largest / smallest {fmt(e['cost_largest_to_smallest'], 2, 'x')})",
+                    "target": f"<= {TARGET_SCALING:g}x",
+                    "met": None if v is None else v <= TARGET_SCALING,
+                }
+            )
     if "driver" in s:
         d = s["driver"]
         full = d["events"] >= TARGET_DRIVER_EVENTS
         ok = bool(d.get("ok"))
-        measured = (f"{'completed' if ok else 'FAILED'} at {format_size(d['events'])} events with "
-                    f"spark.driver.memory={d['driver_memory']}"
-                    + (f" (JVM heap {d.get('jvm_max_heap_mib')} MiB, {d.get('seconds', 0):.0f}s)" if ok else ""))
-        rows.append({"figure": "Driver memory: end-to-end run with spark.driver.memory=1g",
-                     "measured": measured if full or not ok else measured + "; 20M not run at this size",
-                     "target": "completes at 20M events", "met": (ok if full else (None if ok else False))})
+        measured = (
+            f"{'completed' if ok else 'FAILED'} at {format_size(d['events'])} events with "
+            f"spark.driver.memory={d['driver_memory']}"
+            + (f" (JVM heap {d.get('jvm_max_heap_mib')} MiB, {d.get('seconds', 0):.0f}s)" if ok else "")
+        )
+        rows.append(
+            {
+                "figure": "Driver memory: end-to-end run with spark.driver.memory=1g",
+                "measured": measured if full or not ok else measured + "; 20M not run at this size",
+                "target": "completes at 20M events",
+                "met": (ok if full else (None if ok else False)),
+            }
+        )
     return rows
 
 
@@ -245,66 +336,142 @@ def render(report: dict) -> str:
     m = report["machine_before"]
     after = report.get("machine_after", {})
     o = report["options"]
-    lines = [f"## featuremill benchmark: {format_size(o['events'])} events ({report['data']['customers']:,} customers, "
-             f"{o['days']} days)", "",
-             f"Machine: {m['cpus']} cores ({m.get('cpu_model') or 'unknown CPU'}), {m['memory_gib']} GiB; load average "
-             f"{m['load_average']} before, {after.get('load_average')} after. Spark {m.get('spark')} {m.get('master')}, "
-             f"Java {m.get('java')}, Python {m['python']}, driver memory {m.get('driver_memory')}, "
-             f"{m.get('shuffle_partitions')} shuffle partitions, AQE {m.get('adaptive')}. Medians of {o['runs']} runs "
-             f"after {o['warmup']} warm-up, methods interleaved round by round"
-             + (f" (end to end and incremental: {o.get('e2e_runs', o['runs'])} run(s) per size, 1 at 20M)"
-                if {"e2e", "incremental"} & set(o["sections"]) else "")
-             + f"; ratios are medians of per-round ratios; {report['elapsed_s']:.0f}s in all.", ""]
-    lines.append(markdown(["figure", "measured", "target", "met"],
-                          [[r["figure"], r["measured"], r["target"], _met(r["met"])] for r in report["summary"]]))
+    lines = [
+        f"## featuremill benchmark: {format_size(o['events'])} events ({report['data']['customers']:,} customers, "
+        f"{o['days']} days)",
+        "",
+        f"Machine: {m['cpus']} cores ({m.get('cpu_model') or 'unknown CPU'}), {m['memory_gib']} GiB; load average "
+        f"{m['load_average']} before, {after.get('load_average')} after. Spark {m.get('spark')} {m.get('master')}, "
+        f"Java {m.get('java')}, Python {m['python']}, driver memory {m.get('driver_memory')}, "
+        f"{m.get('shuffle_partitions')} shuffle partitions, AQE {m.get('adaptive')}. Medians of {o['runs']} runs "
+        f"after {o['warmup']} warm-up, methods interleaved round by round"
+        + (
+            f" (end to end and incremental: {o.get('e2e_runs', o['runs'])} run(s) per size, 1 at 20M)"
+            if {"e2e", "incremental"} & set(o["sections"])
+            else ""
+        )
+        + f"; ratios are medians of per-round ratios; {report['elapsed_s']:.0f}s in all.",
+        "",
+    ]
+    lines.append(
+        markdown(
+            ["figure", "measured", "target", "met"],
+            [[r["figure"], r["measured"], r["target"], _met(r["met"])] for r in report["summary"]],
+        )
+    )
     s = report["sections"]
     if "pit" in s:
         p = s["pit"]
-        lines += ["", f"### Point-in-time join: {p['feature_rows']:,} feature rows, {p['spine_rows']:,} spine rows, "
-                      f"{p['entities']:,} customers, no TTL", ""]
+        lines += [
+            "",
+            f"### Point-in-time join: {p['feature_rows']:,} feature rows, {p['spine_rows']:,} spine rows, "
+            f"{p['entities']:,} customers, no TTL",
+            "",
+        ]
         window = next((x["median_s"] for x in p["methods"] if x["method"] == "window"), None)
         first = next((x for x in p["methods"] if x["checksum"] is not None), None)
-        lines.append(markdown(
-            ["method", "median s", "runs s", "x featuremill", "rows", "same result"],
-            [[x["method"], fmt(x["median_s"]), " ".join(f"{v:.2f}" for v in x["runs_s"]),
-              fmt(common.ratio(x["median_s"], window)), "-" if x["rows"] is None else f"{x['rows']:,}",
-              "-" if x["checksum"] is None else ("yes" if (x["rows"], x["checksum"]) == (first["rows"], first["checksum"]) else "NO")]
-             for x in p["methods"]]))
+        lines.append(
+            markdown(
+                ["method", "median s", "runs s", "x featuremill", "rows", "same result"],
+                [
+                    [
+                        x["method"],
+                        fmt(x["median_s"]),
+                        " ".join(f"{v:.2f}" for v in x["runs_s"]),
+                        fmt(common.ratio(x["median_s"], window)),
+                        "-" if x["rows"] is None else f"{x['rows']:,}",
+                        "-"
+                        if x["checksum"] is None
+                        else ("yes" if (x["rows"], x["checksum"]) == (first["rows"], first["checksum"]) else "NO"),
+                    ]
+                    for x in p["methods"]
+                ],
+            )
+        )
     if "windows" in s:
         w = s["windows"]
         lines += ["", "### Window features (featuremill.transforms.features.with_window_features, customer entity)", ""]
         one = w["timings"]["1 feature"]["median_s"]
-        lines.append(markdown(["frame", "median s", "runs s", "x 1 feature"],
-                              [[name, fmt(t["median_s"]), " ".join(f"{v:.2f}" for v in t["runs_s"]),
-                                fmt(common.ratio(t["median_s"], one))] for name, t in w["timings"].items()]))
-        lines += ["", f"12 features: {', '.join(w['features_12'])}. Plan of the 12-feature frame: "
-                      f"{w['plan_12']['Exchange']} Exchange, {w['plan_12']['Sort']} Sort, {w['plan_12']['Window']} Window "
-                      "operators (lags and range frames run in two Window operators over one sort)."]
+        lines.append(
+            markdown(
+                ["frame", "median s", "runs s", "x 1 feature"],
+                [
+                    [
+                        name,
+                        fmt(t["median_s"]),
+                        " ".join(f"{v:.2f}" for v in t["runs_s"]),
+                        fmt(common.ratio(t["median_s"], one)),
+                    ]
+                    for name, t in w["timings"].items()
+                ],
+            )
+        )
+        lines += [
+            "",
+            f"12 features: {', '.join(w['features_12'])}. Plan of the 12-feature frame: "
+            f"{w['plan_12']['Exchange']} Exchange, {w['plan_12']['Sort']} Sort, {w['plan_12']['Window']} Window "
+            "operators (lags and range frames run in two Window operators over one sort).",
+        ]
     if "incremental" in s:
         i = s["incremental"]
         lines += ["", f"### Incremental vs full: the feature job, new day {i['new_day']}", ""]
         rows = []
         for name, t in i["timings"].items():
             r = t.get("detail", {}).get("result", {})
-            rows.append([name, fmt(t["median_s"]), " ".join(f"{v:.2f}" for v in t["runs_s"]),
-                         r.get("compute_start", "-"), f"{r.get('events_read', 0):,}", f"{r.get('rows_out', 0):,}"])
+            rows.append(
+                [
+                    name,
+                    fmt(t["median_s"]),
+                    " ".join(f"{v:.2f}" for v in t["runs_s"]),
+                    r.get("compute_start", "-"),
+                    f"{r.get('events_read', 0):,}",
+                    f"{r.get('rows_out', 0):,}",
+                ]
+            )
         lines.append(markdown(["run", "median s", "runs s", "recomputed from", "events read", "feature rows"], rows))
     if "e2e" in s:
         e = s["e2e"]
         lines += ["", "### End to end: ingest + features, demo pipeline", ""]
-        lines.append(markdown(
-            ["events", "raw rows", "customers", "median s", "runs s", "events/s", "s per 1M events", "ingest s / features s (last run)"],
-            [[format_size(x["events"]), f"{x['raw_rows']:,}", f"{x['customers']:,}", fmt(x["median_s"], 1),
-              " ".join(f"{v:.1f}" for v in x["runs_s"]), f"{x['events_per_s']:,.0f}", fmt(x["s_per_million"], 1),
-              f"{(x.get('last_run') or {}).get('ingest_s', '-')} / {(x.get('last_run') or {}).get('features_s', '-')}"]
-             for x in e["sizes"]]))
+        lines.append(
+            markdown(
+                [
+                    "events",
+                    "raw rows",
+                    "customers",
+                    "median s",
+                    "runs s",
+                    "events/s",
+                    "s per 1M events",
+                    "ingest s / features s (last run)",
+                ],
+                [
+                    [
+                        format_size(x["events"]),
+                        f"{x['raw_rows']:,}",
+                        f"{x['customers']:,}",
+                        fmt(x["median_s"], 1),
+                        " ".join(f"{v:.1f}" for v in x["runs_s"]),
+                        f"{x['events_per_s']:,.0f}",
+                        fmt(x["s_per_million"], 1),
+                        f"{(x.get('last_run') or {}).get('ingest_s', '-')} / {(x.get('last_run') or {}).get('features_s', '-')}",
+                    ]
+                    for x in e["sizes"]
+                ],
+            )
+        )
     if "driver" in s:
         d = s["driver"]
-        lines += ["", f"### Driver memory: child process, spark.driver.memory={d['driver_memory']}, "
-                      f"{format_size(d['events'])} events", ""]
+        lines += [
+            "",
+            f"### Driver memory: child process, spark.driver.memory={d['driver_memory']}, "
+            f"{format_size(d['events'])} events",
+            "",
+        ]
         if d.get("ok"):
-            lines.append(f"Completed in {d['seconds']:.0f}s (JVM max heap {d.get('jvm_max_heap_mib')} MiB; "
-                         f"{d['result']['rows_read']:,} raw rows).")
+            lines.append(
+                f"Completed in {d['seconds']:.0f}s (JVM max heap {d.get('jvm_max_heap_mib')} MiB; "
+                f"{d['result']['rows_read']:,} raw rows)."
+            )
         else:
             lines.append(f"FAILED (exit code {d.get('exit_code')}): {d.get('error', '')[-600:]}")
     return "\n".join(lines) + "\n"
@@ -340,19 +507,24 @@ def rederive(report: dict) -> dict:
         def paired(a, b):
             return common.paired_ratio(runs[a], runs[b]) if a in runs and b in runs else None
 
-        s["pit"].update({"feast_template_over_window": paired("feast_template", "window"),
-                         "feast_range_over_window": paired("feast_range_row_number", "window"),
-                         "window_over_floor_rows": paired("window", "floor_rows"),
-                         "window_over_floor_keys": paired("window", "floor"),
-                         "last_ignorenulls_over_floor_rows": paired("last_ignorenulls", "floor_rows")})
+        s["pit"].update(
+            {
+                "feast_template_over_window": paired("feast_template", "window"),
+                "feast_range_over_window": paired("feast_range_row_number", "window"),
+                "window_over_floor_rows": paired("window", "floor_rows"),
+                "window_over_floor_keys": paired("window", "floor"),
+                "last_ignorenulls_over_floor_rows": paired("last_ignorenulls", "floor_rows"),
+            }
+        )
     if "windows" in s:
         t = s["windows"]["timings"]
         s["windows"]["ratio_12_to_1"] = common.paired_ratio(t["12 features"]["runs_s"], t["1 feature"]["runs_s"])
         s["windows"]["ratio_24_to_1"] = common.paired_ratio(t["24 features"]["runs_s"], t["1 feature"]["runs_s"])
     if "incremental" in s:
         t = s["incremental"]["timings"]
-        s["incremental"]["ratio"] = common.paired_ratio(t["incremental (last day)"]["runs_s"],
-                                                        t["full (every day)"]["runs_s"])
+        s["incremental"]["ratio"] = common.paired_ratio(
+            t["incremental (last day)"]["runs_s"], t["full (every day)"]["runs_s"]
+        )
     report["summary"] = summary_rows(report)
     return report
 
@@ -366,8 +538,10 @@ def write_report(report: dict, out_dir: str) -> tuple[Path, Path]:
     name = f"bench-{format_size(report['options']['events'])}"
     json_path, md_path = out / f"{name}.json", out / f"{name}.md"
     slim = dict(report)
-    slim["sections"] = {k: {kk: vv for kk, vv in v.items() if kk not in ("warehouse_of", "data_of")}
-                        for k, v in report["sections"].items()}
+    slim["sections"] = {
+        k: {kk: vv for kk, vv in v.items() if kk not in ("warehouse_of", "data_of")}
+        for k, v in report["sections"].items()
+    }
     json_path.write_text(json.dumps(slim, indent=2, default=str))
     md_path.write_text(render(report))
     return json_path, md_path

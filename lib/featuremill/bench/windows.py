@@ -18,15 +18,26 @@ RANGES = (("1h", 3600), ("1d", 86400), ("7d", 7 * 86400), ("30d", 30 * 86400))
 
 
 def _spec(function: str, window: str, seconds: int) -> FeatureSpec:
-    return FeatureSpec(name=f"{function}_{window}", function=function, description="", owner="", version=1,
-                       column=None if function == "count" else "amount", window=window, window_seconds=seconds)
+    return FeatureSpec(
+        name=f"{function}_{window}",
+        function=function,
+        description="",
+        owner="",
+        version=1,
+        column=None if function == "count" else "amount",
+        window=window,
+        window_seconds=seconds,
+    )
 
 
 def feature_sets() -> dict[str, list[FeatureSpec]]:
     """``"1"``, ``"12"`` and ``"24"`` -> the features of each frame."""
     twelve = [_spec(f, w, s) for j, f in enumerate(FUNCTIONS) for r, (w, s) in enumerate(RANGES) if (j + r) % 2 == 0]
-    return {"1": [_spec("sum", "7d", 7 * 86400)], "12": twelve,
-            "24": [_spec(f, w, s) for f in FUNCTIONS for w, s in RANGES]}
+    return {
+        "1": [_spec("sum", "7d", 7 * 86400)],
+        "12": twelve,
+        "24": [_spec(f, w, s) for f in FUNCTIONS for w, s in RANGES],
+    }
 
 
 def frames(spark, events_path: str) -> dict:
@@ -36,8 +47,10 @@ def frames(spark, events_path: str) -> dict:
     def build(features):
         def make():
             events = spark.read.parquet(events_path)
-            return with_window_features(events, entity=["customer_id"], event_time="event_ts",
-                                        order_key=["event_id"], features=features)
+            return with_window_features(
+                events, entity=["customer_id"], event_time="event_ts", order_key=["event_id"], features=features
+            )
+
         return make
 
     return {f"{name} feature{'s' if name != '1' else ''}": build(features) for name, features in feature_sets().items()}
@@ -48,8 +61,9 @@ def run(spark, events_path: str, *, runs: int, warmup: int) -> dict:
     built = frames(spark, events_path)
     twelve = built["12 features"]()
     operators = plan_operators(twelve)
-    timed: dict[str, Timed] = time_round_robin({name: (lambda make=make: run_noop(make())) for name, make in built.items()},
-                                               runs=runs, warmup=warmup)
+    timed: dict[str, Timed] = time_round_robin(
+        {name: (lambda make=make: run_noop(make())) for name, make in built.items()}, runs=runs, warmup=warmup
+    )
     one, many = timed["1 feature"], timed["12 features"]
     return {
         "timings": {name: t.as_dict() for name, t in timed.items()},

@@ -10,11 +10,21 @@ from featuremill.pipelines.common import parse_date
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default: str | None = None) -> None:
-    parser.add_argument("pipeline", metavar="PIPELINE", nargs="?" if default else None, default=default,
-                        help="pipeline YAML file, e.g. conf/pipelines/demo.yaml" + (f" (default {default})" if default else ""))
-    parser.add_argument("--env", default="local",
-                        help="environment name (conf/env/NAME.yaml beside the pipeline) or a YAML path; default local")
-    parser.add_argument("--warehouse", help="override the environment's warehouse root (relative to the current folder)")
+    parser.add_argument(
+        "pipeline",
+        metavar="PIPELINE",
+        nargs="?" if default else None,
+        default=default,
+        help="pipeline YAML file, e.g. conf/pipelines/demo.yaml" + (f" (default {default})" if default else ""),
+    )
+    parser.add_argument(
+        "--env",
+        default="local",
+        help="environment name (conf/env/NAME.yaml beside the pipeline) or a YAML path; default local",
+    )
+    parser.add_argument(
+        "--warehouse", help="override the environment's warehouse root (relative to the current folder)"
+    )
     parser.add_argument("--data-root", help="override the environment's data root (relative to the current folder)")
 
 
@@ -22,9 +32,14 @@ def add_date_arguments(parser: argparse.ArgumentParser, *, required: bool = True
     parser.add_argument("--date", type=_date, help="one date, YYYY-MM-DD")
     parser.add_argument("--start", type=_date, help="first date of a range, YYYY-MM-DD")
     parser.add_argument("--end", type=_date, help="last date of a range (inclusive), YYYY-MM-DD")
-    parser.add_argument("--date-offset", type=int, default=0, metavar="DAYS",
-                        help="shift the dates by DAYS (schedulers without a data interval pass their trigger "
-                             "date with --date-offset -1 to process the day that just closed)")
+    parser.add_argument(
+        "--date-offset",
+        type=int,
+        default=0,
+        metavar="DAYS",
+        help="shift the dates by DAYS (schedulers without a data interval pass their trigger "
+        "date with --date-offset -1 to process the day that just closed)",
+    )
     parser.set_defaults(_dates_required=required)
 
 

@@ -10,9 +10,13 @@ def add_arguments(parser) -> None:
     add_pipeline_arguments(parser)
     parser.add_argument("--on", required=True, metavar="TABLE", help="Delta table or Parquet folder to transform")
     parser.add_argument("--out", required=True, help="output Delta table (overwritten)")
-    parser.add_argument("--mode", choices=("serving", "training"), default="serving",
-                        help="training: out-of-fold target encoding for the rows the state was fitted on; "
-                             "serving (default): full-data statistics")
+    parser.add_argument(
+        "--mode",
+        choices=("serving", "training"),
+        default="serving",
+        help="training: out-of-fold target encoding for the rows the state was fitted on; "
+        "serving (default): full-data statistics",
+    )
     parser.add_argument("--state-version", type=int, help="fitted-state version (default: the latest)")
 
 

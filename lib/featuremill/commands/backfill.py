@@ -25,17 +25,30 @@ def add_arguments(parser) -> None:
     add_pipeline_arguments(parser)
     parser.add_argument("--start", type=_date, required=True, help="first landing date, YYYY-MM-DD")
     parser.add_argument("--end", type=_date, required=True, help="last landing date (inclusive), YYYY-MM-DD")
-    parser.add_argument("--job", choices=("ingest", "features", "all"), default="all",
-                        help="which jobs to backfill (default all: ingest every chunk, then features)")
+    parser.add_argument(
+        "--job",
+        choices=("ingest", "features", "all"),
+        default="all",
+        help="which jobs to backfill (default all: ingest every chunk, then features)",
+    )
     parser.add_argument("--chunk-days", type=int, default=1, help="landing dates per chunk (default 1)")
     parser.add_argument("--source", action="append", help="ingest only this source (repeatable)")
     parser.add_argument("--feature-set", action="append", help="build only this feature set (repeatable)")
-    parser.add_argument("--corrective", action="store_true",
-                        help="rewrite chunks already committed from different inputs (new Delta txnVersion)")
-    parser.add_argument("--restart", action="store_true",
-                        help="ignore the progress of an unfinished earlier attempt of the same backfill")
-    parser.add_argument("--allow-empty", action="store_true",
-                        help="let chunks without input clear what earlier runs wrote for their dates")
+    parser.add_argument(
+        "--corrective",
+        action="store_true",
+        help="rewrite chunks already committed from different inputs (new Delta txnVersion)",
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="ignore the progress of an unfinished earlier attempt of the same backfill",
+    )
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="let chunks without input clear what earlier runs wrote for their dates",
+    )
 
 
 def run(args) -> int:
@@ -49,15 +62,30 @@ def run(args) -> int:
     spark = spark_for(config, f"featuremill-backfill-{config.name}")
 
     def progress(outcome, index, total) -> None:
-        emit(f"[{index}/{total}] {outcome.job} {outcome.target} {outcome.start}..{outcome.end}: "
-             f"{OUTCOME_LABELS.get(outcome.outcome, outcome.outcome)}"
-             + (f" (run {outcome.run_id[:12]})" if outcome.run_id else ""))
+        emit(
+            f"[{index}/{total}] {outcome.job} {outcome.target} {outcome.start}..{outcome.end}: "
+            f"{OUTCOME_LABELS.get(outcome.outcome, outcome.outcome)}"
+            + (f" (run {outcome.run_id[:12]})" if outcome.run_id else "")
+        )
 
-    result = run_backfill(spark, config, start=args.start, end=args.end, job=args.job, chunk_days=args.chunk_days,
-                          sources=args.source, feature_sets=args.feature_set, corrective=args.corrective,
-                          restart=args.restart, allow_empty=args.allow_empty, on_chunk=progress)
-    emit(f"backfill {result.backfill_id} ({args.job} {args.start}..{args.end}, {len(result.chunks)} chunk(s) of "
-         f"{args.chunk_days} day(s)): {result.count('ran')} ran, {result.count('already_committed')} already "
-         f"committed, {result.count('skipped_empty')} empty, {result.count('done_earlier')} done by an earlier "
-         "attempt")
+    result = run_backfill(
+        spark,
+        config,
+        start=args.start,
+        end=args.end,
+        job=args.job,
+        chunk_days=args.chunk_days,
+        sources=args.source,
+        feature_sets=args.feature_set,
+        corrective=args.corrective,
+        restart=args.restart,
+        allow_empty=args.allow_empty,
+        on_chunk=progress,
+    )
+    emit(
+        f"backfill {result.backfill_id} ({args.job} {args.start}..{args.end}, {len(result.chunks)} chunk(s) of "
+        f"{args.chunk_days} day(s)): {result.count('ran')} ran, {result.count('already_committed')} already "
+        f"committed, {result.count('skipped_empty')} empty, {result.count('done_earlier')} done by an earlier "
+        "attempt"
+    )
     return 0

@@ -13,35 +13,52 @@ from featuremill.commands import emit
 def add_arguments(parser) -> None:
     from featuremill.bench.suite import PIT_METHODS, SECTIONS
 
-    parser.add_argument("--events", default="1M",
-                        help="events to generate: 1M, 5M, 20M or any number (20000, 50k); default 1M")
-    parser.add_argument("--days", type=int, default=91,
-                        help="days of events (default 91: 90 days of history plus the new day)")
+    parser.add_argument(
+        "--events", default="1M", help="events to generate: 1M, 5M, 20M or any number (20000, 50k); default 1M"
+    )
+    parser.add_argument(
+        "--days", type=int, default=91, help="days of events (default 91: 90 days of history plus the new day)"
+    )
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help=f"comma-separated subset of {','.join(SECTIONS)} (default all)")
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)} (default all)"
+    )
     parser.add_argument("--runs", type=int, default=3, help="timed runs per figure (median; default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1)")
     parser.add_argument("--e2e-runs", type=int, help="end-to-end runs per size (default --runs; 20M runs once)")
-    parser.add_argument("--scale-sizes", default="1M,5M,20M",
-                        help="end-to-end sizes; those up to --events are run (default 1M,5M,20M)")
+    parser.add_argument(
+        "--scale-sizes", default="1M,5M,20M", help="end-to-end sizes; those up to --events are run (default 1M,5M,20M)"
+    )
     parser.add_argument("--driver-memory", default="1g", help="driver memory of the child run (default 1g)")
     parser.add_argument("--driver-events", help="events of the driver-memory run (default: --events, at most 20M)")
-    parser.add_argument("--pit-methods", default=",".join(PIT_METHODS),
-                        help="point-in-time methods (featuremill.bench.pit.method_frames)")
+    parser.add_argument(
+        "--pit-methods",
+        default=",".join(PIT_METHODS),
+        help="point-in-time methods (featuremill.bench.pit.method_frames)",
+    )
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--shuffle-partitions", type=int, default=16)
-    parser.add_argument("--bench-driver-memory", default="4g",
-                        help="driver memory of the benchmark's own Spark application (default 4g)")
+    parser.add_argument(
+        "--bench-driver-memory",
+        default="4g",
+        help="driver memory of the benchmark's own Spark application (default 4g)",
+    )
     parser.add_argument("--event-log", help="folder for the Spark event log (profile with the history server)")
     parser.add_argument("--pipeline", default="conf/pipelines/demo.yaml")
-    parser.add_argument("--workdir", default="bench-results/work",
-                        help="generated data and temporary tables; data is reused by later runs (default bench-results/work)")
+    parser.add_argument(
+        "--workdir",
+        default="bench-results/work",
+        help="generated data and temporary tables; data is reused by later runs (default bench-results/work)",
+    )
     parser.add_argument("--out", default="reports/bench", help="where to write bench-<size>.json and .md")
     parser.add_argument("--clean", action="store_true", help="delete --workdir when done")
-    parser.add_argument("--render", metavar="JSON", nargs="+",
-                        help="re-print stored reports (recomputing ratios and summary; several reports of the same "
-                             "size are merged section by section, later files winning); runs nothing")
+    parser.add_argument(
+        "--render",
+        metavar="JSON",
+        nargs="+",
+        help="re-print stored reports (recomputing ratios and summary; several reports of the same "
+        "size are merged section by section, later files winning); runs nothing",
+    )
 
 
 def run(args) -> int:
@@ -68,13 +85,29 @@ def run(args) -> int:
     unknown = [s for s in sections if s not in suite.SECTIONS]
     if unknown:
         raise FeaturemillError(f"unknown section {unknown[0]!r}: use {', '.join(suite.SECTIONS)}")
-    options = suite.SuiteOptions(events=events, days=args.days, seed=args.seed, sections=sections, runs=args.runs,
-                                 e2e_runs=args.e2e_runs, warmup=args.warmup, workdir=args.workdir, pipeline=args.pipeline, scale_sizes=sizes,
-                                 driver_memory=args.driver_memory, driver_events=driver_events,
-                                 pit_methods=tuple(m for m in args.pit_methods.split(",") if m),
-                                 master=args.master, shuffle_partitions=args.shuffle_partitions)
-    conf = {"spark.sql.shuffle.partitions": str(args.shuffle_partitions), "spark.ui.enabled": "false",
-            "spark.driver.memory": args.bench_driver_memory, "spark.sql.adaptive.enabled": "true"}
+    options = suite.SuiteOptions(
+        events=events,
+        days=args.days,
+        seed=args.seed,
+        sections=sections,
+        runs=args.runs,
+        e2e_runs=args.e2e_runs,
+        warmup=args.warmup,
+        workdir=args.workdir,
+        pipeline=args.pipeline,
+        scale_sizes=sizes,
+        driver_memory=args.driver_memory,
+        driver_events=driver_events,
+        pit_methods=tuple(m for m in args.pit_methods.split(",") if m),
+        master=args.master,
+        shuffle_partitions=args.shuffle_partitions,
+    )
+    conf = {
+        "spark.sql.shuffle.partitions": str(args.shuffle_partitions),
+        "spark.ui.enabled": "false",
+        "spark.driver.memory": args.bench_driver_memory,
+        "spark.sql.adaptive.enabled": "true",
+    }
     if args.event_log:
         conf.update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": args.event_log})
     spark = get_spark("featuremill-bench", master=args.master, conf=conf)

@@ -29,29 +29,45 @@ def add_arguments(parser) -> None:
     add_pipeline_arguments(show)
     run = sub.add_parser("run", help="run the DAG's jobs here, in order, with their retries")
     add_pipeline_arguments(run)
-    run.add_argument("--date", required=True, type=_date,
-                     help="run date (the landing date to process), YYYY-MM-DD (a timestamp stands for its date)")
-    run.add_argument("--date-offset", type=int, default=0, metavar="DAYS",
-                     help="shift --date by DAYS (schedulers pass their trigger date with --date-offset -1)")
+    run.add_argument(
+        "--date",
+        required=True,
+        type=_date,
+        help="run date (the landing date to process), YYYY-MM-DD (a timestamp stands for its date)",
+    )
+    run.add_argument(
+        "--date-offset",
+        type=int,
+        default=0,
+        metavar="DAYS",
+        help="shift --date by DAYS (schedulers pass their trigger date with --date-offset -1)",
+    )
     run.add_argument("--only", action="append", metavar="JOB", help="run only this DAG job (repeatable)")
     export = sub.add_parser("export", help="write scheduler definitions (Airflow, Databricks, EMR)")
     add_pipeline_arguments(export)
     export.add_argument("--target", required=True, choices=TARGETS)
     export.add_argument("--out", required=True, help="output folder")
-    export.add_argument("--platform-env", metavar="ENV",
-                        help="environment the scheduled jobs use (default: emr for EMR targets, databricks for "
-                             "Databricks, standalone for Airflow)")
-    export.add_argument("--artifacts", metavar="URI",
-                        help="where package.sh's dist/ and the conf/ folder are uploaded "
-                             "(e.g. s3://bucket/featuremill/0.1.0); defaults per target")
+    export.add_argument(
+        "--platform-env",
+        metavar="ENV",
+        help="environment the scheduled jobs use (default: emr for EMR targets, databricks for "
+        "Databricks, standalone for Airflow)",
+    )
+    export.add_argument(
+        "--artifacts",
+        metavar="URI",
+        help="where package.sh's dist/ and the conf/ folder are uploaded "
+        "(e.g. s3://bucket/featuremill/0.1.0); defaults per target",
+    )
     export.add_argument("--date", help="EMR steps: the run date to put in the steps (default: a RUN_DATE placeholder)")
 
 
 def _dag_of(config):
     dag = config.section("dag")
     if dag is None:
-        raise FeaturemillError(f"{config.file} has no dag: section; declare its jobs, schedule and retries "
-                               "(docs/deployment.md)")
+        raise FeaturemillError(
+            f"{config.file} has no dag: section; declare its jobs, schedule and retries (docs/deployment.md)"
+        )
     return dag
 
 
@@ -66,8 +82,16 @@ def run(args) -> int:
     if args.dag_action == "export":
         from featuremill.deploy.exporters import export
 
-        written = export(config, dag, target=args.target, out_dir=args.out, pipeline_file=args.pipeline,
-                         env=args.platform_env, artifacts=args.artifacts, run_date=args.date)
+        written = export(
+            config,
+            dag,
+            target=args.target,
+            out_dir=args.out,
+            pipeline_file=args.pipeline,
+            env=args.platform_env,
+            artifacts=args.artifacts,
+            run_date=args.date,
+        )
         for path in written:
             emit(f"wrote {path}")
         return 0
@@ -83,8 +107,8 @@ def _show_lines(dag):
 def _run_dag(args, config, dag) -> int:
     from featuremill.commands import run as run_command
     from featuremill.deploy.dag import job_argv, run_dag
-    from featuremill.storage.ledger import RunRecord, append_run, new_run_id
     from featuremill.pipelines.common import recorded_run, run_labels
+    from featuremill.storage.ledger import RunRecord, append_run, new_run_id
 
     run_date = args.date + dt.timedelta(days=args.date_offset)
     spark = spark_for(config, f"featuremill-dag-{config.name}")
@@ -105,41 +129,48 @@ def _run_dag(args, config, dag) -> int:
 
     @contextlib.contextmanager
     def attempt_scope(job, attempt: int, group: str):
-        labels = {"dag_run_id": dag_run_id, "dag_job": job.name, "attempt": attempt,
-                  "max_attempts": job.max_attempts}
-        spark.sparkContext.setJobGroup(group, f"featuremill dag {config.name}: {job.name} attempt {attempt}",
-                                       interruptOnCancel=True)
+        labels = {"dag_run_id": dag_run_id, "dag_job": job.name, "attempt": attempt, "max_attempts": job.max_attempts}
+        spark.sparkContext.setJobGroup(
+            group, f"featuremill dag {config.name}: {job.name} attempt {attempt}", interruptOnCancel=True
+        )
         try:
             with run_labels(**labels):
-                with recorded_run(spark, config, job="dag", target=job.name, start=run_date,
-                                  end=run_date) as record:
-                    record.details = {"kind": job.kind, "depends_on": list(job.depends_on),
-                                      "timeout_s": job.timeout_seconds, "retries": job.retry.retries}
+                with recorded_run(spark, config, job="dag", target=job.name, start=run_date, end=run_date) as record:
+                    record.details = {
+                        "kind": job.kind,
+                        "depends_on": list(job.depends_on),
+                        "timeout_s": job.timeout_seconds,
+                        "retries": job.retry.retries,
+                    }
                     yield record
         finally:
             spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
 
     def skip_scope(job, reason: str) -> None:
         record = RunRecord(pipeline=config.name, job="dag", target=job.name, start_date=run_date, end_date=run_date)
-        record.details = {"kind": job.kind, "depends_on": list(job.depends_on),
-                          "labels": {"dag_run_id": dag_run_id, "dag_job": job.name, "attempt": 0,
-                                     "max_attempts": job.max_attempts}}
+        record.details = {
+            "kind": job.kind,
+            "depends_on": list(job.depends_on),
+            "labels": {"dag_run_id": dag_run_id, "dag_job": job.name, "attempt": 0, "max_attempts": job.max_attempts},
+        }
         record.finish("upstream_failed", error=reason)
         append_run(spark, config.tables.run_log, record)
 
     def cancel(job, attempt: int) -> None:
         spark.sparkContext.cancelJobGroup(f"featuremill-dag-{job.name}-{attempt}")
 
-    result = run_dag(dag, run_job=run_job, attempt_scope=attempt_scope, skip_scope=skip_scope, cancel=cancel,
-                     only=args.only)
+    result = run_dag(
+        dag, run_job=run_job, attempt_scope=attempt_scope, skip_scope=skip_scope, cancel=cancel, only=args.only
+    )
     emit(f"dag run {dag_run_id} of {config.name} for {run_date}:")
     for a in result.attempts:
         took = a.finished - a.started
-        emit(f"  {a.job:<20} attempt {a.attempt}  {a.status:<10} {took:7.1f}s"
-             + (f"  {a.error.splitlines()[0][:160]}" if a.error else ""))
+        emit(
+            f"  {a.job:<20} attempt {a.attempt}  {a.status:<10} {took:7.1f}s"
+            + (f"  {a.error.splitlines()[0][:160]}" if a.error else "")
+        )
     for name, state in result.states.items():
         if state == "upstream_failed":
             emit(f"  {name:<20} not run    upstream_failed")
     emit("result: " + ", ".join(f"{k}={v}" for k, v in result.states.items()))
     return 0 if result.succeeded else 1
-

@@ -24,8 +24,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--events", type=int, default=200_000, help="base events to generate (default 200000)")
     parser.add_argument("--days", type=int, default=28, help="days of events (default 28)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--reports", default="reports/demo",
-                        help="folder for the quality and feature-selection reports (default reports/demo)")
+    parser.add_argument(
+        "--reports",
+        default="reports/demo",
+        help="folder for the quality and feature-selection reports (default reports/demo)",
+    )
     add_pipeline_arguments(parser, default=DEFAULT_PIPELINE)
 
 
@@ -66,15 +69,19 @@ def run(args) -> int:
 
 
 def _model_summary(spark, config, model) -> None:
-    from featuremill.storage import io
     from featuremill.pipelines.preprocess import preprocessed_path
+    from featuremill.storage import io
 
     state, sel = model.fit.state, model.selection.result
     emit("")
-    emit(f"model step (training table {_relative(model.training_path)}: {model.training_rows:,} rows, "
-         f"label {sel.label} positive in {model.positive_rate:.1%}):")
-    emit(f"  fit: preprocessing {state.name!r} version {state.version}, {len(state.columns)} columns, "
-         f"stored in {_relative(config.tables.root + '/preprocessing_states')}")
+    emit(
+        f"model step (training table {_relative(model.training_path)}: {model.training_rows:,} rows, "
+        f"label {sel.label} positive in {model.positive_rate:.1%}):"
+    )
+    emit(
+        f"  fit: preprocessing {state.name!r} version {state.version}, {len(state.columns)} columns, "
+        f"stored in {_relative(config.tables.root + '/preprocessing_states')}"
+    )
     emit(f"  select: kept {len(sel.selected)} of {len(sel.features)} features: {', '.join(sel.selected)}")
     for f in sorted(sel.features, key=lambda f: f.rank or 0):
         if f.decision == "drop":
@@ -82,8 +89,10 @@ def _model_summary(spark, config, model) -> None:
     for fs in config.section("preprocessing").serving.feature_sets:
         version = io.delta_version(spark, preprocessed_path(config, fs))
         emit(f"  serving: preprocessed.{fs} version {version} ({_relative(preprocessed_path(config, fs))})")
-    emit(f"  report: {_relative(str(model.selection.report_dir / 'selection.html'))} "
-         f"(+ selection.json, selected_features.json, preprocessing_state.json)")
+    emit(
+        f"  report: {_relative(str(model.selection.report_dir / 'selection.html'))} "
+        f"(+ selection.json, selected_features.json, preprocessing_state.json)"
+    )
 
 
 def _summary(spark, config, manifest, ingests, features, elapsed: float) -> None:
@@ -91,19 +100,27 @@ def _summary(spark, config, manifest, ingests, features, elapsed: float) -> None
 
     tables = config.tables
     emit("")
-    emit(f"featuremill demo: pipeline {config.name!r}, {manifest['rows']:,} raw transaction rows "
-         f"({manifest['start']}..{manifest['end']}), finished in {elapsed:.0f}s")
+    emit(
+        f"featuremill demo: pipeline {config.name!r}, {manifest['rows']:,} raw transaction rows "
+        f"({manifest['start']}..{manifest['end']}), finished in {elapsed:.0f}s"
+    )
     emit(f"warehouse: {tables.root}")
     emit("")
     emit("runs (rows read = valid + quarantined):")
-    emit(f"  {'job':<9} {'target':<18} {'dates':<23} {'read':>9} {'valid/out':>10} {'quarantined':>11} {'duplicates':>10}")
+    emit(
+        f"  {'job':<9} {'target':<18} {'dates':<23} {'read':>9} {'valid/out':>10} {'quarantined':>11} {'duplicates':>10}"
+    )
     for r in ingests:
         dates = "(snapshot)" if config.source(r.source).kind == "dimension" else _dates_of(r)
-        emit(f"  {'ingest':<9} {r.source:<18} {dates:<23} {r.rows_read:>9,} {r.rows_valid:>10,} "
-             f"{r.rows_quarantined:>11,} {r.rows_duplicate:>10,}")
+        emit(
+            f"  {'ingest':<9} {r.source:<18} {dates:<23} {r.rows_read:>9,} {r.rows_valid:>10,} "
+            f"{r.rows_quarantined:>11,} {r.rows_duplicate:>10,}"
+        )
     for r in features:
-        emit(f"  {'features':<9} {r.feature_set:<18} {str(r.compute_start) + '..' + str(r.end):<23} "
-             f"{r.events_read:>9,} {r.rows_out:>10,} {'-':>11} {'-':>10}")
+        emit(
+            f"  {'features':<9} {r.feature_set:<18} {str(r.compute_start) + '..' + str(r.end):<23} "
+            f"{r.events_read:>9,} {r.rows_out:>10,} {'-':>11} {'-':>10}"
+        )
     emit("")
     emit("Delta tables:")
     paths = [(f"validated.{s.name}", tables.validated(s.name)) for s in config.sources]
@@ -121,8 +138,9 @@ def _summary(spark, config, manifest, ingests, features, elapsed: float) -> None
     source = config.source(fs.source)
     shown = list(fs.entity) + [source.event_time] + [f.name for f in fs.features][:6]
     last_date = max(r.end for r in features)
-    rows = (df.where(df["event_date"] == last_date).orderBy(*fs.entity, source.event_time)
-              .select(*shown).limit(5).collect())
+    rows = (
+        df.where(df["event_date"] == last_date).orderBy(*fs.entity, source.event_time).select(*shown).limit(5).collect()
+    )
     _table(shown, [[_fmt(v) for v in row] for row in rows])
     emit("")
     emit(f"durations, rows, freshness and CPU of every run: featuremill runs {config.file}")

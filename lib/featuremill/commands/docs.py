@@ -16,8 +16,9 @@ from featuremill.commands._common import add_pipeline_arguments, load_config, sp
 def add_arguments(parser) -> None:
     add_pipeline_arguments(parser)
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--no-lineage", action="store_true",
-                        help="do not read the run log / model registry (no Spark session)")
+    parser.add_argument(
+        "--no-lineage", action="store_true", help="do not read the run log / model registry (no Spark session)"
+    )
 
 
 def _has_local_table(path: str) -> bool:
@@ -25,7 +26,13 @@ def _has_local_table(path: str) -> bool:
 
 
 def run(args) -> int:
-    from featuremill.storage.catalog import build_catalog, catalog_json, read_lineage_inputs, render_html, render_markdown
+    from featuremill.storage.catalog import (
+        build_catalog,
+        catalog_json,
+        read_lineage_inputs,
+        render_html,
+        render_markdown,
+    )
 
     config = load_config(args)
     runs, models = [], []
@@ -35,12 +42,17 @@ def run(args) -> int:
     catalog = build_catalog(config, runs=runs, models=models)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for suffix, text in ((".md", render_markdown(catalog)), (".html", render_html(catalog)),
-                         (".catalog.json", catalog_json(catalog))):
+    for suffix, text in (
+        (".md", render_markdown(catalog)),
+        (".html", render_html(catalog)),
+        (".catalog.json", catalog_json(catalog)),
+    ):
         path = out / f"{config.name}{suffix}"
         path.write_text(text, encoding="utf-8")
         emit(f"wrote {path}")
     n = sum(len(fs["features"]) for fs in catalog["feature_sets"])
-    emit(f"{n} features in {len(catalog['feature_sets'])} feature sets; lineage from {len(runs)} run-log rows"
-         f" and {len(models)} registry rows")
+    emit(
+        f"{n} features in {len(catalog['feature_sets'])} feature sets; lineage from {len(runs)} run-log rows"
+        f" and {len(models)} registry rows"
+    )
     return 0

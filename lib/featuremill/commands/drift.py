@@ -25,8 +25,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--current", required=True, help="current selection: dates (D or D1..D2), latest, or v12")
     parser.add_argument("--columns", help="comma-separated features to compare (default: all but keys and dates)")
     parser.add_argument("--refit", action="store_true", help="fit a new reference even if one is stored")
-    parser.add_argument("--fail-on", choices=("alert", "warn", "never"), default="alert",
-                        help="exit 1 when a feature reaches this level (default alert)")
+    parser.add_argument(
+        "--fail-on",
+        choices=("alert", "warn", "never"),
+        default="alert",
+        help="exit 1 when a feature reaches this level (default alert)",
+    )
     parser.add_argument("--out", help="folder for the HTML and JSON reports (default reports/<pipeline>)")
 
 
@@ -39,22 +43,33 @@ def run(args) -> int:
     reference, current = parse_selection(args.reference), parse_selection(args.current)
     spark = spark_for(config, f"featuremill-drift-{config.name}")
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-    report = run_drift(spark, config, table=args.table, reference=reference, current=current, columns=columns,
-                       refit=args.refit)
+    report = run_drift(
+        spark, config, table=args.table, reference=reference, current=current, columns=columns, refit=args.refit
+    )
     data = report.to_dict()
     out = args.out or f"reports/{config.name}"
-    json_path, html_path = write_report(out, safe_stem("drift", args.table, report.current_selection), data,
-                                        drift_html(data))
-    emit(f"drift of {args.table}: reference {report.reference_selection} (version {report.reference_version}, "
-         f"{'reused' if report.reference_reused else 'fitted'} {report.reference_id}) vs current "
-         f"{report.current_selection} (version {report.current_version}): {report.level.upper()}")
-    emit(f"  {'feature':<26} {'kind':<11} {'level':<7} {'PSI':>7} {'JS':>7} {'KS':>7} {'W1/sd':>7} {'V':>7} "
-         f"{'null%':>11}  reasons")
+    json_path, html_path = write_report(
+        out, safe_stem("drift", args.table, report.current_selection), data, drift_html(data)
+    )
+    emit(
+        f"drift of {args.table}: reference {report.reference_selection} (version {report.reference_version}, "
+        f"{'reused' if report.reference_reused else 'fitted'} {report.reference_id}) vs current "
+        f"{report.current_selection} (version {report.current_version}): {report.level.upper()}"
+    )
+    emit(
+        f"  {'feature':<26} {'kind':<11} {'level':<7} {'PSI':>7} {'JS':>7} {'KS':>7} {'W1/sd':>7} {'V':>7} "
+        f"{'null%':>11}  reasons"
+    )
     for f in report.features:
-        null = ("" if f.null_share_reference is None or f.null_share_current is None
-                else f"{100 * f.null_share_reference:.1f}>{100 * f.null_share_current:.1f}")
-        emit(f"  {f.feature:<26} {f.kind:<11} {f.level:<7} {_n(f.psi):>7} {_n(f.js):>7} {_n(f.ks):>7} "
-             f"{_n(f.wasserstein_norm):>7} {_n(f.cramers_v):>7} {null:>11}  {'; '.join(f.reasons)}")
+        null = (
+            ""
+            if f.null_share_reference is None or f.null_share_current is None
+            else f"{100 * f.null_share_reference:.1f}>{100 * f.null_share_current:.1f}"
+        )
+        emit(
+            f"  {f.feature:<26} {f.kind:<11} {f.level:<7} {_n(f.psi):>7} {_n(f.js):>7} {_n(f.ks):>7} "
+            f"{_n(f.wasserstein_norm):>7} {_n(f.cramers_v):>7} {null:>11}  {'; '.join(f.reasons)}"
+        )
     emit(f"report: {html_path}")
     emit(f"json:   {json_path}")
     levels = {"alert": ("alert",), "warn": ("warn", "alert"), "never": ()}[args.fail_on]

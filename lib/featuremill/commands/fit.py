@@ -8,13 +8,20 @@ from featuremill.commands._common import add_pipeline_arguments, load_config, sp
 
 def add_arguments(parser) -> None:
     add_pipeline_arguments(parser)
-    parser.add_argument("--on", required=True, metavar="TRAINING_SET",
-                        help="training table to fit on: a Delta table or a Parquet folder")
+    parser.add_argument(
+        "--on",
+        required=True,
+        metavar="TRAINING_SET",
+        help="training table to fit on: a Delta table or a Parquet folder",
+    )
     parser.add_argument("--label", help="label column (target encoding); default preprocessing.label")
     parser.add_argument("--out", help="also write the training set transformed in training mode (Delta, overwritten)")
     parser.add_argument("--json", help="also export the fitted state as a JSON file")
-    parser.add_argument("--manifest", help="the training set's manifest, to record the stored state in "
-                                           "(default: TRAINING_SET.manifest.json when it exists)")
+    parser.add_argument(
+        "--manifest",
+        help="the training set's manifest, to record the stored state in "
+        "(default: TRAINING_SET.manifest.json when it exists)",
+    )
 
 
 def run(args) -> int:
@@ -22,11 +29,14 @@ def run(args) -> int:
 
     config = load_config(args)
     spark = spark_for(config, f"featuremill-fit-{config.name}")
-    result = run_fit(spark, config, training_set=args.on, label=args.label, out=args.out, json_path=args.json,
-                     manifest=args.manifest)
+    result = run_fit(
+        spark, config, training_set=args.on, label=args.label, out=args.out, json_path=args.json, manifest=args.manifest
+    )
     state = result.state
-    emit(f"fit {state.name}: version {state.version}{' (unchanged, already stored)' if result.reused else ''}; "
-         f"{result.rows:,} training rows, {len(state.columns)} columns, state {state.fingerprint[:12]}")
+    emit(
+        f"fit {state.name}: version {state.version}{' (unchanged, already stored)' if result.reused else ''}; "
+        f"{result.rows:,} training rows, {len(state.columns)} columns, state {state.fingerprint[:12]}"
+    )
     for c in state.columns:
         steps = [s for s in ("impute", "outliers", "scale", "encode") if getattr(c, s) is not None]
         detail = ", ".join(f"{s}={getattr(c, s).strategy if s == 'impute' else getattr(c, s).method}" for s in steps)

@@ -19,8 +19,14 @@ def run(args) -> int:
     from featuremill.core.session import get_spark
 
     spark = get_spark("featuremill-generate-data")
-    manifest = write_demo_data(spark, args.out, DemoDataSpec(events=args.events, days=args.days, start=args.start,
-                                                            seed=args.seed), force=args.force)
-    emit(f"{args.out}: {manifest['rows']} transaction rows over {manifest['landing_dates']} landing dates "
-         f"({manifest['start']}..{manifest['end']})")
+    manifest = write_demo_data(
+        spark,
+        args.out,
+        DemoDataSpec(events=args.events, days=args.days, start=args.start, seed=args.seed),
+        force=args.force,
+    )
+    emit(
+        f"{args.out}: {manifest['rows']} transaction rows over {manifest['landing_dates']} landing dates "
+        f"({manifest['start']}..{manifest['end']})"
+    )
     return 0

@@ -8,8 +8,9 @@ from featuremill.commands._common import add_pipeline_arguments, load_config, sp
 
 def add_arguments(parser) -> None:
     add_pipeline_arguments(parser)
-    parser.add_argument("--sync-lock", action="store_true",
-                        help="copy every model's feature-set versions into the pipeline's lock file")
+    parser.add_argument(
+        "--sync-lock", action="store_true", help="copy every model's feature-set versions into the pipeline's lock file"
+    )
 
 
 def run(args) -> int:
@@ -26,10 +27,16 @@ def run(args) -> int:
         rows = []
         for m in models:
             problems = registry.compatibility(config, m["feature_sets"] or {})
-            rows.append((m["model"], m["model_version"], m["registered_at"].strftime("%Y-%m-%d %H:%M:%S"),
-                         ", ".join(f"{k}@{v}" for k, v in sorted((m["feature_sets"] or {}).items())),
-                         f"{m['training_set']} (v{m['training_set_version']})",
-                         "ok" if not problems else "BREAKS: " + "; ".join(problems)))
+            rows.append(
+                (
+                    m["model"],
+                    m["model_version"],
+                    m["registered_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                    ", ".join(f"{k}@{v}" for k, v in sorted((m["feature_sets"] or {}).items())),
+                    f"{m['training_set']} (v{m['training_set_version']})",
+                    "ok" if not problems else "BREAKS: " + "; ".join(problems),
+                )
+            )
         widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
         for r in [header] + rows:
             emit("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
@@ -39,8 +46,15 @@ def run(args) -> int:
         if lock is None:
             from featuremill.core.errors import ConfigError, ConfigIssue
 
-            raise ConfigError([ConfigIssue(str(lock_file), "", "no lock file: create it first with "
-                                           f"`featuremill validate {args.pipeline} --update-lock`")])
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        str(lock_file),
+                        "",
+                        f"no lock file: create it first with `featuremill validate {args.pipeline} --update-lock`",
+                    )
+                ]
+            )
         versions.write_lock(versions.with_models(lock, registry.lock_models(models)))
         emit(f"{lock_file}: models section now lists {len(models)} model version(s)")
     return 0

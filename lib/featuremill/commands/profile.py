@@ -13,8 +13,7 @@ from featuremill.commands._common import add_pipeline_arguments, load_config, sp
 
 def add_arguments(parser) -> None:
     add_pipeline_arguments(parser)
-    parser.add_argument("--table", required=True,
-                        help="validated.<source>, features.<feature_set> or quarantine")
+    parser.add_argument("--table", required=True, help="validated.<source>, features.<feature_set> or quarantine")
     parser.add_argument("--date", help="one date (YYYY-MM-DD), 'latest', or a selection such as 2026-09-01..2026-09-07")
     parser.add_argument("--start", help="first date of a range (with --end)")
     parser.add_argument("--end", help="last date of a range, inclusive")
@@ -49,16 +48,21 @@ def run(args) -> int:
     profile = profile_table(spark, config, table=args.table, selection=selection, columns=columns)
     data = profile.to_dict()
     out = args.out or f"reports/{config.name}"
-    json_path, html_path = write_report(out, safe_stem("profile", args.table, profile.selection), data,
-                                        profile_html(data))
-    emit(f"profile of {args.table} ({profile.selection}, Delta version {profile.table_version}): "
-         f"{profile.rows:,} rows, {len(profile.columns)} columns")
+    json_path, html_path = write_report(
+        out, safe_stem("profile", args.table, profile.selection), data, profile_html(data)
+    )
+    emit(
+        f"profile of {args.table} ({profile.selection}, Delta version {profile.table_version}): "
+        f"{profile.rows:,} rows, {len(profile.columns)} columns"
+    )
     emit(f"  {'column':<28} {'type':<12} {'null %':>7} {'distinct':>10} {'min':>14} {'max':>14} {'mean':>12}")
     for c in profile.columns:
         null_pct = 100.0 * c.nulls / c.rows if c.rows else 0.0
         distinct = "" if c.distinct_approx is None else f"{c.distinct_approx:,}"
-        emit(f"  {c.column:<28} {c.data_type:<12} {null_pct:>7.2f} {distinct:>10} "
-             f"{(c.min or '')[:14]:>14} {(c.max or '')[:14]:>14} {'' if c.mean is None else f'{c.mean:.4g}':>12}")
+        emit(
+            f"  {c.column:<28} {c.data_type:<12} {null_pct:>7.2f} {distinct:>10} "
+            f"{(c.min or '')[:14]:>14} {(c.max or '')[:14]:>14} {'' if c.mean is None else f'{c.mean:.4g}':>12}"
+        )
     emit(f"stored as profile {profile.profile_id} in {config.tables.root}/profiles")
     emit(f"report: {html_path}")
     emit(f"json:   {json_path}")

@@ -23,10 +23,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from featuremill.storage import io, manifest as manifests, registry, versions
     from featuremill.config import load_pipeline
     from featuremill.core.errors import TrainingSetError
     from featuremill.core.session import get_spark
+    from featuremill.storage import io, registry, versions
+    from featuremill.storage import manifest as manifests
 
     pipeline_file = args.pipeline
     config = None
@@ -42,18 +43,25 @@ def run(args) -> int:
     if pipeline_file is not None:
         overrides = {"warehouse": args.warehouse} if args.warehouse else None
         config = load_pipeline(pipeline_file, env=args.env or "local", overrides=overrides)
-        spark = get_spark(f"featuremill-register-model", master=config.env.master, conf=dict(config.env.spark_conf))
+        spark = get_spark("featuremill-register-model", master=config.env.master, conf=dict(config.env.spark_conf))
     else:
         spark = get_spark("featuremill-register-model")
     manifest = manifests.loads(io.read_text(spark, args.manifest), path=args.manifest)
     if config is not None and config.name != manifest["pipeline"]["name"]:
-        raise TrainingSetError(f"{args.manifest} is for pipeline {manifest['pipeline']['name']!r}, "
-                               f"not {config.name!r}")
-    root = config.tables.root if config is not None else (args.warehouse.rstrip("/") + "/" + manifest["pipeline"]["name"]
-                                                          if args.warehouse else manifest["pipeline"]["tables_root"])
+        raise TrainingSetError(f"{args.manifest} is for pipeline {manifest['pipeline']['name']!r}, not {config.name!r}")
+    root = (
+        config.tables.root
+        if config is not None
+        else (
+            args.warehouse.rstrip("/") + "/" + manifest["pipeline"]["name"]
+            if args.warehouse
+            else manifest["pipeline"]["tables_root"]
+        )
+    )
     path = registry.registry_path(root)
-    status = registry.register_model(spark, path, model=args.name, version=args.version, manifest=manifest,
-                                     manifest_path=args.manifest)
+    status = registry.register_model(
+        spark, path, model=args.name, version=args.version, manifest=manifest, manifest_path=args.manifest
+    )
     sets = ", ".join(f"{e['name']}@{e['version']}" for e in manifest["feature_sets"])
     emit(f"model {args.name} version {args.version}: {status} in {path} (features {sets})")
     if args.no_lock:
@@ -61,11 +69,19 @@ def run(args) -> int:
     lock_file = versions.lock_path(pipeline_file) if pipeline_file else None
     lock = versions.read_lock(lock_file) if lock_file else None
     if lock is None:
-        emit("lock file not at hand: run `featuremill models PIPELINE --sync-lock` in the repository so that "
-             "`featuremill validate` knows about this model")
+        emit(
+            "lock file not at hand: run `featuremill models PIPELINE --sync-lock` in the repository so that "
+            "`featuremill validate` knows about this model"
+        )
         return 0
-    versions.write_lock(versions.with_model(
-        lock, model=args.name, version=args.version, training_set=manifest["output"]["path"],
-        feature_sets={e["name"]: e for e in manifest["feature_sets"]}))
+    versions.write_lock(
+        versions.with_model(
+            lock,
+            model=args.name,
+            version=args.version,
+            training_set=manifest["output"]["path"],
+            feature_sets={e["name"]: e for e in manifest["feature_sets"]},
+        )
+    )
     emit(f"{lock_file}: recorded model {args.name} version {args.version} (commit it)")
     return 0

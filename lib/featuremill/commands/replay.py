@@ -17,11 +17,23 @@ def add_arguments(parser) -> None:
     add_pipeline_arguments(parser)
     parser.add_argument("--run-id", required=True, help="the feature run to replay (see `featuremill runs`)")
     parser.add_argument("--feature-set", action="append", help="replay only this feature set (repeatable)")
-    parser.add_argument("--as-of-version", action="append", type=_version_pair, default=[], metavar="SOURCE=N",
-                        help="read SOURCE at Delta version N instead of the recorded one (repeatable)")
-    parser.add_argument("--as-of-timestamp", action="append", type=_timestamp_pair, default=[], metavar="SOURCE=T",
-                        help="read SOURCE as committed at time T (ISO 8601, UTC unless an offset is given; "
-                             "resolved from the commit log) (repeatable)")
+    parser.add_argument(
+        "--as-of-version",
+        action="append",
+        type=_version_pair,
+        default=[],
+        metavar="SOURCE=N",
+        help="read SOURCE at Delta version N instead of the recorded one (repeatable)",
+    )
+    parser.add_argument(
+        "--as-of-timestamp",
+        action="append",
+        type=_timestamp_pair,
+        default=[],
+        metavar="SOURCE=T",
+        help="read SOURCE as committed at time T (ISO 8601, UTC unless an offset is given; "
+        "resolved from the commit log) (repeatable)",
+    )
     parser.add_argument("--output", help="parent folder of the replay outputs (default <warehouse>/<pipeline>/replay)")
 
 
@@ -53,13 +65,23 @@ def run(args) -> int:
 
     config = load_config(args)
     spark = spark_for(config, f"featuremill-replay-{config.name}")
-    results = replay_run(spark, config, run_id=args.run_id, feature_sets=args.feature_set,
-                         as_of_versions=dict(args.as_of_version), as_of_timestamps=dict(args.as_of_timestamp),
-                         output_root=args.output)
+    results = replay_run(
+        spark,
+        config,
+        run_id=args.run_id,
+        feature_sets=args.feature_set,
+        as_of_versions=dict(args.as_of_version),
+        as_of_timestamps=dict(args.as_of_timestamp),
+        output_root=args.output,
+    )
     for r in results:
-        versions = ", ".join(f"{k}@{v}" + ("" if r.version_sources.get(k) == "run" else f" ({r.version_sources[k]})")
-                             for k, v in sorted(r.versions.items()))
-        emit(f"replay {r.feature_set} of run {r.replayed_run_id}: {r.rows} feature rows for {r.compute_start}..{r.end} "
-             f"from {versions}")
+        versions = ", ".join(
+            f"{k}@{v}" + ("" if r.version_sources.get(k) == "run" else f" ({r.version_sources[k]})")
+            for k, v in sorted(r.versions.items())
+        )
+        emit(
+            f"replay {r.feature_set} of run {r.replayed_run_id}: {r.rows} feature rows for {r.compute_start}..{r.end} "
+            f"from {versions}"
+        )
         emit(f"  written to {r.output_path}")
     return 0

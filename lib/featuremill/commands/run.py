@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from featuremill.commands import emit
-from featuremill.commands._common import add_date_arguments, add_pipeline_arguments, load_config, resolve_dates, spark_for
+from featuremill.commands._common import (
+    add_date_arguments,
+    add_pipeline_arguments,
+    load_config,
+    resolve_dates,
+    spark_for,
+)
 
 JOBS = ("ingest", "features")
 
@@ -14,14 +20,23 @@ def add_arguments(parser) -> None:
     add_date_arguments(parser)
     parser.add_argument("--source", action="append", help="ingest only this source (repeatable)")
     parser.add_argument("--feature-set", action="append", help="build only this feature set (repeatable)")
-    parser.add_argument("--full", action="store_true",
-                        help="features: compute exactly the given dates, ignoring late events landed in them")
-    parser.add_argument("--allow-empty", action="store_true",
-                        help="let an empty input range clear what earlier runs wrote for it (ingest: landing "
-                             "dates without files; features: dates without events)")
-    parser.add_argument("--corrective", action="store_true",
-                        help="rewrite a run already committed from different inputs (new Delta txnVersion); "
-                             "without it such a re-run stops with an error instead of being skipped")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="features: compute exactly the given dates, ignoring late events landed in them",
+    )
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="let an empty input range clear what earlier runs wrote for it (ingest: landing "
+        "dates without files; features: dates without events)",
+    )
+    parser.add_argument(
+        "--corrective",
+        action="store_true",
+        help="rewrite a run already committed from different inputs (new Delta txnVersion); "
+        "without it such a re-run stops with an error instead of being skipped",
+    )
 
 
 def run(args) -> int:
@@ -37,17 +52,36 @@ def run(args) -> int:
     if args.job == "ingest":
         from featuremill.pipelines.ingest import run_ingest
 
-        for r in run_ingest(spark, config, start=start, end=end, sources=args.source, allow_empty=args.allow_empty,
-                            corrective=args.corrective):
-            emit(f"ingest {r.source}: {r.status}; read {r.rows_read}, valid {r.rows_valid}, "
-                 f"quarantined {r.rows_quarantined} (duplicates {r.rows_duplicate}); "
-                 f"validated version {r.validated_version}, quarantine version {r.quarantine_version}")
+        for r in run_ingest(
+            spark,
+            config,
+            start=start,
+            end=end,
+            sources=args.source,
+            allow_empty=args.allow_empty,
+            corrective=args.corrective,
+        ):
+            emit(
+                f"ingest {r.source}: {r.status}; read {r.rows_read}, valid {r.rows_valid}, "
+                f"quarantined {r.rows_quarantined} (duplicates {r.rows_duplicate}); "
+                f"validated version {r.validated_version}, quarantine version {r.quarantine_version}"
+            )
     else:
         from featuremill.pipelines.build_features import run_features
 
-        for r in run_features(spark, config, start=start, end=end, feature_sets=args.feature_set,
-                              incremental=not args.full, corrective=args.corrective, allow_empty=args.allow_empty):
-            emit(f"features {r.feature_set}: {r.status}; dates {r.compute_start}..{r.end}, events read {r.events_read}, "
-                 f"feature rows {r.rows_out} (inserted {r.rows_inserted}, updated {r.rows_updated}, "
-                 f"deleted {r.rows_deleted}); table version {r.table_version}")
+        for r in run_features(
+            spark,
+            config,
+            start=start,
+            end=end,
+            feature_sets=args.feature_set,
+            incremental=not args.full,
+            corrective=args.corrective,
+            allow_empty=args.allow_empty,
+        ):
+            emit(
+                f"features {r.feature_set}: {r.status}; dates {r.compute_start}..{r.end}, events read {r.events_read}, "
+                f"feature rows {r.rows_out} (inserted {r.rows_inserted}, updated {r.rows_updated}, "
+                f"deleted {r.rows_deleted}); table version {r.table_version}"
+            )
     return 0

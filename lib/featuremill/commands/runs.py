@@ -8,8 +8,22 @@ import json
 from featuremill.commands import emit
 from featuremill.commands._common import add_pipeline_arguments, load_config, spark_for
 
-COLUMNS = ("started (UTC)", "run", "job", "target", "dates", "status", "commit", "duration", "rows read",
-           "rows written", "freshness", "cpu", "input", "peak task mem")
+COLUMNS = (
+    "started (UTC)",
+    "run",
+    "job",
+    "target",
+    "dates",
+    "status",
+    "commit",
+    "duration",
+    "rows read",
+    "rows written",
+    "freshness",
+    "cpu",
+    "input",
+    "peak task mem",
+)
 
 
 def add_arguments(parser) -> None:
@@ -30,11 +44,27 @@ def run(args) -> int:
         emit(f"pipeline {config.name!r} has no runs yet ({config.tables.run_log})")
         return 0
     df = read_runs(spark, config.tables.run_log, pipeline=config.name, job=args.job)
-    wanted = ["run_id", "job", "target", "start_date", "end_date", "status", "started_at", "duration_s",
-              "rows_read", "rows_written", "metrics", "details"]
-    rows = df.select(*[F.col(c) if c in df.columns else F.lit(None).alias(c) for c in wanted]).limit(args.limit).collect()
-    emit(f"runs of pipeline {config.name!r}, newest first ({len(rows)} shown; freshness = end of run minus the "
-         "latest event time written):")
+    wanted = [
+        "run_id",
+        "job",
+        "target",
+        "start_date",
+        "end_date",
+        "status",
+        "started_at",
+        "duration_s",
+        "rows_read",
+        "rows_written",
+        "metrics",
+        "details",
+    ]
+    rows = (
+        df.select(*[F.col(c) if c in df.columns else F.lit(None).alias(c) for c in wanted]).limit(args.limit).collect()
+    )
+    emit(
+        f"runs of pipeline {config.name!r}, newest first ({len(rows)} shown; freshness = end of run minus the "
+        "latest event time written):"
+    )
     table = [[_cell(r, c) for c in COLUMNS] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in table)) if table else len(c) for i, c in enumerate(COLUMNS)]
     emit("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)))
@@ -53,10 +83,15 @@ def _cell(row, column: str) -> str:
     if column == "dates":
         if row["start_date"] is None:
             return "-"
-        return str(row["start_date"]) if row["start_date"] == row["end_date"] else f"{row['start_date']}..{row['end_date']}"
+        return (
+            str(row["start_date"])
+            if row["start_date"] == row["end_date"]
+            else f"{row['start_date']}..{row['end_date']}"
+        )
     if column == "commit":
-        return {"written": "written", "already_committed": "already"}.get(details.get("commit"),
-                                                                         details.get("commit") or "-")
+        return {"written": "written", "already_committed": "already"}.get(
+            details.get("commit"), details.get("commit") or "-"
+        )
     if column == "duration":
         return human_seconds(row["duration_s"])
     if column == "rows read":

@@ -18,24 +18,39 @@ from featuremill.commands._common import add_pipeline_arguments, load_config, sp
 def add_arguments(parser) -> None:
     add_pipeline_arguments(parser)
     parser.add_argument("--spine", help="the label table: a Delta table, Parquet, CSV (with header) or JSON")
-    parser.add_argument("--spine-format", choices=("delta", "parquet", "csv", "json"),
-                        help="format of --spine (default: Delta if it is one, else from the extension, else Parquet)")
+    parser.add_argument(
+        "--spine-format",
+        choices=("delta", "parquet", "csv", "json"),
+        help="format of --spine (default: Delta if it is one, else from the extension, else Parquet)",
+    )
     parser.add_argument("--time-column", help="the spine's label time column (default: its only timestamp column)")
     parser.add_argument("--features", help="feature sets to attach: NAME[@VERSION],...")
     parser.add_argument("--out", required=True, help="output Delta table (replaced if it exists)")
     parser.add_argument("--manifest-out", help="where to write the manifest (default OUT.manifest.json)")
-    parser.add_argument("--strict", action="store_true",
-                        help="use feature rows strictly before the label time (default: at or before)")
+    parser.add_argument(
+        "--strict", action="store_true", help="use feature rows strictly before the label time (default: at or before)"
+    )
     parser.add_argument("--ttl", help="maximum age of a feature row, e.g. 7d (an age of exactly TTL is too old)")
-    parser.add_argument("--known-at", action="store_true",
-                        help="use a feature row only once it was known (its _known_at <= label time)")
-    parser.add_argument("--strategy", choices=("auto", "window", "broadcast"), default="auto",
-                        help="join strategy; the result is identical, only speed differs (default auto)")
-    parser.add_argument("--selected-features", metavar="FILE",
-                        help="keep only the features `featuremill select` kept (its selected_features.json, or the "
-                             "report folder holding it); recorded in the manifest")
-    parser.add_argument("--manifest", help="rebuild the training set this manifest describes (time travel); "
-                                           "--spine/--features/--strict/--ttl/--known-at come from the manifest")
+    parser.add_argument(
+        "--known-at", action="store_true", help="use a feature row only once it was known (its _known_at <= label time)"
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=("auto", "window", "broadcast"),
+        default="auto",
+        help="join strategy; the result is identical, only speed differs (default auto)",
+    )
+    parser.add_argument(
+        "--selected-features",
+        metavar="FILE",
+        help="keep only the features `featuremill select` kept (its selected_features.json, or the "
+        "report folder holding it); recorded in the manifest",
+    )
+    parser.add_argument(
+        "--manifest",
+        help="rebuild the training set this manifest describes (time travel); "
+        "--spine/--features/--strict/--ttl/--known-at come from the manifest",
+    )
 
 
 def absolute(path: str | None) -> str | None:
@@ -57,35 +72,57 @@ def git_commit() -> str | None:
         head = subprocess.run(["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 def run(args) -> int:
-    from featuremill.storage import io, manifest as manifests, versions
     from featuremill.config import parse_duration
     from featuremill.core.errors import TrainingSetError
     from featuremill.pipelines import training_set as job
+    from featuremill.storage import io, versions
+    from featuremill.storage import manifest as manifests
 
     config = load_config(args)
     args.spine, args.out, args.manifest_out = absolute(args.spine), absolute(args.out), absolute(args.manifest_out)
     if args.manifest:
-        given = [flag for flag, value in (("--spine", args.spine), ("--features", args.features), ("--ttl", args.ttl),
-                                          ("--strict", args.strict), ("--known-at", args.known_at),
-                                          ("--selected-features", args.selected_features)) if value]
+        given = [
+            flag
+            for flag, value in (
+                ("--spine", args.spine),
+                ("--features", args.features),
+                ("--ttl", args.ttl),
+                ("--strict", args.strict),
+                ("--known-at", args.known_at),
+                ("--selected-features", args.selected_features),
+            )
+            if value
+        ]
         if given:
             raise TrainingSetError(f"{', '.join(given)}: these come from the manifest when rebuilding with --manifest")
         spark = spark_for(config, f"featuremill-training-set-{config.name}")
         source = manifests.loads(io.read_text(spark, args.manifest), path=args.manifest)
-        result = job.rebuild_training_set(spark, config, source, manifest_path=args.manifest, out=args.out,
-                                          manifest_out=args.manifest_out,
-                                          strategy=None if args.strategy == "auto" else args.strategy,
-                                          git_commit=git_commit())
-        emit(f"training set rebuilt: {result.out} ({result.rows:,} rows, {result.strategy} strategy), identical to "
-             f"the one in {args.manifest}; manifest {result.manifest_path}")
+        result = job.rebuild_training_set(
+            spark,
+            config,
+            source,
+            manifest_path=args.manifest,
+            out=args.out,
+            manifest_out=args.manifest_out,
+            strategy=None if args.strategy == "auto" else args.strategy,
+            git_commit=git_commit(),
+        )
+        emit(
+            f"training set rebuilt: {result.out} ({result.rows:,} rows, {result.strategy} strategy), identical to "
+            f"the one in {args.manifest}; manifest {result.manifest_path}"
+        )
         return 0
     if not args.spine or not args.features:
         raise TrainingSetError("give --spine and --features (or --manifest to rebuild)")
@@ -100,17 +137,28 @@ def run(args) -> int:
         args.selected_features = absolute(args.selected_features)
         selected = tuple(load_selected_features(args.selected_features))
     options = job.TrainingSetOptions(
-        spine=args.spine, features=job.parse_feature_requests(args.features), out=args.out,
-        spine_format=args.spine_format, spine_time=args.time_column, manifest_out=args.manifest_out,
-        strict=args.strict, ttl_seconds=ttl, known_at=args.known_at, strategy=args.strategy,
-        selected_features=selected, selected_from=args.selected_features)
+        spine=args.spine,
+        features=job.parse_feature_requests(args.features),
+        out=args.out,
+        spine_format=args.spine_format,
+        spine_time=args.time_column,
+        manifest_out=args.manifest_out,
+        strict=args.strict,
+        ttl_seconds=ttl,
+        known_at=args.known_at,
+        strategy=args.strategy,
+        selected_features=selected,
+        selected_from=args.selected_features,
+    )
     lock_file = versions.lock_path(args.pipeline)
     lock = versions.read_lock(lock_file)
     spark = spark_for(config, f"featuremill-training-set-{config.name}")
-    result = job.build_training_set(spark, config, options, lock=lock, lock_file=str(lock_file),
-                                    git_commit=git_commit(), env_name=args.env)
-    sets = ", ".join(f"{e['name']}@{e['version']} (table version {e['delta_version']})"
-                     for e in result.manifest["feature_sets"])
+    result = job.build_training_set(
+        spark, config, options, lock=lock, lock_file=str(lock_file), git_commit=git_commit(), env_name=args.env
+    )
+    sets = ", ".join(
+        f"{e['name']}@{e['version']} (table version {e['delta_version']})" for e in result.manifest["feature_sets"]
+    )
     emit(f"training set: {result.out} ({result.rows:,} rows = spine rows; {result.strategy} strategy) from {sets}")
     emit(f"manifest: {result.manifest_path}")
     return 0

@@ -13,9 +13,12 @@ from featuremill.core.errors import ConfigError
 
 def add_arguments(parser) -> None:
     add_pipeline_arguments(parser)
-    parser.add_argument("--update-lock", action="store_true",
-                        help="record the feature-set versions and fingerprints in PIPELINE's .lock.json "
-                             "(refused when a locked version's definition changed: bump the version)")
+    parser.add_argument(
+        "--update-lock",
+        action="store_true",
+        help="record the feature-set versions and fingerprints in PIPELINE's .lock.json "
+        "(refused when a locked version's definition changed: bump the version)",
+    )
 
 
 def run(args) -> int:
@@ -48,6 +51,8 @@ def run(args) -> int:
         emit(f"{args.pipeline}: {errors} error(s)")
         return 1
     n_features = sum(len(fs.features) for fs in config.feature_sets)
-    emit(f"{args.pipeline}: ok ({len(config.sources)} sources, {len(config.feature_sets)} feature sets, "
-         f"{n_features} features; environment {config.env.name})")
+    emit(
+        f"{args.pipeline}: ok ({len(config.sources)} sources, {len(config.feature_sets)} feature sets, "
+        f"{n_features} features; environment {config.env.name})"
+    )
     return 0

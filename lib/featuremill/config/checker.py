@@ -11,7 +11,6 @@ import yaml
 from featuremill.config.model import NAME_RE, parse_duration
 from featuremill.core.errors import ConfigError, ConfigIssue
 
-
 # --------------------------------------------------------------------------------------------
 # Checking
 # --------------------------------------------------------------------------------------------
@@ -30,8 +29,9 @@ class Checker:
     def warn(self, path: str, message: str) -> None:
         self.issues.append(ConfigIssue(self.file, path, message, severity="warning"))
 
-    def mapping(self, value: Any, path: str, required: tuple[str, ...] = (),
-                optional: tuple[str, ...] = ()) -> dict | None:
+    def mapping(
+        self, value: Any, path: str, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+    ) -> dict | None:
         if not isinstance(value, dict):
             self.error(path, f"expected a mapping, got {kind_of(value)}")
             return None
@@ -41,15 +41,19 @@ class Checker:
                 self.error(path, f"key {key!r} is not a string")
             elif key not in allowed:
                 hint = _closest(key, allowed)
-                self.error(join_path(path, key), "unknown key" + (f" (did you mean {hint!r}?)" if hint else
-                                                               f"; allowed: {', '.join(sorted(allowed))}"))
+                self.error(
+                    join_path(path, key),
+                    "unknown key"
+                    + (f" (did you mean {hint!r}?)" if hint else f"; allowed: {', '.join(sorted(allowed))}"),
+                )
         for key in required:
             if key not in value:
                 self.error(join_path(path, key), "is required")
         return value
 
-    def string(self, value: Any, path: str, *, choices: tuple[str, ...] | None = None,
-               identifier: bool = False) -> str | None:
+    def string(
+        self, value: Any, path: str, *, choices: tuple[str, ...] | None = None, identifier: bool = False
+    ) -> str | None:
         if not isinstance(value, str) or not value.strip():
             self.error(path, f"expected a non-empty string, got {kind_of(value)}")
             return None
@@ -147,23 +151,22 @@ _Yaml12Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def load_yaml_text(text: str) -> Any:
     """Parse YAML with 1.2 boolean rules (see :class:`_Yaml12Loader`)."""
-    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_Yaml12Loader)
 
 
 def read_yaml(path: Path) -> Any:
     try:
         with path.open(encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+            return yaml.load(handle, Loader=_Yaml12Loader)
     except FileNotFoundError:
         raise ConfigError([ConfigIssue(str(path), "", "file not found")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError([ConfigIssue(str(path), where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
-
-

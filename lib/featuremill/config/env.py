@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from featuremill.config.checker import Checker, join_path, kind_of, read_yaml
 from featuremill.config.model import DEFAULT_MAX_BROADCAST_BYTES, EnvSpec
-
 
 _ENV_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -40,8 +39,9 @@ def resolve_path(text: str, base: str | Path) -> str:
     return str((Path(base) / text).resolve())
 
 
-def load_env(path: str | Path, *, environ: Mapping[str, str] | None = None,
-             overrides: Mapping[str, str] | None = None) -> EnvSpec:
+def load_env(
+    path: str | Path, *, environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None
+) -> EnvSpec:
     """Read an environment overlay (``conf/env/<name>.yaml``).
 
     Relative paths in it are relative to the project root, the folder that holds ``conf/``.
@@ -55,14 +55,18 @@ def load_env(path: str | Path, *, environ: Mapping[str, str] | None = None,
     doc = {} if doc is None else doc
     environ = os.environ if environ is None else environ
     overrides = dict(overrides or {})
-    data = checker.mapping(doc, "", required=("warehouse", "data_root"),
-                           optional=("name", "description", "master", "spark", "max_broadcast_mb"))
+    data = checker.mapping(
+        doc,
+        "",
+        required=("warehouse", "data_root"),
+        optional=("name", "description", "master", "spark", "max_broadcast_mb"),
+    )
     checker.raise_if_errors()
     assert data is not None
     project_root = env_path.resolve().parent.parent.parent
     values: dict[str, str] = {}
     for key in ("warehouse", "data_root", "master"):
-        if key in overrides and overrides[key]:
+        if overrides.get(key):
             values[key] = overrides[key]
             continue
         if key in data and data[key] is not None:
@@ -71,7 +75,9 @@ def load_env(path: str | Path, *, environ: Mapping[str, str] | None = None,
                 values[key] = _expand_env_vars(text, key, checker, environ)
     spark_conf: list[tuple[str, str]] = []
     if "spark" in data:
-        conf = checker.mapping(data["spark"], "spark", optional=tuple(data["spark"] or {}) if isinstance(data["spark"], dict) else ())
+        conf = checker.mapping(
+            data["spark"], "spark", optional=tuple(data["spark"] or {}) if isinstance(data["spark"], dict) else ()
+        )
         for key, value in (conf or {}).items():
             if isinstance(value, (dict, list)) or value is None:
                 checker.error(join_path("spark", str(key)), f"expected a scalar value, got {kind_of(value)}")
@@ -86,8 +92,12 @@ def load_env(path: str | Path, *, environ: Mapping[str, str] | None = None,
     return EnvSpec(
         name=str(data.get("name") or env_path.stem),
         file=str(env_path),
-        warehouse=resolve_path(values["warehouse"], cwd if "warehouse" in overrides and overrides["warehouse"] else project_root),
-        data_root=resolve_path(values["data_root"], cwd if "data_root" in overrides and overrides["data_root"] else project_root),
+        warehouse=resolve_path(
+            values["warehouse"], cwd if overrides.get("warehouse") else project_root
+        ),
+        data_root=resolve_path(
+            values["data_root"], cwd if overrides.get("data_root") else project_root
+        ),
         master=values.get("master"),
         spark_conf=tuple(spark_conf),
         max_broadcast_bytes=int(max_mb * 1024 * 1024),
@@ -100,5 +110,3 @@ def find_env_file(pipeline_file: str | Path, env: str) -> Path:
     if candidate.suffix in (".yaml", ".yml") or candidate.exists():
         return candidate
     return Path(pipeline_file).resolve().parent.parent / "env" / f"{env}.yaml"
-
-

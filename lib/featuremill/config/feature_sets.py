@@ -27,18 +27,25 @@ def parse_feature_sets(checker: Checker, value: Any, sources: dict[str, SourceSp
     seen_features: dict[str, str] = {}
     for i, body in enumerate(value):
         path = f"feature_sets[{i}]"
-        spec = checker.mapping(body, path, required=("name", "description", "owner", "version", "source",
-                                                     "entity", "features"),
-                               optional=("update_frequency", "joins"))
+        spec = checker.mapping(
+            body,
+            path,
+            required=("name", "description", "owner", "version", "source", "entity", "features"),
+            optional=("update_frequency", "joins"),
+        )
         if spec is None:
             continue
         name = checker.string(spec.get("name"), join_path(path, "name"), identifier=True) if "name" in spec else None
         if name in seen_sets:
             checker.error(join_path(path, "name"), f"feature set {name!r} is declared more than once")
         seen_sets.add(name or "")
-        description = checker.string(spec.get("description"), join_path(path, "description")) if "description" in spec else None
+        description = (
+            checker.string(spec.get("description"), join_path(path, "description")) if "description" in spec else None
+        )
         owner = checker.string(spec.get("owner"), join_path(path, "owner")) if "owner" in spec else None
-        version = checker.integer(spec.get("version"), join_path(path, "version"), minimum=1) if "version" in spec else None
+        version = (
+            checker.integer(spec.get("version"), join_path(path, "version"), minimum=1) if "version" in spec else None
+        )
         update_frequency = "daily"
         if "update_frequency" in spec:
             update_frequency = checker.string(spec["update_frequency"], join_path(path, "update_frequency")) or "daily"
@@ -50,7 +57,10 @@ def parse_feature_sets(checker: Checker, value: Any, sources: dict[str, SourceSp
                 if source is None:
                     checker.error(join_path(path, "source"), f"source {src_name!r} is not declared under sources")
                 elif source.kind != "events":
-                    checker.error(join_path(path, "source"), f"source {src_name!r} is a {source.kind}, features need an events source")
+                    checker.error(
+                        join_path(path, "source"),
+                        f"source {src_name!r} is a {source.kind}, features need an events source",
+                    )
                     source = None
         entity = checker.names(spec.get("entity"), join_path(path, "entity")) if "entity" in spec else None
         if source and entity:
@@ -75,22 +85,46 @@ def parse_feature_sets(checker: Checker, value: Any, sources: dict[str, SourceSp
                             event_columns[c] = dim.column(c)
                         else:
                             entity_columns.add(c)
-        features = _parse_features(checker, spec.get("features"), join_path(path, "features"), event_columns,
-                                   owner or "", version or 1, seen_features, name or "")
+        features = _parse_features(
+            checker,
+            spec.get("features"),
+            join_path(path, "features"),
+            event_columns,
+            owner or "",
+            version or 1,
+            seen_features,
+            name or "",
+        )
         reserved = set(entity or ()) | entity_columns | ({source.event_time, "event_date"} if source else set())
         for f_i, feat in enumerate(features):
             if feat.name in reserved:
                 checker.error(f"{path}.features[{f_i}].name", f"{feat.name!r} clashes with a key or joined column")
         if None in (name, description, owner, version, source, entity) or not features:
             continue
-        out.append(FeatureSetSpec(name=name, description=description, owner=owner, version=version,
-                                  update_frequency=update_frequency, source=source.name, entity=entity,
-                                  features=tuple(features), joins=tuple(joins)))
+        out.append(
+            FeatureSetSpec(
+                name=name,
+                description=description,
+                owner=owner,
+                version=version,
+                update_frequency=update_frequency,
+                source=source.name,
+                entity=entity,
+                features=tuple(features),
+                joins=tuple(joins),
+            )
+        )
     return out
 
 
-def _parse_join(checker: Checker, value: Any, path: str, sources: dict[str, SourceSpec],
-                event_columns: dict[str, ColumnSpec], entity: tuple[str, ...]) -> JoinSpec | None:
+def _parse_join(
+    checker: Checker,
+    value: Any,
+    path: str,
+    sources: dict[str, SourceSpec],
+    event_columns: dict[str, ColumnSpec],
+    entity: tuple[str, ...],
+) -> JoinSpec | None:
     spec = checker.mapping(value, path, required=("dimension", "on", "columns"), optional=("level",))
     if spec is None:
         return None
@@ -116,7 +150,9 @@ def _parse_join(checker: Checker, value: Any, path: str, sources: dict[str, Sour
                 checker.error(join_path(path, "on"), f"column {k!r} is not declared in dimension {dim.name!r}")
                 ok = False
         if dim is not None and tuple(sorted(on)) != tuple(sorted(dim.key)):
-            checker.error(join_path(path, "on"), f"must be the dimension's key {list(dim.key)} so the join cannot multiply rows")
+            checker.error(
+                join_path(path, "on"), f"must be the dimension's key {list(dim.key)} so the join cannot multiply rows"
+            )
             ok = False
     if columns and dim is not None:
         for c in columns:
@@ -129,8 +165,16 @@ def _parse_join(checker: Checker, value: Any, path: str, sources: dict[str, Sour
     return JoinSpec(dimension=dim.name, on=on, columns=columns, level=level) if ok else None
 
 
-def _parse_features(checker: Checker, value: Any, path: str, columns: dict[str, ColumnSpec], owner: str,
-                    version: int, seen: dict[str, str], set_name: str) -> list[FeatureSpec]:
+def _parse_features(
+    checker: Checker,
+    value: Any,
+    path: str,
+    columns: dict[str, ColumnSpec],
+    owner: str,
+    version: int,
+    seen: dict[str, str],
+    set_name: str,
+) -> list[FeatureSpec]:
     if not isinstance(value, list) or not value:
         checker.error(path, f"expected a non-empty list of features, got {kind_of(value)}")
         return []
@@ -140,9 +184,12 @@ def _parse_features(checker: Checker, value: Any, path: str, columns: dict[str, 
     pending_ratios: list[tuple[int, FeatureSpec]] = []
     for i, body in enumerate(value):
         fpath = f"{path}[{i}]"
-        spec = checker.mapping(body, fpath, required=("name", "description", "function"),
-                               optional=("column", "window", "offset", "numerator", "denominator", "where",
-                                         "owner", "version"))
+        spec = checker.mapping(
+            body,
+            fpath,
+            required=("name", "description", "function"),
+            optional=("column", "window", "offset", "numerator", "denominator", "where", "owner", "version"),
+        )
         if spec is None:
             continue
         name = checker.string(spec.get("name"), join_path(fpath, "name"), identifier=True) if "name" in spec else None
@@ -151,11 +198,18 @@ def _parse_features(checker: Checker, value: Any, path: str, columns: dict[str, 
             if name in seen:
                 checker.error(join_path(fpath, "name"), f"duplicate feature name {name!r} (also in {seen[name]})")
             seen[name] = f"{set_name}" if set_name else fpath
-        description = checker.string(spec.get("description"), join_path(fpath, "description")) if "description" in spec else None
-        function = checker.string(spec.get("function"), join_path(fpath, "function"), choices=FEATURE_FUNCTIONS) \
-            if "function" in spec else None
+        description = (
+            checker.string(spec.get("description"), join_path(fpath, "description")) if "description" in spec else None
+        )
+        function = (
+            checker.string(spec.get("function"), join_path(fpath, "function"), choices=FEATURE_FUNCTIONS)
+            if "function" in spec
+            else None
+        )
         f_owner = checker.string(spec["owner"], join_path(fpath, "owner")) if "owner" in spec else owner
-        f_version = checker.integer(spec["version"], join_path(fpath, "version"), minimum=1) if "version" in spec else version
+        f_version = (
+            checker.integer(spec["version"], join_path(fpath, "version"), minimum=1) if "version" in spec else version
+        )
         column = window = None
         window_seconds = None
         offset = 1
@@ -172,10 +226,16 @@ def _parse_features(checker: Checker, value: Any, path: str, columns: dict[str, 
             else:
                 column = checker.string(spec["column"], join_path(fpath, "column"))
                 if column is not None and column not in columns:
-                    checker.error(join_path(fpath, "column"), f"column {column!r} is not a column of the source or its event-level joins")
+                    checker.error(
+                        join_path(fpath, "column"),
+                        f"column {column!r} is not a column of the source or its event-level joins",
+                    )
                     ok = False
                 elif column is not None and function in ("sum", "mean", "stddev") and not columns[column].is_numeric:
-                    checker.error(join_path(fpath, "column"), f"{function} needs a numeric column, {column!r} is {columns[column].type}")
+                    checker.error(
+                        join_path(fpath, "column"),
+                        f"{function} needs a numeric column, {column!r} is {columns[column].type}",
+                    )
                     ok = False
         elif needs_column:
             checker.error(join_path(fpath, "column"), f"is required for function {function!r}")
@@ -189,11 +249,20 @@ def _parse_features(checker: Checker, value: Any, path: str, columns: dict[str, 
                 if key not in spec:
                     checker.error(join_path(fpath, key), "is required for a ratio")
                     ok = False
-            numerator = checker.string(spec.get("numerator"), join_path(fpath, "numerator")) if "numerator" in spec else None
-            denominator = checker.string(spec.get("denominator"), join_path(fpath, "denominator")) if "denominator" in spec else None
+            numerator = (
+                checker.string(spec.get("numerator"), join_path(fpath, "numerator")) if "numerator" in spec else None
+            )
+            denominator = (
+                checker.string(spec.get("denominator"), join_path(fpath, "denominator"))
+                if "denominator" in spec
+                else None
+            )
         elif function is not None:
             if "window" not in spec:
-                checker.error(join_path(fpath, "window"), f"is required for function {function!r} (the history it may look back over)")
+                checker.error(
+                    join_path(fpath, "window"),
+                    f"is required for function {function!r} (the history it may look back over)",
+                )
                 ok = False
             else:
                 window_seconds = checker.duration(spec["window"], join_path(fpath, "window"))
@@ -213,10 +282,16 @@ def _parse_features(checker: Checker, value: Any, path: str, columns: dict[str, 
                 if w is not None and "column" in w and "equals" in w:
                     wcol = checker.string(w["column"], join_path(join_path(fpath, "where"), "column"))
                     if wcol is not None and wcol not in columns:
-                        checker.error(join_path(join_path(fpath, "where"), "column"), f"column {wcol!r} is not a column of the source or its event-level joins")
+                        checker.error(
+                            join_path(join_path(fpath, "where"), "column"),
+                            f"column {wcol!r} is not a column of the source or its event-level joins",
+                        )
                         ok = False
                     elif isinstance(w["equals"], (dict, list)) or w["equals"] is None:
-                        checker.error(join_path(join_path(fpath, "where"), "equals"), f"expected a scalar, got {kind_of(w['equals'])}")
+                        checker.error(
+                            join_path(join_path(fpath, "where"), "equals"),
+                            f"expected a scalar, got {kind_of(w['equals'])}",
+                        )
                         ok = False
                     elif wcol is not None:
                         where = WhereSpec(column=wcol, equals=w["equals"])
@@ -228,9 +303,21 @@ def _parse_features(checker: Checker, value: Any, path: str, columns: dict[str, 
             dtype = columns[column].type
         if not ok:
             continue
-        feature = FeatureSpec(name=name, function=function, description=description, owner=f_owner,
-                              version=f_version, column=column, window=window, window_seconds=window_seconds,
-                              offset=offset, numerator=numerator, denominator=denominator, where=where, dtype=dtype)
+        feature = FeatureSpec(
+            name=name,
+            function=function,
+            description=description,
+            owner=f_owner,
+            version=f_version,
+            column=column,
+            window=window,
+            window_seconds=window_seconds,
+            offset=offset,
+            numerator=numerator,
+            denominator=denominator,
+            where=where,
+            dtype=dtype,
+        )
         if function == "ratio":
             pending_ratios.append((i, feature))
         names_so_far[name] = feature
@@ -248,5 +335,3 @@ def _parse_features(checker: Checker, value: Any, path: str, columns: dict[str, 
             elif target.dtype not in NUMERIC_TYPES and not target.dtype.startswith("decimal"):
                 checker.error(f"{path}[{i}].{key}", f"feature {ref!r} is not numeric")
     return out
-
-

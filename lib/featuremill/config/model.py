@@ -6,11 +6,11 @@ Nothing here reads files: :mod:`featuremill.config.pipeline` builds these object
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from featuremill.core.errors import ConfigIssue
-
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -68,8 +68,7 @@ def spark_type(declared: str) -> str:
     if match and 0 < int(match.group(1)) <= 38 and int(match.group(2)) <= int(match.group(1)):
         return f"decimal({int(match.group(1))},{int(match.group(2))})"
     raise ValueError(
-        f"{declared!r} is not a supported type (use one of {', '.join(sorted(set(COLUMN_TYPES)))}"
-        ", or decimal(p,s))"
+        f"{declared!r} is not a supported type (use one of {', '.join(sorted(set(COLUMN_TYPES)))}, or decimal(p,s))"
     )
 
 
@@ -237,7 +236,7 @@ class PipelineConfig:
         return tuple(s for s in self.sources if s.kind == "dimension")
 
     @property
-    def tables(self) -> "TablePaths":
+    def tables(self) -> TablePaths:
         return TablePaths(root=f"{self.env.warehouse.rstrip('/')}/{self.name}")
 
 
@@ -264,5 +263,3 @@ class TablePaths:
     @property
     def model_registry(self) -> str:
         return f"{self.root}/model_registry"
-
-

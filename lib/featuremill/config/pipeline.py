@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from featuremill.config.checker import Checker, read_yaml
 from featuremill.config.env import find_env_file, load_env
@@ -13,8 +14,13 @@ from featuremill.config.model import EnvSpec, FeatureSetSpec, PipelineConfig, So
 from featuremill.config.sources import parse_sources
 
 
-def load_pipeline(path: str | Path, *, env: str | Path = "local", environ: Mapping[str, str] | None = None,
-                  overrides: Mapping[str, str] | None = None) -> PipelineConfig:
+def load_pipeline(
+    path: str | Path,
+    *,
+    env: str | Path = "local",
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> PipelineConfig:
     """Load and check a pipeline file against an environment overlay.
 
     ``env`` is an environment name (``local`` -> ``conf/env/local.yaml`` next to the pipeline's
@@ -60,7 +66,8 @@ def parse_pipeline(doc: Any, *, file: str, env: EnvSpec) -> PipelineConfig:
     """Check a parsed pipeline document and build a :class:`PipelineConfig`."""
     checker = Checker(file)
     top = checker.mapping(
-        doc if doc is not None else {}, "",
+        doc if doc is not None else {},
+        "",
         required=("pipeline", "sources", "feature_sets"),
         optional=("description", "owner", "timezone") + tuple(SECTIONS),
     )
@@ -75,8 +82,7 @@ def parse_pipeline(doc: Any, *, file: str, env: EnvSpec) -> PipelineConfig:
     sources = parse_sources(checker, top.get("sources"), env) if "sources" in top else ()
     by_name = {s.name: s for s in sources}
     feature_sets = parse_feature_sets(checker, top.get("feature_sets"), by_name) if "feature_sets" in top else ()
-    context = SectionContext(file=file, sources=tuple(sources), feature_sets=tuple(feature_sets), env=env,
-                             document=top)
+    context = SectionContext(file=file, sources=tuple(sources), feature_sets=tuple(feature_sets), env=env, document=top)
     sections: dict[str, Any] = {}
     for key, target in SECTIONS.items():
         if key in top:
@@ -95,5 +101,3 @@ def parse_pipeline(doc: Any, *, file: str, env: EnvSpec) -> PipelineConfig:
         warnings=tuple(i for i in checker.issues if i.severity != "error"),
         raw=top,
     )
-
-

@@ -8,7 +8,6 @@ from featuremill.config.checker import Checker, join_path, kind_of
 from featuremill.config.env import resolve_path
 from featuremill.config.model import SOURCE_FORMATS, SOURCE_KINDS, ColumnSpec, EnvSpec, SourceSpec, spark_type
 
-
 #: Characters Delta refuses in column names of tables without column mapping.
 _DELTA_INVALID_NAME_CHARS = " ,;{}()\n\t="
 
@@ -25,13 +24,17 @@ def _parse_columns(checker: Checker, value: Any, path: str) -> tuple[ColumnSpec,
         bad_chars = sorted({c for c in str(col_name) if c in _DELTA_INVALID_NAME_CHARS})
         if bad_chars:
             shown = " ".join(repr(c) for c in bad_chars)
-            checker.error(col_path, f"column name {str(col_name)!r} contains {shown}, which Delta tables cannot store "
-                                    "(without column mapping); rename the column upstream")
+            checker.error(
+                col_path,
+                f"column name {str(col_name)!r} contains {shown}, which Delta tables cannot store "
+                "(without column mapping); rename the column upstream",
+            )
             continue
         if isinstance(spec, str):
             spec = {"type": spec}
-        body = checker.mapping(spec, col_path, required=("type",),
-                               optional=("nullable", "description", "format", "allow_non_finite"))
+        body = checker.mapping(
+            spec, col_path, required=("type",), optional=("nullable", "description", "format", "allow_non_finite")
+        )
         if body is None or "type" not in body:
             continue
         try:
@@ -43,11 +46,21 @@ def _parse_columns(checker: Checker, value: Any, path: str) -> tuple[ColumnSpec,
         fmt = checker.string(body["format"], join_path(col_path, "format")) if "format" in body else None
         if fmt is not None and sql_type not in ("timestamp", "date"):
             checker.error(join_path(col_path, "format"), "only timestamp and date columns take a format")
-        allow_nf = checker.boolean(body["allow_non_finite"], join_path(col_path, "allow_non_finite")) \
-            if "allow_non_finite" in body else False
-        columns.append(ColumnSpec(name=str(col_name), type=sql_type, nullable=bool(nullable) if nullable is not None else True,
-                                  description=str(body.get("description") or ""), format=fmt,
-                                  allow_non_finite=bool(allow_nf)))
+        allow_nf = (
+            checker.boolean(body["allow_non_finite"], join_path(col_path, "allow_non_finite"))
+            if "allow_non_finite" in body
+            else False
+        )
+        columns.append(
+            ColumnSpec(
+                name=str(col_name),
+                type=sql_type,
+                nullable=bool(nullable) if nullable is not None else True,
+                description=str(body.get("description") or ""),
+                format=fmt,
+                allow_non_finite=bool(allow_nf),
+            )
+        )
     return tuple(columns)
 
 
@@ -62,13 +75,22 @@ def parse_sources(checker: Checker, value: Any, env: EnvSpec) -> list[SourceSpec
         path = join_path("sources", str(src_name))
         if checker.string(src_name, path, identifier=True) is None:
             continue
-        spec = checker.mapping(body, path, required=("kind", "format", "path", "columns", "key"),
-                               optional=("description", "owner", "options", "partition_column", "event_time",
-                                         "max_broadcast_mb"))
+        spec = checker.mapping(
+            body,
+            path,
+            required=("kind", "format", "path", "columns", "key"),
+            optional=("description", "owner", "options", "partition_column", "event_time", "max_broadcast_mb"),
+        )
         if spec is None:
             continue
-        kind = checker.string(spec.get("kind"), join_path(path, "kind"), choices=SOURCE_KINDS) if "kind" in spec else None
-        fmt = checker.string(spec.get("format"), join_path(path, "format"), choices=SOURCE_FORMATS) if "format" in spec else None
+        kind = (
+            checker.string(spec.get("kind"), join_path(path, "kind"), choices=SOURCE_KINDS) if "kind" in spec else None
+        )
+        fmt = (
+            checker.string(spec.get("format"), join_path(path, "format"), choices=SOURCE_FORMATS)
+            if "format" in spec
+            else None
+        )
         rel = checker.string(spec.get("path"), join_path(path, "path")) if "path" in spec else None
         columns = _parse_columns(checker, spec.get("columns"), join_path(path, "columns")) if "columns" in spec else ()
         names = {c.name for c in columns}
@@ -84,10 +106,14 @@ def parse_sources(checker: Checker, value: Any, env: EnvSpec) -> list[SourceSpec
             elif event_time and names and next(c for c in columns if c.name == event_time).type != "timestamp":
                 checker.error(join_path(path, "event_time"), f"column {event_time!r} must be declared as timestamp")
         if "partition_column" in spec:
-            partition_column = checker.string(spec["partition_column"], join_path(path, "partition_column"), identifier=True)
+            partition_column = checker.string(
+                spec["partition_column"], join_path(path, "partition_column"), identifier=True
+            )
             if partition_column and partition_column in names:
-                checker.error(join_path(path, "partition_column"),
-                              f"{partition_column!r} is a directory partition (name=value folders), not a file column")
+                checker.error(
+                    join_path(path, "partition_column"),
+                    f"{partition_column!r} is a directory partition (name=value folders), not a file column",
+                )
         if kind == "events":
             if "event_time" not in spec:
                 checker.error(join_path(path, "event_time"), "is required for an events source")
@@ -95,8 +121,11 @@ def parse_sources(checker: Checker, value: Any, env: EnvSpec) -> list[SourceSpec
                 checker.error(join_path(path, "partition_column"), "is required for an events source read from files")
         options: list[tuple[str, str]] = []
         if "options" in spec:
-            opts = checker.mapping(spec["options"], join_path(path, "options"),
-                                   optional=tuple(spec["options"]) if isinstance(spec["options"], dict) else ())
+            opts = checker.mapping(
+                spec["options"],
+                join_path(path, "options"),
+                optional=tuple(spec["options"]) if isinstance(spec["options"], dict) else (),
+            )
             for k, v in (opts or {}).items():
                 if isinstance(v, (dict, list)) or v is None:
                     checker.error(join_path(join_path(path, "options"), str(k)), f"expected a scalar, got {kind_of(v)}")
@@ -109,12 +138,20 @@ def parse_sources(checker: Checker, value: Any, env: EnvSpec) -> list[SourceSpec
                 max_bytes = int(mb * 1024 * 1024)
         if None in (kind, fmt, rel, key) or not columns:
             continue
-        out.append(SourceSpec(
-            name=str(src_name), kind=kind, format=fmt, path=resolve_path(rel, env.data_root),
-            columns=columns, key=key, event_time=event_time, partition_column=partition_column,
-            options=tuple(options), max_broadcast_bytes=max_bytes,
-            description=str(spec.get("description") or ""), owner=str(spec.get("owner") or ""),
-        ))
+        out.append(
+            SourceSpec(
+                name=str(src_name),
+                kind=kind,
+                format=fmt,
+                path=resolve_path(rel, env.data_root),
+                columns=columns,
+                key=key,
+                event_time=event_time,
+                partition_column=partition_column,
+                options=tuple(options),
+                max_broadcast_bytes=max_bytes,
+                description=str(spec.get("description") or ""),
+                owner=str(spec.get("owner") or ""),
+            )
+        )
     return out
-
-

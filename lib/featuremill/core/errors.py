@@ -38,8 +38,7 @@ class ConfigError(FeaturemillError):
 class InputDataError(FeaturemillError):
     """Input data cannot be processed at all (not a per-row problem that quarantine absorbs)."""
 
-    def __init__(self, message: str, *, file: str | None = None, field: str | None = None,
-                 value: str | None = None):
+    def __init__(self, message: str, *, file: str | None = None, field: str | None = None, value: str | None = None):
         self.file = file
         self.field = field
         self.value = value
@@ -103,8 +102,9 @@ class QualityRuleFailed(FeaturemillError):
     def __init__(self, failures: list):
         self.failures = list(failures)
         lines = [f.describe() for f in self.failures]
-        super().__init__(f"{len(lines)} quality rule(s) failed; no output table was changed:\n  - "
-                         + "\n  - ".join(lines))
+        super().__init__(
+            f"{len(lines)} quality rule(s) failed; no output table was changed:\n  - " + "\n  - ".join(lines)
+        )
 
 
 class CommitConflictError(FeaturemillError):

@@ -16,12 +16,13 @@ import contextvars
 import logging
 import threading
 import time
-from typing import Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 
 log = logging.getLogger("featuremill.core.progress")
 
 _STAGE_TIMES: contextvars.ContextVar[MutableMapping[str, float | None] | None] = contextvars.ContextVar(
-    "featuremill_stage_times", default=None)
+    "featuremill_stage_times", default=None
+)
 
 
 @contextlib.contextmanager

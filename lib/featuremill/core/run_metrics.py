@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _context(spark):
 
 
 def empty_metrics() -> dict[str, float | None]:
-    return {key: None for key in METRIC_KEYS}
+    return dict.fromkeys(METRIC_KEYS)
 
 
 def tagged_job_metrics(spark, tag: str) -> dict[str, float | None]:

@@ -21,8 +21,8 @@ PRESETS = {
     "@annually": "0 0 1 1 *",
 }
 _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
-_MONTHS = {m: i + 1 for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())}
-_DAYS = {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split())}
+_MONTHS = {m: i + 1 for i, m in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}
+_DAYS = {d: i for i, d in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}
 _ITEM_RE = re.compile(r"^(\*|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)?)(?:/(\d+))?$")
 
 
@@ -36,8 +36,10 @@ def expand(expression: str) -> str:
     text = PRESETS.get(text.lower(), text)
     fields = text.split(" ")
     if len(fields) != 5:
-        raise CronError(f"{expression!r} is not a cron expression: expected 5 fields "
-                        "(minute hour day-of-month month day-of-week) or a preset such as @daily")
+        raise CronError(
+            f"{expression!r} is not a cron expression: expected 5 fields "
+            "(minute hour day-of-month month day-of-week) or a preset such as @daily"
+        )
     for value, (name, low, high) in zip(fields, _FIELDS):
         names = _MONTHS if name == "month" else _DAYS if name == "day of week" else {}
         for item in value.split(","):
@@ -78,8 +80,10 @@ def _map_dow(value: str, mapper) -> str:
 def _quartz_fields(expression: str) -> tuple[str, str, str, str, str]:
     minute, hour, dom, month, dow = expand(expression).split(" ")
     if dom != "*" and dow != "*":
-        raise CronError(f"{expression!r} restricts both day of month and day of week; Quartz/AWS cron "
-                        "cannot express cron's 'either' rule, split it into two schedules")
+        raise CronError(
+            f"{expression!r} restricts both day of month and day of week; Quartz/AWS cron "
+            "cannot express cron's 'either' rule, split it into two schedules"
+        )
     # Quartz and AWS number days 1-7 from Sunday; cron 0-7 from Sunday (7 = Sunday again).
     dow = "?" if dow == "*" else _map_dow(dow, lambda d: str(d % 7 + 1))
     if dow != "?":
@@ -107,7 +111,7 @@ def describe(expression: str, timezone: str = "UTC") -> str:
     if simple and dom == "*" and month == "*" and dow == "*":
         return f"daily at {at}"
     if simple and dom == "*" and month == "*" and dow.isdigit():
-        day = "Sunday Monday Tuesday Wednesday Thursday Friday Saturday".split()[int(dow) % 7]
+        day = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"][int(dow) % 7]
         return f"weekly on {day} at {at}"
     if simple and dom.isdigit() and month == "*" and dow == "*":
         return f"monthly on day {dom} at {at}"

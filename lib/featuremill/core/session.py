@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from featuremill.core.errors import SessionError
 
@@ -77,8 +77,13 @@ def detect_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
     return Runtime("local")
 
 
-def get_spark(app_name: str = "featuremill", *, master: str | None = None,
-              conf: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None):
+def get_spark(
+    app_name: str = "featuremill",
+    *,
+    master: str | None = None,
+    conf: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+):
     """Return the SparkSession to use.
 
     ``master`` and ``conf`` (for example the ``spark:`` block of an environment file) apply only
@@ -91,16 +96,25 @@ def get_spark(app_name: str = "featuremill", *, master: str | None = None,
     runtime = detect_runtime(environ)
     if active is not None:
         runtime = with_cluster_manager(runtime, _master(active))
-        log.info("using the active Spark session (runtime=%s, cluster manager=%s, master=%s)", runtime.name,
-                 runtime.cluster_manager or "unknown", _master(active))
+        log.info(
+            "using the active Spark session (runtime=%s, cluster manager=%s, master=%s)",
+            runtime.name,
+            runtime.cluster_manager or "unknown",
+            _master(active),
+        )
         _require_delta(active, runtime)
         return active
     if runtime.name != "local":
         spark = SparkSession.builder.appName(app_name).getOrCreate()
         runtime = with_cluster_manager(runtime, _master(spark))
-        log.info("runtime %s %s on %s: using the platform's session settings (master=%s, executor python=%s)",
-                 runtime.name, runtime.detail, runtime.cluster_manager or "an unknown cluster manager",
-                 _master(spark), _conf(spark, "spark.pyspark.python") or "default")
+        log.info(
+            "runtime %s %s on %s: using the platform's session settings (master=%s, executor python=%s)",
+            runtime.name,
+            runtime.detail,
+            runtime.cluster_manager or "an unknown cluster manager",
+            _master(spark),
+            _conf(spark, "spark.pyspark.python") or "default",
+        )
         _require_delta(spark, runtime)
         return spark
 
@@ -151,8 +165,9 @@ def ensure_timezone(spark, timezone: str) -> None:
     """Pipelines define dates in their declared time zone; make the session agree."""
     current = spark.conf.get("spark.sql.session.timeZone")
     if _normalise_tz(current) != _normalise_tz(timezone):
-        log.warning("session time zone %s differs from the pipeline's %s; using %s for this job",
-                    current, timezone, timezone)
+        log.warning(
+            "session time zone %s differs from the pipeline's %s; using %s for this job", current, timezone, timezone
+        )
         spark.conf.set("spark.sql.session.timeZone", timezone)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 DEFAULT_EPSILON = 1e-4
 
@@ -35,8 +35,9 @@ def shares(counts: Sequence[float]) -> list[float]:
     return [float(c) / total if total > 0 else 0.0 for c in counts]
 
 
-def psi(reference_counts: Sequence[float], current_counts: Sequence[float], *,
-        epsilon: float = DEFAULT_EPSILON) -> float:
+def psi(
+    reference_counts: Sequence[float], current_counts: Sequence[float], *, epsilon: float = DEFAULT_EPSILON
+) -> float:
     """Population stability index of two histograms over the same bins."""
     _same_length(reference_counts, current_counts)
     total = 0.0
@@ -133,7 +134,7 @@ def kolmogorov_sf(x: float) -> float:
         return 1.0
     if x < 1.0:
         # The alternating series converges slowly for small x; use the Jacobi-theta form instead.
-        s = sum(math.exp(-((2 * j - 1) ** 2) * math.pi ** 2 / (8 * x * x)) for j in range(1, 50))
+        s = sum(math.exp(-((2 * j - 1) ** 2) * math.pi**2 / (8 * x * x)) for j in range(1, 50))
         return max(0.0, min(1.0, 1.0 - math.sqrt(2 * math.pi) / x * s))
     total = 0.0
     for j in range(1, 200):

@@ -27,8 +27,9 @@ import graphlib
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any, ContextManager
 
 from featuremill.core.errors import FeaturemillError
 from featuremill.core.schedule import CronError, expand
@@ -178,16 +179,28 @@ def script_args(job: DagJob, *, pipeline: str, env: str, date: str, date_offset_
 # Config section
 # --------------------------------------------------------------------------------------------
 
-_JOB_KEYS = ("job", "depends_on", "args", "retries", "retry_delay", "retry_backoff", "max_retry_delay",
-             "timeout", "description")
+_JOB_KEYS = (
+    "job",
+    "depends_on",
+    "args",
+    "retries",
+    "retry_delay",
+    "retry_backoff",
+    "max_retry_delay",
+    "timeout",
+    "description",
+)
 _DEFAULT_KEYS = ("retries", "retry_delay", "retry_backoff", "max_retry_delay", "timeout")
 
 
 def parse_dag_section(checker, value: Any, path: str, context) -> DagSpec | None:
     """Parse ``dag:`` (registered in :data:`featuremill.config.SECTIONS`)."""
-    spec = checker.mapping(value, path, required=("jobs",),
-                           optional=("schedule", "start_date", "sla", "sla_callback", "catchup", "defaults",
-                                     "date_offset_days", "tags"))
+    spec = checker.mapping(
+        value,
+        path,
+        required=("jobs",),
+        optional=("schedule", "start_date", "sla", "sla_callback", "catchup", "defaults", "date_offset_days", "tags"),
+    )
     if spec is None:
         return None
     ok = True
@@ -258,9 +271,12 @@ def parse_dag_section(checker, value: Any, path: str, context) -> DagSpec | None
         args: tuple[str, ...] = ()
         if "args" in jspec:
             raw_args = jspec["args"]
-            if not isinstance(raw_args, list) or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool)
-                                                         for a in raw_args):
-                checker.error(f"{jpath}.args", "expected a list of command-line arguments, e.g. [--source, transactions]")
+            if not isinstance(raw_args, list) or not all(
+                isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in raw_args
+            ):
+                checker.error(
+                    f"{jpath}.args", "expected a list of command-line arguments, e.g. [--source, transactions]"
+                )
                 ok = False
             else:
                 args = tuple(str(a) for a in raw_args)
@@ -273,8 +289,17 @@ def parse_dag_section(checker, value: Any, path: str, context) -> DagSpec | None
         if kind is None:
             ok = False
             continue
-        jobs.append(DagJob(name=name, kind=kind, depends_on=depends_on, args=args, retry=retry,
-                           timeout_seconds=timeout, description=description))
+        jobs.append(
+            DagJob(
+                name=name,
+                kind=kind,
+                depends_on=depends_on,
+                args=args,
+                retry=retry,
+                timeout_seconds=timeout,
+                description=description,
+            )
+        )
     if ok:
         try:
             topological_order(jobs)
@@ -284,9 +309,17 @@ def parse_dag_section(checker, value: Any, path: str, context) -> DagSpec | None
             ok = False
     if not ok:
         return None
-    return DagSpec(schedule=schedule, timezone=_timezone(context), jobs=tuple(jobs), start_date=start_date,
-                   sla_seconds=sla, sla_callback=sla_callback, catchup=bool(catchup), date_offset_days=offset,
-                   tags=tuple(tags))
+    return DagSpec(
+        schedule=schedule,
+        timezone=_timezone(context),
+        jobs=tuple(jobs),
+        start_date=start_date,
+        sla_seconds=sla,
+        sla_callback=sla_callback,
+        catchup=bool(catchup),
+        date_offset_days=offset,
+        tags=tuple(tags),
+    )
 
 
 def _timezone(context) -> str:
@@ -294,8 +327,9 @@ def _timezone(context) -> str:
     return str(document.get("timezone") or "UTC")
 
 
-def _retry_and_timeout(checker, spec: dict, path: str, base: RetryPolicy,
-                       base_timeout: int | None) -> tuple[RetryPolicy, int | None]:
+def _retry_and_timeout(
+    checker, spec: dict, path: str, base: RetryPolicy, base_timeout: int | None
+) -> tuple[RetryPolicy, int | None]:
     retries = base.retries
     if "retries" in spec:
         retries = checker.integer(spec["retries"], f"{path}.retries", minimum=0)
@@ -312,8 +346,9 @@ def _retry_and_timeout(checker, spec: dict, path: str, base: RetryPolicy,
     timeout = base_timeout
     if "timeout" in spec:
         timeout = checker.duration(spec["timeout"], f"{path}.timeout") or timeout
-    return RetryPolicy(retries=retries, retry_delay_seconds=delay, backoff=backoff,
-                       max_retry_delay_seconds=max_delay), timeout
+    return RetryPolicy(
+        retries=retries, retry_delay_seconds=delay, backoff=backoff, max_retry_delay_seconds=max_delay
+    ), timeout
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,11 +401,16 @@ class _Watchdog:
             self._timer.cancel()
 
 
-def run_dag(dag: DagSpec, *, run_job: Callable[[DagJob, int], None],
-            attempt_scope: Callable[[DagJob, int, str], ContextManager[Any]] | None = None,
-            skip_scope: Callable[[DagJob, str], None] | None = None,
-            cancel: Callable[[DagJob, int], None] | None = None,
-            sleep: Callable[[float], None] = time.sleep, only: list[str] | None = None) -> DagRunResult:
+def run_dag(
+    dag: DagSpec,
+    *,
+    run_job: Callable[[DagJob, int], None],
+    attempt_scope: Callable[[DagJob, int, str], ContextManager[Any]] | None = None,
+    skip_scope: Callable[[DagJob, str], None] | None = None,
+    cancel: Callable[[DagJob, int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    only: list[str] | None = None,
+) -> DagRunResult:
     """Run the DAG's jobs in dependency order, retrying each as declared.
 
     ``run_job(job, attempt)`` does the work and raises on failure. ``attempt_scope(job, attempt,
@@ -399,32 +439,45 @@ def run_dag(dag: DagSpec, *, run_job: Callable[[DagJob, int], None],
                 sleep(delay)
             outcome = AttemptResult(job=name, attempt=attempt, status="running", started=time.monotonic())
             group = f"featuremill-dag-{name}-{attempt}"
-            watchdog = _Watchdog(job.timeout_seconds, (lambda j=job, a=attempt: cancel(j, a)) if cancel else (lambda: None))
+            watchdog = _Watchdog(
+                job.timeout_seconds, (lambda j=job, a=attempt: cancel(j, a)) if cancel else (lambda: None)
+            )
             try:
-                with (attempt_scope(job, attempt, group) if attempt_scope else _null_scope()):
+                with attempt_scope(job, attempt, group) if attempt_scope else _null_scope():
                     try:
                         run_job(job, attempt)
                     except Exception as exc:
                         # The cancel makes the running Spark job fail with whatever error the job
                         # reports; the attempt scope (the run log) must see it as the timeout.
                         if watchdog.fired and not isinstance(exc, JobTimeoutError):
-                            raise JobTimeoutError(f"job {name} attempt {attempt} exceeded its timeout of "
-                                                  f"{job.timeout_seconds}s and was cancelled "
-                                                  f"({type(exc).__name__})") from exc
+                            raise JobTimeoutError(
+                                f"job {name} attempt {attempt} exceeded its timeout of "
+                                f"{job.timeout_seconds}s and was cancelled "
+                                f"({type(exc).__name__})"
+                            ) from exc
                         raise
                     finally:
                         watchdog.stop()
                     if watchdog.fired:
-                        raise JobTimeoutError(f"job {name} attempt {attempt} exceeded its timeout of "
-                                              f"{job.timeout_seconds}s")
+                        raise JobTimeoutError(
+                            f"job {name} attempt {attempt} exceeded its timeout of {job.timeout_seconds}s"
+                        )
             except Exception as exc:  # a failed attempt is data here: record it, maybe retry
                 outcome.status = "timed_out" if watchdog.fired else "failed"
                 if watchdog.fired and not isinstance(exc, JobTimeoutError):
-                    exc = JobTimeoutError(f"job {name} attempt {attempt} exceeded its timeout of "
-                                          f"{job.timeout_seconds}s and was cancelled ({type(exc).__name__})")
+                    exc = JobTimeoutError(
+                        f"job {name} attempt {attempt} exceeded its timeout of "
+                        f"{job.timeout_seconds}s and was cancelled ({type(exc).__name__})"
+                    )
                 outcome.error = f"{type(exc).__name__}: {exc}"
-                log.error("job %s attempt %d/%d %s: %s", name, attempt, job.max_attempts, outcome.status,
-                          outcome.error.splitlines()[0])
+                log.error(
+                    "job %s attempt %d/%d %s: %s",
+                    name,
+                    attempt,
+                    job.max_attempts,
+                    outcome.status,
+                    outcome.error.splitlines()[0],
+                )
             else:
                 outcome.status = "succeeded"
             outcome.finished = time.monotonic()

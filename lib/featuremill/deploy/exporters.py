@@ -30,16 +30,16 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from featuremill import __version__
 from featuremill.config import PipelineConfig, find_env_file
-from featuremill.deploy.dag import DagJob, DagSpec, job_argv, script_args
-from featuremill.deploy.versions import TESTED_DELTA, TESTED_SPARK, delta_maven_coordinate
 from featuremill.core.schedule import to_aws_cron, to_quartz
 from featuremill.core.session import DELTA_CATALOG, DELTA_EXTENSION
+from featuremill.deploy.dag import DagJob, DagSpec, job_argv, script_args
+from featuremill.deploy.versions import TESTED_DELTA, TESTED_SPARK, delta_maven_coordinate
 
 DATABRICKS_SPARK_VERSION = "17.3.x-scala2.13"
 EMR_DELTA_JARS = "/usr/share/aws/delta/lib/delta-spark.jar,/usr/share/aws/delta/lib/delta-storage.jar"
@@ -93,9 +93,18 @@ def referenced_env_vars(env_file: Path) -> list[str]:
     return names
 
 
-def export(config: PipelineConfig, dag: DagSpec, *, target: str, out_dir: str | Path, pipeline_file: str | Path,
-           env: str | None = None, artifacts: str | None = None, run_date: str | None = None,
-           environ: Mapping[str, str] | None = None) -> list[Path]:
+def export(
+    config: PipelineConfig,
+    dag: DagSpec,
+    *,
+    target: str,
+    out_dir: str | Path,
+    pipeline_file: str | Path,
+    env: str | None = None,
+    artifacts: str | None = None,
+    run_date: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[Path]:
     """Write the ``target`` definitions for ``dag`` into ``out_dir``; return the files written."""
     environ = os.environ if environ is None else environ
     pipeline_path = Path(pipeline_file)
@@ -104,15 +113,25 @@ def export(config: PipelineConfig, dag: DagSpec, *, target: str, out_dir: str | 
     names = referenced_env_vars(env_file) if env_file.exists() else []
     spark_version, delta_version = _local_versions()
     ctx = ExportContext(
-        config=config, dag=dag, pipeline_file=pipeline_path, env_name=env_name, env_file=env_file,
+        config=config,
+        dag=dag,
+        pipeline_file=pipeline_path,
+        env_name=env_name,
+        env_file=env_file,
         artifacts=artifacts or DEFAULT_ARTIFACTS.get(target, ""),
         env_vars={n: environ.get(n, f"CHANGE-ME-{n}") for n in names},
-        run_date=run_date, spark_version=spark_version, delta_version=delta_version,
+        run_date=run_date,
+        spark_version=spark_version,
+        delta_version=delta_version,
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    writer = {"airflow": write_airflow, "databricks": write_databricks_bundle, "emr": write_emr_steps,
-              "emr-serverless": write_emr_serverless}[target]
+    writer = {
+        "airflow": write_airflow,
+        "databricks": write_databricks_bundle,
+        "emr": write_emr_steps,
+        "emr-serverless": write_emr_serverless,
+    }[target]
     return writer(ctx, out)
 
 
@@ -168,19 +187,24 @@ def write_airflow(ctx: ExportContext, out: Path) -> list[Path]:
         "ENV_VARS = {" + ", ".join(f"{n!r}: '{{{{ var.value.{n} }}}}'" for n in ctx.env_vars) + "}",
         "",
     ]
-    schedule = (f"CronDataIntervalTimetable({dag.schedule!r}, timezone={dag.timezone!r})" if dag.schedule else "None")
+    schedule = f"CronDataIntervalTimetable({dag.schedule!r}, timezone={dag.timezone!r})" if dag.schedule else "None"
     start = dag.start_date
-    start_expr = (f"dt.datetime({start.year}, {start.month}, {start.day}, tzinfo=dt.timezone.utc)" if start
-                  else "dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)")
+    start_expr = (
+        f"dt.datetime({start.year}, {start.month}, {start.day}, tzinfo=dt.timezone.utc)"
+        if start
+        else "dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)"
+    )
     deadline = ""
     if dag.sla_seconds:
         callback = dag.sla_callback or DEFAULT_SLA_CALLBACK
-        deadline = (f"    deadline=DeadlineAlert(\n"
-                    f"        reference=DeadlineReference.DAGRUN_QUEUED_AT,\n"
-                    f"        interval={_py_timedelta(dag.sla_seconds)},\n"
-                    f"        callback=SyncCallback({callback!r}, kwargs={{'pipeline': {cfg.name!r}, "
-                    f"'sla': {str(dag.sla_seconds) + 's'!r}}}),\n"
-                    f"    ),\n")
+        deadline = (
+            f"    deadline=DeadlineAlert(\n"
+            f"        reference=DeadlineReference.DAGRUN_QUEUED_AT,\n"
+            f"        interval={_py_timedelta(dag.sla_seconds)},\n"
+            f"        callback=SyncCallback({callback!r}, kwargs={{'pipeline': {cfg.name!r}, "
+            f"'sla': {str(dag.sla_seconds) + 's'!r}}}),\n"
+            f"    ),\n"
+        )
     lines += [
         "with DAG(",
         f"    dag_id={ctx.dag_id!r},",
@@ -200,8 +224,14 @@ def write_airflow(ctx: ExportContext, out: Path) -> list[Path]:
         var = _identifier(job.name)
         tasks[job.name] = var
         args = script_args(job, pipeline="PIPELINE_PLACEHOLDER", env="ENV_PLACEHOLDER", date="{{ ds }}")
-        args_src = "[" + ", ".join("PIPELINE" if a == "PIPELINE_PLACEHOLDER" else "ENV_FILE" if a == "ENV_PLACEHOLDER"
-                                   else repr(a) for a in args) + "]"
+        args_src = (
+            "["
+            + ", ".join(
+                "PIPELINE" if a == "PIPELINE_PLACEHOLDER" else "ENV_FILE" if a == "ENV_PLACEHOLDER" else repr(a)
+                for a in args
+            )
+            + "]"
+        )
         retry = job.retry
         lines += [
             f"    {var} = SparkSubmitOperator(",
@@ -250,8 +280,13 @@ def databricks_job(ctx: ExportContext, wheel_glob: str = "../dist/*.whl") -> dic
     tasks = []
     for name in dag.order():
         job = dag.job(name)
-        params = job_argv(job, pipeline=pipeline_arg, env=env_arg, date="{{job.trigger.time.iso_date}}",
-                          date_offset_days=dag.date_offset_days)
+        params = job_argv(
+            job,
+            pipeline=pipeline_arg,
+            env=env_arg,
+            date="{{job.trigger.time.iso_date}}",
+            date_offset_days=dag.date_offset_days,
+        )
         task = {
             "task_key": job.name,
             "description": job.description or job.kind,
@@ -273,28 +308,36 @@ def databricks_job(ctx: ExportContext, wheel_glob: str = "../dist/*.whl") -> dic
         "name": f"featuremill {cfg.name}",
         "description": cfg.description,
         "max_concurrent_runs": 1,
-        "tags": {"featuremill": __version__, "pipeline": cfg.name, **{t: "" for t in dag.tags}},
-        "job_clusters": [{
-            "job_cluster_key": "featuremill",
-            "new_cluster": {
-                "spark_version": DATABRICKS_SPARK_VERSION,
-                "node_type_id": "${var.node_type_id}",
-                "autoscale": {"min_workers": 1, "max_workers": 4},
-                "data_security_mode": "SINGLE_USER",
-                "spark_conf": {"spark.sql.session.timeZone": dag.timezone},
-                "spark_env_vars": env_vars,
-            },
-        }],
+        "tags": {"featuremill": __version__, "pipeline": cfg.name, **dict.fromkeys(dag.tags, "")},
+        "job_clusters": [
+            {
+                "job_cluster_key": "featuremill",
+                "new_cluster": {
+                    "spark_version": DATABRICKS_SPARK_VERSION,
+                    "node_type_id": "${var.node_type_id}",
+                    "autoscale": {"min_workers": 1, "max_workers": 4},
+                    "data_security_mode": "SINGLE_USER",
+                    "spark_conf": {"spark.sql.session.timeZone": dag.timezone},
+                    "spark_env_vars": env_vars,
+                },
+            }
+        ],
         "tasks": tasks,
     }
     if dag.schedule:
-        job_def["schedule"] = {"quartz_cron_expression": to_quartz(dag.schedule), "timezone_id": dag.timezone,
-                               "pause_status": "UNPAUSED"}
+        job_def["schedule"] = {
+            "quartz_cron_expression": to_quartz(dag.schedule),
+            "timezone_id": dag.timezone,
+            "pause_status": "UNPAUSED",
+        }
     if dag.sla_seconds:
-        job_def["health"] = {"rules": [{"metric": "RUN_DURATION_SECONDS", "op": "GREATER_THAN",
-                                        "value": dag.sla_seconds}]}
-        job_def["email_notifications"] = {"on_duration_warning_threshold_exceeded": [cfg.owner] if cfg.owner else [],
-                                          "on_failure": [cfg.owner] if cfg.owner else []}
+        job_def["health"] = {
+            "rules": [{"metric": "RUN_DURATION_SECONDS", "op": "GREATER_THAN", "value": dag.sla_seconds}]
+        }
+        job_def["email_notifications"] = {
+            "on_duration_warning_threshold_exceeded": [cfg.owner] if cfg.owner else [],
+            "on_failure": [cfg.owner] if cfg.owner else [],
+        }
     return job_def
 
 
@@ -333,8 +376,10 @@ def write_databricks_bundle(ctx: ExportContext, out: Path) -> list[Path]:
 
 
 def _yaml_header(ctx: ExportContext) -> str:
-    return (f"# Generated by featuremill {__version__}: featuremill dag export {ctx.pipeline_file.name} "
-            "--target databricks. Regenerate rather than edit.\n")
+    return (
+        f"# Generated by featuremill {__version__}: featuremill dag export {ctx.pipeline_file.name} "
+        "--target databricks. Regenerate rather than edit.\n"
+    )
 
 
 def _copy_conf(ctx: ExportContext, out: Path) -> list[Path]:
@@ -360,24 +405,39 @@ def emr_steps(ctx: ExportContext) -> dict:
     steps = []
     env_confs: list[str] = []
     for name, value in ctx.env_vars.items():
-        env_confs += ["--conf", f"spark.yarn.appMasterEnv.{name}={value}", "--conf", f"spark.executorEnv.{name}={value}"]
+        env_confs += [
+            "--conf",
+            f"spark.yarn.appMasterEnv.{name}={value}",
+            "--conf",
+            f"spark.executorEnv.{name}={value}",
+        ]
     for name in ctx.dag.order():
         job = ctx.dag.job(name)
-        args = ["spark-submit", "--deploy-mode", "cluster",
-                "--conf", f"spark.sql.extensions={DELTA_EXTENSION}",
-                "--conf", f"spark.sql.catalog.spark_catalog={DELTA_CATALOG}",
-                "--py-files", ctx.artifact("featuremill.zip"),
-                # cluster mode: the YAML files land in the driver's working directory
-                "--files", f"{ctx.conf_pipeline},{ctx.conf_env}",
-                *env_confs,
-                ctx.artifact(job.script),
-                *script_args(job, pipeline=ctx.pipeline_file.name, env=ctx.env_file.name, date=date)]
-        steps.append({
-            "Name": f"featuremill {ctx.config.name} {job.name} {date}",
-            # A failed step cancels the ones after it (its dependants), and the cluster stays up.
-            "ActionOnFailure": "CANCEL_AND_WAIT",
-            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args},
-        })
+        args = [
+            "spark-submit",
+            "--deploy-mode",
+            "cluster",
+            "--conf",
+            f"spark.sql.extensions={DELTA_EXTENSION}",
+            "--conf",
+            f"spark.sql.catalog.spark_catalog={DELTA_CATALOG}",
+            "--py-files",
+            ctx.artifact("featuremill.zip"),
+            # cluster mode: the YAML files land in the driver's working directory
+            "--files",
+            f"{ctx.conf_pipeline},{ctx.conf_env}",
+            *env_confs,
+            ctx.artifact(job.script),
+            *script_args(job, pipeline=ctx.pipeline_file.name, env=ctx.env_file.name, date=date),
+        ]
+        steps.append(
+            {
+                "Name": f"featuremill {ctx.config.name} {job.name} {date}",
+                # A failed step cancels the ones after it (its dependants), and the cluster stays up.
+                "ActionOnFailure": "CANCEL_AND_WAIT",
+                "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args},
+            }
+        )
     return {"JobFlowId": "CHANGE-ME-CLUSTER-ID", "Steps": steps}
 
 
@@ -410,20 +470,23 @@ def _serverless_submit_parameters(ctx: ExportContext) -> str:
     return " ".join(f"--conf {k}={v}" for k, v in confs)
 
 
-def emr_serverless_job_run(ctx: ExportContext, job: DagJob | None, *, date: str, date_offset_days: int = 0,
-                           client_token: str | None = None) -> dict:
+def emr_serverless_job_run(
+    ctx: ExportContext, job: DagJob | None, *, date: str, date_offset_days: int = 0, client_token: str | None = None
+) -> dict:
     """A ``StartJobRun`` request for one DAG job, or for the whole DAG when ``job`` is None."""
     if job is None:
         script = "jobs/dag_run.py"
         arguments = [ctx.pipeline_file.name, "--env", ctx.env_file.name, "--date", date]
         timeout = sum(j.timeout_seconds or 0 for j in ctx.dag.jobs) * max(
-            (j.max_attempts for j in ctx.dag.jobs), default=1)
+            (j.max_attempts for j in ctx.dag.jobs), default=1
+        )
         name = f"featuremill-{ctx.config.name}-dag"
         attempts = 1  # the DAG run retries its jobs itself
     else:
         script = job.script
-        arguments = script_args(job, pipeline=ctx.pipeline_file.name, env=ctx.env_file.name, date=date,
-                                date_offset_days=date_offset_days)
+        arguments = script_args(
+            job, pipeline=ctx.pipeline_file.name, env=ctx.env_file.name, date=date, date_offset_days=date_offset_days
+        )
         timeout = job.timeout_seconds or 0
         name = f"featuremill-{ctx.config.name}-{job.name}"
         attempts = job.max_attempts
@@ -434,11 +497,13 @@ def emr_serverless_job_run(ctx: ExportContext, job: DagJob | None, *, date: str,
         "executionRoleArn": "arn:aws:iam::111122223333:role/CHANGE-ME-featuremill-job-role",
         "clientToken": client_token or f"{name}-{date}"[:64],
         "name": name,
-        "jobDriver": {"sparkSubmit": {
-            "entryPoint": ctx.artifact(script),
-            "entryPointArguments": arguments,
-            "sparkSubmitParameters": _serverless_submit_parameters(ctx),
-        }},
+        "jobDriver": {
+            "sparkSubmit": {
+                "entryPoint": ctx.artifact(script),
+                "entryPointArguments": arguments,
+                "sparkSubmitParameters": _serverless_submit_parameters(ctx),
+            }
+        },
         "retryPolicy": {"maxAttempts": attempts},
         "tags": {"featuremill": __version__, "pipeline": ctx.config.name},
     }
@@ -450,8 +515,13 @@ def emr_serverless_job_run(ctx: ExportContext, job: DagJob | None, *, date: str,
 def eventbridge_schedule(ctx: ExportContext) -> dict:
     """``CreateSchedule`` (EventBridge Scheduler) starting the DAG run on the pipeline's schedule."""
     scheduled = "<aws.scheduler.scheduled-time>"
-    run = emr_serverless_job_run(ctx, None, date=scheduled, date_offset_days=ctx.dag.date_offset_days,
-                                 client_token=f"featuremill-{ctx.config.name}-{scheduled}")
+    run = emr_serverless_job_run(
+        ctx,
+        None,
+        date=scheduled,
+        date_offset_days=ctx.dag.date_offset_days,
+        client_token=f"featuremill-{ctx.config.name}-{scheduled}",
+    )
     return {
         "Name": f"featuremill-{ctx.config.name}",
         "Description": f"featuremill pipeline {ctx.config.name}: DAG run on EMR Serverless",

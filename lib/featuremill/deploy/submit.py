@@ -30,14 +30,14 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from featuremill.config import find_env_file
-from featuremill.deploy.versions import delta_maven_coordinate
 from featuremill.core.errors import FeaturemillError
 from featuremill.core.session import DELTA_CATALOG, DELTA_EXTENSION, cluster_manager
+from featuremill.deploy.versions import delta_maven_coordinate
 
 #: job name -> entry script (relative to the project root or the dist folder)
 JOB_SCRIPTS: dict[str, str] = {
@@ -107,7 +107,11 @@ def _conf_value(options: Sequence[str], key: str) -> str | None:
 
 
 def deploy_mode(spark_options: Sequence[str]) -> str:
-    return _option_value(spark_options, "--deploy-mode") or _conf_value(spark_options, "spark.submit.deployMode") or "client"
+    return (
+        _option_value(spark_options, "--deploy-mode")
+        or _conf_value(spark_options, "spark.submit.deployMode")
+        or "client"
+    )
 
 
 def _rewrite_env_arg(job_args: list[str], new_value: str) -> list[str]:
@@ -129,14 +133,17 @@ def _rewrite_env_arg(job_args: list[str], new_value: str) -> list[str]:
     return out if replaced else out + ["--env", new_value]
 
 
-def build_submit_command(job: str, pipeline: str, job_args: Sequence[str], spark_options: Sequence[str],
-                         settings: SubmitSettings) -> list[str]:
+def build_submit_command(
+    job: str, pipeline: str, job_args: Sequence[str], spark_options: Sequence[str], settings: SubmitSettings
+) -> list[str]:
     """The full spark-submit argument list for ``job`` on ``pipeline`` (pure: reads no files)."""
     if job not in JOB_SCRIPTS:
         raise SubmitError(f"unknown job {job!r}; choose one of {', '.join(sorted(JOB_SCRIPTS))}")
     if settings.platform == "databricks":
-        raise SubmitError("Databricks runs featuremill as a python_wheel_task from the asset bundle, not through "
-                          "spark-submit: featuremill dag export PIPELINE --target databricks")
+        raise SubmitError(
+            "Databricks runs featuremill as a python_wheel_task from the asset bundle, not through "
+            "spark-submit: featuremill dag export PIPELINE --target databricks"
+        )
     root = Path(settings.project_root)
     dist = Path(settings.dist) if Path(settings.dist).is_absolute() else root / settings.dist
     job_args = list(job_args)
@@ -149,8 +156,12 @@ def build_submit_command(job: str, pipeline: str, job_args: Sequence[str], spark
     cmd = [settings.spark_submit]
     if _option_value(spark_options, "--name") is None:
         cmd += ["--name", f"featuremill-{job}-{pipeline_path.stem}"]
-    cmd += ["--conf", f"spark.sql.extensions={DELTA_EXTENSION}",
-            "--conf", f"spark.sql.catalog.spark_catalog={DELTA_CATALOG}"]
+    cmd += [
+        "--conf",
+        f"spark.sql.extensions={DELTA_EXTENSION}",
+        "--conf",
+        f"spark.sql.catalog.spark_catalog={DELTA_CATALOG}",
+    ]
     user_jars = (_option_value(spark_options, "--packages") or "") + (_option_value(spark_options, "--jars") or "")
     if "delta" in user_jars:
         pass  # the caller chose the Delta jars
@@ -158,17 +169,25 @@ def build_submit_command(job: str, pipeline: str, job_args: Sequence[str], spark
         cmd += ["--jars", ",".join(settings.emr_delta_jars)]
     elif settings.platform not in DELTA_PROVIDED:
         if not settings.delta_version:
-            raise SubmitError("cannot tell which Delta version to use: install delta-spark next to pyspark "
-                              "or set FEATUREMILL_DELTA_VERSION")
-        cmd += ["--packages", delta_maven_coordinate(settings.spark_version, settings.delta_version,
-                                                     settings.scala_version)]
+            raise SubmitError(
+                "cannot tell which Delta version to use: install delta-spark next to pyspark "
+                "or set FEATUREMILL_DELTA_VERSION"
+            )
+        cmd += [
+            "--packages",
+            delta_maven_coordinate(settings.spark_version, settings.delta_version, settings.scala_version),
+        ]
     if is_loopback_master(_option_value(spark_options, "--master")):
         # A cluster on this machine: keep the driver on the loopback address too, or Spark picks
         # the first network interface and executors call back to it.
         cmd += ["--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1"]
     if settings.env_archive:
-        cmd += ["--archives", f"{settings.env_archive}#environment",
-                "--conf", "spark.pyspark.python=./environment/bin/python"]
+        cmd += [
+            "--archives",
+            f"{settings.env_archive}#environment",
+            "--conf",
+            "spark.pyspark.python=./environment/bin/python",
+        ]
         if mode == "client":
             # The driver runs here, outside the unpacked archive.
             cmd += ["--conf", f"spark.pyspark.driver.python={settings.python or sys.executable}"]
@@ -195,7 +214,7 @@ def split_arguments(argv: Sequence[str]) -> tuple[dict, list[str], str, str, lis
     argv = list(argv)
     if "--" in argv:
         cut = argv.index("--")
-        head, tail = argv[:cut], argv[cut + 1:]
+        head, tail = argv[:cut], argv[cut + 1 :]
     else:
         head, tail = [], argv
     own: dict = {}
@@ -265,8 +284,9 @@ def settings_from_environment(own: dict, spark_options: Sequence[str], environ: 
     spark_home = _spark_home(environ)
     runtime = detect_runtime(environ)
     master = _option_value(spark_options, "--master") or environ.get("FEATUREMILL_MASTER")
-    platform = own.get("platform") or (runtime.name if runtime.name in ("emr", "databricks")
-                                       else platform_from_master(master))
+    platform = own.get("platform") or (
+        runtime.name if runtime.name in ("emr", "databricks") else platform_from_master(master)
+    )
     return SubmitSettings(
         spark_submit=str(spark_home / "bin" / "spark-submit"),
         spark_version=_spark_version(spark_home),
@@ -289,8 +309,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             spark_options = ["--master", master] + spark_options
         settings = settings_from_environment(own, spark_options, environ)
         cmd = build_submit_command(job, pipeline, job_args, spark_options, settings)
-        if not settings.env_archive and not (Path(settings.project_root) / settings.dist / "featuremill.zip").exists() \
-                and not Path(settings.dist, "featuremill.zip").exists():
+        if (
+            not settings.env_archive
+            and not (Path(settings.project_root) / settings.dist / "featuremill.zip").exists()
+            and not Path(settings.dist, "featuremill.zip").exists()
+        ):
             raise SubmitError(f"{settings.dist}/featuremill.zip not found: run scripts/package.sh first")
     except FeaturemillError as exc:
         sys.stderr.write(f"submit: error: {exc}\n")

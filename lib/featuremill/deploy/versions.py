@@ -62,7 +62,8 @@ def delta_maven_coordinate(spark_version: str, delta_version: str, scala_version
         built_for = ", ".join(f"{a}.{b}" for a, b in SUPPORTED_PAIRS[delta])
         raise VersionMismatchError(
             f"delta-spark {delta_version} is built for Spark {built_for}, not Spark {spark_version}; "
-            "install the delta-spark that matches the cluster's Spark (see docs/deployment.md, version matrix)")
+            "install the delta-spark that matches the cluster's Spark (see docs/deployment.md, version matrix)"
+        )
     if spark[0] >= 4 and scala != "2.13":
         raise VersionMismatchError(f"Spark {spark_version} is built for Scala 2.13 only, not {scala}")
     if delta >= (4, 1):

@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from featuremill.config import PipelineConfig
+from featuremill.core.session import ensure_timezone
+from featuremill.pipelines.common import recorded_run
 from featuremill.storage.exactly_once import digest, feature_set_definition, source_definition
 from featuremill.storage.ledger import read_runs
-from featuremill.pipelines.common import recorded_run
-from featuremill.core.session import ensure_timezone
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +85,30 @@ def chunk_ranges(start: dt.date, end: dt.date, chunk_days: int) -> list[tuple[dt
     return out
 
 
-def backfill_id(config: PipelineConfig, *, job: str, start: dt.date, end: dt.date, chunk_days: int,
-                sources: list[str], feature_sets: list[str], corrective: bool) -> str:
+def backfill_id(
+    config: PipelineConfig,
+    *,
+    job: str,
+    start: dt.date,
+    end: dt.date,
+    chunk_days: int,
+    sources: list[str],
+    feature_sets: list[str],
+    corrective: bool,
+) -> str:
     """Identity of a backfill command: same arguments and definitions, same id (so it can resume)."""
-    return digest({
-        "pipeline": config.name, "job": job, "start": start, "end": end, "chunk_days": chunk_days,
-        "sources": {s: source_definition(config, config.source(s)) for s in sorted(sources)},
-        "feature_sets": {f: feature_set_definition(config, config.feature_set(f)) for f in sorted(feature_sets)},
-        "corrective": corrective,
-    })[:16]
+    return digest(
+        {
+            "pipeline": config.name,
+            "job": job,
+            "start": start,
+            "end": end,
+            "chunk_days": chunk_days,
+            "sources": {s: source_definition(config, config.source(s)) for s in sorted(sources)},
+            "feature_sets": {f: feature_set_definition(config, config.feature_set(f)) for f in sorted(feature_sets)},
+            "corrective": corrective,
+        }
+    )[:16]
 
 
 def completed_chunks(spark, config: PipelineConfig, backfill: str) -> set[tuple[str, str, dt.date, dt.date]]:
@@ -112,19 +127,38 @@ def completed_chunks(spark, config: PipelineConfig, backfill: str) -> set[tuple[
     runs = read_runs(spark, config.tables.run_log, pipeline=config.name)
     if "backfill_id" not in runs.columns:
         return set()
-    mine = runs.where(F.col("backfill_id") == F.lit(backfill)).select(
-        "job", "target", "start_date", "end_date", "status", "started_at", "finished_at").collect()
-    completed_at = max((r["finished_at"] for r in mine if r["job"] == "backfill" and r["status"] == "succeeded"),
-                       default=None)
-    return {(r["job"], r["target"], r["start_date"], r["end_date"]) for r in mine
-            if r["job"] in ("ingest", "features") and r["status"] in DONE_STATUSES
-            and (completed_at is None or r["started_at"] > completed_at)}
+    mine = (
+        runs.where(F.col("backfill_id") == F.lit(backfill))
+        .select("job", "target", "start_date", "end_date", "status", "started_at", "finished_at")
+        .collect()
+    )
+    completed_at = max(
+        (r["finished_at"] for r in mine if r["job"] == "backfill" and r["status"] == "succeeded"), default=None
+    )
+    return {
+        (r["job"], r["target"], r["start_date"], r["end_date"])
+        for r in mine
+        if r["job"] in ("ingest", "features")
+        and r["status"] in DONE_STATUSES
+        and (completed_at is None or r["started_at"] > completed_at)
+    }
 
 
-def run_backfill(spark, config: PipelineConfig, *, start: dt.date, end: dt.date, job: str = "all",
-                 chunk_days: int = 1, sources: list[str] | None = None, feature_sets: list[str] | None = None,
-                 corrective: bool = False, restart: bool = False, allow_empty: bool = False,
-                 on_chunk: Callable[[ChunkOutcome, int, int], None] | None = None) -> BackfillResult:
+def run_backfill(
+    spark,
+    config: PipelineConfig,
+    *,
+    start: dt.date,
+    end: dt.date,
+    job: str = "all",
+    chunk_days: int = 1,
+    sources: list[str] | None = None,
+    feature_sets: list[str] | None = None,
+    corrective: bool = False,
+    restart: bool = False,
+    allow_empty: bool = False,
+    on_chunk: Callable[[ChunkOutcome, int, int], None] | None = None,
+) -> BackfillResult:
     """Recompute ``[start, end]`` in chunks of ``chunk_days`` (see the module docstring).
 
     ``sources``/``feature_sets`` restrict the targets (default: all); ``on_chunk(outcome, i, n)``
@@ -144,9 +178,16 @@ def run_backfill(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
     for name in chosen_sets:
         config.feature_set(name)
     do_ingest, do_features = job in ("ingest", "all"), job in ("features", "all")
-    bid = backfill_id(config, job=job, start=start, end=end, chunk_days=chunk_days,
-                      sources=chosen_sources if do_ingest else [], feature_sets=chosen_sets if do_features else [],
-                      corrective=corrective)
+    bid = backfill_id(
+        config,
+        job=job,
+        start=start,
+        end=end,
+        chunk_days=chunk_days,
+        sources=chosen_sources if do_ingest else [],
+        feature_sets=chosen_sets if do_features else [],
+        corrective=corrective,
+    )
     done = set() if restart else completed_chunks(spark, config, bid)
     dims = [s for s in chosen_sources if config.source(s).kind == "dimension"] if do_ingest else []
     events = [s for s in chosen_sources if config.source(s).kind == "events"] if do_ingest else []
@@ -158,15 +199,28 @@ def run_backfill(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
     if do_features:
         plan.extend(("features", a, b, chosen_sets) for a, b in chunks)
     total = sum(len(targets) for *_, targets in plan)
-    log.info("backfill %s: %s %s..%s in %d chunk(s) of %d day(s): %d chunk target(s), %d done by an earlier "
-             "attempt", bid, job, start, end, len(chunks), chunk_days, total,
-             sum(1 for j, a, b, ts in plan for t in ts if (j, t, a, b) in done))
+    log.info(
+        "backfill %s: %s %s..%s in %d chunk(s) of %d day(s): %d chunk target(s), %d done by an earlier attempt",
+        bid,
+        job,
+        start,
+        end,
+        len(chunks),
+        chunk_days,
+        total,
+        sum(1 for j, a, b, ts in plan for t in ts if (j, t, a, b) in done),
+    )
 
     with recorded_run(spark, config, job="backfill", target=job, start=start, end=end, backfill_id=bid) as record:
         result = BackfillResult(backfill_id=bid, run_id=record.run_id, chunks=chunks)
-        record.details = {"chunk_days": chunk_days, "chunks": len(chunks), "corrective": corrective,
-                          "restart": restart, "sources": chosen_sources if do_ingest else [],
-                          "feature_sets": chosen_sets if do_features else []}
+        record.details = {
+            "chunk_days": chunk_days,
+            "chunks": len(chunks),
+            "corrective": corrective,
+            "restart": restart,
+            "sources": chosen_sources if do_ingest else [],
+            "feature_sets": chosen_sets if do_features else [],
+        }
         index = 0
         for step_job, a, b, targets in plan:
             todo = [t for t in targets if (step_job, t, a, b) not in done]
@@ -182,12 +236,28 @@ def run_backfill(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
                 continue
             log.info("backfill %s: %s %s..%s for %s", bid, step_job, a, b, ", ".join(todo))
             if step_job == "ingest":
-                results = run_ingest(spark, config, start=a, end=b, sources=todo, allow_empty=allow_empty,
-                                     corrective=corrective, backfill_id=bid)
+                results = run_ingest(
+                    spark,
+                    config,
+                    start=a,
+                    end=b,
+                    sources=todo,
+                    allow_empty=allow_empty,
+                    corrective=corrective,
+                    backfill_id=bid,
+                )
                 pairs = [(r.source, r.status, r.run_id) for r in results]
             else:
-                results = run_features(spark, config, start=a, end=b, feature_sets=todo, corrective=corrective,
-                                       allow_empty=allow_empty, backfill_id=bid)
+                results = run_features(
+                    spark,
+                    config,
+                    start=a,
+                    end=b,
+                    feature_sets=todo,
+                    corrective=corrective,
+                    allow_empty=allow_empty,
+                    backfill_id=bid,
+                )
                 pairs = [(r.feature_set, r.status, r.run_id) for r in results]
             for target, status, run_id in pairs:
                 index += 1
@@ -195,7 +265,8 @@ def run_backfill(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
                 result.outcomes.append(outcome)
                 if on_chunk:
                     on_chunk(outcome, index, total)
-        record.details.update({k: result.count(k) for k in ("ran", "already_committed", "skipped_empty",
-                                                              "done_earlier")})
+        record.details.update(
+            {k: result.count(k) for k in ("ran", "already_committed", "skipped_empty", "done_earlier")}
+        )
         record.rows_written = 0
     return result

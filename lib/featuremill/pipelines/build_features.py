@@ -37,16 +37,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from featuremill.storage import io
 from featuremill.config import FeatureSetSpec, JoinSpec, PipelineConfig
 from featuremill.core.errors import BroadcastTooLargeError, TableStateError
-from featuremill.storage.exactly_once import CommitGuard, _semantic, digest, feature_set_definition, run_key
-from featuremill.transforms.features import with_window_features
-from featuremill.transforms.ingest import EVENT_DATE, INGEST_DATE
-from featuremill.storage.ledger import RunRecord
+from featuremill.core.progress import stage
+from featuremill.core.session import ensure_timezone
+from featuremill.core.sql import col, quote_identifier
 from featuremill.pipelines.common import RecordedRuns
 from featuremill.pipelines.preprocess import (
     helper_lookback_days,
@@ -55,13 +54,15 @@ from featuremill.pipelines.preprocess import (
     serve_preprocessed,
     serving_state,
 )
+from featuremill.preprocessing.timeseries import with_history_helpers
 from featuremill.quality.gate import TableGate, enforce
 from featuremill.quality.rules import EvaluationContext
-from featuremill.core.progress import stage
+from featuremill.storage import io
+from featuremill.storage.exactly_once import CommitGuard, _semantic, digest, feature_set_definition, run_key
+from featuremill.storage.ledger import RunRecord
 from featuremill.storage.retention import ensure_retention, replay_window
-from featuremill.core.session import ensure_timezone
-from featuremill.core.sql import col, quote_identifier
-from featuremill.preprocessing.timeseries import with_history_helpers
+from featuremill.transforms.features import with_window_features
+from featuremill.transforms.ingest import EVENT_DATE, INGEST_DATE
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +96,19 @@ def lookback_days(feature_set: FeatureSetSpec) -> int:
 CommitHook = Callable[[str, int], None]
 
 
-def run_features(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
-                 feature_sets: list[str] | None = None, incremental: bool = True, corrective: bool = False,
-                 allow_empty: bool = False, backfill_id: str | None = None,
-                 on_commit: CommitHook | None = None) -> list[FeatureRunResult]:
+def run_features(
+    spark,
+    config: PipelineConfig,
+    *,
+    start: dt.date,
+    end: dt.date,
+    feature_sets: list[str] | None = None,
+    incremental: bool = True,
+    corrective: bool = False,
+    allow_empty: bool = False,
+    backfill_id: str | None = None,
+    on_commit: CommitHook | None = None,
+) -> list[FeatureRunResult]:
     """Compute the feature sets (all, or ``feature_sets``) for event dates ``[start, end]``.
 
     Every feature set is planned and checked (committed inputs, schema contract, quality rules of
@@ -117,9 +127,19 @@ def run_features(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
         for fs in chosen:
             record = runs.open(fs.name)
             with runs.measure(fs.name):
-                planned.append(_plan_feature_set(spark, config, fs, record, start=start, end=end,
-                                                 incremental=incremental, corrective=corrective,
-                                                 allow_empty=allow_empty))
+                planned.append(
+                    _plan_feature_set(
+                        spark,
+                        config,
+                        fs,
+                        record,
+                        start=start,
+                        end=end,
+                        incremental=incremental,
+                        corrective=corrective,
+                        allow_empty=allow_empty,
+                    )
+                )
         enforce(spark, config, [(p.gate, p.record.run_id) for p in planned if p.decided], job="features")
         results = []
         for p in planned:
@@ -154,13 +174,21 @@ def content_identity(df) -> dict[str, Any]:
     """
     from pyspark.sql import functions as F
 
-    row = df.agg(F.count(F.lit(1)).alias("n"),
-                 F.sum(F.xxhash64(*[col(c) for c in df.columns]).cast("decimal(38,0)")).alias("h")).first()
+    row = df.agg(
+        F.count(F.lit(1)).alias("n"), F.sum(F.xxhash64(*[col(c) for c in df.columns]).cast("decimal(38,0)")).alias("h")
+    ).first()
     return {"rows": int(row["n"]), "checksum": str(row["h"] or 0)}
 
 
-def _dimension_frame(spark, config: PipelineConfig, join: JoinSpec, versions: dict[str, int],
-                     states: dict[str, Any] | None = None, *, pinned: dict[str, int] | None = None):
+def _dimension_frame(
+    spark,
+    config: PipelineConfig,
+    join: JoinSpec,
+    versions: dict[str, int],
+    states: dict[str, Any] | None = None,
+    *,
+    pinned: dict[str, int] | None = None,
+):
     """The dimension's key and requested columns, marked for broadcast after a size check.
 
     ``states`` receives the content identity of the columns used (:func:`content_identity`);
@@ -191,8 +219,9 @@ def _join_columns(dimension, join):
     return dimension.select(*[col(k) for k in join.on], *[col(c) for c in join.columns])
 
 
-def build_feature_frame(events, *, config: PipelineConfig, feature_set: FeatureSetSpec, dimensions: dict,
-                        start: dt.date, end: dt.date):
+def build_feature_frame(
+    events, *, config: PipelineConfig, feature_set: FeatureSetSpec, dimensions: dict, start: dt.date, end: dt.date
+):
     """DataFrame -> DataFrame: feature rows for event dates ``[start, end]``.
 
     ``events`` are validated events of ``feature_set.source`` covering at least
@@ -204,14 +233,20 @@ def build_feature_frame(events, *, config: PipelineConfig, feature_set: FeatureS
     from pyspark.sql import functions as F
 
     source = config.source(feature_set.source)
-    df = events.where(F.greatest(*[col(k).isNull() for k in feature_set.entity],
-                                 col(source.event_time).isNull()) == F.lit(False))
+    df = events.where(
+        F.greatest(*[col(k).isNull() for k in feature_set.entity], col(source.event_time).isNull()) == F.lit(False)
+    )
     for join in feature_set.joins:
         if join.level == "event":
             df = df.join(_join_columns(dimensions[join.dimension], join), on=list(join.on), how="left")
-    df = with_window_features(df, entity=feature_set.entity, event_time=source.event_time,
-                              order_key=source.key, features=feature_set.features,
-                              known_at_from=INGEST_DATE if INGEST_DATE in events.columns else None)
+    df = with_window_features(
+        df,
+        entity=feature_set.entity,
+        event_time=source.event_time,
+        order_key=source.key,
+        features=feature_set.features,
+        known_at_from=INGEST_DATE if INGEST_DATE in events.columns else None,
+    )
     helpers = history_helpers(config, feature_set)
     if helpers:  # preprocessing.timeseries: lags, diffs, z-scores, EMAs over the feature rows
         df = with_history_helpers(df, entity=feature_set.entity, event_time=source.event_time, helpers=helpers)
@@ -235,16 +270,21 @@ def event_input_state(events, *, event_time: str, compute_start: dt.date, end: d
     from pyspark.sql import functions as F
 
     ts = F.expr(f"unix_micros({quote_identifier(event_time)})")
-    per_file = (events
-                .select(F.col("_metadata.file_name").alias("file"),
-                        (col(INGEST_DATE) <= F.lit(end)).alias("landed"),
-                        (col(EVENT_DATE) >= F.lit(compute_start)).alias("in_range"),
-                        ts.alias("t"))
-                .groupBy("file")
-                .agg(F.count(F.lit(1)).alias("n"),
-                     F.count(F.when(F.col("landed"), F.lit(1))).alias("n_landed"),
-                     F.count(F.when(F.col("in_range"), F.lit(1))).alias("n_range"),
-                     F.max(F.when(F.col("in_range"), F.col("t"))).alias("max_t")))
+    per_file = (
+        events.select(
+            F.col("_metadata.file_name").alias("file"),
+            (col(INGEST_DATE) <= F.lit(end)).alias("landed"),
+            (col(EVENT_DATE) >= F.lit(compute_start)).alias("in_range"),
+            ts.alias("t"),
+        )
+        .groupBy("file")
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.count(F.when(F.col("landed"), F.lit(1))).alias("n_landed"),
+            F.count(F.when(F.col("in_range"), F.lit(1))).alias("n_range"),
+            F.max(F.when(F.col("in_range"), F.col("t"))).alias("max_t"),
+        )
+    )
     row = per_file.agg(
         F.coalesce(F.sum("n"), F.lit(0)).alias("rows_read"),
         F.coalesce(F.sum("n_range"), F.lit(0)).alias("rows_in_range"),
@@ -297,8 +337,9 @@ def fingerprint_definition(config: PipelineConfig, feature_set: FeatureSetSpec) 
     return definition
 
 
-def _serve(spark, config: PipelineConfig, planned: "_Planned", *, end: dt.date,
-           on_commit: CommitHook | None = None) -> None:
+def _serve(
+    spark, config: PipelineConfig, planned: _Planned, *, end: dt.date, on_commit: CommitHook | None = None
+) -> None:
     """``preprocessing.serving``: apply the stored state to the run's feature rows, exactly once.
 
     Its own run key per state (``.../preprocessed/<set>@<state>.v<version>/<start>/<end>``): a
@@ -312,26 +353,53 @@ def _serve(spark, config: PipelineConfig, planned: "_Planned", *, end: dt.date,
         return
     name = f"preprocessed.{feature_set.name}"
     serve_guard = CommitGuard(
-        spark, run_key=run_key(config.name, "preprocessed", f"{feature_set.name}@{state.name}.v{state.version}",
-                               record.start_date, record.end_date),
-        run_id=record.run_id, label=f"preprocessed {feature_set.name} {record.start_date}..{record.end_date}",
+        spark,
+        run_key=run_key(
+            config.name,
+            "preprocessed",
+            f"{feature_set.name}@{state.name}.v{state.version}",
+            record.start_date,
+            record.end_date,
+        ),
+        run_id=record.run_id,
+        label=f"preprocessed {feature_set.name} {record.start_date}..{record.end_date}",
         inputs={"features": guard.fingerprint, "state": {"name": state.name, "version": state.version}},
-        versions=dict(record.input_versions), tables={name: preprocessed_path(config, feature_set.name)},
-        corrective=guard.corrective).plan()
+        versions=dict(record.input_versions),
+        tables={name: preprocessed_path(config, feature_set.name)},
+        corrective=guard.corrective,
+    ).plan()
     if serve_guard.is_committed(name):
         record.output_versions[name] = serve_guard.prior(name).table_version
         return
     ensure_retention(spark, preprocessed_path(config, feature_set.name), replay_window(config))
-    serve_preprocessed(spark, config, feature_set, keys=planned.keys, partition_column=EVENT_DATE,
-                       start=planned.compute_start, end=end, state=state, commit=serve_guard.tag(name))
+    serve_preprocessed(
+        spark,
+        config,
+        feature_set,
+        keys=planned.keys,
+        partition_column=EVENT_DATE,
+        start=planned.compute_start,
+        end=end,
+        state=state,
+        commit=serve_guard.tag(name),
+    )
     record.output_versions[name], _ = serve_guard.confirm(name)
     if on_commit is not None:
         on_commit(name, record.output_versions[name])
 
 
-def _plan_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec, record: RunRecord, *,
-                      start: dt.date, end: dt.date, incremental: bool, corrective: bool = False,
-                      allow_empty: bool = False) -> _Planned:
+def _plan_feature_set(
+    spark,
+    config: PipelineConfig,
+    feature_set: FeatureSetSpec,
+    record: RunRecord,
+    *,
+    start: dt.date,
+    end: dt.date,
+    incremental: bool,
+    corrective: bool = False,
+    allow_empty: bool = False,
+) -> _Planned:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -349,53 +417,78 @@ def _plan_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec
     if incremental:
         # Late events landed in [start, end] but belong to earlier dates: recompute from there.
         with stage(f"features {feature_set.name}: find late events", spark, key="late_events"):
-            earliest = (validated.where(col(INGEST_DATE).between(F.lit(start), F.lit(end)))
-                        .agg(F.min(EVENT_DATE)).first()[0])
+            earliest = (
+                validated.where(col(INGEST_DATE).between(F.lit(start), F.lit(end))).agg(F.min(EVENT_DATE)).first()[0]
+            )
         if earliest is not None and earliest < start:
             log.info("feature set %s: late events back to %s; recomputing from there", feature_set.name, earliest)
             compute_start = earliest
-    read_start = compute_start - dt.timedelta(days=lookback_days(feature_set) + helper_lookback_days(config, feature_set))
+    read_start = compute_start - dt.timedelta(
+        days=lookback_days(feature_set) + helper_lookback_days(config, feature_set)
+    )
     events = validated.where(col(EVENT_DATE).between(F.lit(read_start), F.lit(end)))
     with stage(f"features {feature_set.name}: count input", spark, key="input_scan") as st:
         state = event_input_state(events, event_time=source.event_time, compute_start=compute_start, end=end)
         st.set_rows(state["rows_read"])
     events_read = state["rows_read"]
-    tables[events_name] = {"event_dates": f"{read_start}..{end}", "landed_by": end.isoformat(),
-                           "files": state["landed_files"], "rows": state["landed_rows"],
-                           "files_digest": state["landed_digest"]}
+    tables[events_name] = {
+        "event_dates": f"{read_start}..{end}",
+        "landed_by": end.isoformat(),
+        "files": state["landed_files"],
+        "rows": state["landed_rows"],
+        "files_digest": state["landed_digest"],
+    }
     record.rows_read = events_read
     record.input_versions = dict(versions)
     record.max_event_time = micros_to_utc(state["max_event_micros"])
-    record.details = {"compute_start": compute_start.isoformat(), "read_start": read_start.isoformat(),
-                      "feature_set_version": feature_set.version,
-                      "definition": digest(fingerprint_definition(config, feature_set))}
+    record.details = {
+        "compute_start": compute_start.isoformat(),
+        "read_start": read_start.isoformat(),
+        "feature_set_version": feature_set.version,
+        "definition": digest(fingerprint_definition(config, feature_set)),
+    }
     keys = list(feature_set.entity) + [source.event_time]
     gate = TableGate(config, out_name)
     planned = _Planned(feature_set, record, gate, None, keys, compute_start, events_read)
     if state["rows_in_range"] == 0 and not allow_empty:
         # A MERGE of nothing would delete every feature row of the range.
-        log.warning("%s: no events dated %s..%s; nothing written (pass --allow-empty to clear the range)",
-                    label, compute_start, end)
+        log.warning(
+            "%s: no events dated %s..%s; nothing written (pass --allow-empty to clear the range)",
+            label,
+            compute_start,
+            end,
+        )
         record.status = "skipped_empty"
         planned.skipped = True
         return planned
-    planned.guard = guard = CommitGuard(spark, run_key=record.run_key, run_id=record.run_id,
-                                        inputs={"definition": record.details["definition"], "tables": tables},
-                                        versions=versions, tables={out_name: out_path}, corrective=corrective,
-                                        label=label).plan()
+    planned.guard = guard = CommitGuard(
+        spark,
+        run_key=record.run_key,
+        run_id=record.run_id,
+        inputs={"definition": record.details["definition"], "tables": tables},
+        versions=versions,
+        tables={out_name: out_path},
+        corrective=corrective,
+        label=label,
+    ).plan()
     record.txn_version = guard.txn_version
     record.input_fingerprint = guard.fingerprint
     if guard.is_committed(out_name):
         # Nothing will be written, so there is nothing for the quality gate to let through.
         planned.committed = True
         return planned
-    frame = build_feature_frame(events, config=config, feature_set=feature_set, dimensions=dimensions,
-                                start=compute_start, end=end)
+    frame = build_feature_frame(
+        events, config=config, feature_set=feature_set, dimensions=dimensions, start=compute_start, end=end
+    )
     gate.check_schema(spark, frame)
     if gate.active:
-        references = {r.dimension: io.read_delta(spark, config.tables.validated(r.dimension),
-                                                 version=versions.get(f"validated.{r.dimension}"))
-                      for r in gate.spec.row_rules if r.check == "referential"}
+        references = {
+            r.dimension: io.read_delta(
+                spark, config.tables.validated(r.dimension), version=versions.get(f"validated.{r.dimension}")
+            )
+            for r in gate.spec.row_rules
+            if r.check == "referential"
+        }
         frame = gate.with_row_rules(frame, references=references)
         # DISK_ONLY for the same reason as ingest's batch cache: bounded heap use on small drivers.
         frame = planned.cached = frame.persist(StorageLevel.DISK_ONLY)
@@ -404,8 +497,12 @@ def _plan_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec
             kept = None
             if io.is_delta_table(spark, out_path):
                 kept = io.read_delta(spark, out_path).where(~col(EVENT_DATE).between(F.lit(compute_start), F.lit(end)))
-            context = EvaluationContext(now=record.started_at.replace(tzinfo=dt.timezone.utc), start=compute_start,
-                                        end=end, timezone=config.timezone)
+            context = EvaluationContext(
+                now=record.started_at.replace(tzinfo=dt.timezone.utc),
+                start=compute_start,
+                end=end,
+                timezone=config.timezone,
+            )
             gate.decide(spark, valid=frame, existing=kept, context=context)
         planned.decided = True
         frame = frame.select(*gate.output_columns)
@@ -414,34 +511,67 @@ def _plan_feature_set(spark, config: PipelineConfig, feature_set: FeatureSetSpec
     return planned
 
 
-def _write_feature_set(spark, config: PipelineConfig, planned: _Planned, *, end: dt.date,
-                       on_commit: CommitHook | None = None) -> FeatureRunResult:
+def _write_feature_set(
+    spark, config: PipelineConfig, planned: _Planned, *, end: dt.date, on_commit: CommitHook | None = None
+) -> FeatureRunResult:
     feature_set, record, frame, keys = planned.feature_set, planned.record, planned.frame, planned.keys
     compute_start, guard = planned.compute_start, planned.guard
     out_path = config.tables.features(feature_set.name)
     out_name = f"features.{feature_set.name}"
     if planned.skipped:
-        return FeatureRunResult(feature_set.name, record.run_id, "skipped_empty", compute_start, end,
-                                planned.events_read, 0, 0, 0, 0, io.delta_version(spark, out_path))
+        return FeatureRunResult(
+            feature_set.name,
+            record.run_id,
+            "skipped_empty",
+            compute_start,
+            end,
+            planned.events_read,
+            0,
+            0,
+            0,
+            0,
+            io.delta_version(spark, out_path),
+        )
     if planned.committed:
         prior = guard.prior(out_name)
         record.input_versions = dict(prior.versions) or dict(record.input_versions)
         record.output_versions = {out_name: prior.table_version}
         record.details.update(commit="already_committed", committed_by_run=prior.run_id)
         _serve(spark, config, planned, end=end, on_commit=on_commit)
-        return FeatureRunResult(feature_set.name, record.run_id, "already_committed", compute_start, end,
-                                planned.events_read, 0, 0, 0, 0, prior.table_version)
+        return FeatureRunResult(
+            feature_set.name,
+            record.run_id,
+            "already_committed",
+            compute_start,
+            end,
+            planned.events_read,
+            0,
+            0,
+            0,
+            0,
+            prior.table_version,
+        )
     window = replay_window(config)
     ensure_retention(spark, out_path, window)
     value_columns = [c for c in frame.columns if c not in keys]
     io.add_missing_columns(spark, out_path, frame)  # tables from before _known_at existed
-    with stage(f"features {feature_set.name}: compute and merge {compute_start}..{end}", spark,
-               key="compute_merge") as st:
+    with stage(
+        f"features {feature_set.name}: compute and merge {compute_start}..{end}", spark, key="compute_merge"
+    ) as st:
         planned.gate.prepare_write(spark)
-        metrics = io.merge_range(frame, out_path, keys=keys, value_columns=value_columns,
-                                 partition_column=EVENT_DATE, start=compute_start, end=end,
-                                 partition_by=[EVENT_DATE], evolve_schema=planned.gate.evolve_schema,
-                                 commit=guard.tag(out_name), properties=window.table_properties())
+        metrics = io.merge_range(
+            frame,
+            out_path,
+            keys=keys,
+            value_columns=value_columns,
+            partition_column=EVENT_DATE,
+            start=compute_start,
+            end=end,
+            partition_by=[EVENT_DATE],
+            evolve_schema=planned.gate.evolve_schema,
+            commit=guard.tag(out_name),
+            properties=window.table_properties(),
+        )
         table_version, written_here = guard.confirm(out_name)
         if not written_here:
             metrics = {}
@@ -454,11 +584,36 @@ def _write_feature_set(spark, config: PipelineConfig, planned: _Planned, *, end:
         on_commit(out_name, table_version)
     record.rows_written = inserted + updated
     record.output_versions = {out_name: table_version}
-    record.details.update(rows_out=rows_out, inserted=inserted, updated=updated, deleted=deleted,
-                          commit="written" if written_here else "already_committed")
+    record.details.update(
+        rows_out=rows_out,
+        inserted=inserted,
+        updated=updated,
+        deleted=deleted,
+        commit="written" if written_here else "already_committed",
+    )
     _serve(spark, config, planned, end=end, on_commit=on_commit)
-    log.info("feature set %s: %d feature rows for %s..%s (%d inserted, %d updated, %d deleted), version %s",
-             feature_set.name, rows_out, compute_start, end, inserted, updated, deleted, table_version)
+    log.info(
+        "feature set %s: %d feature rows for %s..%s (%d inserted, %d updated, %d deleted), version %s",
+        feature_set.name,
+        rows_out,
+        compute_start,
+        end,
+        inserted,
+        updated,
+        deleted,
+        table_version,
+    )
     status = "succeeded" if written_here else "already_committed"
-    return FeatureRunResult(feature_set.name, record.run_id, status, compute_start, end, planned.events_read,
-                            rows_out, inserted, updated, deleted, table_version)
+    return FeatureRunResult(
+        feature_set.name,
+        record.run_id,
+        status,
+        compute_start,
+        end,
+        planned.events_read,
+        rows_out,
+        inserted,
+        updated,
+        deleted,
+        table_version,
+    )

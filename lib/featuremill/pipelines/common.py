@@ -8,12 +8,12 @@ import datetime as dt
 import logging
 import sys
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from featuremill.config import PipelineConfig
-from featuremill.storage.ledger import RunRecord, append_run
 from featuremill.core.progress import collect_stage_times
 from featuremill.core.run_metrics import job_tag, tagged_job_metrics, tagged_jobs
+from featuremill.storage.ledger import RunRecord, append_run
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,16 @@ def _with_labels(record: RunRecord) -> None:
         record.details = {**(record.details or {}), "labels": dict(labels)}
 
 
-def _new_record(config: PipelineConfig, *, job: str, target: str, start: dt.date | None, end: dt.date | None,
-                run_id: str | None, backfill_id: str | None) -> RunRecord:
+def _new_record(
+    config: PipelineConfig,
+    *,
+    job: str,
+    target: str,
+    start: dt.date | None,
+    end: dt.date | None,
+    run_id: str | None,
+    backfill_id: str | None,
+) -> RunRecord:
     record = RunRecord(pipeline=config.name, job=job, target=target, start_date=start, end_date=end)
     if run_id:
         record.run_id = run_id
@@ -91,9 +99,17 @@ def _record_end(spark, config: PipelineConfig, record: RunRecord, exc: BaseExcep
 
 
 @contextlib.contextmanager
-def recorded_run(spark, config: PipelineConfig, *, job: str, target: str, start: dt.date | None,
-                 end: dt.date | None, run_id: str | None = None,
-                 backfill_id: str | None = None) -> Iterator[RunRecord]:
+def recorded_run(
+    spark,
+    config: PipelineConfig,
+    *,
+    job: str,
+    target: str,
+    start: dt.date | None,
+    end: dt.date | None,
+    run_id: str | None = None,
+    backfill_id: str | None = None,
+) -> Iterator[RunRecord]:
     """Yield a :class:`RunRecord`; append it to the run log when the block ends, failed or not.
 
     A block may set ``record.status`` itself (for example ``skipped_empty``); otherwise the run is
@@ -101,8 +117,7 @@ def recorded_run(spark, config: PipelineConfig, *, job: str, target: str, start:
     ``metrics`` receive the wall time of every keyed :func:`featuremill.core.progress.stage` inside the
     block and the Spark metrics of the jobs the block ran (:mod:`featuremill.core.run_metrics`).
     """
-    record = _new_record(config, job=job, target=target, start=start, end=end, run_id=run_id,
-                         backfill_id=backfill_id)
+    record = _new_record(config, job=job, target=target, start=start, end=end, run_id=run_id, backfill_id=backfill_id)
     try:
         with measured(spark, record):
             yield record
@@ -122,15 +137,30 @@ class RecordedRuns:
     failed with that error.
     """
 
-    def __init__(self, spark, config: PipelineConfig, *, job: str, start: dt.date | None, end: dt.date | None,
-                 backfill_id: str | None = None):
+    def __init__(
+        self,
+        spark,
+        config: PipelineConfig,
+        *,
+        job: str,
+        start: dt.date | None,
+        end: dt.date | None,
+        backfill_id: str | None = None,
+    ):
         self._spark, self._config, self._job, self._start, self._end = spark, config, job, start, end
         self._backfill_id = backfill_id
         self._open: dict[str, RunRecord] = {}
 
     def open(self, target: str) -> RunRecord:
-        record = _new_record(self._config, job=self._job, target=target, start=self._start, end=self._end,
-                             run_id=None, backfill_id=self._backfill_id)
+        record = _new_record(
+            self._config,
+            job=self._job,
+            target=target,
+            start=self._start,
+            end=self._end,
+            run_id=None,
+            backfill_id=self._backfill_id,
+        )
         self._open[target] = record
         return record
 

@@ -56,7 +56,7 @@ class DemoDataSpec:
     customers: int = 0
     products: int = 0
 
-    def resolved(self) -> "DemoDataSpec":
+    def resolved(self) -> DemoDataSpec:
         customers = self.customers or max(50, self.events // 40)
         products = self.products or max(20, min(2000, self.events // 200))
         return DemoDataSpec(self.events, self.days, self.start, self.seed, customers, products)
@@ -111,14 +111,20 @@ def transactions_frame(spark, spec: DemoDataSpec):
     late_days = F.when(u[9] < r["late"], F.floor(u[10] * 3) + 1).otherwise(0).cast("int")
     events = base.select(
         F.concat(F.lit("e"), F.lpad(i.cast("string"), 10, "0")).alias("event_id"),
-        F.when((dirty >= c1) & (dirty < c2), F.lit(None).cast("string")).otherwise(customer.cast("string")).alias("customer_id"),
+        F.when((dirty >= c1) & (dirty < c2), F.lit(None).cast("string"))
+        .otherwise(customer.cast("string"))
+        .alias("customer_id"),
         product.cast("string").alias("product_id"),
-        F.when((dirty >= c2) & (dirty < c3),
-               F.when(u[11] < 0.5, F.lit("not-a-timestamp")).otherwise(F.lit("2026-13-45 25:61:00"))
-               ).otherwise(ts).alias("event_ts"),
+        F.when(
+            (dirty >= c2) & (dirty < c3),
+            F.when(u[11] < 0.5, F.lit("not-a-timestamp")).otherwise(F.lit("2026-13-45 25:61:00")),
+        )
+        .otherwise(ts)
+        .alias("event_ts"),
         F.when(dirty < c1, F.when(u[11] < 0.5, F.lit("12,50")).otherwise(F.lit("N/A")))
-         .when((dirty >= c3) & (dirty < c4), F.when(u[11] < 0.5, F.lit("NaN")).otherwise(F.lit("Infinity")))
-         .otherwise(F.format_string("%.2f", amount)).alias("amount"),
+        .when((dirty >= c3) & (dirty < c4), F.when(u[11] < 0.5, F.lit("NaN")).otherwise(F.lit("Infinity")))
+        .otherwise(F.format_string("%.2f", amount))
+        .alias("amount"),
         quantity.cast("string").alias("quantity"),
         channel.alias("channel"),
         F.date_format(F.date_add(event_day, late_days), "yyyy-MM-dd").alias("event_date"),
@@ -127,8 +133,9 @@ def transactions_frame(spark, spec: DemoDataSpec):
     # Exact re-sends of an event: half land with the original, half a day later.
     dups = events.where(F.col("__dup_u") < r["duplicate"]).withColumn(
         "event_date",
-        F.when(F.col("__dup_u") < r["duplicate"] / 2, F.col("event_date"))
-         .otherwise(F.date_format(F.date_add(F.to_date("event_date"), 1), "yyyy-MM-dd")),
+        F.when(F.col("__dup_u") < r["duplicate"] / 2, F.col("event_date")).otherwise(
+            F.date_format(F.date_add(F.to_date("event_date"), 1), "yyyy-MM-dd")
+        ),
     )
     out = events.unionByName(dups).drop("__dup_u")
     return out.where(F.col("event_date") <= F.lit(spec.end_date.isoformat()))
@@ -145,8 +152,12 @@ def customers_frame(spark, spec: DemoDataSpec):
     signup = F.date_sub(F.lit(spec.start_date), F.floor(u3 * 700).cast("int"))
     df = ids.where(u4 >= 0.01).select(
         i.cast("string").alias("customer_id"),
-        F.element_at(F.array(*[F.lit(x) for x in SEGMENTS]), (F.floor(u1 * len(SEGMENTS)) + 1).cast("int")).alias("segment"),
-        F.element_at(F.array(*[F.lit(x) for x in COUNTRIES]), (F.floor(u2 * len(COUNTRIES)) + 1).cast("int")).alias("country"),
+        F.element_at(F.array(*[F.lit(x) for x in SEGMENTS]), (F.floor(u1 * len(SEGMENTS)) + 1).cast("int")).alias(
+            "segment"
+        ),
+        F.element_at(F.array(*[F.lit(x) for x in COUNTRIES]), (F.floor(u2 * len(COUNTRIES)) + 1).cast("int")).alias(
+            "country"
+        ),
         F.date_format(signup, "yyyy-MM-dd").alias("signup_date"),
     )
     bad = spark.createDataFrame(
@@ -166,11 +177,14 @@ def products_frame(spark, spec: DemoDataSpec):
     u1, u2 = (_uniform(spec.seed, 200 + k, i) for k in range(2))
     df = ids.select(
         i.cast("string").alias("product_id"),
-        F.element_at(F.array(*[F.lit(x) for x in CATEGORIES]), (F.floor(u1 * len(CATEGORIES)) + 1).cast("int")).alias("category"),
+        F.element_at(F.array(*[F.lit(x) for x in CATEGORIES]), (F.floor(u1 * len(CATEGORIES)) + 1).cast("int")).alias(
+            "category"
+        ),
         F.format_string("%.2f", F.round(F.exp(F.lit(2.5) + u2 * 2), 2)).alias("unit_price"),
     )
-    bad = spark.createDataFrame([(str(spec.products + 1), "toys", "free")],
-                                "product_id string, category string, unit_price string")
+    bad = spark.createDataFrame(
+        [(str(spec.products + 1), "toys", "free")], "product_id string, category string, unit_price string"
+    )
     return df.unionByName(bad)
 
 
@@ -193,13 +207,23 @@ def write_demo_data(spark, out_dir: str | Path, spec: DemoDataSpec = DemoDataSpe
     from pyspark.sql import functions as F
 
     tx = transactions_frame(spark, spec)
-    (tx.repartition("event_date").sortWithinPartitions("event_id")
-       .write.partitionBy("event_date").option("header", "true").csv(str(out / "transactions")))
+    (
+        tx.repartition("event_date")
+        .sortWithinPartitions("event_id")
+        .write.partitionBy("event_date")
+        .option("header", "true")
+        .csv(str(out / "transactions"))
+    )
     customers_frame(spark, spec).coalesce(1).write.option("header", "true").csv(str(out / "customers"))
     products_frame(spark, spec).coalesce(1).write.option("header", "true").csv(str(out / "products"))
     counts = tx.groupBy(F.col("event_date")).count().agg(F.sum("count"), F.count("*")).first()
-    manifest = {"spec": wanted, "rows": int(counts[0]), "landing_dates": int(counts[1]),
-                "start": spec.start, "end": spec.end_date.isoformat()}
+    manifest = {
+        "spec": wanted,
+        "rows": int(counts[0]),
+        "landing_dates": int(counts[1]),
+        "start": spec.start,
+        "end": spec.end_date.isoformat(),
+    }
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     log.info("wrote %d transaction rows over %d landing dates to %s", manifest["rows"], manifest["landing_dates"], out)
     return manifest

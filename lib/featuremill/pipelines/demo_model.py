@@ -15,11 +15,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from featuremill.storage import io
 from featuremill.config import PipelineConfig
+from featuremill.core.progress import stage
 from featuremill.pipelines.preprocess import FitResult, overwrite_table, run_fit
 from featuremill.pipelines.select_features import SelectRun, run_select
-from featuremill.core.progress import stage
+from featuremill.storage import io
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,9 @@ def build_inactivity_training_set(spark, config: PipelineConfig, *, end: dt.date
     next_ts = F.lead(event_time).over(following)
     horizon = F.col(event_time) + F.expr(f"INTERVAL {HORIZON_DAYS} DAYS")
     cutoff = dt.datetime.combine(end + dt.timedelta(days=1), dt.time()) - dt.timedelta(days=HORIZON_DAYS)
-    labelled = (features.withColumn(LABEL, F.when(next_ts.isNull() | (next_ts > horizon), 1).otherwise(0))
-                .where(F.col(event_time) < F.lit(cutoff)))
+    labelled = features.withColumn(LABEL, F.when(next_ts.isNull() | (next_ts > horizon), 1).otherwise(0)).where(
+        F.col(event_time) < F.lit(cutoff)
+    )
     path = training_path(config)
     with stage(f"demo: training set ({LABEL})", spark):
         overwrite_table(labelled, path)

@@ -36,10 +36,19 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from featuremill.storage import io
 from featuremill.config import PipelineConfig, SourceSpec
+from featuremill.core.columns import SOURCE_FILE
 from featuremill.core.errors import BroadcastTooLargeError, InputDataError, TableStateError
+from featuremill.core.progress import stage
+from featuremill.core.session import ensure_timezone
+from featuremill.core.sql import col, literal, quote_identifier
+from featuremill.pipelines.common import RecordedRuns
+from featuremill.quality.gate import TableGate, enforce
+from featuremill.quality.rules import EvaluationContext
+from featuremill.storage import io
 from featuremill.storage.exactly_once import CommitGuard, _semantic, digest, run_key, source_definition
+from featuremill.storage.ledger import RunRecord
+from featuremill.storage.retention import ensure_retention, replay_window
 from featuremill.transforms.ingest import (
     EVENT_DATE,
     INGEST_DATE,
@@ -50,15 +59,6 @@ from featuremill.transforms.ingest import (
     with_classification,
     with_duplicates_flagged,
 )
-from featuremill.core.columns import SOURCE_FILE
-from featuremill.storage.ledger import RunRecord
-from featuremill.pipelines.common import RecordedRuns
-from featuremill.quality.gate import TableGate, enforce
-from featuremill.quality.rules import EvaluationContext
-from featuremill.core.progress import stage
-from featuremill.storage.retention import ensure_retention, replay_window
-from featuremill.core.session import ensure_timezone
-from featuremill.core.sql import col, literal, quote_identifier
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,18 @@ class IngestResult:
     quarantine_version: int | None
 
 
-def run_ingest(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
-               sources: list[str] | None = None, allow_empty: bool = False, corrective: bool = False,
-               backfill_id: str | None = None, on_commit=None) -> list[IngestResult]:
+def run_ingest(
+    spark,
+    config: PipelineConfig,
+    *,
+    start: dt.date,
+    end: dt.date,
+    sources: list[str] | None = None,
+    allow_empty: bool = False,
+    corrective: bool = False,
+    backfill_id: str | None = None,
+    on_commit=None,
+) -> list[IngestResult]:
     """Ingest the landing dates ``[start, end]`` of the pipeline's sources (all, or ``sources``).
 
     Every source is read, classified and checked (schema contract, quality rules, committed
@@ -104,8 +113,17 @@ def run_ingest(spark, config: PipelineConfig, *, start: dt.date, end: dt.date,
         for src in ordered:
             record = runs.open(src.name)
             with runs.measure(src.name):
-                item = _prepare_source(spark, config, src, record, start=start, end=end, allow_empty=allow_empty,
-                                       references=references, corrective=corrective)
+                item = _prepare_source(
+                    spark,
+                    config,
+                    src,
+                    record,
+                    start=start,
+                    end=end,
+                    allow_empty=allow_empty,
+                    references=references,
+                    corrective=corrective,
+                )
             prepared.append(item)
             if item.flagged is not None and src.kind == "dimension":
                 # Referential rules of later sources see the dimension rows this run will write.
@@ -155,14 +173,17 @@ def _reference_frames(spark, config: PipelineConfig, gate: TableGate, references
         dim = config.source(rule.dimension)
         path = config.tables.validated(dim.name)
         if not io.is_delta_table(spark, path):
-            raise TableStateError(f"rule {rule.name!r} of {gate.name} needs dimension {dim.name!r}, which has no "
-                                  f"validated table at {path} yet; ingest it first (or in the same run)")
+            raise TableStateError(
+                f"rule {rule.name!r} of {gate.name} needs dimension {dim.name!r}, which has no "
+                f"validated table at {path} yet; ingest it first (or in the same run)"
+            )
         size = io.table_size_bytes(spark, path)
         if size > dim.max_broadcast_bytes:
             raise BroadcastTooLargeError(
                 f"rule {rule.name!r}: dimension {dim.name!r} is {size / 1024 / 1024:.1f} MiB on disk, above its "
                 f"broadcast limit of {dim.max_broadcast_bytes / 1024 / 1024:.0f} MiB; raise "
-                f"sources.{dim.name}.max_broadcast_mb if executors have the memory")
+                f"sources.{dim.name}.max_broadcast_mb if executors have the memory"
+            )
         out[rule.dimension] = io.read_delta(spark, path)
     return out
 
@@ -187,8 +208,18 @@ def _quarantine_rule_inputs(gate: TableGate, reference_frames: dict) -> dict:
     return out
 
 
-def _prepare_source(spark, config: PipelineConfig, source: SourceSpec, record: RunRecord, *, start: dt.date,
-                    end: dt.date, allow_empty: bool, references: dict, corrective: bool = False) -> _Prepared:
+def _prepare_source(
+    spark,
+    config: PipelineConfig,
+    source: SourceSpec,
+    record: RunRecord,
+    *,
+    start: dt.date,
+    end: dt.date,
+    allow_empty: bool,
+    references: dict,
+    corrective: bool = False,
+) -> _Prepared:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -198,8 +229,12 @@ def _prepare_source(spark, config: PipelineConfig, source: SourceSpec, record: R
     record.run_key = run_key(config.name, "ingest", source.name, start, end)
     gate = TableGate(config, validated_name, allow_quarantine=True)
     with stage(f"ingest {source.name}: read and classify", spark, key="read_classify") as st:
-        raw = io.read_raw_source(spark, source, start=start if source.kind == "events" else None,
-                                 end=end if source.kind == "events" else None)
+        raw = io.read_raw_source(
+            spark,
+            source,
+            start=start if source.kind == "events" else None,
+            end=end if source.kind == "events" else None,
+        )
         classified = with_classification(raw, source=source, ingest_date=end)
         gate.check_schema(spark, valid_rows(classified, source=source))
         reference_frames = _reference_frames(spark, config, gate, references)
@@ -212,24 +247,38 @@ def _prepare_source(spark, config: PipelineConfig, source: SourceSpec, record: R
         try:
             if source.kind == "events" and io.is_delta_table(spark, validated_path):
                 # Only partitions holding this batch's event dates can hold its duplicates.
-                batch_dates = [r[0] for r in classified.where(col(RULE).isNull())
-                               .select(EVENT_DATE).distinct().collect() if r[0] is not None]
-                existing = (io.read_delta(spark, validated_path)
-                            .where(col(EVENT_DATE).isin(batch_dates))
-                            .where(~col(INGEST_DATE).between(F.lit(start), F.lit(end)))
-                            .select(*[col(k) for k in source.key],
-                                    col(INGEST_DATE).alias("_existing_ingest_date")))
+                batch_dates = [
+                    r[0]
+                    for r in classified.where(col(RULE).isNull()).select(EVENT_DATE).distinct().collect()
+                    if r[0] is not None
+                ]
+                existing = (
+                    io.read_delta(spark, validated_path)
+                    .where(col(EVENT_DATE).isin(batch_dates))
+                    .where(~col(INGEST_DATE).between(F.lit(start), F.lit(end)))
+                    .select(*[col(k) for k in source.key], col(INGEST_DATE).alias("_existing_ingest_date"))
+                )
             flagged = with_duplicates_flagged(classified, key=source.key, existing_keys=existing)
             flagged = flagged.persist(StorageLevel.DISK_ONLY)
             # One job: rows by verdict, the raw input's checksum (the run's fingerprint), the latest
             # valid event time (freshness), plus every quality rule's and metric's aggregate over
             # the valid rows (the group whose rule is null).
             checksum = F.xxhash64(col(RAW_RECORD), col(SOURCE_FILE), col(INGEST_DATE)).cast("decimal(38,0)")
-            latest = (F.expr(f"unix_micros({quote_identifier(source.event_time)})") if source.event_time
-                      else F.lit(None).cast("bigint"))
-            counted = (flagged.groupBy(RULE).agg(F.count(F.lit(1)).alias("__rows"), F.sum(checksum).alias("__h"),
-                                                 F.max(latest).alias("__t"), *gate.aggregations(flagged))
-                       .collect())
+            latest = (
+                F.expr(f"unix_micros({quote_identifier(source.event_time)})")
+                if source.event_time
+                else F.lit(None).cast("bigint")
+            )
+            counted = (
+                flagged.groupBy(RULE)
+                .agg(
+                    F.count(F.lit(1)).alias("__rows"),
+                    F.sum(checksum).alias("__h"),
+                    F.max(latest).alias("__t"),
+                    *gate.aggregations(flagged),
+                )
+                .collect()
+            )
             by_rule = {(r[RULE] or "valid"): int(r["__rows"]) for r in counted}
             input_checksum = str(sum(int(r["__h"] or 0) for r in counted))
             max_valid_micros = next((r["__t"] for r in counted if r[RULE] is None), None)
@@ -250,23 +299,40 @@ def _prepare_source(spark, config: PipelineConfig, source: SourceSpec, record: R
     if max_valid_micros is not None:
         record.max_event_time = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(max_valid_micros))
     record.details = {"by_rule": by_rule, "source_path": source.path, "source_format": source.format}
-    log.info("source %s: read %d rows: %d valid, %d quarantined (%s)", source.name, rows_read, rows_valid,
-             rows_quarantined, ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items()) if k != "valid") or "none")
+    log.info(
+        "source %s: read %d rows: %d valid, %d quarantined (%s)",
+        source.name,
+        rows_read,
+        rows_valid,
+        rows_quarantined,
+        ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items()) if k != "valid") or "none",
+    )
     item = _Prepared(source, record, gate, flagged, by_rule, rows_read, rows_valid, rows_quarantined)
     if rows_read == 0 and not allow_empty:
         # An empty landing range must not silently delete what earlier runs wrote.
-        log.warning("source %s: no input rows for %s..%s; nothing written (pass --allow-empty to clear)",
-                    source.name, start, end)
+        log.warning(
+            "source %s: no input rows for %s..%s; nothing written (pass --allow-empty to clear)",
+            source.name,
+            start,
+            end,
+        )
         record.status = "skipped_empty"
         item.skipped = True
         return item
-    inputs = {"definition": digest(source_definition(config, source)),
-              "raw": {"rows": rows_read, "checksum": input_checksum}}
+    inputs = {
+        "definition": digest(source_definition(config, source)),
+        "raw": {"rows": rows_read, "checksum": input_checksum},
+    }
     inputs.update(_quarantine_rule_inputs(gate, reference_frames))
-    item.guard = guard = CommitGuard(spark, run_key=record.run_key, run_id=record.run_id,
-                                     label=f"ingest {source.name} {start}..{end}", inputs=inputs,
-                                     tables={validated_name: validated_path, "quarantine": tables.quarantine},
-                                     corrective=corrective).plan()
+    item.guard = guard = CommitGuard(
+        spark,
+        run_key=record.run_key,
+        run_id=record.run_id,
+        label=f"ingest {source.name} {start}..{end}",
+        inputs=inputs,
+        tables={validated_name: validated_path, "quarantine": tables.quarantine},
+        corrective=corrective,
+    ).plan()
     record.txn_version = guard.txn_version
     record.input_fingerprint = guard.fingerprint
     if guard.all_committed:
@@ -278,24 +344,39 @@ def _prepare_source(spark, config: PipelineConfig, source: SourceSpec, record: R
             if source.kind == "events" and io.is_delta_table(spark, validated_path):
                 kept = io.read_delta(spark, validated_path).where(~col(INGEST_DATE).between(F.lit(start), F.lit(end)))
             started = record.started_at.replace(tzinfo=dt.timezone.utc)
-            context = EvaluationContext(now=started, start=start if source.kind == "events" else end, end=end,
-                                        timezone=config.timezone)
-            gate.decide(spark, valid=flagged.where(col(RULE).isNull()), existing=kept, context=context,
-                        quarantined=by_rule)
+            context = EvaluationContext(
+                now=started, start=start if source.kind == "events" else end, end=end, timezone=config.timezone
+            )
+            gate.decide(
+                spark, valid=flagged.where(col(RULE).isNull()), existing=kept, context=context, quarantined=by_rule
+            )
             item.decided = True
             record.details["quality"] = {r.rule: r.status for r in gate.results}
     return item
 
 
-def _write_source(spark, config: PipelineConfig, item: _Prepared, *, start: dt.date, end: dt.date,
-                  on_commit=None) -> IngestResult:
+def _write_source(
+    spark, config: PipelineConfig, item: _Prepared, *, start: dt.date, end: dt.date, on_commit=None
+) -> IngestResult:
     source, record, flagged, gate, guard = item.source, item.record, item.flagged, item.gate, item.guard
     tables = config.tables
     validated_path = tables.validated(source.name)
     validated_name = f"validated.{source.name}"
     if item.skipped:
-        return IngestResult(source.name, start, end, record.run_id, record.status, 0, 0, 0, 0, item.by_rule,
-                            io.delta_version(spark, validated_path), io.delta_version(spark, tables.quarantine))
+        return IngestResult(
+            source.name,
+            start,
+            end,
+            record.run_id,
+            record.status,
+            0,
+            0,
+            0,
+            0,
+            item.by_rule,
+            io.delta_version(spark, validated_path),
+            io.delta_version(spark, tables.quarantine),
+        )
     window = replay_window(config)
     targets = {validated_name: validated_path, "quarantine": tables.quarantine}
     rows_valid, rows_quarantined, by_rule = item.rows_valid, item.rows_quarantined, item.by_rule
@@ -311,12 +392,23 @@ def _write_source(spark, config: PipelineConfig, item: _Prepared, *, start: dt.d
             gate.prepare_write(spark)
             if source.kind == "events":
                 predicate = io.date_range_predicate(INGEST_DATE, start, end)
-                io.replace_where(valid, validated_path, predicate=predicate, partition_by=[EVENT_DATE],
-                                 evolve_schema=gate.evolve_schema, commit=guard.tag(validated_name),
-                                 properties=window.table_properties())
+                io.replace_where(
+                    valid,
+                    validated_path,
+                    predicate=predicate,
+                    partition_by=[EVENT_DATE],
+                    evolve_schema=gate.evolve_schema,
+                    commit=guard.tag(validated_name),
+                    properties=window.table_properties(),
+                )
             else:
-                io.overwrite(valid, validated_path, evolve_schema=gate.evolve_schema,
-                             commit=guard.tag(validated_name), properties=window.table_properties())
+                io.overwrite(
+                    valid,
+                    validated_path,
+                    evolve_schema=gate.evolve_schema,
+                    commit=guard.tag(validated_name),
+                    properties=window.table_properties(),
+                )
             output_versions[validated_name], mine = guard.confirm(validated_name, empty=rows_valid == 0)
             if mine:
                 wrote.append(validated_name)
@@ -330,12 +422,18 @@ def _write_source(spark, config: PipelineConfig, item: _Prepared, *, start: dt.d
         with stage(f"ingest {source.name}: write quarantine", spark, key="write_quarantine") as st:
             ensure_retention(spark, tables.quarantine, window)
             q_start = start if source.kind == "events" else end
-            predicate = (f"{quote_identifier('source')} = {literal(source.name)} AND "
-                         + io.date_range_predicate(INGEST_DATE, q_start, end))
+            predicate = f"{quote_identifier('source')} = {literal(source.name)} AND " + io.date_range_predicate(
+                INGEST_DATE, q_start, end
+            )
             quarantined = quarantine_rows(flagged, source=source, fallback_ingest_date=end)
-            io.replace_where(quarantined, tables.quarantine, predicate=predicate,
-                             partition_by=["source", INGEST_DATE], commit=guard.tag("quarantine"),
-                             properties=window.table_properties())
+            io.replace_where(
+                quarantined,
+                tables.quarantine,
+                predicate=predicate,
+                partition_by=["source", INGEST_DATE],
+                commit=guard.tag("quarantine"),
+                properties=window.table_properties(),
+            )
             output_versions["quarantine"], mine = guard.confirm("quarantine", empty=rows_quarantined == 0)
             if mine:
                 wrote.append("quarantine")
@@ -343,19 +441,37 @@ def _write_source(spark, config: PipelineConfig, item: _Prepared, *, start: dt.d
         if on_commit is not None:
             on_commit("quarantine", output_versions["quarantine"])
     if written != rows_valid:
-        raise InputDataError(f"source {source.name!r}: counted {rows_valid} valid rows but wrote {written}; "
-                             "the input changed during the run, re-run it")
+        raise InputDataError(
+            f"source {source.name!r}: counted {rows_valid} valid rows but wrote {written}; "
+            "the input changed during the run, re-run it"
+        )
     record.rows_written = written if validated_name in wrote else 0
     record.output_versions = output_versions
     status = "succeeded" if wrote else "already_committed"
-    record.details["commit"] = ("written" if len(wrote) == len(targets) else
-                                "already_committed" if not wrote else "completed:" + ",".join(wrote))
+    record.details["commit"] = (
+        "written"
+        if len(wrote) == len(targets)
+        else "already_committed"
+        if not wrote
+        else "completed:" + ",".join(wrote)
+    )
     if not wrote:
         prior = guard.prior(validated_name)
         record.details["committed_by_run"] = prior.run_id if prior else None
-    return IngestResult(source.name, start, end, record.run_id, status, item.rows_read, rows_valid, rows_quarantined,
-                        by_rule.get("duplicate", 0), by_rule, output_versions[validated_name],
-                        output_versions["quarantine"])
+    return IngestResult(
+        source.name,
+        start,
+        end,
+        record.run_id,
+        status,
+        item.rows_read,
+        rows_valid,
+        rows_quarantined,
+        by_rule.get("duplicate", 0),
+        by_rule,
+        output_versions[validated_name],
+        output_versions["quarantine"],
+    )
 
 
 def _is_spark_error(exc: Exception) -> bool:
@@ -368,7 +484,10 @@ def _explain_read_error(exc: Exception, source: SourceSpec, *, spark=None) -> Ex
     import re
 
     text = str(exc)
-    file_match = re.search(r"(?:CSV file|file|path)[:=]?\s*['\"]?((?:file:|s3a?:|abfss?:|gs:|dbfs:|hdfs:)?/[^\s'\",]+?)\.?(?:\s|$|['\",])", text)
+    file_match = re.search(
+        r"(?:CSV file|file|path)[:=]?\s*['\"]?((?:file:|s3a?:|abfss?:|gs:|dbfs:|hdfs:)?/[^\s'\",]+?)\.?(?:\s|$|['\",])",
+        text,
+    )
     length = re.search(r"Header length: (\d+), schema size: (\d+)", text)
     if length and file_match:
         # A column added or dropped upstream: name the columns by comparing the file's header line.
@@ -377,14 +496,23 @@ def _explain_read_error(exc: Exception, source: SourceSpec, *, spark=None) -> Ex
         found = [h.strip().strip('"') for h in header_line.split(",")] if header_line else []
         extra = [h for h in found if h not in declared]
         missing = [d for d in declared if found and d not in found]
-        detail = "; ".join(part for part in (
-            f"columns not declared: {', '.join(extra)}" if extra else "",
-            f"declared columns missing: {', '.join(missing)}" if missing else "") if part)
+        detail = "; ".join(
+            part
+            for part in (
+                f"columns not declared: {', '.join(extra)}" if extra else "",
+                f"declared columns missing: {', '.join(missing)}" if missing else "",
+            )
+            if part
+        )
         return InputDataError(
             f"source {source.name!r}: CSV header has {length.group(1)} columns, the source declares "
-            f"{length.group(2)}" + (f" ({detail})" if detail else "")
+            f"{length.group(2)}"
+            + (f" ({detail})" if detail else "")
             + "; declare the new columns (or remove them upstream) before ingesting this file",
-            file=file_match.group(1), field=(extra or missing or [None])[0], value=header_line)
+            file=file_match.group(1),
+            field=(extra or missing or [None])[0],
+            value=header_line,
+        )
     header = re.search(r"Header: (.*?), Schema: (.*?)(?:\n|Expected)", text)
     if "does not conform to the schema" in text or "CSV header" in text:
         found = re.search(r"Expected: (\S+) but found: (\S+)", text)
@@ -399,8 +527,9 @@ def _explain_read_error(exc: Exception, source: SourceSpec, *, spark=None) -> Ex
     if isinstance(exc, InputDataError):
         return exc
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return InputDataError(f"source {source.name!r}: cannot read input: {first}",
-                          file=file_match.group(1) if file_match else source.path)
+    return InputDataError(
+        f"source {source.name!r}: cannot read input: {first}", file=file_match.group(1) if file_match else source.path
+    )
 
 
 def _first_line(spark, path: str) -> str | None:

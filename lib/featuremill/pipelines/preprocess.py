@@ -22,16 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from featuremill import __version__
-
-from featuremill.storage import io
 from featuremill.config import FeatureSetSpec, PipelineConfig
 from featuremill.core.errors import InputDataError, PreprocessingError, TableStateError
+from featuremill.core.progress import stage
 from featuremill.pipelines.common import recorded_run
 from featuremill.preprocessing import apply_preprocessing, fit_preprocessing
 from featuremill.preprocessing.spec import PreprocessingSpec, TimeseriesSpec
 from featuremill.preprocessing.state import FittedState
 from featuremill.preprocessing.store import load_fitted_state, states_path, store_fitted_state, write_state_json
-from featuremill.core.progress import stage
+from featuremill.storage import io
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ class FitResult:
 
 # ---- training-set manifest --------------------------------------------------------------------
 
-MANIFEST_KIND = "featuremill.training_set"     # written by the training-set job (issue 4)
+MANIFEST_KIND = "featuremill.training_set"  # written by the training-set job (issue 4)
 
 
 def default_manifest_path(training_set: str) -> str:
@@ -131,18 +130,28 @@ def check_manifest_matches(doc: dict[str, Any], *, path: str, fingerprint: str, 
     """Refuse to record a fit in a manifest that describes other rows than the ones fitted on."""
     output = doc.get("output") or {}
     recorded_fp, recorded_rows = output.get("fingerprint"), output.get("rows")
-    if (recorded_fp is not None and recorded_fp != fingerprint) or (recorded_rows is not None and recorded_rows != rows):
+    if (recorded_fp is not None and recorded_fp != fingerprint) or (
+        recorded_rows is not None and recorded_rows != rows
+    ):
         raise PreprocessingError(
             f"{path}: the manifest describes another training set (output rows {recorded_rows}, fingerprint "
             f"{recorded_fp}) than the one fitted on ({rows} rows, fingerprint {fingerprint}); rebuild the "
-            "training set or give --manifest for this table")
+            "training set or give --manifest for this table"
+        )
 
 
 def manifest_entry(stored: FittedState, *, states_table: str) -> dict[str, Any]:
     """The manifest's ``preprocessing`` value: enough to load and apply the very same fit again."""
-    return {"name": stored.name, "version": stored.version, "states_table": states_table,
-            "state_fingerprint": stored.fingerprint, "config_fingerprint": stored.config_fingerprint,
-            "data_fingerprint": stored.data_fingerprint, "label": stored.label, "fitted_at": stored.created_at}
+    return {
+        "name": stored.name,
+        "version": stored.version,
+        "states_table": states_table,
+        "state_fingerprint": stored.fingerprint,
+        "config_fingerprint": stored.config_fingerprint,
+        "data_fingerprint": stored.data_fingerprint,
+        "label": stored.label,
+        "fitted_at": stored.created_at,
+    }
 
 
 def write_manifest(spark, path: str, doc: dict[str, Any]) -> None:
@@ -150,8 +159,16 @@ def write_manifest(spark, path: str, doc: dict[str, Any]) -> None:
     io.write_text(spark, path, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def run_fit(spark, config: PipelineConfig, *, training_set: str, label: str | None = None,
-            out: str | None = None, json_path: str | None = None, manifest: str | None = None) -> FitResult:
+def run_fit(
+    spark,
+    config: PipelineConfig,
+    *,
+    training_set: str,
+    label: str | None = None,
+    out: str | None = None,
+    json_path: str | None = None,
+    manifest: str | None = None,
+) -> FitResult:
     """Fit the pipeline's preprocessing on ``training_set``, store the state as a new version.
 
     ``out`` also writes the training table transformed in training mode (out-of-fold target
@@ -173,13 +190,20 @@ def run_fit(spark, config: PipelineConfig, *, training_set: str, label: str | No
         table = read_training_table(spark, training_set)
         before = _latest(spark, path, spec.name)
         with stage(f"fit {spec.name}: statistics"):
-            state = fit_preprocessing(table.df, spec, label=label,
-                                      feature_sets={fs.name: fs.feature_names for fs in config.feature_sets},
-                                      pipeline=config.name, training_ref=table.path,
-                                      training_version=table.version, code_version=__version__)
+            state = fit_preprocessing(
+                table.df,
+                spec,
+                label=label,
+                feature_sets={fs.name: fs.feature_names for fs in config.feature_sets},
+                pipeline=config.name,
+                training_ref=table.path,
+                training_version=table.version,
+                code_version=__version__,
+            )
         if manifest_doc is not None:
-            check_manifest_matches(manifest_doc, path=manifest, fingerprint=state.data_fingerprint,
-                                   rows=state.row_count)
+            check_manifest_matches(
+                manifest_doc, path=manifest, fingerprint=state.data_fingerprint, rows=state.row_count
+            )
         stored = store_fitted_state(spark, path, state)
         if manifest_doc is not None:
             manifest_doc["preprocessing"] = manifest_entry(stored, states_table=path)
@@ -195,11 +219,24 @@ def run_fit(spark, config: PipelineConfig, *, training_set: str, label: str | No
         record.rows_read = stored.row_count
         record.input_versions = {"training_set": table.version} if table.version is not None else {}
         record.output_versions = {f"preprocessing_states.{stored.name}": int(stored.version)}
-        record.details = {"training_set": table.path, "data_fingerprint": stored.data_fingerprint,
-                          "state_version": stored.version, "state_fingerprint": stored.fingerprint,
-                          "warnings": list(stored.warnings), "transformed": written, "manifest": manifest}
-        return FitResult(stored, record.run_id, stored.row_count, written, json_path,
-                         reused=before is not None and before == stored.version, manifest_path=manifest)
+        record.details = {
+            "training_set": table.path,
+            "data_fingerprint": stored.data_fingerprint,
+            "state_version": stored.version,
+            "state_fingerprint": stored.fingerprint,
+            "warnings": list(stored.warnings),
+            "transformed": written,
+            "manifest": manifest,
+        }
+        return FitResult(
+            stored,
+            record.run_id,
+            stored.row_count,
+            written,
+            json_path,
+            reused=before is not None and before == stored.version,
+            manifest_path=manifest,
+        )
 
 
 def _latest(spark, path: str, name: str) -> int | None:
@@ -214,8 +251,9 @@ def load_state(spark, config: PipelineConfig, *, version: int | None = None, nam
     return load_fitted_state(spark, states_path(config.tables.root), name or spec.name, version=version)
 
 
-def run_apply(spark, config: PipelineConfig, *, table: str, out: str, mode: str = "serving",
-              version: int | None = None) -> tuple[FittedState, int]:
+def run_apply(
+    spark, config: PipelineConfig, *, table: str, out: str, mode: str = "serving", version: int | None = None
+) -> tuple[FittedState, int]:
     """Apply a stored state to any Delta or Parquet table and write the result (Delta, overwritten)."""
     io.check_write_path(out, config.env.warehouse, what="output table")
     state = load_state(spark, config, version=version)
@@ -266,14 +304,27 @@ def serving_state(spark, config: PipelineConfig, feature_set: FeatureSetSpec) ->
     except (TableStateError, PreprocessingError) as exc:
         if spec.serving.version is not None:
             raise
-        log.warning("feature set %s: no fitted preprocessing state yet (%s); preprocessed/%s not written",
-                    feature_set.name, exc, feature_set.name)
+        log.warning(
+            "feature set %s: no fitted preprocessing state yet (%s); preprocessed/%s not written",
+            feature_set.name,
+            exc,
+            feature_set.name,
+        )
         return None
 
 
-def serve_preprocessed(spark, config: PipelineConfig, feature_set: FeatureSetSpec, *, keys: list[str],
-                       partition_column: str, start: dt.date, end: dt.date, state: FittedState | None = None,
-                       commit: io.CommitTag | None = None) -> int | None:
+def serve_preprocessed(
+    spark,
+    config: PipelineConfig,
+    feature_set: FeatureSetSpec,
+    *,
+    keys: list[str],
+    partition_column: str,
+    start: dt.date,
+    end: dt.date,
+    state: FittedState | None = None,
+    commit: io.CommitTag | None = None,
+) -> int | None:
     """Feature-job hook: re-apply the stored state to the feature rows of ``[start, end]``.
 
     Reads the just-written feature table for the range, applies the state in serving mode (columns
@@ -296,6 +347,15 @@ def serve_preprocessed(spark, config: PipelineConfig, feature_set: FeatureSetSpe
     target = preprocessed_path(config, feature_set.name)
     value_columns = [c for c in prepared.columns if c not in keys]
     with stage(f"features {feature_set.name}: preprocessed (state {state.name} v{state.version})", spark):
-        io.merge_range(prepared, target, keys=keys, value_columns=value_columns, partition_column=partition_column,
-                       start=start, end=end, partition_by=[partition_column], commit=commit)
+        io.merge_range(
+            prepared,
+            target,
+            keys=keys,
+            value_columns=value_columns,
+            partition_column=partition_column,
+            start=start,
+            end=end,
+            partition_by=[partition_column],
+            commit=commit,
+        )
     return io.delta_version(spark, target)

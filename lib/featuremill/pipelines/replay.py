@@ -33,16 +33,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
-from featuremill.storage import io
 from featuremill.config import PipelineConfig
-from featuremill.storage.delta_log import commit_times, version_at
 from featuremill.core.errors import ReplayError, ReplayWindowError, TableStateError
-from featuremill.storage.exactly_once import digest
-from featuremill.transforms.ingest import EVENT_DATE
-from featuremill.storage.ledger import read_runs
+from featuremill.core.progress import stage
+from featuremill.core.session import ensure_timezone
+from featuremill.core.sql import col
 from featuremill.pipelines.build_features import (
     _dimension_frame,
     _pinned_read,
@@ -52,10 +50,12 @@ from featuremill.pipelines.build_features import (
 )
 from featuremill.pipelines.common import recorded_run
 from featuremill.pipelines.preprocess import helper_lookback_days
-from featuremill.core.progress import stage
+from featuremill.storage import io
+from featuremill.storage.delta_log import commit_times, version_at
+from featuremill.storage.exactly_once import digest
+from featuremill.storage.ledger import read_runs
 from featuremill.storage.retention import ReplayWindow, replay_window
-from featuremill.core.session import ensure_timezone
-from featuremill.core.sql import col
+from featuremill.transforms.ingest import EVENT_DATE
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +97,24 @@ def _table_name(config: PipelineConfig, given: str) -> str:
     try:
         config.source(source)
     except KeyError:
-        raise ReplayError(f"{given!r} is not a source of pipeline {config.name!r} "
-                          f"(sources: {', '.join(s.name for s in config.sources)})") from None
+        raise ReplayError(
+            f"{given!r} is not a source of pipeline {config.name!r} "
+            f"(sources: {', '.join(s.name for s in config.sources)})"
+        ) from None
     return name
 
 
-def replay_run(spark, config: PipelineConfig, *, run_id: str, feature_sets: list[str] | None = None,
-               as_of_versions: Mapping[str, int] | None = None,
-               as_of_timestamps: Mapping[str, dt.datetime] | None = None,
-               output_root: str | None = None, now: dt.datetime | None = None) -> list[ReplayResult]:
+def replay_run(
+    spark,
+    config: PipelineConfig,
+    *,
+    run_id: str,
+    feature_sets: list[str] | None = None,
+    as_of_versions: Mapping[str, int] | None = None,
+    as_of_timestamps: Mapping[str, dt.datetime] | None = None,
+    output_root: str | None = None,
+    now: dt.datetime | None = None,
+) -> list[ReplayResult]:
     """Replay feature run ``run_id`` (all its feature sets, or ``feature_sets``); see the module docstring.
 
     ``now`` (UTC, naive) is the reference time for the replay window (default: the clock).
@@ -122,8 +131,11 @@ def replay_run(spark, config: PipelineConfig, *, run_id: str, feature_sets: list
         plans.append(_plan(spark, config, row, window, now, overrides_v, overrides_t))
     results = []
     for row, (feature_set, versions, sources, details) in zip(rows, plans):
-        out = (f"{output_root.rstrip('/')}/{run_id}/features/{feature_set.name}" if output_root
-               else replay_path(config, run_id, feature_set.name))
+        out = (
+            f"{output_root.rstrip('/')}/{run_id}/features/{feature_set.name}"
+            if output_root
+            else replay_path(config, run_id, feature_set.name)
+        )
         results.append(_replay_one(spark, config, row, feature_set, versions, sources, details, out))
     return results
 
@@ -133,53 +145,73 @@ def _runs_to_replay(spark, config: PipelineConfig, run_id: str, feature_sets: li
 
     if not io.is_delta_table(spark, config.tables.run_log):
         raise ReplayError(f"pipeline {config.name!r} has no run log at {config.tables.run_log}; nothing to replay")
-    found = (read_runs(spark, config.tables.run_log, pipeline=config.name)
-             .where(F.col("run_id") == F.lit(run_id)).collect())
+    found = (
+        read_runs(spark, config.tables.run_log, pipeline=config.name).where(F.col("run_id") == F.lit(run_id)).collect()
+    )
     if not found:
-        raise ReplayError(f"no run {run_id!r} in the run log of pipeline {config.name!r} "
-                          f"({config.tables.run_log}); `featuremill runs` lists the recent runs")
+        raise ReplayError(
+            f"no run {run_id!r} in the run log of pipeline {config.name!r} "
+            f"({config.tables.run_log}); `featuremill runs` lists the recent runs"
+        )
     features = [r for r in found if r["job"] == "features"]
     if not features:
-        raise ReplayError(f"run {run_id} is a {found[0]['job']} run; replay recomputes feature runs "
-                          "(their ledger rows hold the versions they read)")
+        raise ReplayError(
+            f"run {run_id} is a {found[0]['job']} run; replay recomputes feature runs "
+            "(their ledger rows hold the versions they read)"
+        )
     if feature_sets:
         unknown = sorted(set(feature_sets) - {r["target"] for r in features})
         if unknown:
-            raise ReplayError(f"run {run_id} did not build feature set(s) {', '.join(unknown)}; it built "
-                              f"{', '.join(sorted(r['target'] for r in features))}")
+            raise ReplayError(
+                f"run {run_id} did not build feature set(s) {', '.join(unknown)}; it built "
+                f"{', '.join(sorted(r['target'] for r in features))}"
+            )
         features = [r for r in features if r["target"] in feature_sets]
     not_written = [r for r in features if r["status"] != "succeeded"]
     if not_written:
         r = not_written[0]
-        raise ReplayError(f"run {run_id} of feature set {r['target']} ended {r['status']!r}; only succeeded runs "
-                          "wrote features that a replay can reproduce")
+        raise ReplayError(
+            f"run {run_id} of feature set {r['target']} ended {r['status']!r}; only succeeded runs "
+            "wrote features that a replay can reproduce"
+        )
     return sorted(features, key=lambda r: r["target"])
 
 
-def _plan(spark, config: PipelineConfig, row, window: ReplayWindow, now: dt.datetime,
-          overrides_v: Mapping[str, int], overrides_t: Mapping[str, dt.datetime]):
+def _plan(
+    spark,
+    config: PipelineConfig,
+    row,
+    window: ReplayWindow,
+    now: dt.datetime,
+    overrides_v: Mapping[str, int],
+    overrides_t: Mapping[str, dt.datetime],
+):
     run_id = row["run_id"]
     try:
         feature_set = config.feature_set(row["target"])
     except KeyError:
-        raise ReplayError(f"run {run_id} built feature set {row['target']!r}, which pipeline {config.name!r} "
-                          "no longer declares") from None
+        raise ReplayError(
+            f"run {run_id} built feature set {row['target']!r}, which pipeline {config.name!r} no longer declares"
+        ) from None
     details = json.loads(row["details"] or "{}")
     recorded = details.get("definition")
     if recorded and recorded != digest(fingerprint_definition(config, feature_set)):
         raise ReplayError(
             f"feature set {feature_set.name!r} is defined differently now than when run {run_id} ran "
             f"({row['started_at']:%Y-%m-%d %H:%M} UTC): replaying it with today's definition would not reproduce "
-            "that run. Replay with the pipeline file (and featuremill version) of that run.")
+            "that run. Replay with the pipeline file (and featuremill version) of that run."
+        )
     versions = {str(k): int(v) for k, v in (row["input_versions"] or {}).items()}
     if not versions or not details.get("compute_start"):
         raise ReplayError(f"run {run_id} ({feature_set.name}) recorded no input versions; it predates replay support")
-    label = (f"run {run_id} (features {feature_set.name} {row['start_date']}..{row['end_date']}, "
-             f"ran {row['started_at']:%Y-%m-%d %H:%M} UTC)")
+    label = (
+        f"run {run_id} (features {feature_set.name} {row['start_date']}..{row['end_date']}, "
+        f"ran {row['started_at']:%Y-%m-%d %H:%M} UTC)"
+    )
     for name in list(overrides_v) + list(overrides_t):
         if name not in versions:
             raise ReplayError(f"{label} did not read {name}; it read {', '.join(sorted(versions))}")
-    sources = {name: "run" for name in versions}
+    sources = dict.fromkeys(versions, "run")
     for name, version in overrides_v.items():
         versions[name], sources[name] = version, "as_of_version"
     for name, when in overrides_t.items():
@@ -192,14 +224,16 @@ def _plan(spark, config: PipelineConfig, row, window: ReplayWindow, now: dt.date
             f"{row['started_at'] + dt.timedelta(seconds=window.seconds):%Y-%m-%d %H:%M} UTC). The table versions it "
             "read may have been vacuumed or dropped from the log, so a replay could return wrong data; nothing was "
             "read. Raise replay_window in the pipeline file to keep future runs replayable for longer, or pin "
-            "versions that are still retained with --as-of-version / --as-of-timestamp.")
+            "versions that are still retained with --as-of-version / --as-of-timestamp."
+        )
     for name, version in versions.items():
         _check_version(spark, config, name, version, window, now, label)
     return feature_set, versions, sources, details
 
 
-def _check_version(spark, config: PipelineConfig, name: str, version: int, window: ReplayWindow,
-                   now: dt.datetime, label: str) -> None:
+def _check_version(
+    spark, config: PipelineConfig, name: str, version: int, window: ReplayWindow, now: dt.datetime, label: str
+) -> None:
     path = table_path(config, name)
     times = commit_times(spark, path)
     if not times:
@@ -212,7 +246,8 @@ def _check_version(spark, config: PipelineConfig, name: str, version: int, windo
         raise ReplayWindowError(
             f"{label}: version {version} of {name} is no longer in its commit log (oldest retained: version {oldest}, "
             f"{times[oldest]:%Y-%m-%d %H:%M} UTC); the table's log retention has passed, so it cannot be read back "
-            "reliably. Nothing was read.")
+            "reliably. Nothing was read."
+        )
     if version == latest:
         return  # still the current version: its files cannot have been vacuumed
     superseded = times.get(version + 1)
@@ -220,7 +255,8 @@ def _check_version(spark, config: PipelineConfig, name: str, version: int, windo
         raise ReplayWindowError(
             f"{label}: version {version} of {name} was superseded at {superseded:%Y-%m-%d %H:%M} UTC, before the "
             f"pipeline's replay window of {window}; files it needs may have been vacuumed (Delta >= 4.1 refuses such "
-            "time travel outright). Nothing was read.")
+            "time travel outright). Nothing was read."
+        )
 
 
 def _utc_naive(value: dt.datetime) -> dt.datetime:
@@ -229,25 +265,36 @@ def _utc_naive(value: dt.datetime) -> dt.datetime:
     return value
 
 
-def _replay_one(spark, config: PipelineConfig, row, feature_set, versions: dict[str, int], sources: dict[str, str],
-                details: dict, out_path: str) -> ReplayResult:
+def _replay_one(
+    spark,
+    config: PipelineConfig,
+    row,
+    feature_set,
+    versions: dict[str, int],
+    sources: dict[str, str],
+    details: dict,
+    out_path: str,
+) -> ReplayResult:
     from pyspark.sql import functions as F
 
     source = config.source(feature_set.source)
     end = row["end_date"]
     compute_start = dt.date.fromisoformat(details["compute_start"])
     # the same widening as the feature job: windows plus the preprocessing.timeseries helpers
-    read_start = compute_start - dt.timedelta(days=lookback_days(feature_set)
-                                              + helper_lookback_days(config, feature_set))
+    read_start = compute_start - dt.timedelta(
+        days=lookback_days(feature_set) + helper_lookback_days(config, feature_set)
+    )
     events_name = f"validated.{source.name}"
     with recorded_run(spark, config, job="replay", target=feature_set.name, start=compute_start, end=end) as record:
         read: dict[str, int] = {}
-        validated = _pinned_read(spark, table_path(config, events_name), read, events_name,
-                                 version=versions[events_name])
+        validated = _pinned_read(
+            spark, table_path(config, events_name), read, events_name, version=versions[events_name]
+        )
         dimensions = {j.dimension: _dimension_frame(spark, config, j, read, pinned=versions) for j in feature_set.joins}
         events = validated.where(col(EVENT_DATE).between(F.lit(read_start), F.lit(end)))
-        frame = build_feature_frame(events, config=config, feature_set=feature_set, dimensions=dimensions,
-                                    start=compute_start, end=end)
+        frame = build_feature_frame(
+            events, config=config, feature_set=feature_set, dimensions=dimensions, start=compute_start, end=end
+        )
         with stage(f"replay {feature_set.name}: compute and write {compute_start}..{end}", spark, key="compute_write"):
             io.replace_table(frame, out_path, partition_by=[EVENT_DATE])
             rows = int(io.last_operation_metrics(spark, out_path).get("numOutputRows", 0))
@@ -255,9 +302,23 @@ def _replay_one(spark, config: PipelineConfig, row, feature_set, versions: dict[
         record.rows_read = 0
         record.rows_written = rows
         record.output_versions = {f"replay.{feature_set.name}": io.delta_version(spark, out_path)}
-        record.details = {"replayed_run_id": row["run_id"], "output_path": out_path, "version_sources": sources,
-                          "compute_start": compute_start.isoformat(), "read_start": read_start.isoformat()}
-        log.info("replayed run %s of %s: %d feature rows for %s..%s from %s into %s", row["run_id"], feature_set.name,
-                 rows, compute_start, end, ", ".join(f"{k}@v{v}" for k, v in sorted(read.items())), out_path)
-        return ReplayResult(feature_set.name, row["run_id"], record.run_id, out_path, compute_start, end, rows,
-                            dict(read), sources)
+        record.details = {
+            "replayed_run_id": row["run_id"],
+            "output_path": out_path,
+            "version_sources": sources,
+            "compute_start": compute_start.isoformat(),
+            "read_start": read_start.isoformat(),
+        }
+        log.info(
+            "replayed run %s of %s: %d feature rows for %s..%s from %s into %s",
+            row["run_id"],
+            feature_set.name,
+            rows,
+            compute_start,
+            end,
+            ", ".join(f"{k}@v{v}" for k, v in sorted(read.items())),
+            out_path,
+        )
+        return ReplayResult(
+            feature_set.name, row["run_id"], record.run_id, out_path, compute_start, end, rows, dict(read), sources
+        )

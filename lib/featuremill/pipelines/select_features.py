@@ -17,21 +17,20 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from featuremill import __version__
-
-from featuremill.storage import io
 from featuremill.config import PipelineConfig
 from featuremill.core.errors import SelectionError
+from featuremill.core.progress import stage
+from featuremill.core.sql import literal
 from featuremill.pipelines.common import recorded_run
 from featuremill.pipelines.preprocess import read_training_table
-from featuremill.core.progress import stage
 from featuremill.selection import SelectionResult, SelectionSpec, select_features
 from featuremill.selection.report import render_html
-from featuremill.core.sql import literal
+from featuremill.storage import io
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +60,21 @@ class SelectRun:
 
 
 def selection_id(fingerprint: str, label: str, spec: SelectionSpec, features: Sequence[str] | None) -> str:
-    body = json.dumps({"data": fingerprint, "label": label, "spec": repr(spec), "features": list(features or [])},
-                      sort_keys=True)
+    body = json.dumps(
+        {"data": fingerprint, "label": label, "spec": repr(spec), "features": list(features or [])}, sort_keys=True
+    )
     return hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
 
 
-def run_select(spark, config: PipelineConfig, *, training_set: str, label: str | None = None,
-               report_dir: str | Path, features: Sequence[str] | None = None) -> SelectRun:
+def run_select(
+    spark,
+    config: PipelineConfig,
+    *,
+    training_set: str,
+    label: str | None = None,
+    report_dir: str | Path,
+    features: Sequence[str] | None = None,
+) -> SelectRun:
     """Run :func:`featuremill.selection.select_features` on a Delta or Parquet training table."""
     spec = config.section("selection") or SelectionSpec()
     label = label or spec.label
@@ -80,45 +87,94 @@ def run_select(spark, config: PipelineConfig, *, training_set: str, label: str |
             result = select_features(table.df, spec, label=label, features=features)
         sid = selection_id(result.data_fingerprint, label, spec, features)
         created = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
-        rows = [(sid, record.run_id, created, config.name, table.path, table.version, result.data_fingerprint,
-                 result.label,
-                 result.task, f.name, f.kind, f.rank, f.decision, f.reason, f.mean_rank, f.mutual_information, f.chi2,
-                 f.chi2_p, f.chi2_p_adj, f.chi2_valid, f.f_stat, f.f_p, f.f_p_adj, f.label_correlation, f.rf_importance,
-                 f.permutation_importance, f.permutation_se, _finite(f.freq_ratio), f.unique_percent, f.cv,
-                 f.non_null, f.distinct) for f in result.features]
+        rows = [
+            (
+                sid,
+                record.run_id,
+                created,
+                config.name,
+                table.path,
+                table.version,
+                result.data_fingerprint,
+                result.label,
+                result.task,
+                f.name,
+                f.kind,
+                f.rank,
+                f.decision,
+                f.reason,
+                f.mean_rank,
+                f.mutual_information,
+                f.chi2,
+                f.chi2_p,
+                f.chi2_p_adj,
+                f.chi2_valid,
+                f.f_stat,
+                f.f_p,
+                f.f_p_adj,
+                f.label_correlation,
+                f.rf_importance,
+                f.permutation_importance,
+                f.permutation_se,
+                _finite(f.freq_ratio),
+                f.unique_percent,
+                f.cv,
+                f.non_null,
+                f.distinct,
+            )
+            for f in result.features
+        ]
         frame = spark.createDataFrame(rows, RESULTS_SCHEMA)
         path = results_path(config)
         io.replace_where(frame, path, predicate=f"selection_id = {literal(sid)}")
         version = io.delta_version(spark, path)
-        context = {"pipeline": config.name, "training set": table.path,
-                   "training version": str(table.version) if table.version is not None else "(parquet)",
-                   "selection id": sid, "run id": record.run_id, "created": created.isoformat() + "Z",
-                   "featuremill": __version__}
+        context = {
+            "pipeline": config.name,
+            "training set": table.path,
+            "training version": str(table.version) if table.version is not None else "(parquet)",
+            "selection id": sid,
+            "run id": record.run_id,
+            "created": created.isoformat() + "Z",
+            "featuremill": __version__,
+        }
         write_reports(result, out_dir, context=context, pipeline=config.name)
         record.rows_read = result.rows
         record.rows_written = len(rows)
         record.input_versions = {"training_set": table.version} if table.version is not None else {}
         record.output_versions = {"feature_selection": version}
-        record.details = {"selection_id": sid, "training_set": table.path, "label": label, "task": result.task,
-                          "kept": result.selected, "report_dir": str(out_dir)}
+        record.details = {
+            "selection_id": sid,
+            "training_set": table.path,
+            "label": label,
+            "task": result.task,
+            "kept": result.selected,
+            "report_dir": str(out_dir),
+        }
         return SelectRun(result, sid, record.run_id, out_dir, version)
 
 
 def _finite(x):
-    return x if x is None or x == x and abs(x) != float("inf") else None
+    return x if x is None or (x == x and abs(x) != float("inf")) else None
 
 
 def write_reports(result: SelectionResult, out_dir: Path, *, context: dict[str, str], pipeline: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     body = {"context": context, **result.to_dict()}
-    (out_dir / "selection.json").write_text(json.dumps(body, indent=2, sort_keys=True, allow_nan=False) + "\n",
-                                            encoding="utf-8")
-    (out_dir / "selection.html").write_text(render_html(result, title=f"Feature selection: {pipeline} / "
-                                                                        f"label {result.label}", context=context),
-                                            encoding="utf-8")
-    selected = {"pipeline": pipeline, "label": result.label, "task": result.task,
-                "selection_id": context.get("selection id"), "training_set": context.get("training set"),
-                "features": result.selected}
+    (out_dir / "selection.json").write_text(
+        json.dumps(body, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8"
+    )
+    (out_dir / "selection.html").write_text(
+        render_html(result, title=f"Feature selection: {pipeline} / label {result.label}", context=context),
+        encoding="utf-8",
+    )
+    selected = {
+        "pipeline": pipeline,
+        "label": result.label,
+        "task": result.task,
+        "selection_id": context.get("selection id"),
+        "training_set": context.get("training set"),
+        "features": result.selected,
+    }
     (out_dir / SELECTED_FILE).write_text(json.dumps(selected, indent=2) + "\n", encoding="utf-8")
 
 
@@ -133,5 +189,5 @@ def load_selected_features(path: str | Path) -> list[str]:
         raise SelectionError(f"selected-features file {p} does not exist; run `featuremill select` first") from None
     features = body.get("features") if isinstance(body, dict) else None
     if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
-        raise SelectionError(f"{p} is not a selected-features file (expected {{\"features\": [names]}})")
+        raise SelectionError(f'{p} is not a selected-features file (expected {{"features": [names]}})')
     return features

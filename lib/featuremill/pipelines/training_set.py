@@ -25,19 +25,21 @@ are today's snapshot, not values as of the label time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from featuremill.storage import io, manifest as manifests, versions
 from featuremill.config import PipelineConfig
 from featuremill.core.errors import TableStateError, TrainingSetError
-from featuremill.transforms.features import KNOWN_AT
-from featuremill.transforms.ingest import EVENT_DATE
-from featuremill.pipelines.build_features import FEATURE_VERSION_COLUMN
-from featuremill.pipelines.common import recorded_run
-from featuremill.transforms.pit import FeatureSource, point_in_time_join
 from featuremill.core.progress import stage
 from featuremill.core.session import ensure_timezone
+from featuremill.pipelines.build_features import FEATURE_VERSION_COLUMN
+from featuremill.pipelines.common import recorded_run
+from featuremill.storage import io, versions
+from featuremill.storage import manifest as manifests
+from featuremill.transforms.features import KNOWN_AT
+from featuremill.transforms.ingest import EVENT_DATE
+from featuremill.transforms.pit import FeatureSource, point_in_time_join
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +124,10 @@ def _spine_time_column(spine, requested: str | None) -> str:
     stamps = [f.name for f in spine.schema.fields if isinstance(f.dataType, TimestampType)]
     if len(stamps) != 1:
         raise TrainingSetError(
-            "the spine has " + (f"several timestamp columns ({', '.join(stamps)})" if stamps else "no timestamp column")
-            + "; name the label time with --time-column")
+            "the spine has "
+            + (f"several timestamp columns ({', '.join(stamps)})" if stamps else "no timestamp column")
+            + "; name the label time with --time-column"
+        )
     return stamps[0]
 
 
@@ -134,13 +138,16 @@ def _feature_table_summary(df, *, fs_name: str, version: int, known_at: bool, ta
     from featuremill.core.sql import col
 
     if FEATURE_VERSION_COLUMN not in df.columns:
-        raise TrainingSetError(f"feature table {table} has no {FEATURE_VERSION_COLUMN} column; rebuild it with "
-                               "`featuremill run PIPELINE --job features`")
+        raise TrainingSetError(
+            f"feature table {table} has no {FEATURE_VERSION_COLUMN} column; rebuild it with "
+            "`featuremill run PIPELINE --job features`"
+        )
     if known_at and KNOWN_AT not in df.columns:
         raise TrainingSetError(
             f"feature set {fs_name!r}: its table has no {KNOWN_AT} column (written by an older featuremill), so "
             "--known-at cannot be honoured; recompute it with `featuremill run PIPELINE --job features --full "
-            "--start FIRST --end LAST` over its whole history, or drop --known-at")
+            "--start FIRST --end LAST` over its whole history, or drop --known-at"
+        )
     aggs = [F.count(F.lit(1)).alias("rows"), F.min(EVENT_DATE).alias("first"), F.max(EVENT_DATE).alias("last")]
     if known_at:
         aggs.append(F.sum(F.when(col(KNOWN_AT).isNull(), 1).otherwise(0)).alias("no_known_at"))
@@ -151,27 +158,45 @@ def _feature_table_summary(df, *, fs_name: str, version: int, known_at: bool, ta
         raise TrainingSetError(
             f"feature set {fs_name!r}: the table {table} holds rows written by other versions than {version} ({found}); "
             f"a training set must not mix versions. Recompute those dates with `featuremill run PIPELINE --job "
-            f"features --full --start .. --end ..`, or request the version the table holds")
+            f"features --full --start .. --end ..`, or request the version the table holds"
+        )
     missing = sum(r["no_known_at"] for r in summary) if known_at else 0
     if missing:
         raise TrainingSetError(
             f"feature set {fs_name!r}: {missing} rows of {table} have no {KNOWN_AT} (written before featuremill "
             "recorded it); with --known-at they could never be used. Recompute them with `featuremill run PIPELINE "
-            "--job features --full --start FIRST --end LAST`")
+            "--job features --full --start FIRST --end LAST`"
+        )
     return sum(r["rows"] for r in summary)
 
 
-def _feature_sources(entries: Sequence[Mapping[str, Any]], frames: Sequence[Any], *, ttl_seconds: int | None,
-                     known_at: bool) -> list[FeatureSource]:
-    return [FeatureSource(name=e["name"], frame=frame, keys=tuple(e["entity"]), event_time=e["event_time"],
-                          columns=tuple(e["features"]), known_at=KNOWN_AT if known_at else None,
-                          ttl_seconds=ttl_seconds, event_time_as=f"_{e['name']}_event_time",
-                          known_at_as=f"_{e['name']}_known_at" if known_at else None)
-            for e, frame in zip(entries, frames)]
+def _feature_sources(
+    entries: Sequence[Mapping[str, Any]], frames: Sequence[Any], *, ttl_seconds: int | None, known_at: bool
+) -> list[FeatureSource]:
+    return [
+        FeatureSource(
+            name=e["name"],
+            frame=frame,
+            keys=tuple(e["entity"]),
+            event_time=e["event_time"],
+            columns=tuple(e["features"]),
+            known_at=KNOWN_AT if known_at else None,
+            ttl_seconds=ttl_seconds,
+            event_time_as=f"_{e['name']}_event_time",
+            known_at_as=f"_{e['name']}_known_at" if known_at else None,
+        )
+        for e, frame in zip(entries, frames)
+    ]
 
 
-def _apply_selection(entries: list[dict[str, Any]], frames: list[Any], feature_rows: list[int], *,
-                     selected: Sequence[str], source: str | None):
+def _apply_selection(
+    entries: list[dict[str, Any]],
+    frames: list[Any],
+    feature_rows: list[int],
+    *,
+    selected: Sequence[str],
+    source: str | None,
+):
     """Keep only the selected features of each requested feature set.
 
     The kept names are written into each entry's ``features`` (so a rebuild from the manifest
@@ -186,7 +211,8 @@ def _apply_selection(entries: list[dict[str, Any]], frames: list[Any], feature_r
         raise TrainingSetError(
             f"{source or 'selected features'}: {', '.join(unknown)} not a feature of the requested feature sets "
             f"({', '.join(e['name'] for e in entries)}); select on a training set built from these feature sets, "
-            "before preprocessing")
+            "before preprocessing"
+        )
     kept_entries, kept_frames, kept_rows, dropped = [], [], [], []
     for entry, frame, rows in zip(entries, frames, feature_rows):
         features = [name for name in entry["features"] if name in wanted]
@@ -200,15 +226,18 @@ def _apply_selection(entries: list[dict[str, Any]], frames: list[Any], feature_r
         raise TrainingSetError(f"{source or 'selected features'}: the selection keeps no feature")
     if dropped:
         log.info("training set: no selected feature in %s; left out of the join", ", ".join(dropped))
-    return kept_entries, kept_frames, kept_rows, {"file": source, "features": sorted(wanted),
-                                                   "feature_sets_left_out": dropped}
+    return (
+        kept_entries,
+        kept_frames,
+        kept_rows,
+        {"file": source, "features": sorted(wanted), "feature_sets_left_out": dropped},
+    )
 
 
 def _check_outputs(config: PipelineConfig, out: str, manifest_out: str | None) -> None:
     """Training sets and manifests are written only under the environment's warehouse root."""
     io.check_write_path(out, config.env.warehouse, what="training set")
-    io.check_write_path(manifest_out or manifests.default_manifest_path(out), config.env.warehouse,
-                        what="manifest")
+    io.check_write_path(manifest_out or manifests.default_manifest_path(out), config.env.warehouse, what="manifest")
 
 
 def _write_output(spark, joined, *, out: str, spine_columns: list[str], spine: tuple[int, str]) -> dict[str, Any]:
@@ -222,25 +251,44 @@ def _write_output(spark, joined, *, out: str, spine_columns: list[str], spine: t
         rows, fingerprint = prints["output"]
         st.set_rows(rows)
     if rows != spine[0]:  # the join guarantees this; a failure here is a bug, never shipped data
-        raise TrainingSetError(f"training set {out} has {rows} rows but the spine has {spine[0]}; "
-                               "this is a featuremill bug, please report it with the manifest")
+        raise TrainingSetError(
+            f"training set {out} has {rows} rows but the spine has {spine[0]}; "
+            "this is a featuremill bug, please report it with the manifest"
+        )
     if prints["spine"] != spine:
-        raise TrainingSetError(f"the spine changed while the training set was built ({spine[1]} before, "
-                               f"{prints['spine'][1]} in the output); rebuild it from a stable spine (a Delta table)")
-    return {"path": out, "format": "delta", "delta_version": version, "rows": rows, "fingerprint": fingerprint,
-            "columns": [f"{f.name} {f.dataType.simpleString()}" for f in written.schema.fields]}
+        raise TrainingSetError(
+            f"the spine changed while the training set was built ({spine[1]} before, "
+            f"{prints['spine'][1]} in the output); rebuild it from a stable spine (a Delta table)"
+        )
+    return {
+        "path": out,
+        "format": "delta",
+        "delta_version": version,
+        "rows": rows,
+        "fingerprint": fingerprint,
+        "columns": [f"{f.name} {f.dataType.simpleString()}" for f in written.schema.fields],
+    }
 
 
-def build_training_set(spark, config: PipelineConfig, options: TrainingSetOptions, *,
-                       lock: versions.Lock | None, lock_file: str, git_commit: str | None = None,
-                       env_name: str | None = None) -> TrainingSetResult:
+def build_training_set(
+    spark,
+    config: PipelineConfig,
+    options: TrainingSetOptions,
+    *,
+    lock: versions.Lock | None,
+    lock_file: str,
+    git_commit: str | None = None,
+    env_name: str | None = None,
+) -> TrainingSetResult:
     """Build a training set as described in the module docstring; returns what was written."""
     ensure_timezone(spark, config.timezone)
     versions.require_consistent(config, lock, lock_file=lock_file)
     for request in options.features:
         if request.name not in {fs.name for fs in config.feature_sets}:
-            raise TrainingSetError(f"pipeline {config.name!r} has no feature set {request.name!r} "
-                                   f"(it has {', '.join(fs.name for fs in config.feature_sets)})")
+            raise TrainingSetError(
+                f"pipeline {config.name!r} has no feature set {request.name!r} "
+                f"(it has {', '.join(fs.name for fs in config.feature_sets)})"
+            )
     _check_outputs(config, options.out, options.manifest_out)
     with recorded_run(spark, config, job="training_set", target=options.out, start=None, end=None) as record:
         spine_version = None
@@ -261,49 +309,93 @@ def build_training_set(spark, config: PipelineConfig, options: TrainingSetOption
             else:
                 locked = lock.versions(fs.name).get(version) if lock else None
                 fingerprint = locked.get("fingerprint") if locked else None
-                log.warning("feature set %s: version %s requested, the pipeline declares %s; using the table's rows "
-                            "as written by version %s", fs.name, version, fs.version, version)
+                log.warning(
+                    "feature set %s: version %s requested, the pipeline declares %s; using the table's rows "
+                    "as written by version %s",
+                    fs.name,
+                    version,
+                    fs.version,
+                    version,
+                )
             table = config.tables.features(fs.name)
             table_version = io.delta_version(spark, table)
             if table_version is None:
-                raise TableStateError(f"no feature table for {fs.name!r} at {table}; run "
-                                      f"`featuremill run {config.file} --job features` first")
+                raise TableStateError(
+                    f"no feature table for {fs.name!r} at {table}; run "
+                    f"`featuremill run {config.file} --job features` first"
+                )
             frame = io.read_delta(spark, table, version=table_version)
             with stage(f"training set: check {fs.name} rows", spark) as st:
-                rows = _feature_table_summary(frame, fs_name=fs.name, version=version, known_at=options.known_at,
-                                              table=table)
+                rows = _feature_table_summary(
+                    frame, fs_name=fs.name, version=version, known_at=options.known_at, table=table
+                )
                 st.set_rows(rows)
             source = config.source(fs.source)
-            entries.append({"name": fs.name, "version": version, "fingerprint": fingerprint, "table": table,
-                            "delta_version": table_version, "entity": list(fs.entity),
-                            "event_time": source.event_time, "features": list(fs.feature_names), "rows": rows})
+            entries.append(
+                {
+                    "name": fs.name,
+                    "version": version,
+                    "fingerprint": fingerprint,
+                    "table": table,
+                    "delta_version": table_version,
+                    "entity": list(fs.entity),
+                    "event_time": source.event_time,
+                    "features": list(fs.feature_names),
+                    "rows": rows,
+                }
+            )
             frames.append(frame)
             feature_rows.append(rows)
 
         selection = None
         if options.selected_features is not None:
             entries, frames, feature_rows, selection = _apply_selection(
-                entries, frames, feature_rows, selected=options.selected_features, source=options.selected_from)
+                entries, frames, feature_rows, selected=options.selected_features, source=options.selected_from
+            )
         strategy = choose_strategy(options.strategy, spine_rows=spine_rows, feature_rows=feature_rows)
-        log.info("training set: %d spine rows, feature tables of %s rows: %s strategy", spine_rows,
-                 "/".join(map(str, feature_rows)), strategy)
-        joined = point_in_time_join(spine, _feature_sources(entries, frames, ttl_seconds=options.ttl_seconds,
-                                                            known_at=options.known_at),
-                                    spine_time=spine_time, strict=options.strict, strategy=strategy)
-        output = _write_output(spark, joined, out=options.out, spine_columns=spine.columns,
-                               spine=(spine_rows, spine_fp))
+        log.info(
+            "training set: %d spine rows, feature tables of %s rows: %s strategy",
+            spine_rows,
+            "/".join(map(str, feature_rows)),
+            strategy,
+        )
+        joined = point_in_time_join(
+            spine,
+            _feature_sources(entries, frames, ttl_seconds=options.ttl_seconds, known_at=options.known_at),
+            spine_time=spine_time,
+            strict=options.strict,
+            strategy=strategy,
+        )
+        output = _write_output(
+            spark, joined, out=options.out, spine_columns=spine.columns, spine=(spine_rows, spine_fp)
+        )
         document = {
             "kind": manifests.MANIFEST_KIND,
             "manifest_format": manifests.MANIFEST_FORMAT,
             "created_at": manifests.now_iso(),
             "run_id": record.run_id,
             "code": manifests.code_info(spark, git_commit=git_commit),
-            "pipeline": {"name": config.name, "file": _absolute_file(config.file), "env": env_name or config.env.name,
-                         "timezone": config.timezone, "tables_root": config.tables.root},
-            "spine": {"path": options.spine, "format": spine_format, "delta_version": spine_version,
-                      "time_column": spine_time, "rows": spine_rows, "fingerprint": spine_fp},
-            "options": {"strict": options.strict, "ttl_seconds": options.ttl_seconds, "known_at": options.known_at,
-                        "strategy": strategy},
+            "pipeline": {
+                "name": config.name,
+                "file": _absolute_file(config.file),
+                "env": env_name or config.env.name,
+                "timezone": config.timezone,
+                "tables_root": config.tables.root,
+            },
+            "spine": {
+                "path": options.spine,
+                "format": spine_format,
+                "delta_version": spine_version,
+                "time_column": spine_time,
+                "rows": spine_rows,
+                "fingerprint": spine_fp,
+            },
+            "options": {
+                "strict": options.strict,
+                "ttl_seconds": options.ttl_seconds,
+                "known_at": options.known_at,
+                "strategy": strategy,
+            },
             "feature_sets": entries,
             "output": output,
             "selection": selection,
@@ -317,15 +409,27 @@ def build_training_set(spark, config: PipelineConfig, options: TrainingSetOption
         if spine_version is not None:
             record.input_versions["spine"] = spine_version
         record.output_versions = {"training_set": output["delta_version"]}
-        record.details = {"manifest": manifest_path, "strategy": strategy, "spine": options.spine,
-                          "feature_sets": {e["name"]: e["version"] for e in entries}}
+        record.details = {
+            "manifest": manifest_path,
+            "strategy": strategy,
+            "spine": options.spine,
+            "feature_sets": {e["name"]: e["version"] for e in entries},
+        }
     log.info("training set %s: %d rows, manifest %s", options.out, output["rows"], manifest_path)
     return TrainingSetResult(options.out, manifest_path, document, output["rows"], strategy)
 
 
-def rebuild_training_set(spark, config: PipelineConfig, source_manifest: Mapping[str, Any], *, manifest_path: str,
-                         out: str, manifest_out: str | None = None, strategy: str | None = None,
-                         git_commit: str | None = None) -> TrainingSetResult:
+def rebuild_training_set(
+    spark,
+    config: PipelineConfig,
+    source_manifest: Mapping[str, Any],
+    *,
+    manifest_path: str,
+    out: str,
+    manifest_out: str | None = None,
+    strategy: str | None = None,
+    git_commit: str | None = None,
+) -> TrainingSetResult:
     """Rebuild the training set a manifest describes, reading every input at its recorded version.
 
     Fails with :class:`TrainingSetError` when an input cannot be read as recorded (a changed
@@ -340,31 +444,49 @@ def rebuild_training_set(spark, config: PipelineConfig, source_manifest: Mapping
     opts = m["options"]
     with recorded_run(spark, config, job="training_set_rebuild", target=out, start=None, end=None) as record:
         spine_info = m["spine"]
-        spine, _ = _read_pinned(spark, spine_info["path"], fmt=spine_info["format"],
-                                version=spine_info.get("delta_version"), what="spine")
+        spine, _ = _read_pinned(
+            spark, spine_info["path"], fmt=spine_info["format"], version=spine_info.get("delta_version"), what="spine"
+        )
         with stage("training set rebuild: fingerprint spine", spark):
             rows, fingerprint = manifests.frame_fingerprint(spine)
         if (rows, fingerprint) != (spine_info["rows"], spine_info["fingerprint"]):
             raise TrainingSetError(
                 f"the spine {spine_info['path']} changed since {manifest_path} was written ({spine_info['rows']} rows "
                 f"{spine_info['fingerprint']} then, {rows} rows {fingerprint} now); only a Delta spine can be read "
-                "as it was: store spines as Delta tables, or keep them immutable")
-        frames = [_read_pinned(spark, e["table"], fmt="delta", version=e["delta_version"],
-                               what=f"feature set {e['name']!r}")[0] for e in m["feature_sets"]]
+                "as it was: store spines as Delta tables, or keep them immutable"
+            )
+        frames = [
+            _read_pinned(spark, e["table"], fmt="delta", version=e["delta_version"], what=f"feature set {e['name']!r}")[
+                0
+            ]
+            for e in m["feature_sets"]
+        ]
         used = strategy or opts.get("strategy") or "window"
-        joined = point_in_time_join(spine, _feature_sources(m["feature_sets"], frames, ttl_seconds=opts["ttl_seconds"],
-                                                            known_at=opts["known_at"]),
-                                    spine_time=spine_info["time_column"], strict=opts["strict"], strategy=used)
+        joined = point_in_time_join(
+            spine,
+            _feature_sources(m["feature_sets"], frames, ttl_seconds=opts["ttl_seconds"], known_at=opts["known_at"]),
+            spine_time=spine_info["time_column"],
+            strict=opts["strict"],
+            strategy=used,
+        )
         output = _write_output(spark, joined, out=out, spine_columns=spine.columns, spine=(rows, fingerprint))
         identical = (output["rows"], output["fingerprint"]) == (m["output"]["rows"], m["output"]["fingerprint"])
         document = dict(m)
-        document.update({
-            "created_at": manifests.now_iso(), "run_id": record.run_id,
-            "code": manifests.code_info(spark, git_commit=git_commit),
-            "options": dict(opts, strategy=used), "output": output,
-            "rebuilt_from": {"manifest": manifest_path, "output": m["output"]["path"],
-                             "output_delta_version": m["output"]["delta_version"], "identical": identical},
-        })
+        document.update(
+            {
+                "created_at": manifests.now_iso(),
+                "run_id": record.run_id,
+                "code": manifests.code_info(spark, git_commit=git_commit),
+                "options": dict(opts, strategy=used),
+                "output": output,
+                "rebuilt_from": {
+                    "manifest": manifest_path,
+                    "output": m["output"]["path"],
+                    "output_delta_version": m["output"]["delta_version"],
+                    "identical": identical,
+                },
+            }
+        )
         path = manifest_out or manifests.default_manifest_path(out)
         io.write_text(spark, path, manifests.dumps(document))
         record.rows_read = rows
@@ -378,7 +500,8 @@ def rebuild_training_set(spark, config: PipelineConfig, source_manifest: Mapping
     if not identical:
         raise TrainingSetError(
             f"the rebuilt training set {out} differs from the one {manifest_path} describes ({m['output']['rows']} rows "
-            f"{m['output']['fingerprint']} recorded, {output['rows']} rows {output['fingerprint']} rebuilt)")
+            f"{m['output']['fingerprint']} recorded, {output['rows']} rows {output['fingerprint']} rebuilt)"
+        )
     log.info("training set rebuilt into %s from %s: identical", out, manifest_path)
     return TrainingSetResult(out, path, document, output["rows"], used, identical_to_source=True)
 
@@ -398,7 +521,8 @@ def _read_pinned(spark, path: str, *, fmt: str, version: int | None, what: str):
     except Exception as exc:  # Delta: VersionNotFound / files removed by VACUUM, or the path is gone
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrainingSetError(
-            f"cannot read {what} at {path}" + (f" version {version}" if version is not None else "")
+            f"cannot read {what} at {path}"
+            + (f" version {version}" if version is not None else "")
             + f": {first}. Delta keeps old versions only within delta.logRetentionDuration and "
             "delta.deletedFileRetentionDuration (and until VACUUM); rebuilds need both to cover the manifest's age"
         ) from None

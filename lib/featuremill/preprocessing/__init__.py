@@ -18,6 +18,14 @@ from featuremill.preprocessing.state import FittedState
 from featuremill.preprocessing.store import load_fitted_state, read_state_json, store_fitted_state, write_state_json
 
 __all__ = [
-    "FittedState", "PreprocessingSpec", "apply_preprocessing", "fit_preprocessing", "fold_expression",
-    "load_fitted_state", "parse_preprocessing_section", "read_state_json", "store_fitted_state", "write_state_json",
+    "FittedState",
+    "PreprocessingSpec",
+    "apply_preprocessing",
+    "fit_preprocessing",
+    "fold_expression",
+    "load_fitted_state",
+    "parse_preprocessing_section",
+    "read_state_json",
+    "store_fitted_state",
+    "write_state_json",
 ]

@@ -17,11 +17,11 @@ Modes:
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from featuremill.core.errors import PreprocessingError
-from featuremill.preprocessing.state import ColumnState, EncodeState, FittedState
 from featuremill.core.sql import col, literal
+from featuremill.preprocessing.state import ColumnState, EncodeState, FittedState
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +221,9 @@ def _target_value(enc: EncodeState, v, fold, joined=None):
     null_array = next((e for level, e in zip(enc.levels, enc.encodings) if level is None), None)
     unknown = enc.rare_encoding if (enc.overflow and enc.rare_encoding is not None) else enc.prior
     found = _found(enc, v, joined)
-    values = F.when(v.isNull(), _double_array(null_array if null_array is not None else enc.prior)) \
-        .otherwise(F.coalesce(found, _double_array(unknown)))
+    values = F.when(v.isNull(), _double_array(null_array if null_array is not None else enc.prior)).otherwise(
+        F.coalesce(found, _double_array(unknown))
+    )
     index = fold if fold is not None else F.lit(len(enc.prior) - 1)
     return F.get(values, index).cast("double")
 
@@ -242,9 +243,11 @@ def _join_large_lookups(df, states: Sequence[ColumnState]):
             continue
         key_col, value_col, probe = f"__fm_lookup_key_{i}", f"__fm_lookup_value_{i}", f"__fm_lookup_probe_{i}"
         table = df.sparkSession.createDataFrame(list(zip(keys, values)), f"{key_col} string, {value_col} {value_type}")
-        df = (df.withColumn(probe, category_value(cs))
-              .join(F.broadcast(table), col(probe) == col(key_col), "left")
-              .drop(probe, key_col))
+        df = (
+            df.withColumn(probe, category_value(cs))
+            .join(F.broadcast(table), col(probe) == col(key_col), "left")
+            .drop(probe, key_col)
+        )
         joined[cs.column] = value_col
     return df, joined
 
@@ -261,7 +264,6 @@ def apply_preprocessing(df, state: FittedState, *, mode: str = "serving", missin
     (``remainder: passthrough``) or are dropped except the label and key (``remainder: drop``).
     Grain and row count are those of ``df``.
     """
-    from pyspark.sql import functions as F
 
     if mode not in MODES:
         raise PreprocessingError(f"mode {mode!r} is not one of {', '.join(MODES)}")
@@ -270,7 +272,8 @@ def apply_preprocessing(df, state: FittedState, *, mode: str = "serving", missin
     if absent and missing != "skip":
         raise PreprocessingError(
             f"fitted state {state.name!r} v{state.version}: input column(s) {', '.join(map(repr, absent))} "
-            f"missing from the data (columns: {', '.join(df.columns)})")
+            f"missing from the data (columns: {', '.join(df.columns)})"
+        )
     if absent:
         log.info("fitted state %s: skipping columns absent from the data: %s", state.name, ", ".join(absent))
     fold = None
@@ -279,7 +282,8 @@ def apply_preprocessing(df, state: FittedState, *, mode: str = "serving", missin
         if lacking:
             raise PreprocessingError(
                 f"training mode needs the key column(s) {', '.join(map(repr, lacking))} of fitted state "
-                f"{state.name!r} to assign out-of-fold groups")
+                f"{state.name!r} to assign out-of-fold groups"
+            )
         fold = fold_expression(state.key, folds=state.folds, seed=state.seed)
     by_column = {c.column: c for c in state.columns if c.column in present}
     keep_always = set(state.key) | ({state.label} if state.label else set())
@@ -302,8 +306,10 @@ def apply_preprocessing(df, state: FittedState, *, mode: str = "serving", missin
     new_names = [n for cs in by_column.values() for n in cs.output_columns if n != cs.column]
     overlap = sorted(set(new_names) & (present - set(by_column)))
     if overlap and state.remainder == "passthrough":
-        raise PreprocessingError(f"output column(s) {', '.join(overlap)} of fitted state {state.name!r} already "
-                                 "exist in the data; rename them or use remainder: drop")
+        raise PreprocessingError(
+            f"output column(s) {', '.join(overlap)} of fitted state {state.name!r} already "
+            "exist in the data; rename them or use remainder: drop"
+        )
     return df.select(*outputs)
 
 
@@ -320,4 +326,3 @@ def output_schema_names(df_columns: Sequence[str], state: FittedState) -> list[s
         else:
             out.extend(cs.output_columns)
     return out
-

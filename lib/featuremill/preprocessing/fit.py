@@ -23,17 +23,24 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from featuremill.core.errors import PreprocessingError
-from featuremill.transforms.fingerprint import content_fingerprint, content_hash_aggregate
+from featuremill.core.sql import col
 from featuremill.preprocessing.apply import category_value, clean_numeric, fold_expression, numeric_columns
 from featuremill.preprocessing.spec import NUMERIC_IMPUTE, PreprocessingSpec, TransformSpec
 from featuremill.preprocessing.state import (
-    ColumnState, EncodeState, FittedState, ImputeState, OutlierState, ScaleState, spec_fingerprint,
+    ColumnState,
+    EncodeState,
+    FittedState,
+    ImputeState,
+    OutlierState,
+    ScaleState,
+    spec_fingerprint,
 )
-from featuremill.core.sql import col
+from featuremill.transforms.fingerprint import content_fingerprint, content_hash_aggregate
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +53,13 @@ def is_numeric_type(spark_type: str) -> bool:
     return spark_type in NUMERIC_SPARK_TYPES or spark_type.startswith("decimal")
 
 
-def resolve_columns(spec: PreprocessingSpec, column_types: Mapping[str, str], *, label: str | None,
-                    feature_sets: Mapping[str, Sequence[str]] | None = None
-                    ) -> tuple[list[tuple[str, TransformSpec]], list[str]]:
+def resolve_columns(
+    spec: PreprocessingSpec,
+    column_types: Mapping[str, str],
+    *,
+    label: str | None,
+    feature_sets: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[list[tuple[str, TransformSpec]], list[str]]:
     """Which rule applies to which column of the data, in the data's column order.
 
     Explicit ``columns`` win over ``match``/``feature_set`` rules; among those, the first rule
@@ -61,11 +72,13 @@ def resolve_columns(spec: PreprocessingSpec, column_types: Mapping[str, str], *,
     for t in spec.transforms:
         for c in t.columns:
             if c not in column_types:
-                raise PreprocessingError(f"{t.path}.columns: column {c!r} is not in the training data "
-                                         f"(columns: {', '.join(column_types)})")
+                raise PreprocessingError(
+                    f"{t.path}.columns: column {c!r} is not in the training data (columns: {', '.join(column_types)})"
+                )
             if c in reserved:
-                raise PreprocessingError(f"{t.path}.columns: {c!r} is the label or a key column and cannot be "
-                                         "transformed")
+                raise PreprocessingError(
+                    f"{t.path}.columns: {c!r} is the label or a key column and cannot be transformed"
+                )
             assigned[c] = t
     for t in spec.transforms:
         if t.match is not None:
@@ -76,8 +89,9 @@ def resolve_columns(spec: PreprocessingSpec, column_types: Mapping[str, str], *,
             names = [c for c in declared if c in column_types]
             lacking = [c for c in declared if c not in column_types]
             if lacking:
-                warnings.append(f"{t.path}: features of {t.feature_set!r} not in the training data, skipped: "
-                                f"{', '.join(lacking)}")
+                warnings.append(
+                    f"{t.path}: features of {t.feature_set!r} not in the training data, skipped: {', '.join(lacking)}"
+                )
         else:
             continue
         for c in names:
@@ -94,8 +108,10 @@ def _kind(rule: TransformSpec, spark_type: str, column: str) -> str:
     if rule.encode is not None:
         return "categorical"
     if rule.is_numeric and not numeric:
-        raise PreprocessingError(f"{rule.path}: column {column!r} is {spark_type}; outliers, scale and "
-                                 "mean/median imputation need a numeric column (encode it instead)")
+        raise PreprocessingError(
+            f"{rule.path}: column {column!r} is {spark_type}; outliers, scale and "
+            "mean/median imputation need a numeric column (encode it instead)"
+        )
     return "numeric" if numeric else "categorical"
 
 
@@ -127,8 +143,10 @@ def _read_stats(row, prefix: str, quantiles: Sequence[float]) -> dict[str, Any]:
         "std": _finite(row[f"{prefix}_std"]),
         "min": _finite(row[f"{prefix}_min"]),
         "max": _finite(row[f"{prefix}_max"]),
-        "quantiles": {repr(q): (_finite(v) if qs is not None else None) for q, v in
-                      zip(quantiles, qs if qs is not None else [None] * len(quantiles))},
+        "quantiles": {
+            repr(q): (_finite(v) if qs is not None else None)
+            for q, v in zip(quantiles, qs if qs is not None else [None] * len(quantiles))
+        },
     }
     return out
 
@@ -142,10 +160,17 @@ def _sanitise(level: str) -> str:
     return text or "blank"
 
 
-def fit_preprocessing(df, spec: PreprocessingSpec, *, label: str | None = None,
-                      feature_sets: Mapping[str, Sequence[str]] | None = None, pipeline: str = "",
-                      training_ref: str = "", training_version: int | None = None,
-                      code_version: str = "") -> FittedState:
+def fit_preprocessing(
+    df,
+    spec: PreprocessingSpec,
+    *,
+    label: str | None = None,
+    feature_sets: Mapping[str, Sequence[str]] | None = None,
+    pipeline: str = "",
+    training_ref: str = "",
+    training_version: int | None = None,
+    code_version: str = "",
+) -> FittedState:
     """Fit ``spec`` on the training DataFrame ``df`` and return the (unstored) :class:`FittedState`.
 
     Required columns: every column a transform names (or matches), the label when target
@@ -169,14 +194,21 @@ def fit_preprocessing(df, spec: PreprocessingSpec, *, label: str | None = None,
         if label not in column_types:
             raise PreprocessingError(f"label column {label!r} is not in the training data")
         if not (is_numeric_type(column_types[label]) or column_types[label] == "boolean"):
-            raise PreprocessingError(f"label column {label!r} is {column_types[label]}; target encoding needs a "
-                                     "numeric (0/1 or continuous) or boolean label")
+            raise PreprocessingError(
+                f"label column {label!r} is {column_types[label]}; target encoding needs a "
+                "numeric (0/1 or continuous) or boolean label"
+            )
         lacking = [k for k in spec.key if k not in column_types]
         if lacking:
-            raise PreprocessingError(f"key column(s) {', '.join(lacking)} are not in the training data; target "
-                                     "encoding assigns out-of-fold groups by the key")
-        y = clean_numeric(label, "double" if column_types[label] in ("float", "double") else "bigint") \
-            if column_types[label] != "boolean" else col(label).cast("double")
+            raise PreprocessingError(
+                f"key column(s) {', '.join(lacking)} are not in the training data; target "
+                "encoding assigns out-of-fold groups by the key"
+            )
+        y = (
+            clean_numeric(label, "double" if column_types[label] in ("float", "double") else "bigint")
+            if column_types[label] != "boolean"
+            else col(label).cast("double")
+        )
         fold = fold_expression(spec.key, folds=spec.folds, seed=spec.seed)
     new_names: dict[str, str] = {}
 
@@ -205,8 +237,10 @@ def fit_preprocessing(df, spec: PreprocessingSpec, *, label: str | None = None,
     if y is not None:
         aggs += [F.count(y).alias("y_n"), F.sum(y).alias("y_s")]
         for k in range(spec.folds):
-            aggs += [F.sum(F.when((fold == k) & y.isNotNull(), 1).otherwise(0)).alias(f"y_n{k}"),
-                     F.sum(F.when(fold == k, y)).alias(f"y_s{k}")]
+            aggs += [
+                F.sum(F.when((fold == k) & y.isNotNull(), 1).otherwise(0)).alias(f"y_n{k}"),
+                F.sum(F.when(fold == k, y)).alias(f"y_s{k}"),
+            ]
     first = df.agg(*aggs).first()
     row_count = int(first["rows"])
     if row_count == 0:
@@ -222,16 +256,21 @@ def fit_preprocessing(df, spec: PreprocessingSpec, *, label: str | None = None,
         for k in range(spec.folds):
             n_k, s_k = int(first[f"y_n{k}"]), float(first[f"y_s{k}"] or 0.0)
             if n_all - n_k == 0:
-                raise PreprocessingError(f"every labelled row falls in out-of-fold group {k}; target encoding needs "
-                                         f"labelled rows in at least two of the {spec.folds} groups (more rows or a "
-                                         "more varied key)")
+                raise PreprocessingError(
+                    f"every labelled row falls in out-of-fold group {k}; target encoding needs "
+                    f"labelled rows in at least two of the {spec.folds} groups (more rows or a "
+                    "more varied key)"
+                )
             fold_priors.append((s_all - s_k) / (n_all - n_k))
         priors = tuple(fold_priors) + (s_all / n_all,)
 
     # ---- pass 2: stacked category counts (one job) ----------------------------------------
-    counted = [c for c, r in rules if (kinds[c] == "categorical" and r.encode is not None
-                                       and r.encode.method in ("one_hot", "ordinal", "target"))
-               or (r.impute is not None and r.impute.strategy == "mode")]
+    counted = [
+        c
+        for c, r in rules
+        if (kinds[c] == "categorical" and r.encode is not None and r.encode.method in ("one_hot", "ordinal", "target"))
+        or (r.impute is not None and r.impute.strategy == "mode")
+    ]
     levels_of: dict[str, dict] = {}
     if counted:
         structs = []
@@ -242,8 +281,12 @@ def fit_preprocessing(df, spec: PreprocessingSpec, *, label: str | None = None,
                 v = d.cast("string")
             else:
                 fill = r.impute.value if (r.impute is not None and r.impute.strategy == "constant") else None
-                probe = ColumnState(column=c, kind="categorical", input_type=column_types[c],
-                                    impute=ImputeState("constant", _fill_text(fill)) if fill is not None else None)
+                probe = ColumnState(
+                    column=c,
+                    kind="categorical",
+                    input_type=column_types[c],
+                    impute=ImputeState("constant", _fill_text(fill)) if fill is not None else None,
+                )
                 v = category_value(probe)
                 d = F.lit(None).cast("double")
             structs.append(F.struct(F.lit(index[c]).alias("c"), v.alias("v"), d.alias("d")))
@@ -255,16 +298,20 @@ def fit_preprocessing(df, spec: PreprocessingSpec, *, label: str | None = None,
         if y is not None:
             sums += [F.count("y").alias("ny"), F.sum("y").alias("sy")]
             for k in range(spec.folds):
-                sums += [F.sum(F.when((F.col("f") == k) & F.col("y").isNotNull(), 1).otherwise(0)).alias(f"n{k}"),
-                         F.sum(F.when(F.col("f") == k, F.col("y"))).alias(f"s{k}")]
+                sums += [
+                    F.sum(F.when((F.col("f") == k) & F.col("y").isNotNull(), 1).otherwise(0)).alias(f"n{k}"),
+                    F.sum(F.when(F.col("f") == k, F.col("y"))).alias(f"s{k}"),
+                ]
         grouped = stacked.groupBy("c", "v").agg(*sums)
         ranking = Window.partitionBy("c").orderBy(F.col("n").desc(), F.col("v").asc())
         ranked = grouped.withColumn("rk", F.row_number().over(ranking))
         kept = (F.col("rk") <= F.lit(spec.max_levels)) | F.col("v").isNull()
         resum = [F.sum("n").alias("n"), F.max("d").alias("d")]
         if y is not None:
-            resum += [F.sum(n).alias(n) for n in ["ny", "sy"] + [f"n{k}" for k in range(spec.folds)]
-                      + [f"s{k}" for k in range(spec.folds)]]
+            resum += [
+                F.sum(n).alias(n)
+                for n in ["ny", "sy"] + [f"n{k}" for k in range(spec.folds)] + [f"s{k}" for k in range(spec.folds)]
+            ]
         final = ranked.groupBy("c", F.when(kept, F.col("v")).alias("v"), (~kept).alias("overflow")).agg(*resum)
         by_index = {i: c for c, i in index.items()}
         for row in final.collect():
@@ -310,11 +357,14 @@ def fit_preprocessing(df, spec: PreprocessingSpec, *, label: str | None = None,
         o = rule_of[c].outliers
         lower, upper = _bounds(o, bound_stats[c])
         if lower is None:
-            warnings.append(f"column {c!r}: no non-null values at fit time; outlier bounds are undefined "
-                            "(values pass unchanged, flags are 0)")
+            warnings.append(
+                f"column {c!r}: no non-null values at fit time; outlier bounds are undefined "
+                "(values pass unchanged, flags are 0)"
+            )
         flag = claim(f"{c}__outlier", c) if o.flag else None
-        columns[c] = replace(columns[c], outliers=OutlierState(method=o.method, lower=lower, upper=upper,
-                                                               clip=o.clip, flag_column=flag))
+        columns[c] = replace(
+            columns[c], outliers=OutlierState(method=o.method, lower=lower, upper=upper, clip=o.clip, flag_column=flag)
+        )
 
     # ---- pass 4: scaling statistics on the values the scaler sees -------------------------
     scaled = [c for c in numeric if rule_of[c].scale is not None]
@@ -347,11 +397,22 @@ def fit_preprocessing(df, spec: PreprocessingSpec, *, label: str | None = None,
     for w in warnings:
         log.warning("preprocessing %s: %s", spec.name, w)
     return FittedState(
-        name=spec.name, columns=tuple(columns[c] for c, _ in rules), label=label, key=tuple(spec.key),
-        folds=spec.folds, seed=spec.seed, remainder=spec.remainder, pipeline=pipeline, training_ref=training_ref,
-        training_version=training_version, data_fingerprint=data_fingerprint,
-        config_fingerprint=spec_fingerprint(spec), row_count=row_count, code_version=code_version,
-        warnings=tuple(warnings))
+        name=spec.name,
+        columns=tuple(columns[c] for c, _ in rules),
+        label=label,
+        key=tuple(spec.key),
+        folds=spec.folds,
+        seed=spec.seed,
+        remainder=spec.remainder,
+        pipeline=pipeline,
+        training_ref=training_ref,
+        training_version=training_version,
+        data_fingerprint=data_fingerprint,
+        config_fingerprint=spec_fingerprint(spec),
+        row_count=row_count,
+        code_version=code_version,
+        warnings=tuple(warnings),
+    )
 
 
 def _fill_text(value: Any) -> str:
@@ -360,8 +421,9 @@ def _fill_text(value: Any) -> str:
     return str(value)
 
 
-def _impute_fill(c: str, r: TransformSpec, kind: str, stats: dict | None, levels: dict | None,
-                 warnings: list[str]) -> Any:
+def _impute_fill(
+    c: str, r: TransformSpec, kind: str, stats: dict | None, levels: dict | None, warnings: list[str]
+) -> Any:
     strategy = r.impute.strategy
     if strategy == "constant":
         value = r.impute.value
@@ -423,8 +485,16 @@ def _merge_into(target: dict, extra: dict, folds: int) -> None:
             target[key] = (target.get(key) or 0) + (extra[key] or 0)
 
 
-def _encode_state(c: str, r: TransformSpec, counted: dict | None, row_count: int, priors: tuple[float, ...],
-                  spec: PreprocessingSpec, claim, warnings: list[str]) -> EncodeState:
+def _encode_state(
+    c: str,
+    r: TransformSpec,
+    counted: dict | None,
+    row_count: int,
+    priors: tuple[float, ...],
+    spec: PreprocessingSpec,
+    claim,
+    warnings: list[str],
+) -> EncodeState:
     e = r.encode
     if e.method == "hashing":
         return EncodeState(method="hashing", buckets=e.buckets)
@@ -452,8 +522,10 @@ def _encode_state(c: str, r: TransformSpec, counted: dict | None, row_count: int
         levels = list(kept)
         overflow = overflow_stats is not None
         if overflow:
-            warnings.append(f"column {c!r}: more than {spec.max_levels} distinct values at fit time; values not "
-                            "stored in the state are treated as rare, not unseen")
+            warnings.append(
+                f"column {c!r}: more than {spec.max_levels} distinct values at fit time; values not "
+                "stored in the state are treated as rare, not unseen"
+            )
         if null_stats is not None and null_stats["n"] > 0:
             levels.append(None)
     if not levels and e.method != "hashing":
@@ -474,8 +546,9 @@ def _encode_state(c: str, r: TransformSpec, counted: dict | None, row_count: int
         names.append(f"{c}__unseen")
         outputs = tuple(claim(n, c) for n in names)
     if e.method != "target":
-        return EncodeState(method=e.method, levels=tuple(levels), rare_levels=tuple(rare), overflow=overflow,
-                           output_columns=outputs)
+        return EncodeState(
+            method=e.method, levels=tuple(levels), rare_levels=tuple(rare), overflow=overflow, output_columns=outputs
+        )
     a = e.smoothing
 
     def encode(stats: dict | None) -> tuple[float, ...]:
@@ -500,6 +573,13 @@ def _encode_state(c: str, r: TransformSpec, counted: dict | None, row_count: int
             _merge_into(rare_pool, levels_stats[level], spec.folds)
         if overflow_stats is not None:
             _merge_into(rare_pool, overflow_stats, spec.folds)
-    return EncodeState(method="target", levels=tuple(levels), rare_levels=tuple(rare), overflow=overflow,
-                       encodings=encodings, rare_encoding=encode(rare_pool) if rare_pool is not None else None,
-                       prior=priors, smoothing=a)
+    return EncodeState(
+        method="target",
+        levels=tuple(levels),
+        rare_levels=tuple(rare),
+        overflow=overflow,
+        encodings=encodings,
+        rare_encoding=encode(rare_pool) if rare_pool is not None else None,
+        prior=priors,
+        smoothing=a,
+    )

@@ -40,8 +40,8 @@ ENCODE_METHODS = ("one_hot", "ordinal", "hashing", "target")
 ORDINAL_ORDERS = ("frequency", "lexical")
 
 DEFAULT_FOLDS = 5
-DEFAULT_ACCURACY = 100_000      # percentile_approx accuracy: relative error 1e-5
-DEFAULT_MAX_LEVELS = 10_000     # category levels kept per column in the fitted state
+DEFAULT_ACCURACY = 100_000  # percentile_approx accuracy: relative error 1e-5
+DEFAULT_MAX_LEVELS = 10_000  # category levels kept per column in the fitted state
 DEFAULT_ONE_HOT_MAX = 20
 DEFAULT_SMOOTHING = 10.0
 DEFAULT_HASH_BUCKETS = 32
@@ -101,8 +101,11 @@ class TransformSpec:
     @property
     def is_numeric(self) -> bool:
         """Steps that need a numeric column (statistics, bounds, scaling)."""
-        return (self.outliers is not None or self.scale is not None
-                or (self.impute is not None and self.impute.strategy in NUMERIC_IMPUTE))
+        return (
+            self.outliers is not None
+            or self.scale is not None
+            or (self.impute is not None and self.impute.strategy in NUMERIC_IMPUTE)
+        )
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ class ServingSpec:
     """Apply the stored state in the feature job to these feature sets (``preprocessed/<set>``)."""
 
     feature_sets: tuple[str, ...] = ()
-    version: int | None = None          # None: the latest stored version
+    version: int | None = None  # None: the latest stored version
 
 
 @dataclass(frozen=True)
@@ -164,8 +167,15 @@ def _j(path: str, key: str) -> str:
     return f"{path}.{key}"
 
 
-def _number(checker: Checker, value: Any, path: str, *, low: float | None = None, high: float | None = None,
-            low_open: bool = False) -> float | None:
+def _number(
+    checker: Checker,
+    value: Any,
+    path: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         checker.error(path, f"expected a number, got {value!r}")
         return None
@@ -184,8 +194,9 @@ def _short_form(value: Any, key: str) -> Any:
 
 
 def _parse_impute(checker: Checker, value: Any, path: str) -> ImputeSpec | None:
-    spec = checker.mapping(_short_form(value, "strategy"), path, required=("strategy",),
-                           optional=("value", "indicator"))
+    spec = checker.mapping(
+        _short_form(value, "strategy"), path, required=("strategy",), optional=("value", "indicator")
+    )
     if spec is None or "strategy" not in spec:
         return None
     strategy = checker.string(spec["strategy"], _j(path, "strategy"), choices=IMPUTE_STRATEGIES)
@@ -204,8 +215,9 @@ def _parse_impute(checker: Checker, value: Any, path: str) -> ImputeSpec | None:
 
 
 def _parse_outliers(checker: Checker, value: Any, path: str) -> OutlierSpec | None:
-    spec = checker.mapping(_short_form(value, "method"), path, required=("method",),
-                           optional=("k", "lower", "upper", "clip", "flag"))
+    spec = checker.mapping(
+        _short_form(value, "method"), path, required=("method",), optional=("k", "lower", "upper", "clip", "flag")
+    )
     if spec is None or "method" not in spec:
         return None
     method = checker.string(spec["method"], _j(path, "method"), choices=OUTLIER_METHODS)
@@ -247,8 +259,12 @@ def _parse_outliers(checker: Checker, value: Any, path: str) -> OutlierSpec | No
 
 
 def _parse_encode(checker: Checker, value: Any, path: str) -> EncodeSpec | None:
-    spec = checker.mapping(_short_form(value, "method"), path, required=("method",),
-                           optional=("max_categories", "min_frequency", "order", "buckets", "smoothing"))
+    spec = checker.mapping(
+        _short_form(value, "method"),
+        path,
+        required=("method",),
+        optional=("max_categories", "min_frequency", "order", "buckets", "smoothing"),
+    )
     if spec is None or "method" not in spec:
         return None
     method = checker.string(spec["method"], _j(path, "method"), choices=ENCODE_METHODS)
@@ -266,14 +282,22 @@ def _parse_encode(checker: Checker, value: Any, path: str) -> EncodeSpec | None:
             checker.error(_j(path, key), f"encoding {method!r} takes no {key} (it takes {', '.join(allowed)})")
             ok = False
     default_max = DEFAULT_ONE_HOT_MAX if method == "one_hot" else DEFAULT_MAX_LEVELS
-    max_categories = checker.integer(spec["max_categories"], _j(path, "max_categories"), minimum=1) \
-        if "max_categories" in spec else default_max
-    min_frequency = _number(checker, spec["min_frequency"], _j(path, "min_frequency"), low=0, high=1) \
-        if "min_frequency" in spec else 0.0
-    buckets = checker.integer(spec["buckets"], _j(path, "buckets"), minimum=2) \
-        if "buckets" in spec else DEFAULT_HASH_BUCKETS
-    smoothing = _number(checker, spec["smoothing"], _j(path, "smoothing"), low=0) \
-        if "smoothing" in spec else DEFAULT_SMOOTHING
+    max_categories = (
+        checker.integer(spec["max_categories"], _j(path, "max_categories"), minimum=1)
+        if "max_categories" in spec
+        else default_max
+    )
+    min_frequency = (
+        _number(checker, spec["min_frequency"], _j(path, "min_frequency"), low=0, high=1)
+        if "min_frequency" in spec
+        else 0.0
+    )
+    buckets = (
+        checker.integer(spec["buckets"], _j(path, "buckets"), minimum=2) if "buckets" in spec else DEFAULT_HASH_BUCKETS
+    )
+    smoothing = (
+        _number(checker, spec["smoothing"], _j(path, "smoothing"), low=0) if "smoothing" in spec else DEFAULT_SMOOTHING
+    )
     order: str | tuple[str, ...] = "frequency"
     if "order" in spec:
         raw = spec["order"]
@@ -290,13 +314,20 @@ def _parse_encode(checker: Checker, value: Any, path: str) -> EncodeSpec | None:
             order = checker.string(raw, _j(path, "order"), choices=ORDINAL_ORDERS) or "frequency"
     if not ok or None in (max_categories, min_frequency, buckets, smoothing):
         return None
-    return EncodeSpec(method=method, max_categories=max_categories, min_frequency=min_frequency, order=order,
-                      buckets=buckets, smoothing=smoothing)
+    return EncodeSpec(
+        method=method,
+        max_categories=max_categories,
+        min_frequency=min_frequency,
+        order=order,
+        buckets=buckets,
+        smoothing=smoothing,
+    )
 
 
 def _parse_transform(checker: Checker, value: Any, path: str, context: SectionContext) -> TransformSpec | None:
-    spec = checker.mapping(value, path, optional=("columns", "match", "feature_set", "impute", "outliers",
-                                                  "scale", "encode"))
+    spec = checker.mapping(
+        value, path, optional=("columns", "match", "feature_set", "impute", "outliers", "scale", "encode")
+    )
     if spec is None:
         return None
     selectors = [k for k in ("columns", "match", "feature_set") if k in spec]
@@ -327,8 +358,11 @@ def _parse_transform(checker: Checker, value: Any, path: str, context: SectionCo
     scale = None
     if "scale" in spec:
         body = checker.mapping(_short_form(spec["scale"], "method"), _j(path, "scale"), required=("method",))
-        method = checker.string(body["method"], _j(_j(path, "scale"), "method"), choices=SCALE_METHODS) \
-            if body and "method" in body else None
+        method = (
+            checker.string(body["method"], _j(_j(path, "scale"), "method"), choices=SCALE_METHODS)
+            if body and "method" in body
+            else None
+        )
         scale = ScaleSpec(method) if method else None
     encode = _parse_encode(checker, spec["encode"], _j(path, "encode")) if "encode" in spec else None
     if not any(k in spec for k in ("impute", "outliers", "scale", "encode")):
@@ -338,19 +372,32 @@ def _parse_transform(checker: Checker, value: Any, path: str, context: SectionCo
         checker.error(path, "encode is for categorical columns and cannot be combined with outliers or scale")
         return None
     if "encode" in spec and impute is not None and impute.strategy in NUMERIC_IMPUTE:
-        checker.error(_j(path, "impute"), f"a categorical column cannot be imputed with the {impute.strategy}; "
-                                          "use mode or constant")
+        checker.error(
+            _j(path, "impute"),
+            f"a categorical column cannot be imputed with the {impute.strategy}; use mode or constant",
+        )
         return None
-    if any(k in spec and v is None for k, v in (("impute", impute), ("outliers", outliers), ("scale", scale),
-                                                 ("encode", encode))):
+    if any(
+        k in spec and v is None
+        for k, v in (("impute", impute), ("outliers", outliers), ("scale", scale), ("encode", encode))
+    ):
         return None
-    return TransformSpec(columns=columns, match=match, feature_set=feature_set, impute=impute, outliers=outliers,
-                         scale=scale, encode=encode, path=path)
+    return TransformSpec(
+        columns=columns,
+        match=match,
+        feature_set=feature_set,
+        impute=impute,
+        outliers=outliers,
+        scale=scale,
+        encode=encode,
+        path=path,
+    )
 
 
 def _parse_timeseries(checker: Checker, value: Any, path: str, context: SectionContext) -> TimeseriesSpec | None:
-    spec = checker.mapping(value, path, required=("feature_set", "column", "window"),
-                           optional=("lags", "diffs", "rolling_zscore", "ema"))
+    spec = checker.mapping(
+        value, path, required=("feature_set", "column", "window"), optional=("lags", "diffs", "rolling_zscore", "ema")
+    )
     if spec is None or not {"feature_set", "column", "window"} <= set(spec):
         return None
     fs_name = checker.string(spec["feature_set"], _j(path, "feature_set"))
@@ -364,8 +411,14 @@ def _parse_timeseries(checker: Checker, value: Any, path: str, context: SectionC
         if feature is None:
             checker.error(_j(path, "column"), f"{column!r} is not a feature of feature set {fs.name!r}")
             return None
-        if feature.dtype not in ("bigint", "int", "smallint", "tinyint", "double", "float") \
-                and not feature.dtype.startswith("decimal"):
+        if feature.dtype not in (
+            "bigint",
+            "int",
+            "smallint",
+            "tinyint",
+            "double",
+            "float",
+        ) and not feature.dtype.startswith("decimal"):
             checker.error(_j(path, "column"), f"feature {column!r} is {feature.dtype}, helpers need a number")
             return None
     try:
@@ -404,9 +457,17 @@ def _parse_timeseries(checker: Checker, value: Any, path: str, context: SectionC
             ema_name = checker.string(ema["name"], _j(_j(path, "ema"), "name"), identifier=True)
     if zscore is None or column is None or fs is None:
         return None
-    out = TimeseriesSpec(feature_set=fs.name, column=column, window=str(spec["window"]).strip(),
-                         window_seconds=window_seconds, lags=ints["lags"], diffs=ints["diffs"],
-                         rolling_zscore=zscore, ema_alpha=alpha, ema_name=ema_name)
+    out = TimeseriesSpec(
+        feature_set=fs.name,
+        column=column,
+        window=str(spec["window"]).strip(),
+        window_seconds=window_seconds,
+        lags=ints["lags"],
+        diffs=ints["diffs"],
+        rolling_zscore=zscore,
+        ema_alpha=alpha,
+        ema_name=ema_name,
+    )
     if not out.output_columns:
         checker.error(path, "declares no helper (lags, diffs, rolling_zscore or ema)")
         return None
@@ -418,11 +479,27 @@ def _parse_timeseries(checker: Checker, value: Any, path: str, context: SectionC
     return out
 
 
-def parse_preprocessing_section(checker: Checker, value: Any, path: str,
-                                context: SectionContext) -> PreprocessingSpec | None:
+def parse_preprocessing_section(
+    checker: Checker, value: Any, path: str, context: SectionContext
+) -> PreprocessingSpec | None:
     """Section parser registered in :data:`featuremill.config.SECTIONS` under ``preprocessing``."""
-    spec = checker.mapping(value, path, optional=("name", "label", "key", "folds", "seed", "accuracy", "max_levels",
-                                                  "remainder", "transforms", "timeseries", "serving"))
+    spec = checker.mapping(
+        value,
+        path,
+        optional=(
+            "name",
+            "label",
+            "key",
+            "folds",
+            "seed",
+            "accuracy",
+            "max_levels",
+            "remainder",
+            "transforms",
+            "timeseries",
+            "serving",
+        ),
+    )
     if spec is None:
         return None
     default_name = context.document.get("pipeline") if isinstance(context.document.get("pipeline"), str) else "default"
@@ -431,12 +508,19 @@ def parse_preprocessing_section(checker: Checker, value: Any, path: str,
     key = checker.names(spec["key"], _j(path, "key")) if "key" in spec else ()
     folds = checker.integer(spec["folds"], _j(path, "folds"), minimum=2) if "folds" in spec else DEFAULT_FOLDS
     seed = checker.integer(spec["seed"], _j(path, "seed")) if "seed" in spec else 42
-    accuracy = checker.integer(spec["accuracy"], _j(path, "accuracy"), minimum=100) \
-        if "accuracy" in spec else DEFAULT_ACCURACY
-    max_levels = checker.integer(spec["max_levels"], _j(path, "max_levels"), minimum=1) \
-        if "max_levels" in spec else DEFAULT_MAX_LEVELS
-    remainder = checker.string(spec["remainder"], _j(path, "remainder"), choices=("passthrough", "drop")) \
-        if "remainder" in spec else "passthrough"
+    accuracy = (
+        checker.integer(spec["accuracy"], _j(path, "accuracy"), minimum=100) if "accuracy" in spec else DEFAULT_ACCURACY
+    )
+    max_levels = (
+        checker.integer(spec["max_levels"], _j(path, "max_levels"), minimum=1)
+        if "max_levels" in spec
+        else DEFAULT_MAX_LEVELS
+    )
+    remainder = (
+        checker.string(spec["remainder"], _j(path, "remainder"), choices=("passthrough", "drop"))
+        if "remainder" in spec
+        else "passthrough"
+    )
     transforms: list[TransformSpec] = []
     raw = spec.get("transforms", [])
     if not isinstance(raw, list):
@@ -483,10 +567,23 @@ def parse_preprocessing_section(checker: Checker, value: Any, path: str,
     if not transforms and not timeseries:
         checker.error(path, "declares no transforms and no timeseries helpers")
     if any(t.encode and t.encode.method == "target" for t in transforms) and not key:
-        checker.error(_j(path, "key"), "is required with target encoding: the row key assigns each training row "
-                                       "to an out-of-fold group (e.g. key: [customer_id, label_time])")
+        checker.error(
+            _j(path, "key"),
+            "is required with target encoding: the row key assigns each training row "
+            "to an out-of-fold group (e.g. key: [customer_id, label_time])",
+        )
     if None in (name, folds, seed, accuracy, max_levels, remainder) or (("label" in spec) and label is None):
         return None
-    return PreprocessingSpec(name=name, transforms=tuple(transforms), label=label, key=tuple(key), folds=folds,
-                             seed=seed, accuracy=accuracy, max_levels=max_levels, remainder=remainder,
-                             timeseries=tuple(timeseries), serving=serving)
+    return PreprocessingSpec(
+        name=name,
+        transforms=tuple(transforms),
+        label=label,
+        key=tuple(key),
+        folds=folds,
+        seed=seed,
+        accuracy=accuracy,
+        max_levels=max_levels,
+        remainder=remainder,
+        timeseries=tuple(timeseries),
+        serving=serving,
+    )

@@ -72,7 +72,7 @@ class ColumnState:
     """Everything fitted for one input column, applied in the order impute, outliers, scale / encode."""
 
     column: str
-    kind: str                       # numeric | categorical
+    kind: str  # numeric | categorical
     input_type: str
     impute: ImputeState | None = None
     outliers: OutlierState | None = None
@@ -146,7 +146,7 @@ class FittedState:
             body.pop(volatile, None)
         return _sha256(_rounded(body))
 
-    def with_version(self, version: int, created_at: str) -> "FittedState":
+    def with_version(self, version: int, created_at: str) -> FittedState:
         return dataclasses.replace(self, version=version, created_at=created_at)
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,31 +156,43 @@ class FittedState:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True, allow_nan=False, default=str)
 
     @classmethod
-    def from_dict(cls, body: dict[str, Any]) -> "FittedState":
+    def from_dict(cls, body: dict[str, Any]) -> FittedState:
         if body.get("format", STATE_FORMAT) > STATE_FORMAT:
             raise ValueError(f"fitted state format {body['format']} is newer than this featuremill understands")
         columns = []
         for c in body["columns"]:
             enc = c.get("encode")
             if enc is not None:
-                enc = EncodeState(**{**enc, "levels": tuple(enc["levels"]), "rare_levels": tuple(enc["rare_levels"]),
-                                     "output_columns": tuple(enc["output_columns"]),
-                                     "encodings": tuple(tuple(e) for e in enc["encodings"]),
-                                     "rare_encoding": tuple(enc["rare_encoding"]) if enc["rare_encoding"] is not None
-                                     else None, "prior": tuple(enc["prior"])})
-            columns.append(ColumnState(
-                column=c["column"], kind=c["kind"], input_type=c["input_type"],
-                impute=ImputeState(**c["impute"]) if c.get("impute") else None,
-                outliers=OutlierState(**c["outliers"]) if c.get("outliers") else None,
-                scale=ScaleState(**c["scale"]) if c.get("scale") else None,
-                encode=enc, stats=dict(c.get("stats") or {})))
+                enc = EncodeState(
+                    **{
+                        **enc,
+                        "levels": tuple(enc["levels"]),
+                        "rare_levels": tuple(enc["rare_levels"]),
+                        "output_columns": tuple(enc["output_columns"]),
+                        "encodings": tuple(tuple(e) for e in enc["encodings"]),
+                        "rare_encoding": tuple(enc["rare_encoding"]) if enc["rare_encoding"] is not None else None,
+                        "prior": tuple(enc["prior"]),
+                    }
+                )
+            columns.append(
+                ColumnState(
+                    column=c["column"],
+                    kind=c["kind"],
+                    input_type=c["input_type"],
+                    impute=ImputeState(**c["impute"]) if c.get("impute") else None,
+                    outliers=OutlierState(**c["outliers"]) if c.get("outliers") else None,
+                    scale=ScaleState(**c["scale"]) if c.get("scale") else None,
+                    encode=enc,
+                    stats=dict(c.get("stats") or {}),
+                )
+            )
         top = {k: v for k, v in body.items() if k != "columns"}
         top["key"] = tuple(top.get("key") or ())
         top["warnings"] = tuple(top.get("warnings") or ())
         return cls(columns=tuple(columns), **top)
 
     @classmethod
-    def from_json(cls, text: str) -> "FittedState":
+    def from_json(cls, text: str) -> FittedState:
         return cls.from_dict(json.loads(text))
 
 

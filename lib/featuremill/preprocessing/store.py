@@ -14,9 +14,9 @@ import json
 import logging
 from pathlib import Path
 
-from featuremill.storage import io
 from featuremill.core.errors import PreprocessingError, TableStateError
 from featuremill.preprocessing.state import FittedState
+from featuremill.storage import io
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,22 @@ def store_fitted_state(spark, path: str, state: FittedState, *, attempts: int = 
         version = (current or 0) + 1
         created = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
         stored = state.with_version(version, created.isoformat())
-        row = [(stored.name, version, created, fingerprint, stored.config_fingerprint, stored.data_fingerprint,
-                stored.training_ref, stored.training_version, stored.label, stored.row_count, stored.code_version,
-                stored.to_json())]
+        row = [
+            (
+                stored.name,
+                version,
+                created,
+                fingerprint,
+                stored.config_fingerprint,
+                stored.data_fingerprint,
+                stored.training_ref,
+                stored.training_version,
+                stored.label,
+                stored.row_count,
+                stored.code_version,
+                stored.to_json(),
+            )
+        ]
         frame = spark.createDataFrame(row, STATES_SCHEMA)
         if not io.is_delta_table(spark, path):
             try:
@@ -75,12 +88,19 @@ def store_fitted_state(spark, path: str, state: FittedState, *, attempts: int = 
             except Exception as exc:  # another writer created the table first: retry as a MERGE
                 log.info("fitted-state table appeared concurrently (%s); retrying", str(exc).splitlines()[0])
                 continue
-        (DeltaTable.forPath(spark, path).alias("t")
-         .merge(frame.alias("s"), "t.name = s.name AND t.version = s.version")
-         .whenNotMatchedInsertAll().execute())
-        won = (io.read_delta(spark, path)
-               .where((F.col("name") == F.lit(stored.name)) & (F.col("version") == F.lit(version)))
-               .select("state_fingerprint").first())
+        (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(frame.alias("s"), "t.name = s.name AND t.version = s.version")
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+        won = (
+            io.read_delta(spark, path)
+            .where((F.col("name") == F.lit(stored.name)) & (F.col("version") == F.lit(version)))
+            .select("state_fingerprint")
+            .first()
+        )
         if won is not None and won[0] == fingerprint:
             log.info("fitted state %s: stored as version %d", stored.name, version)
             return stored
@@ -98,8 +118,14 @@ def load_fitted_state(spark, path: str, name: str, *, version: int | None = None
     if row is None and version is None:
         raise PreprocessingError(f"no fitted state named {name!r} in {path}; run `featuremill fit` first")
     if row is None:
-        known = [r[0] for r in io.read_delta(spark, path).where(F.col("name") == F.lit(name))
-                 .select("version").orderBy("version").collect()]
+        known = [
+            r[0]
+            for r in io.read_delta(spark, path)
+            .where(F.col("name") == F.lit(name))
+            .select("version")
+            .orderBy("version")
+            .collect()
+        ]
         raise PreprocessingError(f"fitted state {name!r} has no version {version} in {path} (versions: {known})")
     return FittedState.from_json(row["state_json"])
 

@@ -22,10 +22,10 @@ Plan shape: one shuffle by entity and one sort feed the helpers' windows, whatev
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-from featuremill.preprocessing.spec import TimeseriesSpec
 from featuremill.core.sql import col, quote_identifier
+from featuremill.preprocessing.spec import TimeseriesSpec
 
 _TS = "__fm_ts_us_h"
 _ROW = "__fm_row_h"
@@ -77,8 +77,10 @@ def with_history_helpers(df, *, entity: Sequence[str], event_time: str, helpers:
 
             def step(acc, e):
                 weight = F.when(e["x"].isNull(), F.lit(0.0)).otherwise(F.pow(decay, col(_ROW) - e["r"]))
-                return F.struct((acc["num"] + weight * F.coalesce(e["x"], F.lit(0.0))).alias("num"),
-                                (acc["den"] + weight).alias("den"))
+                return F.struct(
+                    (acc["num"] + weight * F.coalesce(e["x"], F.lit(0.0))).alias("num"),
+                    (acc["den"] + weight).alias("den"),
+                )
 
             sums = F.aggregate(history, F.struct(F.lit(0.0).alias("num"), F.lit(0.0).alias("den")), step)
             ema = F.when(sums["den"] > 0, sums["num"] / sums["den"])

@@ -77,8 +77,9 @@ def _is_narrowing(old: str, new: str) -> bool:
     return widening_allowed(new, old) and old != new
 
 
-def compare_schemas(live, incoming, policy: SchemaPolicy, *, table: str, live_version: int | None = None,
-                    policy_path: str | None = None) -> SchemaChange:
+def compare_schemas(
+    live, incoming, policy: SchemaPolicy, *, table: str, live_version: int | None = None, policy_path: str | None = None
+) -> SchemaChange:
     """Check ``incoming`` (a ``StructType``) against ``live`` (``StructType`` or None for a new table).
 
     Returns the accepted :class:`SchemaChange`; raises :class:`SchemaContractError` with every
@@ -108,17 +109,20 @@ def compare_schemas(live, incoming, policy: SchemaPolicy, *, table: str, live_ve
             else:
                 problems.append(
                     f"column '{name}' would widen from {old} to {new}, but widening is not declared for it. "
-                    f"Fix: add '{name}' to {where}.widening to allow it, or declare '{name}' as {old} again")
+                    f"Fix: add '{name}' to {where}.widening to allow it, or declare '{name}' as {old} again"
+                )
         elif _is_narrowing(old, new):
             problems.append(
                 f"column '{name}' would narrow from {old} to {new}: narrowing is refused (values already in the "
                 f"table may not fit {new}). Fix: declare '{name}' as {old} again, or write the new type to a new "
-                f"table")
+                f"table"
+            )
         else:
             problems.append(
                 f"column '{name}' would change type from {old} to {new}: only widening is allowed. Fix: declare "
                 f"'{name}' as {old} again, or add the {new} values as a new column and retire the old one "
-                f"deliberately")
+                f"deliberately"
+            )
     # A column gone and a new one of the same type: most likely a rename. Name both.
     renamed_new: set[str] = set()
     for old_name, old_type in dropped:
@@ -128,27 +132,37 @@ def compare_schemas(live, incoming, policy: SchemaPolicy, *, table: str, live_ve
             problems.append(
                 f"column '{old_name}' ({old_type}) is missing and '{twin}' ({old_type}) is new: renaming columns "
                 f"is refused (readers of '{old_name}' would silently get nulls). Fix: keep the name '{old_name}', "
-                f"or add '{twin}' while keeping '{old_name}' and retire it deliberately")
+                f"or add '{twin}' while keeping '{old_name}' and retire it deliberately"
+            )
         else:
             problems.append(
                 f"column '{old_name}' ({old_type}) is in the table but missing from the incoming data: dropping "
                 f"columns is refused. Fix: declare '{old_name}' again (it may be null), or drop it deliberately "
-                f"from the table (ALTER TABLE ... DROP COLUMN, needs column mapping) before re-running")
+                f"from the table (ALTER TABLE ... DROP COLUMN, needs column mapping) before re-running"
+            )
     really_added = [(n, t) for n, t in added if n not in renamed_new]
     if really_added and policy.additive != "allow":
         for name, typ in really_added:
             problems.append(
                 f"column '{name}' ({typ}) is new, but {where}.additive is 'refuse'. Fix: set additive: allow, or "
-                f"remove '{name}'")
+                f"remove '{name}'"
+            )
     if problems:
         raise SchemaContractError(table, problems, version=live_version)
     change = SchemaChange(table=table, added=tuple(really_added), widened=tuple(widened), live_version=live_version)
     if change.added:
-        log.warning("table %s: adding column(s) %s; rows written before this run read them as null",
-                    table, ", ".join(f"{n} {t}" for n, t in change.added))
+        log.warning(
+            "table %s: adding column(s) %s; rows written before this run read them as null",
+            table,
+            ", ".join(f"{n} {t}" for n, t in change.added),
+        )
     if change.widened:
-        log.warning("table %s: widening column(s) %s (declared in %s.widening)", table,
-                    ", ".join(f"{n} {o}->{t}" for n, o, t in change.widened), where)
+        log.warning(
+            "table %s: widening column(s) %s (declared in %s.widening)",
+            table,
+            ", ".join(f"{n} {o}->{t}" for n, o, t in change.widened),
+            where,
+        )
     return change
 
 
@@ -159,11 +173,15 @@ def _declared_problems(incoming, policy: SchemaPolicy, table: str, where: str) -
     for spec in policy.columns:
         actual = types.get(spec.name.lower())
         if actual is None:
-            problems.append(f"declared column '{spec.name}' ({spec.type}) is missing from the data the job "
-                            f"produces. Fix: produce it again, or remove it from {where}.columns")
+            problems.append(
+                f"declared column '{spec.name}' ({spec.type}) is missing from the data the job "
+                f"produces. Fix: produce it again, or remove it from {where}.columns"
+            )
         elif actual != spec.type:
-            problems.append(f"declared column '{spec.name}' is {spec.type} in {where}.columns but the job produces "
-                            f"{actual}. Fix: change the declaration to {actual} if intended, or restore the type")
+            problems.append(
+                f"declared column '{spec.name}' is {spec.type} in {where}.columns but the job produces "
+                f"{actual}. Fix: change the declaration to {actual} if intended, or restore the type"
+            )
     return problems
 
 
@@ -192,5 +210,6 @@ def prepare_table(spark, path: str, change: SchemaChange) -> None:
     if not change.widened:
         return
     spark.sql(f"ALTER TABLE {delta_path_identifier(path)} SET TBLPROPERTIES ('delta.enableTypeWidening' = 'true')")
-    log.info("table %s: enabled delta.enableTypeWidening for %s", change.table,
-             ", ".join(n for n, _, _ in change.widened))
+    log.info(
+        "table %s: enabled delta.enableTypeWidening for %s", change.table, ", ".join(n for n, _, _ in change.widened)
+    )

@@ -27,22 +27,32 @@ def demo_reports(spark, config, *, start: dt.date, end: dt.date, out_dir: str | 
     # Their 30-day features do drift: the demo data start empty, so 30-day windows are still
     # filling on day 28, which is what the report shows.
     week = Selection(start=end - dt.timedelta(days=6), end=end)
-    comparisons = (("validated.transactions", Selection(start=start, end=half - dt.timedelta(days=1)), last),
-                   ("features.customer_activity", Selection(start=start + dt.timedelta(days=7),
-                                                            end=end - dt.timedelta(days=7)), week))
+    comparisons = (
+        ("validated.transactions", Selection(start=start, end=half - dt.timedelta(days=1)), last),
+        (
+            "features.customer_activity",
+            Selection(start=start + dt.timedelta(days=7), end=end - dt.timedelta(days=7)),
+            week,
+        ),
+    )
     if (end - start).days < 14:  # too few days for a separate feature reference period
         comparisons = comparisons[:1]
     for table, reference, current in comparisons:
         report = run_drift(spark, config, table=table, reference=reference, current=current)
         data = report.to_dict()
-        _, html_path = write_report(out_dir, safe_stem("drift", table, report.current_selection), data,
-                                    drift_html(data))
+        _, html_path = write_report(
+            out_dir, safe_stem("drift", table, report.current_selection), data, drift_html(data)
+        )
         flagged = [f"{f.feature} ({f.level})" for f in report.features if f.level in ("warn", "alert")]
-        lines.append(f"  drift   {table:<28} {report.reference_selection} vs {report.current_selection}: "
-                     f"{report.level.upper()}  {html_path}")
+        lines.append(
+            f"  drift   {table:<28} {report.reference_selection} vs {report.current_selection}: "
+            f"{report.level.upper()}  {html_path}"
+        )
         if flagged:
             lines.append(f"          flagged: {', '.join(flagged)}")
             if table.startswith("features."):
-                lines.append("          (expected for 30-day features: the demo data start on its first day, so "
-                             "their windows are still filling)")
+                lines.append(
+                    "          (expected for 30-day features: the demo data start on its first day, so "
+                    "their windows are still filling)"
+                )
     return lines

@@ -38,14 +38,14 @@ import json
 import logging
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 from featuremill.core import stats
+from featuremill.core.sql import col
 from featuremill.quality.profile import column_kind
 from featuremill.quality.spec import DriftSettings
 from featuremill.quality.tables import stack
-from featuremill.core.sql import col
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,13 @@ RESULTS_SCHEMA = (
 
 def binning_rule(settings: DriftSettings) -> str:
     """The binning contract recorded with every reference."""
-    return (f"numeric: {settings.bins} bins at the reference's approximate {settings.bins}-quantiles "
-            f"(percentile_approx accuracy {settings.accuracy}) between its min and max, plus null (null, NaN), "
-            f"'< min' and '> max' bins; {settings.grid}-point quantile grid at (k-0.5)/{settings.grid}. "
-            f"categorical: top {settings.top_categories} reference values, null, {OTHER_BIN} (other reference "
-            f"values, up to {settings.max_categories} stored), {UNSEEN_BIN}. PSI epsilon {settings.psi_epsilon}.")
+    return (
+        f"numeric: {settings.bins} bins at the reference's approximate {settings.bins}-quantiles "
+        f"(percentile_approx accuracy {settings.accuracy}) between its min and max, plus null (null, NaN), "
+        f"'< min' and '> max' bins; {settings.grid}-point quantile grid at (k-0.5)/{settings.grid}. "
+        f"categorical: top {settings.top_categories} reference values, null, {OTHER_BIN} (other reference "
+        f"values, up to {settings.max_categories} stored), {UNSEEN_BIN}. PSI epsilon {settings.psi_epsilon}."
+    )
 
 
 @dataclass
@@ -95,8 +97,8 @@ class FeatureReference:
     std: float | None = None
     min: float | None = None
     max: float | None = None
-    edges: list[float] = field(default_factory=list)        # interior edges (numeric)
-    categories: list[str] = field(default_factory=list)     # top categories, each its own bin
+    edges: list[float] = field(default_factory=list)  # interior edges (numeric)
+    categories: list[str] = field(default_factory=list)  # top categories, each its own bin
     known_categories: list[str] = field(default_factory=list)
     unseen_tracked: bool = True
     bin_labels: list[str] = field(default_factory=list)
@@ -238,16 +240,28 @@ def fit_reference(df, features: Sequence[str], settings: DriftSettings) -> list[
         return []
     deciles = [i / settings.bins for i in range(1, settings.bins)]
     # Job 1: moments and deciles of numeric features, distinct counts of categorical ones.
-    entries = [{"f": F.lit(n),
-                "num": _value(n, r.data_type) if r.kind == "numeric" else F.lit(None).cast("double"),
-                "cat": _value(n, r.data_type) if r.kind == "categorical" else F.lit(None).cast("string")}
-               for n, r in refs.items()]
+    entries = [
+        {
+            "f": F.lit(n),
+            "num": _value(n, r.data_type) if r.kind == "numeric" else F.lit(None).cast("double"),
+            "cat": _value(n, r.data_type) if r.kind == "categorical" else F.lit(None).cast("string"),
+        }
+        for n, r in refs.items()
+    ]
     stacked = stack(df, entries)
-    for r in stacked.groupBy("f").agg(
-            F.count(F.lit(1)).alias("rows"), F.min("num").alias("min"), F.max("num").alias("max"),
-            F.avg("num").alias("mean"), F.stddev_pop("num").alias("std"),
+    for r in (
+        stacked.groupBy("f")
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.min("num").alias("min"),
+            F.max("num").alias("max"),
+            F.avg("num").alias("mean"),
+            F.stddev_pop("num").alias("std"),
             F.percentile_approx("num", deciles, settings.accuracy).alias("q"),
-            F.approx_count_distinct("cat").alias("distinct")).collect():
+            F.approx_count_distinct("cat").alias("distinct"),
+        )
+        .collect()
+    ):
         ref = refs[r["f"]]
         if ref.kind == "numeric":
             ref.min, ref.max = _f(r["min"]), _f(r["max"])
@@ -303,8 +317,12 @@ def bin_expression(ref: FeatureReference):
         for edge in ref.edges:
             inner = inner + (value >= F.lit(edge)).cast("int")
         above = len(ref.edges) + 3
-        return (F.when(value.isNull(), F.lit(0)).when(value < F.lit(ref.min), F.lit(1))
-                 .when(value > F.lit(ref.max), F.lit(above)).otherwise(inner))
+        return (
+            F.when(value.isNull(), F.lit(0))
+            .when(value < F.lit(ref.min), F.lit(1))
+            .when(value > F.lit(ref.max), F.lit(above))
+            .otherwise(inner)
+        )
     expr = F.when(value.isNull(), F.lit(0))
     for i, category in enumerate(ref.categories, start=1):
         expr = expr.when(value == F.lit(category), F.lit(i))
@@ -334,26 +352,41 @@ def score_counts(df, refs: Sequence[FeatureReference], settings: DriftSettings) 
         value = _value(r.feature, r.data_type)
         num = value if r.kind == "numeric" else F.lit(None).cast("double")
         unseen_bin = len(r.bin_labels) - 1
-        unseen = (F.when(bin_expression(r) == F.lit(unseen_bin), value)
-                  if r.kind == "categorical" and r.unseen_tracked else F.lit(None).cast("string"))
-        entries.append({"f": F.lit(r.feature), "num": num, "bin": bin_expression(r), "present": value.isNotNull(),
-                        "unseen": unseen.cast("string")})
+        unseen = (
+            F.when(bin_expression(r) == F.lit(unseen_bin), value)
+            if r.kind == "categorical" and r.unseen_tracked
+            else F.lit(None).cast("string")
+        )
+        entries.append(
+            {
+                "f": F.lit(r.feature),
+                "num": num,
+                "bin": bin_expression(r),
+                "present": value.isNotNull(),
+                "unseen": unseen.cast("string"),
+            }
+        )
     stacked = stack(df, entries)
-    aggs = [F.count(F.lit(1)).alias("rows"), F.count(F.when(F.col("present"), True)).alias("non_null"),
-            F.percentile_approx("num", grid, settings.accuracy).alias("grid"),
-            F.first("unseen", ignorenulls=True).alias("unseen_example"),
-            F.approx_count_distinct("unseen").alias("unseen_distinct")]
+    aggs = [
+        F.count(F.lit(1)).alias("rows"),
+        F.count(F.when(F.col("present"), True)).alias("non_null"),
+        F.percentile_approx("num", grid, settings.accuracy).alias("grid"),
+        F.first("unseen", ignorenulls=True).alias("unseen_example"),
+        F.approx_count_distinct("unseen").alias("unseen_distinct"),
+    ]
     aggs += [F.count(F.when(F.col("bin") == F.lit(i), True)).alias(f"b{i}") for i in range(max_bins)]
     out = {}
     by_name = {r.feature: r for r in refs}
     for row in stacked.groupBy("f").agg(*aggs).collect():
         r = by_name[row["f"]]
-        out[r.feature] = Counts(rows=int(row["rows"]), non_null=int(row["non_null"]),
-                                bin_counts=[int(row[f"b{i}"]) for i in range(len(r.bin_labels))],
-                                grid=([float(v) for v in row["grid"]]
-                                      if row["grid"] is not None and r.kind == "numeric" else []),
-                                unseen_example=row["unseen_example"],
-                                unseen_distinct=int(row["unseen_distinct"]) if r.kind == "categorical" else None)
+        out[r.feature] = Counts(
+            rows=int(row["rows"]),
+            non_null=int(row["non_null"]),
+            bin_counts=[int(row[f"b{i}"]) for i in range(len(r.bin_labels))],
+            grid=([float(v) for v in row["grid"]] if row["grid"] is not None and r.kind == "numeric" else []),
+            unseen_example=row["unseen_example"],
+            unseen_distinct=int(row["unseen_distinct"]) if r.kind == "categorical" else None,
+        )
     for r in refs:  # an empty selection yields no group at all
         out.setdefault(r.feature, Counts(rows=0, non_null=0, bin_counts=[0] * len(r.bin_labels), grid=[]))
     return out
@@ -364,17 +397,26 @@ def score_counts(df, refs: Sequence[FeatureReference], settings: DriftSettings) 
 # --------------------------------------------------------------------------------------------
 
 
-def compare(refs: Sequence[FeatureReference], current: dict[str, Counts],
-            settings: DriftSettings) -> list[FeatureDrift]:
+def compare(
+    refs: Sequence[FeatureReference], current: dict[str, Counts], settings: DriftSettings
+) -> list[FeatureDrift]:
     """Drift metrics and levels of every feature (see the module docstring)."""
     out = []
     for ref in refs:
         cur = current[ref.feature]
-        d = FeatureDrift(feature=ref.feature, kind=ref.kind, rows_reference=ref.rows, rows_current=cur.rows,
-                         null_share_reference=_share(ref.nulls, ref.rows),
-                         null_share_current=_share(cur.rows - cur.non_null, cur.rows),
-                         bin_labels=list(ref.bin_labels), reference_counts=list(ref.bin_counts),
-                         current_counts=list(cur.bin_counts), reference_grid=list(ref.grid), current_grid=list(cur.grid))
+        d = FeatureDrift(
+            feature=ref.feature,
+            kind=ref.kind,
+            rows_reference=ref.rows,
+            rows_current=cur.rows,
+            null_share_reference=_share(ref.nulls, ref.rows),
+            null_share_current=_share(cur.rows - cur.non_null, cur.rows),
+            bin_labels=list(ref.bin_labels),
+            reference_counts=list(ref.bin_counts),
+            current_counts=list(cur.bin_counts),
+            reference_grid=list(ref.grid),
+            current_grid=list(cur.grid),
+        )
         if d.null_share_reference is not None and d.null_share_current is not None:
             d.null_share = abs(d.null_share_current - d.null_share_reference)
         if cur.rows > 0 and ref.rows > 0:
@@ -409,8 +451,10 @@ def compare(refs: Sequence[FeatureReference], current: dict[str, Counts],
 def _decide(d: FeatureDrift, settings: DriftSettings) -> None:
     if d.rows_reference < settings.min_rows or d.rows_current < settings.min_rows:
         d.level = "skipped"
-        d.reasons = [f"too few rows to judge ({d.rows_reference} reference, {d.rows_current} current; "
-                     f"min_rows {settings.min_rows})"]
+        d.reasons = [
+            f"too few rows to judge ({d.rows_reference} reference, {d.rows_current} current; "
+            f"min_rows {settings.min_rows})"
+        ]
         return
     gated_by_p = {"ks", "cramers_v"}
     level = "ok"
@@ -449,17 +493,55 @@ def store_reference(spark, path: str, reference: Reference) -> None:
     schema = _parse_datatype_string(REFERENCES_SCHEMA)
     created = dt.datetime.fromisoformat(reference.created_at).replace(tzinfo=None)
     params = json.dumps(reference.params, sort_keys=True)
-    rows = [(reference.reference_id, reference.pipeline, reference.table, reference.selection, reference.table_version,
-             created, params, reference.binning_rule, f.feature, f.kind, f.data_type, f.rows, f.nulls, f.mean, f.std,
-             f.min, f.max, f.edges, f.categories, f.known_categories, f.unseen_tracked, f.bin_labels, f.bin_counts,
-             f.grid) for f in reference.features]
+    rows = [
+        (
+            reference.reference_id,
+            reference.pipeline,
+            reference.table,
+            reference.selection,
+            reference.table_version,
+            created,
+            params,
+            reference.binning_rule,
+            f.feature,
+            f.kind,
+            f.data_type,
+            f.rows,
+            f.nulls,
+            f.mean,
+            f.std,
+            f.min,
+            f.max,
+            f.edges,
+            f.categories,
+            f.known_categories,
+            f.unseen_tracked,
+            f.bin_labels,
+            f.bin_counts,
+            f.grid,
+        )
+        for f in reference.features
+    ]
     spark.createDataFrame(rows, schema).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
-    log.info("stored drift reference %s of %s (%s, %d features)", reference.reference_id, reference.table,
-             reference.selection, len(rows))
+    log.info(
+        "stored drift reference %s of %s (%s, %d features)",
+        reference.reference_id,
+        reference.table,
+        reference.selection,
+        len(rows),
+    )
 
 
-def load_reference(spark, path: str, *, table: str, selection: str, params: dict, features: Sequence[str],
-                   reference_id: str | None = None) -> Reference | None:
+def load_reference(
+    spark,
+    path: str,
+    *,
+    table: str,
+    selection: str,
+    params: dict,
+    features: Sequence[str],
+    reference_id: str | None = None,
+) -> Reference | None:
     """The latest stored reference for (table, selection, params) covering ``features``, or None."""
     from pyspark.sql import functions as F
 
@@ -471,8 +553,11 @@ def load_reference(spark, path: str, *, table: str, selection: str, params: dict
     if reference_id:
         df = df.where(F.col("reference_id") == F.lit(reference_id))
     else:
-        df = df.where((F.col("table_name") == F.lit(table)) & (F.col("selection") == F.lit(selection))
-                      & (F.col("params") == F.lit(json.dumps(params, sort_keys=True))))
+        df = df.where(
+            (F.col("table_name") == F.lit(table))
+            & (F.col("selection") == F.lit(selection))
+            & (F.col("params") == F.lit(json.dumps(params, sort_keys=True)))
+        )
     rows = df.collect()
     if not rows:
         return None
@@ -483,20 +568,41 @@ def load_reference(spark, path: str, *, table: str, selection: str, params: dict
         names = {r["feature"] for r in group}
         if reference_id or set(features) <= names:
             first = group[0]
-            feats = [FeatureReference(feature=r["feature"], kind=r["kind"], data_type=r["data_type"], rows=r["rows"],
-                                      nulls=r["nulls"], mean=r["mean"], std=r["std"], min=r["min"], max=r["max"],
-                                      edges=list(r["edges"] or []), categories=list(r["categories"] or []),
-                                      known_categories=list(r["known_categories"] or []),
-                                      unseen_tracked=bool(r["unseen_tracked"]), bin_labels=list(r["bin_labels"] or []),
-                                      bin_counts=[int(x) for x in (r["bin_counts"] or [])],
-                                      grid=list(r["grid"] or [])) for r in group]
+            feats = [
+                FeatureReference(
+                    feature=r["feature"],
+                    kind=r["kind"],
+                    data_type=r["data_type"],
+                    rows=r["rows"],
+                    nulls=r["nulls"],
+                    mean=r["mean"],
+                    std=r["std"],
+                    min=r["min"],
+                    max=r["max"],
+                    edges=list(r["edges"] or []),
+                    categories=list(r["categories"] or []),
+                    known_categories=list(r["known_categories"] or []),
+                    unseen_tracked=bool(r["unseen_tracked"]),
+                    bin_labels=list(r["bin_labels"] or []),
+                    bin_counts=[int(x) for x in (r["bin_counts"] or [])],
+                    grid=list(r["grid"] or []),
+                )
+                for r in group
+            ]
             order = {n: i for i, n in enumerate(features)}
             feats = [f for f in feats if not features or f.feature in order]
             feats.sort(key=lambda f: order.get(f.feature, 0))
-            return Reference(reference_id=rid, pipeline=first["pipeline"], table=first["table_name"],
-                             selection=first["selection"], table_version=first["table_version"],
-                             created_at=first["created_at"].isoformat(), params=json.loads(first["params"]),
-                             binning_rule=first["binning_rule"], features=feats)
+            return Reference(
+                reference_id=rid,
+                pipeline=first["pipeline"],
+                table=first["table_name"],
+                selection=first["selection"],
+                table_version=first["table_version"],
+                created_at=first["created_at"].isoformat(),
+                params=json.loads(first["params"]),
+                binning_rule=first["binning_rule"],
+                features=feats,
+            )
     return None
 
 
@@ -507,20 +613,63 @@ def store_results(spark, path: str, report: DriftReport) -> None:
     created = dt.datetime.fromisoformat(report.created_at).replace(tzinfo=None)
     rows = []
     for f in report.features:
-        rows.append((report.drift_run_id, report.pipeline, report.table, created, report.reference_id,
-                     report.reference_selection, report.reference_version, report.current_selection,
-                     report.current_version, f.feature, f.kind, f.rows_reference, f.rows_current,
-                     f.null_share_reference, f.null_share_current, f.null_share, f.out_of_range_share, f.unseen_share,
-                     f.unseen_example, f.unseen_distinct, f.psi, f.js, f.ks, f.ks_pvalue, f.wasserstein,
-                     f.wasserstein_norm, f.chi2, f.chi2_dof, f.chi2_pvalue, f.cramers_v, f.p_adjusted, f.level,
-                     "; ".join(f.reasons), f.bin_labels, f.reference_counts, f.current_counts, f.reference_grid or None,
-                     f.current_grid or None))
+        rows.append(
+            (
+                report.drift_run_id,
+                report.pipeline,
+                report.table,
+                created,
+                report.reference_id,
+                report.reference_selection,
+                report.reference_version,
+                report.current_selection,
+                report.current_version,
+                f.feature,
+                f.kind,
+                f.rows_reference,
+                f.rows_current,
+                f.null_share_reference,
+                f.null_share_current,
+                f.null_share,
+                f.out_of_range_share,
+                f.unseen_share,
+                f.unseen_example,
+                f.unseen_distinct,
+                f.psi,
+                f.js,
+                f.ks,
+                f.ks_pvalue,
+                f.wasserstein,
+                f.wasserstein_norm,
+                f.chi2,
+                f.chi2_dof,
+                f.chi2_pvalue,
+                f.cramers_v,
+                f.p_adjusted,
+                f.level,
+                "; ".join(f.reasons),
+                f.bin_labels,
+                f.reference_counts,
+                f.current_counts,
+                f.reference_grid or None,
+                f.current_grid or None,
+            )
+        )
     spark.createDataFrame(rows, schema).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
     log.info("stored drift results %s (%d features) in %s", report.drift_run_id, len(rows), path)
 
 
-def run_drift(spark, config, *, table: str, reference, current, columns: Sequence[str] | None = None,
-              refit: bool = False, store: bool = True) -> DriftReport:
+def run_drift(
+    spark,
+    config,
+    *,
+    table: str,
+    reference,
+    current,
+    columns: Sequence[str] | None = None,
+    refit: bool = False,
+    store: bool = True,
+) -> DriftReport:
     """Compare ``current`` with ``reference`` (both :class:`~featuremill.quality.tables.Selection`).
 
     Reuses the stored reference for the same table, selection and binning settings unless
@@ -535,34 +684,57 @@ def run_drift(spark, config, *, table: str, reference, current, columns: Sequenc
     ref_table = resolve_table(config, table)
     root = config.tables.root
     current_df, current_sel, current_version = read_selection(spark, ref_table, current)
-    features = columns_for_analysis(current_df.schema, ref_table, columns=columns or spec.drift_columns or None,
-                                    exclude=spec.drift_exclude)
+    features = columns_for_analysis(
+        current_df.schema, ref_table, columns=columns or spec.drift_columns or None, exclude=spec.drift_exclude
+    )
     features = list(feature_kinds(current_df, features))
     params = settings.binning_params()
     key = _reference_key(reference)
-    stored = None if refit else load_reference(spark, f"{root}/drift_references", table=table, selection=key,
-                                               params=params, features=features)
+    stored = (
+        None
+        if refit
+        else load_reference(
+            spark, f"{root}/drift_references", table=table, selection=key, params=params, features=features
+        )
+    )
     reused = stored is not None
     if stored is None:
         ref_df, ref_sel, ref_version = read_selection(spark, ref_table, reference)
         fitted = fit_reference(ref_df, features, settings)
-        stored = Reference(reference_id=uuid.uuid4().hex, pipeline=config.name, table=table,
-                           selection=key if not reference.latest else shown(reference, ref_sel),
-                           table_version=ref_version,
-                           created_at=_now_text(), params=params, binning_rule=binning_rule(settings), features=fitted)
+        stored = Reference(
+            reference_id=uuid.uuid4().hex,
+            pipeline=config.name,
+            table=table,
+            selection=key if not reference.latest else shown(reference, ref_sel),
+            table_version=ref_version,
+            created_at=_now_text(),
+            params=params,
+            binning_rule=binning_rule(settings),
+            features=fitted,
+        )
         if store:
             store_reference(spark, f"{root}/drift_references", stored)
     else:
-        log.info("drift: reusing reference %s (%s, fitted %s)", stored.reference_id, stored.selection,
-                 stored.created_at)
+        log.info(
+            "drift: reusing reference %s (%s, fitted %s)", stored.reference_id, stored.selection, stored.created_at
+        )
     refs = [f for f in stored.features if f.feature in set(features)]
     counts = score_counts(current_df, refs, settings)
-    report = DriftReport(drift_run_id=uuid.uuid4().hex, pipeline=config.name, table=table, created_at=_now_text(),
-                         reference_id=stored.reference_id, reference_selection=stored.selection,
-                         reference_version=stored.table_version, current_selection=shown(current, current_sel),
-                         current_version=current_version, settings=_settings_dict(settings),
-                         binning_rule=stored.binning_rule, features=compare(refs, counts, settings),
-                         reference_reused=reused)
+    report = DriftReport(
+        drift_run_id=uuid.uuid4().hex,
+        pipeline=config.name,
+        table=table,
+        created_at=_now_text(),
+        reference_id=stored.reference_id,
+        reference_selection=stored.selection,
+        reference_version=stored.table_version,
+        current_selection=shown(current, current_sel),
+        current_version=current_version,
+        settings=_settings_dict(settings),
+        binning_rule=stored.binning_rule,
+        features=compare(refs, counts, settings),
+        reference_reused=reused,
+    )
     if store:
         store_results(spark, f"{root}/drift_results", report)
     return report
@@ -593,4 +765,3 @@ def _g(value: float) -> str:
 
 def _now_text() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from featuremill.core.errors import QualityRuleFailed
 from featuremill.quality import contracts, history
@@ -124,8 +124,9 @@ class TableGate:
         return self.take_measures(df.agg(*cols).first())
 
     # ---------------------------------------------------------------- 4. decisions
-    def decide(self, spark, *, valid, context: R.EvaluationContext, existing=None,
-               quarantined: Mapping[str, int] | None = None) -> list[R.RuleResult]:
+    def decide(
+        self, spark, *, valid, context: R.EvaluationContext, existing=None, quarantined: Mapping[str, int] | None = None
+    ) -> list[R.RuleResult]:
         """Evaluate every rule; ``valid`` are the rows to be written, ``existing`` the rows of the
         live table the write keeps (for ``unique`` rules with ``scope: table``)."""
         if not self.active:
@@ -137,14 +138,25 @@ class TableGate:
                 wanted.add(("rows_per_day", ""))
             elif rule.check == "anomaly":
                 wanted.add((rule.metric, rule.column or ""))
-        past = history.metric_history(spark, quality_metrics_path(self.config), table=self.name, metrics=wanted,
-                                      before=context.start) if wanted else {}
-        self.context = R.EvaluationContext(now=context.now, start=context.start, end=context.end,
-                                           timezone=context.timezone, history=past)
+        past = (
+            history.metric_history(
+                spark, quality_metrics_path(self.config), table=self.name, metrics=wanted, before=context.start
+            )
+            if wanted
+            else {}
+        )
+        self.context = R.EvaluationContext(
+            now=context.now, start=context.start, end=context.end, timezone=context.timezone, history=past
+        )
         results = R.evaluate(self.spec, self.measures, self.context, quarantined=quarantined, unique=unique)
         self.results = [self._with_examples(r, valid, existing) for r in results]
-        self.metrics = history.metric_rows(table=self.name, measures=self.measures, column_types=self.column_types,
-                                           columns=self._metric_columns(), days=self.context.days)
+        self.metrics = history.metric_rows(
+            table=self.name,
+            measures=self.measures,
+            column_types=self.column_types,
+            columns=self._metric_columns(),
+            days=self.context.days,
+        )
         for r in self.results:
             if r.status == "warn":
                 log.warning("quality warning: %s", r.describe())
@@ -171,13 +183,23 @@ class TableGate:
     def records(self, *, run_id: str, job: str, gate_status: str, recorded_at: dt.datetime) -> list[dict]:
         if not self.active or self.context is None:
             return []
-        return history.build_records(run_id=run_id, pipeline=self.config.name, job=job, table=self.name,
-                                     start=self.context.start, end=self.context.end, recorded_at=recorded_at,
-                                     gate_status=gate_status, results=self.results, metrics=self.metrics)
+        return history.build_records(
+            run_id=run_id,
+            pipeline=self.config.name,
+            job=job,
+            table=self.name,
+            start=self.context.start,
+            end=self.context.end,
+            recorded_at=recorded_at,
+            gate_status=gate_status,
+            results=self.results,
+            metrics=self.metrics,
+        )
 
 
-def enforce(spark, config, gates: Sequence[tuple[TableGate, str]], *, job: str,
-            recorded_at: dt.datetime | None = None) -> list[R.RuleResult]:
+def enforce(
+    spark, config, gates: Sequence[tuple[TableGate, str]], *, job: str, recorded_at: dt.datetime | None = None
+) -> list[R.RuleResult]:
     """Record every gate's results and metrics (one commit), then raise if a ``fail`` rule failed.
 
     ``gates`` pairs each decided gate with the run id of the run that owns its table.
@@ -185,8 +207,11 @@ def enforce(spark, config, gates: Sequence[tuple[TableGate, str]], *, job: str,
     failures = [r for gate, _ in gates for r in gate.results if r.failed]
     status = "failed" if failures else "passed"
     when = recorded_at or dt.datetime.now(dt.timezone.utc)
-    records = [rec for gate, run_id in gates
-               for rec in gate.records(run_id=run_id, job=job, gate_status=status, recorded_at=when)]
+    records = [
+        rec
+        for gate, run_id in gates
+        for rec in gate.records(run_id=run_id, job=job, gate_status=status, recorded_at=when)
+    ]
     if records:
         history.append_records(spark, quality_metrics_path(config), records)
     if failures:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from featuremill.quality.rules import ROWS, RuleResult, current_metric, is_numeric
 
@@ -30,8 +30,9 @@ QUALITY_METRICS_SCHEMA = (
 )
 
 
-def metric_rows(*, table: str, measures: Mapping[str, object], column_types: Mapping[str, str],
-                columns: Sequence[str], days: int) -> list[tuple[str, str, float | None]]:
+def metric_rows(
+    *, table: str, measures: Mapping[str, object], column_types: Mapping[str, str], columns: Sequence[str], days: int
+) -> list[tuple[str, str, float | None]]:
     """(metric, column, value) for the history: rows, rows/day and the per-column metrics."""
     rows = int(measures.get(ROWS) or 0)
     out: list[tuple[str, str, float | None]] = [("rows", "", float(rows)), ("rows_per_day", "", rows / max(days, 1))]
@@ -43,22 +44,67 @@ def metric_rows(*, table: str, measures: Mapping[str, object], column_types: Map
     return out
 
 
-def build_records(*, run_id: str, pipeline: str, job: str, table: str, start: dt.date | None, end: dt.date | None,
-                  recorded_at: dt.datetime, gate_status: str, results: Iterable[RuleResult],
-                  metrics: Iterable[tuple[str, str, float | None]]) -> list[dict]:
+def build_records(
+    *,
+    run_id: str,
+    pipeline: str,
+    job: str,
+    table: str,
+    start: dt.date | None,
+    end: dt.date | None,
+    recorded_at: dt.datetime,
+    gate_status: str,
+    results: Iterable[RuleResult],
+    metrics: Iterable[tuple[str, str, float | None]],
+) -> list[dict]:
     """Rows of the quality-metrics table for one table of one run."""
-    base = {"run_id": run_id, "pipeline": pipeline, "job": job, "table_name": table, "partition_start": start,
-            "partition_end": end, "recorded_at": _naive_utc(recorded_at), "gate_status": gate_status}
+    base = {
+        "run_id": run_id,
+        "pipeline": pipeline,
+        "job": job,
+        "table_name": table,
+        "partition_start": start,
+        "partition_end": end,
+        "recorded_at": _naive_utc(recorded_at),
+        "gate_status": gate_status,
+    }
     out = []
     for r in results:
-        out.append({**base, "kind": "rule", "name": r.rule, "column_name": ",".join(r.columns), "check_name": r.check,
-                    "severity": r.severity, "status": r.status, "value": _finite(r.value), "threshold": r.threshold,
-                    "rows": r.rows, "failing_rows": r.failing_rows, "message": r.message,
-                    "examples": list(r.examples)})
+        out.append(
+            {
+                **base,
+                "kind": "rule",
+                "name": r.rule,
+                "column_name": ",".join(r.columns),
+                "check_name": r.check,
+                "severity": r.severity,
+                "status": r.status,
+                "value": _finite(r.value),
+                "threshold": r.threshold,
+                "rows": r.rows,
+                "failing_rows": r.failing_rows,
+                "message": r.message,
+                "examples": list(r.examples),
+            }
+        )
     for name, column, value in metrics:
-        out.append({**base, "kind": "metric", "name": name, "column_name": column, "check_name": None,
-                    "severity": None, "status": "ok", "value": _finite(value), "threshold": None, "rows": None,
-                    "failing_rows": None, "message": None, "examples": []})
+        out.append(
+            {
+                **base,
+                "kind": "metric",
+                "name": name,
+                "column_name": column,
+                "check_name": None,
+                "severity": None,
+                "status": "ok",
+                "value": _finite(value),
+                "threshold": None,
+                "rows": None,
+                "failing_rows": None,
+                "message": None,
+                "examples": [],
+            }
+        )
     return out
 
 
@@ -74,8 +120,9 @@ def append_records(spark, path: str, records: Sequence[dict]) -> None:
     log.info("recorded %d quality metric row(s) in %s", len(records), path)
 
 
-def metric_history(spark, path: str, *, table: str, metrics: Iterable[tuple[str, str]], before: dt.date | None
-                   ) -> dict[tuple[str, str], list[tuple[dt.date, dt.date, float]]]:
+def metric_history(
+    spark, path: str, *, table: str, metrics: Iterable[tuple[str, str]], before: dt.date | None
+) -> dict[tuple[str, str], list[tuple[dt.date, dt.date, float]]]:
     """(metric, column) -> [(partition_start, partition_end, value)] of earlier partitions.
 
     Only partitions ending before ``before``, only runs whose quality gate passed, and the latest
@@ -89,9 +136,16 @@ def metric_history(spark, path: str, *, table: str, metrics: Iterable[tuple[str,
     wanted = sorted(set(metrics))
     if not wanted or not io.is_delta_table(spark, path):
         return {}
-    df = spark.read.format("delta").load(path).where(
-        (F.col("table_name") == F.lit(table)) & (F.col("kind") == F.lit("metric"))
-        & (F.col("gate_status") == F.lit("passed")) & F.col("value").isNotNull())
+    df = (
+        spark.read.format("delta")
+        .load(path)
+        .where(
+            (F.col("table_name") == F.lit(table))
+            & (F.col("kind") == F.lit("metric"))
+            & (F.col("gate_status") == F.lit("passed"))
+            & F.col("value").isNotNull()
+        )
+    )
     condition = None
     for name, column in wanted:
         term = (F.col("name") == F.lit(name)) & (F.coalesce(F.col("column_name"), F.lit("")) == F.lit(column))
@@ -99,12 +153,14 @@ def metric_history(spark, path: str, *, table: str, metrics: Iterable[tuple[str,
     df = df.where(condition)
     if before is not None:
         df = df.where(F.col("partition_end") < F.lit(before))
-    latest = (df.groupBy("name", "column_name", "partition_start", "partition_end")
-                .agg(F.max_by("value", "recorded_at").alias("value")))
+    latest = df.groupBy("name", "column_name", "partition_start", "partition_end").agg(
+        F.max_by("value", "recorded_at").alias("value")
+    )
     out: dict[tuple[str, str], list[tuple[dt.date, dt.date, float]]] = {}
     for r in latest.collect():
         out.setdefault((r["name"], r["column_name"] or ""), []).append(
-            (r["partition_start"], r["partition_end"], float(r["value"])))
+            (r["partition_start"], r["partition_end"], float(r["value"]))
+        )
     return out
 
 

@@ -25,13 +25,13 @@ import datetime as dt
 import logging
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 from featuremill.config import NUMERIC_TYPES
+from featuremill.core.sql import col
 from featuremill.quality.spec import ProfileSettings
 from featuremill.quality.tables import stack
-from featuremill.core.sql import col
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,9 @@ def _text_value(name: str, data_type: str):
     return F.lit(None).cast("string")
 
 
-def profile_frame(df, *, columns: Sequence[str] | None = None,
-                  settings: ProfileSettings = ProfileSettings()) -> tuple[int, list[ColumnProfile]]:
+def profile_frame(
+    df, *, columns: Sequence[str] | None = None, settings: ProfileSettings = ProfileSettings()
+) -> tuple[int, list[ColumnProfile]]:
     """Profile ``columns`` of ``df`` (all by default) in two passes; returns (rows, profiles).
 
     Input: any DataFrame. Output: one :class:`ColumnProfile` per column, in the given order.
@@ -154,22 +155,35 @@ def profile_frame(df, *, columns: Sequence[str] | None = None,
         bad_nan = F.isnan(c) if t in ("double", "float") else F.lit(False)
         bad_inf = (F.abs(c) == F.lit(float("inf"))) if t in ("double", "float") else F.lit(False)
         # HyperLogLog over a 64-bit hash of the value: one type for every column, no text casts
-        distinct_key = F.when(c.isNotNull(), F.xxhash64(c)) if profiles[n].kind != "other" \
-            else F.lit(None).cast("long")
-        entries.append({"c": F.lit(n), "is_null": c.isNull(), "is_nan": bad_nan, "is_inf": bad_inf,
-                        "num": _numeric_value(n, t), "key": distinct_key})
+        distinct_key = F.when(c.isNotNull(), F.xxhash64(c)) if profiles[n].kind != "other" else F.lit(None).cast("long")
+        entries.append(
+            {
+                "c": F.lit(n),
+                "is_null": c.isNull(),
+                "is_nan": bad_nan,
+                "is_inf": bad_inf,
+                "num": _numeric_value(n, t),
+                "key": distinct_key,
+            }
+        )
     stacked = stack(df, entries)
     probs = [float(q) for q in settings.quantiles]
-    first = stacked.groupBy("c").agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.count(F.when(F.col("is_null"), True)).alias("nulls"),
-        F.count(F.when(F.col("is_nan"), True)).alias("nan"),
-        F.count(F.when(F.col("is_inf"), True)).alias("inf"),
-        F.approx_count_distinct("key").alias("distinct"),
-        F.min("num").alias("min"), F.max("num").alias("max"), F.avg("num").alias("mean"),
-        F.stddev_samp("num").alias("stddev"),
-        F.percentile_approx("num", probs, settings.accuracy).alias("q"),
-    ).collect()
+    first = (
+        stacked.groupBy("c")
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.count(F.when(F.col("is_null"), True)).alias("nulls"),
+            F.count(F.when(F.col("is_nan"), True)).alias("nan"),
+            F.count(F.when(F.col("is_inf"), True)).alias("inf"),
+            F.approx_count_distinct("key").alias("distinct"),
+            F.min("num").alias("min"),
+            F.max("num").alias("max"),
+            F.avg("num").alias("mean"),
+            F.stddev_samp("num").alias("stddev"),
+            F.percentile_approx("num", probs, settings.accuracy).alias("q"),
+        )
+        .collect()
+    )
     rows = 0
     for r in first:
         p = profiles[r["c"]]
@@ -199,8 +213,10 @@ def profile_frame(df, *, columns: Sequence[str] | None = None,
             value = _numeric_value(n, t)
             if width > 0:
                 # least() skips nulls, so guard them: a null value has no bucket
-                bucket = F.when(value.isNotNull(),
-                                F.least(F.floor((value - F.lit(p.low)) / F.lit(width)), F.lit(bins - 1)).cast("int"))
+                bucket = F.when(
+                    value.isNotNull(),
+                    F.least(F.floor((value - F.lit(p.low)) / F.lit(width)), F.lit(bins - 1)).cast("int"),
+                )
             else:
                 bucket = F.when(value.isNotNull(), F.lit(0))
             entries.append({"k": F.lit("h"), "c": F.lit(n), "b": bucket.cast("int"), "v": F.lit(None).cast("string")})
@@ -226,15 +242,18 @@ def profile_frame(df, *, columns: Sequence[str] | None = None,
             p = profiles[n]
             width = (p.high - p.low) / bins if p.high > p.low else 0.0
             n_bins = bins if width > 0 else 1
-            p.histogram = [(p.low + i * width, p.low + (i + 1) * width if width else p.high, counts.get(i, 0))
-                           for i in range(n_bins)]
+            p.histogram = [
+                (p.low + i * width, p.low + (i + 1) * width if width else p.high, counts.get(i, 0))
+                for i in range(n_bins)
+            ]
         for p in profiles.values():
             p.top_values.sort(key=lambda kv: (-kv[1], kv[0]))
     return rows, [profiles[n] for n in names]
 
 
-def profile_table(spark, config, *, table: str, selection, columns: Sequence[str] | None = None,
-                  store: bool = True) -> TableProfile:
+def profile_table(
+    spark, config, *, table: str, selection, columns: Sequence[str] | None = None, store: bool = True
+) -> TableProfile:
     """Profile a selection of one of the pipeline's tables and store it in ``profiles``."""
     from featuremill.quality.spec import quality_of
     from featuremill.quality.tables import read_selection, resolve_table, shown
@@ -244,10 +263,17 @@ def profile_table(spark, config, *, table: str, selection, columns: Sequence[str
     df, resolved, version = read_selection(spark, ref, selection)
     chosen = list(columns) if columns else [c for c in df.columns]
     rows, profiles = profile_frame(df, columns=chosen, settings=settings)
-    profile = TableProfile(profile_id=uuid.uuid4().hex, pipeline=config.name, table=table,
-                           selection=shown(selection, resolved),
-                           table_version=version, created_at=_now_text(), rows=rows, columns=profiles,
-                           settings=asdict(settings))
+    profile = TableProfile(
+        profile_id=uuid.uuid4().hex,
+        pipeline=config.name,
+        table=table,
+        selection=shown(selection, resolved),
+        table_version=version,
+        created_at=_now_text(),
+        rows=rows,
+        columns=profiles,
+        settings=asdict(settings),
+    )
     if store:
         store_profile(spark, f"{config.tables.root}/profiles", profile)
     return profile
@@ -261,10 +287,34 @@ def store_profile(spark, path: str, profile: TableProfile) -> None:
     created = dt.datetime.fromisoformat(profile.created_at).replace(tzinfo=None)
     rows = []
     for c in profile.columns:
-        rows.append((profile.profile_id, profile.pipeline, profile.table, profile.selection, profile.table_version,
-                     created, profile.rows, c.column, c.data_type, c.kind, c.non_null, c.nulls, c.nan, c.infinite,
-                     c.distinct_approx, c.min, c.max, c.mean, c.stddev, c.quantile_probs or None, c.quantiles or None,
-                     [(v, n) for v, n in c.top_values] or None, [tuple(h) for h in c.histogram] or None, c.note or None))
+        rows.append(
+            (
+                profile.profile_id,
+                profile.pipeline,
+                profile.table,
+                profile.selection,
+                profile.table_version,
+                created,
+                profile.rows,
+                c.column,
+                c.data_type,
+                c.kind,
+                c.non_null,
+                c.nulls,
+                c.nan,
+                c.infinite,
+                c.distinct_approx,
+                c.min,
+                c.max,
+                c.mean,
+                c.stddev,
+                c.quantile_probs or None,
+                c.quantiles or None,
+                [(v, n) for v, n in c.top_values] or None,
+                [tuple(h) for h in c.histogram] or None,
+                c.note or None,
+            )
+        )
     spark.createDataFrame(rows, schema).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
     log.info("stored profile %s of %s (%d columns) in %s", profile.profile_id, profile.table, len(rows), path)
 

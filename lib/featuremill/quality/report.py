@@ -10,8 +10,8 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1f2328;max-width:1200px}
@@ -65,42 +65,58 @@ def profile_html(profile: dict) -> str:
     """The HTML page of a profile (``TableProfile.to_dict()``)."""
     e = html.escape
     rows = profile["rows"]
-    parts = [_head(f"Profile of {profile['table']}"),
-             f"<h1>Profile of {e(profile['table'])}</h1>",
-             f"<div class='meta'>pipeline {e(profile['pipeline'])} &middot; selection {e(profile['selection'])} "
-             f"&middot; Delta version {profile['table_version']} &middot; {rows:,} rows &middot; "
-             f"created {e(profile['created_at'])} &middot; profile id {e(profile['profile_id'])}</div>",
-             "<h2>Columns</h2><table><tr><th class=l>column</th><th class=l>type</th><th>non-null</th><th>null %</th>"
-             "<th>distinct (approx)</th><th>min</th><th>max</th><th>mean</th><th>stddev</th></tr>"]
+    parts = [
+        _head(f"Profile of {profile['table']}"),
+        f"<h1>Profile of {e(profile['table'])}</h1>",
+        f"<div class='meta'>pipeline {e(profile['pipeline'])} &middot; selection {e(profile['selection'])} "
+        f"&middot; Delta version {profile['table_version']} &middot; {rows:,} rows &middot; "
+        f"created {e(profile['created_at'])} &middot; profile id {e(profile['profile_id'])}</div>",
+        "<h2>Columns</h2><table><tr><th class=l>column</th><th class=l>type</th><th>non-null</th><th>null %</th>"
+        "<th>distinct (approx)</th><th>min</th><th>max</th><th>mean</th><th>stddev</th></tr>",
+    ]
     for c in profile["columns"]:
         null_pct = 100.0 * c["nulls"] / c["rows"] if c["rows"] else 0.0
         parts.append(
             f"<tr><td class=l><a href='#c-{e(c['column'])}'>{e(c['column'])}</a></td><td class=l>{e(c['data_type'])}</td>"
             f"<td>{c['non_null']:,}</td><td>{null_pct:.2f}</td><td>{_int(c['distinct_approx'])}</td>"
             f"<td>{e(c['min'] or '')}</td><td>{e(c['max'] or '')}</td><td>{_num(c['mean'])}</td>"
-            f"<td>{_num(c['stddev'])}</td></tr>")
+            f"<td>{_num(c['stddev'])}</td></tr>"
+        )
     parts.append("</table><h2>Details</h2>")
     for c in profile["columns"]:
         stats_rows = [("kind", c["kind"]), ("rows", f"{c['rows']:,}"), ("nulls", f"{c['nulls']:,}")]
         if c["nan"] or c["infinite"]:
             stats_rows += [("NaN", f"{c['nan']:,}"), ("infinite", f"{c['infinite']:,}")]
-        stats_rows += [("distinct (approx)", _int(c["distinct_approx"])), ("min", c["min"] or ""),
-                       ("max", c["max"] or ""), ("mean", _num(c["mean"])), ("stddev", _num(c["stddev"]))]
+        stats_rows += [
+            ("distinct (approx)", _int(c["distinct_approx"])),
+            ("min", c["min"] or ""),
+            ("max", c["max"] or ""),
+            ("mean", _num(c["mean"])),
+            ("stddev", _num(c["stddev"])),
+        ]
         stats_rows += [(f"q{p:g}", _num(v)) for p, v in zip(c["quantile_probs"], c["quantiles"])]
         table = "".join(f"<tr><td class=l>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in stats_rows)
         charts = []
         if c["histogram"]:
             labels = [_num(lo) for lo, _, _ in c["histogram"]]
-            charts.append("<div><h3>histogram</h3>" + _bars_svg(labels, [("rows", [n for _, _, n in c["histogram"]],
-                                                                            _CUR_COLOR)], rotate=True) + "</div>")
+            charts.append(
+                "<div><h3>histogram</h3>"
+                + _bars_svg(labels, [("rows", [n for _, _, n in c["histogram"]], _CUR_COLOR)], rotate=True)
+                + "</div>"
+            )
         if c["top_values"]:
-            charts.append("<div><h3>top values</h3>" + _hbars_svg([v for v, _ in c["top_values"]],
-                                                                  [n for _, n in c["top_values"]], total=c["rows"])
-                          + "</div>")
+            charts.append(
+                "<div><h3>top values</h3>"
+                + _hbars_svg([v for v, _ in c["top_values"]], [n for _, n in c["top_values"]], total=c["rows"])
+                + "</div>"
+            )
         note = f"<div class=small>{e(c['note'])}</div>" if c.get("note") else ""
-        parts.append(f"<div class=card id='c-{e(c['column'])}'><div class=stats><h3>{e(c['column'])} "
-                     f"<span class=small>{e(c['data_type'])}</span></h3><table>{table}</table>{note}</div>"
-                     + "".join(charts) + "</div>")
+        parts.append(
+            f"<div class=card id='c-{e(c['column'])}'><div class=stats><h3>{e(c['column'])} "
+            f"<span class=small>{e(c['data_type'])}</span></h3><table>{table}</table>{note}</div>"
+            + "".join(charts)
+            + "</div>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -116,17 +132,19 @@ def drift_html(report: dict) -> str:
     level = report["level"]
     n_alert = sum(1 for f in report["features"] if f["level"] == "alert")
     n_warn = sum(1 for f in report["features"] if f["level"] == "warn")
-    parts = [_head(f"Drift of {report['table']}"),
-             f"<h1>Drift of {e(report['table'])} <span class='badge {level}'>{level}</span></h1>",
-             f"<div class='meta'>pipeline {e(report['pipeline'])} &middot; reference {e(report['reference_selection'])} "
-             f"(Delta version {report['reference_version']}, reference id {e(report['reference_id'])}"
-             f"{', reused' if report.get('reference_reused') else ', fitted now'}) &middot; current "
-             f"{e(report['current_selection'])} (version {report['current_version']}) &middot; "
-             f"{len(report['features'])} features: {n_alert} alert, {n_warn} warn &middot; created "
-             f"{e(report['created_at'])}</div>",
-             "<h2>Features</h2><table><tr><th class=l>feature</th><th class=l>kind</th><th class=l>level</th>"
-             "<th>PSI</th><th>JS</th><th>KS</th><th>W1/std</th><th>Cramer V</th><th>p (BH)</th><th>null % ref</th>"
-             "<th>null % cur</th><th>out-of-range / unseen %</th><th class=l>reasons</th></tr>"]
+    parts = [
+        _head(f"Drift of {report['table']}"),
+        f"<h1>Drift of {e(report['table'])} <span class='badge {level}'>{level}</span></h1>",
+        f"<div class='meta'>pipeline {e(report['pipeline'])} &middot; reference {e(report['reference_selection'])} "
+        f"(Delta version {report['reference_version']}, reference id {e(report['reference_id'])}"
+        f"{', reused' if report.get('reference_reused') else ', fitted now'}) &middot; current "
+        f"{e(report['current_selection'])} (version {report['current_version']}) &middot; "
+        f"{len(report['features'])} features: {n_alert} alert, {n_warn} warn &middot; created "
+        f"{e(report['created_at'])}</div>",
+        "<h2>Features</h2><table><tr><th class=l>feature</th><th class=l>kind</th><th class=l>level</th>"
+        "<th>PSI</th><th>JS</th><th>KS</th><th>W1/std</th><th>Cramer V</th><th>p (BH)</th><th>null % ref</th>"
+        "<th>null % cur</th><th>out-of-range / unseen %</th><th class=l>reasons</th></tr>",
+    ]
     for f in report["features"]:
         extra = f["out_of_range_share"] if f["kind"] == "numeric" else f["unseen_share"]
         parts.append(
@@ -135,49 +153,87 @@ def drift_html(report: dict) -> str:
             f"<td>{_num(f['js'])}</td><td>{_num(f['ks'])}</td><td>{_num(f['wasserstein_norm'])}</td>"
             f"<td>{_num(f['cramers_v'])}</td><td>{_p(f['p_adjusted'])}</td><td>{_pct(f['null_share_reference'])}</td>"
             f"<td>{_pct(f['null_share_current'])}</td><td>{_pct(extra)}</td>"
-            f"<td class=l>{e('; '.join(f['reasons']))}</td></tr>")
+            f"<td class=l>{e('; '.join(f['reasons']))}</td></tr>"
+        )
     parts.append("</table>")
     parts.append(_thresholds_table(report["settings"]))
     parts.append(f"<p class=small>Binning: {e(report['binning_rule'])}</p><h2>Per feature</h2>")
-    legend = (f"<div class='legend small'><span style='background:{_REF_COLOR}'></span>reference"
-              f"<span style='background:{_CUR_COLOR}'></span>current</div>")
+    legend = (
+        f"<div class='legend small'><span style='background:{_REF_COLOR}'></span>reference"
+        f"<span style='background:{_CUR_COLOR}'></span>current</div>"
+    )
     for f in report["features"]:
         ref_shares = _shares(f["reference_counts"])
         cur_shares = _shares(f["current_counts"])
-        charts = ["<div><h3>share of rows per bin</h3>" + legend
-                  + _bars_svg(f["bin_labels"], [("reference", ref_shares, _REF_COLOR),
-                                                ("current", cur_shares, _CUR_COLOR)], rotate=True, percent=True)
-                  + "</div>"]
+        charts = [
+            "<div><h3>share of rows per bin</h3>"
+            + legend
+            + _bars_svg(
+                f["bin_labels"],
+                [("reference", ref_shares, _REF_COLOR), ("current", cur_shares, _CUR_COLOR)],
+                rotate=True,
+                percent=True,
+            )
+            + "</div>"
+        ]
         if f["reference_grid"] and f["current_grid"]:
-            charts.append("<div><h3>cumulative distribution (from quantile grids)</h3>" + legend
-                          + _cdf_svg(f["reference_grid"], f["current_grid"]) + "</div>")
-        rows = [("level", f["level"]), ("rows reference / current", f"{f['rows_reference']:,} / {f['rows_current']:,}"),
-                ("PSI", _num(f["psi"])), ("Jensen-Shannon distance", _num(f["js"]))]
+            charts.append(
+                "<div><h3>cumulative distribution (from quantile grids)</h3>"
+                + legend
+                + _cdf_svg(f["reference_grid"], f["current_grid"])
+                + "</div>"
+            )
+        rows = [
+            ("level", f["level"]),
+            ("rows reference / current", f"{f['rows_reference']:,} / {f['rows_current']:,}"),
+            ("PSI", _num(f["psi"])),
+            ("Jensen-Shannon distance", _num(f["js"])),
+        ]
         if f["kind"] == "numeric":
-            rows += [("KS statistic", _num(f["ks"])), ("KS p-value (raw)", _p(f["ks_pvalue"])),
-                     ("Wasserstein-1", _num(f["wasserstein"])), ("Wasserstein-1 / ref std", _num(f["wasserstein_norm"])),
-                     ("out-of-range share", _pct(f["out_of_range_share"]))]
+            rows += [
+                ("KS statistic", _num(f["ks"])),
+                ("KS p-value (raw)", _p(f["ks_pvalue"])),
+                ("Wasserstein-1", _num(f["wasserstein"])),
+                ("Wasserstein-1 / ref std", _num(f["wasserstein_norm"])),
+                ("out-of-range share", _pct(f["out_of_range_share"])),
+            ]
         else:
-            rows += [("chi-square", _num(f["chi2"])), ("dof", str(f["chi2_dof"])), ("p-value (raw)", _p(f["chi2_pvalue"])),
-                     ("Cramer's V", _num(f["cramers_v"])), ("unseen share", _pct(f["unseen_share"])),
-                     ("unseen example", f["unseen_example"] or "")]
-        rows += [("p-value (BH-adjusted)", _p(f["p_adjusted"])), ("null share reference", _pct(f["null_share_reference"])),
-                 ("null share current", _pct(f["null_share_current"]))]
+            rows += [
+                ("chi-square", _num(f["chi2"])),
+                ("dof", str(f["chi2_dof"])),
+                ("p-value (raw)", _p(f["chi2_pvalue"])),
+                ("Cramer's V", _num(f["cramers_v"])),
+                ("unseen share", _pct(f["unseen_share"])),
+                ("unseen example", f["unseen_example"] or ""),
+            ]
+        rows += [
+            ("p-value (BH-adjusted)", _p(f["p_adjusted"])),
+            ("null share reference", _pct(f["null_share_reference"])),
+            ("null share current", _pct(f["null_share_current"])),
+        ]
         table = "".join(f"<tr><td class=l>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in rows)
         reasons = "".join(f"<div class=small>{e(r)}</div>" for r in f["reasons"])
-        parts.append(f"<div class=card id='f-{e(f['feature'])}'><div class=stats><h3>{e(f['feature'])} "
-                     f"<span class='badge {f['level']}'>{f['level']}</span></h3><table>{table}</table>{reasons}</div>"
-                     + "".join(charts) + "</div>")
+        parts.append(
+            f"<div class=card id='f-{e(f['feature'])}'><div class=stats><h3>{e(f['feature'])} "
+            f"<span class='badge {f['level']}'>{f['level']}</span></h3><table>{table}</table>{reasons}</div>"
+            + "".join(charts)
+            + "</div>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
 def _thresholds_table(settings: dict) -> str:
-    rows = "".join(f"<tr><td class=l>{html.escape(k)}</td><td>{_num(v['warn'])}</td><td>{_num(v['alert'])}</td></tr>"
-                   for k, v in settings["thresholds"].items())
-    return ("<h2>Thresholds</h2><table><tr><th class=l>metric</th><th>warn</th><th>alert</th></tr>" + rows +
-            f"</table><p class=small>KS and Cramer's V count only when their Benjamini-Hochberg adjusted p-value is "
-            f"below {settings['fdr_alpha']}; features with fewer than {settings['min_rows']} rows are skipped.</p>")
+    rows = "".join(
+        f"<tr><td class=l>{html.escape(k)}</td><td>{_num(v['warn'])}</td><td>{_num(v['alert'])}</td></tr>"
+        for k, v in settings["thresholds"].items()
+    )
+    return (
+        "<h2>Thresholds</h2><table><tr><th class=l>metric</th><th>warn</th><th>alert</th></tr>"
+        + rows
+        + f"</table><p class=small>KS and Cramer's V count only when their Benjamini-Hochberg adjusted p-value is "
+        f"below {settings['fdr_alpha']}; features with fewer than {settings['min_rows']} rows are skipped.</p>"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,8 +241,15 @@ def _thresholds_table(settings: dict) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _bars_svg(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float], str]], *, width: int = 560,
-              height: int = 200, rotate: bool = False, percent: bool = False) -> str:
+def _bars_svg(
+    labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float], str]],
+    *,
+    width: int = 560,
+    height: int = 200,
+    rotate: bool = False,
+    percent: bool = False,
+) -> str:
     n = max(len(labels), 1)
     top = max([v for _, values, _ in series for v in values if v is not None] + [0]) or 1.0
     bottom_pad = 70 if rotate else 20
@@ -205,15 +268,18 @@ def _bars_svg(labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]
         for j, (name, values, color) in enumerate(series):
             v = values[i] if i < len(values) and values[i] is not None else 0
             h = plot_h * v / top
-            out.append(f"<rect x='{x0 + j * bar:.1f}' y='{10 + plot_h - h:.1f}' width='{max(bar - 1, 1):.1f}' "
-                       f"height='{h:.1f}' fill='{color}'><title>{html.escape(str(lab))}: {name} "
-                       f"{(100 * v if percent else v):.4g}{'%' if percent else ''}</title></rect>")
+            out.append(
+                f"<rect x='{x0 + j * bar:.1f}' y='{10 + plot_h - h:.1f}' width='{max(bar - 1, 1):.1f}' "
+                f"height='{h:.1f}' fill='{color}'><title>{html.escape(str(lab))}: {name} "
+                f"{(100 * v if percent else v):.4g}{'%' if percent else ''}</title></rect>"
+            )
         tx = left + i * slot + slot / 2
         ty = 10 + plot_h + 12
         text = html.escape(_clip(str(lab), 18))
         if rotate:
-            out.append(f"<text x='{tx:.1f}' y='{ty:.1f}' transform='rotate(45 {tx:.1f} {ty:.1f})' "
-                       f"fill='#59636e'>{text}</text>")
+            out.append(
+                f"<text x='{tx:.1f}' y='{ty:.1f}' transform='rotate(45 {tx:.1f} {ty:.1f})' fill='#59636e'>{text}</text>"
+            )
         else:
             out.append(f"<text x='{tx:.1f}' y='{ty:.1f}' text-anchor='middle' fill='#59636e'>{text}</text>")
     out.append("</svg>")
@@ -230,9 +296,11 @@ def _hbars_svg(labels: Sequence[str], values: Sequence[float], *, total: int, wi
         y = 4 + i * row
         w = (width - left - 90) * v / top if top else 0
         share = f"{100 * v / total:.1f}%" if total else ""
-        out.append(f"<text x='{left - 6}' y='{y + 12}' text-anchor='end'>{html.escape(_clip(str(lab), 20))}</text>"
-                   f"<rect x='{left}' y='{y + 2}' width='{w:.1f}' height='{row - 5}' fill='{_CUR_COLOR}'/>"
-                   f"<text x='{left + w + 4:.1f}' y='{y + 12}' fill='#59636e'>{int(v):,} ({share})</text>")
+        out.append(
+            f"<text x='{left - 6}' y='{y + 12}' text-anchor='end'>{html.escape(_clip(str(lab), 20))}</text>"
+            f"<rect x='{left}' y='{y + 2}' width='{w:.1f}' height='{row - 5}' fill='{_CUR_COLOR}'/>"
+            f"<text x='{left + w + 4:.1f}' y='{y + 12}' fill='#59636e'>{int(v):,} ({share})</text>"
+        )
     out.append("</svg>")
     return "".join(out)
 
@@ -254,14 +322,16 @@ def _cdf_svg(ref_grid: Sequence[float], cur_grid: Sequence[float], *, width: int
             pts.append(f"{x:.1f},{y:.1f}")
         return " ".join(pts)
 
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-size='10'>",
-           f"<rect x='{left}' y='8' width='{plot_w}' height='{plot_h}' fill='none' stroke='#eaeef2'/>",
-           f"<polyline fill='none' stroke='{_REF_COLOR}' stroke-width='2' points='{path(ref_grid)}'/>",
-           f"<polyline fill='none' stroke='{_CUR_COLOR}' stroke-width='1.5' points='{path(cur_grid)}'/>",
-           f"<text x='{left}' y='{height - 6}' fill='#59636e'>{_short(lo)}</text>",
-           f"<text x='{width - 8}' y='{height - 6}' text-anchor='end' fill='#59636e'>{_short(hi)}</text>",
-           f"<text x='{left - 4}' y='12' text-anchor='end' fill='#59636e'>1</text>",
-           f"<text x='{left - 4}' y='{8 + plot_h}' text-anchor='end' fill='#59636e'>0</text></svg>"]
+    out = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-size='10'>",
+        f"<rect x='{left}' y='8' width='{plot_w}' height='{plot_h}' fill='none' stroke='#eaeef2'/>",
+        f"<polyline fill='none' stroke='{_REF_COLOR}' stroke-width='2' points='{path(ref_grid)}'/>",
+        f"<polyline fill='none' stroke='{_CUR_COLOR}' stroke-width='1.5' points='{path(cur_grid)}'/>",
+        f"<text x='{left}' y='{height - 6}' fill='#59636e'>{_short(lo)}</text>",
+        f"<text x='{width - 8}' y='{height - 6}' text-anchor='end' fill='#59636e'>{_short(hi)}</text>",
+        f"<text x='{left - 4}' y='12' text-anchor='end' fill='#59636e'>1</text>",
+        f"<text x='{left - 4}' y='{8 + plot_h}' text-anchor='end' fill='#59636e'>0</text></svg>",
+    ]
     return "".join(out)
 
 
@@ -269,8 +339,10 @@ def _cdf_svg(ref_grid: Sequence[float], cur_grid: Sequence[float], *, width: int
 
 
 def _head(title: str) -> str:
-    return (f"<!DOCTYPE html><html lang=en><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body>")
+    return (
+        f"<!DOCTYPE html><html lang=en><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body>"
+    )
 
 
 def _shares(counts: Sequence[int]) -> list[float]:

@@ -21,12 +21,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from featuremill.config import NUMERIC_TYPES
-from featuremill.quality.spec import RuleSpec, TableQualitySpec
 from featuremill.core.sql import col, literal
+from featuremill.quality.spec import RuleSpec, TableQualitySpec
 
 #: Columns :func:`with_quarantine_rules` reads and sets (the ingest classification's).
 RULE = "_rule"
@@ -92,9 +92,12 @@ def with_reference_flags(df, rules: Sequence[RuleSpec], references: Mapping[str,
             continue
         ref = references[rule.dimension]
         aliases = [f"__refk_{rule.name}_{i}" for i in range(len(rule.columns))]
-        keys = (ref.select(*[col(dc).alias(a) for dc, a in zip(rule.dimension_columns, aliases)])
-                .where(F.greatest(*[col(a).isNull() for a in aliases], F.lit(False)) == F.lit(False))
-                .distinct().withColumn(reference_marker(rule), F.lit(True)))
+        keys = (
+            ref.select(*[col(dc).alias(a) for dc, a in zip(rule.dimension_columns, aliases)])
+            .where(F.greatest(*[col(a).isNull() for a in aliases], F.lit(False)) == F.lit(False))
+            .distinct()
+            .withColumn(reference_marker(rule), F.lit(True))
+        )
         condition = None
         for c, a in zip(rule.columns, aliases):
             term = col(c) == col(a)
@@ -153,21 +156,27 @@ def message_expression(rule: RuleSpec, column_types: Mapping[str, str]):
     if rule.check == "range":
         low = "-inf" if rule.min is None else str(rule.min)
         high = "+inf" if rule.max is None else str(rule.max)
-        return F.concat(F.lit(f"rule {rule.name}: field '{first}': value "), shown(first),
-                        F.lit(f" outside [{low}, {high}]"))
+        return F.concat(
+            F.lit(f"rule {rule.name}: field '{first}': value "), shown(first), F.lit(f" outside [{low}, {high}]")
+        )
     if rule.check == "allowed_values":
         allowed = ", ".join(str(v) for v in rule.values)
         if len(allowed) > 200:
             allowed = allowed[:200] + "..."
-        return F.concat(F.lit(f"rule {rule.name}: field '{first}': '"), shown(first),
-                        F.lit(f"' is not one of {allowed}"))
+        return F.concat(
+            F.lit(f"rule {rule.name}: field '{first}': '"), shown(first), F.lit(f"' is not one of {allowed}")
+        )
     if rule.check == "regex":
-        return F.concat(F.lit(f"rule {rule.name}: field '{first}': '"), shown(first),
-                        F.lit(f"' does not match {rule.pattern}"))
+        return F.concat(
+            F.lit(f"rule {rule.name}: field '{first}': '"), shown(first), F.lit(f"' does not match {rule.pattern}")
+        )
     if rule.check == "referential":
         keys = F.to_json(F.struct(*[col(n) for n in rule.columns]))
-        return F.concat(F.lit(f"rule {rule.name}: "), keys,
-                        F.lit(f" not found in dimension {rule.dimension} ({', '.join(rule.dimension_columns)})"))
+        return F.concat(
+            F.lit(f"rule {rule.name}: "),
+            keys,
+            F.lit(f" not found in dimension {rule.dimension} ({', '.join(rule.dimension_columns)})"),
+        )
     raise ValueError(f"{rule.check} is not a row-level check")
 
 
@@ -184,14 +193,17 @@ def with_quarantine_rules(df, spec: TableQualitySpec, column_types: Mapping[str,
     if not rules:
         return df
     names = F.array(*[F.when(failed_expression(r, column_types), F.lit(r.name)) for r in rules])
-    messages = F.array(*[F.when(failed_expression(r, column_types), message_expression(r, column_types))
-                         for r in rules])
+    messages = F.array(
+        *[F.when(failed_expression(r, column_types), message_expression(r, column_types)) for r in rules]
+    )
     first = F.get(F.filter(names, lambda x: x.isNotNull()), 0)
     reason = F.concat_ws("; ", F.filter(messages, lambda x: x.isNotNull()))
     df = df.withColumn("__q_rule", F.when(col(RULE).isNull(), first)).withColumn("__q_reason", reason)
-    return (df.withColumn(RULE, F.coalesce(col(RULE), col("__q_rule")))
-              .withColumn(REASON, F.when(col("__q_rule").isNotNull(), col("__q_reason")).otherwise(col(REASON)))
-              .drop("__q_rule", "__q_reason"))
+    return (
+        df.withColumn(RULE, F.coalesce(col(RULE), col("__q_rule")))
+        .withColumn(REASON, F.when(col("__q_rule").isNotNull(), col("__q_reason")).otherwise(col(REASON)))
+        .drop("__q_rule", "__q_reason")
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,8 +220,9 @@ def metric_columns(columns: Sequence[str], spec: TableQualitySpec) -> list[str]:
     return [c for c in columns if not c.startswith("_")] if spec.metrics else []
 
 
-def measure_columns(spec: TableQualitySpec, column_types: Mapping[str, str],
-                    metric_columns: Sequence[str] = ()) -> dict[str, object]:
+def measure_columns(
+    spec: TableQualitySpec, column_types: Mapping[str, str], metric_columns: Sequence[str] = ()
+) -> dict[str, object]:
     """Named aggregate Columns: row count, failures of warn/fail row rules, aggregate-rule inputs,
     and the metrics of ``metric_columns``. Evaluate them over the rows about to be written, in
     one aggregation."""
@@ -223,8 +236,11 @@ def measure_columns(spec: TableQualitySpec, column_types: Mapping[str, str],
             out[f"nonnull:{rule.column}"] = F.count(col(rule.column))
         elif rule.check == "freshness":
             c = col(rule.column)
-            micros = F.unix_micros(c) if column_types.get(rule.column) == "timestamp" \
+            micros = (
+                F.unix_micros(c)
+                if column_types.get(rule.column) == "timestamp"
                 else F.unix_date(c).cast("long") * F.lit(86_400_000_000)
+            )
             out[f"maxtime:{rule.column}"] = F.max(micros)
         elif rule.check == "anomaly" and rule.metric != "row_count":
             _add_metric(out, rule.column, column_types)
@@ -283,10 +299,16 @@ def unique_counts(valid, rules: Sequence[RuleSpec], *, existing=None) -> dict[st
     def stacked(df, chosen):
         from featuremill.quality.tables import stack
 
-        entries = [{"rule": F.lit(r.name),
-                    "key": F.when(F.greatest(*[col(c).isNull() for c in r.columns], F.lit(False)) == F.lit(False),
-                                  F.to_json(F.struct(*[col(c) for c in r.columns])))}
-                   for r in chosen]
+        entries = [
+            {
+                "rule": F.lit(r.name),
+                "key": F.when(
+                    F.greatest(*[col(c).isNull() for c in r.columns], F.lit(False)) == F.lit(False),
+                    F.to_json(F.struct(*[col(c) for c in r.columns])),
+                ),
+            }
+            for r in chosen
+        ]
         return stack(df, entries).where(F.col("key").isNotNull())
 
     keys = stacked(valid, rules)
@@ -294,8 +316,9 @@ def unique_counts(valid, rules: Sequence[RuleSpec], *, existing=None) -> dict[st
     if existing is not None and table_rules:
         keys = keys.unionByName(stacked(existing, table_rules))
     counted = keys.groupBy("rule", "key").count().where(F.col("count") > 1)
-    rows = counted.groupBy("rule").agg(F.count(F.lit(1)).alias("keys"),
-                                       F.sum(F.col("count") - 1).alias("extra")).collect()
+    rows = (
+        counted.groupBy("rule").agg(F.count(F.lit(1)).alias("keys"), F.sum(F.col("count") - 1).alias("extra")).collect()
+    )
     found = {r["rule"]: (int(r["keys"]), int(r["extra"])) for r in rows}
     return {r.name: found.get(r.name, (0, 0)) for r in rules}
 
@@ -309,12 +332,14 @@ def duplicate_examples(valid, rule: RuleSpec, *, existing=None, limit: int = 5) 
     keys = valid.where(present).select(key)
     if existing is not None and rule.scope == "table":
         keys = keys.unionByName(existing.where(present).select(key))
-    return [r["key"] for r in keys.groupBy("key").count().where(F.col("count") > 1)
-            .orderBy("key").limit(limit).collect()]
+    return [
+        r["key"] for r in keys.groupBy("key").count().where(F.col("count") > 1).orderBy("key").limit(limit).collect()
+    ]
 
 
-def failing_examples(valid, rule: RuleSpec, column_types: Mapping[str, str], key: Sequence[str],
-                     limit: int = 5) -> list[str]:
+def failing_examples(
+    valid, rule: RuleSpec, column_types: Mapping[str, str], key: Sequence[str], limit: int = 5
+) -> list[str]:
     """A few keys (JSON) of rows failing a row-level or completeness rule (only run when it fails)."""
     from pyspark.sql import functions as F
 
@@ -333,8 +358,8 @@ def failing_examples(valid, rule: RuleSpec, column_types: Mapping[str, str], key
 class EvaluationContext:
     """What a decision may depend on besides the measurements."""
 
-    now: dt.datetime                         # the run's start, timezone-aware
-    start: dt.date | None                    # the partition (date range) the run writes
+    now: dt.datetime  # the run's start, timezone-aware
+    start: dt.date | None  # the partition (date range) the run writes
     end: dt.date | None
     timezone: str = "UTC"
     history: Mapping[tuple[str, str], Sequence[tuple[dt.date, dt.date, float]]] = field(default_factory=dict)
@@ -346,9 +371,14 @@ class EvaluationContext:
         return (self.end - self.start).days + 1
 
 
-def evaluate(spec: TableQualitySpec, measures: Mapping[str, object], context: EvaluationContext, *,
-             quarantined: Mapping[str, int] | None = None,
-             unique: Mapping[str, tuple[int, int]] | None = None) -> list[RuleResult]:
+def evaluate(
+    spec: TableQualitySpec,
+    measures: Mapping[str, object],
+    context: EvaluationContext,
+    *,
+    quarantined: Mapping[str, int] | None = None,
+    unique: Mapping[str, tuple[int, int]] | None = None,
+) -> list[RuleResult]:
     """Decide every rule of ``spec`` from the measured numbers (no Spark)."""
     rows = int(measures.get(ROWS) or 0)
     out = []
@@ -358,71 +388,138 @@ def evaluate(spec: TableQualitySpec, measures: Mapping[str, object], context: Ev
 
 
 def _result(table: str, rule: RuleSpec, status: str, message: str, **kw) -> RuleResult:
-    return RuleResult(table=table, rule=rule.name, check=rule.check, severity=rule.severity, status=status,
-                      message=message, columns=rule.columns, **kw)
+    return RuleResult(
+        table=table,
+        rule=rule.name,
+        check=rule.check,
+        severity=rule.severity,
+        status=status,
+        message=message,
+        columns=rule.columns,
+        **kw,
+    )
 
 
 def _verdict(rule: RuleSpec, bad: bool) -> str:
     return rule.severity if bad else "pass"
 
 
-def _evaluate_rule(table: str, rule: RuleSpec, rows: int, m: Mapping[str, object], ctx: EvaluationContext,
-                   quarantined: Mapping[str, int], unique: Mapping[str, tuple[int, int]]) -> RuleResult:
+def _evaluate_rule(
+    table: str,
+    rule: RuleSpec,
+    rows: int,
+    m: Mapping[str, object],
+    ctx: EvaluationContext,
+    quarantined: Mapping[str, int],
+    unique: Mapping[str, tuple[int, int]],
+) -> RuleResult:
     cols = ", ".join(rule.columns)
     if rule.is_row_level and rule.severity == "quarantine":
         n = int(quarantined.get(rule.name, 0))
-        return _result(table, rule, "quarantined" if n else "pass",
-                       f"{n} row(s) quarantined" + (f" ({cols})" if cols else ""),
-                       value=float(n), threshold="0 rows", rows=rows + n, failing_rows=n)
+        return _result(
+            table,
+            rule,
+            "quarantined" if n else "pass",
+            f"{n} row(s) quarantined" + (f" ({cols})" if cols else ""),
+            value=float(n),
+            threshold="0 rows",
+            rows=rows + n,
+            failing_rows=n,
+        )
     if rule.is_row_level:
         n = int(m.get(f"failed:{rule.name}") or 0)
         what = _row_rule_text(rule)
-        return _result(table, rule, _verdict(rule, n > 0), f"{n} of {rows} row(s) fail: {what}",
-                       value=float(n), threshold="0 rows", rows=rows, failing_rows=n)
+        return _result(
+            table,
+            rule,
+            _verdict(rule, n > 0),
+            f"{n} of {rows} row(s) fail: {what}",
+            value=float(n),
+            threshold="0 rows",
+            rows=rows,
+            failing_rows=n,
+        )
     if rule.check == "unique":
         keys, extra = unique.get(rule.name, (0, 0))
         scope = "this run's rows and the rest of the table" if rule.scope == "table" else "this run's rows"
-        return _result(table, rule, _verdict(rule, extra > 0),
-                       f"{keys} duplicated key(s) of ({cols}) with {extra} extra row(s) in {scope}",
-                       value=float(extra), threshold="0 duplicate rows", rows=rows, failing_rows=extra)
+        return _result(
+            table,
+            rule,
+            _verdict(rule, extra > 0),
+            f"{keys} duplicated key(s) of ({cols}) with {extra} extra row(s) in {scope}",
+            value=float(extra),
+            threshold="0 duplicate rows",
+            rows=rows,
+            failing_rows=extra,
+        )
     if rule.check == "completeness":
         if rows == 0:
             return _result(table, rule, "skipped", "no rows to judge", rows=0)
         nonnull = int(m.get(f"nonnull:{rule.column}") or 0)
         pct = 100.0 * nonnull / rows
-        return _result(table, rule, _verdict(rule, pct < rule.min_percent),
-                       f"'{rule.column}' is {pct:.3f}% complete ({rows - nonnull} null of {rows}); "
-                       f"needs >= {rule.min_percent:g}%",
-                       value=pct, threshold=f">= {rule.min_percent:g}%", rows=rows, failing_rows=rows - nonnull)
+        return _result(
+            table,
+            rule,
+            _verdict(rule, pct < rule.min_percent),
+            f"'{rule.column}' is {pct:.3f}% complete ({rows - nonnull} null of {rows}); needs >= {rule.min_percent:g}%",
+            value=pct,
+            threshold=f">= {rule.min_percent:g}%",
+            rows=rows,
+            failing_rows=rows - nonnull,
+        )
     if rule.check == "freshness":
         latest = m.get(f"maxtime:{rule.column}")
         if latest is None:
-            return _result(table, rule, _verdict(rule, True), f"no '{rule.column}' value at all: cannot be fresh",
-                           threshold=f"<= {rule.max_age_seconds}s", rows=rows)
+            return _result(
+                table,
+                rule,
+                _verdict(rule, True),
+                f"no '{rule.column}' value at all: cannot be fresh",
+                threshold=f"<= {rule.max_age_seconds}s",
+                rows=rows,
+            )
         reference = _reference_time(rule, ctx)
         age = reference.timestamp() - int(latest) / 1e6
         latest_text = dt.datetime.fromtimestamp(int(latest) / 1e6, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         relative = "the run time" if rule.relative_to == "run_time" else "the end of the partition"
-        return _result(table, rule, _verdict(rule, age > rule.max_age_seconds),
-                       f"latest '{rule.column}' is {latest_text}, {_human(age)} before {relative}; "
-                       f"allowed {_human(rule.max_age_seconds)}",
-                       value=age, threshold=f"<= {rule.max_age_seconds}s", rows=rows)
+        return _result(
+            table,
+            rule,
+            _verdict(rule, age > rule.max_age_seconds),
+            f"latest '{rule.column}' is {latest_text}, {_human(age)} before {relative}; "
+            f"allowed {_human(rule.max_age_seconds)}",
+            value=age,
+            threshold=f"<= {rule.max_age_seconds}s",
+            rows=rows,
+        )
     if rule.check == "row_count_change":
         per_day = rows / ctx.days
         previous = list(ctx.history.get(("rows_per_day", ""), ()))
         if not previous:
-            return _result(table, rule, "skipped", "no earlier partition in quality_metrics to compare with",
-                           rows=rows, threshold=f"<= {rule.max_change_percent:g}%")
+            return _result(
+                table,
+                rule,
+                "skipped",
+                "no earlier partition in quality_metrics to compare with",
+                rows=rows,
+                threshold=f"<= {rule.max_change_percent:g}%",
+            )
         p_start, p_end, prev = max(previous, key=lambda t: (t[1], t[0]))
         if prev == 0:
             change = 0.0 if per_day == 0 else math.inf
         else:
             change = 100.0 * abs(per_day - prev) / prev
         span = p_start.isoformat() if p_start == p_end else f"{p_start}..{p_end}"
-        return _result(table, rule, _verdict(rule, change > rule.max_change_percent),
-                       f"{per_day:.1f} rows/day vs {prev:.1f} in the previous partition ({span}): "
-                       f"{change:.1f}% change; allowed {rule.max_change_percent:g}%",
-                       value=change, threshold=f"<= {rule.max_change_percent:g}%", rows=rows)
+        return _result(
+            table,
+            rule,
+            _verdict(rule, change > rule.max_change_percent),
+            f"{per_day:.1f} rows/day vs {prev:.1f} in the previous partition ({span}): "
+            f"{change:.1f}% change; allowed {rule.max_change_percent:g}%",
+            value=change,
+            threshold=f"<= {rule.max_change_percent:g}%",
+            rows=rows,
+        )
     if rule.check == "anomaly":
         return _evaluate_anomaly(table, rule, rows, m, ctx)
     raise ValueError(rule.check)
@@ -439,30 +536,46 @@ def current_metric(metric: str, column: str | None, rows: int, m: Mapping[str, o
     return None if value is None else float(value)
 
 
-def _evaluate_anomaly(table: str, rule: RuleSpec, rows: int, m: Mapping[str, object],
-                      ctx: EvaluationContext) -> RuleResult:
+def _evaluate_anomaly(
+    table: str, rule: RuleSpec, rows: int, m: Mapping[str, object], ctx: EvaluationContext
+) -> RuleResult:
     name = "rows_per_day" if rule.metric == "row_count" else rule.metric
     label = "rows/day" if rule.metric == "row_count" else f"{rule.metric} of '{rule.column}'"
     value = current_metric(rule.metric, rule.column, rows, m, ctx.days)
-    series = sorted(ctx.history.get((name, rule.column or ""), ()), key=lambda t: (t[1], t[0]))[-rule.history:]
+    series = sorted(ctx.history.get((name, rule.column or ""), ()), key=lambda t: (t[1], t[0]))[-rule.history :]
     values = [v for _, _, v in series if v is not None and not math.isnan(v)]
     threshold = f"|z| <= {rule.max_sd:g}"
     if value is None:
-        return _result(table, rule, "skipped", f"{label} is undefined for this run (no values)", rows=rows,
-                       threshold=threshold)
+        return _result(
+            table, rule, "skipped", f"{label} is undefined for this run (no values)", rows=rows, threshold=threshold
+        )
     if len(values) < rule.min_history:
-        return _result(table, rule, "skipped", f"{label} = {value:.6g}; only {len(values)} earlier partition(s) "
-                       f"in quality_metrics, needs {rule.min_history}", value=None, rows=rows, threshold=threshold)
+        return _result(
+            table,
+            rule,
+            "skipped",
+            f"{label} = {value:.6g}; only {len(values)} earlier partition(s) "
+            f"in quality_metrics, needs {rule.min_history}",
+            value=None,
+            rows=rows,
+            threshold=threshold,
+        )
     mean = sum(values) / len(values)
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
     if sd == 0:
         z = 0.0 if value == mean else math.inf
     else:
         z = (value - mean) / sd
-    return _result(table, rule, _verdict(rule, abs(z) > rule.max_sd),
-                   f"{label} = {value:.6g} vs history mean {mean:.6g} (sd {sd:.6g}, {len(values)} partitions): "
-                   f"z = {z:.2f}; allowed +/-{rule.max_sd:g} sd",
-                   value=z, threshold=threshold, rows=rows)
+    return _result(
+        table,
+        rule,
+        _verdict(rule, abs(z) > rule.max_sd),
+        f"{label} = {value:.6g} vs history mean {mean:.6g} (sd {sd:.6g}, {len(values)} partitions): "
+        f"z = {z:.2f}; allowed +/-{rule.max_sd:g} sd",
+        value=z,
+        threshold=threshold,
+        rows=rows,
+    )
 
 
 def _reference_time(rule: RuleSpec, ctx: EvaluationContext) -> dt.datetime:

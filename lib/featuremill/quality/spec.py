@@ -9,8 +9,9 @@ reported with the file and its path, e.g.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from featuremill.config import NUMERIC_TYPES, Checker, ColumnSpec, SectionContext, spark_type
 
@@ -20,8 +21,7 @@ CHECKS = ROW_CHECKS + AGGREGATE_CHECKS
 SEVERITIES = ("warn", "quarantine", "fail")
 ANOMALY_METRICS = ("row_count", "null_fraction", "mean", "stddev", "min", "max")
 #: Rule names the ingest classification already uses in the quarantine table.
-RESERVED_RULE_NAMES = ("malformed", "encoding", "type", "not_null", "non_finite", "partition", "duplicate",
-                       "valid")
+RESERVED_RULE_NAMES = ("malformed", "encoding", "type", "not_null", "non_finite", "partition", "duplicate", "valid")
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -153,8 +153,13 @@ class DriftSettings:
 
     def binning_params(self) -> dict[str, Any]:
         """The settings a stored reference profile depends on (a change means a new reference)."""
-        return {"bins": self.bins, "grid": self.grid, "top_categories": self.top_categories,
-                "max_categories": self.max_categories, "accuracy": self.accuracy}
+        return {
+            "bins": self.bins,
+            "grid": self.grid,
+            "top_categories": self.top_categories,
+            "max_categories": self.max_categories,
+            "accuracy": self.accuracy,
+        }
 
 
 @dataclass(frozen=True)
@@ -205,15 +210,18 @@ def parse_section(checker: Checker, value: Any, path: str, context: SectionConte
     tables: list[TableQualitySpec] = []
     if "tables" in data:
         tpath = f"{path}.tables"
-        body = checker.mapping(data["tables"], tpath,
-                               optional=tuple(data["tables"]) if isinstance(data["tables"], dict) else ())
+        body = checker.mapping(
+            data["tables"], tpath, optional=tuple(data["tables"]) if isinstance(data["tables"], dict) else ()
+        )
         for name, spec in (body or {}).items():
             cols = declared_columns(str(name), context.sources, context.feature_sets)
             if cols is None:
-                valid = ([f"validated.{s.name}" for s in context.sources]
-                         + [f"features.{f.name}" for f in context.feature_sets])
-                checker.error(f"{tpath}.{name}",
-                              f"{name!r} is not a table of this pipeline (use one of: {', '.join(valid)})")
+                valid = [f"validated.{s.name}" for s in context.sources] + [
+                    f"features.{f.name}" for f in context.feature_sets
+                ]
+                checker.error(
+                    f"{tpath}.{name}", f"{name!r} is not a table of this pipeline (use one of: {', '.join(valid)})"
+                )
                 continue
             parsed = _parse_table(checker, spec, f"{tpath}.{name}", str(name), cols, context)
             if parsed is not None:
@@ -223,14 +231,18 @@ def parse_section(checker: Checker, value: Any, path: str, context: SectionConte
     return QualitySpec(tables=tuple(tables), drift=drift, profile=profile)
 
 
-def _parse_table(checker: Checker, value: Any, path: str, name: str, cols: dict[str, str],
-                 context: SectionContext) -> TableQualitySpec | None:
+def _parse_table(
+    checker: Checker, value: Any, path: str, name: str, cols: dict[str, str], context: SectionContext
+) -> TableQualitySpec | None:
     data = checker.mapping(value if value is not None else {}, path, optional=("schema", "rules", "metrics", "drift"))
     if data is None:
         return None
     is_source = name.startswith("validated.")
-    schema = _parse_schema(checker, data["schema"], f"{path}.schema", name, cols, is_source) \
-        if "schema" in data else SchemaPolicy()
+    schema = (
+        _parse_schema(checker, data["schema"], f"{path}.schema", name, cols, is_source)
+        if "schema" in data
+        else SchemaPolicy()
+    )
     metrics = True
     if "metrics" in data:
         metrics = bool(checker.boolean(data["metrics"], f"{path}.metrics"))
@@ -245,18 +257,35 @@ def _parse_table(checker: Checker, value: Any, path: str, name: str, cols: dict[
                 if rule is None:
                     continue
                 if rule.name in seen:
-                    checker.error(f"{path}.rules[{i}].name",
-                                  f"rule name {rule.name!r} is used twice in {name}; give one of them a name")
+                    checker.error(
+                        f"{path}.rules[{i}].name",
+                        f"rule name {rule.name!r} is used twice in {name}; give one of them a name",
+                    )
                     continue
                 seen.add(rule.name)
                 rules.append(rule)
     if schema.key:
-        rules.append(RuleSpec(name="schema_key", check="unique", severity="fail", columns=schema.key,
-                              scope="table", description="schema.key must be unique"))
+        rules.append(
+            RuleSpec(
+                name="schema_key",
+                check="unique",
+                severity="fail",
+                columns=schema.key,
+                scope="table",
+                description="schema.key must be unique",
+            )
+        )
     for c in schema.columns:
         if not c.nullable:
-            rules.append(RuleSpec(name=f"schema_not_null_{c.name}", check="not_null", severity="fail",
-                                  columns=(c.name,), description="declared nullable: false"))
+            rules.append(
+                RuleSpec(
+                    name=f"schema_not_null_{c.name}",
+                    check="not_null",
+                    severity="fail",
+                    columns=(c.name,),
+                    description="declared nullable: false",
+                )
+            )
     drift_columns: tuple[str, ...] = ()
     drift_exclude: tuple[str, ...] = ()
     if "drift" in data:
@@ -266,13 +295,22 @@ def _parse_table(checker: Checker, value: Any, path: str, name: str, cols: dict[
             drift_columns = _columns(checker, d["columns"], f"{dpath}.columns", name, cols) or ()
         if "exclude" in d:
             drift_exclude = _columns(checker, d["exclude"], f"{dpath}.exclude", name, cols) or ()
-    return TableQualitySpec(table=name, schema=schema, rules=tuple(rules), metrics=metrics,
-                            drift_columns=drift_columns, drift_exclude=drift_exclude)
+    return TableQualitySpec(
+        table=name,
+        schema=schema,
+        rules=tuple(rules),
+        metrics=metrics,
+        drift_columns=drift_columns,
+        drift_exclude=drift_exclude,
+    )
 
 
-def _parse_schema(checker: Checker, value: Any, path: str, name: str, cols: dict[str, str],
-                  is_source: bool) -> SchemaPolicy:
-    data = checker.mapping(value if value is not None else {}, path, optional=("additive", "widening", "columns", "key"))
+def _parse_schema(
+    checker: Checker, value: Any, path: str, name: str, cols: dict[str, str], is_source: bool
+) -> SchemaPolicy:
+    data = checker.mapping(
+        value if value is not None else {}, path, optional=("additive", "widening", "columns", "key")
+    )
     if data is None:
         return SchemaPolicy()
     additive = "allow"
@@ -287,11 +325,16 @@ def _parse_schema(checker: Checker, value: Any, path: str, name: str, cols: dict
     columns: list[ColumnSpec] = []
     if "columns" in data:
         if is_source:
-            checker.error(f"{path}.columns", f"the columns of {name} are declared under sources; "
-                                             "declare types and nullability there")
+            checker.error(
+                f"{path}.columns",
+                f"the columns of {name} are declared under sources; declare types and nullability there",
+            )
         else:
-            body = checker.mapping(data["columns"], f"{path}.columns",
-                                   optional=tuple(data["columns"]) if isinstance(data["columns"], dict) else ())
+            body = checker.mapping(
+                data["columns"],
+                f"{path}.columns",
+                optional=tuple(data["columns"]) if isinstance(data["columns"], dict) else (),
+            )
             for col_name, spec in (body or {}).items():
                 cpath = f"{path}.columns.{col_name}"
                 if isinstance(spec, str):
@@ -308,23 +351,34 @@ def _parse_schema(checker: Checker, value: Any, path: str, name: str, cols: dict
                     checker.error(f"{cpath}.type", str(exc))
                     continue
                 nullable = checker.boolean(cbody["nullable"], f"{cpath}.nullable") if "nullable" in cbody else True
-                columns.append(ColumnSpec(name=str(col_name), type=sql_type, nullable=nullable is not False,
-                                          description=str(cbody.get("description") or "")))
+                columns.append(
+                    ColumnSpec(
+                        name=str(col_name),
+                        type=sql_type,
+                        nullable=nullable is not False,
+                        description=str(cbody.get("description") or ""),
+                    )
+                )
     key: tuple[str, ...] = ()
     if "key" in data:
         key = _columns(checker, data["key"], f"{path}.key", name, cols) or ()
     return SchemaPolicy(additive=additive, widening=widening, columns=tuple(columns), key=key)
 
 
-def _parse_rule(checker: Checker, value: Any, path: str, table: str, cols: dict[str, str],
-                context: SectionContext, is_source: bool) -> RuleSpec | None:
+def _parse_rule(
+    checker: Checker, value: Any, path: str, table: str, cols: dict[str, str], context: SectionContext, is_source: bool
+) -> RuleSpec | None:
     if not isinstance(value, dict):
         checker.error(path, "expected a mapping with at least 'check' and 'severity'")
         return None
     check = value.get("check")
     if check not in CHECKS:
-        checker.error(f"{path}.check", f"{check!r} is not a check; use one of: {', '.join(CHECKS)}"
-                      if "check" in value else "is required (one of: " + ", ".join(CHECKS) + ")")
+        checker.error(
+            f"{path}.check",
+            f"{check!r} is not a check; use one of: {', '.join(CHECKS)}"
+            if "check" in value
+            else "is required (one of: " + ", ".join(CHECKS) + ")",
+        )
         return None
     data = checker.mapping(value, path, required=("check", "severity"), optional=_COMMON_KEYS + _CHECK_KEYS[check])
     if data is None or "severity" not in data:
@@ -335,13 +389,18 @@ def _parse_rule(checker: Checker, value: Any, path: str, table: str, cols: dict[
         return None
     if severity == "quarantine":
         if check not in ROW_CHECKS:
-            checker.error(f"{path}.severity", f"a {check} rule judges the whole table, not a row: it cannot "
-                                              "quarantine rows; use warn or fail")
+            checker.error(
+                f"{path}.severity",
+                f"a {check} rule judges the whole table, not a row: it cannot quarantine rows; use warn or fail",
+            )
             ok = False
         elif not is_source:
-            checker.error(f"{path}.severity", f"rows of {table} are derived, not input: they cannot be "
-                                              "quarantined; use warn or fail here, or quarantine the input "
-                                              "rows with a rule on the source's validated table")
+            checker.error(
+                f"{path}.severity",
+                f"rows of {table} are derived, not input: they cannot be "
+                "quarantined; use warn or fail here, or quarantine the input "
+                "rows with a rule on the source's validated table",
+            )
             ok = False
     kw: dict[str, Any] = {}
     columns: tuple[str, ...] = ()
@@ -378,7 +437,11 @@ def _parse_rule(checker: Checker, value: Any, path: str, table: str, cols: dict[
                     ok = False
                 else:
                     kw[bound] = v
-        if isinstance(kw.get("min"), (int, float)) and isinstance(kw.get("max"), (int, float)) and kw["min"] > kw["max"]:
+        if (
+            isinstance(kw.get("min"), (int, float))
+            and isinstance(kw.get("max"), (int, float))
+            and kw["min"] > kw["max"]
+        ):
             checker.error(path, f"min {kw['min']} is above max {kw['max']}")
             ok = False
     elif check == "allowed_values":
@@ -413,13 +476,18 @@ def _parse_rule(checker: Checker, value: Any, path: str, table: str, cols: dict[
                 dcols = checker.names(data["dimension_columns"], f"{path}.dimension_columns") or ()
                 for c in dcols:
                     if c not in dim.column_names:
-                        checker.error(f"{path}.dimension_columns", f"column {c!r} is not declared in dimension {dim.name!r}")
+                        checker.error(
+                            f"{path}.dimension_columns", f"column {c!r} is not declared in dimension {dim.name!r}"
+                        )
                         ok = False
             else:
                 dcols = dim.key
             if columns and len(dcols) != len(columns):
-                checker.error(path, f"{len(columns)} column(s) cannot be matched with the {len(dcols)} "
-                                    f"dimension column(s) {list(dcols)}")
+                checker.error(
+                    path,
+                    f"{len(columns)} column(s) cannot be matched with the {len(dcols)} "
+                    f"dimension column(s) {list(dcols)}",
+                )
                 ok = False
             kw["dimension"] = dim.name
             kw["dimension_columns"] = tuple(dcols)
@@ -439,8 +507,10 @@ def _parse_rule(checker: Checker, value: Any, path: str, table: str, cols: dict[
             kw["max_age_seconds"] = checker.duration(data["max_age"], f"{path}.max_age")
             ok = ok and kw["max_age_seconds"] is not None
         if "relative_to" in data:
-            kw["relative_to"] = checker.string(data["relative_to"], f"{path}.relative_to",
-                                               choices=("run_time", "partition_end")) or "run_time"
+            kw["relative_to"] = (
+                checker.string(data["relative_to"], f"{path}.relative_to", choices=("run_time", "partition_end"))
+                or "run_time"
+            )
         if not columns:
             default = _default_time_column(table, context)
             if default is None:
@@ -449,8 +519,10 @@ def _parse_rule(checker: Checker, value: Any, path: str, table: str, cols: dict[
             else:
                 columns = (default,)
         if columns and cols.get(columns[0]) not in ("timestamp", "date"):
-            checker.error(f"{path}.column",
-                          f"column {columns[0]!r} is {cols.get(columns[0])}, freshness needs a timestamp or date")
+            checker.error(
+                f"{path}.column",
+                f"column {columns[0]!r} is {cols.get(columns[0])}, freshness needs a timestamp or date",
+            )
             ok = False
     elif check == "row_count_change":
         kw["max_change_percent"] = _number(checker, data.get("max_change_percent"), f"{path}.max_change_percent", low=0)
@@ -465,10 +537,14 @@ def _parse_rule(checker: Checker, value: Any, path: str, table: str, cols: dict[
         elif metric != "row_count" and not columns:
             checker.error(f"{path}.column", f"metric {metric!r} needs a column")
             ok = False
-        elif metric in ("mean", "stddev", "min", "max") and cols.get(columns[0]) not in NUMERIC_TYPES \
-                and not str(cols.get(columns[0])).startswith("decimal"):
-            checker.error(f"{path}.column",
-                          f"metric {metric!r} needs a numeric column, {columns[0]!r} is {cols.get(columns[0])}")
+        elif (
+            metric in ("mean", "stddev", "min", "max")
+            and cols.get(columns[0]) not in NUMERIC_TYPES
+            and not str(cols.get(columns[0])).startswith("decimal")
+        ):
+            checker.error(
+                f"{path}.column", f"metric {metric!r} needs a numeric column, {columns[0]!r} is {cols.get(columns[0])}"
+            )
             ok = False
         kw["metric"] = metric
         if "max_sd" in data:
@@ -485,12 +561,14 @@ def _parse_rule(checker: Checker, value: Any, path: str, table: str, cols: dict[
     name = _rule_name(checker, data, path, check, columns, kw.get("metric"))
     if not ok or name is None:
         return None
-    return RuleSpec(name=name, check=check, severity=severity, columns=columns,
-                    description=str(data.get("description") or ""), **kw)
+    return RuleSpec(
+        name=name, check=check, severity=severity, columns=columns, description=str(data.get("description") or ""), **kw
+    )
 
 
-def _rule_name(checker: Checker, data: Mapping, path: str, check: str, columns: tuple[str, ...],
-               metric: str | None) -> str | None:
+def _rule_name(
+    checker: Checker, data: Mapping, path: str, check: str, columns: tuple[str, ...], metric: str | None
+) -> str | None:
     if "name" in data:
         name = checker.string(data["name"], f"{path}.name", identifier=True)
         if name in RESERVED_RULE_NAMES:
@@ -521,16 +599,18 @@ def _columns(checker: Checker, value: Any, path: str, table: str, cols: dict[str
     return _checked_columns(checker, names, path, table, cols) or None
 
 
-def _checked_columns(checker: Checker, names: tuple[str, ...], path: str, table: str,
-                     cols: dict[str, str]) -> tuple[str, ...]:
+def _checked_columns(
+    checker: Checker, names: tuple[str, ...], path: str, table: str, cols: dict[str, str]
+) -> tuple[str, ...]:
     bad = [n for n in names if n not in cols]
     for n in bad:
         checker.error(path, f"{n!r} is not a column of {table} ({', '.join(cols)})")
     return () if bad else tuple(names)
 
 
-def _number(checker: Checker, value: Any, path: str, *, low: float | None = None,
-            high: float | None = None) -> float | None:
+def _number(
+    checker: Checker, value: Any, path: str, *, low: float | None = None, high: float | None = None
+) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         checker.error(path, f"expected a number, got {value!r}")
         return None
@@ -542,14 +622,32 @@ def _number(checker: Checker, value: Any, path: str, *, low: float | None = None
 
 
 def _parse_drift(checker: Checker, value: Any, path: str) -> DriftSettings:
-    data = checker.mapping(value if value is not None else {}, path,
-                           optional=("bins", "grid", "top_categories", "max_categories", "accuracy", "min_rows",
-                                     "fdr_alpha", "psi_epsilon", "thresholds"))
+    data = checker.mapping(
+        value if value is not None else {},
+        path,
+        optional=(
+            "bins",
+            "grid",
+            "top_categories",
+            "max_categories",
+            "accuracy",
+            "min_rows",
+            "fdr_alpha",
+            "psi_epsilon",
+            "thresholds",
+        ),
+    )
     if data is None:
         return DriftSettings()
     kw: dict[str, Any] = {}
-    for key, minimum in (("bins", 2), ("grid", 10), ("top_categories", 1), ("max_categories", 1),
-                         ("accuracy", 100), ("min_rows", 1)):
+    for key, minimum in (
+        ("bins", 2),
+        ("grid", 10),
+        ("top_categories", 1),
+        ("max_categories", 1),
+        ("accuracy", 100),
+        ("min_rows", 1),
+    ):
         if key in data:
             v = checker.integer(data[key], f"{path}.{key}", minimum=minimum)
             if v is not None:
@@ -578,10 +676,16 @@ def _parse_drift(checker: Checker, value: Any, path: str) -> DriftSettings:
             t = checker.mapping(spec, mpath, optional=("warn", "alert"))
             if t is None:
                 continue
-            warn = thresholds[metric].warn if "warn" not in t else (
-                None if t["warn"] is None else _number(checker, t["warn"], f"{mpath}.warn", low=0))
-            alert = thresholds[metric].alert if "alert" not in t else (
-                None if t["alert"] is None else _number(checker, t["alert"], f"{mpath}.alert", low=0))
+            warn = (
+                thresholds[metric].warn
+                if "warn" not in t
+                else (None if t["warn"] is None else _number(checker, t["warn"], f"{mpath}.warn", low=0))
+            )
+            alert = (
+                thresholds[metric].alert
+                if "alert" not in t
+                else (None if t["alert"] is None else _number(checker, t["alert"], f"{mpath}.alert", low=0))
+            )
             if warn is not None and alert is not None and warn > alert:
                 checker.error(mpath, f"warn {warn} is above alert {alert}")
             thresholds[metric] = Threshold(warn, alert)
@@ -589,8 +693,11 @@ def _parse_drift(checker: Checker, value: Any, path: str) -> DriftSettings:
 
 
 def _parse_profile(checker: Checker, value: Any, path: str) -> ProfileSettings:
-    data = checker.mapping(value if value is not None else {}, path,
-                           optional=("top_values", "histogram_bins", "quantiles", "accuracy", "discrete_max_distinct"))
+    data = checker.mapping(
+        value if value is not None else {},
+        path,
+        optional=("top_values", "histogram_bins", "quantiles", "accuracy", "discrete_max_distinct"),
+    )
     if data is None:
         return ProfileSettings()
     kw: dict[str, Any] = {}
@@ -601,8 +708,11 @@ def _parse_profile(checker: Checker, value: Any, path: str) -> ProfileSettings:
                 kw[key] = v
     if "quantiles" in data:
         qs = data["quantiles"]
-        if not isinstance(qs, list) or not qs or any(isinstance(q, bool) or not isinstance(q, (int, float))
-                                                     or not 0 <= q <= 1 for q in qs):
+        if (
+            not isinstance(qs, list)
+            or not qs
+            or any(isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q <= 1 for q in qs)
+        ):
             checker.error(f"{path}.quantiles", "expected a list of probabilities between 0 and 1")
         else:
             kw["quantiles"] = tuple(sorted(float(q) for q in qs))

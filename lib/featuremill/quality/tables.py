@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from featuremill.config import FeatureSetSpec, PipelineConfig, SourceSpec
 from featuremill.core.errors import FeaturemillError
@@ -46,8 +46,9 @@ class TableRef:
         return dict(self.columns)
 
 
-def declared_columns(name: str, sources: Sequence[SourceSpec], feature_sets: Sequence[FeatureSetSpec]
-                     ) -> dict[str, str] | None:
+def declared_columns(
+    name: str, sources: Sequence[SourceSpec], feature_sets: Sequence[FeatureSetSpec]
+) -> dict[str, str] | None:
     """Column name -> Spark SQL type of ``validated.<source>`` / ``features.<set>``; None if unknown."""
     kind, _, rest = name.partition(".")
     by_source = {s.name: s for s in sources}
@@ -80,8 +81,11 @@ def declared_columns(name: str, sources: Sequence[SourceSpec], feature_sets: Seq
 
 def table_names(config: PipelineConfig) -> list[str]:
     """Every table name :func:`resolve_table` accepts for this pipeline."""
-    return ([f"validated.{s.name}" for s in config.sources] + [f"features.{f.name}" for f in config.feature_sets]
-            + ["quarantine"])
+    return (
+        [f"validated.{s.name}" for s in config.sources]
+        + [f"features.{f.name}" for f in config.feature_sets]
+        + ["quarantine"]
+    )
 
 
 def resolve_table(config: PipelineConfig, name: str) -> TableRef:
@@ -91,18 +95,33 @@ def resolve_table(config: PipelineConfig, name: str) -> TableRef:
     if kind == "validated" and rest in {s.name for s in config.sources}:
         src = config.source(rest)
         cols = declared_columns(name, config.sources, config.feature_sets) or {}
-        return TableRef(name, tables.validated(rest), "validated", key=src.key, event_time=src.event_time,
-                        date_column="event_date" if src.event_time else None, columns=tuple(cols.items()))
+        return TableRef(
+            name,
+            tables.validated(rest),
+            "validated",
+            key=src.key,
+            event_time=src.event_time,
+            date_column="event_date" if src.event_time else None,
+            columns=tuple(cols.items()),
+        )
     if kind == "features" and rest in {f.name for f in config.feature_sets}:
         fs = config.feature_set(rest)
         src = config.source(fs.source)
         cols = declared_columns(name, config.sources, config.feature_sets) or {}
-        return TableRef(name, tables.features(rest), "features", key=tuple(fs.entity) + (src.event_time,),
-                        event_time=src.event_time, date_column="event_date", columns=tuple(cols.items()))
+        return TableRef(
+            name,
+            tables.features(rest),
+            "features",
+            key=tuple(fs.entity) + (src.event_time,),
+            event_time=src.event_time,
+            date_column="event_date",
+            columns=tuple(cols.items()),
+        )
     if name == "quarantine":
         return TableRef(name, tables.quarantine, "quarantine", date_column="_ingest_date")
-    raise SelectionError(f"pipeline {config.name!r} has no table {name!r}; "
-                         f"use one of: {', '.join(table_names(config))}")
+    raise SelectionError(
+        f"pipeline {config.name!r} has no table {name!r}; use one of: {', '.join(table_names(config))}"
+    )
 
 
 @dataclass(frozen=True)
@@ -177,8 +196,10 @@ def _date(text: str, whole: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text.strip())
     except ValueError:
-        raise SelectionError(f"selection {whole!r}: {text.strip()!r} is not a date (use YYYY-MM-DD, "
-                             "YYYY-MM-DD..YYYY-MM-DD, v12, all or latest)") from None
+        raise SelectionError(
+            f"selection {whole!r}: {text.strip()!r} is not a date (use YYYY-MM-DD, "
+            "YYYY-MM-DD..YYYY-MM-DD, v12, all or latest)"
+        ) from None
 
 
 def read_selection(spark, table: TableRef, selection: Selection):
@@ -189,8 +210,8 @@ def read_selection(spark, table: TableRef, selection: Selection):
     """
     from pyspark.sql import functions as F
 
-    from featuremill.storage import io
     from featuremill.core.sql import col
+    from featuremill.storage import io
 
     version = selection.version if selection.version is not None else io.delta_version(spark, table.path)
     if version is None:
@@ -209,15 +230,15 @@ def read_selection(spark, table: TableRef, selection: Selection):
     return df, Selection(start=start, end=end, version=version), version
 
 
-def columns_for_analysis(schema, table: TableRef, *, columns: Sequence[str] | None = None,
-                         exclude: Sequence[str] = ()) -> list[str]:
+def columns_for_analysis(
+    schema, table: TableRef, *, columns: Sequence[str] | None = None, exclude: Sequence[str] = ()
+) -> list[str]:
     """Columns to profile or compare: ``columns`` if given, else all but keys, dates and ``_`` columns."""
     names = [f.name for f in schema.fields]
     if columns:
         missing = [c for c in columns if c not in names]
         if missing:
-            raise SelectionError(f"table {table.name} has no column(s) {', '.join(missing)}; "
-                                 f"it has {', '.join(names)}")
+            raise SelectionError(f"table {table.name} has no column(s) {', '.join(missing)}; it has {', '.join(names)}")
         return list(columns)
     skip = set(table.key) | {table.event_time, table.date_column, "event_date"} | set(exclude)
     return [n for n in names if n not in skip and not n.startswith("_")]
@@ -234,5 +255,6 @@ def stack(df, entries: Sequence[dict]):
 
     names = list(entries[0])
     wide = df.select(*[entry[name].alias(f"__s{i}_{name}") for i, entry in enumerate(entries) for name in names])
-    return wide.select(F.inline(F.array(*[F.struct(*[F.col(f"__s{i}_{n}").alias(n) for n in names])
-                                          for i in range(len(entries))])))
+    return wide.select(
+        F.inline(F.array(*[F.struct(*[F.col(f"__s{i}_{n}").alias(n) for n in names]) for i in range(len(entries))]))
+    )

@@ -8,11 +8,10 @@ never on rows.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 from featuremill.core.stats import benjamini_hochberg  # noqa: F401  (re-exported for selection)
-
 
 #: Permutation importance counts as evidence only this many standard errors above zero.
 PERMUTATION_Z = 3.0
@@ -54,8 +53,9 @@ def chi2_is_valid(counts: Mapping[tuple, int]) -> bool:
     return min(expected) >= 1 and small <= 0.2 * len(expected)
 
 
-def near_zero_variance(top_counts: Sequence[int], distinct: int, non_null: int, *, freq_ratio_cut: float,
-                       unique_percent_cut: float) -> tuple[float | None, float, bool]:
+def near_zero_variance(
+    top_counts: Sequence[int], distinct: int, non_null: int, *, freq_ratio_cut: float, unique_percent_cut: float
+) -> tuple[float | None, float, bool]:
     """caret's ``nearZeroVar`` rule: ``(frequency ratio, % unique, flagged)``.
 
     Frequency ratio = count of the most common value / count of the second most common;
@@ -91,11 +91,12 @@ def redundant_pairs(names: Sequence[str], matrix: Sequence[Sequence[float]], thr
 
 def average_ranks(scores: Mapping[str, Mapping[str, float | None]], methods: Iterable[str]) -> dict[str, float]:
     """Mean rank (1 = best) of each feature over the methods that scored it (higher score = better)."""
-    sums: dict[str, float] = {name: 0.0 for name in scores}
-    counts: dict[str, int] = {name: 0 for name in scores}
+    sums: dict[str, float] = dict.fromkeys(scores, 0.0)
+    counts: dict[str, int] = dict.fromkeys(scores, 0)
     for method in methods:
-        scored = [(s[method], name) for name, s in scores.items()
-                  if s.get(method) is not None and not math.isnan(s[method])]
+        scored = [
+            (s[method], name) for name, s in scores.items() if s.get(method) is not None and not math.isnan(s[method])
+        ]
         scored.sort(key=lambda t: (-t[0], t[1]))
         position = 0
         while position < len(scored):
@@ -116,7 +117,7 @@ class FeatureScore:
     """Everything measured about one feature, and the decision."""
 
     name: str
-    kind: str                          # numeric | categorical | unsupported
+    kind: str  # numeric | categorical | unsupported
     spark_type: str
     non_null: int = 0
     distinct: int = 0
@@ -153,8 +154,15 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
-def decide(features: list[FeatureScore], *, pairs: Sequence[Pair], alpha: float, min_importance: float,
-           baseline_loss: float | None, max_features: int | None) -> None:
+def decide(
+    features: list[FeatureScore],
+    *,
+    pairs: Sequence[Pair],
+    alpha: float,
+    min_importance: float,
+    baseline_loss: float | None,
+    max_features: int | None,
+) -> None:
     """Fill ``decision``/``reason``/``rank`` in place, in this order of rules:
 
     1. no values or one value: dropped (empty / constant);
@@ -178,8 +186,9 @@ def decide(features: list[FeatureScore], *, pairs: Sequence[Pair], alpha: float,
             f.decision, f.reason = "drop", "constant: a single distinct value"
         elif f.notes and "near_zero_variance" in f.notes:
             f.decision = "drop"
-            f.reason = (f"near-zero variance: frequency ratio {_fmt(f.freq_ratio)} and "
-                        f"{_fmt(f.unique_percent)}% unique values")
+            f.reason = (
+                f"near-zero variance: frequency ratio {_fmt(f.freq_ratio)} and {_fmt(f.unique_percent)}% unique values"
+            )
 
     def relevance(f: FeatureScore) -> tuple:
         return (f.mutual_information or 0.0, abs(f.label_correlation or 0.0), f.name)
@@ -193,17 +202,23 @@ def decide(features: list[FeatureScore], *, pairs: Sequence[Pair], alpha: float,
             evidence.append("chi2")
         if f.f_p_adj is not None and f.f_p_adj < alpha:
             evidence.append("F")
-        if threshold is not None and f.permutation_importance is not None and f.permutation_importance > 0 \
-                and f.permutation_importance >= threshold \
-                and f.permutation_importance >= PERMUTATION_Z * (f.permutation_se or 0.0):
+        if (
+            threshold is not None
+            and f.permutation_importance is not None
+            and f.permutation_importance > 0
+            and f.permutation_importance >= threshold
+            and f.permutation_importance >= PERMUTATION_Z * (f.permutation_se or 0.0)
+        ):
             evidence.append("permutation")
         if not evidence:
             f.decision = "drop"
             chi = "" if f.chi2_valid else " (expected counts too small to use)"
-            f.reason = (f"no evidence of relevance: chi-square adjusted p {_fmt(f.chi2_p_adj)}{chi}, F-test adjusted p "
-                        f"{_fmt(f.f_p_adj)} (alpha {alpha}), permutation importance "
-                        f"{_fmt(f.permutation_importance)} (standard error {_fmt(f.permutation_se)}, "
-                        f"threshold {_fmt(threshold)})")
+            f.reason = (
+                f"no evidence of relevance: chi-square adjusted p {_fmt(f.chi2_p_adj)}{chi}, F-test adjusted p "
+                f"{_fmt(f.f_p_adj)} (alpha {alpha}), permutation importance "
+                f"{_fmt(f.permutation_importance)} (standard error {_fmt(f.permutation_se)}, "
+                f"threshold {_fmt(threshold)})"
+            )
         else:
             f.reason = "relevant by " + ", ".join(evidence)
 
@@ -214,8 +229,9 @@ def decide(features: list[FeatureScore], *, pairs: Sequence[Pair], alpha: float,
         correlated.setdefault(p.a, []).append((p.b, p.rho))
         correlated.setdefault(p.b, []).append((p.a, p.rho))
     kept_so_far: set[str] = set()
-    for f in sorted((f for f in features if f.decision == "keep" and f.name in correlated), key=relevance,
-                    reverse=True):
+    for f in sorted(
+        (f for f in features if f.decision == "keep" and f.name in correlated), key=relevance, reverse=True
+    ):
         partners = [(other, rho) for other, rho in correlated[f.name] if other in kept_so_far]
         if not partners:
             kept_so_far.add(f.name)
@@ -223,16 +239,19 @@ def decide(features: list[FeatureScore], *, pairs: Sequence[Pair], alpha: float,
         better_name, rho = max(partners, key=lambda t: abs(t[1]))
         better = by_name[better_name]
         f.decision = "drop"
-        f.reason = (f"redundant with {better.name} (correlation {rho:+.3f}); {better.name} is more "
-                    f"label-relevant (mutual information {_fmt(better.mutual_information)} vs "
-                    f"{_fmt(f.mutual_information)})")
+        f.reason = (
+            f"redundant with {better.name} (correlation {rho:+.3f}); {better.name} is more "
+            f"label-relevant (mutual information {_fmt(better.mutual_information)} vs "
+            f"{_fmt(f.mutual_information)})"
+        )
 
     kept = sorted((f for f in features if f.decision == "keep"), key=lambda f: (f.mean_rank, f.name))
     if max_features is not None:
         for f in kept[max_features:]:
             f.decision = "drop"
             f.reason = f"outside the best {max_features} by mean rank ({_fmt(f.mean_rank)})"
-    ordered = sorted(features, key=lambda f: (f.decision != "keep", f.mean_rank if f.mean_rank is not None
-                                              else float("inf"), f.name))
+    ordered = sorted(
+        features, key=lambda f: (f.decision != "keep", f.mean_rank if f.mean_rank is not None else float("inf"), f.name)
+    )
     for i, f in enumerate(ordered, start=1):
         f.rank = i

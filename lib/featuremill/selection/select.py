@@ -30,25 +30,32 @@ import dataclasses
 import logging
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from featuremill.core.errors import SelectionError
-from featuremill.transforms.fingerprint import content_fingerprint, content_hash_aggregate
+from featuremill.core.progress import stage
+from featuremill.core.sql import col
 from featuremill.selection.scores import (
-    FeatureScore, average_ranks, benjamini_hochberg, chi2_is_valid, decide, mutual_information, near_zero_variance,
+    FeatureScore,
+    average_ranks,
+    benjamini_hochberg,
+    chi2_is_valid,
+    decide,
+    mutual_information,
+    near_zero_variance,
     redundant_pairs,
 )
 from featuremill.selection.spec import SelectionSpec
-from featuremill.core.progress import stage
-from featuremill.core.sql import col
+from featuremill.transforms.fingerprint import content_fingerprint, content_hash_aggregate
 
 log = logging.getLogger(__name__)
 
 NUMERIC_TYPES = ("tinyint", "smallint", "int", "bigint", "float", "double", "boolean")
-EXACT_DISTINCT_LIMIT = 1000       # below this (approximate) count, values are counted exactly
-GRID_STEPS = 20                   # the 1/20 quantile grid: candidate frequent values for NZV
-MIN_CLASS_ROWS = 10               # held-out rows per class needed for permutation importance
+EXACT_DISTINCT_LIMIT = 1000  # below this (approximate) count, values are counted exactly
+GRID_STEPS = 20  # the 1/20 quantile grid: candidate frequent values for NZV
+MIN_CLASS_ROWS = 10  # held-out rows per class needed for permutation importance
 SCORE_METHODS = ("mutual_information", "chi2_score", "f_score", "rf_importance", "permutation_importance")
 
 
@@ -133,8 +140,9 @@ def quantile_edges(quantile_values: Sequence[float | None], bins: int, grid: Seq
 
 
 def _grid(bins: int) -> list[float]:
-    return sorted({round(j / GRID_STEPS, 10) for j in range(GRID_STEPS + 1)}
-                  | {round(j / bins, 10) for j in range(bins + 1)})
+    return sorted(
+        {round(j / GRID_STEPS, 10) for j in range(GRID_STEPS + 1)} | {round(j / bins, 10) for j in range(bins + 1)}
+    )
 
 
 def _level_map(levels: Sequence[str]):
@@ -155,8 +163,9 @@ def _level_index(value, levels: Sequence[str]):
     return F.when(value.isNull(), F.lit(k + 1)).otherwise(F.coalesce(found, F.lit(k))).cast("int")
 
 
-def select_features(df, spec: SelectionSpec, *, label: str | None = None,
-                    features: Sequence[str] | None = None) -> SelectionResult:
+def select_features(
+    df, spec: SelectionSpec, *, label: str | None = None, features: Sequence[str] | None = None
+) -> SelectionResult:
     """Score every candidate feature of ``df`` against ``label`` and decide which to keep.
 
     Candidates: ``features`` (or ``spec.features``), else every column but the label and
@@ -191,8 +200,15 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
             categorical.append(c)
             scores.append(FeatureScore(c, "categorical", t))
         else:
-            scores.append(FeatureScore(c, "unsupported", t, decision="drop",
-                                       reason=f"unsupported type {t} (encode it as a number or a string)"))
+            scores.append(
+                FeatureScore(
+                    c,
+                    "unsupported",
+                    t,
+                    decision="drop",
+                    reason=f"unsupported type {t} (encode it as a number or a string)",
+                )
+            )
     if not numeric and not categorical:
         raise SelectionError("no numeric or string feature to select from")
     by_name = {s.name: s for s in scores}
@@ -205,15 +221,24 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
     y_raw = _clean(label, label_type) if label_numeric else col(label).cast("string")
     # classes keep the label's own spelling (1, not 1.0); NaN is a missing label
     y_class = F.when(y_raw.isNull(), F.lit(None).cast("string")).otherwise(col(label).cast("string"))
-    aggs = [F.count(F.lit(1)).alias("rows"), content_hash_aggregate(df, "content_hash"), F.count(y_raw).alias("y_n"),
-            F.approx_count_distinct(y_raw).alias("y_d")]
+    aggs = [
+        F.count(F.lit(1)).alias("rows"),
+        content_hash_aggregate(df, "content_hash"),
+        F.count(y_raw).alias("y_n"),
+        F.approx_count_distinct(y_raw).alias("y_d"),
+    ]
     if label_numeric:
         aggs.append(F.percentile_approx(y_raw, grid, 10_000).alias("y_q"))
     for c in numeric:
         x = _clean(c, types[c])
         i = idx[c]
-        aggs += [F.count(x).alias(f"n{i}"), F.approx_count_distinct(x).alias(f"d{i}"), F.avg(x).alias(f"m{i}"),
-                 F.stddev_samp(x).alias(f"s{i}"), F.percentile_approx(x, grid, 10_000).alias(f"q{i}")]
+        aggs += [
+            F.count(x).alias(f"n{i}"),
+            F.approx_count_distinct(x).alias(f"d{i}"),
+            F.avg(x).alias(f"m{i}"),
+            F.stddev_samp(x).alias(f"s{i}"),
+            F.percentile_approx(x, grid, 10_000).alias(f"q{i}"),
+        ]
     for c in categorical:
         i = idx[c]
         aggs += [F.count(col(c)).alias(f"n{i}"), F.approx_count_distinct(col(c)).alias(f"d{i}")]
@@ -227,7 +252,7 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
     task = spec.task
     if task == "auto":
         integral = label_type in ("tinyint", "smallint", "int", "bigint", "boolean")
-        task = "classification" if (not label_numeric or integral and int(profile["y_d"]) <= 20) else "regression"
+        task = "classification" if (not label_numeric or (integral and int(profile["y_d"]) <= 20)) else "regression"
     if task == "regression" and not label_numeric:
         raise SelectionError(f"task regression needs a numeric label; {label!r} is {label_type}")
     quantiles = {}
@@ -263,12 +288,13 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
     if task == "classification":
         structs.append(F.struct(F.lit(-1).alias("c"), y_class.alias("v")))
     keep_top = max(spec.max_levels, spec.max_classes + 1, 2)
-    counts = (df.select(F.inline(F.array(*structs))).where(F.col("v").isNotNull())
-              .groupBy("c", "v").count())
+    counts = df.select(F.inline(F.array(*structs))).where(F.col("v").isNotNull()).groupBy("c", "v").count()
     per_feature = Window.partitionBy("c")
-    counts = (counts.withColumn("rk", F.row_number().over(per_feature.orderBy(F.col("count").desc(), F.col("v"))))
-              .withColumn("distinct", F.count(F.lit(1)).over(per_feature))
-              .where(F.col("rk") <= keep_top))
+    counts = (
+        counts.withColumn("rk", F.row_number().over(per_feature.orderBy(F.col("count").desc(), F.col("v"))))
+        .withColumn("distinct", F.count(F.lit(1)).over(per_feature))
+        .where(F.col("rk") <= keep_top)
+    )
     top: dict[int, list[tuple[str, int]]] = {}
     exact_distinct: dict[int, int] = {}
     with stage("selection: value-count pass"):
@@ -286,8 +312,12 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
             f.distinct = exact_distinct.get(i, 0)
         f.distinct = min(f.distinct, f.non_null)
         ratio, unique, flagged = near_zero_variance(
-            [n for _, n in top.get(i, [])], f.distinct, f.non_null, freq_ratio_cut=spec.nzv_freq_ratio,
-            unique_percent_cut=spec.nzv_unique_percent)
+            [n for _, n in top.get(i, [])],
+            f.distinct,
+            f.non_null,
+            freq_ratio_cut=spec.nzv_freq_ratio,
+            unique_percent_cut=spec.nzv_unique_percent,
+        )
         f.freq_ratio, f.unique_percent = ratio, unique
         if flagged:
             f.notes.append("near_zero_variance")
@@ -295,8 +325,10 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
     if task == "classification":
         label_counts = top.get(-1, [])
         if exact_distinct.get(-1, 0) > spec.max_classes:
-            raise SelectionError(f"label {label!r} has {exact_distinct[-1]} classes, above max_classes "
-                                 f"{spec.max_classes}; set selection.task: regression or raise max_classes")
+            raise SelectionError(
+                f"label {label!r} has {exact_distinct[-1]} classes, above max_classes "
+                f"{spec.max_classes}; set selection.task: regression or raise max_classes"
+            )
         classes = [v for v, _ in label_counts]
         classes.sort(key=lambda v: (float(v), v) if label_numeric else (0.0, v))
         if len(classes) < 2:
@@ -332,10 +364,19 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
     binned = [(c, f"b{idx[c]}") for c in usable_numeric] + [(c, f"k{idx[c]}") for c in usable_categorical]
     if binned:
         with stage("selection: contingency pass"):
-            cells = (prepared.select(F.col("label_bin").cast("int").alias("y"),
-                                     F.inline(F.array(*[F.struct(F.lit(idx[c]).alias("c"),
-                                                                 F.col(b).cast("int").alias("b")) for c, b in binned])))
-                     .groupBy("c", "b", "y").count().collect())
+            cells = (
+                prepared.select(
+                    F.col("label_bin").cast("int").alias("y"),
+                    F.inline(
+                        F.array(
+                            *[F.struct(F.lit(idx[c]).alias("c"), F.col(b).cast("int").alias("b")) for c, b in binned]
+                        )
+                    ),
+                )
+                .groupBy("c", "b", "y")
+                .count()
+                .collect()
+            )
         tables: dict[int, dict] = {}
         for r in cells:
             tables.setdefault(r["c"], {})[(r["b"], r["y"])] = int(r["count"])
@@ -355,15 +396,21 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
         assembled = VectorAssembler(inputCols=num_cols, outputCol="num_vec").transform(assembled)
     if model_cols:
         assembled = VectorAssembler(inputCols=model_cols, outputCol="model_vec").transform(assembled)
-    assembled = assembled.select("label", "label_bin", *(["bin_vec"] if binned else []),
-                                 *(["num_vec"] if num_cols else []), *(["model_vec"] if model_cols else []))
+    assembled = assembled.select(
+        "label",
+        "label_bin",
+        *(["bin_vec"] if binned else []),
+        *(["num_vec"] if num_cols else []),
+        *(["model_vec"] if model_cols else []),
+    )
     assembled = assembled.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         # ---- chi-square on every binned feature (MLlib, one call) ------------------------
         if binned:
             with stage("selection: chi-square (MLlib)"):
-                chi = ChiSquareTest.test(assembled.select(F.col("label_bin").alias("lb"), "bin_vec"), "bin_vec", "lb",
-                                         flatten=True).collect()
+                chi = ChiSquareTest.test(
+                    assembled.select(F.col("label_bin").alias("lb"), "bin_vec"), "bin_vec", "lb", flatten=True
+                ).collect()
             chi_by = {int(r["featureIndex"]): r for r in chi}
             for j, (c, _) in enumerate(binned):
                 r = chi_by.get(j)
@@ -396,15 +443,19 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
                 for i, c in enumerate(usable_numeric):
                     by_name[c].label_correlation = _finite(m[i][p])
         # ---- random forest importances and permutation importance -------------------------
-        baseline, loss_name = _model_importances(assembled, spec, task, classes, model_cols,
-                                                 usable_numeric + usable_categorical, by_name)
+        baseline, loss_name = _model_importances(
+            assembled, spec, task, classes, model_cols, usable_numeric + usable_categorical, by_name
+        )
         # ---- optional PCA ------------------------------------------------------------------
         pca_var = pca_k = None
         if spec.pca and num_cols:
             from pyspark.ml.feature import PCA, StandardScaler
 
-            scaled = StandardScaler(withMean=True, withStd=True, inputCol="num_vec", outputCol="z").fit(assembled) \
+            scaled = (
+                StandardScaler(withMean=True, withStd=True, inputCol="num_vec", outputCol="z")
+                .fit(assembled)
                 .transform(assembled)
+            )
             model = PCA(k=len(num_cols), inputCol="z", outputCol="pc").fit(scaled)
             pca_var = [float(v) for v in model.explainedVariance.toArray()]
             running = 0.0
@@ -422,22 +473,44 @@ def select_features(df, spec: SelectionSpec, *, label: str | None = None,
         f.chi2_p_adj = adj
     for f, adj in zip(tested, benjamini_hochberg([f.f_p for f in tested])):
         f.f_p_adj = adj
-    table = {f.name: {"mutual_information": f.mutual_information,
-                      "chi2_score": _neglog(f.chi2_p), "f_score": _neglog(f.f_p),
-                      "rf_importance": f.rf_importance, "permutation_importance": f.permutation_importance}
-             for f in tested}
+    table = {
+        f.name: {
+            "mutual_information": f.mutual_information,
+            "chi2_score": _neglog(f.chi2_p),
+            "f_score": _neglog(f.f_p),
+            "rf_importance": f.rf_importance,
+            "permutation_importance": f.permutation_importance,
+        }
+        for f in tested
+    }
     for name, r in average_ranks(table, SCORE_METHODS).items():
         by_name[name].mean_rank = r
     pairs = redundant_pairs(corr_names, matrix, spec.correlation_threshold)
-    decide(scores, pairs=pairs, alpha=spec.alpha, min_importance=spec.model.min_importance, baseline_loss=baseline,
-           max_features=spec.max_features)
+    decide(
+        scores,
+        pairs=pairs,
+        alpha=spec.alpha,
+        min_importance=spec.model.min_importance,
+        baseline_loss=baseline,
+        max_features=spec.max_features,
+    )
     return SelectionResult(
-        label=label, task=task, rows=rows, labelled_rows=labelled, classes=classes, features=scores,
+        label=label,
+        task=task,
+        rows=rows,
+        labelled_rows=labelled,
+        classes=classes,
+        features=scores,
         data_fingerprint=data_fingerprint,
-        correlation_names=corr_names, correlation=matrix,
+        correlation_names=corr_names,
+        correlation=matrix,
         redundant=[{"a": p.a, "b": p.b, "correlation": p.rho} for p in pairs],
-        baseline_loss=baseline, loss_name=loss_name, pca_explained_variance=pca_var, pca_components_for_variance=pca_k,
-        settings=_json_safe(dataclasses.asdict(spec)) | {"label_bins": n_label_bins})
+        baseline_loss=baseline,
+        loss_name=loss_name,
+        pca_explained_variance=pca_var,
+        pca_components_for_variance=pca_k,
+        settings=_json_safe(dataclasses.asdict(spec)) | {"label_bins": n_label_bins},
+    )
 
 
 def _mllib_stat_test(name: str, dataset, features_col: str, label_col: str):
@@ -459,8 +532,15 @@ def _neglog(p: float | None) -> float | None:
     return -math.log10(max(p, 1e-300))
 
 
-def _model_importances(assembled, spec: SelectionSpec, task: str, classes: list[str], model_cols: list[str],
-                       model_names: list[str], by_name: dict) -> tuple[float | None, str]:
+def _model_importances(
+    assembled,
+    spec: SelectionSpec,
+    task: str,
+    classes: list[str],
+    model_cols: list[str],
+    model_names: list[str],
+    by_name: dict,
+) -> tuple[float | None, str]:
     """Fit a forest on a sample, record impurity importances and held-out permutation importances.
 
     Returns the baseline held-out loss (log loss or mean squared error) and its name.
@@ -481,11 +561,19 @@ def _model_importances(assembled, spec: SelectionSpec, task: str, classes: list[
     train = sample.where(F.col("u") >= F.lit(fraction * m.holdout_fraction))
     hold = sample.where(F.col("u") < F.lit(fraction * m.holdout_fraction))
     # A categorical feature needs at least as many bins as it has levels (kept + other + null).
-    max_bins = max([32] + [min(by_name[n].distinct, spec.max_levels) + 2
-                           for n in model_names if by_name[n].kind == "categorical"])
-    common = dict(featuresCol="model_vec", labelCol="label", numTrees=m.trees, maxDepth=m.max_depth,
-                  maxBins=max_bins, seed=spec.seed, subsamplingRate=1.0)
-    forest = (RandomForestClassifier(**common) if task == "classification" else RandomForestRegressor(**common))
+    max_bins = max(
+        [32] + [min(by_name[n].distinct, spec.max_levels) + 2 for n in model_names if by_name[n].kind == "categorical"]
+    )
+    common = dict(
+        featuresCol="model_vec",
+        labelCol="label",
+        numTrees=m.trees,
+        maxDepth=m.max_depth,
+        maxBins=max_bins,
+        seed=spec.seed,
+        subsamplingRate=1.0,
+    )
+    forest = RandomForestClassifier(**common) if task == "classification" else RandomForestRegressor(**common)
     with stage("selection: random forest (MLlib)"):
         model = forest.fit(train)
     for name, value in zip(model_names, model.featureImportances.toArray()):
@@ -494,15 +582,20 @@ def _model_importances(assembled, spec: SelectionSpec, task: str, classes: list[
     # Held-out rows numbered 0..n-1 in random order (bounded: permutation_rows).
     hold_fraction = min(1.0, m.permutation_rows / max(total * fraction * m.holdout_fraction, 1.0))
     hold = hold.where(F.rand(spec.seed + 1) < F.lit(hold_fraction))
-    numbered = (hold.select("label", vector_to_array("model_vec").alias("arr"))
-                .withColumn("i", F.row_number().over(Window.orderBy(F.rand(spec.seed + 2))) - 1))
+    numbered = hold.select("label", vector_to_array("model_vec").alias("arr")).withColumn(
+        "i", F.row_number().over(Window.orderBy(F.rand(spec.seed + 2))) - 1
+    )
     with stage("selection: held-out sample"):
         numbered = numbered.localCheckpoint(eager=True)
         per_label = {r["label"]: int(r["count"]) for r in numbered.groupBy("label").count().collect()}
     n_hold = sum(per_label.values())
     if task == "classification" and (len(per_label) < len(classes) or min(per_label.values()) < MIN_CLASS_ROWS):
-        log.warning("selection: held-out sample has %s rows per class (fewer than %d of some class); permutation "
-                    "importance skipped", per_label, MIN_CLASS_ROWS)
+        log.warning(
+            "selection: held-out sample has %s rows per class (fewer than %d of some class); permutation "
+            "importance skipped",
+            per_label,
+            MIN_CLASS_ROWS,
+        )
         return None, ""
     if n_hold < 2:
         log.warning("selection: held-out sample has %d rows; permutation importance skipped", n_hold)
@@ -510,15 +603,29 @@ def _model_importances(assembled, spec: SelectionSpec, task: str, classes: list[
     rng = random.Random(spec.seed)
     p = len(model_cols)
     shifts = [[rng.randrange(1, n_hold) for _ in range(m.permutation_repeats)] for _ in range(p)]
-    donors = numbered.select(F.inline(F.array(*[
-        F.struct(F.lit(j).alias("j"), F.lit(r).alias("r"),
-                 F.pmod(F.col("i") + F.lit(shifts[j][r]), F.lit(n_hold)).alias("target"),
-                 F.get(F.col("arr"), j).alias("donor"))
-        for j in range(p) for r in range(m.permutation_repeats)])))
-    permuted = (numbered.join(donors, numbered["i"] == donors["target"])
-                .select("i", "label", "j", "r",
-                        F.transform("arr", lambda x, k: F.when(k == F.col("j"), F.col("donor")).otherwise(x))
-                        .alias("arr")))
+    donors = numbered.select(
+        F.inline(
+            F.array(
+                *[
+                    F.struct(
+                        F.lit(j).alias("j"),
+                        F.lit(r).alias("r"),
+                        F.pmod(F.col("i") + F.lit(shifts[j][r]), F.lit(n_hold)).alias("target"),
+                        F.get(F.col("arr"), j).alias("donor"),
+                    )
+                    for j in range(p)
+                    for r in range(m.permutation_repeats)
+                ]
+            )
+        )
+    )
+    permuted = numbered.join(donors, numbered["i"] == donors["target"]).select(
+        "i",
+        "label",
+        "j",
+        "r",
+        F.transform("arr", lambda x, k: F.when(k == F.col("j"), F.col("donor")).otherwise(x)).alias("arr"),
+    )
     base = numbered.select("i", "label", F.lit(-1).alias("j"), F.lit(0).alias("r"), "arr")
     scored = model.transform(permuted.unionByName(base).withColumn("model_vec", array_to_vector("arr")))
     if task == "classification":
@@ -532,10 +639,17 @@ def _model_importances(assembled, spec: SelectionSpec, task: str, classes: list[
     # standard error from one scoring pass, even with a single repeat.
     scored = scored.select("i", "j", "r", loss.alias("loss"))
     base_loss = scored.where(F.col("j") == -1).select("i", F.col("loss").alias("base"))
-    diffs = (scored.where(F.col("j") >= 0).join(base_loss, "i")
-             .groupBy("j").agg(F.avg(F.col("loss") - F.col("base")).alias("mean"),
-                               F.stddev_samp(F.col("loss") - F.col("base")).alias("sd"),
-                               F.count(F.lit(1)).alias("n"), F.avg("base").alias("baseline")))
+    diffs = (
+        scored.where(F.col("j") >= 0)
+        .join(base_loss, "i")
+        .groupBy("j")
+        .agg(
+            F.avg(F.col("loss") - F.col("base")).alias("mean"),
+            F.stddev_samp(F.col("loss") - F.col("base")).alias("sd"),
+            F.count(F.lit(1)).alias("n"),
+            F.avg("base").alias("baseline"),
+        )
+    )
     with stage("selection: permutation importance"):
         results = diffs.collect()
     if not results:

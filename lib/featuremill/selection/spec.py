@@ -34,7 +34,7 @@ class ModelSpec:
     holdout_fraction: float = 0.3
     permutation_rows: int = 5_000
     permutation_repeats: int = 3
-    min_importance: float = 0.01     # permutation importance, as a share of the baseline loss
+    min_importance: float = 0.01  # permutation importance, as a share of the baseline loss
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class SelectionSpec:
     features: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     bins: int = 10
-    max_levels: int = 50              # categorical levels kept per feature for the tests and the model
+    max_levels: int = 50  # categorical levels kept per feature for the tests and the model
     nzv_freq_ratio: float = 95 / 5
     nzv_unique_percent: float = 10.0
     correlation_threshold: float = 0.9
@@ -70,10 +70,26 @@ def _num(checker: Checker, value: Any, path: str, low: float, high: float | None
 
 def parse_selection_section(checker: Checker, value: Any, path: str, context: SectionContext) -> SelectionSpec | None:
     """Section parser registered in :data:`featuremill.config.SECTIONS` under ``selection``."""
-    spec = checker.mapping(value if value is not None else {}, path,
-                           optional=("label", "task", "features", "exclude", "bins", "max_levels",
-                                     "near_zero_variance", "correlation", "alpha", "model", "pca", "max_features",
-                                     "seed", "max_classes"))
+    spec = checker.mapping(
+        value if value is not None else {},
+        path,
+        optional=(
+            "label",
+            "task",
+            "features",
+            "exclude",
+            "bins",
+            "max_levels",
+            "near_zero_variance",
+            "correlation",
+            "alpha",
+            "model",
+            "pca",
+            "max_features",
+            "seed",
+            "max_classes",
+        ),
+    )
     if spec is None:
         return None
     out: dict[str, Any] = {}
@@ -91,36 +107,56 @@ def parse_selection_section(checker: Checker, value: Any, path: str, context: Se
     if "alpha" in spec:
         out["alpha"] = _num(checker, spec["alpha"], f"{path}.alpha", 0.0, 1.0)
     if "near_zero_variance" in spec:
-        body = checker.mapping(spec["near_zero_variance"], f"{path}.near_zero_variance",
-                               optional=("freq_ratio", "unique_percent"))
+        body = checker.mapping(
+            spec["near_zero_variance"], f"{path}.near_zero_variance", optional=("freq_ratio", "unique_percent")
+        )
         if body is not None:
             if "freq_ratio" in body:
                 out["nzv_freq_ratio"] = _num(checker, body["freq_ratio"], f"{path}.near_zero_variance.freq_ratio", 1.0)
             if "unique_percent" in body:
-                out["nzv_unique_percent"] = _num(checker, body["unique_percent"],
-                                                 f"{path}.near_zero_variance.unique_percent", 0.0, 100.0)
+                out["nzv_unique_percent"] = _num(
+                    checker, body["unique_percent"], f"{path}.near_zero_variance.unique_percent", 0.0, 100.0
+                )
     if "correlation" in spec:
         body = checker.mapping(spec["correlation"], f"{path}.correlation", optional=("threshold", "method"))
         if body is not None:
             if "threshold" in body:
-                out["correlation_threshold"] = _num(checker, body["threshold"], f"{path}.correlation.threshold",
-                                                    0.0, 1.0)
+                out["correlation_threshold"] = _num(
+                    checker, body["threshold"], f"{path}.correlation.threshold", 0.0, 1.0
+                )
             if "method" in body:
-                out["correlation_method"] = checker.string(body["method"], f"{path}.correlation.method",
-                                                           choices=CORRELATION_METHODS)
+                out["correlation_method"] = checker.string(
+                    body["method"], f"{path}.correlation.method", choices=CORRELATION_METHODS
+                )
     if "model" in spec:
-        body = checker.mapping(spec["model"], f"{path}.model",
-                               optional=("trees", "max_depth", "sample_rows", "holdout_fraction", "permutation_rows",
-                                         "permutation_repeats", "min_importance"))
+        body = checker.mapping(
+            spec["model"],
+            f"{path}.model",
+            optional=(
+                "trees",
+                "max_depth",
+                "sample_rows",
+                "holdout_fraction",
+                "permutation_rows",
+                "permutation_repeats",
+                "min_importance",
+            ),
+        )
         if body is not None:
             m: dict[str, Any] = {}
-            for key, low in (("trees", 1), ("max_depth", 1), ("sample_rows", 100), ("permutation_rows", 50),
-                             ("permutation_repeats", 1)):
+            for key, low in (
+                ("trees", 1),
+                ("max_depth", 1),
+                ("sample_rows", 100),
+                ("permutation_rows", 50),
+                ("permutation_repeats", 1),
+            ):
                 if key in body:
                     m[key] = checker.integer(body[key], f"{path}.model.{key}", minimum=low)
             if "holdout_fraction" in body:
-                m["holdout_fraction"] = _num(checker, body["holdout_fraction"], f"{path}.model.holdout_fraction",
-                                             0.05, 0.9)
+                m["holdout_fraction"] = _num(
+                    checker, body["holdout_fraction"], f"{path}.model.holdout_fraction", 0.05, 0.9
+                )
             if "min_importance" in body:
                 m["min_importance"] = _num(checker, body["min_importance"], f"{path}.model.min_importance", 0.0)
             if any(v is None for v in m.values()):

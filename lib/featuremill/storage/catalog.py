@@ -25,7 +25,8 @@ import html
 import json
 import logging
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from featuremill import __version__
 from featuremill.config import FeatureSetSpec, FeatureSpec, PipelineConfig
@@ -33,8 +34,14 @@ from featuremill.storage.versions import feature_fingerprint, feature_set_finger
 
 log = logging.getLogger(__name__)
 
-_AGG_WORDS = {"count": "count of non-null", "sum": "sum", "mean": "mean", "stddev": "sample standard deviation",
-              "min": "minimum", "max": "maximum"}
+_AGG_WORDS = {
+    "count": "count of non-null",
+    "sum": "sum",
+    "mean": "mean",
+    "stddev": "sample standard deviation",
+    "min": "minimum",
+    "max": "maximum",
+}
 #: run-log ``job`` values written by jobs that consume feature tables (training sets).
 CONSUMER_JOBS = ("training_set", "training_set_rebuild")
 
@@ -61,18 +68,22 @@ def _calculation(config: PipelineConfig, fs: FeatureSetSpec, feature: FeatureSpe
     where = f"{feature.where.column} = {feature.where.equals!r}" if feature.where else None
     window = feature.window
     if feature.function == "ratio":
-        text = (f"{feature.numerator} / {feature.denominator} of the same row; null when the denominator "
-                "is 0 or null")
+        text = f"{feature.numerator} / {feature.denominator} of the same row; null when the denominator is 0 or null"
     elif feature.function == "lag":
-        text = (f"value of {feature.column} {feature.offset} event(s) before the latest event, per {entity}, "
-                f"within {window}; null if that event is older or missing")
+        text = (
+            f"value of {feature.column} {feature.offset} event(s) before the latest event, per {entity}, "
+            f"within {window}; null if that event is older or missing"
+        )
     elif feature.function == "time_since_previous":
-        text = (f"seconds from the {entity}'s previous event moment to this one, within {window}; "
-                "null for the first event in the window")
+        text = (
+            f"seconds from the {entity}'s previous event moment to this one, within {window}; "
+            "null for the first event in the window"
+        )
     else:
         what = f"{_AGG_WORDS[feature.function]} of {feature.column}" if feature.column else "number"
-        text = (f"{what} of the {entity}'s events with {source.event_time} in (t - {window}, t]"
-                + (f", only events where {where}" if where else ""))
+        text = f"{what} of the {entity}'s events with {source.event_time} in (t - {window}, t]" + (
+            f", only events where {where}" if where else ""
+        )
     return {
         "function": feature.function,
         "window": window,
@@ -99,8 +110,11 @@ def _rule_dicts(section: Any) -> list[dict]:
     out = []
     for table in section.tables:
         for rule in table.rules:
-            settings = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(rule).items()
-                        if v not in (None, "", (), [])}
+            settings = {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(rule).items()
+                if v not in (None, "", (), [])
+            }
             out.append({"table": table.table, **settings})
     return out
 
@@ -117,8 +131,9 @@ def _strings(value: Any) -> Iterable[str]:
             yield from _strings(v)
 
 
-def _guarding_rules(rules: list[dict], fs: FeatureSetSpec, feature: FeatureSpec,
-                    inputs: list[tuple[str, str]]) -> list[dict]:
+def _guarding_rules(
+    rules: list[dict], fs: FeatureSetSpec, feature: FeatureSpec, inputs: list[tuple[str, str]]
+) -> list[dict]:
     """Rules that guard a feature: rules naming the feature itself, rules on one of its input
     columns (in the table that column comes from, when the rule names a table), and table-level
     rules (no column) on its feature table."""
@@ -127,17 +142,12 @@ def _guarding_rules(rules: list[dict], fs: FeatureSetSpec, feature: FeatureSpec,
         strings = set(_strings(rule))
         columns = set(_strings(rule.get("column") or rule.get("columns") or rule.get("feature") or ()))
         table = str(rule.get("table") or rule.get("dataset") or "")
-        if feature.name in strings:
-            out.append(rule)
-        elif columns and any(c in columns and (not table or t in table) for t, c in inputs):
-            out.append(rule)
-        elif not columns and table and (table == fs.name or table.endswith(f"features.{fs.name}")):
+        if feature.name in strings or (columns and any(c in columns and (not table or t in table) for t, c in inputs)) or (not columns and table and (table == fs.name or table.endswith(f"features.{fs.name}"))):
             out.append(rule)
     return out
 
 
-def build_catalog(config: PipelineConfig, *, runs: list[dict] | None = None,
-                  models: list[dict] | None = None) -> dict:
+def build_catalog(config: PipelineConfig, *, runs: list[dict] | None = None, models: list[dict] | None = None) -> dict:
     """The catalog as plain data. ``runs``: run-log rows (dicts); ``models``: registry rows."""
     from featuremill.core.schedule import describe
 
@@ -152,13 +162,18 @@ def build_catalog(config: PipelineConfig, *, runs: list[dict] | None = None,
     for fs in config.feature_sets:
         source = config.source(fs.source)
         dims = [j.dimension for j in fs.joins]
-        last_feature_run = _latest(r for r in runs if r.get("job") == "features" and r.get("target") == fs.name
-                                   and r.get("status") == "succeeded")
+        last_feature_run = _latest(
+            r
+            for r in runs
+            if r.get("job") == "features" and r.get("target") == fs.name and r.get("status") == "succeeded"
+        )
         consumers = _consumers(fs, runs, models or [])
         set_fp = feature_set_fingerprint(config, fs)
         lineage = {
-            "raw_sources": [{"source": s.name, "path": s.path, "format": s.format}
-                            for s in [source] + [config.source(d) for d in dims]],
+            "raw_sources": [
+                {"source": s.name, "path": s.path, "format": s.format}
+                for s in [source] + [config.source(d) for d in dims]
+            ],
             "validated_tables": [tables.validated(s) for s in [source.name] + dims],
             "feature_table": tables.features(fs.name),
             "last_run": _run_summary(last_feature_run),
@@ -167,26 +182,44 @@ def build_catalog(config: PipelineConfig, *, runs: list[dict] | None = None,
         features = []
         for feature in fs.features:
             calc = _calculation(config, fs, feature)
-            features.append({
-                "name": feature.name,
-                "feature_set": fs.name,
-                "description": feature.description,
-                "owner": feature.owner or fs.owner,
-                "version": feature.version,
-                "feature_set_version": fs.version,
-                "fingerprint": feature_fingerprint(config, fs, feature.name),
-                "feature_set_fingerprint": set_fp,
-                "calculation": calc,
-                "update_frequency": {"schedule": schedule, "declared": fs.update_frequency},
-                "quality_rules": _guarding_rules(rules, fs, feature, _inputs(fs, feature, config)),
+            features.append(
+                {
+                    "name": feature.name,
+                    "feature_set": fs.name,
+                    "description": feature.description,
+                    "owner": feature.owner or fs.owner,
+                    "version": feature.version,
+                    "feature_set_version": fs.version,
+                    "fingerprint": feature_fingerprint(config, fs, feature.name),
+                    "feature_set_fingerprint": set_fp,
+                    "calculation": calc,
+                    "update_frequency": {"schedule": schedule, "declared": fs.update_frequency},
+                    "quality_rules": _guarding_rules(rules, fs, feature, _inputs(fs, feature, config)),
+                    "lineage": lineage,
+                }
+            )
+        feature_sets.append(
+            {
+                "name": fs.name,
+                "description": fs.description,
+                "owner": fs.owner,
+                "version": fs.version,
+                "fingerprint": set_fp,
+                "entity": list(fs.entity),
+                "source": fs.source,
+                "table": tables.features(fs.name),
+                "features": features,
                 "lineage": lineage,
-            })
-        feature_sets.append({"name": fs.name, "description": fs.description, "owner": fs.owner,
-                             "version": fs.version, "fingerprint": set_fp, "entity": list(fs.entity),
-                             "source": fs.source, "table": tables.features(fs.name), "features": features,
-                             "lineage": lineage})
-    return {"pipeline": config.name, "description": config.description, "owner": config.owner,
-            "file": config.file, "generated_by": f"featuremill {__version__}", "feature_sets": feature_sets}
+            }
+        )
+    return {
+        "pipeline": config.name,
+        "description": config.description,
+        "owner": config.owner,
+        "file": config.file,
+        "generated_by": f"featuremill {__version__}",
+        "feature_sets": feature_sets,
+    }
 
 
 def _inputs(fs: FeatureSetSpec, feature: FeatureSpec, config: PipelineConfig) -> list[tuple[str, str]]:
@@ -213,10 +246,13 @@ def _latest(rows: Iterable[dict]) -> dict | None:
 def _run_summary(row: dict | None) -> dict | None:
     if not row:
         return None
-    return {"run_id": row.get("run_id"), "finished_at": str(row.get("finished_at")),
-            "dates": f"{row.get('start_date')}..{row.get('end_date')}",
-            "input_versions": dict(row.get("input_versions") or {}),
-            "output_versions": dict(row.get("output_versions") or {})}
+    return {
+        "run_id": row.get("run_id"),
+        "finished_at": str(row.get("finished_at")),
+        "dates": f"{row.get('start_date')}..{row.get('end_date')}",
+        "input_versions": dict(row.get("input_versions") or {}),
+        "output_versions": dict(row.get("output_versions") or {}),
+    }
 
 
 def _consumers(fs: FeatureSetSpec, runs: list[dict], models: list[dict]) -> list[dict]:
@@ -224,8 +260,14 @@ def _consumers(fs: FeatureSetSpec, runs: list[dict], models: list[dict]) -> list
     out = []
     for r in runs:
         if r.get("job") in CONSUMER_JOBS and _mentions(_jsonish(r), fs.name):
-            out.append({"kind": "training set", "name": r.get("target"), "run_id": r.get("run_id"),
-                        "at": str(r.get("finished_at"))})
+            out.append(
+                {
+                    "kind": "training set",
+                    "name": r.get("target"),
+                    "run_id": r.get("run_id"),
+                    "at": str(r.get("finished_at")),
+                }
+            )
     for m in models:
         if _mentions(_jsonish(m), fs.name):
             name = m.get("model") or m.get("name") or m.get("model_name")
@@ -261,8 +303,19 @@ def read_lineage_inputs(spark, config: PipelineConfig) -> tuple[list[dict], list
     run_log = config.tables.run_log
     if io.is_delta_table(spark, run_log):
         # Only the columns lineage needs; the run log has one row per run, not per data row.
-        cols = ["run_id", "job", "target", "status", "started_at", "finished_at", "start_date", "end_date",
-                "input_versions", "output_versions", "details"]
+        cols = [
+            "run_id",
+            "job",
+            "target",
+            "status",
+            "started_at",
+            "finished_at",
+            "start_date",
+            "end_date",
+            "input_versions",
+            "output_versions",
+            "details",
+        ]
         from pyspark.sql import functions as F
 
         wanted = io.read_delta(spark, run_log).where(F.col("job").isin("features", *CONSUMER_JOBS))
@@ -294,19 +347,37 @@ def _feature_fields(feature: dict) -> list[tuple[str, str]]:
         ("Filter", calc["where"] or "none"),
         ("Entity / time", f"{', '.join(calc['entity'])} at {calc['event_time']}"),
         ("Type", calc["dtype"]),
-        ("Version", f"feature v{feature['version']}, feature set {feature['feature_set']} v{feature['feature_set_version']}"),
+        (
+            "Version",
+            f"feature v{feature['version']}, feature set {feature['feature_set']} v{feature['feature_set_version']}",
+        ),
         ("Fingerprint", f"{feature['fingerprint']} (feature set {feature['feature_set_fingerprint']})"),
         ("Update frequency", f"{freq['schedule'] or 'no schedule declared'}; declared {freq['declared']}"),
         ("Quality rules", "; ".join(_rule_text(r) for r in rules) if rules else "none declared"),
-        ("Lineage", " -> ".join([
-            " + ".join(f"{s['source']} ({s['format']} {s['path']})" for s in lineage["raw_sources"]),
-            " + ".join(lineage["validated_tables"]),
-            lineage["feature_table"],
-            (", ".join(f"{c['kind']} {c['name']}" + (f" v{c['version']}" if c.get("version") else "")
-                       for c in consumers) or "no training sets or models recorded yet"),
-        ])),
-        ("Last build", f"run {last['run_id']} for {last['dates']}, finished {last['finished_at']}, "
-                       f"table version {last['output_versions']}" if last else "not built yet"),
+        (
+            "Lineage",
+            " -> ".join(
+                [
+                    " + ".join(f"{s['source']} ({s['format']} {s['path']})" for s in lineage["raw_sources"]),
+                    " + ".join(lineage["validated_tables"]),
+                    lineage["feature_table"],
+                    (
+                        ", ".join(
+                            f"{c['kind']} {c['name']}" + (f" v{c['version']}" if c.get("version") else "")
+                            for c in consumers
+                        )
+                        or "no training sets or models recorded yet"
+                    ),
+                ]
+            ),
+        ),
+        (
+            "Last build",
+            f"run {last['run_id']} for {last['dates']}, finished {last['finished_at']}, "
+            f"table version {last['output_versions']}"
+            if last
+            else "not built yet",
+        ),
     ]
     return fields
 
@@ -316,18 +387,32 @@ def _rule_text(rule: dict) -> str:
 
 
 def render_markdown(catalog: dict) -> str:
-    lines = [f"# Feature catalog: {catalog['pipeline']}", "", catalog["description"] or "", "",
-             f"Owner: {catalog['owner'] or '-'}. Generated by {catalog['generated_by']} from `{catalog['file']}`.", ""]
+    lines = [
+        f"# Feature catalog: {catalog['pipeline']}",
+        "",
+        catalog["description"] or "",
+        "",
+        f"Owner: {catalog['owner'] or '-'}. Generated by {catalog['generated_by']} from `{catalog['file']}`.",
+        "",
+    ]
     lines.append("| feature | feature set | meaning | window | owner | version |")
     lines.append("|---|---|---|---|---|---|")
     for fs in catalog["feature_sets"]:
         for f in fs["features"]:
-            lines.append(f"| [{f['name']}](#{f['name']}) | {fs['name']} | {_md(f['description'])} | "
-                         f"{f['calculation']['window'] or '-'} | {f['owner']} | {f['version']} |")
+            lines.append(
+                f"| [{f['name']}](#{f['name']}) | {fs['name']} | {_md(f['description'])} | "
+                f"{f['calculation']['window'] or '-'} | {f['owner']} | {f['version']} |"
+            )
     for fs in catalog["feature_sets"]:
-        lines += ["", f"## Feature set `{fs['name']}` (v{fs['version']})", "", fs["description"], "",
-                  f"Entity: {', '.join(fs['entity'])}; source: {fs['source']}; table: `{fs['table']}`; "
-                  f"owner: {fs['owner']}; fingerprint `{fs['fingerprint']}`."]
+        lines += [
+            "",
+            f"## Feature set `{fs['name']}` (v{fs['version']})",
+            "",
+            fs["description"],
+            "",
+            f"Entity: {', '.join(fs['entity'])}; source: {fs['source']}; table: `{fs['table']}`; "
+            f"owner: {fs['owner']}; fingerprint `{fs['fingerprint']}`.",
+        ]
         for f in fs["features"]:
             lines += ["", f"### {f['name']}", "", "| | |", "|---|---|"]
             lines += [f"| {k} | {_md(v)} |" for k, v in _feature_fields(f)]
@@ -340,28 +425,36 @@ def _md(text: Any) -> str:
 
 def render_html(catalog: dict) -> str:
     esc = html.escape
-    parts = ["<!doctype html>", "<html lang='en'><head><meta charset='utf-8'>",
-             f"<title>Feature catalog: {esc(catalog['pipeline'])}</title>",
-             "<style>body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem}"
-             "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.3rem .5rem;"
-             "text-align:left;vertical-align:top}th{background:#f3f3f3}code{background:#f6f6f6}</style>",
-             "</head><body>", f"<h1>Feature catalog: {esc(catalog['pipeline'])}</h1>",
-             f"<p>{esc(catalog['description'] or '')}</p>",
-             f"<p>Owner: {esc(catalog['owner'] or '-')}. Generated by {esc(catalog['generated_by'])} from "
-             f"<code>{esc(catalog['file'])}</code>.</p>",
-             "<table><tr><th>feature</th><th>feature set</th><th>meaning</th><th>window</th><th>owner</th>"
-             "<th>version</th></tr>"]
+    parts = [
+        "<!doctype html>",
+        "<html lang='en'><head><meta charset='utf-8'>",
+        f"<title>Feature catalog: {esc(catalog['pipeline'])}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem}"
+        "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.3rem .5rem;"
+        "text-align:left;vertical-align:top}th{background:#f3f3f3}code{background:#f6f6f6}</style>",
+        "</head><body>",
+        f"<h1>Feature catalog: {esc(catalog['pipeline'])}</h1>",
+        f"<p>{esc(catalog['description'] or '')}</p>",
+        f"<p>Owner: {esc(catalog['owner'] or '-')}. Generated by {esc(catalog['generated_by'])} from "
+        f"<code>{esc(catalog['file'])}</code>.</p>",
+        "<table><tr><th>feature</th><th>feature set</th><th>meaning</th><th>window</th><th>owner</th>"
+        "<th>version</th></tr>",
+    ]
     for fs in catalog["feature_sets"]:
         for f in fs["features"]:
-            parts.append(f"<tr><td><a href='#{esc(f['name'])}'>{esc(f['name'])}</a></td><td>{esc(fs['name'])}</td>"
-                         f"<td>{esc(f['description'])}</td><td>{esc(f['calculation']['window'] or '-')}</td>"
-                         f"<td>{esc(f['owner'])}</td><td>{f['version']}</td></tr>")
+            parts.append(
+                f"<tr><td><a href='#{esc(f['name'])}'>{esc(f['name'])}</a></td><td>{esc(fs['name'])}</td>"
+                f"<td>{esc(f['description'])}</td><td>{esc(f['calculation']['window'] or '-')}</td>"
+                f"<td>{esc(f['owner'])}</td><td>{f['version']}</td></tr>"
+            )
     parts.append("</table>")
     for fs in catalog["feature_sets"]:
-        parts.append(f"<h2>Feature set <code>{esc(fs['name'])}</code> (v{fs['version']})</h2>"
-                     f"<p>{esc(fs['description'])}</p><p>Entity: {esc(', '.join(fs['entity']))}; source: "
-                     f"{esc(fs['source'])}; table: <code>{esc(fs['table'])}</code>; fingerprint "
-                     f"<code>{esc(fs['fingerprint'])}</code>.</p>")
+        parts.append(
+            f"<h2>Feature set <code>{esc(fs['name'])}</code> (v{fs['version']})</h2>"
+            f"<p>{esc(fs['description'])}</p><p>Entity: {esc(', '.join(fs['entity']))}; source: "
+            f"{esc(fs['source'])}; table: <code>{esc(fs['table'])}</code>; fingerprint "
+            f"<code>{esc(fs['fingerprint'])}</code>.</p>"
+        )
         for f in fs["features"]:
             parts.append(f"<h3 id='{esc(f['name'])}'>{esc(f['name'])}</h3><table>")
             parts += [f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in _feature_fields(f)]

@@ -24,7 +24,8 @@ import contextvars
 import logging
 import random
 import time
-from typing import Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from featuremill.core.errors import CommitConflictError
 
@@ -72,7 +73,8 @@ def is_commit_conflict(exc: BaseException) -> bool:
     text = str(exc)
     head = text[:2000]
     return any(f"[{name}" in head for name in _CONFLICT_ERROR_CLASSES) or any(
-        f"io.delta.exceptions.{name}" in head for name in _CONFLICT_CLASSES)
+        f"io.delta.exceptions.{name}" in head for name in _CONFLICT_CLASSES
+    )
 
 
 @contextlib.contextmanager
@@ -127,10 +129,19 @@ def retry_on_conflict(write: Callable[[], T], *, path: str, what: str = "write",
                     f"{what} to {path} lost {limit} commit race(s) to concurrent writers and was not committed; "
                     f"last conflict: {summary}. Run the job again when the other run has finished, or make the "
                     f"scheduler run one instance of this job at a time (max_active_runs=1)",
-                    path=path, attempts=limit) from exc
+                    path=path,
+                    attempts=limit,
+                ) from exc
             pause = min(_MAX_BACKOFF_S, _BASE_BACKOFF_S * 2 ** (attempt - 1)) * (0.5 + random.random())
-            log.warning("%s to %s: commit conflict on attempt %d/%d (%s); retrying on the latest snapshot in %.2fs",
-                        what, path, attempt, limit, summary, pause)
+            log.warning(
+                "%s to %s: commit conflict on attempt %d/%d (%s); retrying on the latest snapshot in %.2fs",
+                what,
+                path,
+                attempt,
+                limit,
+                summary,
+                pause,
+            )
             time.sleep(pause)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -140,7 +151,11 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     lines = text.splitlines() or [type(exc).__name__]
     for line in lines[:50]:
-        if "io.delta.exceptions." in line or "[DELTA_CONCURRENT" in line or "[DELTA_METADATA_CHANGED" in line \
-                or "[DELTA_PROTOCOL_CHANGED" in line:
+        if (
+            "io.delta.exceptions." in line
+            or "[DELTA_CONCURRENT" in line
+            or "[DELTA_METADATA_CHANGED" in line
+            or "[DELTA_PROTOCOL_CHANGED" in line
+        ):
             return line.strip()[:300]
     return lines[0][:300]

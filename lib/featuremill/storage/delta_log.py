@@ -119,9 +119,12 @@ def read_commits(spark, path: str, *, app_id: str | None = None, min_version: in
         F.max(F.col("_metadata.file_modification_time")).alias("mtime"),
         F.first("commitInfo.operation", ignorenulls=True).alias("operation"),
         F.first("commitInfo.userMetadata", ignorenulls=True).alias("user_metadata"),
-        F.collect_list(F.when(F.col("txn").isNotNull(), F.struct(F.col("txn.appId").alias("app_id"),
-                                                              F.col("txn.version").alias("txn_version"))))
-        .alias("txns"),
+        F.collect_list(
+            F.when(
+                F.col("txn").isNotNull(),
+                F.struct(F.col("txn.appId").alias("app_id"), F.col("txn.version").alias("txn_version")),
+            )
+        ).alias("txns"),
     )
     if app_id is not None:
         per_commit = per_commit.where(F.exists("txns", lambda t: t["app_id"] == F.lit(app_id)))
@@ -133,14 +136,16 @@ def read_commits(spark, path: str, *, app_id: str | None = None, min_version: in
             timestamp, source = _from_millis(row["ts"]), "commit_info"
         else:  # commitInfo disabled by the writer: the file's time is all there is
             timestamp, source = _utc_naive(row["mtime"]), "file_modification_time"
-        commits.append(Commit(
-            version=int(row["version"]),
-            timestamp=timestamp,
-            timestamp_source=source,
-            operation=row["operation"],
-            user_metadata=row["user_metadata"],
-            txns=tuple((t["app_id"], int(t["txn_version"])) for t in row["txns"] or ()),
-        ))
+        commits.append(
+            Commit(
+                version=int(row["version"]),
+                timestamp=timestamp,
+                timestamp_source=source,
+                operation=row["operation"],
+                user_metadata=row["user_metadata"],
+                txns=tuple((t["app_id"], int(t["txn_version"])) for t in row["txns"] or ()),
+            )
+        )
     return sorted(commits, key=lambda c: c.version)
 
 

@@ -34,14 +34,14 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from featuremill import __version__
-
+from featuremill.core.errors import ChangedInputError, TableStateError
 from featuremill.storage import io
 from featuremill.storage.delta_log import Commit, latest_txn_commit
-from featuremill.core.errors import ChangedInputError, TableStateError
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,10 @@ def feature_set_definition(config, feature_set) -> dict[str, Any]:
     return {
         "feature_set": _semantic(feature_set),
         "source": _semantic(source, drop=("description", "owner", "path", "options", "max_broadcast_bytes")),
-        "dimensions": {d: _semantic(config.source(d), drop=("description", "owner", "path", "options",
-                                                            "max_broadcast_bytes")) for d in dims},
+        "dimensions": {
+            d: _semantic(config.source(d), drop=("description", "owner", "path", "options", "max_broadcast_bytes"))
+            for d in dims
+        },
         "timezone": config.timezone,
         "code_version": __version__,
     }
@@ -107,25 +109,49 @@ class PriorCommit:
     versions: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_commit(cls, table: str, app_id: str, commit: Commit) -> "PriorCommit":
+    def from_commit(cls, table: str, app_id: str, commit: Commit) -> PriorCommit:
         meta = commit.metadata.get(METADATA_KEY, {}) if isinstance(commit.metadata.get(METADATA_KEY), dict) else {}
-        return cls(table=table, table_version=commit.version, txn_version=commit.txn_version(app_id) or 0,
-                   committed_at=commit.timestamp, run_id=meta.get("run_id"), fingerprint=meta.get("fingerprint"),
-                   inputs=meta.get("inputs") or {},
-                   versions={str(k): int(v) for k, v in (meta.get("versions") or {}).items() if v is not None})
+        return cls(
+            table=table,
+            table_version=commit.version,
+            txn_version=commit.txn_version(app_id) or 0,
+            committed_at=commit.timestamp,
+            run_id=meta.get("run_id"),
+            fingerprint=meta.get("fingerprint"),
+            inputs=meta.get("inputs") or {},
+            versions={str(k): int(v) for k, v in (meta.get("versions") or {}).items() if v is not None},
+        )
 
 
-def commit_metadata(*, run_key: str, run_id: str, txn_version: int, fingerprint: str,
-                    inputs: Mapping[str, Any], versions: Mapping[str, int] | None = None) -> str:
+def commit_metadata(
+    *,
+    run_key: str,
+    run_id: str,
+    txn_version: int,
+    fingerprint: str,
+    inputs: Mapping[str, Any],
+    versions: Mapping[str, int] | None = None,
+) -> str:
     """The ``userMetadata`` JSON featuremill stores with each commit.
 
     ``inputs`` are fingerprinted; ``versions`` (the Delta versions the run read, for replay) are
     recorded but not part of the fingerprint.
     """
-    return json.dumps({METADATA_KEY: {"run_key": run_key, "run_id": run_id, "txn_version": txn_version,
-                                      "fingerprint": fingerprint, "inputs": inputs,
-                                      "versions": dict(versions or {})}},
-                      sort_keys=True, default=str, separators=(",", ":"))
+    return json.dumps(
+        {
+            METADATA_KEY: {
+                "run_key": run_key,
+                "run_id": run_id,
+                "txn_version": txn_version,
+                "fingerprint": fingerprint,
+                "inputs": inputs,
+                "versions": dict(versions or {}),
+            }
+        },
+        sort_keys=True,
+        default=str,
+        separators=(",", ":"),
+    )
 
 
 def parse_commit_metadata(text: str | None) -> dict[str, Any]:
@@ -190,7 +216,7 @@ class CommitGuard:
     def fingerprint(self) -> str:
         return digest(self.inputs)
 
-    def plan(self) -> "CommitGuard":
+    def plan(self) -> CommitGuard:
         """Read each table's latest commit for the run key and decide what to write.
 
         Raises :class:`ChangedInputError` (nothing written yet) when a table holds this key's
@@ -212,33 +238,48 @@ class CommitGuard:
         self.planned = True
         done = [n for n in self.tables if self.is_committed(n)]
         if done:
-            log.info("%s: already committed to %s (run key %s, txnVersion %d); not writing %s again",
-                     self.label or self.run_key, ", ".join(done), self.run_key, self.txn_version,
-                     "it" if len(done) == 1 else "them")
+            log.info(
+                "%s: already committed to %s (run key %s, txnVersion %d); not writing %s again",
+                self.label or self.run_key,
+                ", ".join(done),
+                self.run_key,
+                self.txn_version,
+                "it" if len(done) == 1 else "them",
+            )
         return self
 
     def _changed_message(self, changed: list[PriorCommit]) -> str:
-        lines = [f"{self.label or self.run_key}: already committed from different inputs, so Delta would skip "
-                 "this write as a duplicate (same txnAppId and txnVersion) and the change would be lost."]
+        lines = [
+            f"{self.label or self.run_key}: already committed from different inputs, so Delta would skip "
+            "this write as a duplicate (same txnAppId and txnVersion) and the change would be lost."
+        ]
         for prior in changed:
-            lines.append(f"  {prior.table}: version {prior.table_version} (txnVersion {prior.txn_version}, run "
-                         f"{prior.run_id or 'unknown'}, committed {prior.committed_at.isoformat(sep=' ')} UTC)")
+            lines.append(
+                f"  {prior.table}: version {prior.table_version} (txnVersion {prior.txn_version}, run "
+                f"{prior.run_id or 'unknown'}, committed {prior.committed_at.isoformat(sep=' ')} UTC)"
+            )
             diffs = describe_differences(prior.inputs, self.inputs)
             lines.extend(f"    {d}" for d in diffs[:12])
             if len(diffs) > 12:
                 lines.append(f"    ... and {len(diffs) - 12} more differences")
             if not diffs and prior.fingerprint is None:
                 lines.append("    (that commit carries no featuremill fingerprint to compare with)")
-        lines.append("If the new inputs are meant to replace what was committed, re-run with --corrective "
-                     f"(writes txnVersion {max(p.txn_version for p in changed) + 1}); otherwise there is nothing to do.")
+        lines.append(
+            "If the new inputs are meant to replace what was committed, re-run with --corrective "
+            f"(writes txnVersion {max(p.txn_version for p in changed) + 1}); otherwise there is nothing to do."
+        )
         return "\n".join(lines)
 
     def is_committed(self, table: str) -> bool:
         """True when ``table`` already holds this key's commit for these inputs (skip its write)."""
         self._require_plan()
         prior = self.priors.get(table)
-        return (not self.corrective and prior is not None and prior.fingerprint == self.fingerprint
-                and prior.txn_version >= self.txn_version)
+        return (
+            not self.corrective
+            and prior is not None
+            and prior.fingerprint == self.fingerprint
+            and prior.txn_version >= self.txn_version
+        )
 
     @property
     def all_committed(self) -> bool:
@@ -250,11 +291,18 @@ class CommitGuard:
     def tag(self, table: str) -> io.CommitTag:
         """The ``txnAppId``/``txnVersion``/``userMetadata`` for the write to ``table``."""
         self._require_plan()
-        return io.CommitTag(app_id=self.run_key, version=self.txn_version,
-                            user_metadata=commit_metadata(run_key=self.run_key, run_id=self.run_id,
-                                                          txn_version=self.txn_version,
-                                                          fingerprint=self.fingerprint, inputs=self.inputs,
-                                                          versions=self.versions))
+        return io.CommitTag(
+            app_id=self.run_key,
+            version=self.txn_version,
+            user_metadata=commit_metadata(
+                run_key=self.run_key,
+                run_id=self.run_id,
+                txn_version=self.txn_version,
+                fingerprint=self.fingerprint,
+                inputs=self.inputs,
+                versions=self.versions,
+            ),
+        )
 
     def confirm(self, table: str, *, empty: bool = False) -> tuple[int, bool]:
         """After a tagged write: ``(table version holding this key's data, written by this run)``.
@@ -276,14 +324,21 @@ class CommitGuard:
         if empty and (prior is None or prior.fingerprint == self.fingerprint):
             return (latest[0] if latest is not None else -1), False
         if prior is not None and prior.fingerprint == self.fingerprint:
-            log.warning("%s: %s was committed by concurrent run %s with the same inputs; this run wrote nothing",
-                        self.label or self.run_key, table, prior.run_id)
+            log.warning(
+                "%s: %s was committed by concurrent run %s with the same inputs; this run wrote nothing",
+                self.label or self.run_key,
+                table,
+                prior.run_id,
+            )
             return prior.table_version, False
         raise TableStateError(
             f"{self.label or self.run_key}: Delta did not commit the write to {table} ({path}): the table already "
             f"records txnVersion >= {self.txn_version} for txnAppId {self.run_key!r}"
-            + (f" (version {prior.table_version}, run {prior.run_id})" if prior else
-               ", in a commit older than its retained log")
+            + (
+                f" (version {prior.table_version}, run {prior.run_id})"
+                if prior
+                else ", in a commit older than its retained log"
+            )
             + ". Re-run with --corrective to write a new generation."
         )
 

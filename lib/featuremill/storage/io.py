@@ -12,14 +12,14 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
 
-from featuremill.storage.commit_retry import retry_on_conflict
 from featuremill.config import SourceSpec
 from featuremill.core.columns import CORRUPT_RECORD, SOURCE_FILE
 from featuremill.core.errors import InputDataError, TableStateError, WritePathError
 from featuremill.core.sql import col, literal, quote_identifier
+from featuremill.storage.commit_retry import retry_on_conflict
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,9 @@ def _retried(what: str):
         @functools.wraps(fn)
         def wrapper(df, path, *args, **kwargs):
             return retry_on_conflict(lambda: fn(df, path, *args, **kwargs), path=path, what=what)
+
         return wrapper
+
     return decorate
 
 
@@ -145,17 +147,26 @@ def read_raw_source(spark, source: SourceSpec, *, start: dt.date | None = None, 
     elif source.format == "parquet":
         df = _load(spark.read.options(**options).format("parquet"), source.path, source.name)
         df = df.withColumn(SOURCE_FILE, F.col("_metadata.file_path"))
-        df = df.select(*[F.expr(f"try_cast({quote_identifier(c.name)} AS STRING)").alias(c.name)
-                         for c in source.columns],
-                       *([col(source.partition_column).cast("string").alias(source.partition_column)]
-                         if source.partition_column else []), SOURCE_FILE)
+        df = df.select(
+            *[F.expr(f"try_cast({quote_identifier(c.name)} AS STRING)").alias(c.name) for c in source.columns],
+            *(
+                [col(source.partition_column).cast("string").alias(source.partition_column)]
+                if source.partition_column
+                else []
+            ),
+            SOURCE_FILE,
+        )
     else:  # delta
         df = _load(spark.read.options(**options).format("delta"), source.path, source.name)
-        df = df.select(*[F.expr(f"try_cast({quote_identifier(c.name)} AS STRING)").alias(c.name)
-                         for c in source.columns],
-                       *([col(source.partition_column).cast("string").alias(source.partition_column)]
-                         if source.partition_column else []),
-                       F.lit(source.path).alias(SOURCE_FILE))
+        df = df.select(
+            *[F.expr(f"try_cast({quote_identifier(c.name)} AS STRING)").alias(c.name) for c in source.columns],
+            *(
+                [col(source.partition_column).cast("string").alias(source.partition_column)]
+                if source.partition_column
+                else []
+            ),
+            F.lit(source.path).alias(SOURCE_FILE),
+        )
     if source.partition_column and (start or end):
         part = col(source.partition_column)
         if start:
@@ -225,9 +236,11 @@ def read_delta(spark, path: str, *, version: int | None = None):
             if "time travel" not in text.lower() and "VERSION" not in text:
                 raise
             first = next((line.strip() for line in text.splitlines() if "version" in line.lower()), text[:300])
-            raise TableStateError(f"cannot time travel the Delta table at {path} to version {version}: {first} "
-                                  "(the commit was removed by log retention; keep delta.logRetentionDuration "
-                                  "longer than the replay window)") from None
+            raise TableStateError(
+                f"cannot time travel the Delta table at {path} to version {version}: {first} "
+                "(the commit was removed by log retention; keep delta.logRetentionDuration "
+                "longer than the replay window)"
+            ) from None
     return reader.load(path)
 
 
@@ -253,8 +266,11 @@ def check_time_travel(spark, path: str, version: int) -> None:
     if first is None:
         return  # nothing after this version removed files yet
     successor = later.where(F.col("version") == F.lit(first)).select("version", "timestamp").first()
-    vacuums = (later.where((F.col("operation") == F.lit("VACUUM START")) & (F.col("version") > F.lit(first)))
-               .select("version", "timestamp", "operationParameters").collect())  # a handful of rows
+    vacuums = (
+        later.where((F.col("operation") == F.lit("VACUUM START")) & (F.col("version") > F.lit(first)))
+        .select("version", "timestamp", "operationParameters")
+        .collect()
+    )  # a handful of rows
     for r in vacuums:
         params = r["operationParameters"] or {}
         retention_ms = params.get("specifiedRetentionMillis") or params.get("defaultRetentionMillis")
@@ -266,7 +282,8 @@ def check_time_travel(spark, path: str, version: int) -> None:
                 f"version {version} of the Delta table at {path} can no longer be read in full: VACUUM (version "
                 f"{r['version']}, {r['timestamp']}) deleted the files that version {successor['version']} "
                 f"({successor['timestamp']}) replaced. Time travel only within the table's "
-                "delta.deletedFileRetentionDuration; raise it (and logRetentionDuration) to cover the replay window")
+                "delta.deletedFileRetentionDuration; raise it (and logRetentionDuration) to cover the replay window"
+            )
 
 
 def date_range_predicate(column: str, start: dt.date, end: dt.date, *, qualifier: str = "") -> str:
@@ -278,10 +295,17 @@ def date_range_predicate(column: str, start: dt.date, end: dt.date, *, qualifier
     return f"({ident} >= {literal(start)} AND {ident} <= {literal(end)})"
 
 
-@_retried('replaceWhere write')
-def replace_where(df, path: str, *, predicate: str, partition_by: Sequence[str] = (),
-                  evolve_schema: bool = False, commit: CommitTag | None = None,
-                  properties: Mapping[str, str] | None = None) -> None:
+@_retried("replaceWhere write")
+def replace_where(
+    df,
+    path: str,
+    *,
+    predicate: str,
+    partition_by: Sequence[str] = (),
+    evolve_schema: bool = False,
+    commit: CommitTag | None = None,
+    properties: Mapping[str, str] | None = None,
+) -> None:
     """Atomically replace the rows matching ``predicate`` with ``df`` (creating the table if needed).
 
     Delta refuses the write if any row of ``df`` falls outside ``predicate``, so a bug cannot
@@ -304,10 +328,17 @@ def replace_where(df, path: str, *, predicate: str, partition_by: Sequence[str] 
         writer.mode("errorifexists").save(path)
 
 
-@_retried('overwrite')
-def overwrite(df, path: str, *, partition_by: Sequence[str] = (), overwrite_schema: bool = False,
-              evolve_schema: bool = False, commit: CommitTag | None = None,
-              properties: Mapping[str, str] | None = None) -> None:
+@_retried("overwrite")
+def overwrite(
+    df,
+    path: str,
+    *,
+    partition_by: Sequence[str] = (),
+    overwrite_schema: bool = False,
+    evolve_schema: bool = False,
+    commit: CommitTag | None = None,
+    properties: Mapping[str, str] | None = None,
+) -> None:
     """Replace the whole table (dimension snapshots; training sets, whose columns may change).
 
     ``overwrite_schema`` replaces the schema outright (a training set's columns follow its
@@ -324,7 +355,7 @@ def overwrite(df, path: str, *, partition_by: Sequence[str] = (), overwrite_sche
     writer.save(path)
 
 
-@_retried('append')
+@_retried("append")
 def append(df, path: str, *, partition_by: Sequence[str] = ()) -> None:
     writer = df.write.format("delta").mode("append")
     if partition_by and not is_delta_table(df.sparkSession, path):
@@ -332,11 +363,21 @@ def append(df, path: str, *, partition_by: Sequence[str] = ()) -> None:
     writer.save(path)
 
 
-@_retried('MERGE')
-def merge_range(df, path: str, *, keys: Iterable[str], value_columns: Iterable[str], partition_column: str,
-                start: dt.date, end: dt.date, partition_by: Sequence[str] = (),
-                evolve_schema: bool = False, commit: CommitTag | None = None,
-                properties: Mapping[str, str] | None = None) -> dict[str, str]:
+@_retried("MERGE")
+def merge_range(
+    df,
+    path: str,
+    *,
+    keys: Iterable[str],
+    value_columns: Iterable[str],
+    partition_column: str,
+    start: dt.date,
+    end: dt.date,
+    partition_by: Sequence[str] = (),
+    evolve_schema: bool = False,
+    commit: CommitTag | None = None,
+    properties: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Make the rows of ``path`` with ``partition_column`` in ``[start, end]`` equal ``df``.
 
     MERGE on ``keys``: changed rows are updated, new rows inserted, rows of the range that ``df``
@@ -365,9 +406,11 @@ def merge_range(df, path: str, *, keys: Iterable[str], value_columns: Iterable[s
     # A column the target does not have yet exists only after evolution: a matched row needs an
     # update when its new value is not null (null is what the evolved row reads anyway).
     changed = " OR ".join(
-        f"NOT (t.{quote_identifier(c)} <=> s.{quote_identifier(c)})" if existing is None or c.lower() in existing
+        f"NOT (t.{quote_identifier(c)} <=> s.{quote_identifier(c)})"
+        if existing is None or c.lower() in existing
         else f"s.{quote_identifier(c)} IS NOT NULL"
-        for c in value_columns)
+        for c in value_columns
+    )
     builder = DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), on)
     if changed:
         builder = builder.whenMatchedUpdateAll(condition=changed)
@@ -414,7 +457,7 @@ def write_text(spark, path: str, text: str) -> None:
         df = spark.createDataFrame([(text,)], "value string").coalesce(1)
         df.write.mode("overwrite").option("lineSep", "\n").text(path)
         return
-    local = path[len("file:"):] if path.startswith("file:") else path
+    local = path[len("file:") :] if path.startswith("file:") else path
     parent = os.path.dirname(os.path.abspath(local))
     os.makedirs(parent, exist_ok=True)
     tmp = f"{local}.tmp-{os.getpid()}"
@@ -428,7 +471,7 @@ def read_text(spark, path: str) -> str:
     import os
     import re
 
-    local = path[len("file:"):] if path.startswith("file:") else path
+    local = path[len("file:") :] if path.startswith("file:") else path
     if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", local) and os.path.isfile(local):
         with open(local, encoding="utf-8") as handle:
             return handle.read()
@@ -454,8 +497,15 @@ def read_table(spark, path: str, *, fmt: str | None = None, version: int | None 
     """
     if fmt is None:
         lowered = path.rstrip("/").lower()
-        fmt = ("delta" if is_delta_table(spark, path) else "csv" if lowered.endswith(".csv")
-               else "json" if lowered.endswith((".json", ".jsonl")) else "parquet")
+        fmt = (
+            "delta"
+            if is_delta_table(spark, path)
+            else "csv"
+            if lowered.endswith(".csv")
+            else "json"
+            if lowered.endswith((".json", ".jsonl"))
+            else "parquet"
+        )
     if fmt not in TABLE_FORMATS:
         raise InputDataError(f"unknown table format {fmt!r} (use one of {', '.join(TABLE_FORMATS)})", file=path)
     if fmt == "delta":
@@ -468,6 +518,8 @@ def read_table(spark, path: str, *, fmt: str | None = None, version: int | None 
     if fmt == "csv":
         reader = reader.option("header", "true").option("inferSchema", "true")
     return _load(reader, path, path), fmt
+
+
 def table_properties(spark, path: str) -> dict[str, str]:
     """The table properties of the Delta table at ``path``.
 
@@ -538,7 +590,9 @@ def check_write_path(path: str, root: str, *, what: str = "table") -> str:
     root_scheme, base = _normalised(root)
     inside = scheme == root_scheme and (target == base or target.startswith(base.rstrip("/") + "/"))
     if not inside:
-        raise WritePathError(f"refusing to write the {what} at {path}: it is outside the warehouse root {root}; "
-                             f"choose a path under {root.rstrip('/')}/ (or point the environment's warehouse at "
-                             f"the place you want featuremill to write)")
+        raise WritePathError(
+            f"refusing to write the {what} at {path}: it is outside the warehouse root {root}; "
+            f"choose a path under {root.rstrip('/')}/ (or point the environment's warehouse at "
+            f"the place you want featuremill to write)"
+        )
     return path

@@ -11,8 +11,9 @@ import datetime as dt
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from featuremill import __version__
 

@@ -27,7 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import platform
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from featuremill.core.errors import TrainingSetError
 
@@ -63,16 +64,21 @@ def frame_fingerprints(df, groups: Mapping[str, list[str]]) -> dict[str, tuple[i
         return F.xxhash64(*parts).cast("decimal(38,0)")
 
     names = list(groups)
-    row = df.agg(F.count(F.lit(1)).alias("n"),
-                 *[F.sum(row_hash(groups[g])).alias(f"s{i}") for i, g in enumerate(names)]).first()
+    row = df.agg(
+        F.count(F.lit(1)).alias("n"), *[F.sum(row_hash(groups[g])).alias(f"s{i}") for i, g in enumerate(names)]
+    ).first()
     return {g: (int(row["n"]), f"xxh64sum:{int(row[f's{i}'] or 0)}") for i, g in enumerate(names)}
 
 
 def code_info(spark, *, git_commit: str | None = None) -> dict[str, Any]:
     from featuremill import __version__
 
-    return {"featuremill": __version__, "git_commit": git_commit, "spark": spark.version,
-            "python": platform.python_version()}
+    return {
+        "featuremill": __version__,
+        "git_commit": git_commit,
+        "spark": spark.version,
+        "python": platform.python_version(),
+    }
 
 
 def now_iso() -> str:
@@ -94,11 +100,16 @@ def loads(text: str, *, path: str) -> dict[str, Any]:
     except ValueError as exc:
         raise TrainingSetError(f"{path}: not a JSON manifest ({exc})") from None
     if not isinstance(doc, dict) or doc.get("kind") != MANIFEST_KIND:
-        raise TrainingSetError(f"{path}: not a featuremill training-set manifest (kind {doc.get('kind')!r})"
-                               if isinstance(doc, dict) else f"{path}: not a featuremill training-set manifest")
+        raise TrainingSetError(
+            f"{path}: not a featuremill training-set manifest (kind {doc.get('kind')!r})"
+            if isinstance(doc, dict)
+            else f"{path}: not a featuremill training-set manifest"
+        )
     if doc.get("manifest_format") != MANIFEST_FORMAT:
-        raise TrainingSetError(f"{path}: manifest_format {doc.get('manifest_format')!r} is not supported "
-                               f"(this featuremill reads {MANIFEST_FORMAT})")
+        raise TrainingSetError(
+            f"{path}: manifest_format {doc.get('manifest_format')!r} is not supported "
+            f"(this featuremill reads {MANIFEST_FORMAT})"
+        )
     for key in ("pipeline", "spine", "options", "feature_sets", "output"):
         if key not in doc:
             raise TrainingSetError(f"{path}: manifest has no {key!r} section")

@@ -13,11 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from featuremill.storage import io
 from featuremill.config import PipelineConfig
 from featuremill.core.errors import TrainingSetError
+from featuremill.storage import io
 from featuremill.storage.versions import sha256_fingerprint
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,18 @@ def registry_path(tables_root: str) -> str:
 
 def manifest_id(manifest: Mapping[str, Any]) -> str:
     """What identifies a training set: the output it describes and every input version."""
-    return sha256_fingerprint({"output": {k: manifest["output"].get(k) for k in ("path", "delta_version", "fingerprint")},
-                               "spine": manifest["spine"].get("fingerprint"),
-                               "feature_sets": [(e["name"], e["version"], e["delta_version"])
-                                                for e in manifest["feature_sets"]]})
+    return sha256_fingerprint(
+        {
+            "output": {k: manifest["output"].get(k) for k in ("path", "delta_version", "fingerprint")},
+            "spine": manifest["spine"].get("fingerprint"),
+            "feature_sets": [(e["name"], e["version"], e["delta_version"]) for e in manifest["feature_sets"]],
+        }
+    )
 
 
-def register_model(spark, path: str, *, model: str, version: str, manifest: Mapping[str, Any],
-                   manifest_path: str) -> str:
+def register_model(
+    spark, path: str, *, model: str, version: str, manifest: Mapping[str, Any], manifest_path: str
+) -> str:
     """Record a model version; returns ``"registered"`` or ``"unchanged"`` (same manifest again)."""
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
@@ -53,21 +58,29 @@ def register_model(spark, path: str, *, model: str, version: str, manifest: Mapp
         raise TrainingSetError("register-model: NAME and VERSION must not be empty")
     ident = manifest_id(manifest)
     if io.is_delta_table(spark, path):
-        existing = (io.read_delta(spark, path)
-                    .where((F.col("model") == model) & (F.col("model_version") == str(version)))
-                    .select("manifest_id", "manifest_path").collect())  # at most one row
+        existing = (
+            io.read_delta(spark, path)
+            .where((F.col("model") == model) & (F.col("model_version") == str(version)))
+            .select("manifest_id", "manifest_path")
+            .collect()
+        )  # at most one row
         if existing:
             if existing[0]["manifest_id"] == ident:
                 return "unchanged"
             raise TrainingSetError(
                 f"model {model!r} version {version} is already registered with another training set "
-                f"({existing[0]['manifest_path']}); model versions are immutable: register a new version")
+                f"({existing[0]['manifest_path']}); model versions are immutable: register a new version"
+            )
     code = manifest.get("code") or {}
     row = {
-        "model": model, "model_version": str(version), "pipeline": manifest["pipeline"]["name"],
+        "model": model,
+        "model_version": str(version),
+        "pipeline": manifest["pipeline"]["name"],
         "registered_at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
-        "training_set": manifest["output"]["path"], "training_set_version": manifest["output"]["delta_version"],
-        "training_set_fingerprint": manifest["output"]["fingerprint"], "manifest_path": manifest_path,
+        "training_set": manifest["output"]["path"],
+        "training_set_version": manifest["output"]["delta_version"],
+        "training_set_fingerprint": manifest["output"]["fingerprint"],
+        "manifest_path": manifest_path,
         "manifest_id": ident,
         "feature_sets": {e["name"]: int(e["version"]) for e in manifest["feature_sets"]},
         "feature_fingerprints": {e["name"]: e.get("fingerprint") for e in manifest["feature_sets"]},
@@ -82,9 +95,13 @@ def register_model(spark, path: str, *, model: str, version: str, manifest: Mapp
         df.write.format("delta").mode("errorifexists").save(path)
     else:
         # Insert-if-absent: two concurrent registrations of one version cannot both land.
-        (DeltaTable.forPath(spark, path).alias("t")
-         .merge(df.alias("s"), "t.model = s.model AND t.model_version = s.model_version")
-         .whenNotMatchedInsertAll().execute())
+        (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(df.alias("s"), "t.model = s.model AND t.model_version = s.model_version")
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
     log.info("registered model %s version %s (%s)", model, version, manifest_path)
     return "registered"
 
@@ -114,8 +131,10 @@ def lock_models(models: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for m in models:
         out.setdefault(m["model"], {})[m["model_version"]] = {
-            "feature_sets": {name: {"version": int(v), "fingerprint": (m.get("feature_fingerprints") or {}).get(name)}
-                             for name, v in sorted((m.get("feature_sets") or {}).items())},
+            "feature_sets": {
+                name: {"version": int(v), "fingerprint": (m.get("feature_fingerprints") or {}).get(name)}
+                for name, v in sorted((m.get("feature_sets") or {}).items())
+            },
             "training_set": m["training_set"],
         }
     return out

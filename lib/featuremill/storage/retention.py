@@ -21,8 +21,9 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from featuremill.config import format_duration
 
@@ -112,6 +113,10 @@ def ensure_retention(spark, path: str, window: ReplayWindow) -> dict[str, str]:
     changes = missing_properties(io.table_properties(spark, path), window.table_properties())
     if changes:
         io.set_table_properties(spark, path, changes)
-        log.info("table %s: set %s to cover the replay window of %s", path,
-                 ", ".join(f"{k}={v}" for k, v in sorted(changes.items())), window)
+        log.info(
+            "table %s: set %s to cover the replay window of %s",
+            path,
+            ", ".join(f"{k}={v}" for k, v in sorted(changes.items())),
+            window,
+        )
     return changes

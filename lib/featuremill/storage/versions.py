@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from featuremill.config import FeatureSetSpec, PipelineConfig
 from featuremill.core.errors import ConfigError, ConfigIssue
@@ -70,15 +71,26 @@ def feature_set_definition(config: PipelineConfig, feature_set: FeatureSetSpec) 
     joins = []
     for j in sorted(feature_set.joins, key=lambda j: (j.level, j.dimension)):
         dim = config.source(j.dimension)
-        joins.append({"dimension": j.dimension, "level": j.level, "on": list(j.on), "columns": list(j.columns),
-                      "types": {c: dim.column(c).type for c in sorted(set(j.on) | set(j.columns))}})
+        joins.append(
+            {
+                "dimension": j.dimension,
+                "level": j.level,
+                "on": list(j.on),
+                "columns": list(j.columns),
+                "types": {c: dim.column(c).type for c in sorted(set(j.on) | set(j.columns))},
+            }
+        )
         if j.level == "event":
             used |= set(j.on)
     source_columns = {c: source.column(c).type for c in sorted(used) if c in source.column_names}
     return {
         "name": feature_set.name,
-        "source": {"name": source.name, "event_time": source.event_time, "order_key": list(source.key),
-                   "columns": source_columns},
+        "source": {
+            "name": source.name,
+            "event_time": source.event_time,
+            "order_key": list(source.key),
+            "columns": source_columns,
+        },
         "entity": list(feature_set.entity),
         "timezone": config.timezone,
         "joins": joins,
@@ -101,9 +113,16 @@ def feature_fingerprint(config: PipelineConfig, feature_set: FeatureSetSpec, fea
     by_name = {f["name"]: f for f in definition["features"]}
     own = by_name[feature_name]
     inputs = [by_name[n] for n in (own.get("numerator"), own.get("denominator")) if n in by_name]
-    return sha256_fingerprint({"source": definition["source"], "entity": definition["entity"],
-                               "timezone": definition["timezone"], "joins": definition["joins"],
-                               "feature": own, "inputs": inputs})
+    return sha256_fingerprint(
+        {
+            "source": definition["source"],
+            "entity": definition["entity"],
+            "timezone": definition["timezone"],
+            "joins": definition["joins"],
+            "feature": own,
+            "inputs": inputs,
+        }
+    )
 
 
 def lock_path(pipeline_file: str | Path) -> Path:
@@ -126,8 +145,12 @@ class Lock:
         return {int(v): body for v, body in (entry.get("versions") or {}).items()}
 
     def as_document(self) -> dict[str, Any]:
-        return {"lock_format": LOCK_FORMAT, "pipeline": self.pipeline,
-                "feature_sets": dict(self.feature_sets), "models": dict(self.models)}
+        return {
+            "lock_format": LOCK_FORMAT,
+            "pipeline": self.pipeline,
+            "feature_sets": dict(self.feature_sets),
+            "models": dict(self.models),
+        }
 
 
 def read_lock(path: str | Path) -> Lock | None:
@@ -140,10 +163,19 @@ def read_lock(path: str | Path) -> Lock | None:
     except (OSError, ValueError) as exc:
         raise ConfigError([ConfigIssue(str(path), "", f"not a readable lock file: {exc}")]) from None
     if not isinstance(doc, dict) or doc.get("lock_format") != LOCK_FORMAT:
-        raise ConfigError([ConfigIssue(str(path), "lock_format",
-                                       f"expected lock_format {LOCK_FORMAT}; regenerate with --update-lock")])
-    return Lock(file=str(path), pipeline=str(doc.get("pipeline") or ""),
-                feature_sets=doc.get("feature_sets") or {}, models=doc.get("models") or {})
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    str(path), "lock_format", f"expected lock_format {LOCK_FORMAT}; regenerate with --update-lock"
+                )
+            ]
+        )
+    return Lock(
+        file=str(path),
+        pipeline=str(doc.get("pipeline") or ""),
+        feature_sets=doc.get("feature_sets") or {},
+        models=doc.get("models") or {},
+    )
 
 
 def write_lock(lock: Lock) -> None:
@@ -187,35 +219,64 @@ def check_lock(config: PipelineConfig, lock: Lock | None, *, lock_file: str | Pa
     issues: list[ConfigIssue] = []
     hint = f"featuremill validate {config.file} --update-lock"
     if lock is None:
-        issues.append(ConfigIssue(str(lock_file), "", f"no lock file: feature-set definitions are not "
-                                  f"pinned to their versions; run `{hint}` and commit it", severity="warning"))
+        issues.append(
+            ConfigIssue(
+                str(lock_file),
+                "",
+                f"no lock file: feature-set definitions are not pinned to their versions; run `{hint}` and commit it",
+                severity="warning",
+            )
+        )
         return issues
     if lock.pipeline and lock.pipeline != config.name:
-        issues.append(ConfigIssue(lock.file, "pipeline", f"lock file is for pipeline {lock.pipeline!r}, "
-                                  f"not {config.name!r}"))
+        issues.append(
+            ConfigIssue(lock.file, "pipeline", f"lock file is for pipeline {lock.pipeline!r}, not {config.name!r}")
+        )
     for fs in config.feature_sets:
         path = _feature_set_path(config, fs.name)
         locked = lock.versions(fs.name)
         definition = feature_set_definition(config, fs)
         fingerprint = sha256_fingerprint(definition)
         if not locked:
-            issues.append(ConfigIssue(config.file, path, f"feature set {fs.name!r} version {fs.version} is not in "
-                                      f"the lock file yet; run `{hint}`", severity="warning"))
+            issues.append(
+                ConfigIssue(
+                    config.file,
+                    path,
+                    f"feature set {fs.name!r} version {fs.version} is not in the lock file yet; run `{hint}`",
+                    severity="warning",
+                )
+            )
         elif fs.version in locked:
             if locked[fs.version].get("fingerprint") != fingerprint:
                 changes = describe_changes(locked[fs.version].get("definition") or {}, definition)
-                issues.append(ConfigIssue(
-                    config.file, path,
-                    f"feature set {fs.name!r} changed without a version bump ({changes}); version {fs.version} is "
-                    f"locked as {locked[fs.version].get('fingerprint')}. Set version: {max(locked) + 1} and run `{hint}`"))
+                issues.append(
+                    ConfigIssue(
+                        config.file,
+                        path,
+                        f"feature set {fs.name!r} changed without a version bump ({changes}); version {fs.version} is "
+                        f"locked as {locked[fs.version].get('fingerprint')}. Set version: {max(locked) + 1} and run `{hint}`",
+                    )
+                )
         elif fs.version < max(locked):
-            issues.append(ConfigIssue(config.file, path, f"feature set {fs.name!r}: version {fs.version} was never "
-                                      f"locked and is below the locked version {max(locked)}; versions only go up "
-                                      f"(use {max(locked) + 1})"))
+            issues.append(
+                ConfigIssue(
+                    config.file,
+                    path,
+                    f"feature set {fs.name!r}: version {fs.version} was never "
+                    f"locked and is below the locked version {max(locked)}; versions only go up "
+                    f"(use {max(locked) + 1})",
+                )
+            )
         else:
-            issues.append(ConfigIssue(config.file, path, f"feature set {fs.name!r}: version {fs.version} is new "
-                                      f"(locked: {', '.join(map(str, sorted(locked)))}); run `{hint}`",
-                                      severity="warning"))
+            issues.append(
+                ConfigIssue(
+                    config.file,
+                    path,
+                    f"feature set {fs.name!r}: version {fs.version} is new "
+                    f"(locked: {', '.join(map(str, sorted(locked)))}); run `{hint}`",
+                    severity="warning",
+                )
+            )
     declared = {fs.name: fs for fs in config.feature_sets}
     for model, by_version in sorted(lock.models.items()):
         for model_version, entry in sorted(by_version.items()):
@@ -223,15 +284,26 @@ def check_lock(config: PipelineConfig, lock: Lock | None, *, lock_file: str | Pa
                 fs = declared.get(fs_name)
                 what = f"model {model!r} version {model_version} was trained on {fs_name}@{used.get('version')}"
                 if fs is None:
-                    issues.append(ConfigIssue(config.file, "feature_sets", f"{what}, which the pipeline no longer "
-                                              "declares; the model cannot be served from this pipeline",
-                                              severity="warning"))
+                    issues.append(
+                        ConfigIssue(
+                            config.file,
+                            "feature_sets",
+                            f"{what}, which the pipeline no longer "
+                            "declares; the model cannot be served from this pipeline",
+                            severity="warning",
+                        )
+                    )
                 elif fs.version != used.get("version"):
-                    issues.append(ConfigIssue(
-                        config.file, _feature_set_path(config, fs_name),
-                        f"{what}; the pipeline now declares version {fs.version}, so the feature job writes values "
-                        "this model was not trained on: retrain and register it, or keep the old definition as its "
-                        "own feature set", severity="warning"))
+                    issues.append(
+                        ConfigIssue(
+                            config.file,
+                            _feature_set_path(config, fs_name),
+                            f"{what}; the pipeline now declares version {fs.version}, so the feature job writes values "
+                            "this model was not trained on: retrain and register it, or keep the old definition as its "
+                            "own feature set",
+                            severity="warning",
+                        )
+                    )
     return issues
 
 
@@ -251,8 +323,9 @@ def updated_lock(config: PipelineConfig, lock: Lock | None, *, lock_file: str | 
         versions = dict(entry.get("versions") or {})
         versions[str(fs.version)] = {"fingerprint": sha256_fingerprint(definition), "definition": definition}
         entry["versions"] = dict(sorted(versions.items(), key=lambda kv: int(kv[0])))
-    return Lock(file=str(lock_file), pipeline=config.name, feature_sets=feature_sets,
-                models=dict(lock.models) if lock else {})
+    return Lock(
+        file=str(lock_file), pipeline=config.name, feature_sets=feature_sets, models=dict(lock.models) if lock else {}
+    )
 
 
 def require_consistent(config: PipelineConfig, lock: Lock | None, *, lock_file: str | Path) -> None:
@@ -267,13 +340,16 @@ def require_consistent(config: PipelineConfig, lock: Lock | None, *, lock_file: 
         raise ConfigError(errors)
 
 
-def with_model(lock: Lock, *, model: str, version: str, feature_sets: Mapping[str, Mapping[str, Any]],
-               training_set: str) -> Lock:
+def with_model(
+    lock: Lock, *, model: str, version: str, feature_sets: Mapping[str, Mapping[str, Any]], training_set: str
+) -> Lock:
     """The lock with a model's feature-set versions recorded (as ``register-model`` does)."""
     models = {k: dict(v) for k, v in lock.models.items()}
     models.setdefault(model, {})[str(version)] = {
-        "feature_sets": {name: {"version": int(v["version"]), "fingerprint": v.get("fingerprint")}
-                         for name, v in sorted(feature_sets.items())},
+        "feature_sets": {
+            name: {"version": int(v["version"]), "fingerprint": v.get("fingerprint")}
+            for name, v in sorted(feature_sets.items())
+        },
         "training_set": training_set,
     }
     return Lock(file=lock.file, pipeline=lock.pipeline, feature_sets=lock.feature_sets, models=models)

@@ -29,7 +29,7 @@ operators (row-ordered lags, then range frames); ``explain()`` shows a single Ex
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from featuremill.config import FeatureSpec
 from featuremill.core.sql import col, quote_identifier
@@ -57,8 +57,15 @@ def _value_column(feature: FeatureSpec):
     return value
 
 
-def with_window_features(events, *, entity: Sequence[str], event_time: str, order_key: Sequence[str],
-                         features: Sequence[FeatureSpec], known_at_from: str | None = None):
+def with_window_features(
+    events,
+    *,
+    entity: Sequence[str],
+    event_time: str,
+    order_key: Sequence[str],
+    features: Sequence[FeatureSpec],
+    known_at_from: str | None = None,
+):
     """DataFrame -> DataFrame: window features per entity and event time.
 
     Input columns: ``entity`` keys, ``event_time`` (timestamp), ``order_key`` (columns that order

@@ -7,8 +7,8 @@ reason, never an exception, and the same split comes out whether ANSI mode is on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from featuremill.config import ColumnSpec, SourceSpec
 from featuremill.core.columns import CORRUPT_RECORD, SOURCE_FILE
@@ -67,8 +67,9 @@ def _shown(column):
     """A raw value cut to a readable length for a reason message."""
     from pyspark.sql import functions as F
 
-    return F.when(F.length(column) > _VALUE_CHARS,
-                  F.concat(F.substring(column, 1, _VALUE_CHARS), F.lit("..."))).otherwise(column)
+    return F.when(
+        F.length(column) > _VALUE_CHARS, F.concat(F.substring(column, 1, _VALUE_CHARS), F.lit("..."))
+    ).otherwise(column)
 
 
 def column_checks(source: SourceSpec) -> list[RowCheck]:
@@ -80,39 +81,62 @@ def column_checks(source: SourceSpec) -> list[RowCheck]:
 
     checks: list[RowCheck] = []
     if source.format in ("csv", "json"):
-        checks.append(RowCheck("malformed", F.col(CORRUPT_RECORD).isNotNull(),
-                               F.lit("malformed record: could not be split into the declared fields")))
+        checks.append(
+            RowCheck(
+                "malformed",
+                F.col(CORRUPT_RECORD).isNotNull(),
+                F.lit("malformed record: could not be split into the declared fields"),
+            )
+        )
     key = set(source.key)
     for spec in source.columns:
         raw = col(spec.name)
         parsed = col(f"__parsed_{spec.name}")
         # Bytes that are not valid UTF-8 are decoded as U+FFFD: the original value is lost, so the
         # row is quarantined rather than stored altered.
-        checks.append(RowCheck(
-            "encoding", F.instr(raw, "\ufffd") > 0,
-            F.lit(f"field '{spec.name}': invalid UTF-8 byte sequence (decoded as U+FFFD)"),
-        ))
-        checks.append(RowCheck(
-            "type", raw.isNotNull() & parsed.isNull(),
-            F.concat(F.lit(f"field '{spec.name}': cannot parse '"), _shown(raw), F.lit(f"' as {spec.type}")),
-        ))
+        checks.append(
+            RowCheck(
+                "encoding",
+                F.instr(raw, "\ufffd") > 0,
+                F.lit(f"field '{spec.name}': invalid UTF-8 byte sequence (decoded as U+FFFD)"),
+            )
+        )
+        checks.append(
+            RowCheck(
+                "type",
+                raw.isNotNull() & parsed.isNull(),
+                F.concat(F.lit(f"field '{spec.name}': cannot parse '"), _shown(raw), F.lit(f"' as {spec.type}")),
+            )
+        )
         if not spec.nullable or spec.name in key or spec.name == source.event_time:
-            checks.append(RowCheck(
-                "not_null", raw.isNull(),
-                F.lit(f"field '{spec.name}': null in a required column"),
-            ))
+            checks.append(
+                RowCheck(
+                    "not_null",
+                    raw.isNull(),
+                    F.lit(f"field '{spec.name}': null in a required column"),
+                )
+            )
         if spec.type in ("double", "float") and not spec.allow_non_finite:
-            checks.append(RowCheck(
-                "non_finite", F.isnan(parsed) | parsed.isin(float("inf"), float("-inf")),
-                F.concat(F.lit(f"field '{spec.name}': non-finite value '"), _shown(raw), F.lit("'")),
-            ))
+            checks.append(
+                RowCheck(
+                    "non_finite",
+                    F.isnan(parsed) | parsed.isin(float("inf"), float("-inf")),
+                    F.concat(F.lit(f"field '{spec.name}': non-finite value '"), _shown(raw), F.lit("'")),
+                )
+            )
     if source.partition_column:
         part = col(source.partition_column)
-        checks.append(RowCheck(
-            "partition", part.isNull() | F.expr(f"try_cast({quote_identifier(source.partition_column)} AS DATE)").isNull(),
-            F.concat(F.lit(f"partition '{source.partition_column}': '"), F.coalesce(part, F.lit("null")),
-                     F.lit("' is not a date (YYYY-MM-DD)")),
-        ))
+        checks.append(
+            RowCheck(
+                "partition",
+                part.isNull() | F.expr(f"try_cast({quote_identifier(source.partition_column)} AS DATE)").isNull(),
+                F.concat(
+                    F.lit(f"partition '{source.partition_column}': '"),
+                    F.coalesce(part, F.lit("null")),
+                    F.lit("' is not a date (YYYY-MM-DD)"),
+                ),
+            )
+        )
     return checks
 
 
@@ -141,14 +165,19 @@ def with_classification(raw, *, source: SourceSpec, ingest_date, extra_checks: S
     messages = F.array(*[F.when(c.failed, c.message) for c in checks])
     raw_fields = F.to_json(F.struct(*[col(c.name) for c in source.columns]))
     raw_record = F.coalesce(col(CORRUPT_RECORD), raw_fields) if source.format in ("csv", "json") else raw_fields
-    ingest = (F.expr(f"try_cast({quote_identifier(source.partition_column)} AS DATE)")
-              if source.partition_column else F.lit(ingest_date))
+    ingest = (
+        F.expr(f"try_cast({quote_identifier(source.partition_column)} AS DATE)")
+        if source.partition_column
+        else F.lit(ingest_date)
+    )
     df = df.select(
         *[col(f"__parsed_{c.name}").alias(c.name) for c in source.columns],
         ingest.alias(INGEST_DATE),
         col(SOURCE_FILE).alias(SOURCE_FILE),
         raw_record.alias(RAW_RECORD),
-        F.get(F.filter(rules, lambda x: x.isNotNull()), 0).alias(RULE) if checks else F.lit(None).cast("string").alias(RULE),
+        F.get(F.filter(rules, lambda x: x.isNotNull()), 0).alias(RULE)
+        if checks
+        else F.lit(None).cast("string").alias(RULE),
         F.concat_ws("; ", F.filter(messages, lambda x: x.isNotNull())).alias(REASON),
     )
     df = df.withColumn(REASON, F.when(col(RULE).isNotNull(), col(REASON)))
@@ -175,17 +204,33 @@ def with_duplicates_flagged(classified, *, key: Sequence[str], existing_keys=Non
     rank = F.when(valid, F.row_number().over(order))
     key_text = F.to_json(F.struct(*key_cols))
     df = classified.withColumn("__dup_in_batch", F.coalesce(rank > 1, F.lit(False)))
-    df = df.withColumn(REASON, F.when(col("__dup_in_batch"), F.concat(
-        F.lit("duplicate event: key "), key_text, F.lit(" appears more than once in this batch (first copy kept)")
-    )).otherwise(col(REASON)))
+    df = df.withColumn(
+        REASON,
+        F.when(
+            col("__dup_in_batch"),
+            F.concat(
+                F.lit("duplicate event: key "),
+                key_text,
+                F.lit(" appears more than once in this batch (first copy kept)"),
+            ),
+        ).otherwise(col(REASON)),
+    )
     df = df.withColumn(RULE, F.when(col("__dup_in_batch"), F.lit("duplicate")).otherwise(col(RULE)))
     if existing_keys is not None:
         df = df.join(existing_keys, on=list(key), how="left")
         df = df.withColumn("__dup_existing", col(RULE).isNull() & col("_existing_ingest_date").isNotNull())
-        df = df.withColumn(REASON, F.when(col("__dup_existing"), F.concat(
-            F.lit("duplicate event: key "), key_text, F.lit(" was already ingested from landing date "),
-            col("_existing_ingest_date").cast("string"),
-        )).otherwise(col(REASON)))
+        df = df.withColumn(
+            REASON,
+            F.when(
+                col("__dup_existing"),
+                F.concat(
+                    F.lit("duplicate event: key "),
+                    key_text,
+                    F.lit(" was already ingested from landing date "),
+                    col("_existing_ingest_date").cast("string"),
+                ),
+            ).otherwise(col(REASON)),
+        )
         df = df.withColumn(RULE, F.when(col("__dup_existing"), F.lit("duplicate")).otherwise(col(RULE)))
         df = df.drop("_existing_ingest_date", "__dup_existing")
     return df.drop("__dup_in_batch")

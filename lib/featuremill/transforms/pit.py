@@ -43,8 +43,8 @@ See ``docs/training-sets.md`` for the measurements behind the choice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from featuremill.core.errors import TrainingSetError
 from featuremill.core.sql import col, quote_identifier
@@ -109,8 +109,9 @@ class _Prepared:
     value_fields: tuple[str, ...] = field(default=())
 
 
-def point_in_time_join(spine, sources: Sequence[FeatureSource], *, spine_time: str, strict: bool = False,
-                       strategy: str = "window"):
+def point_in_time_join(
+    spine, sources: Sequence[FeatureSource], *, spine_time: str, strict: bool = False, strategy: str = "window"
+):
     """DataFrame -> DataFrame: the spine with each source's features as of each spine row's time.
 
     ``spine`` needs the key columns of every source (``FeatureSource.join_keys``) and
@@ -165,19 +166,24 @@ def _check_spine(spine, sources: Sequence[FeatureSource], spine_time: str) -> No
     if not isinstance(fields[spine_time], TimestampType):
         raise TrainingSetError(
             f"spine time column {spine_time!r} is {fields[spine_time].simpleString()}, not timestamp; cast it "
-            "(a date means midnight in the session time zone: make that explicit with CAST(... AS TIMESTAMP))")
+            "(a date means midnight in the session time zone: make that explicit with CAST(... AS TIMESTAMP))"
+        )
     seen = set(spine.columns)
     for source in sources:
         if len(source.join_keys) != len(source.keys) or not source.keys:
             raise TrainingSetError(f"feature source {source.name!r}: spine_keys must list one spine column per key")
         for key in source.join_keys:
             if key not in fields:
-                raise TrainingSetError(f"spine has no key column {key!r} needed by feature source {source.name!r} "
-                                       f"(spine columns: {', '.join(spine.columns)})")
+                raise TrainingSetError(
+                    f"spine has no key column {key!r} needed by feature source {source.name!r} "
+                    f"(spine columns: {', '.join(spine.columns)})"
+                )
         for name in source.output_columns:
             if name in seen:
-                raise TrainingSetError(f"feature source {source.name!r}: output column {name!r} already exists "
-                                       "(in the spine or an earlier source); rename the spine column")
+                raise TrainingSetError(
+                    f"feature source {source.name!r}: output column {name!r} already exists "
+                    "(in the spine or an earlier source); rename the spine column"
+                )
             seen.add(name)
 
 
@@ -199,12 +205,14 @@ def _prepare(spine, source: FeatureSource, index: int, *, strict: bool) -> _Prep
     needed += [source.known_at] if source.known_at else []
     for name in needed:
         if name not in fields:
-            raise TrainingSetError(f"feature source {source.name!r} has no column {name!r} "
-                                   f"(columns: {', '.join(frame.columns)})")
+            raise TrainingSetError(
+                f"feature source {source.name!r} has no column {name!r} (columns: {', '.join(frame.columns)})"
+            )
     for name in [source.event_time] + ([source.known_at] if source.known_at else []):
         if not isinstance(fields[name], TimestampType):
-            raise TrainingSetError(f"feature source {source.name!r}: column {name!r} is "
-                                   f"{fields[name].simpleString()}, not timestamp")
+            raise TrainingSetError(
+                f"feature source {source.name!r}: column {name!r} is {fields[name].simpleString()}, not timestamp"
+            )
     if source.ttl_seconds is not None and source.ttl_seconds <= 0:
         raise TrainingSetError(f"feature source {source.name!r}: ttl must be positive, got {source.ttl_seconds}s")
 
@@ -219,7 +227,8 @@ def _prepare(spine, source: FeatureSource, index: int, *, strict: bool) -> _Prep
         else:
             raise TrainingSetError(
                 f"key {skey!r}: the spine has {stype.simpleString()} but feature source {source.name!r} has "
-                f"{ftype.simpleString()} ({fkey!r}); cast the spine column to {ftype.simpleString()}")
+                f"{ftype.simpleString()} ({fkey!r}); cast the spine column to {ftype.simpleString()}"
+            )
         key_columns.append(col(fkey).cast(key_types[-1]).alias(_POINT_KEY.format(j)))
 
     f_us = F.expr(f"unix_micros({quote_identifier(source.event_time)})")
@@ -235,7 +244,8 @@ def _prepare(spine, source: FeatureSource, index: int, *, strict: bool) -> _Prep
     value_fields = tuple(f"v{j}" for j in range(len(source.columns)))
     parts += [col(c).alias(v) for c, v in zip(source.columns, value_fields)]
     rows = frame.where(valid == F.lit(False)).select(
-        *key_columns, visible_from.alias(_ORDER), F.struct(*parts).alias(_MATCH.format(index)))
+        *key_columns, visible_from.alias(_ORDER), F.struct(*parts).alias(_MATCH.format(index))
+    )
     return _Prepared(source=source, index=index, rows=rows, key_types=tuple(key_types), value_fields=value_fields)
 
 
@@ -263,8 +273,9 @@ def _outputs(p: _Prepared, *, match, s_us):
 # --------------------------------------------------------------------------------------------
 
 
-def _window_pass(spine, members: list[_Prepared], *, keys: tuple[str, ...], key_types: tuple[str, ...],
-                 spine_time: str):
+def _window_pass(
+    spine, members: list[_Prepared], *, keys: tuple[str, ...], key_types: tuple[str, ...], spine_time: str
+):
     """One shuffle + sort + running window for all sources keyed by the same spine columns."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -290,8 +301,11 @@ def _window_pass(spine, members: list[_Prepared], *, keys: tuple[str, ...], key_
         )
         union = union.unionByName(feature_rows, allowMissingColumns=True)
 
-    running = (Window.partitionBy(*[col(pk) for pk in partition]).orderBy(col(_ORDER))
-               .rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    running = (
+        Window.partitionBy(*[col(pk) for pk in partition])
+        .orderBy(col(_ORDER))
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
     matches = [F.max(col(_MATCH.format(p.index))).over(running).alias(_MATCH.format(p.index)) for p in members]
     joined = union.select(col(_ORDER), col(_IS_SPINE), col(_SPINE), *matches).where(col(_IS_SPINE))
     s_after = F.expr(f"({quote_identifier(_ORDER)} - 1) div 2")  # spine rows carry 2 * s_us + 1
@@ -311,8 +325,9 @@ def _broadcast_pass(spine, p: _Prepared, *, spine_time: str):
     spine_keys = [col(k).cast(t) for k, t in zip(keys, p.key_types)]
     # Not de-duplicated: repeated points only repeat pairs that the aggregate folds anyway, and a
     # distinct would cost a shuffle of the spine.
-    points = spine.where(not_null).select(*[c.alias(pk) for c, pk in zip(spine_keys, point_keys)],
-                                          s_us.alias(_POINT_TIME))
+    points = spine.where(not_null).select(
+        *[c.alias(pk) for c, pk in zip(spine_keys, point_keys)], s_us.alias(_POINT_TIME)
+    )
     match = _MATCH.format(p.index)
     rows = p.rows.select(*[col(pk).alias(f"{pk}_f") for pk in point_keys], col(_ORDER), col(match))
     cond = F.col(_ORDER) <= F.col(_POINT_TIME)
@@ -322,9 +337,11 @@ def _broadcast_pass(spine, p: _Prepared, *, spine_time: str):
         # Pruning only (the exact TTL test is applied to the match below): rows older than the
         # TTL can never be the answer, so they need not reach the aggregate.
         cond = cond & (F.col(match).getField(_F_TS) > F.col(_POINT_TIME) - F.lit(p.source.ttl_seconds * 1_000_000))
-    best = (rows.join(F.broadcast(points), on=cond, how="inner")
-            .groupBy(*[F.col(pk) for pk in point_keys], F.col(_POINT_TIME))
-            .agg(F.max(F.col(match)).alias(match)))
+    best = (
+        rows.join(F.broadcast(points), on=cond, how="inner")
+        .groupBy(*[F.col(pk) for pk in point_keys], F.col(_POINT_TIME))
+        .agg(F.max(F.col(match)).alias(match))
+    )
     back = F.col(_POINT_TIME) == s_us
     for c, pk in zip(spine_keys, point_keys):
         back = back & (F.col(pk) == c)
