@@ -3,7 +3,8 @@
 Not named ``profile.py``: spark-submit puts this folder first on ``sys.path``, where that name
 would shadow the standard library's ``profile`` module (imported by PySpark) for every job here.
 
-    spark-submit ... jobs/profile_table.py conf/pipelines/demo.yaml --env emr --table validated.transactions --date 2026-09-28
+    spark-submit ... jobs/profile_table.py conf/pipelines/demo.yaml --env emr \
+        --table validated.transactions --date 2026-09-28
 """
 
 import sys

@@ -139,7 +139,9 @@ def _expected_rules(name, spec) -> list[tuple[str, str]]:
     for table, table_spec in tables.items():
         for rule in table_spec.get("rules", []):
             columns = set(rule.get("columns", [])) | ({rule["column"]} if "column" in rule else set())
-            if (table == f"features.{spec['_set']}" and (not columns or columns & own)) or (table == f"validated.{spec['_source']}" and columns & reads):
+            if (table == f"features.{spec['_set']}" and (not columns or columns & own)) or (
+                table == f"validated.{spec['_source']}" and columns & reads
+            ):
                 out.append((table, rule["check"]))
     return sorted(out)
 

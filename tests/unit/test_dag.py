@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 import yaml
@@ -252,3 +253,32 @@ def test_dag_show_prints_demo_order(capsys):
         "1. ingest  job=ingest  retries=2  retry_delay=5m exponential  max_retry_delay=30m  timeout=2h",
         "2. features  job=features  after ingest  retries=2  retry_delay=5m exponential  max_retry_delay=30m  timeout=1h",
     ]
+
+
+def test_exported_airflow_dag_callback_imports_and_logs(tmp_path, caplog):
+    """The deadline callback the generated Airflow DAG names is importable and logs the miss."""
+    import ast
+    import importlib
+    import logging
+
+    from featuremill.cli import main
+
+    demo = str(Path(__file__).resolve().parents[2] / "conf" / "pipelines" / "demo.yaml")
+    assert main(["dag", "export", demo, "--target", "airflow", "--out", str(tmp_path)]) == 0
+    (dag_file,) = tmp_path.glob("*.py")
+    calls = [
+        node
+        for node in ast.walk(ast.parse(dag_file.read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "SyncCallback"
+    ]
+    assert len(calls) == 1
+    dotted = ast.literal_eval(calls[0].args[0])
+    kwargs = ast.literal_eval(next(k.value for k in calls[0].keywords if k.arg == "kwargs"))
+    assert dotted == "featuremill.deploy.alerts.log_deadline_miss"
+    module, _, name = dotted.rpartition(".")
+    callback = getattr(importlib.import_module(module), name)
+    with caplog.at_level(logging.ERROR, logger=module):
+        callback({"dag_run": "scheduled__2026-09-01"}, **kwargs)
+    assert caplog.records[-1].getMessage() == (
+        "featuremill SLA missed: pipeline=demo sla=14400s run=scheduled__2026-09-01"
+    )

@@ -312,7 +312,7 @@ def test_point_in_time_join_no_leakage_property(spark, strategy):
 
     rng = random.Random(11)
     features = []
-    for i in range(1500):
+    for _ in range(1500):
         ts = T0 + dt.timedelta(minutes=rng.randrange(0, 5 * 24 * 60, 30))
         features.append(
             (

@@ -37,7 +37,8 @@ def _schema(text):
 LIVE = _schema("id string, qty int, amount double, price decimal(10,2), day date")
 
 
-def _refused(incoming, policy=SchemaPolicy()) -> str:
+def _refused(incoming, policy=None) -> str:
+    policy = policy or SchemaPolicy()
     with pytest.raises(SchemaContractError) as info:
         compare_schemas(LIVE, _schema(incoming), policy, table="validated.tx", live_version=7)
     return str(info.value)

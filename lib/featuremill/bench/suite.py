@@ -331,6 +331,11 @@ def summary_rows(report: dict) -> list[dict]:
     return rows
 
 
+def _last_run_split(size: dict) -> str:
+    last_run = size.get("last_run") or {}
+    return f"{last_run.get('ingest_s', '-')} / {last_run.get('features_s', '-')}"
+
+
 def render(report: dict) -> str:
     """The report as Markdown: the summary table, then one table per section."""
     m = report["machine_before"]
@@ -453,7 +458,7 @@ def render(report: dict) -> str:
                         " ".join(f"{v:.1f}" for v in x["runs_s"]),
                         f"{x['events_per_s']:,.0f}",
                         fmt(x["s_per_million"], 1),
-                        f"{(x.get('last_run') or {}).get('ingest_s', '-')} / {(x.get('last_run') or {}).get('features_s', '-')}",
+                        _last_run_split(x),
                     ]
                     for x in e["sizes"]
                 ],

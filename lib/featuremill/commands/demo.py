@@ -108,7 +108,8 @@ def _summary(spark, config, manifest, ingests, features, elapsed: float) -> None
     emit("")
     emit("runs (rows read = valid + quarantined):")
     emit(
-        f"  {'job':<9} {'target':<18} {'dates':<23} {'read':>9} {'valid/out':>10} {'quarantined':>11} {'duplicates':>10}"
+        f"  {'job':<9} {'target':<18} {'dates':<23} {'read':>9} {'valid/out':>10} "
+        f"{'quarantined':>11} {'duplicates':>10}"
     )
     for r in ingests:
         dates = "(snapshot)" if config.source(r.source).kind == "dimension" else _dates_of(r)

@@ -92,12 +92,8 @@ def load_env(
     return EnvSpec(
         name=str(data.get("name") or env_path.stem),
         file=str(env_path),
-        warehouse=resolve_path(
-            values["warehouse"], cwd if overrides.get("warehouse") else project_root
-        ),
-        data_root=resolve_path(
-            values["data_root"], cwd if overrides.get("data_root") else project_root
-        ),
+        warehouse=resolve_path(values["warehouse"], cwd if overrides.get("warehouse") else project_root),
+        data_root=resolve_path(values["data_root"], cwd if overrides.get("data_root") else project_root),
         master=values.get("master"),
         spark_conf=tuple(spark_conf),
         max_broadcast_bytes=int(max_mb * 1024 * 1024),

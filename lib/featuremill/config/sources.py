@@ -95,7 +95,7 @@ def parse_sources(checker: Checker, value: Any, env: EnvSpec) -> list[SourceSpec
         columns = _parse_columns(checker, spec.get("columns"), join_path(path, "columns")) if "columns" in spec else ()
         names = {c.name for c in columns}
         key = checker.names(spec.get("key"), join_path(path, "key")) if "key" in spec else None
-        for i, k in enumerate(key or ()):
+        for k in key or ():
             if names and k not in names:
                 checker.error(join_path(path, "key"), f"column {k!r} is not declared in columns")
         event_time = partition_column = None

@@ -28,8 +28,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, ContextManager
+from typing import Any
 
 from featuremill.core.errors import FeaturemillError
 from featuremill.core.schedule import CronError, expand
@@ -405,7 +406,7 @@ def run_dag(
     dag: DagSpec,
     *,
     run_job: Callable[[DagJob, int], None],
-    attempt_scope: Callable[[DagJob, int, str], ContextManager[Any]] | None = None,
+    attempt_scope: Callable[[DagJob, int, str], AbstractContextManager[Any]] | None = None,
     skip_scope: Callable[[DagJob, str], None] | None = None,
     cancel: Callable[[DagJob, int], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,

@@ -7,7 +7,8 @@ Usage (what ``scripts/submit.sh`` passes through)::
     submit.sh ingest conf/pipelines/demo.yaml --env standalone --date 2026-09-01
     submit.sh --master spark://127.0.0.1:7177 --executor-memory 1g -- \
         features conf/pipelines/demo.yaml --env standalone --date 2026-09-01
-    submit.sh --dry-run --platform emr --deploy-mode cluster -- ingest conf/pipelines/demo.yaml --env emr --date 2026-09-01
+    submit.sh --dry-run --platform emr --deploy-mode cluster -- \
+        ingest conf/pipelines/demo.yaml --env emr --date 2026-09-01
 
 ``OPTIONS`` are this tool's own (``--platform``, ``--dist``, ``--env-archive``, ``--dry-run``);
 every other option before ``--`` goes to spark-submit unchanged. The command adds:

@@ -31,7 +31,7 @@ def parse_date(text: str) -> dt.date:
         raise ValueError(f"{text!r} is not a date (use YYYY-MM-DD)") from None
 
 
-_RUN_LABELS: contextvars.ContextVar[dict] = contextvars.ContextVar("featuremill_run_labels", default={})
+_RUN_LABELS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("featuremill_run_labels", default=None)
 
 
 @contextlib.contextmanager
@@ -41,7 +41,7 @@ def run_labels(**labels) -> Iterator[None]:
     The labels are stored under ``details["labels"]`` of each run-log row, so the rows of one
     scheduled attempt can be found and counted.
     """
-    token = _RUN_LABELS.set({**_RUN_LABELS.get(), **labels})
+    token = _RUN_LABELS.set({**(_RUN_LABELS.get() or {}), **labels})
     try:
         yield
     finally:

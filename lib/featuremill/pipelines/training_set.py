@@ -156,7 +156,8 @@ def _feature_table_summary(df, *, fs_name: str, version: int, known_at: bool, ta
     if other:
         found = "; ".join(f"version {r['v']}: {r['rows']} rows, {r['first']}..{r['last']}" for r in other)
         raise TrainingSetError(
-            f"feature set {fs_name!r}: the table {table} holds rows written by other versions than {version} ({found}); "
+            f"feature set {fs_name!r}: the table {table} holds rows written by other versions than "
+            f"{version} ({found}); "
             f"a training set must not mix versions. Recompute those dates with `featuremill run PIPELINE --job "
             f"features --full --start .. --end ..`, or request the version the table holds"
         )
@@ -499,7 +500,8 @@ def rebuild_training_set(
             record.error = "rebuilt output differs from the manifest"
     if not identical:
         raise TrainingSetError(
-            f"the rebuilt training set {out} differs from the one {manifest_path} describes ({m['output']['rows']} rows "
+            f"the rebuilt training set {out} differs from the one {manifest_path} describes "
+            f"({m['output']['rows']} rows "
             f"{m['output']['fingerprint']} recorded, {output['rows']} rows {output['fingerprint']} rebuilt)"
         )
     log.info("training set rebuilt into %s from %s: identical", out, manifest_path)

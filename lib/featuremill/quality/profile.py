@@ -132,7 +132,7 @@ def _text_value(name: str, data_type: str):
 
 
 def profile_frame(
-    df, *, columns: Sequence[str] | None = None, settings: ProfileSettings = ProfileSettings()
+    df, *, columns: Sequence[str] | None = None, settings: ProfileSettings | None = None
 ) -> tuple[int, list[ColumnProfile]]:
     """Profile ``columns`` of ``df`` (all by default) in two passes; returns (rows, profiles).
 
@@ -141,6 +141,7 @@ def profile_frame(
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    settings = settings or ProfileSettings()
     types = {f.name: f.dataType.simpleString() for f in df.schema.fields}
     names = list(columns) if columns else list(types)
     if not names:

@@ -77,7 +77,8 @@ def profile_html(profile: dict) -> str:
     for c in profile["columns"]:
         null_pct = 100.0 * c["nulls"] / c["rows"] if c["rows"] else 0.0
         parts.append(
-            f"<tr><td class=l><a href='#c-{e(c['column'])}'>{e(c['column'])}</a></td><td class=l>{e(c['data_type'])}</td>"
+            f"<tr><td class=l><a href='#c-{e(c['column'])}'>{e(c['column'])}</a></td>"
+            f"<td class=l>{e(c['data_type'])}</td>"
             f"<td>{c['non_null']:,}</td><td>{null_pct:.2f}</td><td>{_int(c['distinct_approx'])}</td>"
             f"<td>{e(c['min'] or '')}</td><td>{e(c['max'] or '')}</td><td>{_num(c['mean'])}</td>"
             f"<td>{_num(c['stddev'])}</td></tr>"

@@ -142,7 +142,10 @@ def _guarding_rules(
         strings = set(_strings(rule))
         columns = set(_strings(rule.get("column") or rule.get("columns") or rule.get("feature") or ()))
         table = str(rule.get("table") or rule.get("dataset") or "")
-        if feature.name in strings or (columns and any(c in columns and (not table or t in table) for t, c in inputs)) or (not columns and table and (table == fs.name or table.endswith(f"features.{fs.name}"))):
+        names_it = feature.name in strings
+        on_its_inputs = bool(columns) and any(c in columns and (not table or t in table) for t, c in inputs)
+        on_its_table = not columns and bool(table) and (table == fs.name or table.endswith(f"features.{fs.name}"))
+        if names_it or on_its_inputs or on_its_table:
             out.append(rule)
     return out
 

@@ -12,7 +12,8 @@ open Delta protocol, not a Delta internal API):
 
 The commit files of a table are listed on the driver (a directory listing through Hadoop's
 FileSystem; Spark globs them itself under Spark Connect) and parsed by Spark with a fixed schema
-that keeps only those fields, so ``add``/``remove`` actions cost nothing but the read. Commit files exist for ``delta.logRetentionDuration`` (featuremill tables keep
+that keeps only those fields, so ``add``/``remove`` actions cost nothing but the read. Commit files
+exist for ``delta.logRetentionDuration`` (featuremill tables keep
 them at least as long as the pipeline's replay window, see :mod:`featuremill.storage.retention`);
 versions older than that live only in checkpoints, and for them this module has no timestamp.
 """

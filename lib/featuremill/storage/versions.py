@@ -254,7 +254,8 @@ def check_lock(config: PipelineConfig, lock: Lock | None, *, lock_file: str | Pa
                         config.file,
                         path,
                         f"feature set {fs.name!r} changed without a version bump ({changes}); version {fs.version} is "
-                        f"locked as {locked[fs.version].get('fingerprint')}. Set version: {max(locked) + 1} and run `{hint}`",
+                        f"locked as {locked[fs.version].get('fingerprint')}. "
+                        f"Set version: {max(locked) + 1} and run `{hint}`",
                     )
                 )
         elif fs.version < max(locked):

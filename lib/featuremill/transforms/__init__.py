@@ -1,1 +1,2 @@
-"""Pure DataFrame -> DataFrame transforms: raw-record parsing, window features and the point-in-time join. No reads or writes here."""
+"""Pure DataFrame -> DataFrame transforms: raw-record parsing, window features, the point-in-time
+join and the content fingerprint. No reads or writes here."""
