@@ -14,6 +14,7 @@ from featuremill import __version__
 
 #: verb -> (module under featuremill.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "write a small runnable project (pipeline, local environment, sample data)"),
     "validate": ("validate", "check a pipeline file without starting Spark"),
     "run": ("run", "run a job (ingest, features) for a date or a date range"),
     "generate-data": ("generate_data", "write the deterministic synthetic demo dataset"),

@@ -220,3 +220,59 @@ def test_env_overlay_expands_variables_and_fails_when_unset(project, tmp_path):
     assert config.source("tx").path == "s3://bucket/raw/tx"
     with pytest.raises(ConfigError, match=r"cluster.yaml: warehouse: environment variable WH_ROOT is not set"):
         load_pipeline(path, env="cluster", environ={})
+
+
+def _pipeline_outside(tmp_path):
+    """The BASE pipeline in a folder of its own, with no conf/ anywhere above it."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    path = folder / "my_pipeline.yaml"
+    path.write_text(yaml.safe_dump(BASE, sort_keys=False))
+    return path
+
+
+def test_load_pipeline_outside_a_project_uses_the_builtin_local_env(tmp_path, monkeypatch):
+    path = _pipeline_outside(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    config = load_pipeline(path, env="local")
+    assert config.env.name == "local"
+    assert config.env.warehouse == str(tmp_path / "warehouse")
+    assert config.env.data_root == str(tmp_path / "data")
+    assert config.source("tx").path == str(tmp_path / "data" / "tx")
+
+
+def test_find_env_file_nearest_conf_env_above_the_pipeline_then_cwd(tmp_path, monkeypatch):
+    from featuremill.config import find_env_file
+
+    project = tmp_path / "proj"
+    (project / "pipelines" / "team").mkdir(parents=True)
+    pipeline = project / "pipelines" / "team" / "p.yaml"
+    pipeline.write_text("")
+    cwd = tmp_path / "elsewhere"
+    (cwd / "conf" / "env").mkdir(parents=True)
+    (cwd / "conf" / "env" / "prod.yaml").write_text("warehouse: w\ndata_root: d\n")
+    monkeypatch.chdir(cwd)
+    assert find_env_file(pipeline, "prod") == cwd / "conf" / "env" / "prod.yaml"
+    (project / "conf" / "env").mkdir(parents=True)
+    (project / "conf" / "env" / "prod.yaml").write_text("warehouse: w\ndata_root: d\n")
+    assert find_env_file(pipeline, "prod") == project / "conf" / "env" / "prod.yaml"
+    # a folder named like the environment is not an environment file
+    (cwd / "prod").mkdir()
+    assert find_env_file(pipeline, "prod") == project / "conf" / "env" / "prod.yaml"
+
+
+def test_cli_validate_outside_a_project_names_the_places_searched(tmp_path, monkeypatch, capsys):
+    path = _pipeline_outside(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prod").mkdir()  # a folder of that name must not be taken for the environment
+    assert main(["validate", str(path), "--env", "prod"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{path}: environment 'prod' not found (looked for {tmp_path / 'mine' / 'conf' / 'env'}")
+    assert str(tmp_path / "conf" / "env" / "prod.yaml") in out[0]
+    assert "--env local" in out[0]
+    assert out[1] == f"{path}: 1 error(s)"
+    assert main(["validate", str(path)]) == 0
+    n_features = sum(len(fs["features"]) for fs in BASE["feature_sets"])
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"{path}: ok (2 sources, 1 feature sets, {n_features} features; environment local)"
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from featuremill.config.checker import Checker, join_path, kind_of, read_yaml
 from featuremill.config.model import DEFAULT_MAX_BROADCAST_BYTES, EnvSpec
+from featuremill.core.errors import ConfigError, ConfigIssue
 
 _ENV_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -100,9 +101,58 @@ def load_env(
     )
 
 
-def find_env_file(pipeline_file: str | Path, env: str) -> Path:
-    """``env`` is a path to a YAML file, or a name looked up in ``conf/env/`` beside the pipeline."""
+#: The environment every pipeline can run in without an environment file: local mode, tables
+#: under ``./warehouse`` and raw data under ``./data``, relative to the current directory.
+BUILTIN_LOCAL_ENV = "local"
+
+
+def env_search_paths(pipeline_file: str | Path, env: str, *, cwd: str | Path | None = None) -> list[Path]:
+    """Where an environment named ``env`` is looked for, in order: ``conf/env/<env>.yaml`` in the
+    pipeline file's folder and each folder above it (the nearest wins), then in the current directory."""
+    pipeline_dir = Path(pipeline_file).resolve().parent
+    candidates = [folder / "conf" / "env" / f"{env}.yaml" for folder in (pipeline_dir, *pipeline_dir.parents)]
+    here = Path(cwd or Path.cwd()).resolve() / "conf" / "env" / f"{env}.yaml"
+    if here not in candidates:
+        candidates.append(here)
+    return candidates
+
+
+def find_env_file(pipeline_file: str | Path, env: str) -> Path | None:
+    """The environment file for ``env``: a path to a YAML file, or a name looked up by
+    :func:`env_search_paths`. ``None`` for ``local`` when no file is found: the built-in default.
+
+    Raises :class:`ConfigError` naming the places searched when a named environment is not found.
+    """
     candidate = Path(env)
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
         return candidate
-    return Path(pipeline_file).resolve().parent.parent / "env" / f"{env}.yaml"
+    searched = env_search_paths(pipeline_file, env)
+    found = next((path for path in searched if path.is_file()), None)
+    if found is not None or env == BUILTIN_LOCAL_ENV:
+        return found
+    nearest = searched[0].parent
+    raise ConfigError(
+        [
+            ConfigIssue(
+                str(pipeline_file),
+                "",
+                f"environment {env!r} not found (looked for {', '.join(str(s) for s in searched)}); "
+                f"write {nearest / (env + '.yaml')} (keys: warehouse, data_root), pass --env PATH.yaml, "
+                f"or use --env {BUILTIN_LOCAL_ENV}",
+            )
+        ]
+    )
+
+
+def builtin_local_env(*, overrides: Mapping[str, str] | None = None) -> EnvSpec:
+    """The ``local`` environment when no ``conf/env/local.yaml`` exists: tables under
+    ``./warehouse``, raw data under ``./data`` (the current directory), Spark in local mode."""
+    overrides = dict(overrides or {})
+    cwd = Path.cwd()
+    return EnvSpec(
+        name=BUILTIN_LOCAL_ENV,
+        file="(built-in local environment)",
+        warehouse=resolve_path(overrides.get("warehouse") or "warehouse", cwd),
+        data_root=resolve_path(overrides.get("data_root") or "data", cwd),
+        master=overrides.get("master") or "local[*]",
+    )

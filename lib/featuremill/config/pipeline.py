@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from featuremill.config.checker import Checker, read_yaml
-from featuremill.config.env import find_env_file, load_env
+from featuremill.config.env import builtin_local_env, find_env_file, load_env
 from featuremill.config.feature_sets import parse_feature_sets
 from featuremill.config.model import EnvSpec, FeatureSetSpec, PipelineConfig, SourceSpec
 from featuremill.config.sources import parse_sources
@@ -23,10 +23,16 @@ def load_pipeline(
 ) -> PipelineConfig:
     """Load and check a pipeline file against an environment overlay.
 
-    ``env`` is an environment name (``local`` -> ``conf/env/local.yaml`` next to the pipeline's
-    ``conf/pipelines/`` folder) or a path. Raises :class:`ConfigError` listing every problem.
+    ``env`` is a path to a YAML file or an environment name, found in the nearest ``conf/env/``
+    above the pipeline file, then in the current directory's (see
+    :func:`~featuremill.config.env.env_search_paths`); ``local`` falls back to a built-in default.
+    Raises :class:`ConfigError` listing every problem.
     """
-    env_spec = load_env(find_env_file(path, str(env)), environ=environ, overrides=overrides)
+    env_file = find_env_file(path, str(env))
+    if env_file is None:
+        env_spec = builtin_local_env(overrides=overrides)
+    else:
+        env_spec = load_env(env_file, environ=environ, overrides=overrides)
     return parse_pipeline(read_yaml(Path(path)), file=str(path), env=env_spec)
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from featuremill import __version__
 from featuremill.config import PipelineConfig, find_env_file
+from featuremill.core.errors import ConfigError, ConfigIssue
 from featuremill.core.schedule import to_aws_cron, to_quartz
 from featuremill.core.session import DELTA_CATALOG, DELTA_EXTENSION
 from featuremill.deploy.dag import DagJob, DagSpec, job_argv, script_args
@@ -110,7 +111,18 @@ def export(
     pipeline_path = Path(pipeline_file)
     env_name = env or DEFAULT_ENVS[target]
     env_file = find_env_file(pipeline_path, env_name)
-    names = referenced_env_vars(env_file) if env_file.exists() else []
+    if env_file is None:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    str(pipeline_path),
+                    "",
+                    f"exporting for {target} needs an environment file: write conf/env/{env_name}.yaml "
+                    "beside the pipeline's conf/ folder or pass --env PATH.yaml",
+                )
+            ]
+        )
+    names = referenced_env_vars(env_file) if env_file is not None and env_file.exists() else []
     spark_version, delta_version = _local_versions()
     ctx = ExportContext(
         config=config,

@@ -151,7 +151,9 @@ def build_submit_command(
     env_name = _option_value(job_args, "--env") or "local"
     # PIPELINE and an --env path are relative to the caller's folder, like every featuremill verb.
     pipeline_path = Path(os.path.abspath(pipeline))
-    env_path = Path(os.path.abspath(find_env_file(pipeline_path, env_name)))
+    env_file = find_env_file(pipeline_path, env_name)
+    # No file: the built-in local environment, which the job finds by name on the other side too.
+    env_path = Path(os.path.abspath(env_file)) if env_file is not None else None
     mode = deploy_mode(spark_options)
 
     cmd = [settings.spark_submit]
@@ -196,14 +198,14 @@ def build_submit_command(
         cmd += ["--py-files", str(dist / "featuremill.zip")]
         if settings.python:
             cmd += ["--conf", f"spark.pyspark.python={settings.python}"]
-    cmd += ["--files", f"{pipeline_path},{env_path}"]
+    cmd += ["--files", ",".join(str(p) for p in (pipeline_path, env_path) if p is not None)]
     cmd += list(spark_options)
     script = dist / JOB_SCRIPTS[job] if (dist / JOB_SCRIPTS[job]).exists() else root / JOB_SCRIPTS[job]
     cmd.append(str(script))
     if mode == "cluster":
         # --files lands both YAML files in the driver's working directory on the cluster.
         cmd.append(pipeline_path.name)
-        cmd += _rewrite_env_arg(job_args, env_path.name)
+        cmd += _rewrite_env_arg(job_args, env_path.name) if env_path is not None else job_args
     else:
         cmd.append(str(pipeline_path))
         cmd += job_args
