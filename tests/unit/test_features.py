@@ -260,3 +260,87 @@ def test_with_window_features_known_at_matches_sql_reference(spark):
     assert known[("a", _t(120, days=2))] == dt.datetime(2024, 1, 4)  # only a7 (landed Jan 3) in its window
     assert known[("c", _t(0, days=1, micros=-1))] == dt.datetime(2024, 1, 6)  # c1 (landed Jan 5) still inside
     assert known[("c", _t(0, days=1))] == dt.datetime(2024, 1, 3)  # c1 exactly 1 day back is out: c2 (Jan 2)
+
+
+ORDERED_FEATURES = [
+    _f("first_1d", "first", column="amount", window="1d"),
+    _f("last_1h", "last", column="amount", window="1h"),
+    _f("last_web_1d", "last", column="amount", window="1d", where=("channel", "web")),
+    _f("channels_1d", "count_distinct", column="channel", window="1d"),
+    _f("p90_1d", "percentile", column="amount", window="1d"),
+    _f("median_1h", "percentile", column="amount", window="1h"),
+]
+ORDERED_FEATURES[4] = FeatureSpec(**{**ORDERED_FEATURES[4].__dict__, "percentile": 0.9})
+ORDERED_FEATURES[5] = FeatureSpec(**{**ORDERED_FEATURES[5].__dict__, "percentile": 0.5})
+
+# first/last: the earliest/latest non-null value in (t - w, t], ties by event_id; count_distinct
+# ignores nulls; percentile p: the smallest value with at least p * n of the n values at or below it.
+ORDERED_REFERENCE_SQL = """
+WITH instants AS (SELECT DISTINCT entity, ts FROM ev)
+SELECT i.entity, i.ts,
+  (SELECT e.amount FROM ev e WHERE e.entity = i.entity AND e.ts > i.ts - INTERVAL 1 DAY AND e.ts <= i.ts
+     AND e.amount IS NOT NULL ORDER BY e.ts, e.event_id LIMIT 1) AS first_1d,
+  (SELECT e.amount FROM ev e WHERE e.entity = i.entity AND e.ts > i.ts - INTERVAL 1 HOUR AND e.ts <= i.ts
+     AND e.amount IS NOT NULL ORDER BY e.ts DESC, e.event_id DESC LIMIT 1) AS last_1h,
+  (SELECT e.amount FROM ev e WHERE e.entity = i.entity AND e.ts > i.ts - INTERVAL 1 DAY AND e.ts <= i.ts
+     AND e.amount IS NOT NULL AND e.channel = 'web' ORDER BY e.ts DESC, e.event_id DESC LIMIT 1) AS last_web_1d,
+  (SELECT count(DISTINCT e.channel) FROM ev e WHERE e.entity = i.entity AND e.ts > i.ts - INTERVAL 1 DAY
+     AND e.ts <= i.ts) AS channels_1d,
+  (SELECT list_sort(list(e.amount))[CAST(ceil(0.9 * count(e.amount)) AS INTEGER)] FROM ev e
+     WHERE e.entity = i.entity AND e.ts > i.ts - INTERVAL 1 DAY AND e.ts <= i.ts AND e.amount IS NOT NULL) AS p90_1d,
+  (SELECT list_sort(list(e.amount))[CAST(ceil(0.5 * count(e.amount)) AS INTEGER)] FROM ev e
+     WHERE e.entity = i.entity AND e.ts > i.ts - INTERVAL 1 HOUR AND e.ts <= i.ts AND e.amount IS NOT NULL) AS median_1h
+FROM instants i
+ORDER BY 1, 2
+"""
+ORDERED_SCHEMA = (
+    "entity string, ts timestamp, first_1d double, last_1h double, last_web_1d double, channels_1d bigint, "
+    "p90_1d double, median_1h double"
+)
+
+
+def _ordered_reference(spark, events):
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TABLE ev (entity VARCHAR, event_id VARCHAR, ts TIMESTAMP, amount DOUBLE, channel VARCHAR)")
+    con.executemany("INSERT INTO ev VALUES (?, ?, ?, ?, ?)", events)
+    return spark.createDataFrame(con.execute(ORDERED_REFERENCE_SQL).fetchall(), ORDERED_SCHEMA)
+
+
+def test_with_window_features_first_last_distinct_percentile_match_sql_reference(spark):
+    actual = with_window_features(
+        spark.createDataFrame(EVENTS, SCHEMA),
+        entity=["entity"],
+        event_time="ts",
+        order_key=["event_id"],
+        features=ORDERED_FEATURES,
+    )
+    expected = _ordered_reference(spark, EVENTS)
+    assert_approx_df_equality(actual.orderBy("entity", "ts"), expected.orderBy("entity", "ts"), 0, ignore_nullable=True)
+    rows = {(r["entity"], r["ts"]): r for r in actual.collect()}
+    tie = rows[("a", _t(30))]  # a2 (20.0, app) and a3 (5.0, web) at 00:30: a3 is later by event_id
+    assert (tie["first_1d"], tie["last_1h"], tie["last_web_1d"], tie["channels_1d"]) == (10.0, 5.0, 5.0, 2)
+    assert (tie["p90_1d"], tie["median_1h"]) == (20.0, 10.0)  # values 5, 10, 20
+    after_null = rows[("a", _t(60))]  # a4 has no amount: last skips it
+    assert (after_null["last_1h"], after_null["channels_1d"]) == (5.0, 2)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_with_window_features_ordered_aggregates_random_data_match_reference(spark, seed):
+    import random
+
+    rng = random.Random(seed)
+    events = []
+    for i in range(300):
+        ts = T0 + dt.timedelta(minutes=rng.randrange(0, 2 * 24 * 60, 11))
+        amount = None if rng.random() < 0.15 else float(rng.randrange(-20, 80))
+        events.append((rng.choice("pqr"), f"id{i:04d}", ts, amount, rng.choice(["web", "app", "store", None])))
+    actual = with_window_features(
+        spark.createDataFrame(events, SCHEMA),
+        entity=["entity"],
+        event_time="ts",
+        order_key=["event_id"],
+        features=ORDERED_FEATURES,
+    )
+    expected = _ordered_reference(spark, events)
+    assert_approx_df_equality(actual.orderBy("entity", "ts"), expected.orderBy("entity", "ts"), 0, ignore_nullable=True)

@@ -17,6 +17,17 @@ from featuremill.config.model import (
     WhereSpec,
 )
 
+#: Functions that read a column (``count`` may, to count its non-null values).
+_NEEDS_COLUMN = ("sum", "mean", "stddev", "min", "max", "lag", "first", "last", "count_distinct", "percentile")
+
+
+def _percentile(checker: Checker, value: Any, path: str) -> float | None:
+    """A percentile as a fraction strictly between 0 and 1 (0.5 is the median)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        checker.error(path, f"expected a number between 0 and 1 exclusive (0.9 for the 90th), got {kind_of(value)}")
+        return None
+    return float(value)
+
 
 def parse_feature_sets(checker: Checker, value: Any, sources: dict[str, SourceSpec]) -> list[FeatureSetSpec]:
     if not isinstance(value, list) or not value:
@@ -188,7 +199,17 @@ def _parse_features(
             body,
             fpath,
             required=("name", "description", "function"),
-            optional=("column", "window", "offset", "numerator", "denominator", "where", "owner", "version"),
+            optional=(
+                "column",
+                "window",
+                "offset",
+                "numerator",
+                "denominator",
+                "where",
+                "owner",
+                "version",
+                "percentile",
+            ),
         )
         if spec is None:
             continue
@@ -216,8 +237,9 @@ def _parse_features(
         where = None
         numerator = denominator = None
         dtype = "double"
+        percentile = None
         ok = None not in (name, description, function, f_owner, f_version)
-        needs_column = function in ("sum", "mean", "stddev", "min", "max", "lag")
+        needs_column = function in _NEEDS_COLUMN
         allows_column = needs_column or function == "count"
         if "column" in spec:
             if not allows_column:
@@ -231,7 +253,11 @@ def _parse_features(
                         f"column {column!r} is not a column of the source or its event-level joins",
                     )
                     ok = False
-                elif column is not None and function in ("sum", "mean", "stddev") and not columns[column].is_numeric:
+                elif (
+                    column is not None
+                    and function in ("sum", "mean", "stddev", "percentile")
+                    and not columns[column].is_numeric
+                ):
                     checker.error(
                         join_path(fpath, "column"),
                         f"{function} needs a numeric column, {column!r} is {columns[column].type}",
@@ -297,9 +323,19 @@ def _parse_features(
                         where = WhereSpec(column=wcol, equals=w["equals"])
                 else:
                     ok = False
-        if function == "count":
+        if function == "percentile":
+            if "percentile" not in spec:
+                checker.error(join_path(fpath, "percentile"), "is required for function 'percentile' (e.g. 0.9)")
+                ok = False
+            else:
+                percentile = _percentile(checker, spec["percentile"], join_path(fpath, "percentile"))
+                ok = ok and percentile is not None
+        elif "percentile" in spec:
+            checker.error(join_path(fpath, "percentile"), "only function 'percentile' takes a percentile")
+            ok = False
+        if function in ("count", "count_distinct"):
             dtype = "bigint"
-        elif function in ("min", "max", "lag") and column in columns:
+        elif function in ("min", "max", "lag", "first", "last", "percentile") and column in columns:
             dtype = columns[column].type
         if not ok:
             continue
@@ -317,6 +353,7 @@ def _parse_features(
             denominator=denominator,
             where=where,
             dtype=dtype,
+            percentile=percentile,
         )
         if function == "ratio":
             pending_ratios.append((i, feature))

@@ -35,7 +35,7 @@ COLUMN_TYPES = {
 NUMERIC_TYPES = {"tinyint", "smallint", "int", "bigint", "float", "double"}
 SOURCE_FORMATS = ("csv", "json", "parquet", "delta")
 SOURCE_KINDS = ("events", "dimension")
-WINDOW_AGGREGATIONS = ("count", "sum", "mean", "stddev", "min", "max")
+WINDOW_AGGREGATIONS = ("count", "sum", "mean", "stddev", "min", "max", "first", "last", "count_distinct", "percentile")
 FEATURE_FUNCTIONS = WINDOW_AGGREGATIONS + ("lag", "time_since_previous", "ratio")
 DEFAULT_MAX_BROADCAST_BYTES = 64 * 1024 * 1024
 
@@ -156,6 +156,7 @@ class FeatureSpec:
     denominator: str | None = None
     where: WhereSpec | None = None
     dtype: str = "double"
+    percentile: float | None = None
 
 
 @dataclass(frozen=True)

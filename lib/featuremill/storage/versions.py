@@ -60,6 +60,8 @@ def feature_set_definition(config: PipelineConfig, feature_set: FeatureSetSpec) 
             used.add(f.column)
         if f.window_seconds is not None:
             entry["window_seconds"] = f.window_seconds
+        if f.percentile is not None:
+            entry["percentile"] = f.percentile
         if f.function == "lag":
             entry["offset"] = f.offset
         if f.where is not None:

@@ -14,6 +14,11 @@ Semantics (see ``docs/pipeline-config.md``):
 * ``ratio`` divides two features of the same row; null when the denominator is 0 or null.
 * ``stddev`` is the sample standard deviation (null for a single value); every aggregate
   ignores null inputs, and ``count`` without a column counts events.
+* ``first`` / ``last`` are the column's value at the earliest / latest event in the window whose
+  value is not null, events at one instant ordered by the source key; ``count_distinct`` counts
+  the distinct non-null values; ``percentile`` is Spark's ``percentile_approx`` (accuracy 10000):
+  the smallest value with at least ``p * n`` of the window's ``n`` non-null values at or below it,
+  exact while a window holds fewer than 10000 values, within a rank error of ``n / 10000`` above.
 * ``_known_at`` (when the events carry a landing date): the start of the day after the latest
   landing date among the entity's events in ``(t - W, t]``, ``W`` the largest window of the set.
   Every value of the row depends only on those events, so before that instant at least one of
@@ -37,6 +42,8 @@ from featuremill.core.sql import col, quote_identifier
 TS_MICROS = "__fm_ts_us"
 KNOWN_AT = "_known_at"
 _NEXT_TS = "__fm_next_ts_us"
+#: percentile_approx's accuracy: the rank error is at most n / accuracy.
+PERCENTILE_ACCURACY = 10_000
 _WINDOW_AGGS = {
     "count": "count",
     "sum": "sum",
@@ -57,6 +64,27 @@ def _value_column(feature: FeatureSpec):
     return value
 
 
+_ORDERED_AGGS = ("first", "last", "count_distinct", "percentile")
+
+
+def _range_aggregate(feature: FeatureSpec, frame, *, order_key: Sequence[str]):
+    """The aggregate of a range-frame feature over ``frame`` (see the module docstring)."""
+    from pyspark.sql import functions as F
+
+    value = _value_column(feature)
+    if feature.function in _WINDOW_AGGS:
+        return getattr(F, _WINDOW_AGGS[feature.function])(value).over(frame)
+    if feature.function == "count_distinct":
+        # Spark has no DISTINCT window aggregates; a set per frame is exact.
+        return F.size(F.collect_set(value).over(frame)).cast("bigint")
+    if feature.function == "percentile":
+        return F.percentile_approx(value, F.lit(feature.percentile), F.lit(PERCENTILE_ACCURACY)).over(frame)
+    # first / last: min_by / max_by over (time, key) ignore rows whose ordering is null, so a
+    # null ordering for null values makes them skip nulls, and the key breaks ties.
+    ordering = F.when(value.isNotNull(), F.struct(col(TS_MICROS), *[col(k) for k in order_key]))
+    return (F.min_by if feature.function == "first" else F.max_by)(value, ordering).over(frame)
+
+
 def with_window_features(
     events,
     *,
@@ -73,11 +101,12 @@ def with_window_features(
     read. Rows whose entity key or event time is null must have been filtered out before.
 
     Output: one row per (``entity``, ``event_time``) with the entity keys, ``event_time`` and one
-    column per feature, in declaration order. Types: ``count`` bigint, ``sum`` the Spark sum type
-    of the column, ``mean``/``stddev``/``ratio``/``time_since_previous`` double, ``min``/``max``/
-    ``lag`` the column's type. With ``known_at_from`` (a date column: the day each event
-    landed) the output also has ``_known_at`` (timestamp, the start of the day after the latest
-    landing date in the row's largest window, midnight in the session time zone).
+    column per feature, in declaration order. Types: ``count``/``count_distinct`` bigint, ``sum``
+    the Spark sum type of the column, ``mean``/``stddev``/``ratio``/``time_since_previous`` double,
+    ``min``/``max``/``lag``/``first``/``last``/``percentile`` the column's type. With
+    ``known_at_from`` (a date column: the day each event landed) the output also has
+    ``_known_at`` (timestamp, the start of the day after the latest landing date in the row's
+    largest window, midnight in the session time zone).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -101,10 +130,9 @@ def with_window_features(
 
     range_level = []
     for f in features:
-        if f.function in _WINDOW_AGGS:
+        if f.function in _WINDOW_AGGS or f.function in _ORDERED_AGGS:
             frame = by_time.rangeBetween(-(f.window_seconds * 1_000_000 - 1), 0)
-            agg = getattr(F, _WINDOW_AGGS[f.function])
-            range_level.append(agg(_value_column(f)).over(frame).alias(f.name))
+            range_level.append(_range_aggregate(f, frame, order_key=order_key).alias(f.name))
         elif f.function == "time_since_previous":
             frame = by_time.rangeBetween(-(f.window_seconds * 1_000_000 - 1), -1)
             previous = F.max(col(TS_MICROS)).over(frame)
