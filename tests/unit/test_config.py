@@ -150,6 +150,24 @@ def test_validate_bad_duration_names_file_and_path(project):
             lambda d: d["feature_sets"][0]["features"][1].update(column="channel", function="mean"),
             "feature_sets[0].features[1].column: mean needs a numeric column, 'channel' is string",
         ),
+        (
+            lambda d: d["feature_sets"][0]["features"][1].update(function="percentile"),
+            "feature_sets[0].features[1].percentile: is required for function 'percentile' (e.g. 0.9)",
+        ),
+        (
+            lambda d: d["feature_sets"][0]["features"][1].update(function="percentile", percentile=90),
+            "feature_sets[0].features[1].percentile: expected a number between 0 and 1 exclusive",
+        ),
+        (
+            lambda d: d["feature_sets"][0]["features"][1].update(percentile=0.5),
+            "feature_sets[0].features[1].percentile: only function 'percentile' takes a percentile",
+        ),
+        (
+            lambda d: d["feature_sets"][0]["features"][1].update(
+                column="channel", function="percentile", percentile=0.5
+            ),
+            "feature_sets[0].features[1].column: percentile needs a numeric column, 'channel' is string",
+        ),
     ],
 )
 def test_validate_rejects_each_kind_of_error(project, mutate, expected):
