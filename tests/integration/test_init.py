@@ -47,11 +47,19 @@ def test_init_writes_a_project_that_validates_with_the_installed_tool(starter):
     assert again.returncode == 2 and "exists and is not an empty folder" in again.stderr
 
 
-def test_init_project_runs_ingest_and_features(spark, starter, monkeypatch):
+def test_init_project_runs_ingest_and_features(spark, starter, monkeypatch, capsys):
     monkeypatch.chdir(starter)
     dates = ["--start", "2026-01-01", "--end", "2026-01-02"]
     assert main(["run", "pipelines/starter.yaml", "--job", "ingest", *dates]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "ingest page_views: succeeded; read 10, valid 10, quarantined 0 (duplicates 0); "
+        "validated Delta version 0, quarantine Delta version 0"
+    ]
     assert main(["run", "pipelines/starter.yaml", "--job", "features", *dates]) == 0
+    # which version is which: the feature set's definition version, the Delta table's commit version
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("features user_activity (feature set version 1): succeeded; dates 2026-01-01..2026-01-02")
+    assert line.endswith("feature rows 10 (inserted 10, updated 0, deleted 0); Delta table version 0")
     table = spark.read.format("delta").load(str(starter / "warehouse" / "starter" / "features" / "user_activity"))
     assert table.count() == 10  # ten sample events, no two of one user at the same instant
     rows = {

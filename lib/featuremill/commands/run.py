@@ -64,11 +64,12 @@ def run(args) -> int:
             emit(
                 f"ingest {r.source}: {r.status}; read {r.rows_read}, valid {r.rows_valid}, "
                 f"quarantined {r.rows_quarantined} (duplicates {r.rows_duplicate}); "
-                f"validated version {r.validated_version}, quarantine version {r.quarantine_version}"
+                f"validated Delta version {r.validated_version}, quarantine Delta version {r.quarantine_version}"
             )
     else:
         from featuremill.pipelines.build_features import run_features
 
+        set_versions = {fs.name: fs.version for fs in config.feature_sets}
         for r in run_features(
             spark,
             config,
@@ -80,8 +81,9 @@ def run(args) -> int:
             allow_empty=args.allow_empty,
         ):
             emit(
-                f"features {r.feature_set}: {r.status}; dates {r.compute_start}..{r.end}, events read {r.events_read}, "
+                f"features {r.feature_set} (feature set version {set_versions[r.feature_set]}): {r.status}; "
+                f"dates {r.compute_start}..{r.end}, events read {r.events_read}, "
                 f"feature rows {r.rows_out} (inserted {r.rows_inserted}, updated {r.rows_updated}, "
-                f"deleted {r.rows_deleted}); table version {r.table_version}"
+                f"deleted {r.rows_deleted}); Delta table version {r.table_version}"
             )
     return 0

@@ -593,8 +593,10 @@ def _write_feature_set(
     )
     _serve(spark, config, planned, end=end, on_commit=on_commit)
     log.info(
-        "feature set %s: %d feature rows for %s..%s (%d inserted, %d updated, %d deleted), version %s",
+        "feature set %s version %d: %d feature rows for %s..%s (%d inserted, %d updated, %d deleted), "
+        "Delta table version %s",
         feature_set.name,
+        feature_set.version,
         rows_out,
         compute_start,
         end,
