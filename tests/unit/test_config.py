@@ -294,3 +294,17 @@ def test_cli_validate_outside_a_project_names_the_places_searched(tmp_path, monk
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"{path}: ok (2 sources, 1 feature sets, {n_features} features; environment local)"
     )
+
+
+def test_wrapped_never_cuts_a_word():
+    from featuremill.commands import wrapped
+
+    reason = (
+        "redundant with amount_sum_7d (|correlation| 0.981 >= 0.95), which is more label-relevant "
+        "(mutual information 0.0412 vs 0.0398)"
+    )
+    text = wrapped("    dropped amount_sum_30d: ", reason, indent=6, width=60)
+    lines = text.splitlines()
+    assert len(lines) > 1 and all(len(line) <= 60 for line in lines)
+    assert all(line.startswith("      ") for line in lines[1:])
+    assert text.split() == ("    dropped amount_sum_30d: " + reason).split()

@@ -13,7 +13,7 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from featuremill.commands import emit
+from featuremill.commands import emit, wrapped
 from featuremill.commands._common import add_pipeline_arguments, load_config, spark_for
 from featuremill.pipelines.demo_data import DemoDataSpec, write_demo_data
 
@@ -85,7 +85,7 @@ def _model_summary(spark, config, model) -> None:
     emit(f"  select: kept {len(sel.selected)} of {len(sel.features)} features: {', '.join(sel.selected)}")
     for f in sorted(sel.features, key=lambda f: f.rank or 0):
         if f.decision == "drop":
-            emit(f"    dropped {f.name}: {f.reason[:100]}")
+            emit(wrapped(f"    dropped {f.name}: ", f.reason, indent=6))
     for fs in config.section("preprocessing").serving.feature_sets:
         version = io.delta_version(spark, preprocessed_path(config, fs))
         emit(f"  serving: preprocessed.{fs} version {version} ({_relative(preprocessed_path(config, fs))})")

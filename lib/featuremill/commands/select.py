@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from featuremill.commands import emit
+from featuremill.commands import emit, wrapped
 from featuremill.commands._common import add_pipeline_arguments, load_config, spark_for
 
 
@@ -37,7 +37,7 @@ def run(args) -> int:
     )
     emit(f"  {'rank':>4}  {'feature':<28} {'decision':<8} reason")
     for f in sorted(r.features, key=lambda f: f.rank or 0):
-        emit(f"  {f.rank:>4}  {f.name:<28} {f.decision:<8} {f.reason[:110]}")
+        emit(wrapped(f"  {f.rank:>4}  {f.name:<28} {f.decision:<8} ", f.reason, indent=46))
     emit(
         f"report: {outcome.report_dir / 'selection.html'}; "
         f"kept features: {outcome.report_dir / 'selected_features.json'}"
