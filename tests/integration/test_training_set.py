@@ -405,3 +405,29 @@ def test_training_set_selected_features_keeps_only_them_and_rebuilds(spark, shop
         == 2
     )
     assert "--selected-features: these come from the manifest" in capsys.readouterr().err
+
+
+def test_training_set_accepts_a_pandas_spine_with_naive_timestamps(spark, shop, tmp_path):
+    """A spine written by pandas has naive datetimes, which Spark reads as TIMESTAMP_NTZ: they are
+    read as wall-clock times in the pipeline's time zone (UTC here), giving the same training set
+    as the same spine with zoned timestamps, and a rebuild from the manifest matches it."""
+    import pandas as pd
+
+    frame = pd.DataFrame(SPINE, columns=["label_id", "customer", "label_ts", "label"])
+    spine = tmp_path / "spine.parquet"
+    frame.to_parquet(spine, index=False, coerce_timestamps="us")  # Spark cannot read nanosecond parquet
+    assert dict(spark.read.parquet(str(spine)).dtypes)["label_ts"] == "timestamp_ntz"
+    pipeline, project = str(shop["pipeline"]), shop["project"]
+    zoned, naive = project / "warehouse" / "ts" / "zoned", project / "warehouse" / "ts" / "naive"
+    assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(zoned)]) == 0
+    assert main(["training-set", pipeline, "--spine", str(spine), "--features", "spend", "--out", str(naive)]) == 0
+    from_pandas = _read(spark, naive)
+    assert dict(from_pandas.dtypes)["label_ts"] == "timestamp"
+    # pandas stores the integer columns as int64; everything else must be the zoned spine's result
+    normalised = from_pandas.withColumn("label_id", from_pandas["label_id"].cast("int")).withColumn(
+        "label", from_pandas["label"].cast("int")
+    )
+    assert_df_equality(normalised, _read(spark, zoned), ignore_row_order=True, ignore_nullable=True)
+    rebuilt = project / "warehouse" / "ts" / "naive_rebuilt"
+    assert main(["training-set", pipeline, "--manifest", f"{naive}.manifest.json", "--out", str(rebuilt)]) == 0
+    assert_df_equality(_read(spark, rebuilt), _read(spark, naive), ignore_row_order=True)

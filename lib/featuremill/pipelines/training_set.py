@@ -117,11 +117,11 @@ def choose_strategy(requested: str, *, spine_rows: int, feature_rows: Sequence[i
 
 
 def _spine_time_column(spine, requested: str | None) -> str:
-    from pyspark.sql.types import TimestampType
+    from pyspark.sql.types import TimestampNTZType, TimestampType
 
     if requested:
         return requested
-    stamps = [f.name for f in spine.schema.fields if isinstance(f.dataType, TimestampType)]
+    stamps = [f.name for f in spine.schema.fields if isinstance(f.dataType, (TimestampType, TimestampNTZType))]
     if len(stamps) != 1:
         raise TrainingSetError(
             "the spine has "
@@ -129,6 +129,21 @@ def _spine_time_column(spine, requested: str | None) -> str:
             + "; name the label time with --time-column"
         )
     return stamps[0]
+
+
+def _with_zoned_time(spine, column: str, *, timezone: str):
+    """A spine whose label time is ``TIMESTAMP_NTZ`` (pandas' naive datetimes, for example) with
+    that column read as a wall-clock time in the pipeline's time zone (the session's, set by
+    :func:`ensure_timezone`); any other spine unchanged."""
+    from pyspark.sql.types import TimestampNTZType
+
+    from featuremill.core.sql import col
+
+    field = next((f for f in spine.schema.fields if f.name == column), None)
+    if field is None or not isinstance(field.dataType, TimestampNTZType):
+        return spine
+    log.info("spine column %s is TIMESTAMP_NTZ: reading it as wall-clock time in %s", column, timezone)
+    return spine.withColumn(column, col(column).cast("timestamp"))
 
 
 def _feature_table_summary(df, *, fs_name: str, version: int, known_at: bool, table: str) -> int:
@@ -300,6 +315,7 @@ def build_training_set(
         with stage("training set: fingerprint spine", spark) as st:
             spine_rows, spine_fp = manifests.frame_fingerprint(spine)
             st.set_rows(spine_rows)
+        spine = _with_zoned_time(spine, spine_time, timezone=config.timezone)
 
         entries, frames, feature_rows = [], [], []
         for request in options.features:
@@ -456,6 +472,9 @@ def rebuild_training_set(
                 f"{spine_info['fingerprint']} then, {rows} rows {fingerprint} now); only a Delta spine can be read "
                 "as it was: store spines as Delta tables, or keep them immutable"
             )
+        spine = _with_zoned_time(
+            spine, spine_info["time_column"], timezone=m["pipeline"].get("timezone") or config.timezone
+        )
         frames = [
             _read_pinned(spark, e["table"], fmt="delta", version=e["delta_version"], what=f"feature set {e['name']!r}")[
                 0
