@@ -162,3 +162,16 @@ def test_human_formats():
     assert human_seconds(2 * 3600 + 7 * 60) == "2h07m"
     assert human_seconds(3 * 86400 + 4 * 3600 + 100) == "3d04h"
     assert human_bytes(512) == "512 B" and human_bytes(3 * 1024 * 1024) == "3.0 MiB"
+
+
+def test_read_text_missing_local_file_raises_without_touching_spark(tmp_path):
+    """A missing manifest is found missing by an existence check, not by a failed Spark read
+    (which logs a JVM FileNotFoundException stack trace): no session is needed to learn it."""
+    from featuremill.core.errors import InputDataError
+    from featuremill.storage import io
+
+    missing = str(tmp_path / "training" / "inactive_2d.manifest.json")
+    with pytest.raises(InputDataError, match="file not found"):
+        io.read_text(None, missing)
+    (tmp_path / "present.json").write_text('{"kind": "x"}')
+    assert io.read_text(None, str(tmp_path / "present.json")) == '{"kind": "x"}'

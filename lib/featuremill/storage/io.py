@@ -472,9 +472,13 @@ def read_text(spark, path: str) -> str:
     import re
 
     local = path[len("file:") :] if path.startswith("file:") else path
-    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", local) and os.path.isfile(local):
-        with open(local, encoding="utf-8") as handle:
-            return handle.read()
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", local):
+        if os.path.isfile(local):
+            with open(local, encoding="utf-8") as handle:
+                return handle.read()
+        if not os.path.exists(local):
+            # Checked here rather than by a failed Spark read, which logs a JVM stack trace.
+            raise InputDataError("file not found", file=path)
     try:
         rows = spark.read.option("wholetext", "true").text(path).collect()  # one small document
     except Exception as exc:
