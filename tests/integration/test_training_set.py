@@ -431,3 +431,27 @@ def test_training_set_accepts_a_pandas_spine_with_naive_timestamps(spark, shop, 
     rebuilt = project / "warehouse" / "ts" / "naive_rebuilt"
     assert main(["training-set", pipeline, "--manifest", f"{naive}.manifest.json", "--out", str(rebuilt)]) == 0
     assert_df_equality(_read(spark, rebuilt), _read(spark, naive), ignore_row_order=True)
+
+
+def test_training_set_rerun_with_the_same_inputs_writes_nothing(spark, shop, capsys):
+    """The same request again is a no-op (no new Delta version, the manifest file untouched);
+    a changed request replaces the training set under the next generation of its run key."""
+    pipeline, project = str(shop["pipeline"]), shop["project"]
+    out = project / "warehouse" / "ts" / "rerun"
+    args = ["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out)]
+    manifest = Path(f"{out}.manifest.json")
+
+    def history() -> list[int]:
+        return [r["version"] for r in spark.sql(f"DESCRIBE HISTORY delta.`{out}`").collect()]
+
+    assert main(args) == 0
+    first_manifest, first_rows = manifest.read_bytes(), _read(spark, out).collect()
+    assert history() == [0]
+    assert main(args) == 0
+    assert history() == [0]
+    assert manifest.read_bytes() == first_manifest
+    assert sorted(_read(spark, out).collect()) == sorted(first_rows)
+    assert main([*args, "--ttl", "1d"]) == 0  # another request: a new version, a new manifest
+    assert history() == [1, 0]
+    assert json.loads(manifest.read_text())["options"]["ttl_seconds"] == 86400
+    capsys.readouterr()

@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from featuremill.config import PipelineConfig
-from featuremill.core.errors import TableStateError, TrainingSetError
+from featuremill.core.errors import ChangedInputError, InputDataError, TableStateError, TrainingSetError
 from featuremill.core.progress import stage
 from featuremill.core.session import ensure_timezone
 from featuremill.pipelines.build_features import FEATURE_VERSION_COLUMN
 from featuremill.pipelines.common import recorded_run
 from featuremill.storage import io, versions
 from featuremill.storage import manifest as manifests
+from featuremill.storage.exactly_once import CommitGuard, run_key
 from featuremill.transforms.features import KNOWN_AT
 from featuremill.transforms.ingest import EVENT_DATE
 from featuremill.transforms.pit import FeatureSource, point_in_time_join
@@ -256,12 +257,50 @@ def _check_outputs(config: PipelineConfig, out: str, manifest_out: str | None) -
     io.check_write_path(manifest_out or manifests.default_manifest_path(out), config.env.warehouse, what="manifest")
 
 
-def _write_output(spark, joined, *, out: str, spine_columns: list[str], spine: tuple[int, str]) -> dict[str, Any]:
-    """Overwrite ``out``, then check it in one pass: the spine's row count, and the spine's own
-    fingerprint over its columns in the output (so the spine did not change between the reads)."""
+def _training_set_guard(spark, config: PipelineConfig, *, out: str, run_id: str, inputs: Mapping[str, Any]):
+    """The exactly-once guard of a training set: one run key per output path. A training set is
+    replaced whenever what it is built from changes (the key's next generation), and not written
+    again when nothing did (the same fingerprint as the key's last commit)."""
+    key = run_key(config.name, "training_set", out, None, None)
+
+    def guard(corrective: bool) -> CommitGuard:
+        return CommitGuard(
+            spark=spark,
+            run_key=key,
+            run_id=run_id,
+            inputs=inputs,
+            tables={"training_set": out},
+            corrective=corrective,
+            label=f"training set {out}",
+        )
+
+    try:
+        return guard(False).plan()
+    except ChangedInputError:
+        return guard(True).plan()
+
+
+def _write_output(
+    spark,
+    joined,
+    *,
+    out: str,
+    spine_columns: list[str],
+    spine: tuple[int, str],
+    guard: CommitGuard | None = None,
+) -> dict[str, Any]:
+    """Overwrite ``out`` (unless ``guard`` says this key's commit is already there), then check it
+    in one pass: the spine's row count, and the spine's own fingerprint over its columns in the
+    output (so the spine did not change between the reads)."""
     with stage(f"training set: join and write {out}", spark) as st:
-        io.overwrite(joined, out, overwrite_schema=True)
-        version = io.delta_version(spark, out)
+        if guard is None:
+            io.overwrite(joined, out, overwrite_schema=True)
+            version = io.delta_version(spark, out)
+        elif guard.is_committed("training_set"):
+            version = guard.prior("training_set").table_version
+        else:
+            io.overwrite(joined, out, overwrite_schema=True, commit=guard.tag("training_set"))
+            version, _ = guard.confirm("training_set")
         written = io.read_delta(spark, out, version=version)
         prints = manifests.frame_fingerprints(written, {"output": written.columns, "spine": spine_columns})
         rows, fingerprint = prints["output"]
@@ -284,6 +323,17 @@ def _write_output(spark, joined, *, out: str, spine_columns: list[str], spine: t
         "fingerprint": fingerprint,
         "columns": [f"{f.name} {f.dataType.simpleString()}" for f in written.schema.fields],
     }
+
+
+def _manifest_of(spark, path: str, output: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The manifest at ``path`` if it describes ``output`` (same version, rows and fingerprint)."""
+    try:
+        document = manifests.loads(io.read_text(spark, path), path=path)
+    except (InputDataError, TrainingSetError):
+        return None
+    recorded = document.get("output") or {}
+    same = all(recorded.get(k) == output[k] for k in ("delta_version", "rows", "fingerprint"))
+    return document if same else None
 
 
 def build_training_set(
@@ -383,10 +433,25 @@ def build_training_set(
             strict=options.strict,
             strategy=strategy,
         )
+        inputs = {
+            "spine": {"path": options.spine, "format": spine_format, "time_column": spine_time},
+            "spine_content": {"rows": spine_rows, "fingerprint": spine_fp},
+            "feature_sets": entries,
+            "options": {
+                "strict": options.strict,
+                "ttl_seconds": options.ttl_seconds,
+                "known_at": options.known_at,
+                "strategy": strategy,
+            },
+            "selection": selection,
+        }
+        guard = _training_set_guard(spark, config, out=options.out, run_id=record.run_id, inputs=inputs)
         output = _write_output(
-            spark, joined, out=options.out, spine_columns=spine.columns, spine=(spine_rows, spine_fp)
+            spark, joined, out=options.out, spine_columns=spine.columns, spine=(spine_rows, spine_fp), guard=guard
         )
-        document = {
+        manifest_path = options.manifest_out or manifests.default_manifest_path(options.out)
+        unchanged = guard.is_committed("training_set") and _manifest_of(spark, manifest_path, output)
+        document = unchanged or {
             "kind": manifests.MANIFEST_KIND,
             "manifest_format": manifests.MANIFEST_FORMAT,
             "created_at": manifests.now_iso(),
@@ -418,8 +483,8 @@ def build_training_set(
             "selection": selection,
             "preprocessing": None,
         }
-        manifest_path = options.manifest_out or manifests.default_manifest_path(options.out)
-        io.write_text(spark, manifest_path, manifests.dumps(document))
+        if not unchanged:
+            io.write_text(spark, manifest_path, manifests.dumps(document))
         record.rows_read = spine_rows
         record.rows_written = output["rows"]
         record.input_versions = {f"features.{e['name']}": e["delta_version"] for e in entries}
@@ -431,8 +496,15 @@ def build_training_set(
             "strategy": strategy,
             "spine": options.spine,
             "feature_sets": {e["name"]: e["version"] for e in entries},
+            "commit": "already_committed" if unchanged else "written",
         }
-    log.info("training set %s: %d rows, manifest %s", options.out, output["rows"], manifest_path)
+    log.info(
+        "training set %s: %d rows, manifest %s%s",
+        options.out,
+        output["rows"],
+        manifest_path,
+        " (unchanged: already built from the same inputs)" if unchanged else "",
+    )
     return TrainingSetResult(options.out, manifest_path, document, output["rows"], strategy)
 
 
