@@ -188,10 +188,6 @@ class DriftReport:
         levels = [f.level for f in self.features if f.level in LEVELS]
         return max(levels, key=LEVELS.index) if levels else "ok"
 
-    @property
-    def alerts(self) -> list[FeatureDrift]:
-        return [f for f in self.features if f.level == "alert"]
-
     def to_dict(self) -> dict:
         data = asdict(self)
         data["level"] = self.level
