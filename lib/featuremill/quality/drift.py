@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from featuremill.core import stats
+from featuremill.core.report_html import json_safe
 from featuremill.core.sql import col
 from featuremill.quality.profile import column_kind
 from featuremill.quality.spec import DriftSettings
@@ -191,8 +192,6 @@ class DriftReport:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["level"] = self.level
-        from featuremill.quality.report import json_safe
-
         return json_safe(data)
 
 
