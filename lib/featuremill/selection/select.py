@@ -655,17 +655,37 @@ def _model_importances(
 
     Returns the baseline held-out loss (log loss or mean squared error) and its name.
     """
-    from pyspark.ml.classification import RandomForestClassifier
-    from pyspark.ml.functions import array_to_vector, vector_to_array
-    from pyspark.ml.regression import RandomForestRegressor
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
     if not model_cols:
         return None, ""
-    m = spec.model
     total = assembled.count()
-    fraction = min(1.0, m.sample_rows / max(total, 1))
+    fraction = min(1.0, spec.model.sample_rows / max(total, 1))
+    model, hold = _fit_forest(assembled, spec, task, fraction=fraction, model_names=model_names, by_name=by_name)
+    numbered, per_label = _held_out_sample(hold, spec, held_rows=total * fraction * spec.model.holdout_fraction)
+    n_hold = sum(per_label.values())
+    if task == "classification" and (len(per_label) < len(classes) or min(per_label.values()) < MIN_CLASS_ROWS):
+        log.warning(
+            "selection: held-out sample has %s rows per class (fewer than %d of some class); permutation "
+            "importance skipped",
+            per_label,
+            MIN_CLASS_ROWS,
+        )
+        return None, ""
+    if n_hold < 2:
+        log.warning("selection: held-out sample has %d rows; permutation importance skipped", n_hold)
+        return None, ""
+    return _permutation_importance(
+        model, numbered, spec, task, n_hold=n_hold, features=len(model_cols), model_names=model_names, by_name=by_name
+    )
+
+
+def _fit_forest(assembled, spec: SelectionSpec, task: str, *, fraction: float, model_names, by_name):
+    """Fit the random forest on the training part of a ``fraction`` sample and record its impurity
+    importances; returns the model and the held-out part of the sample."""
+    from pyspark.ml.classification import RandomForestClassifier
+    from pyspark.ml.regression import RandomForestRegressor
+    from pyspark.sql import functions as F
+
+    m = spec.model
     sample = assembled.select("label", "model_vec").withColumn("u", F.rand(spec.seed))
     sample = sample.where(F.col("u") < F.lit(fraction))
     train = sample.where(F.col("u") >= F.lit(fraction * m.holdout_fraction))
@@ -688,9 +708,17 @@ def _model_importances(
         model = forest.fit(train)
     for name, value in zip(model_names, model.featureImportances.toArray()):
         by_name[name].rf_importance = float(value)
+    return model, hold
 
-    # Held-out rows numbered 0..n-1 in random order (bounded: permutation_rows).
-    hold_fraction = min(1.0, m.permutation_rows / max(total * fraction * m.holdout_fraction, 1.0))
+
+def _held_out_sample(hold, spec: SelectionSpec, *, held_rows: float):
+    """At most about ``permutation_rows`` held-out rows as ``label``, ``arr`` (the model vector as
+    an array) and ``i`` (0..n-1 in random order), checkpointed; returns it and its rows per label."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    hold_fraction = min(1.0, spec.model.permutation_rows / max(held_rows, 1.0))
     hold = hold.where(F.rand(spec.seed + 1) < F.lit(hold_fraction))
     numbered = hold.select("label", vector_to_array("model_vec").alias("arr")).withColumn(
         "i", F.row_number().over(Window.orderBy(F.rand(spec.seed + 2))) - 1
@@ -698,21 +726,20 @@ def _model_importances(
     with stage("selection: held-out sample"):
         numbered = numbered.localCheckpoint(eager=True)
         per_label = {r["label"]: int(r["count"]) for r in numbered.groupBy("label").count().collect()}
-    n_hold = sum(per_label.values())
-    if task == "classification" and (len(per_label) < len(classes) or min(per_label.values()) < MIN_CLASS_ROWS):
-        log.warning(
-            "selection: held-out sample has %s rows per class (fewer than %d of some class); permutation "
-            "importance skipped",
-            per_label,
-            MIN_CLASS_ROWS,
-        )
-        return None, ""
-    if n_hold < 2:
-        log.warning("selection: held-out sample has %d rows; permutation importance skipped", n_hold)
-        return None, ""
+    return numbered, per_label
+
+
+def _permutation_importance(
+    model, numbered, spec: SelectionSpec, task: str, *, n_hold: int, features: int, model_names, by_name
+) -> tuple[float | None, str]:
+    """Score every (feature, repeat) permutation of the held-out rows in one pass and record each
+    feature's mean loss increase and its standard error; returns the baseline loss and its name."""
+    from pyspark.ml.functions import array_to_vector, vector_to_array
+    from pyspark.sql import functions as F
+
+    repeats = spec.model.permutation_repeats
     rng = random.Random(spec.seed)
-    p = len(model_cols)
-    shifts = [[rng.randrange(1, n_hold) for _ in range(m.permutation_repeats)] for _ in range(p)]
+    shifts = [[rng.randrange(1, n_hold) for _ in range(repeats)] for _ in range(features)]
     donors = numbered.select(
         F.inline(
             F.array(
@@ -723,8 +750,8 @@ def _model_importances(
                         F.pmod(F.col("i") + F.lit(shifts[j][r]), F.lit(n_hold)).alias("target"),
                         F.get(F.col("arr"), j).alias("donor"),
                     )
-                    for j in range(p)
-                    for r in range(m.permutation_repeats)
+                    for j in range(features)
+                    for r in range(repeats)
                 ]
             )
         )
