@@ -229,14 +229,6 @@ class PipelineConfig:
         raise KeyError(f"pipeline {self.name!r} has no feature set {name!r}")
 
     @property
-    def event_sources(self) -> tuple[SourceSpec, ...]:
-        return tuple(s for s in self.sources if s.kind == "events")
-
-    @property
-    def dimension_sources(self) -> tuple[SourceSpec, ...]:
-        return tuple(s for s in self.sources if s.kind == "dimension")
-
-    @property
     def tables(self) -> TablePaths:
         return TablePaths(root=f"{self.env.warehouse.rstrip('/')}/{self.name}")
 

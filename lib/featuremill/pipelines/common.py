@@ -18,12 +18,6 @@ from featuremill.storage.ledger import RunRecord, append_run
 log = logging.getLogger(__name__)
 
 
-def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
-    if end < start:
-        raise ValueError(f"end date {end} is before start date {start}")
-    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-
-
 def parse_date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)

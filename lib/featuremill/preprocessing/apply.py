@@ -311,18 +311,3 @@ def apply_preprocessing(df, state: FittedState, *, mode: str = "serving", missin
             "exist in the data; rename them or use remainder: drop"
         )
     return df.select(*outputs)
-
-
-def output_schema_names(df_columns: Sequence[str], state: FittedState) -> list[str]:
-    """Column names :func:`apply_preprocessing` would produce for ``df_columns`` (no Spark needed)."""
-    by_column = {c.column: c for c in state.columns}
-    keep_always = set(state.key) | ({state.label} if state.label else set())
-    out = []
-    for name in df_columns:
-        cs = by_column.get(name)
-        if cs is None:
-            if state.remainder == "passthrough" or name in keep_always:
-                out.append(name)
-        else:
-            out.extend(cs.output_columns)
-    return out

@@ -24,7 +24,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from featuremill.core.errors import PreprocessingError
@@ -160,6 +160,38 @@ def _sanitise(level: str) -> str:
     return text or "blank"
 
 
+@dataclass
+class _Fit:
+    """What the passes of one fit share: the resolved rules, column types and kinds, the label
+    (cleaned, when target encoding needs it) and its out-of-fold group, the output names claimed."""
+
+    spec: PreprocessingSpec
+    rules: list[tuple[str, TransformSpec]]
+    column_types: dict[str, str]
+    kinds: dict[str, str]
+    label: str | None
+    y: Any = None
+    fold: Any = None
+    warnings: list[str] = field(default_factory=list)
+    new_names: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rule_of = dict(self.rules)
+        self.index = {c: i for i, (c, _) in enumerate(self.rules)}
+        self.numeric = [c for c, _ in self.rules if self.kinds[c] == "numeric"]
+
+    def claim(self, name: str, owner: str) -> str:
+        """Reserve the output column ``name`` for ``owner``; it must be new and produced once."""
+        if name in self.column_types and name != owner:
+            raise PreprocessingError(f"output column {name!r} (from {owner!r}) already exists in the training data")
+        if name in self.new_names:
+            raise PreprocessingError(
+                f"output column {name!r} is produced by both {self.new_names[name]!r} and {owner!r}"
+            )
+        self.new_names[name] = owner
+        return name
+
+
 def fit_preprocessing(
     df,
     spec: PreprocessingSpec,
@@ -178,228 +210,29 @@ def fit_preprocessing(
     but not for label statistics), and the key columns (target encoding). ``feature_sets`` maps a
     feature-set name to its feature names, for ``feature_set:`` rules.
     """
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    label = label or spec.label
-    column_types = {f.name: f.dataType.simpleString() for f in df.schema.fields}
-    rules, warnings = resolve_columns(spec, column_types, label=label, feature_sets=feature_sets)
-    kinds = {c: _kind(rule, column_types[c], c) for c, rule in rules}
-    target_columns = [c for c, rule in rules if rule.encode is not None and rule.encode.method == "target"]
-    y = None
-    fold = None
-    if target_columns:
-        if not label:
-            raise PreprocessingError("target encoding needs a label column: set preprocessing.label or pass --label")
-        if label not in column_types:
-            raise PreprocessingError(f"label column {label!r} is not in the training data")
-        if not (is_numeric_type(column_types[label]) or column_types[label] == "boolean"):
-            raise PreprocessingError(
-                f"label column {label!r} is {column_types[label]}; target encoding needs a "
-                "numeric (0/1 or continuous) or boolean label"
-            )
-        lacking = [k for k in spec.key if k not in column_types]
-        if lacking:
-            raise PreprocessingError(
-                f"key column(s) {', '.join(lacking)} are not in the training data; target "
-                "encoding assigns out-of-fold groups by the key"
-            )
-        y = (
-            clean_numeric(label, "double" if column_types[label] in ("float", "double") else "bigint")
-            if column_types[label] != "boolean"
-            else col(label).cast("double")
-        )
-        fold = fold_expression(spec.key, folds=spec.folds, seed=spec.seed)
-    new_names: dict[str, str] = {}
-
-    def claim(name: str, owner: str) -> str:
-        if name in column_types and name != owner:
-            raise PreprocessingError(f"output column {name!r} (from {owner!r}) already exists in the training data")
-        if name in new_names:
-            raise PreprocessingError(f"output column {name!r} is produced by both {new_names[name]!r} and {owner!r}")
-        new_names[name] = owner
-        return name
-
-    numeric = [c for c, _ in rules if kinds[c] == "numeric"]
-    index = {c: i for i, (c, _) in enumerate(rules)}
-    rule_of = dict(rules)
-
-    # ---- pass 1: raw numeric statistics and label totals (one job) ------------------------
-    quantiles: dict[str, tuple[float, ...]] = {}
-    aggs = [F.count(F.lit(1)).alias("rows"), content_hash_aggregate(df, "content_hash")]
-    for c in numeric:
-        r = rule_of[c]
-        qs = set(BASE_QUANTILES)
-        if r.outliers is not None and r.outliers.method == "winsorize" and r.impute is None:
-            qs |= {r.outliers.lower, r.outliers.upper}
-        quantiles[c] = tuple(sorted(qs))
-        aggs += _numeric_stats_aggs(f"a{index[c]}", clean_numeric(c, column_types[c]), quantiles[c], spec.accuracy)
-    if y is not None:
-        aggs += [F.count(y).alias("y_n"), F.sum(y).alias("y_s")]
-        for k in range(spec.folds):
-            aggs += [
-                F.sum(F.when((fold == k) & y.isNotNull(), 1).otherwise(0)).alias(f"y_n{k}"),
-                F.sum(F.when(fold == k, y)).alias(f"y_s{k}"),
-            ]
-    first = df.agg(*aggs).first()
+    fit = _resolve(df, spec, label=label or spec.label, feature_sets=feature_sets)
+    first, quantiles = _stats_pass(df, fit)
     row_count = int(first["rows"])
     if row_count == 0:
         raise PreprocessingError("the training data has no rows; nothing to fit")
     data_fingerprint = content_fingerprint(first["content_hash"])
-    raw_stats = {c: _read_stats(first, f"a{index[c]}", quantiles[c]) for c in numeric}
-    priors: tuple[float, ...] = ()
-    if y is not None:
-        n_all, s_all = int(first["y_n"]), float(first["y_s"] or 0.0)
-        if n_all == 0:
-            raise PreprocessingError(f"label column {label!r} has no non-null values; target encoding cannot be fitted")
-        fold_priors = []
-        for k in range(spec.folds):
-            n_k, s_k = int(first[f"y_n{k}"]), float(first[f"y_s{k}"] or 0.0)
-            if n_all - n_k == 0:
-                raise PreprocessingError(
-                    f"every labelled row falls in out-of-fold group {k}; target encoding needs "
-                    f"labelled rows in at least two of the {spec.folds} groups (more rows or a "
-                    "more varied key)"
-                )
-            fold_priors.append((s_all - s_k) / (n_all - n_k))
-        priors = tuple(fold_priors) + (s_all / n_all,)
-
-    # ---- pass 2: stacked category counts (one job) ----------------------------------------
-    counted = [
-        c
-        for c, r in rules
-        if (kinds[c] == "categorical" and r.encode is not None and r.encode.method in ("one_hot", "ordinal", "target"))
-        or (r.impute is not None and r.impute.strategy == "mode")
-    ]
-    levels_of: dict[str, dict] = {}
-    if counted:
-        structs = []
-        for c in counted:
-            r = rule_of[c]
-            if kinds[c] == "numeric":
-                d = clean_numeric(c, column_types[c])
-                v = d.cast("string")
-            else:
-                fill = r.impute.value if (r.impute is not None and r.impute.strategy == "constant") else None
-                probe = ColumnState(
-                    column=c,
-                    kind="categorical",
-                    input_type=column_types[c],
-                    impute=ImputeState("constant", _fill_text(fill)) if fill is not None else None,
-                )
-                v = category_value(probe)
-                d = F.lit(None).cast("double")
-            structs.append(F.struct(F.lit(index[c]).alias("c"), v.alias("v"), d.alias("d")))
-        extra = []
-        if y is not None:
-            extra = [y.alias("y"), fold.alias("f")]
-        stacked = df.select(*extra, F.inline(F.array(*structs)))
-        sums = [F.count(F.lit(1)).alias("n"), F.max("d").alias("d")]
-        if y is not None:
-            sums += [F.count("y").alias("ny"), F.sum("y").alias("sy")]
-            for k in range(spec.folds):
-                sums += [
-                    F.sum(F.when((F.col("f") == k) & F.col("y").isNotNull(), 1).otherwise(0)).alias(f"n{k}"),
-                    F.sum(F.when(F.col("f") == k, F.col("y"))).alias(f"s{k}"),
-                ]
-        grouped = stacked.groupBy("c", "v").agg(*sums)
-        ranking = Window.partitionBy("c").orderBy(F.col("n").desc(), F.col("v").asc())
-        ranked = grouped.withColumn("rk", F.row_number().over(ranking))
-        kept = (F.col("rk") <= F.lit(spec.max_levels)) | F.col("v").isNull()
-        resum = [F.sum("n").alias("n"), F.max("d").alias("d")]
-        if y is not None:
-            resum += [
-                F.sum(n).alias(n)
-                for n in ["ny", "sy"] + [f"n{k}" for k in range(spec.folds)] + [f"s{k}" for k in range(spec.folds)]
-            ]
-        final = ranked.groupBy("c", F.when(kept, F.col("v")).alias("v"), (~kept).alias("overflow")).agg(*resum)
-        by_index = {i: c for c, i in index.items()}
-        for row in final.collect():
-            entry = levels_of.setdefault(by_index[row["c"]], {"levels": {}, "overflow": None})
-            stats = row.asDict()
-            if row["overflow"]:
-                entry["overflow"] = stats
-            else:
-                entry["levels"][row["v"]] = stats
-
-    # ---- imputation fills (from pass 1 and 2) ---------------------------------------------
-    columns: dict[str, ColumnState] = {}
-    for c, r in rules:
-        input_type = column_types[c]
-        impute = None
-        if r.impute is not None:
-            fill = _impute_fill(c, r, kinds[c], raw_stats.get(c), levels_of.get(c), warnings)
-            indicator = claim(f"{c}__missing", c) if r.impute.indicator else None
-            impute = ImputeState(strategy=r.impute.strategy, fill=fill, indicator_column=indicator)
-        stats = {"rows": row_count, **(raw_stats.get(c) or {})}
-        if c in levels_of:
-            stats["distinct_stored"] = sum(1 for v in levels_of[c]["levels"] if v is not None)
-            stats["overflow_rows"] = int(levels_of[c]["overflow"]["n"]) if levels_of[c]["overflow"] else 0
-            stats["null_rows"] = int(levels_of[c]["levels"].get(None, {}).get("n", 0))
-        columns[c] = ColumnState(column=c, kind=kinds[c], input_type=input_type, impute=impute, stats=stats)
-
-    # ---- pass 3: outlier bounds on imputed values (only when both are configured) ---------
-    need_bounds = [c for c in numeric if rule_of[c].outliers is not None]
-    bound_stats: dict[str, dict] = {c: raw_stats[c] for c in need_bounds if rule_of[c].impute is None}
-    imputed = [c for c in need_bounds if rule_of[c].impute is not None]
-    if imputed:
-        aggs = []
-        for c in imputed:
-            o = rule_of[c].outliers
-            qs = set(BASE_QUANTILES) | ({o.lower, o.upper} if o.method == "winsorize" else set())
-            quantiles[c] = tuple(sorted(qs))
-            expr, _ = numeric_columns(columns[c], upto="impute")
-            aggs += _numeric_stats_aggs(f"a{index[c]}", expr, quantiles[c], spec.accuracy)
-        row = df.agg(*aggs).first()
-        for c in imputed:
-            bound_stats[c] = _read_stats(row, f"a{index[c]}", quantiles[c])
-    for c in need_bounds:
-        o = rule_of[c].outliers
-        lower, upper = _bounds(o, bound_stats[c])
-        if lower is None:
-            warnings.append(
-                f"column {c!r}: no non-null values at fit time; outlier bounds are undefined "
-                "(values pass unchanged, flags are 0)"
-            )
-        flag = claim(f"{c}__outlier", c) if o.flag else None
-        columns[c] = replace(
-            columns[c], outliers=OutlierState(method=o.method, lower=lower, upper=upper, clip=o.clip, flag_column=flag)
-        )
-
-    # ---- pass 4: scaling statistics on the values the scaler sees -------------------------
-    scaled = [c for c in numeric if rule_of[c].scale is not None]
-    scale_stats: dict[str, dict] = {}
-    for c in scaled:
-        r = rule_of[c]
-        if r.impute is None and r.outliers is None:
-            scale_stats[c] = raw_stats[c]
-        elif r.outliers is None and c in imputed:
-            scale_stats[c] = bound_stats[c]
-    todo = [c for c in scaled if c not in scale_stats]
-    if todo:
-        aggs = []
-        for c in todo:
-            expr, _ = numeric_columns(columns[c], upto="outliers")
-            aggs += _numeric_stats_aggs(f"s{index[c]}", expr, BASE_QUANTILES, spec.accuracy)
-        row = df.agg(*aggs).first()
-        for c in todo:
-            scale_stats[c] = _read_stats(row, f"s{index[c]}", BASE_QUANTILES)
-    for c in scaled:
-        columns[c] = replace(columns[c], scale=_scale_state(c, rule_of[c].scale.method, scale_stats[c], warnings))
-
-    # ---- encodings ------------------------------------------------------------------------
-    for c, r in rules:
-        if r.encode is None:
-            continue
-        enc = _encode_state(c, r, levels_of.get(c), row_count, priors, spec, claim, warnings)
-        columns[c] = replace(columns[c], encode=enc)
-
-    for w in warnings:
+    raw_stats = {c: _read_stats(first, f"a{fit.index[c]}", quantiles[c]) for c in fit.numeric}
+    priors = _fold_priors(fit, first)
+    levels_of = _category_pass(df, fit)
+    columns = _imputed_columns(fit, row_count=row_count, raw_stats=raw_stats, levels_of=levels_of)
+    bound_stats, imputed = _outlier_pass(df, fit, columns, raw_stats=raw_stats, quantiles=quantiles)
+    _add_outliers(fit, columns, bound_stats)
+    _scale_pass(df, fit, columns, raw_stats=raw_stats, bound_stats=bound_stats, imputed=imputed)
+    for c, r in fit.rules:
+        if r.encode is not None:
+            enc = _encode_state(c, r, levels_of.get(c), row_count, priors, spec, fit.claim, fit.warnings)
+            columns[c] = replace(columns[c], encode=enc)
+    for w in fit.warnings:
         log.warning("preprocessing %s: %s", spec.name, w)
     return FittedState(
         name=spec.name,
-        columns=tuple(columns[c] for c, _ in rules),
-        label=label,
+        columns=tuple(columns[c] for c, _ in fit.rules),
+        label=fit.label,
         key=tuple(spec.key),
         folds=spec.folds,
         seed=spec.seed,
@@ -411,8 +244,240 @@ def fit_preprocessing(
         config_fingerprint=spec_fingerprint(spec),
         row_count=row_count,
         code_version=code_version,
-        warnings=tuple(warnings),
+        warnings=tuple(fit.warnings),
     )
+
+
+def _resolve(df, spec: PreprocessingSpec, *, label: str | None, feature_sets) -> _Fit:
+    """Match the rules to the columns, classify them, and check the label and key target encoding needs."""
+    column_types = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    rules, warnings = resolve_columns(spec, column_types, label=label, feature_sets=feature_sets)
+    kinds = {c: _kind(rule, column_types[c], c) for c, rule in rules}
+    fit = _Fit(spec, rules, column_types, kinds, label, warnings=warnings)
+    if not any(rule.encode is not None and rule.encode.method == "target" for _, rule in rules):
+        return fit
+    if not label:
+        raise PreprocessingError("target encoding needs a label column: set preprocessing.label or pass --label")
+    if label not in column_types:
+        raise PreprocessingError(f"label column {label!r} is not in the training data")
+    if not (is_numeric_type(column_types[label]) or column_types[label] == "boolean"):
+        raise PreprocessingError(
+            f"label column {label!r} is {column_types[label]}; target encoding needs a "
+            "numeric (0/1 or continuous) or boolean label"
+        )
+    lacking = [k for k in spec.key if k not in column_types]
+    if lacking:
+        raise PreprocessingError(
+            f"key column(s) {', '.join(lacking)} are not in the training data; target "
+            "encoding assigns out-of-fold groups by the key"
+        )
+    fit.y = (
+        clean_numeric(label, "double" if column_types[label] in ("float", "double") else "bigint")
+        if column_types[label] != "boolean"
+        else col(label).cast("double")
+    )
+    fit.fold = fold_expression(spec.key, folds=spec.folds, seed=spec.seed)
+    return fit
+
+
+def _stats_pass(df, fit: _Fit):
+    """Pass 1 (one ``agg``): rows, content hash, raw numeric statistics, label totals per fold;
+    returns the row and the quantile probabilities asked per numeric column."""
+    from pyspark.sql import functions as F
+
+    spec, y, fold = fit.spec, fit.y, fit.fold
+    quantiles: dict[str, tuple[float, ...]] = {}
+    aggs = [F.count(F.lit(1)).alias("rows"), content_hash_aggregate(df, "content_hash")]
+    for c in fit.numeric:
+        r = fit.rule_of[c]
+        qs = set(BASE_QUANTILES)
+        if r.outliers is not None and r.outliers.method == "winsorize" and r.impute is None:
+            qs |= {r.outliers.lower, r.outliers.upper}
+        quantiles[c] = tuple(sorted(qs))
+        expr = clean_numeric(c, fit.column_types[c])
+        aggs += _numeric_stats_aggs(f"a{fit.index[c]}", expr, quantiles[c], spec.accuracy)
+    if y is not None:
+        aggs += [F.count(y).alias("y_n"), F.sum(y).alias("y_s")]
+        for k in range(spec.folds):
+            aggs += [
+                F.sum(F.when((fold == k) & y.isNotNull(), 1).otherwise(0)).alias(f"y_n{k}"),
+                F.sum(F.when(fold == k, y)).alias(f"y_s{k}"),
+            ]
+    return df.agg(*aggs).first(), quantiles
+
+
+def _fold_priors(fit: _Fit, first) -> tuple[float, ...]:
+    """The label mean outside each out-of-fold group, then overall (target encoding's priors)."""
+    if fit.y is None:
+        return ()
+    n_all, s_all = int(first["y_n"]), float(first["y_s"] or 0.0)
+    if n_all == 0:
+        raise PreprocessingError(f"label column {fit.label!r} has no non-null values; target encoding cannot be fitted")
+    fold_priors = []
+    for k in range(fit.spec.folds):
+        n_k, s_k = int(first[f"y_n{k}"]), float(first[f"y_s{k}"] or 0.0)
+        if n_all - n_k == 0:
+            raise PreprocessingError(
+                f"every labelled row falls in out-of-fold group {k}; target encoding needs "
+                f"labelled rows in at least two of the {fit.spec.folds} groups (more rows or a "
+                "more varied key)"
+            )
+        fold_priors.append((s_all - s_k) / (n_all - n_k))
+    return tuple(fold_priors) + (s_all / n_all,)
+
+
+def _category_value(fit: _Fit, c: str):
+    """The struct pass 2 stacks for column ``c``: index ``c``, category text ``v``, number ``d``."""
+    from pyspark.sql import functions as F
+
+    r = fit.rule_of[c]
+    if fit.kinds[c] == "numeric":
+        d = clean_numeric(c, fit.column_types[c])
+        v = d.cast("string")
+    else:
+        fill = r.impute.value if (r.impute is not None and r.impute.strategy == "constant") else None
+        probe = ColumnState(
+            column=c,
+            kind="categorical",
+            input_type=fit.column_types[c],
+            impute=ImputeState("constant", _fill_text(fill)) if fill is not None else None,
+        )
+        v = category_value(probe)
+        d = F.lit(None).cast("double")
+    return F.struct(F.lit(fit.index[c]).alias("c"), v.alias("v"), d.alias("d"))
+
+
+def _category_pass(df, fit: _Fit) -> dict[str, dict]:
+    """Pass 2 (one stacked ``groupBy``): per counted column its top ``max_levels`` values with
+    counts and label sums per fold, the rest pooled as ``overflow``."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    spec, y = fit.spec, fit.y
+    counted = [
+        c
+        for c, r in fit.rules
+        if (
+            fit.kinds[c] == "categorical"
+            and r.encode is not None
+            and r.encode.method in ("one_hot", "ordinal", "target")
+        )
+        or (r.impute is not None and r.impute.strategy == "mode")
+    ]
+    if not counted:
+        return {}
+    extra = [y.alias("y"), fit.fold.alias("f")] if y is not None else []
+    stacked = df.select(*extra, F.inline(F.array(*[_category_value(fit, c) for c in counted])))
+    sums = [F.count(F.lit(1)).alias("n"), F.max("d").alias("d")]
+    label_sums = ["ny", "sy"] + [f"n{k}" for k in range(spec.folds)] + [f"s{k}" for k in range(spec.folds)]
+    if y is not None:
+        sums += [F.count("y").alias("ny"), F.sum("y").alias("sy")]
+        for k in range(spec.folds):
+            sums += [
+                F.sum(F.when((F.col("f") == k) & F.col("y").isNotNull(), 1).otherwise(0)).alias(f"n{k}"),
+                F.sum(F.when(F.col("f") == k, F.col("y"))).alias(f"s{k}"),
+            ]
+    grouped = stacked.groupBy("c", "v").agg(*sums)
+    ranking = Window.partitionBy("c").orderBy(F.col("n").desc(), F.col("v").asc())
+    ranked = grouped.withColumn("rk", F.row_number().over(ranking))
+    kept = (F.col("rk") <= F.lit(spec.max_levels)) | F.col("v").isNull()
+    resum = [F.sum("n").alias("n"), F.max("d").alias("d")]
+    if y is not None:
+        resum += [F.sum(n).alias(n) for n in label_sums]
+    final = ranked.groupBy("c", F.when(kept, F.col("v")).alias("v"), (~kept).alias("overflow")).agg(*resum)
+    by_index = {i: c for c, i in fit.index.items()}
+    levels_of: dict[str, dict] = {}
+    for row in final.collect():
+        entry = levels_of.setdefault(by_index[row["c"]], {"levels": {}, "overflow": None})
+        stats = row.asDict()
+        if row["overflow"]:
+            entry["overflow"] = stats
+        else:
+            entry["levels"][row["v"]] = stats
+    return levels_of
+
+
+def _imputed_columns(fit: _Fit, *, row_count: int, raw_stats, levels_of) -> dict[str, ColumnState]:
+    """One state per column with its imputation fill (from passes 1 and 2) and fit-time stats."""
+    columns: dict[str, ColumnState] = {}
+    for c, r in fit.rules:
+        impute = None
+        if r.impute is not None:
+            fill = _impute_fill(c, r, fit.kinds[c], raw_stats.get(c), levels_of.get(c), fit.warnings)
+            indicator = fit.claim(f"{c}__missing", c) if r.impute.indicator else None
+            impute = ImputeState(strategy=r.impute.strategy, fill=fill, indicator_column=indicator)
+        stats = {"rows": row_count, **(raw_stats.get(c) or {})}
+        if c in levels_of:
+            stats["distinct_stored"] = sum(1 for v in levels_of[c]["levels"] if v is not None)
+            stats["overflow_rows"] = int(levels_of[c]["overflow"]["n"]) if levels_of[c]["overflow"] else 0
+            stats["null_rows"] = int(levels_of[c]["levels"].get(None, {}).get("n", 0))
+        columns[c] = ColumnState(
+            column=c, kind=fit.kinds[c], input_type=fit.column_types[c], impute=impute, stats=stats
+        )
+    return columns
+
+
+def _outlier_pass(df, fit: _Fit, columns, *, raw_stats, quantiles) -> tuple[dict[str, dict], list[str]]:
+    """Statistics the outlier bounds are fitted on: the raw ones, or pass 3 (one ``agg``) on the
+    imputed values for columns both imputed and bounded; returns them and those imputed columns."""
+    need_bounds = [c for c in fit.numeric if fit.rule_of[c].outliers is not None]
+    bound_stats: dict[str, dict] = {c: raw_stats[c] for c in need_bounds if fit.rule_of[c].impute is None}
+    imputed = [c for c in need_bounds if fit.rule_of[c].impute is not None]
+    if imputed:
+        aggs = []
+        for c in imputed:
+            o = fit.rule_of[c].outliers
+            qs = set(BASE_QUANTILES) | ({o.lower, o.upper} if o.method == "winsorize" else set())
+            quantiles[c] = tuple(sorted(qs))
+            expr, _ = numeric_columns(columns[c], upto="impute")
+            aggs += _numeric_stats_aggs(f"a{fit.index[c]}", expr, quantiles[c], fit.spec.accuracy)
+        row = df.agg(*aggs).first()
+        for c in imputed:
+            bound_stats[c] = _read_stats(row, f"a{fit.index[c]}", quantiles[c])
+    return bound_stats, imputed
+
+
+def _add_outliers(fit: _Fit, columns: dict[str, ColumnState], bound_stats: dict[str, dict]) -> None:
+    """Set each bounded column's outlier state (bounds, clipping, flag column)."""
+    for c in fit.numeric:
+        o = fit.rule_of[c].outliers
+        if o is None:
+            continue
+        lower, upper = _bounds(o, bound_stats[c])
+        if lower is None:
+            fit.warnings.append(
+                f"column {c!r}: no non-null values at fit time; outlier bounds are undefined "
+                "(values pass unchanged, flags are 0)"
+            )
+        flag = fit.claim(f"{c}__outlier", c) if o.flag else None
+        columns[c] = replace(
+            columns[c], outliers=OutlierState(method=o.method, lower=lower, upper=upper, clip=o.clip, flag_column=flag)
+        )
+
+
+def _scale_pass(df, fit: _Fit, columns, *, raw_stats, bound_stats, imputed) -> None:
+    """Set each scaled column's scale state, from statistics of the values the scaler sees: reused
+    from an earlier pass when they are the same values, else pass 4 (one ``agg``)."""
+    scaled = [c for c in fit.numeric if fit.rule_of[c].scale is not None]
+    scale_stats: dict[str, dict] = {}
+    for c in scaled:
+        r = fit.rule_of[c]
+        if r.impute is None and r.outliers is None:
+            scale_stats[c] = raw_stats[c]
+        elif r.outliers is None and c in imputed:
+            scale_stats[c] = bound_stats[c]
+    todo = [c for c in scaled if c not in scale_stats]
+    if todo:
+        aggs = []
+        for c in todo:
+            expr, _ = numeric_columns(columns[c], upto="outliers")
+            aggs += _numeric_stats_aggs(f"s{fit.index[c]}", expr, BASE_QUANTILES, fit.spec.accuracy)
+        row = df.agg(*aggs).first()
+        for c in todo:
+            scale_stats[c] = _read_stats(row, f"s{fit.index[c]}", BASE_QUANTILES)
+    for c in scaled:
+        method = fit.rule_of[c].scale.method
+        columns[c] = replace(columns[c], scale=_scale_state(c, method, scale_stats[c], fit.warnings))
 
 
 def _fill_text(value: Any) -> str:

@@ -155,10 +155,6 @@ class PreprocessingSpec:
     timeseries: tuple[TimeseriesSpec, ...] = ()
     serving: ServingSpec = ServingSpec()
 
-    @property
-    def uses_target_encoding(self) -> bool:
-        return any(t.encode is not None and t.encode.method == "target" for t in self.transforms)
-
     def timeseries_for(self, feature_set: str) -> tuple[TimeseriesSpec, ...]:
         return tuple(t for t in self.timeseries if t.feature_set == feature_set)
 

@@ -130,15 +130,6 @@ def load_fitted_state(spark, path: str, name: str, *, version: int | None = None
     return FittedState.from_json(row["state_json"])
 
 
-def list_fitted_states(spark, path: str):
-    """The stored states without their JSON body, newest first (a DataFrame)."""
-    from pyspark.sql import functions as F
-
-    if not io.is_delta_table(spark, path):
-        raise TableStateError(f"no fitted states at {path}")
-    return io.read_delta(spark, path).drop("state_json").orderBy("name", F.col("version").desc())
-
-
 def write_state_json(state: FittedState, path: str | Path) -> Path:
     """Write the state as an indented JSON file (for serving systems outside Spark)."""
     out = Path(path)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from featuremill.core.sql import col, quote_identifier
 from featuremill.preprocessing.spec import TimeseriesSpec
+from featuremill.transforms.features import lag_within_window
 
 _TS = "__fm_ts_us_h"
 _ROW = "__fm_row_h"
@@ -58,8 +59,7 @@ def with_history_helpers(df, *, entity: Sequence[str], event_time: str, helpers:
         w_us = h.window_seconds * 1_000_000
         lags = {}
         for n in sorted(set(h.lags) | set(h.diffs)):
-            lag_ts = F.lag(col(_TS), n).over(by_rows)
-            lags[n] = F.when(lag_ts > col(_TS) - F.lit(w_us), F.lag(x, n).over(by_rows))
+            lags[n] = lag_within_window(x, offset=n, ts_micros=col(_TS), window_seconds=h.window_seconds, over=by_rows)
         for n in h.lags:
             added.append(lags[n].alias(f"{h.column}_lag{n}"))
         for n in h.diffs:

@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from featuremill.core import stats
+from featuremill.core.report_html import json_safe
 from featuremill.core.sql import col
 from featuremill.quality.profile import column_kind
 from featuremill.quality.spec import DriftSettings
@@ -188,15 +189,9 @@ class DriftReport:
         levels = [f.level for f in self.features if f.level in LEVELS]
         return max(levels, key=LEVELS.index) if levels else "ok"
 
-    @property
-    def alerts(self) -> list[FeatureDrift]:
-        return [f for f in self.features if f.level == "alert"]
-
     def to_dict(self) -> dict:
         data = asdict(self)
         data["level"] = self.level
-        from featuremill.quality.report import json_safe
-
         return json_safe(data)
 
 

@@ -164,16 +164,6 @@ def metric_history(
     return out
 
 
-def read_metrics(spark, path: str, *, table: str | None = None):
-    """The quality-metrics table as a DataFrame (newest first), optionally for one table."""
-    from pyspark.sql import functions as F
-
-    df = spark.read.format("delta").load(path)
-    if table:
-        df = df.where(F.col("table_name") == F.lit(table))
-    return df.orderBy(F.col("recorded_at").desc())
-
-
 def _naive_utc(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
         return value

@@ -123,14 +123,6 @@ def _numeric_value(name: str, data_type: str):
     return F.lit(None).cast("double")
 
 
-def _text_value(name: str, data_type: str):
-    from pyspark.sql import functions as F
-
-    if column_kind(data_type) == "categorical":
-        return col(name).cast("string")
-    return F.lit(None).cast("string")
-
-
 def profile_frame(
     df, *, columns: Sequence[str] | None = None, settings: ProfileSettings | None = None
 ) -> tuple[int, list[ColumnProfile]]:

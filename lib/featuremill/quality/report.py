@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
+
+from featuremill.core.report_html import bar_chart, cdf_chart, column_chart, fmt_number, json_safe
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1f2328;max-width:1200px}
@@ -38,17 +39,6 @@ def write_report(out_dir: str | Path, stem: str, data: dict, page: str) -> tuple
     json_path.write_text(json.dumps(json_safe(data), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
     html_path.write_text(page)
     return json_path, html_path
-
-
-def json_safe(value):
-    """NaN and infinities -> None, tuples -> lists (JSON has no such numbers)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def safe_stem(*parts: str) -> str:
@@ -102,13 +92,17 @@ def profile_html(profile: dict) -> str:
             labels = [_num(lo) for lo, _, _ in c["histogram"]]
             charts.append(
                 "<div><h3>histogram</h3>"
-                + _bars_svg(labels, [("rows", [n for _, _, n in c["histogram"]], _CUR_COLOR)], rotate=True)
+                + column_chart(labels, [("rows", [n for _, _, n in c["histogram"]], _CUR_COLOR)], rotate=True)
                 + "</div>"
             )
         if c["top_values"]:
             charts.append(
                 "<div><h3>top values</h3>"
-                + _hbars_svg([v for v, _ in c["top_values"]], [n for _, n in c["top_values"]], total=c["rows"])
+                + bar_chart(
+                    [(str(v), n, _CUR_COLOR) for v, n in c["top_values"]],
+                    value_text=_count_and_share(c["rows"]),
+                    width=420,
+                )
                 + "</div>"
             )
         note = f"<div class=small>{e(c['note'])}</div>" if c.get("note") else ""
@@ -169,7 +163,7 @@ def drift_html(report: dict) -> str:
         charts = [
             "<div><h3>share of rows per bin</h3>"
             + legend
-            + _bars_svg(
+            + column_chart(
                 f["bin_labels"],
                 [("reference", ref_shares, _REF_COLOR), ("current", cur_shares, _CUR_COLOR)],
                 rotate=True,
@@ -181,7 +175,7 @@ def drift_html(report: dict) -> str:
             charts.append(
                 "<div><h3>cumulative distribution (from quantile grids)</h3>"
                 + legend
-                + _cdf_svg(f["reference_grid"], f["current_grid"])
+                + cdf_chart([(f["reference_grid"], _REF_COLOR, 2), (f["current_grid"], _CUR_COLOR, 1.5)])
                 + "</div>"
             )
         rows = [
@@ -237,113 +231,16 @@ def _thresholds_table(settings: dict) -> str:
     )
 
 
-# --------------------------------------------------------------------------------------------
-# SVG
-# --------------------------------------------------------------------------------------------
-
-
-def _bars_svg(
-    labels: Sequence[str],
-    series: Sequence[tuple[str, Sequence[float], str]],
-    *,
-    width: int = 560,
-    height: int = 200,
-    rotate: bool = False,
-    percent: bool = False,
-) -> str:
-    n = max(len(labels), 1)
-    top = max([v for _, values, _ in series for v in values if v is not None] + [0]) or 1.0
-    bottom_pad = 70 if rotate else 20
-    plot_h = height - bottom_pad - 10
-    left = 44
-    slot = (width - left - 6) / n
-    bar = slot * 0.8 / max(len(series), 1)
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-size='10'>"]
-    for frac in (0, 0.5, 1):
-        y = 10 + plot_h * (1 - frac)
-        out.append(f"<line x1='{left}' x2='{width}' y1='{y:.1f}' y2='{y:.1f}' stroke='#eaeef2'/>")
-        label = f"{100 * top * frac:.3g}%" if percent else _short(top * frac)
-        out.append(f"<text x='{left - 4}' y='{y + 3:.1f}' text-anchor='end' fill='#59636e'>{label}</text>")
-    for i, lab in enumerate(labels):
-        x0 = left + i * slot + slot * 0.1
-        for j, (name, values, color) in enumerate(series):
-            v = values[i] if i < len(values) and values[i] is not None else 0
-            h = plot_h * v / top
-            out.append(
-                f"<rect x='{x0 + j * bar:.1f}' y='{10 + plot_h - h:.1f}' width='{max(bar - 1, 1):.1f}' "
-                f"height='{h:.1f}' fill='{color}'><title>{html.escape(str(lab))}: {name} "
-                f"{(100 * v if percent else v):.4g}{'%' if percent else ''}</title></rect>"
-            )
-        tx = left + i * slot + slot / 2
-        ty = 10 + plot_h + 12
-        text = html.escape(_clip(str(lab), 18))
-        if rotate:
-            out.append(
-                f"<text x='{tx:.1f}' y='{ty:.1f}' transform='rotate(45 {tx:.1f} {ty:.1f})' fill='#59636e'>{text}</text>"
-            )
-        else:
-            out.append(f"<text x='{tx:.1f}' y='{ty:.1f}' text-anchor='middle' fill='#59636e'>{text}</text>")
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _hbars_svg(labels: Sequence[str], values: Sequence[float], *, total: int, width: int = 420) -> str:
-    row = 18
-    height = row * len(labels) + 8
-    top = max(values) if values else 1
-    left = 130
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-size='11'>"]
-    for i, (lab, v) in enumerate(zip(labels, values)):
-        y = 4 + i * row
-        w = (width - left - 90) * v / top if top else 0
-        share = f"{100 * v / total:.1f}%" if total else ""
-        out.append(
-            f"<text x='{left - 6}' y='{y + 12}' text-anchor='end'>{html.escape(_clip(str(lab), 20))}</text>"
-            f"<rect x='{left}' y='{y + 2}' width='{w:.1f}' height='{row - 5}' fill='{_CUR_COLOR}'/>"
-            f"<text x='{left + w + 4:.1f}' y='{y + 12}' fill='#59636e'>{int(v):,} ({share})</text>"
-        )
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _cdf_svg(ref_grid: Sequence[float], cur_grid: Sequence[float], *, width: int = 420, height: int = 200) -> str:
-    lo = min(min(ref_grid), min(cur_grid))
-    hi = max(max(ref_grid), max(cur_grid))
-    span = (hi - lo) or 1.0
-    left, bottom = 40, 24
-    plot_w, plot_h = width - left - 8, height - bottom - 8
-
-    def path(grid: Sequence[float]) -> str:
-        n = len(grid)
-        step = max(1, n // 250)  # 250 points are plenty for the eye
-        pts = []
-        for k in list(range(0, n, step)) + [n - 1]:
-            x = left + plot_w * (grid[k] - lo) / span
-            y = 8 + plot_h * (1 - (k + 0.5) / n)
-            pts.append(f"{x:.1f},{y:.1f}")
-        return " ".join(pts)
-
-    out = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-size='10'>",
-        f"<rect x='{left}' y='8' width='{plot_w}' height='{plot_h}' fill='none' stroke='#eaeef2'/>",
-        f"<polyline fill='none' stroke='{_REF_COLOR}' stroke-width='2' points='{path(ref_grid)}'/>",
-        f"<polyline fill='none' stroke='{_CUR_COLOR}' stroke-width='1.5' points='{path(cur_grid)}'/>",
-        f"<text x='{left}' y='{height - 6}' fill='#59636e'>{_short(lo)}</text>",
-        f"<text x='{width - 8}' y='{height - 6}' text-anchor='end' fill='#59636e'>{_short(hi)}</text>",
-        f"<text x='{left - 4}' y='12' text-anchor='end' fill='#59636e'>1</text>",
-        f"<text x='{left - 4}' y='{8 + plot_h}' text-anchor='end' fill='#59636e'>0</text></svg>",
-    ]
-    return "".join(out)
-
-
-# --------------------------------------------------------------------------------------------
-
-
 def _head(title: str) -> str:
     return (
         f"<!DOCTYPE html><html lang=en><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head><body>"
     )
+
+
+def _count_and_share(total: int):
+    """The text after a top value's bar: its row count and share of ``total`` rows."""
+    return lambda n: f"{int(n):,} ({100 * n / total:.1f}%)" if total else f"{int(n):,}"
 
 
 def _shares(counts: Sequence[int]) -> list[float]:
@@ -352,28 +249,16 @@ def _shares(counts: Sequence[int]) -> list[float]:
 
 
 def _num(value) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "" if value is None else str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.4g}"
+    return f"{value:,}" if isinstance(value, int) else fmt_number(value, 4, missing="")
 
 
 def _int(value) -> str:
     return "" if value is None else f"{int(value):,}"
 
 
+def _p(value) -> str:
+    return fmt_number(value, missing="")
+
+
 def _pct(value) -> str:
     return "" if value is None else f"{100 * value:.3g}"
-
-
-def _p(value) -> str:
-    return "" if value is None else f"{value:.3g}"
-
-
-def _short(value: float) -> str:
-    return f"{value:.3g}"
-
-
-def _clip(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"

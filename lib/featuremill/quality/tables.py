@@ -181,10 +181,6 @@ def shown(requested: Selection, resolved: Selection) -> str:
     return resolved.dates_text + (f"@v{requested.version}" if requested.version is not None else "")
 
 
-def date_selection(start: dt.date | None, end: dt.date | None, version: int | None = None) -> Selection:
-    return Selection(start=start, end=end if end is not None else start, version=version)
-
-
 def _version(text: str, whole: str) -> int:
     match = _VERSION_RE.match(text.strip())
     if not match:

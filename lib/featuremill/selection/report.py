@@ -3,10 +3,9 @@ no network access needed to open it."""
 
 from __future__ import annotations
 
-import html
 import math
-from collections.abc import Sequence
 
+from featuremill.core.report_html import bar_chart, esc, fmt_number, heatmap
 from featuremill.selection.select import SelectionResult
 
 _CSS = """
@@ -20,110 +19,15 @@ tr.keep td.d{color:#1a7f37;font-weight:600}tr.drop td.d{color:#b42318;font-weigh
 """
 
 
-def _esc(x) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def _fmt(x, digits: int = 3) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        if math.isinf(x):
-            return "inf"
-        if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
-            return f"{x:.{digits}e}"
-        return f"{x:.{digits}g}" if abs(x) >= 1 else f"{x:.{digits}f}"
-    return str(x)
-
-
-def bar_chart(
-    title: str,
-    items: Sequence[tuple[str, float | None, str]],
-    *,
-    errors: dict[str, float] | None = None,
-    width: int = 520,
-) -> str:
-    """Horizontal bars, one per (label, value, css colour); negative values extend left of zero."""
-    items = [(n, v, c) for n, v, c in items if v is not None and math.isfinite(v)]
-    if not items:
-        return ""
-    bar_h, left, right = 16, 150, 60
-    height = 28 + bar_h * len(items)
-    lo = min(0.0, min(v for _, v, _ in items))
-    hi = max(0.0, max(v + (errors or {}).get(n, 0.0) for n, v, _ in items))
-    span = (hi - lo) or 1.0
-    plot = width - left - right
-
-    def xpos(v: float) -> float:
-        return left + (v - lo) / span * plot
-
-    parts = [
-        f'<svg width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">',
-        f'<text x="0" y="14" font-weight="600">{_esc(title)}</text>',
-    ]
-    zero = xpos(0.0)
-    for i, (name, value, colour) in enumerate(items):
-        y = 22 + i * bar_h
-        x0, x1 = sorted((zero, xpos(value)))
-        parts.append(f'<text x="{left - 6}" y="{y + 11}" text-anchor="end">{_esc(name[:22])}</text>')
-        parts.append(
-            f'<rect x="{x0:.1f}" y="{y + 2}" width="{max(x1 - x0, 0.5):.1f}" height="{bar_h - 4}" '
-            f'fill="{colour}"><title>{_esc(name)}: {_fmt(value, 4)}</title></rect>'
-        )
-        err = (errors or {}).get(name)
-        if err:
-            parts.append(
-                f'<line x1="{xpos(value - err):.1f}" x2="{xpos(value + err):.1f}" y1="{y + 8}" '
-                f'y2="{y + 8}" stroke="#333"/>'
-            )
-        parts.append(f'<text x="{max(x1, zero) + 4:.1f}" y="{y + 11}" class="muted">{_esc(_fmt(value))}</text>')
-    parts.append(f'<line x1="{zero:.1f}" x2="{zero:.1f}" y1="20" y2="{height}" stroke="#999"/>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def heatmap(names: Sequence[str], matrix: Sequence[Sequence[float | None]], *, cell: int = 18) -> str:
-    """Correlation heatmap: blue negative, red positive, white zero."""
-    if not names:
-        return ""
-    n = len(names)
-    left, top = 150, 150
-    size_w, size_h = left + n * cell + 10, top + n * cell + 10
-    parts = [f'<svg width="{size_w}" height="{size_h}" role="img" aria-label="correlation heatmap">']
-    for i, name in enumerate(names):
-        parts.append(
-            f'<text x="{left - 4}" y="{top + i * cell + cell * 0.7:.1f}" text-anchor="end">{_esc(name[:22])}</text>'
-        )
-        x = left + i * cell + cell * 0.7
-        parts.append(f'<text transform="translate({x:.1f},{top - 4}) rotate(-60)">{_esc(name[:22])}</text>')
-    for i in range(n):
-        for j in range(n):
-            v = matrix[i][j]
-            if v is None or not math.isfinite(v):
-                colour = "#ddd"
-            else:
-                t = max(-1.0, min(1.0, v))
-                if t >= 0:
-                    colour = f"rgb(255,{int(255 * (1 - t))},{int(255 * (1 - t))})"
-                else:
-                    colour = f"rgb({int(255 * (1 + t))},{int(255 * (1 + t))},255)"
-            parts.append(
-                f'<rect x="{left + j * cell}" y="{top + i * cell}" width="{cell - 1}" height="{cell - 1}" '
-                f'fill="{colour}"><title>{_esc(names[i])} / {_esc(names[j])}: {_fmt(v, 3)}</title></rect>'
-            )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
 def render_html(result: SelectionResult, *, title: str, context: dict[str, str] | None = None) -> str:
     """The whole report as one HTML string."""
     features = sorted(result.features, key=lambda f: f.rank or 0)
     kept = [f for f in features if f.decision == "keep"]
     colour = {f.name: ("#2f7ed8" if f.decision == "keep" else "#c9c9c9") for f in features}
     out = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>{_esc(title)}</h1>",
+        f"<h1>{esc(title)}</h1>",
     ]
     facts = {
         "label": result.label,
@@ -133,13 +37,13 @@ def render_html(result: SelectionResult, *, title: str, context: dict[str, str] 
         "classes": ", ".join(result.classes) or "–",
         "features kept": f"{len(kept)} of {len(features)}",
         "baseline held-out loss": (
-            f"{_fmt(result.baseline_loss, 4)} ({result.loss_name})" if result.loss_name else "–"
+            f"{fmt_number(result.baseline_loss, 4, missing='–')} ({result.loss_name})" if result.loss_name else "–"
         ),
     }
     facts.update(context or {})
     out.append(
         "<table>"
-        + "".join(f"<tr><th class='l'>{_esc(k)}</th><td class='l'>{_esc(v)}</td></tr>" for k, v in facts.items())
+        + "".join(f"<tr><th class='l'>{esc(k)}</th><td class='l'>{esc(v)}</td></tr>" for k, v in facts.items())
         + "</table>"
     )
     out.append(
@@ -167,7 +71,7 @@ def render_html(result: SelectionResult, *, title: str, context: dict[str, str] 
     out.append(
         "<table><tr>"
         + "".join(
-            f"<th class='{'l' if h in ('feature', 'kind', 'decision', 'reason') else ''}'>{_esc(h)}</th>"
+            f"<th class='{'l' if h in ('feature', 'kind', 'decision', 'reason') else ''}'>{esc(h)}</th>"
             for h in headers
         )
         + "</tr>"
@@ -179,21 +83,21 @@ def render_html(result: SelectionResult, *, title: str, context: dict[str, str] 
             f.kind,
             f.decision,
             f.reason,
-            _fmt(f.mutual_information, 4),
-            _fmt(f.chi2_p_adj) + ("" if f.chi2_valid else " (small counts)"),
-            _fmt(f.f_p_adj),
-            _fmt(f.label_correlation),
-            _fmt(f.rf_importance),
-            _fmt(f.permutation_importance),
-            _fmt(f.freq_ratio),
-            _fmt(f.unique_percent),
-            _fmt(f.cv),
+            fmt_number(f.mutual_information, 4, missing="–"),
+            fmt_number(f.chi2_p_adj, missing="–") + ("" if f.chi2_valid else " (small counts)"),
+            fmt_number(f.f_p_adj, missing="–"),
+            fmt_number(f.label_correlation, missing="–"),
+            fmt_number(f.rf_importance, missing="–"),
+            fmt_number(f.permutation_importance, missing="–"),
+            fmt_number(f.freq_ratio, missing="–"),
+            fmt_number(f.unique_percent, missing="–"),
+            fmt_number(f.cv, missing="–"),
             f"{f.non_null:,}",
         ]
         out.append(
-            f"<tr class='{_esc(f.decision)}'>"
+            f"<tr class='{esc(f.decision)}'>"
             + "".join(
-                f"<td class='{'l' if i in (1, 2, 4) else ('d' if i == 3 else '')}'>{_esc(c)}</td>"
+                f"<td class='{'l' if i in (1, 2, 4) else ('d' if i == 3 else '')}'>{esc(c)}</td>"
                 for i, c in enumerate(cells)
             )
             + "</tr>"
@@ -208,7 +112,7 @@ def render_html(result: SelectionResult, *, title: str, context: dict[str, str] 
             ((f.name, getattr(f, attr), colour[f.name]) for f in features),
             key=lambda t: -(t[1] if t[1] is not None else -1e300),
         )
-        out.append(f"<div class='card'>{bar_chart(title_, items)}</div>")
+        out.append(f"<div class='card'>{bar_chart(items, title=title_)}</div>")
     perm = sorted(
         ((f.name, f.permutation_importance, colour[f.name]) for f in features),
         key=lambda t: -(t[1] if t[1] is not None else -1e300),
@@ -216,8 +120,8 @@ def render_html(result: SelectionResult, *, title: str, context: dict[str, str] 
     out.append(
         "<div class='card'>"
         + bar_chart(
-            f"Permutation importance (increase in {result.loss_name or 'loss'})",
             perm,
+            title=f"Permutation importance (increase in {result.loss_name or 'loss'})",
             errors={f.name: f.permutation_se or 0.0 for f in features},
         )
         + "</div>"
@@ -234,16 +138,16 @@ def render_html(result: SelectionResult, *, title: str, context: dict[str, str] 
             ),
             key=lambda t: -(t[1] if t[1] is not None else -1e300),
         )
-        out.append(f"<div class='card'>{bar_chart(title_, items)}</div>")
+        out.append(f"<div class='card'>{bar_chart(items, title=title_)}</div>")
     out.append("</div>")
     if result.correlation_names:
         out.append(
-            f"<h2>Correlation ({_esc(result.settings.get('correlation_method', ''))}) between numeric features</h2>"
+            f"<h2>Correlation ({esc(result.settings.get('correlation_method', ''))}) between numeric features</h2>"
         )
         if result.redundant:
             out.append(
                 "<p>Pairs above the threshold: "
-                + "; ".join(f"{_esc(p['a'])} / {_esc(p['b'])} ({p['correlation']:+.3f})" for p in result.redundant)
+                + "; ".join(f"{esc(p['a'])} / {esc(p['b'])} ({p['correlation']:+.3f})" for p in result.redundant)
                 + "</p>"
             )
         out.append(heatmap(result.correlation_names, result.correlation))
@@ -255,13 +159,13 @@ def render_html(result: SelectionResult, *, title: str, context: dict[str, str] 
         out.append("<h2>PCA (standardised numeric features)</h2>")
         out.append(
             f"<p>{result.pca_components_for_variance} component(s) explain "
-            f"{_esc(result.settings.get('pca_variance'))} of the variance.</p>"
+            f"{esc(result.settings.get('pca_variance'))} of the variance.</p>"
         )
-        out.append(bar_chart("Explained variance ratio", items))
+        out.append(bar_chart(items, title="Explained variance ratio"))
     out.append(
         "<h2>Settings</h2><table>"
         + "".join(
-            f"<tr><th class='l'>{_esc(k)}</th><td class='l'>{_esc(v)}</td></tr>"
+            f"<tr><th class='l'>{esc(k)}</th><td class='l'>{esc(v)}</td></tr>"
             for k, v in sorted(result.settings.items())
         )
         + "</table></body></html>"

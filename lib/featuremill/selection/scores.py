@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from featuremill.core.report_html import fmt_number
 from featuremill.core.stats import benjamini_hochberg  # noqa: F401  (re-exported for selection)
 
 #: Permutation importance counts as evidence only this many standard errors above zero.
@@ -146,14 +147,6 @@ class FeatureScore:
     notes: list[str] = field(default_factory=list)
 
 
-def _fmt(x: float | None, digits: int = 3) -> str:
-    if x is None:
-        return "n/a"
-    if x == float("inf"):
-        return "inf"
-    return f"{x:.{digits}g}"
-
-
 def decide(
     features: list[FeatureScore],
     *,
@@ -187,7 +180,8 @@ def decide(
         elif f.notes and "near_zero_variance" in f.notes:
             f.decision = "drop"
             f.reason = (
-                f"near-zero variance: frequency ratio {_fmt(f.freq_ratio)} and {_fmt(f.unique_percent)}% unique values"
+                f"near-zero variance: frequency ratio {fmt_number(f.freq_ratio)} and "
+                f"{fmt_number(f.unique_percent)}% unique values"
             )
 
     def relevance(f: FeatureScore) -> tuple:
@@ -214,10 +208,10 @@ def decide(
             f.decision = "drop"
             chi = "" if f.chi2_valid else " (expected counts too small to use)"
             f.reason = (
-                f"no evidence of relevance: chi-square adjusted p {_fmt(f.chi2_p_adj)}{chi}, F-test adjusted p "
-                f"{_fmt(f.f_p_adj)} (alpha {alpha}), permutation importance "
-                f"{_fmt(f.permutation_importance)} (standard error {_fmt(f.permutation_se)}, "
-                f"threshold {_fmt(threshold)})"
+                f"no evidence of relevance: chi-square adjusted p {fmt_number(f.chi2_p_adj)}{chi}, F-test adjusted p "
+                f"{fmt_number(f.f_p_adj)} (alpha {alpha}), permutation importance "
+                f"{fmt_number(f.permutation_importance)} (standard error {fmt_number(f.permutation_se)}, "
+                f"threshold {fmt_number(threshold)})"
             )
         else:
             f.reason = "relevant by " + ", ".join(evidence)
@@ -241,15 +235,15 @@ def decide(
         f.decision = "drop"
         f.reason = (
             f"redundant with {better.name} (correlation {rho:+.3f}); {better.name} is more "
-            f"label-relevant (mutual information {_fmt(better.mutual_information)} vs "
-            f"{_fmt(f.mutual_information)})"
+            f"label-relevant (mutual information {fmt_number(better.mutual_information)} vs "
+            f"{fmt_number(f.mutual_information)})"
         )
 
     kept = sorted((f for f in features if f.decision == "keep"), key=lambda f: (f.mean_rank, f.name))
     if max_features is not None:
         for f in kept[max_features:]:
             f.decision = "drop"
-            f.reason = f"outside the best {max_features} by mean rank ({_fmt(f.mean_rank)})"
+            f.reason = f"outside the best {max_features} by mean rank ({fmt_number(f.mean_rank)})"
     ordered = sorted(
         features, key=lambda f: (f.decision != "keep", f.mean_rank if f.mean_rank is not None else float("inf"), f.name)
     )

@@ -36,6 +36,7 @@ from typing import Any
 
 from featuremill.core.errors import SelectionError
 from featuremill.core.progress import stage
+from featuremill.core.report_html import json_safe
 from featuremill.core.sql import col
 from featuremill.selection.scores import (
     FeatureScore,
@@ -92,17 +93,7 @@ class SelectionResult:
     def to_dict(self) -> dict[str, Any]:
         body = dataclasses.asdict(self)
         body["selected"] = self.selected
-        return _json_safe(body)
-
-
-def _json_safe(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
+        return json_safe(body)
 
 
 def _finite(x) -> float | None:
@@ -163,6 +154,43 @@ def _level_index(value, levels: Sequence[str]):
     return F.when(value.isNull(), F.lit(k + 1)).otherwise(F.coalesce(found, F.lit(k))).cast("int")
 
 
+@dataclass
+class _Candidates:
+    """The label and the candidate features of one run: Spark types, kinds and the scores to fill.
+
+    ``idx`` numbers the numeric then the categorical features; the stacked passes tag rows with it.
+    """
+
+    label: str
+    label_type: str
+    types: dict[str, str]
+    scores: list[FeatureScore]
+    numeric: list[str]
+    categorical: list[str]
+    by_name: dict[str, FeatureScore] = field(init=False)
+    idx: dict[str, int] = field(init=False)
+    label_numeric: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_name = {s.name: s for s in self.scores}
+        self.idx = {c: i for i, c in enumerate(self.numeric + self.categorical)}
+        self.label_numeric = self.label_type in NUMERIC_TYPES or self.label_type.startswith("decimal")
+
+
+@dataclass
+class _Prepared:
+    """The labelled rows as model inputs: ``label``, ``label_bin``, ``x<i>`` (imputed numeric),
+    ``b<i>`` (numeric bin) and ``k<i>`` (categorical level index), and which features they hold."""
+
+    frame: Any
+    usable_numeric: list[str]
+    usable_categorical: list[str]
+    n_label_bins: int
+    binned: list[tuple[str, str]]  # (feature, bin column) for the contingency pass and chi-square
+    num_cols: list[str]
+    model_cols: list[str]
+
+
 def select_features(
     df, spec: SelectionSpec, *, label: str | None = None, features: Sequence[str] | None = None
 ) -> SelectionResult:
@@ -174,9 +202,57 @@ def select_features(
     counted but not used for relevance scores.
     """
     from pyspark import StorageLevel
-    from pyspark.sql import functions as F
 
-    label = label or spec.label
+    cand = _candidates(df, spec, label=label or spec.label, features=features)
+    grid = _grid(spec.bins)
+    y_raw, y_class = _label_columns(cand)
+    profile = _profile_pass(df, cand, grid=grid, y_raw=y_raw)
+    rows, labelled = int(profile["rows"]), int(profile["y_n"])
+    data_fingerprint = content_fingerprint(profile["content_hash"])
+    if labelled == 0:
+        raise SelectionError(f"label column {cand.label!r} has no non-null values")
+    task = _task(spec, cand, label_distinct=int(profile["y_d"]))
+    quantiles = _read_profile(cand, profile, grid=grid)
+    top, exact_distinct = _value_count_pass(df, cand, spec, task=task, quantiles=quantiles, y_class=y_class)
+    _near_zero_variance(cand, spec, top=top, exact_distinct=exact_distinct)
+    classes = _label_classes(cand, spec, task=task, top=top, exact_distinct=exact_distinct)
+    prep = _prepare(
+        df, cand, spec, task=task, classes=classes, top=top, quantiles=quantiles, profile=profile, grid=grid
+    )
+    _contingency_pass(prep, cand)
+    assembled = _assemble(prep).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        _chi_square(assembled, prep, cand)
+        _f_test(assembled, prep, cand, task=task)
+        corr_names, matrix = _correlation(assembled, prep, cand, spec, task=task, classes=classes)
+        baseline, loss_name = _model_importances(
+            assembled, spec, task, classes, prep.model_cols, prep.usable_numeric + prep.usable_categorical, cand.by_name
+        )
+        pca_var, pca_k = _pca(assembled, prep, spec)
+    finally:
+        assembled.unpersist()
+    pairs = _rank_and_decide(cand, spec, corr_names=corr_names, matrix=matrix, baseline=baseline)
+    return SelectionResult(
+        label=cand.label,
+        task=task,
+        rows=rows,
+        labelled_rows=labelled,
+        classes=classes,
+        features=cand.scores,
+        data_fingerprint=data_fingerprint,
+        correlation_names=corr_names,
+        correlation=matrix,
+        redundant=[{"a": p.a, "b": p.b, "correlation": p.rho} for p in pairs],
+        baseline_loss=baseline,
+        loss_name=loss_name,
+        pca_explained_variance=pca_var,
+        pca_components_for_variance=pca_k,
+        settings=json_safe(dataclasses.asdict(spec)) | {"label_bins": prep.n_label_bins},
+    )
+
+
+def _candidates(df, spec: SelectionSpec, *, label: str | None, features: Sequence[str] | None) -> _Candidates:
+    """Check the label and the candidate columns, and sort the candidates by kind."""
     if not label:
         raise SelectionError("no label column: pass --label or set selection.label")
     types = {f.name: f.dataType.simpleString() for f in df.schema.fields}
@@ -200,38 +276,39 @@ def select_features(
             categorical.append(c)
             scores.append(FeatureScore(c, "categorical", t))
         else:
-            scores.append(
-                FeatureScore(
-                    c,
-                    "unsupported",
-                    t,
-                    decision="drop",
-                    reason=f"unsupported type {t} (encode it as a number or a string)",
-                )
-            )
+            reason = f"unsupported type {t} (encode it as a number or a string)"
+            scores.append(FeatureScore(c, "unsupported", t, decision="drop", reason=reason))
     if not numeric and not categorical:
         raise SelectionError("no numeric or string feature to select from")
-    by_name = {s.name: s for s in scores}
-    idx = {c: i for i, c in enumerate(numeric + categorical)}
-    label_type = types[label]
-    label_numeric = label_type in NUMERIC_TYPES or label_type.startswith("decimal")
-    grid = _grid(spec.bins)
+    return _Candidates(label, types[label], types, scores, numeric, categorical)
 
-    # ---- pass 1: profile ------------------------------------------------------------------
-    y_raw = _clean(label, label_type) if label_numeric else col(label).cast("string")
+
+def _label_columns(cand: _Candidates):
+    """The label as a value (numbers cleaned of NaN/inf) and as a class name (string)."""
+    from pyspark.sql import functions as F
+
+    label = cand.label
+    y_raw = _clean(label, cand.label_type) if cand.label_numeric else col(label).cast("string")
     # classes keep the label's own spelling (1, not 1.0); NaN is a missing label
     y_class = F.when(y_raw.isNull(), F.lit(None).cast("string")).otherwise(col(label).cast("string"))
+    return y_raw, y_class
+
+
+def _profile_pass(df, cand: _Candidates, *, grid: Sequence[float], y_raw):
+    """Pass 1 (one ``agg``): rows, content hash, label count/distinct/quantiles, per-feature stats."""
+    from pyspark.sql import functions as F
+
     aggs = [
         F.count(F.lit(1)).alias("rows"),
         content_hash_aggregate(df, "content_hash"),
         F.count(y_raw).alias("y_n"),
         F.approx_count_distinct(y_raw).alias("y_d"),
     ]
-    if label_numeric:
+    if cand.label_numeric:
         aggs.append(F.percentile_approx(y_raw, grid, 10_000).alias("y_q"))
-    for c in numeric:
-        x = _clean(c, types[c])
-        i = idx[c]
+    for c in cand.numeric:
+        x = _clean(c, cand.types[c])
+        i = cand.idx[c]
         aggs += [
             F.count(x).alias(f"n{i}"),
             F.approx_count_distinct(x).alias(f"d{i}"),
@@ -239,52 +316,61 @@ def select_features(
             F.stddev_samp(x).alias(f"s{i}"),
             F.percentile_approx(x, grid, 10_000).alias(f"q{i}"),
         ]
-    for c in categorical:
-        i = idx[c]
+    for c in cand.categorical:
+        i = cand.idx[c]
         aggs += [F.count(col(c)).alias(f"n{i}"), F.approx_count_distinct(col(c)).alias(f"d{i}")]
     with stage("selection: profile pass"):
-        profile = df.agg(*aggs).first()
-    rows = int(profile["rows"])
-    data_fingerprint = content_fingerprint(profile["content_hash"])
-    labelled = int(profile["y_n"])
-    if labelled == 0:
-        raise SelectionError(f"label column {label!r} has no non-null values")
+        return df.agg(*aggs).first()
+
+
+def _task(spec: SelectionSpec, cand: _Candidates, *, label_distinct: int) -> str:
+    """The task: as configured, or with ``auto`` classification for strings and small integer labels."""
     task = spec.task
     if task == "auto":
-        integral = label_type in ("tinyint", "smallint", "int", "bigint", "boolean")
-        task = "classification" if (not label_numeric or (integral and int(profile["y_d"]) <= 20)) else "regression"
-    if task == "regression" and not label_numeric:
-        raise SelectionError(f"task regression needs a numeric label; {label!r} is {label_type}")
+        integral = cand.label_type in ("tinyint", "smallint", "int", "bigint", "boolean")
+        task = "classification" if (not cand.label_numeric or (integral and label_distinct <= 20)) else "regression"
+    if task == "regression" and not cand.label_numeric:
+        raise SelectionError(f"task regression needs a numeric label; {cand.label!r} is {cand.label_type}")
+    return task
+
+
+def _read_profile(cand: _Candidates, profile, *, grid: Sequence[float]) -> dict[str, list]:
+    """Fill counts, distinct counts, mean, std and CV from pass 1; returns each numeric's quantile grid."""
     quantiles = {}
-    for c in numeric:
-        i = idx[c]
-        f = by_name[c]
+    for c in cand.numeric:
+        i = cand.idx[c]
+        f = cand.by_name[c]
         f.non_null = int(profile[f"n{i}"])
         f.distinct = int(profile[f"d{i}"])
         f.mean, f.std = _finite(profile[f"m{i}"]), _finite(profile[f"s{i}"])
         if f.mean and f.std is not None:
             f.cv = abs(f.std / f.mean)
         quantiles[c] = list(profile[f"q{i}"] or [None] * len(grid))
-    for c in categorical:
-        f = by_name[c]
-        f.non_null, f.distinct = int(profile[f"n{idx[c]}"]), int(profile[f"d{idx[c]}"])
+    for c in cand.categorical:
+        f = cand.by_name[c]
+        f.non_null, f.distinct = int(profile[f"n{cand.idx[c]}"]), int(profile[f"d{cand.idx[c]}"])
+    return quantiles
 
-    # ---- pass 2: value counts (NZV, levels, label classes) -----------------------------------
+
+def _value_count_pass(df, cand: _Candidates, spec: SelectionSpec, *, task: str, quantiles, y_class):
+    """Pass 2 (one stacked ``groupBy``): the top values per feature (and label classes, tagged -1)
+    and each one's exact distinct count; returns ``(top, exact_distinct)`` keyed by ``idx``."""
     from pyspark.sql import Window
+    from pyspark.sql import functions as F
 
     structs = []
-    for c in numeric:
-        x = _clean(c, types[c])
-        f = by_name[c]
+    for c in cand.numeric:
+        x = _clean(c, cand.types[c])
+        f = cand.by_name[c]
         if f.distinct <= EXACT_DISTINCT_LIMIT:
             v = x.cast("string")
         else:
             candidates = sorted({q for q in quantiles[c] if q is not None})
             f.distinct_exact = False
             v = F.when(x.isin(*candidates), x.cast("string")) if candidates else F.lit(None).cast("string")
-        structs.append(F.struct(F.lit(idx[c]).alias("c"), v.alias("v")))
-    for c in categorical:
-        structs.append(F.struct(F.lit(idx[c]).alias("c"), col(c).alias("v")))
+        structs.append(F.struct(F.lit(cand.idx[c]).alias("c"), v.alias("v")))
+    for c in cand.categorical:
+        structs.append(F.struct(F.lit(cand.idx[c]).alias("c"), col(c).alias("v")))
     if task == "classification":
         structs.append(F.struct(F.lit(-1).alias("c"), y_class.alias("v")))
     keep_top = max(spec.max_levels, spec.max_classes + 1, 2)
@@ -304,10 +390,15 @@ def select_features(
         exact_distinct[r["c"]] = int(r["distinct"])
     for vs in top.values():
         vs.sort(key=lambda t: (-t[1], t[0]))
-    for f in scores:
+    return top, exact_distinct
+
+
+def _near_zero_variance(cand: _Candidates, spec: SelectionSpec, *, top, exact_distinct) -> None:
+    """Fill distinct counts, frequency ratio and % unique from pass 2; note near-zero variance."""
+    for f in cand.scores:
         if f.kind == "unsupported":
             continue
-        i = idx[f.name]
+        i = cand.idx[f.name]
         if f.distinct_exact:
             f.distinct = exact_distinct.get(i, 0)
         f.distinct = min(f.distinct, f.non_null)
@@ -321,21 +412,31 @@ def select_features(
         f.freq_ratio, f.unique_percent = ratio, unique
         if flagged:
             f.notes.append("near_zero_variance")
-    classes: list[str] = []
-    if task == "classification":
-        label_counts = top.get(-1, [])
-        if exact_distinct.get(-1, 0) > spec.max_classes:
-            raise SelectionError(
-                f"label {label!r} has {exact_distinct[-1]} classes, above max_classes "
-                f"{spec.max_classes}; set selection.task: regression or raise max_classes"
-            )
-        classes = [v for v, _ in label_counts]
-        classes.sort(key=lambda v: (float(v), v) if label_numeric else (0.0, v))
-        if len(classes) < 2:
-            raise SelectionError(f"label {label!r} has a single class; nothing to select against")
-    levels = {c: [v for v, _ in top.get(idx[c], [])][: spec.max_levels] for c in categorical}
 
-    # ---- prepared frame: label index, imputed numerics, categorical indices, bins ---------
+
+def _label_classes(cand: _Candidates, spec: SelectionSpec, *, task: str, top, exact_distinct) -> list[str]:
+    """The label's classes in order (numerically for a numeric label); none for regression."""
+    if task != "classification":
+        return []
+    if exact_distinct.get(-1, 0) > spec.max_classes:
+        raise SelectionError(
+            f"label {cand.label!r} has {exact_distinct[-1]} classes, above max_classes "
+            f"{spec.max_classes}; set selection.task: regression or raise max_classes"
+        )
+    classes = [v for v, _ in top.get(-1, [])]
+    classes.sort(key=lambda v: (float(v), v) if cand.label_numeric else (0.0, v))
+    if len(classes) < 2:
+        raise SelectionError(f"label {cand.label!r} has a single class; nothing to select against")
+    return classes
+
+
+def _prepare(
+    df, cand: _Candidates, spec: SelectionSpec, *, task: str, classes, top, quantiles, profile, grid
+) -> _Prepared:
+    """The labelled rows with label index/bin, imputed numerics, numeric bins, categorical indices."""
+    from pyspark.sql import functions as F
+
+    y_raw, y_class = _label_columns(cand)
     if task == "classification":
         y = _level_index(y_class, classes).cast("double")
         y_bin = y
@@ -345,130 +446,155 @@ def select_features(
         y = y_raw
         y_bin = _bin_expression(y_raw, label_edges, len(label_edges) + 1).cast("double")
         n_label_bins = len(label_edges) + 1
-    usable_numeric = [c for c in numeric if by_name[c].non_null > 0]
-    usable_categorical = [c for c in categorical if by_name[c].non_null > 0]
+    idx = cand.idx
+    usable_numeric = [c for c in cand.numeric if cand.by_name[c].non_null > 0]
+    usable_categorical = [c for c in cand.categorical if cand.by_name[c].non_null > 0]
     edges = {c: quantile_edges(quantiles[c], spec.bins, grid) for c in usable_numeric}
     prepared_cols = [y.alias("label"), y_bin.alias("label_bin")]
     for c in usable_numeric:
-        x = _clean(c, types[c])
-        mean = by_name[c].mean or 0.0
+        x = _clean(c, cand.types[c])
+        mean = cand.by_name[c].mean or 0.0
         prepared_cols.append(F.coalesce(x, F.lit(float(mean))).alias(f"x{idx[c]}"))
         prepared_cols.append(_bin_expression(x, edges[c], len(edges[c]) + 1).alias(f"b{idx[c]}"))
     for c in usable_categorical:
-        k = len(levels[c])
-        meta = {"ml_attr": {"type": "nominal", "num_vals": k + 2, "name": f"k{idx[c]}"}}
-        prepared_cols.append(_level_index(col(c), levels[c]).cast("double").alias(f"k{idx[c]}", metadata=meta))
-    prepared = df.where(y_raw.isNotNull()).select(*prepared_cols)
-
-    # ---- pass 3: contingency counts -> mutual information ---------------------------------
-    binned = [(c, f"b{idx[c]}") for c in usable_numeric] + [(c, f"k{idx[c]}") for c in usable_categorical]
-    if binned:
-        with stage("selection: contingency pass"):
-            cells = (
-                prepared.select(
-                    F.col("label_bin").cast("int").alias("y"),
-                    F.inline(
-                        F.array(
-                            *[F.struct(F.lit(idx[c]).alias("c"), F.col(b).cast("int").alias("b")) for c, b in binned]
-                        )
-                    ),
-                )
-                .groupBy("c", "b", "y")
-                .count()
-                .collect()
-            )
-        tables: dict[int, dict] = {}
-        for r in cells:
-            tables.setdefault(r["c"], {})[(r["b"], r["y"])] = int(r["count"])
-        for c, _ in binned:
-            by_name[c].mutual_information = mutual_information(tables.get(idx[c], {}))
-            by_name[c].chi2_valid = chi2_is_valid(tables.get(idx[c], {}))
-
-    from pyspark.ml.feature import VectorAssembler
-    from pyspark.ml.stat import ChiSquareTest, Correlation
-
-    assembled = prepared
-    if binned:
-        assembled = VectorAssembler(inputCols=[b for _, b in binned], outputCol="bin_vec").transform(assembled)
+        levels = [v for v, _ in top.get(idx[c], [])][: spec.max_levels]
+        meta = {"ml_attr": {"type": "nominal", "num_vals": len(levels) + 2, "name": f"k{idx[c]}"}}
+        prepared_cols.append(_level_index(col(c), levels).cast("double").alias(f"k{idx[c]}", metadata=meta))
     num_cols = [f"x{idx[c]}" for c in usable_numeric]
-    model_cols = num_cols + [f"k{idx[c]}" for c in usable_categorical]
-    if num_cols:
-        assembled = VectorAssembler(inputCols=num_cols, outputCol="num_vec").transform(assembled)
-    if model_cols:
-        assembled = VectorAssembler(inputCols=model_cols, outputCol="model_vec").transform(assembled)
-    assembled = assembled.select(
+    return _Prepared(
+        frame=df.where(y_raw.isNotNull()).select(*prepared_cols),
+        usable_numeric=usable_numeric,
+        usable_categorical=usable_categorical,
+        n_label_bins=n_label_bins,
+        binned=[(c, f"b{idx[c]}") for c in usable_numeric] + [(c, f"k{idx[c]}") for c in usable_categorical],
+        num_cols=num_cols,
+        model_cols=num_cols + [f"k{idx[c]}" for c in usable_categorical],
+    )
+
+
+def _contingency_pass(prep: _Prepared, cand: _Candidates) -> None:
+    """Pass 3 (one stacked ``groupBy(feature, bin, label)``): mutual information and chi-square validity."""
+    from pyspark.sql import functions as F
+
+    if not prep.binned:
+        return
+    idx = cand.idx
+    stacked = F.array(*[F.struct(F.lit(idx[c]).alias("c"), F.col(b).cast("int").alias("b")) for c, b in prep.binned])
+    with stage("selection: contingency pass"):
+        cells = (
+            prep.frame.select(F.col("label_bin").cast("int").alias("y"), F.inline(stacked))
+            .groupBy("c", "b", "y")
+            .count()
+            .collect()
+        )
+    tables: dict[int, dict] = {}
+    for r in cells:
+        tables.setdefault(r["c"], {})[(r["b"], r["y"])] = int(r["count"])
+    for c, _ in prep.binned:
+        cand.by_name[c].mutual_information = mutual_information(tables.get(idx[c], {}))
+        cand.by_name[c].chi2_valid = chi2_is_valid(tables.get(idx[c], {}))
+
+
+def _assemble(prep: _Prepared):
+    """The prepared rows as MLlib vectors: ``bin_vec``, ``num_vec``, ``model_vec`` (each when non-empty)."""
+    from pyspark.ml.feature import VectorAssembler
+
+    assembled = prep.frame
+    if prep.binned:
+        assembled = VectorAssembler(inputCols=[b for _, b in prep.binned], outputCol="bin_vec").transform(assembled)
+    if prep.num_cols:
+        assembled = VectorAssembler(inputCols=prep.num_cols, outputCol="num_vec").transform(assembled)
+    if prep.model_cols:
+        assembled = VectorAssembler(inputCols=prep.model_cols, outputCol="model_vec").transform(assembled)
+    return assembled.select(
         "label",
         "label_bin",
-        *(["bin_vec"] if binned else []),
-        *(["num_vec"] if num_cols else []),
-        *(["model_vec"] if model_cols else []),
+        *(["bin_vec"] if prep.binned else []),
+        *(["num_vec"] if prep.num_cols else []),
+        *(["model_vec"] if prep.model_cols else []),
     )
-    assembled = assembled.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        # ---- chi-square on every binned feature (MLlib, one call) ------------------------
-        if binned:
-            with stage("selection: chi-square (MLlib)"):
-                chi = ChiSquareTest.test(
-                    assembled.select(F.col("label_bin").alias("lb"), "bin_vec"), "bin_vec", "lb", flatten=True
-                ).collect()
-            chi_by = {int(r["featureIndex"]): r for r in chi}
-            for j, (c, _) in enumerate(binned):
-                r = chi_by.get(j)
-                if r is not None:
-                    by_name[c].chi2, by_name[c].chi2_p = _finite(r["statistic"]), _finite(r["pValue"])
-        # ---- ANOVA F (classification) or F-regression on numeric features ----------------
-        if num_cols:
-            test = "ANOVATest" if task == "classification" else "FValueTest"
-            with stage(f"selection: {test} (MLlib)"):
-                res = _mllib_stat_test(test, assembled, "num_vec", "label").collect()
-            for r in res:
-                c = usable_numeric[int(r["featureIndex"])]
-                by_name[c].f_stat, by_name[c].f_p = _finite(r["fValue"]), _finite(r["pValue"])
-        # ---- correlation matrix (numeric features, plus the label when it is a number) ---
-        corr_names: list[str] = []
-        matrix: list[list[float | None]] = []
-        if num_cols:
-            with_label = task == "regression" or len(classes) == 2
-            corr_input = assembled
-            corr_col = "num_vec"
-            if with_label:
-                corr_input = VectorAssembler(inputCols=["num_vec", "label"], outputCol="corr_vec").transform(assembled)
-                corr_col = "corr_vec"
-            with stage("selection: correlation (MLlib)"):
-                m = Correlation.corr(corr_input, corr_col, spec.correlation_method).first()[0].toArray()
-            p = len(usable_numeric)
-            corr_names = list(usable_numeric)
-            matrix = [[_finite(m[i][j]) for j in range(p)] for i in range(p)]
-            if with_label:
-                for i, c in enumerate(usable_numeric):
-                    by_name[c].label_correlation = _finite(m[i][p])
-        # ---- random forest importances and permutation importance -------------------------
-        baseline, loss_name = _model_importances(
-            assembled, spec, task, classes, model_cols, usable_numeric + usable_categorical, by_name
-        )
-        # ---- optional PCA ------------------------------------------------------------------
-        pca_var = pca_k = None
-        if spec.pca and num_cols:
-            from pyspark.ml.feature import PCA, StandardScaler
 
-            scaled = (
-                StandardScaler(withMean=True, withStd=True, inputCol="num_vec", outputCol="z")
-                .fit(assembled)
-                .transform(assembled)
-            )
-            model = PCA(k=len(num_cols), inputCol="z", outputCol="pc").fit(scaled)
-            pca_var = [float(v) for v in model.explainedVariance.toArray()]
-            running = 0.0
-            for k, v in enumerate(pca_var, start=1):
-                running += v
-                if running >= spec.pca_variance - 1e-12:
-                    pca_k = k
-                    break
-    finally:
-        assembled.unpersist()
 
-    # ---- adjust, rank, decide --------------------------------------------------------------
-    tested = [f for f in scores if f.kind != "unsupported"]
+def _chi_square(assembled, prep: _Prepared, cand: _Candidates) -> None:
+    """Chi-square of every binned feature against the label bin (MLlib, one call)."""
+    from pyspark.ml.stat import ChiSquareTest
+    from pyspark.sql import functions as F
+
+    if not prep.binned:
+        return
+    with stage("selection: chi-square (MLlib)"):
+        chi = ChiSquareTest.test(
+            assembled.select(F.col("label_bin").alias("lb"), "bin_vec"), "bin_vec", "lb", flatten=True
+        ).collect()
+    chi_by = {int(r["featureIndex"]): r for r in chi}
+    for j, (c, _) in enumerate(prep.binned):
+        r = chi_by.get(j)
+        if r is not None:
+            cand.by_name[c].chi2, cand.by_name[c].chi2_p = _finite(r["statistic"]), _finite(r["pValue"])
+
+
+def _f_test(assembled, prep: _Prepared, cand: _Candidates, *, task: str) -> None:
+    """ANOVA F (classification) or F-regression of the numeric features (MLlib, one call)."""
+    if not prep.num_cols:
+        return
+    test = "ANOVATest" if task == "classification" else "FValueTest"
+    with stage(f"selection: {test} (MLlib)"):
+        res = _mllib_stat_test(test, assembled, "num_vec", "label").collect()
+    for r in res:
+        c = prep.usable_numeric[int(r["featureIndex"])]
+        cand.by_name[c].f_stat, cand.by_name[c].f_p = _finite(r["fValue"]), _finite(r["pValue"])
+
+
+def _correlation(assembled, prep: _Prepared, cand: _Candidates, spec: SelectionSpec, *, task: str, classes):
+    """The numeric features' correlation matrix (one MLlib call), plus each one's correlation with
+    the label when the label is a number (regression or two classes); returns ``(names, matrix)``."""
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.ml.stat import Correlation
+
+    if not prep.num_cols:
+        return [], []
+    with_label = task == "regression" or len(classes) == 2
+    corr_input = assembled
+    corr_col = "num_vec"
+    if with_label:
+        corr_input = VectorAssembler(inputCols=["num_vec", "label"], outputCol="corr_vec").transform(assembled)
+        corr_col = "corr_vec"
+    with stage("selection: correlation (MLlib)"):
+        m = Correlation.corr(corr_input, corr_col, spec.correlation_method).first()[0].toArray()
+    p = len(prep.usable_numeric)
+    matrix = [[_finite(m[i][j]) for j in range(p)] for i in range(p)]
+    if with_label:
+        for i, c in enumerate(prep.usable_numeric):
+            cand.by_name[c].label_correlation = _finite(m[i][p])
+    return list(prep.usable_numeric), matrix
+
+
+def _pca(assembled, prep: _Prepared, spec: SelectionSpec) -> tuple[list[float] | None, int | None]:
+    """Optional PCA of the standardised numerics: explained variance ratios and the components
+    needed for ``spec.pca_variance``."""
+    if not (spec.pca and prep.num_cols):
+        return None, None
+    from pyspark.ml.feature import PCA, StandardScaler
+
+    scaled = (
+        StandardScaler(withMean=True, withStd=True, inputCol="num_vec", outputCol="z")
+        .fit(assembled)
+        .transform(assembled)
+    )
+    model = PCA(k=len(prep.num_cols), inputCol="z", outputCol="pc").fit(scaled)
+    pca_var = [float(v) for v in model.explainedVariance.toArray()]
+    running = 0.0
+    for k, v in enumerate(pca_var, start=1):
+        running += v
+        if running >= spec.pca_variance - 1e-12:
+            return pca_var, k
+    return pca_var, None
+
+
+def _rank_and_decide(cand: _Candidates, spec: SelectionSpec, *, corr_names, matrix, baseline):
+    """Adjust p-values (Benjamini-Hochberg), rank by mean rank over the methods, decide keep/drop;
+    returns the redundant pairs."""
+    tested = [f for f in cand.scores if f.kind != "unsupported"]
     for f, adj in zip(tested, benjamini_hochberg([f.chi2_p for f in tested])):
         f.chi2_p_adj = adj
     for f, adj in zip(tested, benjamini_hochberg([f.f_p for f in tested])):
@@ -484,33 +610,17 @@ def select_features(
         for f in tested
     }
     for name, r in average_ranks(table, SCORE_METHODS).items():
-        by_name[name].mean_rank = r
+        cand.by_name[name].mean_rank = r
     pairs = redundant_pairs(corr_names, matrix, spec.correlation_threshold)
     decide(
-        scores,
+        cand.scores,
         pairs=pairs,
         alpha=spec.alpha,
         min_importance=spec.model.min_importance,
         baseline_loss=baseline,
         max_features=spec.max_features,
     )
-    return SelectionResult(
-        label=label,
-        task=task,
-        rows=rows,
-        labelled_rows=labelled,
-        classes=classes,
-        features=scores,
-        data_fingerprint=data_fingerprint,
-        correlation_names=corr_names,
-        correlation=matrix,
-        redundant=[{"a": p.a, "b": p.b, "correlation": p.rho} for p in pairs],
-        baseline_loss=baseline,
-        loss_name=loss_name,
-        pca_explained_variance=pca_var,
-        pca_components_for_variance=pca_k,
-        settings=_json_safe(dataclasses.asdict(spec)) | {"label_bins": n_label_bins},
-    )
+    return pairs
 
 
 def _mllib_stat_test(name: str, dataset, features_col: str, label_col: str):
@@ -545,17 +655,37 @@ def _model_importances(
 
     Returns the baseline held-out loss (log loss or mean squared error) and its name.
     """
-    from pyspark.ml.classification import RandomForestClassifier
-    from pyspark.ml.functions import array_to_vector, vector_to_array
-    from pyspark.ml.regression import RandomForestRegressor
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
     if not model_cols:
         return None, ""
-    m = spec.model
     total = assembled.count()
-    fraction = min(1.0, m.sample_rows / max(total, 1))
+    fraction = min(1.0, spec.model.sample_rows / max(total, 1))
+    model, hold = _fit_forest(assembled, spec, task, fraction=fraction, model_names=model_names, by_name=by_name)
+    numbered, per_label = _held_out_sample(hold, spec, held_rows=total * fraction * spec.model.holdout_fraction)
+    n_hold = sum(per_label.values())
+    if task == "classification" and (len(per_label) < len(classes) or min(per_label.values()) < MIN_CLASS_ROWS):
+        log.warning(
+            "selection: held-out sample has %s rows per class (fewer than %d of some class); permutation "
+            "importance skipped",
+            per_label,
+            MIN_CLASS_ROWS,
+        )
+        return None, ""
+    if n_hold < 2:
+        log.warning("selection: held-out sample has %d rows; permutation importance skipped", n_hold)
+        return None, ""
+    return _permutation_importance(
+        model, numbered, spec, task, n_hold=n_hold, features=len(model_cols), model_names=model_names, by_name=by_name
+    )
+
+
+def _fit_forest(assembled, spec: SelectionSpec, task: str, *, fraction: float, model_names, by_name):
+    """Fit the random forest on the training part of a ``fraction`` sample and record its impurity
+    importances; returns the model and the held-out part of the sample."""
+    from pyspark.ml.classification import RandomForestClassifier
+    from pyspark.ml.regression import RandomForestRegressor
+    from pyspark.sql import functions as F
+
+    m = spec.model
     sample = assembled.select("label", "model_vec").withColumn("u", F.rand(spec.seed))
     sample = sample.where(F.col("u") < F.lit(fraction))
     train = sample.where(F.col("u") >= F.lit(fraction * m.holdout_fraction))
@@ -578,9 +708,17 @@ def _model_importances(
         model = forest.fit(train)
     for name, value in zip(model_names, model.featureImportances.toArray()):
         by_name[name].rf_importance = float(value)
+    return model, hold
 
-    # Held-out rows numbered 0..n-1 in random order (bounded: permutation_rows).
-    hold_fraction = min(1.0, m.permutation_rows / max(total * fraction * m.holdout_fraction, 1.0))
+
+def _held_out_sample(hold, spec: SelectionSpec, *, held_rows: float):
+    """At most about ``permutation_rows`` held-out rows as ``label``, ``arr`` (the model vector as
+    an array) and ``i`` (0..n-1 in random order), checkpointed; returns it and its rows per label."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    hold_fraction = min(1.0, spec.model.permutation_rows / max(held_rows, 1.0))
     hold = hold.where(F.rand(spec.seed + 1) < F.lit(hold_fraction))
     numbered = hold.select("label", vector_to_array("model_vec").alias("arr")).withColumn(
         "i", F.row_number().over(Window.orderBy(F.rand(spec.seed + 2))) - 1
@@ -588,21 +726,20 @@ def _model_importances(
     with stage("selection: held-out sample"):
         numbered = numbered.localCheckpoint(eager=True)
         per_label = {r["label"]: int(r["count"]) for r in numbered.groupBy("label").count().collect()}
-    n_hold = sum(per_label.values())
-    if task == "classification" and (len(per_label) < len(classes) or min(per_label.values()) < MIN_CLASS_ROWS):
-        log.warning(
-            "selection: held-out sample has %s rows per class (fewer than %d of some class); permutation "
-            "importance skipped",
-            per_label,
-            MIN_CLASS_ROWS,
-        )
-        return None, ""
-    if n_hold < 2:
-        log.warning("selection: held-out sample has %d rows; permutation importance skipped", n_hold)
-        return None, ""
+    return numbered, per_label
+
+
+def _permutation_importance(
+    model, numbered, spec: SelectionSpec, task: str, *, n_hold: int, features: int, model_names, by_name
+) -> tuple[float | None, str]:
+    """Score every (feature, repeat) permutation of the held-out rows in one pass and record each
+    feature's mean loss increase and its standard error; returns the baseline loss and its name."""
+    from pyspark.ml.functions import array_to_vector, vector_to_array
+    from pyspark.sql import functions as F
+
+    repeats = spec.model.permutation_repeats
     rng = random.Random(spec.seed)
-    p = len(model_cols)
-    shifts = [[rng.randrange(1, n_hold) for _ in range(m.permutation_repeats)] for _ in range(p)]
+    shifts = [[rng.randrange(1, n_hold) for _ in range(repeats)] for _ in range(features)]
     donors = numbered.select(
         F.inline(
             F.array(
@@ -613,8 +750,8 @@ def _model_importances(
                         F.pmod(F.col("i") + F.lit(shifts[j][r]), F.lit(n_hold)).alias("target"),
                         F.get(F.col("arr"), j).alias("donor"),
                     )
-                    for j in range(p)
-                    for r in range(m.permutation_repeats)
+                    for j in range(features)
+                    for r in range(repeats)
                 ]
             )
         )

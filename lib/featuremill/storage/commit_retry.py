@@ -79,8 +79,9 @@ def is_commit_conflict(exc: BaseException) -> bool:
 
 @contextlib.contextmanager
 def commit_attempts(attempts: int) -> Iterator[None]:
-    """Use ``attempts`` tries per write inside the block (the job's ``--commit-attempts``).
+    """Use ``attempts`` tries per write inside the block instead of ``DEFAULT_COMMIT_ATTEMPTS``.
 
+    No job flag sets it: it is for callers that embed the library (and the concurrency tests).
     A context variable, so concurrent runs in threads of one process keep their own setting.
     """
     if attempts < 1:

@@ -85,6 +85,18 @@ def _range_aggregate(feature: FeatureSpec, frame, *, order_key: Sequence[str]):
     return (F.min_by if feature.function == "first" else F.max_by)(value, ordering).over(frame)
 
 
+def lag_within_window(value, *, offset: int, ts_micros, window_seconds: int, over):
+    """Column expression: ``value`` of the row ``offset`` rows back in ``over``, null when that row
+    is missing or its time (``ts_micros``, microseconds) is not in ``(t - window, t]``.
+
+    ``over`` is a window partitioned by entity and ordered by time (ties by a key, if any).
+    """
+    from pyspark.sql import functions as F
+
+    lagged_ts = F.lag(ts_micros, offset).over(over)
+    return F.when(lagged_ts > ts_micros - F.lit(window_seconds * 1_000_000), F.lag(value, offset).over(over))
+
+
 def with_window_features(
     events,
     *,
@@ -122,10 +134,10 @@ def with_window_features(
     row_level = [F.lead(col(TS_MICROS), 1).over(by_rows).alias(_NEXT_TS)]
     for f in features:
         if f.function == "lag":
-            lagged_ts = F.lag(col(TS_MICROS), f.offset).over(by_rows)
-            lagged = F.lag(col(f.column), f.offset).over(by_rows)
-            window_us = f.window_seconds * 1_000_000
-            row_level.append(F.when(lagged_ts > col(TS_MICROS) - F.lit(window_us), lagged).alias(f.name))
+            lagged = lag_within_window(
+                col(f.column), offset=f.offset, ts_micros=col(TS_MICROS), window_seconds=f.window_seconds, over=by_rows
+            )
+            row_level.append(lagged.alias(f.name))
     df = df.select("*", *row_level)
 
     range_level = []
