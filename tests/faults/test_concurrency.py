@@ -70,6 +70,7 @@ def _conflicts(caplog, path):
     ]
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_concurrent_ingest_same_partition_one_retries_and_equals_serial(spark, ingested_shop, caplog):
     config = load(ingested_shop)
     tables = config.tables
@@ -98,6 +99,7 @@ def test_concurrent_ingest_same_partition_one_retries_and_equals_serial(spark, i
     assert history.where("status = 'failed'").count() == 0 and history.count() == 3
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_concurrent_ingest_disjoint_partitions_both_commit(spark, ingested_shop):
     config = load(ingested_shop)
     tables = config.tables
