@@ -13,15 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 TEST_SPARK_CONF = {
     "spark.sql.shuffle.partitions": "4",
-    # Tiny inputs on local[2]: one task per core for local data (createDataFrame, parallelize).
-    "spark.default.parallelism": "2",
+    "spark.default.parallelism": "4",
     "spark.ui.enabled": "false",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.adaptive.enabled": "true",
-    # Delta rebuilds a table's state at every read and write: one task is plenty for test tables.
-    "spark.databricks.delta.snapshotPartitions": "1",
-    # List landing folders on the driver instead of starting a Spark job for more than 32 paths.
-    "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
+    "spark.databricks.delta.snapshotPartitions": "2",
     "spark.driver.memory": "2g",
     # Tests assert on plans and exact values; keep broadcast decisions explicit.
     "spark.sql.autoBroadcastJoinThreshold": "-1",
