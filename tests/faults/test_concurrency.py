@@ -208,6 +208,7 @@ def _conflicter(spark, path, go: threading.Event, done: threading.Event, commits
             commits.append(io.delta_version(spark, path))
 
 
+@pytest.mark.slow  # minutes under load in the fast-lane run: whole suite only
 @pytest.mark.parametrize("attempts, conflicting_attempts", [(3, 2), (2, 2)])
 def test_retry_on_conflict_is_bounded_and_retries_on_a_fresh_snapshot(spark, tmp_path, attempts, conflicting_attempts):
     path = str(tmp_path / "t")
