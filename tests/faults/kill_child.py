@@ -35,6 +35,8 @@ def main(argv: list[str]) -> int:
             "spark.sql.adaptive.enabled": "false",
             "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "false",
             "spark.databricks.delta.snapshotPartitions": "2",
+            # a short-lived JVM on 2 shared cores: skip C2 compilation and parallel GC threads
+            "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
         },
     )
     config = load_pipeline(os.path.join(root, "conf", "pipelines", "shop.yaml"), env="local")

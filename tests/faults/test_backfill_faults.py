@@ -9,6 +9,9 @@ pytest.importorskip("featuremill.storage.exactly_once", reason="needs the exactl
 from featuremill.pipelines.backfill import run_backfill
 from tests.faults.helpers import D2, D3, VALID_D1, VALID_D2, all_rows, load, rows, versions
 
+# Runs the pipeline's jobs: whole suite only, not the fast lane (-m "not slow").
+pytestmark = pytest.mark.slow
+
 
 def test_backfill_with_empty_chunks_keeps_existing_partitions(spark, ingested_shop):
     config = load(ingested_shop)

@@ -70,6 +70,7 @@ def _conflicts(caplog, path):
     ]
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_concurrent_ingest_same_partition_one_retries_and_equals_serial(spark, ingested_shop, caplog):
     config = load(ingested_shop)
     tables = config.tables
@@ -98,6 +99,7 @@ def test_concurrent_ingest_same_partition_one_retries_and_equals_serial(spark, i
     assert history.where("status = 'failed'").count() == 0 and history.count() == 3
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_concurrent_ingest_disjoint_partitions_both_commit(spark, ingested_shop):
     config = load(ingested_shop)
     tables = config.tables
@@ -206,6 +208,7 @@ def _conflicter(spark, path, go: threading.Event, done: threading.Event, commits
             commits.append(io.delta_version(spark, path))
 
 
+@pytest.mark.slow  # minutes under load in the fast-lane run: whole suite only
 @pytest.mark.parametrize("attempts, conflicting_attempts", [(3, 2), (2, 2)])
 def test_retry_on_conflict_is_bounded_and_retries_on_a_fresh_snapshot(spark, tmp_path, attempts, conflicting_attempts):
     path = str(tmp_path / "t")

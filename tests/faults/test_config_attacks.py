@@ -91,6 +91,7 @@ def _project(root, pipeline_text=PIPELINE):
     return load_pipeline(root / "conf" / "pipelines" / "attack.yaml", env="local")
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_hostile_names_and_values_never_change_the_query(spark, tmp_path):
     config = _project(tmp_path)
     tx = run_ingest(spark, config, start=D1, end=D1)[0]

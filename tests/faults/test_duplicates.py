@@ -39,6 +39,7 @@ def dup_shop(tmp_path):
     return root
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_duplicate_keys_in_batch_deduplicated_counted_and_merge_reruns(spark, dup_shop):
     config = load(dup_shop)
     tx = {r.source: r for r in run_ingest(spark, config, start=D1, end=D1)}["tx"]

@@ -95,6 +95,7 @@ def test_crash_after_commit_before_run_log_then_retry_is_a_noop(spark, ingested_
     assert row["output_versions"] == {"features.cust": 1}
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_same_run_key_with_changed_input_is_detected_not_skipped(spark, ingested_shop):
     config = load(ingested_shop)
     validated = config.tables.validated("tx")
@@ -119,6 +120,7 @@ def test_same_run_key_with_changed_input_is_detected_not_skipped(spark, ingested
     assert (last["status"], last["txn_version"]) == ("succeeded", 2)
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_replay_beyond_the_replay_window_fails_before_reading(spark, ingested_shop, tmp_path):
     config = load(ingested_shop)
     [run] = [r for r in _ledger(spark, config, "cust") if r["status"] == "succeeded"]

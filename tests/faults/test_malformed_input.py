@@ -21,6 +21,9 @@ from featuremill.core.errors import InputDataError
 from featuremill.pipelines.ingest import run_ingest
 from tests.faults.helpers import D1, D2, D3, versions
 
+# Runs the pipeline's jobs: whole suite only, not the fast lane (-m "not slow").
+pytestmark = pytest.mark.slow
+
 PIPELINE = """\
 pipeline: mal
 owner: tests@example.com

@@ -16,6 +16,9 @@ from featuremill.pipelines.ingest import run_ingest
 from tests.faults.helpers import D2, D3, VALID_D1, VALID_D2, load, rows, versions
 from tests.integration.shop import HEADER, write_landing
 
+# Runs the pipeline's jobs: whole suite only, not the fast lane (-m "not slow").
+pytestmark = pytest.mark.slow
+
 
 def _all_versions(spark, config):
     t = config.tables

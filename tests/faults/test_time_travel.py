@@ -32,6 +32,7 @@ def _rows(df):
     return sorted(tuple(r) for r in df.collect())
 
 
+@pytest.mark.slow  # minutes under load in the fast-lane run: whole suite only
 def test_time_travel_to_a_vacuumed_version_is_refused_not_partial(spark, tmp_path):
     path = str(tmp_path / "t")
     spark.createDataFrame([(1, "a"), (2, "b")], "k bigint, v string").write.format("delta").save(path)

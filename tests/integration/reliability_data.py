@@ -78,6 +78,9 @@ spark:
   spark.sql.session.timeZone: UTC
   # Delta rebuilds table state in this many tasks per snapshot (default 50): tiny tables, 2 cores
   spark.databricks.delta.snapshotPartitions: 2
+  # only for a driver started by a child process (the backfill killed mid-way): a short-lived JVM
+  # on 2 shared cores, so skip C2 compilation and parallel GC threads
+  spark.driver.extraJavaOptions: -XX:TieredStopAtLevel=1 -XX:+UseSerialGC
 """
 
 

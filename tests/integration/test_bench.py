@@ -36,6 +36,7 @@ def smoke_report(spark, tmp_path_factory):
     return suite.run_suite(spark, options), work
 
 
+@pytest.mark.slow  # shares smoke_report: one suite run of the pit and windows sections (minutes)
 def test_bench_pit_methods_agree_with_each_other_and_with_duckdb(spark, smoke_report):
     import duckdb
 
@@ -76,6 +77,7 @@ def test_bench_pit_methods_agree_with_each_other_and_with_duckdb(spark, smoke_re
         assert (ours.loc[both, c] - ref.loc[both, c]).abs().max() < 1e-9, c
 
 
+@pytest.mark.slow  # shares smoke_report: one suite run of the pit and windows sections (minutes)
 def test_bench_windows_plan_and_report_rendering(smoke_report, tmp_path):
     report, _ = smoke_report
     windows = report["sections"]["windows"]

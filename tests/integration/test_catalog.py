@@ -214,6 +214,7 @@ def test_catalog_fingerprint_follows_definition_not_wording(project):
     assert fp(base, "spend_7d")["update_frequency"] == {"schedule": None, "declared": "daily"}
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_catalog_lineage_from_run_log(spark, project):
     config = load_pipeline(_write(project, _doc()), env="local")
     day = dt.date(2026, 9, 1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from featuremill.cli import main
 from featuremill.config import load_pipeline
 from tests.conftest import write_pipeline
@@ -109,6 +111,9 @@ TIMEOUT_PIPELINE = (
     )
     .replace("    ingest_tx: {job: ingest, args: [--source, tx]}\n", "")
 )
+
+# Runs the pipeline's jobs: whole suite only, not the fast lane (-m "not slow").
+pytestmark = pytest.mark.slow
 
 
 def test_dag_run_timeout_cancels_attempt_and_session_stays_usable(spark, project, capsys):

@@ -8,40 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from featuremill.cli import main
 from featuremill.pipelines.demo_data import DemoDataSpec
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.integration.conftest import DEMO_DAYS, DEMO_EVENTS
 
 
 @pytest.mark.slow
-def test_demo_runs_fit_and_select_and_leaves_the_report(spark, tmp_path, capsys):
-    reports = tmp_path / "reports"
-    assert (
-        main(
-            [
-                "demo",
-                str(REPO / "conf" / "pipelines" / "demo.yaml"),
-                "--events",
-                "700",
-                "--days",
-                "10",
-                "--warehouse",
-                str(tmp_path / "warehouse"),
-                "--data-root",
-                str(tmp_path / "data"),
-                "--reports",
-                str(reports),
-            ]
-        )
-        == 0
-    )
-    printed = capsys.readouterr().out
+def test_demo_runs_fit_and_select_and_leaves_the_report(spark, demo_run):
+    # the demo (700 events over 10 days, exit code 0) ran once for the session: tests/integration/conftest.py
+    reports = demo_run.reports
+    printed = demo_run.printed
     assert "model step" in printed and "select: kept" in printed
 
     # the report the demo leaves
@@ -53,7 +32,7 @@ def test_demo_runs_fit_and_select_and_leaves_the_report(spark, tmp_path, capsys)
     assert body["label"] == "inactive_2d" and len(body["features"]) > len(kept)
 
     # the stored state (version 1, exported as JSON too) and the selection results table
-    root = tmp_path / "warehouse" / "demo"
+    root = demo_run.warehouse / "demo"
     states = spark.read.format("delta").load(str(root / "preprocessing_states")).collect()
     exported = json.loads((reports / "preprocessing_state.json").read_text())
     assert [s["version"] for s in states] == [1] and exported["version"] == 1
@@ -68,7 +47,7 @@ def test_demo_runs_fit_and_select_and_leaves_the_report(spark, tmp_path, capsys)
 
     # the training label, recomputed with pandas: 1 when the customer's next purchase is more than
     # 2 days later (or never, within the history), only for rows whose 2-day horizon is complete
-    spec = DemoDataSpec(events=700, days=10)
+    spec = DemoDataSpec(events=DEMO_EVENTS, days=DEMO_DAYS)
     history_end = spec.end_date - dt.timedelta(days=1)
     features = spark.read.format("delta").load(str(root / "features" / "customer_activity"))
     rows = pd.DataFrame(

@@ -19,6 +19,10 @@ import pytest
 from featuremill.cli import main
 from tests.conftest import ROOT
 
+# A fresh machine first installs Airflow, the Databricks SDK and botocore into .venv-deploy, and
+# every check starts an interpreter that imports one of them.
+pytestmark = pytest.mark.slow
+
 DEMO = str(ROOT / "conf" / "pipelines" / "demo.yaml")
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"

@@ -59,6 +59,7 @@ def ingested(spark, tmp_path_factory):
     return config, purchases
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_features_retry_after_crash_between_commit_and_ledger_leaves_table_version_unchanged(spark, ingested):
     config, _ = ingested
     out = config.tables.features("spend")
@@ -89,6 +90,7 @@ def test_features_retry_after_crash_between_commit_and_ledger_leaves_table_versi
     assert props["delta.deletedFileRetentionDuration"] == "interval 30 days"
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_ingest_retry_after_crash_between_its_two_commits_writes_only_the_missing_one(spark, tmp_path):
     pipeline, purchases = make_project(tmp_path, days=2)
     config = load_pipeline(pipeline)

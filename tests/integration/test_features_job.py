@@ -16,6 +16,9 @@ from featuremill.pipelines.ingest import run_ingest
 from featuremill.storage import io
 from tests.integration.shop import load, make_project, write_dimensions, write_landing
 
+# Runs the pipeline's jobs: whole suite only, not the fast lane (-m "not slow").
+pytestmark = pytest.mark.slow
+
 DAYS = [dt.date(2024, 3, 1) + dt.timedelta(days=i) for i in range(5)]
 
 

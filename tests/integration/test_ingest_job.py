@@ -46,6 +46,7 @@ def _rows(spark, path, *cols):
     return sorted(tuple(r) for r in spark.read.format("delta").load(path).select(*cols).collect())
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_run_ingest_accounts_for_every_row_with_a_reason(spark, shop):
     config = load(shop)
     results = {r.source: r for r in run_ingest(spark, config, start=D1, end=D1)}
@@ -85,6 +86,7 @@ def test_run_ingest_accounts_for_every_row_with_a_reason(spark, shop):
     assert quarantine.count() == tx.rows_quarantined
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_run_ingest_dimension_rows_quarantined(spark, shop):
     write_dimensions(shop, customers=["1,gold", "x,silver", ",bronze", "1,gold"])
     config = load(shop)
@@ -94,6 +96,7 @@ def test_run_ingest_dimension_rows_quarantined(spark, shop):
     assert rules == [("customers", "duplicate"), ("customers", "not_null"), ("customers", "type")]
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_run_ingest_duplicate_across_landing_dates(spark, shop):
     config = load(shop)
     run_ingest(spark, config, start=D1, end=D1, sources=["tx"])
@@ -109,6 +112,7 @@ def test_run_ingest_duplicate_across_landing_dates(spark, shop):
     ]
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_run_ingest_rerun_changes_nothing(spark, shop):
     config = load(shop)
     run_ingest(spark, config, start=D1, end=D2)
@@ -124,6 +128,7 @@ def test_run_ingest_rerun_changes_nothing(spark, shop):
     assert _rows(spark, tables.validated("tx"), "*") == before_valid
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_run_ingest_bad_header_fails_before_any_write(spark, shop):
     config = load(shop)
     run_ingest(spark, config, start=D1, end=D1)
@@ -144,6 +149,7 @@ def test_run_ingest_bad_header_fails_before_any_write(spark, shop):
     assert len(runs) == 1 and runs[0]["target"] == "tx" and "customer" in runs[0]["error"]
 
 
+@pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane
 def test_run_ingest_empty_range_keeps_existing_rows(spark, shop):
     config = load(shop)
     run_ingest(spark, config, start=D1, end=D1, sources=["tx"])

@@ -6,10 +6,14 @@ import datetime as dt
 import json
 
 import numpy as np
+import pytest
 
 from featuremill.cli import main
 from featuremill.pipelines.ingest import run_ingest
 from tests.integration.quality_helpers import load, write_customers, write_pipeline, write_tx
+
+# Runs the pipeline's jobs: whole suite only, not the fast lane (-m "not slow").
+pytestmark = pytest.mark.slow
 
 
 def _day(day: str, rng, scale: float) -> list[str]:

@@ -15,6 +15,9 @@ from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
 from tests.integration.quality_helpers import load, versions, write_customers, write_pipeline, write_tx
 
+# Runs the pipeline's jobs: whole suite only, not the fast lane (-m "not slow").
+pytestmark = pytest.mark.slow
+
 D1, D2 = dt.date(2024, 1, 2), dt.date(2024, 1, 3)
 
 RULES_D1 = """\

@@ -30,6 +30,9 @@ from tests.integration.reliability_data import (
     reference_features,
 )
 
+# Runs the pipeline's jobs: whole suite only, not the fast lane (-m "not slow").
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def first_run(spark, tmp_path_factory):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -31,19 +30,12 @@ def _seconds(cell: str) -> float:
 
 
 @pytest.mark.slow
-def test_runs_shows_duration_rows_and_freshness_of_the_demo_runs(spark, tmp_path, capsys):
+def test_runs_shows_duration_rows_and_freshness_of_the_demo_runs(spark, demo_run, capsys):
     import duckdb
 
-    where = ["--warehouse", str(tmp_path / "warehouse"), "--data-root", str(tmp_path / "data")]
-    began = time.monotonic()
-    # 700 events over 10 days: the smallest demo whose model step (fit + select) has both label
-    # classes (as in test_demo_model)
-    assert (
-        cli.main(["demo", str(DEMO), "--events", "700", "--days", "10", *where, "--reports", str(tmp_path / "reports")])
-        == 0
-    )
-    demo_wall_s = time.monotonic() - began
-    capsys.readouterr()
+    # the demo (700 events over 10 days) ran once for the session: tests/integration/conftest.py
+    where = demo_run.where
+    demo_wall_s = demo_run.wall_s
 
     assert cli.main(["runs", str(DEMO), "--limit", "100", *where]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -69,7 +61,7 @@ def test_runs_shows_duration_rows_and_freshness_of_the_demo_runs(spark, tmp_path
     # rows read by the transaction ingests = CSV rows in their landing partitions (DuckDB)
     raw = duckdb.sql(
         f"SELECT event_date::VARCHAR AS d, count(*) AS n FROM read_csv("
-        f"'{tmp_path}/data/transactions/*/*.csv', hive_partitioning=true) GROUP BY 1"
+        f"'{demo_run.data_root}/transactions/*/*.csv', hive_partitioning=true) GROUP BY 1"
     ).fetchall()
     per_day = {dt.date.fromisoformat(d): n for d, n in raw}
     first, last = min(per_day), max(per_day)

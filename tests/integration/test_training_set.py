@@ -32,6 +32,9 @@ from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
 from featuremill.storage import versions
 
+# Runs the pipeline's jobs: whole suite only, not the fast lane (-m "not slow").
+pytestmark = pytest.mark.slow
+
 PIPELINE = """\
 pipeline: shop
 timezone: UTC
