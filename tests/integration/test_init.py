@@ -47,6 +47,7 @@ def test_init_writes_a_project_that_validates_with_the_installed_tool(starter):
     assert again.returncode == 2 and "exists and is not an empty folder" in again.stderr
 
 
+@pytest.mark.slow  # runs the ingest and feature jobs
 def test_init_project_runs_ingest_and_features(spark, starter, monkeypatch, capsys):
     monkeypatch.chdir(starter)
     dates = ["--start", "2026-01-01", "--end", "2026-01-02"]
