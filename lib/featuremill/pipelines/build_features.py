@@ -7,8 +7,10 @@ For a run over ``[start, end]`` and each feature set:
    every feature row it affects;
 2. read validated events from that date minus the largest window's lookback up to ``end``
    (partition-pruned, pinned to the table version recorded in the ledger);
-3. broadcast-join event-level dimensions (refusing tables above the size limit), compute the
-   window features (:mod:`featuremill.transforms.features`), broadcast-join entity-level dimensions;
+3. join event-level dimensions as of each event's time (broadcast; a dimension whose joined
+   columns are above the size limit is refused, or sort-merge joined with ``broadcast: auto``),
+   compute the window features (:mod:`featuremill.transforms.features`), join entity-level
+   dimensions as of each feature row's time;
 4. MERGE into ``<warehouse>/<pipeline>/features/<set>`` on (entity keys, event time) within the
    recomputed date range: changed rows updated, new rows inserted, vanished rows deleted,
    identical rows untouched.

@@ -11,8 +11,10 @@ For each source (dimensions first, then event sources):
    quality rule's and metric's aggregate, and check ``rows read = valid + quarantined``;
 5. decide the quality rules and record them in ``quality_metrics``; a ``fail`` rule stops here;
 6. write: validated events replace the rows that came from the same landing dates
-   (``replaceWhere _ingest_date BETWEEN start AND end``), dimension snapshots overwrite their
-   table, quarantine rows replace that source's quarantine rows for the same landing dates.
+   (``replaceWhere _ingest_date BETWEEN start AND end``), dimension snapshots are added to the
+   dimension's type-2 history (:mod:`featuremill.transforms.dimensions`; the small table is
+   rewritten whole), quarantine rows replace that source's quarantine rows for the same landing
+   dates.
 
 Steps 1-5 run for every source before step 6 runs for any, so an unreadable file (for example a
 CSV whose header does not match the declared columns), a refused schema change, a failed
@@ -533,7 +535,10 @@ def _dimension_history(spark, source: SourceSpec, valid, path: str, *, start: dt
                 snapshot_date = latest
         valid = valid.withColumn(INGEST_DATE, F.lit(snapshot_date))
     attributes = [c.name for c in source.columns if c.name not in source.key]
-    return with_snapshot_history(history, valid, key=source.key, attributes=attributes)
+    built = with_snapshot_history(history, valid, key=source.key, attributes=attributes)
+    return built.select(
+        *[col(c) for c in source.column_names], col(INGEST_DATE), col(SOURCE_FILE), *map(col, HISTORY_COLUMNS)
+    )
 
 
 def _is_spark_error(exc: Exception) -> bool:
