@@ -226,6 +226,7 @@ def _dimension_frame(
     states: dict[str, Any] | None = None,
     *,
     pinned: dict[str, int] | None = None,
+    fallbacks: list[str] | None = None,
 ):
     """The dimension history's key, requested and validity columns, marked for broadcast.
 
@@ -235,7 +236,7 @@ def _dimension_frame(
     ``max_broadcast_mb`` the run stops, or with ``broadcast: auto`` the join becomes a sort-merge
     join (logged). ``states`` receives the content identity of the rows used
     (:func:`content_identity`); ``pinned`` maps table names to the versions to read (replay),
-    default the latest.
+    default the latest; ``fallbacks`` receives the dimension's name when it is sort-merge joined.
     """
     from pyspark.sql import functions as F
 
@@ -260,24 +261,34 @@ def _dimension_frame(
         states[f"{name} ({label})"] = identity
     if size <= dim.max_broadcast_bytes:
         return F.broadcast(selected)
-    mib = f"{size / 1024 / 1024:.1f} MiB"
+    mib, limit = _size_text(size), _size_text(dim.max_broadcast_bytes)
     if join.broadcast == "auto":
         log.warning(
-            "dimension %s: the joined columns are about %s in memory, above its broadcast limit of %.0f MiB; "
+            "dimension %s: the joined columns are about %s in memory, above its broadcast limit of %s; "
             "joining with a sort-merge join (broadcast: auto), which shuffles the rows by %s",
             dim.name,
             mib,
-            dim.max_broadcast_bytes / 1024 / 1024,
+            limit,
             ", ".join(join.on),
         )
+        if fallbacks is not None:
+            fallbacks.append(dim.name)
         return selected.hint("merge")
     raise BroadcastTooLargeError(
-        f"dimension {dim.name!r}: the joined columns ({', '.join(join.on + join.columns)} and validity) are about "
-        f"{mib} in memory, above its broadcast limit of {dim.max_broadcast_bytes / 1024 / 1024:.0f} MiB; "
+        f"dimension {dim.name!r} is about {mib} in memory for the joined columns ({', '.join(join.on + join.columns)} "
+        f"and validity), above its broadcast limit of {limit}; "
         f"raise sources.{dim.name}.max_broadcast_mb (or the environment's max_broadcast_mb) if executors have the "
         f"memory, join fewer columns, or set broadcast: auto on the join to {dim.name!r} to fall back to a "
         "sort-merge join"
     )
+
+
+def _size_text(size: float) -> str:
+    if size < 1024:
+        return f"{int(size)} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / 1024 / 1024:.1f} MiB"
 
 
 def _join_dimension(df, dimension, join: JoinSpec, *, time_column: str):
@@ -486,7 +497,11 @@ def _plan_feature_set(
     tables: dict[str, Any] = {}
     events_name = f"validated.{source.name}"
     validated = _pinned_read(spark, config.tables.validated(source.name), versions, events_name)
-    dimensions = {j.dimension: _dimension_frame(spark, config, j, versions, tables) for j in feature_set.joins}
+    fallbacks: list[str] = []
+    dimensions = {
+        j.dimension: _dimension_frame(spark, config, j, versions, tables, fallbacks=fallbacks)
+        for j in feature_set.joins
+    }
     compute_start = start
     if incremental:
         # Late events landed in [start, end] but belong to earlier dates: recompute from there.
@@ -554,6 +569,12 @@ def _plan_feature_set(
     frame = build_feature_frame(
         events, config=config, feature_set=feature_set, dimensions=dimensions, start=compute_start, end=end
     )
+    if fallbacks:
+        # The plan shows where the sort-merge joins and their shuffles went (the log is the record).
+        modes = frame.sparkSession._jvm.org.apache.spark.sql.execution.ExplainMode
+        plan = frame._jdf.queryExecution().explainString(modes.fromString("simple"))
+        log.warning("%s: %s joined with a sort-merge join; plan:\n%s", label, ", ".join(fallbacks), plan)
+        record.details["sort_merge_joins"] = list(fallbacks)
     gate.check_schema(spark, frame)
     if gate.active:
         references = {
