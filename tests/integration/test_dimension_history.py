@@ -10,6 +10,7 @@ applies from D 00:00; before a key's first snapshot its attributes are null.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import string
 from pathlib import Path
@@ -214,5 +215,7 @@ def test_broadcast_guard_names_fixes_that_work_and_auto_falls_back_to_sort_merge
     run_ingest(spark, config, start=DAYS[0], end=DAYS[-1])
     plan = explain_text(_frame(spark, config), "simple")
     assert plan.count("SortMergeJoin") == 1 and plan.count("BroadcastHashJoin") == 1, plan
-    run_features(spark, config, start=DAYS[0], end=DAYS[-1])
+    [result] = run_features(spark, config, start=DAYS[0], end=DAYS[-1])
     assert _rows(_features(spark, config)) == EXPECTED
+    [logged] = spark.read.format("delta").load(config.tables.run_log).where(f"run_id = '{result.run_id}'").collect()
+    assert json.loads(logged["details"])["sort_merge_joins"] == ["products"]
