@@ -308,3 +308,39 @@ def test_wrapped_never_cuts_a_word():
     assert len(lines) > 1 and all(len(line) <= 60 for line in lines)
     assert all(line.startswith("      ") for line in lines[1:])
     assert text.split() == ("    dropped amount_sum_30d: " + reason).split()
+
+
+def test_join_as_of_and_broadcast_parse_with_their_defaults(project):
+    _, config = _load(project, BASE)
+    join = config.feature_set("cust_fs").joins[0]
+    assert (join.as_of, join.broadcast) == ("event_time", "always")
+    doc = copy.deepcopy(BASE)
+    doc["feature_sets"][0]["joins"][0].update(as_of="latest", broadcast="auto")
+    _, config = _load(project, doc)
+    join = config.feature_set("cust_fs").joins[0]
+    assert (join.as_of, join.broadcast) == ("latest", "auto")
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (
+            lambda d: d["feature_sets"][0]["joins"][0].update(as_of="today"),
+            "feature_sets[0].joins[0].as_of: 'today' is not one of",
+        ),
+        (
+            lambda d: d["feature_sets"][0]["joins"][0].update(broadcast="never"),
+            "feature_sets[0].joins[0].broadcast: 'never' is not one of",
+        ),
+        (
+            lambda d: d["sources"]["products"]["columns"].update(valid_to="timestamp"),
+            "sources.products.columns: 'valid_to' is reserved in a dimension",
+        ),
+    ],
+)
+def test_validate_rejects_bad_dimension_join_settings(project, mutate, expected):
+    doc = copy.deepcopy(BASE)
+    mutate(doc)
+    errors = _errors(project, doc)
+    prefix = f"{project}/conf/pipelines/p.yaml: "
+    assert any(e[len(prefix) :].startswith(expected) for e in errors), errors

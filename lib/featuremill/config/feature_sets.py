@@ -7,6 +7,8 @@ from typing import Any
 from featuremill.config.checker import Checker, join_path, kind_of
 from featuremill.config.model import (
     FEATURE_FUNCTIONS,
+    JOIN_AS_OF,
+    JOIN_BROADCAST,
     NUMERIC_TYPES,
     WINDOW_AGGREGATIONS,
     ColumnSpec,
@@ -136,7 +138,9 @@ def _parse_join(
     event_columns: dict[str, ColumnSpec],
     entity: tuple[str, ...],
 ) -> JoinSpec | None:
-    spec = checker.mapping(value, path, required=("dimension", "on", "columns"), optional=("level",))
+    spec = checker.mapping(
+        value, path, required=("dimension", "on", "columns"), optional=("level", "as_of", "broadcast")
+    )
     if spec is None:
         return None
     dim_name = checker.string(spec.get("dimension"), join_path(path, "dimension")) if "dimension" in spec else None
@@ -147,9 +151,11 @@ def _parse_join(
         checker.error(join_path(path, "dimension"), f"source {dim_name!r} is not a dimension")
         dim = None
     level = checker.string(spec.get("level", "event"), join_path(path, "level"), choices=("event", "entity"))
+    as_of = checker.string(spec.get("as_of", "event_time"), join_path(path, "as_of"), choices=JOIN_AS_OF)
+    broadcast = checker.string(spec.get("broadcast", "always"), join_path(path, "broadcast"), choices=JOIN_BROADCAST)
     on = checker.names(spec.get("on"), join_path(path, "on")) if "on" in spec else None
     columns = checker.names(spec.get("columns"), join_path(path, "columns")) if "columns" in spec else None
-    ok = dim is not None and on is not None and columns is not None and level is not None
+    ok = dim is not None and on is not None and columns is not None and None not in (level, as_of, broadcast)
     if on:
         available = set(entity) if level == "entity" else set(event_columns)
         for k in on:
@@ -173,7 +179,9 @@ def _parse_join(
             elif c in event_columns:
                 checker.error(join_path(path, "columns"), f"column {c!r} already exists before the join")
                 ok = False
-    return JoinSpec(dimension=dim.name, on=on, columns=columns, level=level) if ok else None
+    if not ok:
+        return None
+    return JoinSpec(dimension=dim.name, on=on, columns=columns, level=level, as_of=as_of, broadcast=broadcast)
 
 
 def _parse_features(

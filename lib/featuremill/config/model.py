@@ -38,6 +38,11 @@ SOURCE_KINDS = ("events", "dimension")
 WINDOW_AGGREGATIONS = ("count", "sum", "mean", "stddev", "min", "max", "first", "last", "count_distinct", "percentile")
 FEATURE_FUNCTIONS = WINDOW_AGGREGATIONS + ("lag", "time_since_previous", "ratio")
 DEFAULT_MAX_BROADCAST_BYTES = 64 * 1024 * 1024
+#: ``as_of`` of a join: the dimension version valid at the row's event time, or the current one.
+JOIN_AS_OF = ("event_time", "latest")
+#: ``broadcast`` of a join: ``always`` refuses a dimension over its limit, ``auto`` falls back to
+#: a sort-merge join.
+JOIN_BROADCAST = ("always", "auto")
 
 
 def parse_duration(text: Any) -> int:
@@ -123,12 +128,19 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class JoinSpec:
-    """A broadcast join to a dimension: ``level`` is ``event`` (before windows) or ``entity``."""
+    """A join to a dimension's history: ``level`` is ``event`` (before windows) or ``entity``.
+
+    ``as_of`` is ``event_time`` (the version valid at the event's, or the feature row's, time) or
+    ``latest`` (the current version, for attributes that never change); ``broadcast`` is
+    ``always`` (refuse a dimension over its size limit) or ``auto`` (sort-merge join instead).
+    """
 
     dimension: str
     on: tuple[str, ...]
     columns: tuple[str, ...]
     level: str = "event"
+    as_of: str = "event_time"
+    broadcast: str = "always"
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,13 @@ def parse_sources(checker: Checker, value: Any, env: EnvSpec) -> list[SourceSpec
                     join_path(path, "partition_column"),
                     f"{partition_column!r} is a directory partition (name=value folders), not a file column",
                 )
+        if kind == "dimension":
+            for reserved in ("valid_from", "valid_to"):
+                if reserved in names:
+                    checker.error(
+                        join_path(path, "columns"),
+                        f"{reserved!r} is reserved in a dimension: ingest writes each version's validity there",
+                    )
         if kind == "events":
             if "event_time" not in spec:
                 checker.error(join_path(path, "event_time"), "is required for an events source")

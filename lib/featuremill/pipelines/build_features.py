@@ -7,8 +7,10 @@ For a run over ``[start, end]`` and each feature set:
    every feature row it affects;
 2. read validated events from that date minus the largest window's lookback up to ``end``
    (partition-pruned, pinned to the table version recorded in the ledger);
-3. broadcast-join event-level dimensions (refusing tables above the size limit), compute the
-   window features (:mod:`featuremill.transforms.features`), broadcast-join entity-level dimensions;
+3. join event-level dimensions as of each event's time (broadcast; a dimension whose joined
+   columns are above the size limit is refused, or sort-merge joined with ``broadcast: auto``),
+   compute the window features (:mod:`featuremill.transforms.features`), join entity-level
+   dimensions as of each feature row's time;
 4. MERGE into ``<warehouse>/<pipeline>/features/<set>`` on (entity keys, event time) within the
    recomputed date range: changed rows updated, new rows inserted, vanished rows deleted,
    identical rows untouched.
@@ -61,6 +63,7 @@ from featuremill.storage import io
 from featuremill.storage.exactly_once import CommitGuard, _semantic, digest, feature_set_definition, run_key
 from featuremill.storage.ledger import RunRecord
 from featuremill.storage.retention import ensure_retention, replay_window
+from featuremill.transforms.dimensions import HISTORY_COLUMNS, VALID_TO, as_of_join
 from featuremill.transforms.features import with_window_features
 from featuremill.transforms.ingest import EVENT_DATE, INGEST_DATE
 
@@ -166,18 +169,53 @@ def _pinned_read(spark, path: str, versions: dict[str, int], name: str, *, versi
     return io.read_delta(spark, path, version=version)
 
 
-def content_identity(df) -> dict[str, Any]:
+def content_identity(df, *, with_size: bool = False):
     """Row count and an order-independent checksum of every column of ``df`` (one small aggregate).
 
     For dimensions: a snapshot is rewritten by every ingest run, so its file names change even
     when its content does not; its content is small (it is broadcast), so hashing it is cheap.
+    ``with_size`` also returns, from the same aggregate, :func:`row_bytes` summed over the rows:
+    ``(identity, bytes)``.
     """
     from pyspark.sql import functions as F
 
-    row = df.agg(
-        F.count(F.lit(1)).alias("n"), F.sum(F.xxhash64(*[col(c) for c in df.columns]).cast("decimal(38,0)")).alias("h")
-    ).first()
-    return {"rows": int(row["n"]), "checksum": str(row["h"] or 0)}
+    aggs = [
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.xxhash64(*[col(c) for c in df.columns]).cast("decimal(38,0)")).alias("h"),
+    ]
+    if with_size:
+        aggs.append(F.coalesce(F.sum(row_bytes(df)), F.lit(0)).alias("bytes"))
+    row = df.agg(*aggs).first()
+    identity = {"rows": int(row["n"]), "checksum": str(row["h"] or 0)}
+    return (identity, int(row["bytes"])) if with_size else identity
+
+
+def row_bytes(df):
+    """Column: an estimate of a row's size in a broadcast hash relation (Spark's UnsafeRow layout).
+
+    8 bytes of null bits per 64 columns, 8 bytes per column, variable-length values (strings,
+    binary; decimals above 18 digits and nested types by their string form) rounded up to 8
+    bytes, plus 16 bytes of hash-map entry. It estimates the memory the broadcast takes, which the
+    table's compressed size on disk does not (nor does that know which columns are joined).
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    fixed = 8 * ((len(df.columns) + 63) // 64) + 8 * len(df.columns) + 16
+    total = F.lit(fixed).cast("bigint")
+    for field in df.schema.fields:
+        c = col(field.name)
+        kind = field.dataType
+        if isinstance(kind, (T.StringType, T.BinaryType)):
+            length = F.octet_length(c)
+        elif isinstance(kind, T.DecimalType) and kind.precision > 18:
+            length = F.lit(16)
+        elif isinstance(kind, (T.NumericType, T.BooleanType, T.DateType, T.TimestampType, T.TimestampNTZType)):
+            continue
+        else:
+            length = F.octet_length(c.cast("string"))
+        total = total + F.coalesce(F.ceil(length / 8) * 8, F.lit(0)).cast("bigint")
+    return total
 
 
 def _dimension_frame(
@@ -188,11 +226,17 @@ def _dimension_frame(
     states: dict[str, Any] | None = None,
     *,
     pinned: dict[str, int] | None = None,
+    fallbacks: list[str] | None = None,
 ):
-    """The dimension's key and requested columns, marked for broadcast after a size check.
+    """The dimension history's key, requested and validity columns, marked for broadcast.
 
-    ``states`` receives the content identity of the columns used (:func:`content_identity`);
-    ``pinned`` maps table names to the versions to read (replay), default the latest.
+    Columns: ``join.on``, ``join.columns``, ``valid_from``, ``valid_to`` (only the current
+    versions for ``as_of: latest``). The size guard measures these rows (one small aggregate, the
+    same that yields the content identity), not the table's files: over the dimension's
+    ``max_broadcast_mb`` the run stops, or with ``broadcast: auto`` the join becomes a sort-merge
+    join (logged). ``states`` receives the content identity of the rows used
+    (:func:`content_identity`); ``pinned`` maps table names to the versions to read (replay),
+    default the latest; ``fallbacks`` receives the dimension's name when it is sort-merge joined.
     """
     from pyspark.sql import functions as F
 
@@ -200,23 +244,63 @@ def _dimension_frame(
     path = config.tables.validated(dim.name)
     name = f"validated.{dim.name}"
     df = _pinned_read(spark, path, versions, name, version=(pinned or {}).get(name))
-    size = io.table_size_bytes(spark, path)
-    if size > dim.max_broadcast_bytes:
-        raise BroadcastTooLargeError(
-            f"dimension {dim.name!r} is {size / 1024 / 1024:.1f} MiB on disk, above its broadcast limit of "
-            f"{dim.max_broadcast_bytes / 1024 / 1024:.0f} MiB; raise sources.{dim.name}.max_broadcast_mb "
-            "(or the environment's max_broadcast_mb) if executors have the memory, or join it at entity level"
+    missing = [c for c in HISTORY_COLUMNS if c not in df.columns]
+    if missing:
+        raise TableStateError(
+            f"dimension {dim.name!r}: the table at {path} has no {' / '.join(missing)} column(s): it is a snapshot "
+            "written before featuremill kept dimension history, so the attributes valid at each event's time are "
+            "unknown. Move it aside and re-ingest the dimension from its first snapshot date "
+            f"(featuremill backfill PIPELINE --job ingest --source {dim.name} --start FIRST_DATE --end TODAY)"
         )
-    selected = df.select(*[col(k) for k in join.on], *[col(c) for c in join.columns])
+    selected = df.select(*[col(k) for k in join.on], *[col(c) for c in join.columns], *map(col, HISTORY_COLUMNS))
+    if join.as_of == "latest":
+        selected = selected.where(col(VALID_TO).isNull())
+    identity, size = content_identity(selected, with_size=True)
     if states is not None:
-        states[f"{name} ({join.level} join: {', '.join(join.on + join.columns)})"] = content_identity(selected)
-    return F.broadcast(selected)
+        label = f"{join.level} join as of {join.as_of}: {', '.join(join.on + join.columns)}"
+        states[f"{name} ({label})"] = identity
+    if size <= dim.max_broadcast_bytes:
+        return F.broadcast(selected)
+    mib, limit = _size_text(size), _size_text(dim.max_broadcast_bytes)
+    if join.broadcast == "auto":
+        log.warning(
+            "dimension %s: the joined columns are about %s in memory, above its broadcast limit of %s; "
+            "joining with a sort-merge join (broadcast: auto), which shuffles the rows by %s",
+            dim.name,
+            mib,
+            limit,
+            ", ".join(join.on),
+        )
+        if fallbacks is not None:
+            fallbacks.append(dim.name)
+        return selected.hint("merge")
+    raise BroadcastTooLargeError(
+        f"dimension {dim.name!r} is about {mib} in memory for the joined columns ({', '.join(join.on + join.columns)} "
+        f"and validity), above its broadcast limit of {limit}; "
+        f"raise sources.{dim.name}.max_broadcast_mb (or the environment's max_broadcast_mb) if executors have the "
+        f"memory, join fewer columns, or set broadcast: auto on the join to {dim.name!r} to fall back to a "
+        "sort-merge join"
+    )
 
 
-def _join_columns(dimension, join):
-    # Only the key and requested columns: a dimension's own bookkeeping columns (``_ingest_date``...)
-    # must not shadow the events' columns of the same name.
-    return dimension.select(*[col(k) for k in join.on], *[col(c) for c in join.columns])
+def _size_text(size: float) -> str:
+    if size < 1024:
+        return f"{int(size)} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / 1024 / 1024:.1f} MiB"
+
+
+def _join_dimension(df, dimension, join: JoinSpec, *, time_column: str):
+    # Only the key, requested and validity columns are joined: a dimension's own bookkeeping
+    # columns (``_ingest_date``...) must not shadow the events' columns of the same name.
+    return as_of_join(
+        df,
+        dimension,
+        on=join.on,
+        columns=join.columns,
+        time_column=None if join.as_of == "latest" else time_column,
+    )
 
 
 def build_feature_frame(
@@ -238,7 +322,7 @@ def build_feature_frame(
     )
     for join in feature_set.joins:
         if join.level == "event":
-            df = df.join(_join_columns(dimensions[join.dimension], join), on=list(join.on), how="left")
+            df = _join_dimension(df, dimensions[join.dimension], join, time_column=source.event_time)
     df = with_window_features(
         df,
         entity=feature_set.entity,
@@ -254,7 +338,8 @@ def build_feature_frame(
     df = df.where(col(EVENT_DATE).between(F.lit(start), F.lit(end)))
     for join in feature_set.joins:
         if join.level == "entity":
-            df = df.join(_join_columns(dimensions[join.dimension], join), on=list(join.on), how="left")
+            # As of the feature row's time: the end of its windows.
+            df = _join_dimension(df, dimensions[join.dimension], join, time_column=source.event_time)
     return df.withColumn(FEATURE_VERSION_COLUMN, F.lit(feature_set.version))
 
 
@@ -412,7 +497,11 @@ def _plan_feature_set(
     tables: dict[str, Any] = {}
     events_name = f"validated.{source.name}"
     validated = _pinned_read(spark, config.tables.validated(source.name), versions, events_name)
-    dimensions = {j.dimension: _dimension_frame(spark, config, j, versions, tables) for j in feature_set.joins}
+    fallbacks: list[str] = []
+    dimensions = {
+        j.dimension: _dimension_frame(spark, config, j, versions, tables, fallbacks=fallbacks)
+        for j in feature_set.joins
+    }
     compute_start = start
     if incremental:
         # Late events landed in [start, end] but belong to earlier dates: recompute from there.
@@ -480,6 +569,12 @@ def _plan_feature_set(
     frame = build_feature_frame(
         events, config=config, feature_set=feature_set, dimensions=dimensions, start=compute_start, end=end
     )
+    if fallbacks:
+        # The plan shows where the sort-merge joins and their shuffles went (the log is the record).
+        modes = frame.sparkSession._jvm.org.apache.spark.sql.execution.ExplainMode
+        plan = frame._jdf.queryExecution().explainString(modes.fromString("simple"))
+        log.warning("%s: %s joined with a sort-merge join; plan:\n%s", label, ", ".join(fallbacks), plan)
+        record.details["sort_merge_joins"] = list(fallbacks)
     gate.check_schema(spark, frame)
     if gate.active:
         references = {

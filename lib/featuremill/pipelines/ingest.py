@@ -11,8 +11,10 @@ For each source (dimensions first, then event sources):
    quality rule's and metric's aggregate, and check ``rows read = valid + quarantined``;
 5. decide the quality rules and record them in ``quality_metrics``; a ``fail`` rule stops here;
 6. write: validated events replace the rows that came from the same landing dates
-   (``replaceWhere _ingest_date BETWEEN start AND end``), dimension snapshots overwrite their
-   table, quarantine rows replace that source's quarantine rows for the same landing dates.
+   (``replaceWhere _ingest_date BETWEEN start AND end``), dimension snapshots are added to the
+   dimension's type-2 history (:mod:`featuremill.transforms.dimensions`; the small table is
+   rewritten whole), quarantine rows replace that source's quarantine rows for the same landing
+   dates.
 
 Steps 1-5 run for every source before step 6 runs for any, so an unreadable file (for example a
 CSV whose header does not match the declared columns), a refused schema change, a failed
@@ -49,6 +51,7 @@ from featuremill.storage import io
 from featuremill.storage.exactly_once import CommitGuard, _semantic, digest, run_key, source_definition
 from featuremill.storage.ledger import RunRecord
 from featuremill.storage.retention import ensure_retention, replay_window
+from featuremill.transforms.dimensions import HISTORY_COLUMNS, VALID_FROM, VALID_TO, with_snapshot_history
 from featuremill.transforms.ingest import (
     EVENT_DATE,
     INGEST_DATE,
@@ -229,14 +232,16 @@ def _prepare_source(
     record.run_key = run_key(config.name, "ingest", source.name, start, end)
     gate = TableGate(config, validated_name, allow_quarantine=True)
     with stage(f"ingest {source.name}: read and classify", spark, key="read_classify") as st:
-        raw = io.read_raw_source(
-            spark,
-            source,
-            start=start if source.kind == "events" else None,
-            end=end if source.kind == "events" else None,
-        )
+        # Events and dated dimension snapshots: the landing folders of [start, end]; an undated
+        # dimension: its whole folder, the snapshot as of this run.
+        dated = source.kind == "events" or source.partition_column is not None
+        raw = io.read_raw_source(spark, source, start=start if dated else None, end=end if dated else None)
         classified = with_classification(raw, source=source, ingest_date=end)
-        gate.check_schema(spark, valid_rows(classified, source=source))
+        to_write = valid_rows(classified, source=source)
+        if source.kind == "dimension":
+            _check_history_table(spark, source, validated_path)
+            to_write = to_write.select("*", *[F.lit(None).cast("timestamp").alias(c) for c in HISTORY_COLUMNS])
+        gate.check_schema(spark, to_write)
         reference_frames = _reference_frames(spark, config, gate, references)
         classified = gate.with_row_rules(classified, references=reference_frames)
         # DISK_ONLY, not MEMORY_AND_DISK: a batch's partitions are large and wide (raw record,
@@ -258,7 +263,9 @@ def _prepare_source(
                     .where(~col(INGEST_DATE).between(F.lit(start), F.lit(end)))
                     .select(*[col(k) for k in source.key], col(INGEST_DATE).alias("_existing_ingest_date"))
                 )
-            flagged = with_duplicates_flagged(classified, key=source.key, existing_keys=existing)
+            # A dimension batch may hold several dated snapshots: a key repeats once per snapshot.
+            dup_key = list(source.key) + ([INGEST_DATE] if source.kind == "dimension" else [])
+            flagged = with_duplicates_flagged(classified, key=dup_key, existing_keys=existing)
             flagged = flagged.persist(StorageLevel.DISK_ONLY)
             # One job: rows by verdict, the raw input's checksum (the run's fingerprint), the latest
             # valid event time (freshness), plus every quality rule's and metric's aggregate over
@@ -402,6 +409,7 @@ def _write_source(
                     properties=window.table_properties(),
                 )
             else:
+                valid = _dimension_history(spark, source, valid, validated_path, start=start)
                 io.overwrite(
                     valid,
                     validated_path,
@@ -412,7 +420,15 @@ def _write_source(
             output_versions[validated_name], mine = guard.confirm(validated_name, empty=rows_valid == 0)
             if mine:
                 wrote.append(validated_name)
-                written = int(io.last_operation_metrics(spark, validated_path).get("numOutputRows", rows_valid))
+                if source.kind == "events":
+                    written = int(io.last_operation_metrics(spark, validated_path).get("numOutputRows", rows_valid))
+                else:
+                    # The history collapses unchanged snapshots into versions: its row count is
+                    # not the snapshot's. Every valid snapshot row is a version or confirms one.
+                    written = rows_valid
+                    record.details["history_rows"] = int(
+                        io.last_operation_metrics(spark, validated_path).get("numOutputRows", 0)
+                    )
             st.set_rows(written)
         if on_commit is not None:
             on_commit(validated_name, output_versions[validated_name])
@@ -421,7 +437,7 @@ def _write_source(
     else:
         with stage(f"ingest {source.name}: write quarantine", spark, key="write_quarantine") as st:
             ensure_retention(spark, tables.quarantine, window)
-            q_start = start if source.kind == "events" else end
+            q_start = start if source.kind == "events" or source.partition_column else end
             predicate = f"{quote_identifier('source')} = {literal(source.name)} AND " + io.date_range_predicate(
                 INGEST_DATE, q_start, end
             )
@@ -471,6 +487,57 @@ def _write_source(
         by_rule,
         output_versions[validated_name],
         output_versions["quarantine"],
+    )
+
+
+def _check_history_table(spark, source: SourceSpec, path: str) -> None:
+    """Refuse to add to a dimension table written before featuremill kept dimension history."""
+    if not io.is_delta_table(spark, path):
+        return
+    columns = set(io.read_delta(spark, path).columns)
+    if not set(HISTORY_COLUMNS) <= columns:
+        raise TableStateError(
+            f"dimension {source.name!r}: the table at {path} is a snapshot without history (no "
+            f"{' / '.join(HISTORY_COLUMNS)} columns; written by an older featuremill); its past versions are "
+            "unknown, so it cannot be converted. Move it aside and re-ingest the dimension from its first "
+            "snapshot date (featuremill backfill PIPELINE --job ingest --source "
+            f"{source.name} --start FIRST_DATE --end TODAY)"
+        )
+
+
+def _dimension_history(spark, source: SourceSpec, valid, path: str, *, start: dt.date):
+    """The dimension's history table after this run's snapshots (see :mod:`featuremill.transforms.dimensions`).
+
+    A dated dimension (``partition_column``) brings one snapshot per landing folder, dated by it.
+    An undated one is the snapshot as of this run's ``start``, and never earlier than the latest
+    date the history records: today's file says nothing about the past, so a backfill of an older
+    range must not write it there (land dated snapshots for that).
+    """
+    from pyspark.sql import functions as F
+
+    history = io.read_delta(spark, path) if io.is_delta_table(spark, path) else None
+    if source.partition_column is None:
+        snapshot_date = start
+        if history is not None:
+            # to_date in Spark: the session's time zone, the one valid_from was made in.
+            latest = history.agg(
+                F.max(F.to_date(F.greatest(col(VALID_FROM), F.coalesce(col(VALID_TO), col(VALID_FROM)))))
+            ).first()[0]
+            if latest is not None and latest > start:
+                log.warning(
+                    "dimension %s: an undated snapshot cannot describe %s, before the latest recorded "
+                    "date %s; recorded as of %s (land dated snapshots to rebuild the past)",
+                    source.name,
+                    start,
+                    latest,
+                    latest,
+                )
+                snapshot_date = latest
+        valid = valid.withColumn(INGEST_DATE, F.lit(snapshot_date))
+    attributes = [c.name for c in source.columns if c.name not in source.key]
+    built = with_snapshot_history(history, valid, key=source.key, attributes=attributes)
+    return built.select(
+        *[col(c) for c in source.column_names], col(INGEST_DATE), col(SOURCE_FILE), *map(col, HISTORY_COLUMNS)
     )
 
 

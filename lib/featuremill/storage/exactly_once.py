@@ -75,7 +75,8 @@ def feature_set_definition(config, feature_set) -> dict[str, Any]:
     source = config.source(feature_set.source)
     dims = sorted({j.dimension for j in feature_set.joins})
     return {
-        "feature_set": _semantic(feature_set),
+        # how a join is executed (broadcast or sort-merge) changes no value
+        "feature_set": _semantic(feature_set, drop=("description", "owner", "broadcast")),
         "source": _semantic(source, drop=("description", "owner", "path", "options", "max_broadcast_bytes")),
         "dimensions": {
             d: _semantic(config.source(d), drop=("description", "owner", "path", "options", "max_broadcast_bytes"))

@@ -73,15 +73,16 @@ def feature_set_definition(config: PipelineConfig, feature_set: FeatureSetSpec) 
     joins = []
     for j in sorted(feature_set.joins, key=lambda j: (j.level, j.dimension)):
         dim = config.source(j.dimension)
-        joins.append(
-            {
-                "dimension": j.dimension,
-                "level": j.level,
-                "on": list(j.on),
-                "columns": list(j.columns),
-                "types": {c: dim.column(c).type for c in sorted(set(j.on) | set(j.columns))},
-            }
-        )
+        entry = {
+            "dimension": j.dimension,
+            "level": j.level,
+            "on": list(j.on),
+            "columns": list(j.columns),
+            "types": {c: dim.column(c).type for c in sorted(set(j.on) | set(j.columns))},
+        }
+        if j.as_of != "event_time":  # only when not the default, so locked fingerprints stay valid
+            entry["as_of"] = j.as_of
+        joins.append(entry)
         if j.level == "event":
             used |= set(j.on)
     source_columns = {c: source.column(c).type for c in sorted(used) if c in source.column_names}

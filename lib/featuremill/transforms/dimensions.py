@@ -1,0 +1,146 @@
+"""Dimension history (type-2 slowly changing dimension) and the as-of join to it.
+
+A dimension source lands as full snapshots. Ingest keeps every version of every key with its
+validity, ``[valid_from, valid_to)``, so the feature job can join each event (or feature row) to
+the attributes known at its time rather than to today's.
+
+``valid_from`` is the start (00:00 in the session time zone, which the jobs set to the pipeline's
+``timezone``) of the snapshot's landing date: the day granularity of the landing folders, the
+same at which events become available. ``valid_to`` is exclusive, null for the current version.
+A key missing from a snapshot is closed at that snapshot's date (a deleted customer has no
+attributes from then on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from featuremill.core.sql import col
+from featuremill.transforms.ingest import INGEST_DATE
+
+VALID_FROM = "valid_from"
+VALID_TO = "valid_to"
+HISTORY_COLUMNS = (VALID_FROM, VALID_TO)
+
+_T = "__snapshot_t"
+_PRESENT = "__present"
+
+
+def with_snapshot_history(history, snapshots, *, key: Sequence[str], attributes: Sequence[str]):
+    """DataFrame -> DataFrame: the dimension's history after adding ``snapshots``.
+
+    ``snapshots``: valid dimension rows with the ``key`` and ``attributes`` columns,
+    ``_ingest_date`` (date: the snapshot's landing date; every distinct date is one full snapshot,
+    each key at most once per date) and ``_source_file``. ``history``: the current history table
+    (same columns plus ``valid_from``, ``valid_to`` timestamps) or None for a new dimension.
+
+    Output grain: one row per (key, valid_from), versions of a key never overlap; columns ``key``,
+    ``attributes``, ``_ingest_date`` and ``_source_file`` of the snapshot that first showed the
+    version, ``valid_from``, ``valid_to`` (exclusive, null = current).
+
+    A snapshot date already in the history replaces what the history says for that date, so
+    adding the same snapshots again yields the same history. A snapshot older than the history's
+    latest date (a backfill) is inserted in place: its values hold until the next date at which
+    the history records a change of any key, where the recorded state is restored.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    key, attributes = list(key), list(attributes)
+    bookkeeping = [INGEST_DATE, "_source_file"]
+    payload = key + attributes + bookkeeping
+
+    def obs(df, t, present: bool):
+        return df.select(*[col(c) for c in payload], t.alias(_T), F.lit(present).alias(_PRESENT))
+
+    def absent(keys, times):
+        nulls = [F.lit(None).cast(dict(snapshots.dtypes)[c]).alias(c) for c in attributes + bookkeeping]
+        return keys.crossJoin(F.broadcast(times)).select(
+            *[col(k) for k in key], *nulls, col(_T), F.lit(False).alias(_PRESENT)
+        )
+
+    snap = obs(snapshots, col(INGEST_DATE).cast("timestamp"), True)
+    new_times = snap.select(_T).distinct()
+    parts = [snap]
+    all_keys = snapshots.select(*[col(k) for k in key])
+    times = new_times
+    if history is not None:
+        opened = obs(history, col(VALID_FROM), True)
+        closed = obs(history.where(col(VALID_TO).isNotNull()), col(VALID_TO), False)
+        recorded = opened.unionByName(closed)
+        # The new snapshots replace what the history recorded at their dates.
+        parts.append(recorded.join(F.broadcast(new_times), on=_T, how="left_anti"))
+        all_keys = all_keys.unionByName(history.select(*[col(k) for k in key]))
+        # After a snapshot inserted before later history, the recorded state comes back at the
+        # next recorded date: restate the whole recorded state there.
+        recorded_times = recorded.select(_T).distinct()
+        ordered = (
+            recorded_times.withColumn("__new", F.lit(False))
+            .unionByName(new_times.withColumn("__new", F.lit(True)))
+            .groupBy(_T)
+            .agg(F.max("__new").alias("__new"))
+        )
+        step = Window.orderBy(_T)  # one row per snapshot date: a tiny frame
+        ordered = ordered.select(
+            col(_T), col("__new"), F.lead(_T).over(step).alias("__next"), F.lead("__new").over(step).alias("__next_new")
+        )
+        restate = ordered.where(col("__new") & col("__next").isNotNull() & ~col("__next_new")).select(
+            col("__next").alias(_T)
+        )
+        valid_then = history.join(
+            F.broadcast(restate),
+            (col(VALID_FROM) <= col(_T)) & (col(VALID_TO).isNull() | (col(_T) < col(VALID_TO))),
+        )
+        parts.append(obs(valid_then, col(_T), True))
+        times = times.unionByName(restate)
+    all_keys = all_keys.distinct()
+    # Every key is absent at every date it is not observed at (present observations win below).
+    parts.append(absent(all_keys, times.distinct()))
+    observations = parts[0]
+    for part in parts[1:]:
+        observations = observations.unionByName(part)
+
+    per_key = Window.partitionBy(*[col(k) for k in key])
+    at_time = Window.partitionBy(*[col(k) for k in key], col(_T)).orderBy(
+        col(_PRESENT).desc(), col(INGEST_DATE), col("_source_file")
+    )
+    observations = observations.withColumn("__rank", F.row_number().over(at_time)).where(col("__rank") == 1)
+    signature = F.struct(col(_PRESENT), *[col(a) for a in attributes])
+    by_time = per_key.orderBy(col(_T))
+    changes = observations.withColumn("__prev", F.lag(signature).over(by_time)).where(
+        col("__prev").isNull() | ~signature.eqNullSafe(col("__prev"))
+    )
+    versions = changes.withColumn(VALID_TO, F.lead(col(_T)).over(by_time)).where(col(_PRESENT))
+    return versions.select(*[col(c) for c in key + attributes + bookkeeping], col(_T).alias(VALID_FROM), col(VALID_TO))
+
+
+def as_of_join(df, dimension, *, on: Sequence[str], columns: Sequence[str], time_column: str | None):
+    """DataFrame -> DataFrame: ``df`` left-joined to the dimension row valid at ``time_column``.
+
+    ``dimension`` holds ``on``, ``columns``, ``valid_from`` and ``valid_to`` (a history, see
+    :func:`with_snapshot_history`), possibly marked for broadcast. Same grain and rows as ``df``,
+    plus ``columns`` (null when no version of the key is valid at that time, for example an event
+    before the key's first snapshot). ``time_column`` None joins the current versions (``as_of:
+    latest``). The validity test is part of the join condition next to the key equality, so Spark
+    keeps the equi-join strategy (a broadcast hash join) and evaluates the range on each match:
+    exact, because a key's versions never overlap, so at most one matches.
+    """
+    renamed = {k: f"__dim_{k}" for k in on}
+    right = dimension.select(
+        *[col(k).alias(renamed[k]) for k in on],
+        *[col(c) for c in columns],
+        col(VALID_FROM).alias("__valid_from"),
+        col(VALID_TO).alias("__valid_to"),
+    )
+    condition = None
+    for k in on:
+        term = df[k] == right[renamed[k]]
+        condition = term if condition is None else condition & term
+    if time_column is None:
+        condition = condition & right["__valid_to"].isNull()
+    else:
+        t = df[time_column]
+        condition = (
+            condition & (t >= right["__valid_from"]) & (right["__valid_to"].isNull() | (t < right["__valid_to"]))
+        )
+    return df.join(right, condition, how="left").select(*[df[c] for c in df.columns], *[right[c] for c in columns])
