@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 
 from featuremill import cli
 from featuremill.config import load_pipeline
-from featuremill.core.errors import ChangedInputError, ReplayError, ReplayWindowError
+from featuremill.core.errors import ChangedInputError, ReplayError, ReplayWindowError, WritePathError
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
 from featuremill.pipelines.replay import replay_path, replay_run
@@ -201,3 +201,17 @@ def test_runs_command_shows_duration_rows_and_freshness(spark, first_run, capsys
     assert row["metrics"]["executor_cpu_s"] > 0
     assert row["metrics"]["stage_s.input_scan"] > 0 and row["metrics"]["stage_s.compute_merge"] > 0
     assert json.loads(row["details"])["commit"] == "written"
+
+
+def test_replay_output_outside_the_warehouse_is_refused_before_any_work(spark, first_run, capsys):
+    config, run_id = first_run.config, first_run.run_id
+    outside = first_run.root / "outside_replay"  # beside the warehouse, not in it
+    escape = f"{config.env.warehouse}/../escaped_replay"
+    for target in (str(outside), escape):
+        with pytest.raises(WritePathError, match="outside the warehouse root"):
+            replay_run(spark, config, run_id=run_id, output_root=target)
+    code = cli.main(["replay", str(first_run.pipeline), "--run-id", run_id, "--output", str(outside)])
+    assert code == 2
+    assert "outside the warehouse root" in capsys.readouterr().err
+    assert not outside.exists()
+    assert not (first_run.root / "escaped_replay").exists()

@@ -162,3 +162,15 @@ def test_human_formats():
     assert human_seconds(2 * 3600 + 7 * 60) == "2h07m"
     assert human_seconds(3 * 86400 + 4 * 3600 + 100) == "3d04h"
     assert human_bytes(512) == "512 B" and human_bytes(3 * 1024 * 1024) == "3.0 MiB"
+
+
+def test_the_table_replacing_writer_refuses_a_path_outside_the_warehouse(tmp_path):
+    from featuremill.core.errors import WritePathError
+    from featuremill.storage import io
+
+    root = str(tmp_path / "warehouse")
+    # the check comes before the frame is touched: no Spark needed to see the refusal
+    for outside in (str(tmp_path / "elsewhere"), f"{root}/../elsewhere", "/tmp"):
+        with pytest.raises(WritePathError, match="outside the warehouse root"):
+            io.replace_table(None, outside, root=root, what="replay output")
+    assert not (tmp_path / "elsewhere").exists()

@@ -34,7 +34,10 @@ def add_arguments(parser) -> None:
         help="read SOURCE as committed at time T (ISO 8601, UTC unless an offset is given; "
         "resolved from the commit log) (repeatable)",
     )
-    parser.add_argument("--output", help="parent folder of the replay outputs (default <warehouse>/<pipeline>/replay)")
+    parser.add_argument(
+        "--output",
+        help="parent folder of the replay outputs, inside the warehouse (default <warehouse>/<pipeline>/replay)",
+    )
 
 
 def _split(text: str) -> tuple[str, str]:

@@ -119,6 +119,7 @@ def run_features(
     txnVersion); ``allow_empty`` lets a range without events clear the range's feature rows;
     ``backfill_id`` marks the ledger rows of a backfill's chunks.
     """
+    require_locked_definitions(config)
     ensure_timezone(spark, config.timezone)
     chosen = [config.feature_set(n) for n in feature_sets] if feature_sets else list(config.feature_sets)
     runs = RecordedRuns(spark, config, job="features", start=start, end=end, backfill_id=backfill_id)
@@ -154,6 +155,20 @@ def run_features(
         for p in planned:
             if p.cached is not None:
                 p.cached.unpersist()
+
+
+def require_locked_definitions(config: PipelineConfig) -> None:
+    """Raise :class:`~featuremill.core.errors.ConfigError` when a feature set's definition differs
+    from the one its version is locked under (the lock file beside the pipeline file).
+
+    Called by every writer of feature rows (this job, whichever command or DAG reaches it, and
+    replay): a changed definition must never be written under an old version number. Without a
+    lock file there is nothing to compare with (``featuremill validate`` warns).
+    """
+    from featuremill.storage import versions
+
+    lock_file = versions.lock_path(config.file)
+    versions.require_consistent(config, versions.read_lock(lock_file), lock_file=lock_file)
 
 
 def _pinned_read(spark, path: str, versions: dict[str, int], name: str, *, version: int | None = None):

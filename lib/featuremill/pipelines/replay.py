@@ -47,6 +47,7 @@ from featuremill.pipelines.build_features import (
     build_feature_frame,
     fingerprint_definition,
     lookback_days,
+    require_locked_definitions,
 )
 from featuremill.pipelines.common import recorded_run
 from featuremill.pipelines.preprocess import helper_lookback_days
@@ -118,8 +119,11 @@ def replay_run(
     """Replay feature run ``run_id`` (all its feature sets, or ``feature_sets``); see the module docstring.
 
     ``now`` (UTC, naive) is the reference time for the replay window (default: the clock).
-    ``output_root`` replaces ``<warehouse>/<pipeline>/replay`` as the parent of the outputs.
+    ``output_root`` replaces ``<warehouse>/<pipeline>/replay`` as the parent of the outputs; it
+    must lie inside the warehouse (:class:`~featuremill.core.errors.WritePathError` otherwise,
+    before anything is computed).
     """
+    require_locked_definitions(config)
     ensure_timezone(spark, config.timezone)
     now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     window = replay_window(config)
@@ -129,13 +133,16 @@ def replay_run(
     plans = []
     for row in rows:  # check everything first: nothing is read or written unless all can replay
         plans.append(_plan(spark, config, row, window, now, overrides_v, overrides_t))
+    outputs = [
+        f"{output_root.rstrip('/')}/{run_id}/features/{feature_set.name}"
+        if output_root
+        else replay_path(config, run_id, feature_set.name)
+        for feature_set, *_ in plans
+    ]
+    for out in outputs:  # before anything is computed; the writer checks again
+        io.check_write_path(out, config.env.warehouse, what="replay output")
     results = []
-    for row, (feature_set, versions, sources, details) in zip(rows, plans):
-        out = (
-            f"{output_root.rstrip('/')}/{run_id}/features/{feature_set.name}"
-            if output_root
-            else replay_path(config, run_id, feature_set.name)
-        )
+    for row, (feature_set, versions, sources, details), out in zip(rows, plans, outputs):
         results.append(_replay_one(spark, config, row, feature_set, versions, sources, details, out))
     return results
 
@@ -296,7 +303,9 @@ def _replay_one(
             events, config=config, feature_set=feature_set, dimensions=dimensions, start=compute_start, end=end
         )
         with stage(f"replay {feature_set.name}: compute and write {compute_start}..{end}", spark, key="compute_write"):
-            io.replace_table(frame, out_path, partition_by=[EVENT_DATE])
+            io.replace_table(
+                frame, out_path, root=config.env.warehouse, what="replay output", partition_by=[EVENT_DATE]
+            )
             rows = int(io.last_operation_metrics(spark, out_path).get("numOutputRows", 0))
         record.input_versions = read
         record.rows_read = 0

@@ -552,9 +552,12 @@ def latest_commit(spark, path: str) -> tuple[int, str | None] | None:
     return (int(row["version"]), row["userMetadata"]) if row else None
 
 
-def replace_table(df, path: str, *, partition_by: Sequence[str] = ()) -> None:
+def replace_table(df, path: str, *, root: str, what: str = "table", partition_by: Sequence[str] = ()) -> None:
     """Replace the whole table at ``path`` with ``df``, schema included (outputs featuremill owns
-    entirely, such as replays)."""
+    entirely, such as replays). ``path`` must lie under ``root`` (the warehouse): the table is
+    replaced wholesale, so a path given by a user is checked here, at the write itself
+    (:func:`check_write_path`), whatever the caller checked before."""
+    check_write_path(path, root, what=what)
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
