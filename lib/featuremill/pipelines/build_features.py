@@ -62,6 +62,7 @@ from featuremill.storage.exactly_once import CommitGuard, _semantic, digest, fea
 from featuremill.storage.ledger import RunRecord
 from featuremill.storage.retention import ensure_retention, replay_window
 from featuremill.transforms.features import with_window_features
+from featuremill.transforms.fingerprint import frame_fingerprint
 from featuremill.transforms.ingest import EVENT_DATE, INGEST_DATE
 
 log = logging.getLogger(__name__)
@@ -182,17 +183,14 @@ def _pinned_read(spark, path: str, versions: dict[str, int], name: str, *, versi
 
 
 def content_identity(df) -> dict[str, Any]:
-    """Row count and an order-independent checksum of every column of ``df`` (one small aggregate).
+    """Row count and the content fingerprint of every column of ``df`` (one small aggregate;
+    :mod:`featuremill.transforms.fingerprint`).
 
     For dimensions: a snapshot is rewritten by every ingest run, so its file names change even
     when its content does not; its content is small (it is broadcast), so hashing it is cheap.
     """
-    from pyspark.sql import functions as F
-
-    row = df.agg(
-        F.count(F.lit(1)).alias("n"), F.sum(F.xxhash64(*[col(c) for c in df.columns]).cast("decimal(38,0)")).alias("h")
-    ).first()
-    return {"rows": int(row["n"]), "checksum": str(row["h"] or 0)}
+    rows, fingerprint = frame_fingerprint(df)
+    return {"rows": rows, "checksum": fingerprint}
 
 
 def _dimension_frame(
