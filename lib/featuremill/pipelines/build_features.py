@@ -56,6 +56,7 @@ from featuremill.pipelines.preprocess import (
 )
 from featuremill.preprocessing.timeseries import with_history_helpers
 from featuremill.quality.gate import TableGate, enforce
+from featuremill.quality.regex import check_in_spark as check_patterns_in_spark
 from featuremill.quality.rules import EvaluationContext
 from featuremill.storage import io
 from featuremill.storage.exactly_once import CommitGuard, _semantic, digest, feature_set_definition, run_key
@@ -122,6 +123,7 @@ def run_features(
     """
     require_locked_definitions(config)
     ensure_timezone(spark, config.timezone)
+    check_patterns_in_spark(spark, config)  # rules run as validated: Java must read them too
     chosen = [config.feature_set(n) for n in feature_sets] if feature_sets else list(config.feature_sets)
     runs = RecordedRuns(spark, config, job="features", start=start, end=end, backfill_id=backfill_id)
     planned: list[_Planned] = []

@@ -44,6 +44,7 @@ from featuremill.core.session import ensure_timezone
 from featuremill.core.sql import col, literal, quote_identifier
 from featuremill.pipelines.common import RecordedRuns
 from featuremill.quality.gate import TableGate, enforce
+from featuremill.quality.regex import check_in_spark as check_patterns_in_spark
 from featuremill.quality.rules import EvaluationContext
 from featuremill.storage import io
 from featuremill.storage.exactly_once import CommitGuard, _semantic, digest, run_key, source_definition
@@ -104,6 +105,7 @@ def run_ingest(
     version)`` is called after each Delta commit, before the ledger write.
     """
     ensure_timezone(spark, config.timezone)
+    check_patterns_in_spark(spark, config)  # rules run as validated: Java must read them too
     chosen = [config.source(name) for name in sources] if sources else list(config.sources)
     ordered = [s for s in chosen if s.kind == "dimension"] + [s for s in chosen if s.kind == "events"]
     runs = RecordedRuns(spark, config, job="ingest", start=start, end=end, backfill_id=backfill_id)
