@@ -273,7 +273,7 @@ def _prepare_source(
             )
             # the landing dates that gave rows (a handful of strings: one per date of the range)
             landed = (
-                F.collect_set(col(source.partition_column))
+                F.collect_set(col(INGEST_DATE).cast("string"))
                 if source.kind == "events" and source.partition_column
                 else F.array().cast("array<string>")
             )
