@@ -529,6 +529,8 @@ def _write_source(
 def _committed_rows(spark, path: str, version: int) -> int:
     """Rows written by commit ``version`` of ``path``, by its ``numOutputRows`` operation metric."""
     metrics = io.commit_metrics(spark, path, version)
+    if "numOutputRows" not in metrics and metrics.get("numFiles") == "0":
+        return 0  # a write of no rows adds no file and records no row count
     if "numOutputRows" not in metrics:
         raise TableStateError(f"commit {version} of {path} records no numOutputRows; cannot account for its rows")
     return int(metrics["numOutputRows"])
