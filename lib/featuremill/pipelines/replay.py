@@ -177,7 +177,9 @@ def compare_outputs(original, replayed, *, keys: list[str], original_version: in
             ],
         ).first()
         only_original, only_replayed = int(counts["__only_o"]), int(counts["__only_r"])
-        column_rows = {c: int(counts[f"d{i}"]) for i, c in enumerate(differing)}
+        # columns whose fingerprints differ only through keys on one side are not listed: those
+        # rows are counted in only_original / only_replayed
+        column_rows = {c: int(counts[f"d{i}"]) for i, c in enumerate(differing) if int(counts[f"d{i}"])}
         # a column whose values differ only in a way <=> does not see (-0.0, NaN payloads) is
         # normalised alike by the fingerprint too; any other count here is a real difference
     return OutputComparison(
