@@ -2,8 +2,9 @@
 
 Every data line of every landing file is either a validated row or a quarantine row with a rule
 and a reason; ``rows read = valid + quarantined`` and the number of rows read equals the lines in
-the files (counted here without Spark). Empty files, zero-byte partitions and empty directories
-read as no rows and never crash a run. The expected verdict of each line is written by hand
+the files (counted here without Spark). A landing date without rows (empty files, zero-byte
+partitions, empty directories) fails the run by default and, with ``allow_empty: true`` on the
+source, reads as no rows. The expected verdict of each line is written by hand
 below; the same verdicts must come out with ``spark.sql.ansi.enabled`` true and false.
 """
 
@@ -142,16 +143,23 @@ def ansi(request, spark):
     spark.conf.set("spark.sql.ansi.enabled", previous)
 
 
-def _copy(malformed_project, tmp_path):
+def _copy(malformed_project, tmp_path, *, allow_empty: bool = False):
+    """A private copy; ``allow_empty`` declares both sources ``allow_empty: true`` (empty landing
+    dates accepted instead of failing the run)."""
     import shutil
 
     root = tmp_path / "mal"
     shutil.copytree(malformed_project, root)
+    if allow_empty:
+        path = root / "conf" / "pipelines" / "mal.yaml"
+        path.write_text(path.read_text().replace("    path: tx\n", "    path: tx\n    allow_empty: true\n"))
+        path.write_text(path.read_text().replace("    path: js\n", "    path: js\n    allow_empty: true\n"))
     return root, load_pipeline(root / "conf" / "pipelines" / "mal.yaml", env="local")
 
 
 def test_malformed_matrix_every_row_valid_or_quarantined_same_under_ansi(spark, malformed_project, tmp_path, ansi):
-    root, config = _copy(malformed_project, tmp_path)
+    # D2 and D3 hold no rows (zero-byte files, an empty folder): accepted here by allow_empty
+    root, config = _copy(malformed_project, tmp_path, allow_empty=True)
     results = {r.source: r for r in run_ingest(spark, config, start=D1, end=D3)}
     tables = config.tables
     for source, lines in (("tx", CSV_LINES), ("js", JSON_LINES)):
@@ -197,8 +205,35 @@ def test_malformed_matrix_every_row_valid_or_quarantined_same_under_ansi(spark, 
     ]
 
 
-def test_empty_files_partitions_and_directories_read_as_no_rows(spark, malformed_project, tmp_path):
+def test_empty_landing_dates_fail_by_default_and_are_recorded(spark, malformed_project, tmp_path):
+    """A landing date whose files hold no rows (a truncated upload) fails the run, in the run log,
+    and changes no table; ``allow_empty: true`` on the source accepts it (next test)."""
     root, config = _copy(malformed_project, tmp_path)
+    run_ingest(spark, config, start=D1, end=D1)
+    tables = (config.tables.validated("tx"), config.tables.validated("js"), config.tables.quarantine)
+    before = versions(spark, *tables)
+    # D2: zero-byte files only; D3: an empty directory (tx) and no directory at all (js).
+    for day in (D2, D3):
+        with pytest.raises(InputDataError) as err:
+            run_ingest(spark, config, start=day, end=day)
+        message = str(err.value)
+        assert "source 'tx'" in message and f"no rows for landing date(s) {day}" in message
+        assert "sources.tx.allow_empty: true" in message
+    # a range with rows on D1 but none on D2 fails too: the check is per landing date
+    with pytest.raises(InputDataError, match="no rows for landing date"):
+        run_ingest(spark, config, start=D1, end=D2, sources=["tx"])
+    assert versions(spark, *tables) == before
+    failed = spark.read.format("delta").load(config.tables.run_log).where("status = 'failed'").collect()
+    assert sorted((r["target"], str(r["start_date"])) for r in failed) == [
+        ("tx", str(D1)),
+        ("tx", str(D2)),
+        ("tx", str(D3)),
+    ]
+    assert all("no rows for landing date" in r["error"] for r in failed)
+
+
+def test_empty_files_partitions_and_directories_read_as_no_rows(spark, malformed_project, tmp_path):
+    root, config = _copy(malformed_project, tmp_path, allow_empty=True)
     run_ingest(spark, config, start=D1, end=D1)
     before = versions(spark, config.tables.validated("tx"), config.tables.validated("js"), config.tables.quarantine)
     # D2: zero-byte files only; D3: an empty directory (tx) and no directory at all (js).
@@ -241,3 +276,30 @@ def test_wrong_delimiter_file_fails_before_any_write_naming_the_file(spark, malf
         == before
     )
     assert json.loads('{"ok": true}')  # (the js file of the same run was not written either)
+
+
+def test_a_row_lost_between_count_and_commits_fails_the_run(spark, malformed_project, tmp_path, monkeypatch):
+    """rows read = valid + quarantined is checked against what the two Delta commits recorded
+    (their numOutputRows), not by subtracting one count from the other: a row dropped on its way
+    to the quarantine table is caught."""
+    from pyspark.sql import functions as F
+
+    import featuremill.pipelines.ingest as ingest_job
+
+    root, config = _copy(malformed_project, tmp_path)
+    original = ingest_job.quarantine_rows
+
+    def lossy(flagged, **kwargs):  # loses the one invalid-UTF-8 row of tx
+        return original(flagged, **kwargs).where(F.col("rule") != F.lit("encoding"))
+
+    monkeypatch.setattr(ingest_job, "quarantine_rows", lossy)
+    with pytest.raises(InputDataError) as err:
+        run_ingest(spark, config, start=D1, end=D1, sources=["tx"])
+    read = len([line for line, _ in CSV_LINES if line])
+    valid = len([line for line, rule in CSV_LINES if line and rule is None])
+    assert f"read {read} rows" in str(err.value)
+    assert f"recorded {valid}" in str(err.value) and f"{read - valid - 1}: 1 row(s) are in neither table" in str(
+        err.value
+    )
+    [failed] = spark.read.format("delta").load(config.tables.run_log).where("status = 'failed'").collect()
+    assert failed["target"] == "tx" and "in neither table" in failed["error"]

@@ -6,6 +6,7 @@ input chunks never delete data."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from pyspark.sql import functions as F
 
 from featuremill import cli
 from featuremill.config import load_pipeline
+from featuremill.core.errors import InputDataError
 from featuremill.pipelines.backfill import chunk_ranges, run_backfill
 from featuremill.pipelines.build_features import build_feature_frame
 from featuremill.storage import io
@@ -149,9 +151,16 @@ def test_backfill_chunks_without_input_keep_existing_rows(spark, tmp_path):
     before = feature_rows(spark.read.format("delta").load(out))
     assert_same_rows(before, reference_features(purchases, start=day(1), end=day(2)))
 
-    # landing dates with no files: ingest writes nothing, validated keeps its rows
+    # landing dates with no files: ingest writes nothing, validated keeps its rows (by default
+    # the chunk fails: an events source without rows for a day; with allow_empty it is skipped)
     validated_version = io.delta_version(spark, validated)
-    result = run_backfill(spark, config, start=day(3), end=day(3), job="ingest", sources=["purchases"])
+    with pytest.raises(InputDataError, match="no rows for landing date"):
+        run_backfill(spark, config, start=day(3), end=day(3), job="ingest", sources=["purchases"])
+    assert io.delta_version(spark, validated) == validated_version
+    tolerant = dataclasses.replace(
+        config, sources=tuple(dataclasses.replace(s, allow_empty=s.kind == "events") for s in config.sources)
+    )
+    result = run_backfill(spark, tolerant, start=day(3), end=day(3), job="ingest", sources=["purchases"], restart=True)
     assert [o.outcome for o in result.outcomes] == ["skipped_empty"]
     assert io.delta_version(spark, validated) == validated_version
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import io as stdio
 import json
@@ -157,8 +158,16 @@ def test_run_ingest_empty_range_keeps_existing_rows(spark, shop):
     # Re-running D1 over the same raw input finds its commit (exactly-once) and writes nothing.
     rerun = run_ingest(spark, config, start=D1, end=D1, sources=["tx"])[0]
     assert rerun.status == "already_committed"
-    # Nothing landed on D3: the run reads no rows and must not clear anything.
-    result = run_ingest(spark, config, start=D3, end=D3, sources=["tx"])[0]
+    # Nothing landed on D3: the run reads no rows and must not clear anything. By default an
+    # events source without rows for a landing date fails the run (a missing upload?)...
+    with pytest.raises(InputDataError, match="no rows for landing date"):
+        run_ingest(spark, config, start=D3, end=D3, sources=["tx"])
+    assert io.delta_version(spark, config.tables.validated("tx")) == version
+    # ...and with allow_empty on the source it is skipped.
+    tolerant = dataclasses.replace(
+        config, sources=tuple(dataclasses.replace(s, allow_empty=s.kind == "events") for s in config.sources)
+    )
+    result = run_ingest(spark, tolerant, start=D3, end=D3, sources=["tx"])[0]
     assert result.status == "skipped_empty"
     assert io.delta_version(spark, config.tables.validated("tx")) == version
 

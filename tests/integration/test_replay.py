@@ -9,13 +9,14 @@ import json
 import os
 import types
 
+import pandas as pd
 import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from featuremill import cli
 from featuremill.config import load_pipeline
-from featuremill.core.errors import ChangedInputError, ReplayError, ReplayWindowError
+from featuremill.core.errors import ChangedInputError, ReplayError, ReplayWindowError, WritePathError
 from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
 from featuremill.pipelines.replay import replay_path, replay_run
@@ -34,6 +35,11 @@ from tests.integration.reliability_data import (
 pytestmark = pytest.mark.slow
 
 
+def _every_column(df):
+    """Every column of a feature frame as pandas, rows sorted by the keys (for exact comparison)."""
+    return df.toPandas().sort_values(["customer", "ts"]).reset_index(drop=True)
+
+
 @pytest.fixture(scope="module")
 def first_run(spark, tmp_path_factory):
     """Days 1..5 ingested and built once (run A); its feature rows captured right after."""
@@ -43,6 +49,7 @@ def first_run(spark, tmp_path_factory):
     run_ingest(spark, config, start=day(1), end=day(5))
     [run_a] = run_features(spark, config, start=day(1), end=day(5))
     captured = feature_rows(spark.read.format("delta").load(config.tables.features("spend")))
+    captured_all = _every_column(spark.read.format("delta").load(config.tables.features("spend")))
     [ledger_row] = (
         spark.read.format("delta").load(config.tables.run_log).where(F.col("run_id") == run_a.run_id).collect()
     )
@@ -53,6 +60,7 @@ def first_run(spark, tmp_path_factory):
         config=config,
         run_id=run_a.run_id,
         captured=captured,
+        captured_all=captured_all,
         row=ledger_row,
     )
 
@@ -112,6 +120,36 @@ def test_replay_after_append_update_delete_reproduces_the_first_run(spark, first
     replayed = feature_rows(spark.read.format("delta").load(result.output_path))
     assert_same_rows(replayed, first_run.captured)
     assert_same_rows(replayed, reference_features(original, start=day(1), end=day(5)))
+    # bit for bit: every column and row equals what run A wrote, exactly (no tolerance)...
+    replayed_all = _every_column(spark.read.format("delta").load(result.output_path))
+    assert list(replayed_all.columns) == list(first_run.captured_all.columns)
+    pd.testing.assert_frame_equal(replayed_all, first_run.captured_all, check_exact=True)
+    # ...and the replay says so, by the content fingerprint of the run's output version
+    assert result.comparison is not None and result.comparison.identical
+    assert result.comparison.original_version == first_run.row["output_versions"]["features.spend"]
+    assert result.comparison.rows_replayed == len(first_run.captured_all)
+    assert not result.comparison.column_rows
+
+    # replayed from today's inputs instead, the output differs, and the replay says where:
+    # per column, the rows that differ, as the two independent references differ
+    latest = io.delta_version(spark, validated)
+    [moved] = replay_run(spark, config, run_id=run_id, as_of_versions={"purchases": latest})
+    assert not moved.comparison.identical
+    before = reference_features(original, start=day(1), end=day(5))
+    after = reference_features(changed, start=day(1), end=day(5))
+    merged = before.merge(after, on=["customer", "ts"], how="outer", suffixes=("_o", "_r"), indicator=True)
+    both = merged[merged["_merge"] == "both"]
+    expected = {}
+    for c in ("n_2d", "amount_sum_2d", "toy_spend_3d"):
+        a, b = both[f"{c}_o"].astype(float), both[f"{c}_r"].astype(float)
+        same = (a.isna() & b.isna()) | ((a - b).abs() < 1e-9)
+        if (~same).sum():
+            expected[c] = int((~same).sum())
+    assert {c: n for c, n in moved.comparison.column_rows.items() if c in expected} == expected
+    assert set(moved.comparison.column_rows) - set(expected) <= {"_known_at"}
+    assert moved.comparison.only_original == int((merged["_merge"] == "left_only").sum())
+    assert moved.comparison.only_replayed == int((merged["_merge"] == "right_only").sum())
+    assert "DIFFERS" in moved.comparison.describe() and "amount_sum_2d on" in moved.comparison.describe()
     # the live table keeps the corrected values
     assert_same_rows(
         feature_rows(spark.read.format("delta").load(config.tables.features("spend"))),
@@ -204,3 +242,49 @@ def test_runs_command_shows_duration_rows_and_freshness(spark, first_run, capsys
     assert row["metrics"]["executor_cpu_s"] > 0
     assert row["metrics"]["stage_s.input_scan"] > 0 and row["metrics"]["stage_s.compute_merge"] > 0
     assert json.loads(row["details"])["commit"] == "written"
+
+
+def test_replay_output_outside_the_warehouse_is_refused_before_any_work(spark, first_run, capsys):
+    config, run_id = first_run.config, first_run.run_id
+    outside = first_run.root / "outside_replay"  # beside the warehouse, not in it
+    escape = f"{config.env.warehouse}/../escaped_replay"
+    for target in (str(outside), escape):
+        with pytest.raises(WritePathError, match="outside the warehouse root"):
+            replay_run(spark, config, run_id=run_id, output_root=target)
+    code = cli.main(["replay", str(first_run.pipeline), "--run-id", run_id, "--output", str(outside)])
+    assert code == 2
+    assert "outside the warehouse root" in capsys.readouterr().err
+    assert not outside.exists()
+    assert not (first_run.root / "escaped_replay").exists()
+
+
+def test_replay_cli_prints_the_comparison(spark, first_run, capsys):
+    code = cli.main(["replay", str(first_run.pipeline), "--run-id", first_run.run_id])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "identical to the run's output" in out and "every column" in out
+
+
+def test_ingest_rerun_from_the_same_files_is_bit_identical(spark, first_run, tmp_path):
+    """The ingest side of replay: the same raw files ingested again (into a fresh warehouse) give
+    the validated table the ingest run wrote (at its recorded output version), every column and
+    row, by the content fingerprint and by exact comparison."""
+    from featuremill.pipelines.replay import compare_outputs
+
+    config = first_run.config
+    [ingest_row] = (
+        spark.read.format("delta")
+        .load(config.tables.run_log)
+        .where((F.col("job") == "ingest") & (F.col("target") == "purchases") & (F.col("status") == "succeeded"))
+        .collect()
+    )
+    version = ingest_row["output_versions"]["validated.purchases"]
+    fresh = load_pipeline(first_run.pipeline, overrides={"warehouse": str(tmp_path / "warehouse2")})
+    run_ingest(spark, fresh, start=day(1), end=day(5), sources=["purchases"])
+    original = io.read_delta(spark, config.tables.validated("purchases"), version=version)
+    again = io.read_delta(spark, fresh.tables.validated("purchases"))
+    comparison = compare_outputs(original, again, keys=["id"], original_version=version)
+    assert comparison.identical, comparison.describe()
+    assert comparison.rows_original == len(first_run.purchases)
+    expected = original.toPandas().sort_values("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(again.toPandas().sort_values("id").reset_index(drop=True), expected, check_exact=True)

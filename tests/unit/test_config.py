@@ -344,3 +344,34 @@ def test_validate_rejects_bad_dimension_join_settings(project, mutate, expected)
     errors = _errors(project, doc)
     prefix = f"{project}/conf/pipelines/p.yaml: "
     assert any(e[len(prefix) :].startswith(expected) for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("mode", "DROPMALFORMED"),
+        ("MODE", "FAILFAST"),
+        ("enforceSchema", True),
+        ("header", False),
+        ("columnNameOfCorruptRecord", "_bad"),
+        ("basePath", "/elsewhere"),
+    ],
+)
+def test_reader_options_that_switch_off_row_accounting_are_refused_naming_file_and_field(project, option, value):
+    doc = copy.deepcopy(BASE)
+    doc["sources"]["tx"]["options"] = {"sep": ";", option: value}
+    with pytest.raises(ConfigError) as err:
+        _load(project, doc)
+    [issue] = err.value.issues
+    assert issue.file.endswith("p.yaml")
+    assert issue.path == f"sources.tx.options.{option}"
+    assert f"reader option {option!r} cannot be set" in str(err.value)
+
+
+def test_allow_empty_is_an_events_source_flag(project):
+    doc = copy.deepcopy(BASE)
+    doc["sources"]["tx"]["allow_empty"] = True
+    _, config = _load(project, doc)
+    assert config.source("tx").allow_empty and not config.source("products").allow_empty
+    doc["sources"]["products"]["allow_empty"] = True
+    assert any("sources.products.allow_empty" in e for e in _errors(project, doc))

@@ -554,7 +554,7 @@ def test_apply_preprocessing_large_lookups_are_broadcast_joined_with_same_values
 def test_content_fingerprint_ignores_order_and_partitioning_not_values(spark):
     from pyspark.sql import functions as F
 
-    from featuremill.transforms.fingerprint import content_fingerprint, content_hash_aggregate
+    from featuremill.core.fingerprint import content_fingerprint, content_hash_aggregate
 
     def fingerprint(df):
         return content_fingerprint(df.agg(content_hash_aggregate(df, "h")).first()["h"])

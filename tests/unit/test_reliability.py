@@ -175,3 +175,15 @@ def test_read_text_missing_local_file_raises_without_touching_spark(tmp_path):
         io.read_text(None, missing)
     (tmp_path / "present.json").write_text('{"kind": "x"}')
     assert io.read_text(None, str(tmp_path / "present.json")) == '{"kind": "x"}'
+
+
+def test_the_table_replacing_writer_refuses_a_path_outside_the_warehouse(tmp_path):
+    from featuremill.core.errors import WritePathError
+    from featuremill.storage import io
+
+    root = str(tmp_path / "warehouse")
+    # the check comes before the frame is touched: no Spark needed to see the refusal
+    for outside in (str(tmp_path / "elsewhere"), f"{root}/../elsewhere", "/tmp"):
+        with pytest.raises(WritePathError, match="outside the warehouse root"):
+            io.replace_table(None, outside, root=root, what="replay output")
+    assert not (tmp_path / "elsewhere").exists()

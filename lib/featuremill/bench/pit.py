@@ -278,17 +278,13 @@ def method_frames(
 
 
 def checksum(df, columns: Sequence[str] = FEATURE_COLUMNS) -> tuple[int, int]:
-    """(rows, sum of xxhash64 over label_id and the features with null markers): order-free."""
+    """(rows, content hash over label_id and the features): order-free, the project's one content
+    fingerprint (:mod:`featuremill.core.fingerprint`)."""
     from pyspark.sql import functions as F
 
-    parts = []
-    for c in ("label_id",) + tuple(columns):
-        parts += [F.col(c), F.col(c).isNull()]
-    row = (
-        df.select(F.xxhash64(*parts).cast("decimal(38,0)").alias("h"))
-        .agg(F.count(F.lit(1)).alias("n"), F.sum("h").alias("s"))
-        .first()
-    )
+    from featuremill.core.fingerprint import content_hash_aggregate
+
+    row = df.agg(F.count(F.lit(1)).alias("n"), content_hash_aggregate(df, "s", ("label_id",) + tuple(columns))).first()
     return int(row["n"]), int(row["s"] or 0)
 
 

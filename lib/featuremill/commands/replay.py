@@ -1,7 +1,9 @@
 """``featuremill replay PIPELINE --run-id ID``: recompute a feature run from the versions it read.
 
 Writes to ``<warehouse>/<pipeline>/replay/<run_id>/features/<set>``, never to the live feature
-table (see :mod:`featuremill.pipelines.replay` and docs/reliability.md).
+table, and compares the result with what the run wrote, every column and row, by the content
+fingerprint; prints where they differ. Exit code 1 when a replay from the run's own versions
+differs (see :mod:`featuremill.pipelines.replay` and docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ def add_arguments(parser) -> None:
         help="read SOURCE as committed at time T (ISO 8601, UTC unless an offset is given; "
         "resolved from the commit log) (repeatable)",
     )
-    parser.add_argument("--output", help="parent folder of the replay outputs (default <warehouse>/<pipeline>/replay)")
+    parser.add_argument(
+        "--output",
+        help="parent folder of the replay outputs, inside the warehouse (default <warehouse>/<pipeline>/replay)",
+    )
 
 
 def _split(text: str) -> tuple[str, str]:
@@ -84,4 +89,10 @@ def run(args) -> int:
             f"from {versions}"
         )
         emit(f"  written to {r.output_path}")
-    return 0
+        if r.comparison is None:
+            emit("  not compared: the run recorded no output version")
+        else:
+            emit(f"  {r.comparison.describe()}")
+    # A replay from the run's own versions must reproduce it; with --as-of-* overrides a
+    # difference is the answer asked for.
+    return 1 if any(r.faithful and r.comparison is not None and not r.comparison.identical for r in results) else 0

@@ -114,6 +114,8 @@ class SourceSpec:
     max_broadcast_bytes: int = DEFAULT_MAX_BROADCAST_BYTES
     description: str = ""
     owner: str = ""
+    #: events sources: accept a landing date whose files hold no rows (default: the run fails)
+    allow_empty: bool = False
 
     @property
     def column_names(self) -> tuple[str, ...]:

@@ -8,6 +8,22 @@ from featuremill.config.checker import Checker, join_path, kind_of
 from featuremill.config.env import resolve_path
 from featuremill.config.model import SOURCE_FORMATS, SOURCE_KINDS, ColumnSpec, EnvSpec, SourceSpec, spark_type
 
+#: Reader options featuremill sets itself to keep every input row countable; a source's
+#: ``options:`` may not override them (Spark option names are case-insensitive). ``mode``
+#: DROPMALFORMED drops bad rows before any count sees them, ``columnNameOfCorruptRecord`` moves the
+#: raw text of a bad row where the quarantine does not look, ``header``/``enforceSchema`` decide
+#: whether a changed header fails the read or shifts columns silently, ``basePath`` decides which
+#: folder the landing-date partition is read from.
+RESERVED_READER_OPTIONS = {
+    "mode": "featuremill reads PERMISSIVE and quarantines malformed rows with a reason; DROPMALFORMED would drop "
+    "them uncounted and FAILFAST would fail on the first one",
+    "columnnameofcorruptrecord": "the raw text of a malformed row must reach the quarantine's _corrupt_record column",
+    "header": "CSV sources are read with their header checked against the declared columns",
+    "enforceschema": "the header of every CSV file is checked against the declared columns "
+    "(enforceSchema=false); true would map columns by position and hide a changed file",
+    "basepath": "the landing-date partitions are read from the source's path",
+}
+
 #: Characters Delta refuses in column names of tables without column mapping.
 _DELTA_INVALID_NAME_CHARS = " ,;{}()\n\t="
 
@@ -79,7 +95,15 @@ def parse_sources(checker: Checker, value: Any, env: EnvSpec) -> list[SourceSpec
             body,
             path,
             required=("kind", "format", "path", "columns", "key"),
-            optional=("description", "owner", "options", "partition_column", "event_time", "max_broadcast_mb"),
+            optional=(
+                "description",
+                "owner",
+                "options",
+                "partition_column",
+                "event_time",
+                "max_broadcast_mb",
+                "allow_empty",
+            ),
         )
         if spec is None:
             continue
@@ -134,7 +158,13 @@ def parse_sources(checker: Checker, value: Any, env: EnvSpec) -> list[SourceSpec
                 optional=tuple(spec["options"]) if isinstance(spec["options"], dict) else (),
             )
             for k, v in (opts or {}).items():
-                if isinstance(v, (dict, list)) or v is None:
+                reason = RESERVED_READER_OPTIONS.get(str(k).lower())
+                if reason is not None:
+                    checker.error(
+                        join_path(join_path(path, "options"), str(k)),
+                        f"reader option {k!r} cannot be set per source: {reason}; remove it",
+                    )
+                elif isinstance(v, (dict, list)) or v is None:
                     checker.error(join_path(join_path(path, "options"), str(k)), f"expected a scalar, got {kind_of(v)}")
                 else:
                     options.append((str(k), str(v).lower() if isinstance(v, bool) else str(v)))
@@ -143,6 +173,11 @@ def parse_sources(checker: Checker, value: Any, env: EnvSpec) -> list[SourceSpec
             mb = checker.positive_number(spec["max_broadcast_mb"], join_path(path, "max_broadcast_mb"))
             if mb is not None:
                 max_bytes = int(mb * 1024 * 1024)
+        allow_empty = False
+        if "allow_empty" in spec:
+            allow_empty = bool(checker.boolean(spec["allow_empty"], join_path(path, "allow_empty")))
+            if kind == "dimension" and allow_empty:
+                checker.error(join_path(path, "allow_empty"), "applies to events sources only")
         if None in (kind, fmt, rel, key) or not columns:
             continue
         out.append(
@@ -159,6 +194,7 @@ def parse_sources(checker: Checker, value: Any, env: EnvSpec) -> list[SourceSpec
                 max_broadcast_bytes=max_bytes,
                 description=str(spec.get("description") or ""),
                 owner=str(spec.get("owner") or ""),
+                allow_empty=allow_empty,
             )
         )
     return out

@@ -45,6 +45,7 @@ from typing import Any
 
 from featuremill.config import FeatureSetSpec, JoinSpec, PipelineConfig
 from featuremill.core.errors import BroadcastTooLargeError, TableStateError
+from featuremill.core.fingerprint import content_fingerprint, content_hash_aggregate
 from featuremill.core.progress import stage
 from featuremill.core.session import ensure_timezone
 from featuremill.core.sql import col, quote_identifier
@@ -58,7 +59,7 @@ from featuremill.pipelines.preprocess import (
 )
 from featuremill.preprocessing.timeseries import with_history_helpers
 from featuremill.quality.gate import TableGate, enforce
-from featuremill.quality.rules import EvaluationContext
+from featuremill.quality.rules import EvaluationContext, check_patterns_in_spark
 from featuremill.storage import io
 from featuremill.storage.exactly_once import CommitGuard, _semantic, digest, feature_set_definition, run_key
 from featuremill.storage.ledger import RunRecord
@@ -122,7 +123,9 @@ def run_features(
     txnVersion); ``allow_empty`` lets a range without events clear the range's feature rows;
     ``backfill_id`` marks the ledger rows of a backfill's chunks.
     """
+    require_locked_definitions(config)
     ensure_timezone(spark, config.timezone)
+    check_patterns_in_spark(spark, config)  # rules run as validated: Java must read them too
     chosen = [config.feature_set(n) for n in feature_sets] if feature_sets else list(config.feature_sets)
     runs = RecordedRuns(spark, config, job="features", start=start, end=end, backfill_id=backfill_id)
     planned: list[_Planned] = []
@@ -159,6 +162,20 @@ def run_features(
                 p.cached.unpersist()
 
 
+def require_locked_definitions(config: PipelineConfig) -> None:
+    """Raise :class:`~featuremill.core.errors.ConfigError` when a feature set's definition differs
+    from the one its version is locked under (the lock file beside the pipeline file).
+
+    Called by every writer of feature rows (this job, whichever command or DAG reaches it, and
+    replay): a changed definition must never be written under an old version number. Without a
+    lock file there is nothing to compare with (``featuremill validate`` warns).
+    """
+    from featuremill.storage import versions
+
+    lock_file = versions.lock_path(config.file)
+    versions.require_consistent(config, versions.read_lock(lock_file), lock_file=lock_file)
+
+
 def _pinned_read(spark, path: str, versions: dict[str, int], name: str, *, version: int | None = None):
     """Read ``path`` at ``version`` (default: its latest), recording the version read under ``name``."""
     if version is None:
@@ -170,7 +187,8 @@ def _pinned_read(spark, path: str, versions: dict[str, int], name: str, *, versi
 
 
 def content_identity(df, *, with_size: bool = False):
-    """Row count and an order-independent checksum of every column of ``df`` (one small aggregate).
+    """Row count and the content fingerprint of every column of ``df`` (one small aggregate;
+    :mod:`featuremill.core.fingerprint`).
 
     For dimensions: a snapshot is rewritten by every ingest run, so its file names change even
     when its content does not; its content is small (it is broadcast), so hashing it is cheap.
@@ -179,14 +197,11 @@ def content_identity(df, *, with_size: bool = False):
     """
     from pyspark.sql import functions as F
 
-    aggs = [
-        F.count(F.lit(1)).alias("n"),
-        F.sum(F.xxhash64(*[col(c) for c in df.columns]).cast("decimal(38,0)")).alias("h"),
-    ]
+    aggs = [F.count(F.lit(1)).alias("n"), content_hash_aggregate(df, alias="h")]
     if with_size:
         aggs.append(F.coalesce(F.sum(row_bytes(df)), F.lit(0)).alias("bytes"))
     row = df.agg(*aggs).first()
-    identity = {"rows": int(row["n"]), "checksum": str(row["h"] or 0)}
+    identity = {"rows": int(row["n"]), "checksum": content_fingerprint(row["h"])}
     return (identity, int(row["bytes"])) if with_size else identity
 
 

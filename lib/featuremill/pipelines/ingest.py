@@ -46,7 +46,7 @@ from featuremill.core.session import ensure_timezone
 from featuremill.core.sql import col, literal, quote_identifier
 from featuremill.pipelines.common import RecordedRuns
 from featuremill.quality.gate import TableGate, enforce
-from featuremill.quality.rules import EvaluationContext
+from featuremill.quality.rules import EvaluationContext, check_patterns_in_spark
 from featuremill.storage import io
 from featuremill.storage.exactly_once import CommitGuard, _semantic, digest, run_key, source_definition
 from featuremill.storage.ledger import RunRecord
@@ -107,6 +107,7 @@ def run_ingest(
     version)`` is called after each Delta commit, before the ledger write.
     """
     ensure_timezone(spark, config.timezone)
+    check_patterns_in_spark(spark, config)  # rules run as validated: Java must read them too
     chosen = [config.source(name) for name in sources] if sources else list(config.sources)
     ordered = [s for s in chosen if s.kind == "dimension"] + [s for s in chosen if s.kind == "events"]
     runs = RecordedRuns(spark, config, job="ingest", start=start, end=end, backfill_id=backfill_id)
@@ -276,12 +277,19 @@ def _prepare_source(
                 if source.event_time
                 else F.lit(None).cast("bigint")
             )
+            # the landing dates that gave rows (a handful of strings: one per date of the range)
+            landed = (
+                F.collect_set(col(INGEST_DATE).cast("string"))
+                if source.kind == "events" and source.partition_column
+                else F.array().cast("array<string>")
+            )
             counted = (
                 flagged.groupBy(RULE)
                 .agg(
                     F.count(F.lit(1)).alias("__rows"),
                     F.sum(checksum).alias("__h"),
                     F.max(latest).alias("__t"),
+                    landed.alias("__landed"),
                     *gate.aggregations(flagged),
                 )
                 .collect()
@@ -315,6 +323,13 @@ def _prepare_source(
         ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items()) if k != "valid") or "none",
     )
     item = _Prepared(source, record, gate, flagged, by_rule, rows_read, rows_valid, rows_quarantined)
+    if source.kind == "events" and not (allow_empty or source.allow_empty):
+        landed_dates = {str(d)[:10] for r in counted for d in (r["__landed"] or ())}
+        try:
+            _require_rows_every_day(source, start=start, end=end, rows_read=rows_read, landed=landed_dates)
+        except InputDataError:
+            flagged.unpersist()
+            raise
     if rows_read == 0 and not allow_empty:
         # An empty landing range must not silently delete what earlier runs wrote.
         log.warning(
@@ -362,6 +377,28 @@ def _prepare_source(
     return item
 
 
+def _require_rows_every_day(source: SourceSpec, *, start: dt.date, end: dt.date, rows_read: int, landed: set) -> None:
+    """Raise :class:`InputDataError` when a landing date of ``[start, end]`` gave no rows.
+
+    A day without rows (0-byte or header-only files, an empty folder, nothing landed) is far more
+    often a truncated or late upload than a quiet day; passing it silently would publish features
+    computed without it. ``sources.<name>.allow_empty: true`` (or ``--allow-empty``) accepts it.
+    """
+    if source.partition_column:
+        days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+        empty = [d.isoformat() for d in days if d.isoformat() not in landed]
+    else:
+        empty = [] if rows_read else [f"{start}..{end}"]
+    if empty:
+        shown = ", ".join(empty[:10]) + (f" (and {len(empty) - 10} more)" if len(empty) > 10 else "")
+        raise InputDataError(
+            f"source {source.name!r}: no rows for landing date(s) {shown} (0-byte or header-only files, an empty "
+            "folder, or nothing landed): a truncated or missing upload? Nothing was written. If such days are "
+            f"expected, set sources.{source.name}.allow_empty: true (or pass --allow-empty for this run)",
+            file=source.path,
+        )
+
+
 def _write_source(
     spark, config: PipelineConfig, item: _Prepared, *, start: dt.date, end: dt.date, on_commit=None
 ) -> IngestResult:
@@ -388,6 +425,7 @@ def _write_source(
     targets = {validated_name: validated_path, "quarantine": tables.quarantine}
     rows_valid, rows_quarantined, by_rule = item.rows_valid, item.rows_quarantined, item.by_rule
     written = rows_valid
+    quarantine_written: int | None = None  # by the quarantine commit's metrics, when this run wrote it
     output_versions: dict[str, int] = {}
     wrote: list[str] = []
     if guard.is_committed(validated_name):
@@ -420,15 +458,14 @@ def _write_source(
             output_versions[validated_name], mine = guard.confirm(validated_name, empty=rows_valid == 0)
             if mine:
                 wrote.append(validated_name)
+                committed = _committed_rows(spark, validated_path, output_versions[validated_name])
                 if source.kind == "events":
-                    written = int(io.last_operation_metrics(spark, validated_path).get("numOutputRows", rows_valid))
+                    written = committed
                 else:
                     # The history collapses unchanged snapshots into versions: its row count is
                     # not the snapshot's. Every valid snapshot row is a version or confirms one.
                     written = rows_valid
-                    record.details["history_rows"] = int(
-                        io.last_operation_metrics(spark, validated_path).get("numOutputRows", 0)
-                    )
+                    record.details["history_rows"] = committed
             st.set_rows(written)
         if on_commit is not None:
             on_commit(validated_name, output_versions[validated_name])
@@ -453,6 +490,9 @@ def _write_source(
             output_versions["quarantine"], mine = guard.confirm("quarantine", empty=rows_quarantined == 0)
             if mine:
                 wrote.append("quarantine")
+                quarantine_written = _committed_rows(spark, tables.quarantine, output_versions["quarantine"])
+            elif rows_quarantined == 0:
+                quarantine_written = 0  # Delta recorded no commit: nothing went in
             st.set_rows(rows_quarantined)
         if on_commit is not None:
             on_commit("quarantine", output_versions["quarantine"])
@@ -460,6 +500,16 @@ def _write_source(
         raise InputDataError(
             f"source {source.name!r}: counted {rows_valid} valid rows but wrote {written}; "
             "the input changed during the run, re-run it"
+        )
+    if quarantine_written is not None and validated_name in wrote and written + quarantine_written != item.rows_read:
+        # Two independent counts: the rows read (the classification's aggregate) and what the two
+        # Delta commits of this run record. A difference means rows were lost between them.
+        raise InputDataError(
+            f"source {source.name!r}: read {item.rows_read} rows, but the validated commit (version "
+            f"{output_versions[validated_name]}) recorded {written} and the quarantine commit "
+            f"(version {output_versions['quarantine']}) {quarantine_written}: "
+            f"{item.rows_read - written - quarantine_written} row(s) are in neither table; the run is marked failed, "
+            "re-run it with --corrective after finding the cause"
         )
     record.rows_written = written if validated_name in wrote else 0
     record.output_versions = output_versions
@@ -539,6 +589,16 @@ def _dimension_history(spark, source: SourceSpec, valid, path: str, *, start: dt
     return built.select(
         *[col(c) for c in source.column_names], col(INGEST_DATE), col(SOURCE_FILE), *map(col, HISTORY_COLUMNS)
     )
+
+
+def _committed_rows(spark, path: str, version: int) -> int:
+    """Rows written by commit ``version`` of ``path``, by its ``numOutputRows`` operation metric."""
+    metrics = io.commit_metrics(spark, path, version)
+    if "numOutputRows" not in metrics and metrics.get("numFiles") == "0":
+        return 0  # a write of no rows adds no file and records no row count
+    if "numOutputRows" not in metrics:
+        raise TableStateError(f"commit {version} of {path} records no numOutputRows; cannot account for its rows")
+    return int(metrics["numOutputRows"])
 
 
 def _is_spark_error(exc: Exception) -> bool:

@@ -49,7 +49,7 @@ def read_training_table(spark, path: str) -> TrainingTable:
     """Read a Delta table (pinned to its current version) or a Parquet folder.
 
     What the rows contain is fingerprinted by the jobs themselves, inside their first aggregate
-    (:mod:`featuremill.transforms.fingerprint`).
+    (:mod:`featuremill.core.fingerprint`).
     """
     if io.is_delta_table(spark, path):
         version = io.delta_version(spark, path)

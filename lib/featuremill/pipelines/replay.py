@@ -6,8 +6,11 @@ dates it recomputed (``details.compute_start`` .. ``end_date``) and a digest of 
 definition. ``replay_run`` reads the same versions through Delta time travel, applies
 :func:`featuremill.pipelines.build_features.build_feature_frame` to the same dates and writes
 the result to its own table, ``<warehouse>/<pipeline>/replay/<run_id>/features/<set>``
-(replaced on each replay), never to the live feature table. The output equals, value by value,
-the feature rows the run wrote.
+(replaced on each replay), never to the live feature table. The output equals, bit for bit, the
+feature rows the run wrote, and the replay checks it: it reads the feature table at the version
+the run committed (``output_versions``), restricted to the recomputed dates, and compares both by
+the content fingerprint, every column and row (:func:`compare_outputs`); a difference is
+reported per column with the number of rows it touches.
 
 Versions can be overridden per table: ``as_of_versions={"transactions": 12}`` or
 ``as_of_timestamps={"transactions": datetime}``; a timestamp resolves to the latest version
@@ -47,6 +50,7 @@ from featuremill.pipelines.build_features import (
     build_feature_frame,
     fingerprint_definition,
     lookback_days,
+    require_locked_definitions,
 )
 from featuremill.pipelines.common import recorded_run
 from featuremill.pipelines.preprocess import helper_lookback_days
@@ -73,6 +77,123 @@ class ReplayResult:
     rows: int
     versions: Mapping[str, int]
     version_sources: Mapping[str, str] = field(default_factory=dict)
+    #: the replayed output against what the run wrote (None when the run recorded no output version)
+    comparison: OutputComparison | None = None
+
+    @property
+    def faithful(self) -> bool:
+        """Every input read at the version the run read (no ``--as-of-*`` override)."""
+        return all(v == "run" for v in self.version_sources.values())
+
+
+@dataclass(frozen=True)
+class OutputComparison:
+    """The replayed feature rows against the rows the run wrote, by the content fingerprint.
+
+    ``identical`` is true when the two have the same columns and the same rows, every column
+    bit for bit (:mod:`featuremill.core.fingerprint`: -0.0 as 0.0, NaN as NaN). Otherwise
+    ``column_rows`` says, per differing column, on how many rows (matched by the feature keys) it
+    differs, and ``only_original`` / ``only_replayed`` count the keys present on one side only.
+    """
+
+    original_version: int
+    rows_original: int
+    rows_replayed: int
+    fingerprint_original: str
+    fingerprint_replayed: str
+    only_in_original_columns: tuple[str, ...] = ()
+    only_in_replay_columns: tuple[str, ...] = ()
+    column_rows: Mapping[str, int] = field(default_factory=dict)
+    only_original: int = 0
+    only_replayed: int = 0
+
+    @property
+    def identical(self) -> bool:
+        return (
+            self.fingerprint_original == self.fingerprint_replayed
+            and self.rows_original == self.rows_replayed
+            and not self.only_in_original_columns
+            and not self.only_in_replay_columns
+        )
+
+    def describe(self) -> str:
+        if self.identical:
+            return (
+                f"identical to the run's output (version {self.original_version}): {self.rows_replayed} rows, "
+                f"every column, fingerprint {self.fingerprint_replayed}"
+            )
+        parts = [f"rows {self.rows_original} written, {self.rows_replayed} replayed"]
+        if self.only_in_original_columns:
+            parts.append("columns only in the run's output: " + ", ".join(self.only_in_original_columns))
+        if self.only_in_replay_columns:
+            parts.append("columns only in the replay: " + ", ".join(self.only_in_replay_columns))
+        if self.only_original or self.only_replayed:
+            parts.append(
+                f"keys only in the run's output: {self.only_original}, only in the replay: {self.only_replayed}"
+            )
+        if self.column_rows:
+            parts.append(
+                "columns differing: " + ", ".join(f"{c} on {n} row(s)" for c, n in sorted(self.column_rows.items()))
+            )
+        return f"DIFFERS from the run's output (version {self.original_version}): " + "; ".join(parts)
+
+
+def compare_outputs(original, replayed, *, keys: list[str], original_version: int) -> OutputComparison:
+    """Compare two feature frames (same grain, unique ``keys``) by the content fingerprint.
+
+    One aggregate per frame (row count, a fingerprint of all shared columns and one per column
+    with the keys); only when they differ, one full outer join on the keys counts, per differing
+    column, the rows where it differs (``<=>``, so null equals null and NaN equals NaN), and the
+    keys present on one side only. Only counts reach the driver.
+    """
+    from pyspark.sql import functions as F
+
+    from featuremill.core.fingerprint import frame_fingerprints
+    from featuremill.core.sql import col
+
+    shared = [c for c in replayed.columns if c in original.columns]
+    values = [c for c in shared if c not in keys]
+    groups = {"__all": shared, **{c: [*keys, c] for c in values}}
+    left = frame_fingerprints(original.select(*[col(c) for c in shared]), groups)
+    right = frame_fingerprints(replayed.select(*[col(c) for c in shared]), groups)
+    differing = [c for c in values if left[c] != right[c]]
+    only_original = only_replayed = 0
+    column_rows: dict[str, int] = {}
+    if differing or left["__all"][0] != right["__all"][0]:
+        o = original.select(*[col(k) for k in keys], *[col(c).alias(f"o__{c}") for c in differing]).withColumn(
+            "__o", F.lit(True)
+        )
+        r = replayed.select(*[col(k) for k in keys], *[col(c).alias(f"r__{c}") for c in differing]).withColumn(
+            "__r", F.lit(True)
+        )
+        joined = o.join(r, on=keys, how="full_outer")
+        both = F.col("__o").isNotNull() & F.col("__r").isNotNull()
+        counts = joined.agg(
+            F.count(F.when(F.col("__r").isNull(), F.lit(1))).alias("__only_o"),
+            F.count(F.when(F.col("__o").isNull(), F.lit(1))).alias("__only_r"),
+            *[
+                F.count(F.when(both & ~F.col(f"o__{c}").eqNullSafe(F.col(f"r__{c}")), F.lit(1))).alias(f"d{i}")
+                for i, c in enumerate(differing)
+            ],
+        ).first()
+        only_original, only_replayed = int(counts["__only_o"]), int(counts["__only_r"])
+        # columns whose fingerprints differ only through keys on one side are not listed: those
+        # rows are counted in only_original / only_replayed
+        column_rows = {c: int(counts[f"d{i}"]) for i, c in enumerate(differing) if int(counts[f"d{i}"])}
+        # a column whose values differ only in a way <=> does not see (-0.0, NaN payloads) is
+        # normalised alike by the fingerprint too; any other count here is a real difference
+    return OutputComparison(
+        original_version=original_version,
+        rows_original=left["__all"][0],
+        rows_replayed=right["__all"][0],
+        fingerprint_original=left["__all"][1],
+        fingerprint_replayed=right["__all"][1],
+        only_in_original_columns=tuple(c for c in original.columns if c not in replayed.columns),
+        only_in_replay_columns=tuple(c for c in replayed.columns if c not in original.columns),
+        column_rows=column_rows,
+        only_original=only_original,
+        only_replayed=only_replayed,
+    )
 
 
 def replay_path(config: PipelineConfig, run_id: str, feature_set: str) -> str:
@@ -118,8 +239,11 @@ def replay_run(
     """Replay feature run ``run_id`` (all its feature sets, or ``feature_sets``); see the module docstring.
 
     ``now`` (UTC, naive) is the reference time for the replay window (default: the clock).
-    ``output_root`` replaces ``<warehouse>/<pipeline>/replay`` as the parent of the outputs.
+    ``output_root`` replaces ``<warehouse>/<pipeline>/replay`` as the parent of the outputs; it
+    must lie inside the warehouse (:class:`~featuremill.core.errors.WritePathError` otherwise,
+    before anything is computed).
     """
+    require_locked_definitions(config)
     ensure_timezone(spark, config.timezone)
     now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     window = replay_window(config)
@@ -129,13 +253,16 @@ def replay_run(
     plans = []
     for row in rows:  # check everything first: nothing is read or written unless all can replay
         plans.append(_plan(spark, config, row, window, now, overrides_v, overrides_t))
+    outputs = [
+        f"{output_root.rstrip('/')}/{run_id}/features/{feature_set.name}"
+        if output_root
+        else replay_path(config, run_id, feature_set.name)
+        for feature_set, *_ in plans
+    ]
+    for out in outputs:  # before anything is computed; the writer checks again
+        io.check_write_path(out, config.env.warehouse, what="replay output")
     results = []
-    for row, (feature_set, versions, sources, details) in zip(rows, plans):
-        out = (
-            f"{output_root.rstrip('/')}/{run_id}/features/{feature_set.name}"
-            if output_root
-            else replay_path(config, run_id, feature_set.name)
-        )
+    for row, (feature_set, versions, sources, details), out in zip(rows, plans, outputs):
         results.append(_replay_one(spark, config, row, feature_set, versions, sources, details, out))
     return results
 
@@ -296,8 +423,26 @@ def _replay_one(
             events, config=config, feature_set=feature_set, dimensions=dimensions, start=compute_start, end=end
         )
         with stage(f"replay {feature_set.name}: compute and write {compute_start}..{end}", spark, key="compute_write"):
-            io.replace_table(frame, out_path, partition_by=[EVENT_DATE])
+            io.replace_table(
+                frame, out_path, root=config.env.warehouse, what="replay output", partition_by=[EVENT_DATE]
+            )
             rows = int(io.last_operation_metrics(spark, out_path).get("numOutputRows", 0))
+        comparison = None
+        out_name = f"features.{feature_set.name}"
+        original_version = (row["output_versions"] or {}).get(out_name)
+        if original_version is not None:
+            with stage(f"replay {feature_set.name}: compare with the run's output", spark, key="compare"):
+                original = io.read_delta(spark, config.tables.features(feature_set.name), version=original_version)
+                original = original.where(col(EVENT_DATE).between(F.lit(compute_start), F.lit(end)))
+                comparison = compare_outputs(
+                    original,
+                    io.read_delta(spark, out_path),
+                    keys=[*feature_set.entity, source.event_time],
+                    original_version=int(original_version),
+                )
+            (log.info if comparison.identical else log.warning)(
+                "replay of run %s (%s): %s", row["run_id"], feature_set.name, comparison.describe()
+            )
         record.input_versions = read
         record.rows_read = 0
         record.rows_written = rows
@@ -309,6 +454,14 @@ def _replay_one(
             "compute_start": compute_start.isoformat(),
             "read_start": read_start.isoformat(),
         }
+        if comparison is not None:
+            record.details["comparison"] = {
+                "identical": comparison.identical,
+                "original_version": comparison.original_version,
+                "fingerprint_original": comparison.fingerprint_original,
+                "fingerprint_replayed": comparison.fingerprint_replayed,
+                "column_rows": dict(comparison.column_rows),
+            }
         log.info(
             "replayed run %s of %s: %d feature rows for %s..%s from %s into %s",
             row["run_id"],
@@ -320,5 +473,14 @@ def _replay_one(
             out_path,
         )
         return ReplayResult(
-            feature_set.name, row["run_id"], record.run_id, out_path, compute_start, end, rows, dict(read), sources
+            feature_set.name,
+            row["run_id"],
+            record.run_id,
+            out_path,
+            compute_start,
+            end,
+            rows,
+            dict(read),
+            sources,
+            comparison,
         )

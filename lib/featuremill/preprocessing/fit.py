@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from featuremill.core.errors import PreprocessingError
+from featuremill.core.fingerprint import content_fingerprint, content_hash_aggregate
 from featuremill.core.sql import col
 from featuremill.preprocessing.apply import category_value, clean_numeric, fold_expression, numeric_columns
 from featuremill.preprocessing.spec import NUMERIC_IMPUTE, PreprocessingSpec, TransformSpec
@@ -40,7 +41,6 @@ from featuremill.preprocessing.state import (
     ScaleState,
     spec_fingerprint,
 )
-from featuremill.transforms.fingerprint import content_fingerprint, content_hash_aggregate
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from featuremill.config import NUMERIC_TYPES
 from featuremill.core.sql import col, literal
-from featuremill.quality.spec import RuleSpec, TableQualitySpec
+from featuremill.quality.spec import RuleSpec, TableQualitySpec, quality_of
 
 #: Columns :func:`with_quarantine_rules` reads and sets (the ingest classification's).
 RULE = "_rule"
@@ -612,3 +612,37 @@ def _human(seconds: float) -> str:
 
 def examples_json(values: Sequence[object]) -> tuple[str, ...]:
     return tuple(v if isinstance(v, str) else json.dumps(v, default=str) for v in values)
+
+
+def check_patterns_in_spark(spark, config) -> None:
+    """Compile every ``regex`` rule's pattern with Spark's engine (one tiny job, no data read).
+
+    Raises :class:`~featuremill.core.errors.ConfigError` naming the file and the rule's field for
+    each pattern Spark refuses.
+    """
+    from pyspark.sql import functions as F
+
+    from featuremill.core.errors import ConfigError, ConfigIssue
+
+    found = [
+        (f"quality.tables.{t.table}.rules[{i}].pattern", r.pattern)
+        for t in quality_of(config).tables
+        for i, r in enumerate(t.rules)
+        if r.check == "regex" and r.pattern is not None
+    ]
+    if not found:
+        return
+    try:
+        spark.range(1).select(*[F.lit("").rlike(p).alias(f"p{i}") for i, (_, p) in enumerate(found)]).collect()
+        return
+    except Exception:  # which pattern(s)? one at a time, on the error path only
+        pass
+    issues = []
+    for path, pattern in found:
+        try:
+            spark.range(1).select(F.lit("").rlike(pattern)).collect()
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            issues.append(ConfigIssue(config.file, path, f"Spark's (Java) regex engine refuses {pattern!r}: {first}"))
+    if issues:
+        raise ConfigError(issues)

@@ -454,10 +454,11 @@ def _parse_rule(
     elif check == "regex":
         pattern = checker.string(data.get("pattern"), f"{path}.pattern")
         if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                checker.error(f"{path}.pattern", f"not a valid regular expression: {exc}")
+            from featuremill.quality.regex import pattern_problem
+
+            problem = pattern_problem(pattern)  # the subset both engines read alike, bounded
+            if problem is not None:
+                checker.error(f"{path}.pattern", problem)
                 ok = False
             kw["pattern"] = pattern
         else:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from featuremill.core.errors import SelectionError
+from featuremill.core.fingerprint import content_fingerprint, content_hash_aggregate
 from featuremill.core.progress import stage
 from featuremill.core.report_html import json_safe
 from featuremill.core.sql import col
@@ -49,7 +50,6 @@ from featuremill.selection.scores import (
     redundant_pairs,
 )
 from featuremill.selection.spec import SelectionSpec
-from featuremill.transforms.fingerprint import content_fingerprint, content_hash_aggregate
 
 log = logging.getLogger(__name__)
 

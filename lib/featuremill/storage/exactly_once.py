@@ -90,7 +90,7 @@ def feature_set_definition(config, feature_set) -> dict[str, Any]:
 def source_definition(config, source) -> dict[str, Any]:
     """Everything in the configuration that can change what ingest makes of a source."""
     return {
-        "source": _semantic(source, drop=("description", "owner", "max_broadcast_bytes")),
+        "source": _semantic(source, drop=("description", "owner", "max_broadcast_bytes", "allow_empty")),
         "timezone": config.timezone,
         "code_version": __version__,
     }

@@ -133,6 +133,10 @@ def read_raw_source(spark, source: SourceSpec, *, start: dt.date | None = None, 
     options = {k: v for k, v in source.options}
     if source.format in ("csv", "json"):
         reader = spark.read.format(source.format).schema(raw_schema(source))
+        for key, value in options.items():
+            reader = reader.option(key, value)
+        # The safety options last, so no source option can override them (validation refuses
+        # them too: config.sources.RESERVED_READER_OPTIONS).
         reader = reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_RECORD)
         if source.format == "csv":
             # enforceSchema=false makes Spark check each file's header against the declared
@@ -140,8 +144,6 @@ def read_raw_source(spark, source: SourceSpec, *, start: dt.date | None = None, 
             reader = reader.option("header", "true").option("enforceSchema", "false")
         if source.partition_column:
             reader = reader.option("basePath", source.path)
-        for key, value in options.items():
-            reader = reader.option(key, value)
         df = _load(reader, source.path, source.name)
         df = df.withColumn(SOURCE_FILE, F.col("_metadata.file_path"))
     elif source.format == "parquet":
@@ -210,6 +212,20 @@ def last_operation_metrics(spark, path: str) -> dict[str, str]:
     from delta.tables import DeltaTable
 
     row = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()
+    return dict(row["operationMetrics"] or {}) if row else {}
+
+
+def commit_metrics(spark, path: str, version: int) -> dict[str, str]:
+    """``operationMetrics`` of commit ``version`` of the table at ``path`` (empty when not in the log).
+
+    By version, not "the latest": another writer (the quarantine table is shared by every
+    source) may have committed after it.
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    history = DeltaTable.forPath(spark, path).history()
+    row = history.where(F.col("version") == F.lit(version)).select("operationMetrics").first()
     return dict(row["operationMetrics"] or {}) if row else {}
 
 
@@ -556,9 +572,12 @@ def latest_commit(spark, path: str) -> tuple[int, str | None] | None:
     return (int(row["version"]), row["userMetadata"]) if row else None
 
 
-def replace_table(df, path: str, *, partition_by: Sequence[str] = ()) -> None:
+def replace_table(df, path: str, *, root: str, what: str = "table", partition_by: Sequence[str] = ()) -> None:
     """Replace the whole table at ``path`` with ``df``, schema included (outputs featuremill owns
-    entirely, such as replays)."""
+    entirely, such as replays). ``path`` must lie under ``root`` (the warehouse): the table is
+    replaced wholesale, so a path given by a user is checked here, at the write itself
+    (:func:`check_write_path`), whatever the caller checked before."""
+    check_write_path(path, root, what=what)
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)

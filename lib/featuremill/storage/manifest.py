@@ -7,7 +7,7 @@ default). Keys (``MANIFEST_FORMAT`` 1):
 * ``code``: ``featuremill`` version, ``git_commit`` (when known), Spark and Python versions;
 * ``pipeline``: ``name``, ``file``, ``env``, ``timezone``, ``tables_root``;
 * ``spine``: ``path``, ``format``, ``delta_version`` (Delta spines), ``time_column``, ``rows``,
-  ``fingerprint`` (see :func:`frame_fingerprint`);
+  ``fingerprint`` (:func:`featuremill.core.fingerprint.frame_fingerprint`);
 * ``options``: ``strict``, ``ttl_seconds``, ``known_at``, ``strategy`` (the one used);
 * ``feature_sets``: one entry per requested set: ``name``, ``version``, ``fingerprint`` (of the
   definition, :mod:`featuremill.storage.versions`), ``table``, ``delta_version``, ``entity``,
@@ -32,42 +32,11 @@ from typing import Any
 
 from featuremill.core.errors import TrainingSetError
 
+# The one content fingerprint (transforms.fingerprint), re-exported where manifests use it.
+from featuremill.core.fingerprint import frame_fingerprint, frame_fingerprints  # noqa: F401
+
 MANIFEST_FORMAT = 1
 MANIFEST_KIND = "featuremill.training_set"
-
-
-def frame_fingerprint(df, columns: list[str] | None = None) -> tuple[int, str]:
-    """(rows, ``xxh64sum:<n>``): an order-free content fingerprint, computed by Spark in one pass.
-
-    Each row is hashed with xxhash64 over every column and a null marker per column (Spark's
-    hash skips nulls, so ``(null, 1)`` and ``(1, null)`` would otherwise hash alike); the hashes
-    are summed as ``decimal(38,0)`` (no overflow, and repeated rows count, unlike XOR). Map
-    columns are hashed through their JSON text. Only the two numbers reach the driver.
-    """
-    return frame_fingerprints(df, {"all": list(columns or df.columns)})["all"]
-
-
-def frame_fingerprints(df, groups: Mapping[str, list[str]]) -> dict[str, tuple[int, str]]:
-    """:func:`frame_fingerprint` of several column subsets of ``df`` in the same single pass."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import MapType
-
-    from featuremill.core.sql import col
-
-    types = {f.name: f.dataType for f in df.schema.fields}
-
-    def row_hash(columns):
-        parts = []
-        for name in columns:
-            value = F.to_json(col(name)) if isinstance(types[name], MapType) else col(name)
-            parts += [value, col(name).isNull()]
-        return F.xxhash64(*parts).cast("decimal(38,0)")
-
-    names = list(groups)
-    row = df.agg(
-        F.count(F.lit(1)).alias("n"), *[F.sum(row_hash(groups[g])).alias(f"s{i}") for i, g in enumerate(names)]
-    ).first()
-    return {g: (int(row["n"]), f"xxh64sum:{int(row[f's{i}'] or 0)}") for i, g in enumerate(names)}
 
 
 def code_info(spark, *, git_commit: str | None = None) -> dict[str, Any]:

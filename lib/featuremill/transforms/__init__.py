@@ -1,2 +1,2 @@
 """Pure DataFrame -> DataFrame transforms: raw-record parsing, window features, the point-in-time
-join and the content fingerprint. No reads or writes here."""
+join and as-of dimension history. No reads or writes here."""
