@@ -520,6 +520,14 @@ def _mllib_stat_test(name: str, dataset, features_col: str, label_col: str):
     from pyspark.ml.common import _java2py, _py2java
     from pyspark.ml.util import _jvm
 
+    from featuremill.core.session import is_connect
+
+    if is_connect(dataset.sparkSession):
+        # the Scala-only tests are reached through the driver's JVM, which a Connect client lacks
+        raise SelectionError(
+            f"the {name} univariate test needs a classic Spark session (JVM access); Spark Connect "
+            "has none: run feature selection on a classic session (spark-submit or a dedicated cluster)"
+        )
     sc = dataset.sparkSession.sparkContext
     test = getattr(_jvm(), f"org.apache.spark.ml.stat.{name}")
     args = [_py2java(sc, arg) for arg in (dataset, features_col, label_col, True)]
