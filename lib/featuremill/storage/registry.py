@@ -50,7 +50,6 @@ def register_model(
     spark, path: str, *, model: str, version: str, manifest: Mapping[str, Any], manifest_path: str
 ) -> str:
     """Record a model version; returns ``"registered"`` or ``"unchanged"`` (same manifest again)."""
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
     from pyspark.sql.types import _parse_datatype_string
 
@@ -95,13 +94,7 @@ def register_model(
         df.write.format("delta").mode("errorifexists").save(path)
     else:
         # Insert-if-absent: two concurrent registrations of one version cannot both land.
-        (
-            DeltaTable.forPath(spark, path)
-            .alias("t")
-            .merge(df.alias("s"), "t.model = s.model AND t.model_version = s.model_version")
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
+        io.merge_insert_new(df, path, "t.model = s.model AND t.model_version = s.model_version")
     log.info("registered model %s version %s (%s)", model, version, manifest_path)
     return "registered"
 
