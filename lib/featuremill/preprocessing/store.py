@@ -82,7 +82,7 @@ def store_fitted_state(spark, path: str, state: FittedState, *, attempts: int = 
         frame = spark.createDataFrame(row, STATES_SCHEMA)
         if not io.is_delta_table(spark, path):
             try:
-                frame.write.format("delta").mode("errorifexists").save(path)
+                frame.write.format("delta").mode("error").save(path)
                 return stored
             except Exception as exc:  # another writer created the table first: retry as a MERGE
                 log.info("fitted-state table appeared concurrently (%s); retrying", str(exc).splitlines()[0])

@@ -389,7 +389,8 @@ def replace_where(
     else:
         if partition_by:
             writer = writer.partitionBy(*partition_by)
-        writer.mode("errorifexists").save(path)
+        # "error" = ErrorIfExists; the Spark Connect client accepts only this spelling of it
+        writer.mode("error").save(path)
 
 
 @_retried("overwrite")
@@ -460,7 +461,7 @@ def merge_range(
         writer = _writer(df, commit=commit, properties=properties, creating=True)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
-        writer.mode("errorifexists").save(path)
+        writer.mode("error").save(path)
         return last_operation_metrics(spark, path)
     target_range = date_range_predicate(partition_column, start, end, qualifier="t")
     on = " AND ".join([f"t.{quote_identifier(k)} <=> s.{quote_identifier(k)}" for k in keys] + [target_range])

@@ -91,7 +91,7 @@ def register_model(
     schema = _parse_datatype_string(REGISTRY_SCHEMA)
     df = spark.createDataFrame([tuple(row[f.name] for f in schema.fields)], schema)
     if not io.is_delta_table(spark, path):
-        df.write.format("delta").mode("errorifexists").save(path)
+        df.write.format("delta").mode("error").save(path)
     else:
         # Insert-if-absent: two concurrent registrations of one version cannot both land.
         io.merge_insert_new(df, path, "t.model = s.model AND t.model_version = s.model_version")
