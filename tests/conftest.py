@@ -50,6 +50,18 @@ def project(tmp_path):
     return tmp_path
 
 
+def physical_plan(df) -> str:
+    """The physical plan Spark would execute for ``df``, as text (Exchange, Sort, Window... nodes).
+
+    Classic sessions read it from the JVM; a Spark Connect client asks the server for the same
+    tree (``explain``), since it has no JVM of its own."""
+    from featuremill.core.session import is_connect
+
+    if is_connect(df.sparkSession):
+        return df._explain_string(mode="simple")
+    return df._jdf.queryExecution().executedPlan().toString()
+
+
 def write_pipeline(project: Path, text: str, name: str = "test.yaml") -> Path:
     path = project / "conf" / "pipelines" / name
     path.write_text(textwrap.dedent(text))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from featuremill.core.spark_versions import VersionMismatchError, delta_maven_coordinate
 from featuremill.deploy.submit import SubmitError, SubmitSettings, build_submit_command, split_arguments
-from featuremill.deploy.versions import VersionMismatchError, delta_maven_coordinate
 from tests.conftest import ROOT
 
 DEMO = str(ROOT / "conf" / "pipelines" / "demo.yaml")

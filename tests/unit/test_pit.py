@@ -15,6 +15,7 @@ from chispa import assert_df_equality
 
 from featuremill.core.errors import TrainingSetError
 from featuremill.transforms.pit import FeatureSource, point_in_time_join
+from tests.conftest import physical_plan
 
 T0 = dt.datetime(2024, 3, 1)
 US = dt.timedelta(microseconds=1)
@@ -369,12 +370,7 @@ def test_point_in_time_join_plan_one_shuffle_per_key_group(spark):
         ),
     ]
     other_keys = [FeatureSource("h", frame.withColumnRenamed("x", "y"), keys=("k1",), event_time="ts", columns=("y",))]
-    plan = (
-        point_in_time_join(spine, same_keys + other_keys, spine_time="label_ts")
-        ._jdf.queryExecution()
-        .executedPlan()
-        .toString()
-    )
+    plan = physical_plan(point_in_time_join(spine, same_keys + other_keys, spine_time="label_ts"))
     assert plan.count("Exchange hashpartitioning") == 2
     assert plan.count("Window [") == 2
     assert "SortMergeJoin" not in plan and "BroadcastHashJoin" not in plan

@@ -27,6 +27,7 @@ from featuremill.preprocessing import (
 )
 from featuremill.preprocessing.apply import fold_expression
 from featuremill.preprocessing.spec import parse_preprocessing_section
+from tests.conftest import physical_plan
 
 CONTEXT = SectionContext(file="test.yaml", sources=(), feature_sets=(), env=None, document={"pipeline": "t"})
 N = 240
@@ -546,7 +547,7 @@ def test_apply_preprocessing_large_lookups_are_broadcast_joined_with_same_values
     inline = apply_preprocessing(df, state, mode="training")
     monkeypatch.setattr(apply_module, "MAP_LITERAL_LIMIT", 1)
     joined = apply_preprocessing(df, state, mode="training")
-    assert "BroadcastHashJoin" in joined._jdf.queryExecution().executedPlan().toString()
+    assert "BroadcastHashJoin" in physical_plan(joined)
     assert joined.columns == inline.columns
     pd.testing.assert_frame_equal(_collect(joined, joined.columns), _collect(inline, inline.columns))
 

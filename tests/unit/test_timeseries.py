@@ -11,6 +11,7 @@ import pytest
 
 from featuremill.preprocessing.spec import TimeseriesSpec
 from featuremill.preprocessing.timeseries import with_history_helpers
+from tests.conftest import physical_plan
 
 T0 = dt.datetime(2024, 3, 1)
 ROWS = [
@@ -99,5 +100,5 @@ def test_with_history_helpers_ema_equals_pandas_ewm_when_history_fits_the_window
 
 def test_with_history_helpers_plan_has_one_shuffle(frame):
     df = with_history_helpers(frame, entity=["entity"], event_time="ts", helpers=[_spec(3)])
-    plan = df._jdf.queryExecution().executedPlan().toString()
+    plan = physical_plan(df)
     assert plan.count("Exchange hashpartitioning") == 1, plan

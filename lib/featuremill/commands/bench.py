@@ -111,6 +111,12 @@ def run(args) -> int:
     if args.event_log:
         conf.update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": args.event_log})
     spark = get_spark("featuremill-bench", master=args.master, conf=conf)
+    from featuremill.core.errors import SessionError
+    from featuremill.core.session import is_connect
+
+    if is_connect(spark):
+        # the suite reads physical plans, JVM memory and the status store through the driver's JVM
+        raise SessionError("featuremill bench needs a classic Spark session; unset SPARK_REMOTE (Spark Connect)")
     report = suite.run_suite(spark, options)
     json_path, md_path = suite.write_report(report, args.out)
     emit(suite.render(report))

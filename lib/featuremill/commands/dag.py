@@ -106,12 +106,16 @@ def _show_lines(dag):
 
 def _run_dag(args, config, dag) -> int:
     from featuremill.commands import run as run_command
+    from featuremill.core.session import is_connect
     from featuremill.deploy.dag import job_argv, run_dag
     from featuremill.pipelines.common import recorded_run, run_labels
     from featuremill.storage.ledger import RunRecord, append_run, new_run_id
 
     run_date = args.date + dt.timedelta(days=args.date_offset)
     spark = spark_for(config, f"featuremill-dag-{config.name}")
+    # A Spark Connect client has no SparkContext and so no job groups: there an attempt's
+    # operations carry a session tag (this thread's) and a timeout interrupts that tag.
+    connect = is_connect(spark)
     dag_run_id = new_run_id()
     unknown = [n for n in (args.only or []) if n not in {j.name for j in dag.jobs}]
     if unknown:
@@ -130,9 +134,12 @@ def _run_dag(args, config, dag) -> int:
     @contextlib.contextmanager
     def attempt_scope(job, attempt: int, group: str):
         labels = {"dag_run_id": dag_run_id, "dag_job": job.name, "attempt": attempt, "max_attempts": job.max_attempts}
-        spark.sparkContext.setJobGroup(
-            group, f"featuremill dag {config.name}: {job.name} attempt {attempt}", interruptOnCancel=True
-        )
+        if connect:
+            spark.addTag(group)
+        else:
+            spark.sparkContext.setJobGroup(
+                group, f"featuremill dag {config.name}: {job.name} attempt {attempt}", interruptOnCancel=True
+            )
         try:
             with run_labels(**labels):
                 with recorded_run(spark, config, job="dag", target=job.name, start=run_date, end=run_date) as record:
@@ -144,7 +151,10 @@ def _run_dag(args, config, dag) -> int:
                     }
                     yield record
         finally:
-            spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+            if connect:
+                spark.removeTag(group)
+            else:
+                spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
 
     def skip_scope(job, reason: str) -> None:
         record = RunRecord(pipeline=config.name, job="dag", target=job.name, start_date=run_date, end_date=run_date)
@@ -157,7 +167,11 @@ def _run_dag(args, config, dag) -> int:
         append_run(spark, config.tables.run_log, record)
 
     def cancel(job, attempt: int) -> None:
-        spark.sparkContext.cancelJobGroup(f"featuremill-dag-{job.name}-{attempt}")
+        group = f"featuremill-dag-{job.name}-{attempt}"
+        if connect:
+            spark.interruptTag(group)
+        else:
+            spark.sparkContext.cancelJobGroup(group)
 
     result = run_dag(
         dag, run_job=run_job, attempt_scope=attempt_scope, skip_scope=skip_scope, cancel=cancel, only=args.only

@@ -51,6 +51,8 @@ def tagged_jobs(spark, tag: str) -> Iterator[bool]:
     """Tag the Spark jobs started by this thread inside the block; yields whether tagging works."""
     sc = _context(spark)
     added = False
+    if sc is None and spark is not None:
+        _log_connect_once()
     if sc is not None:
         try:
             sc.addJobTag(tag)
@@ -65,6 +67,19 @@ def tagged_jobs(spark, tag: str) -> Iterator[bool]:
                 sc.removeJobTag(tag)
             except Exception:
                 log.debug("could not remove job tag %s", tag, exc_info=True)
+
+
+_connect_logged = False
+
+
+def _log_connect_once() -> None:
+    global _connect_logged
+    if not _connect_logged:
+        _connect_logged = True
+        log.info(
+            "no SparkContext on this client (Spark Connect): run metrics (executor CPU, input bytes, "
+            "shuffle, spill, peak memory) are not available and stay empty in the run log"
+        )
 
 
 def _context(spark):

@@ -5,7 +5,13 @@
 * under ``spark-submit``, on Databricks or on EMR it calls ``getOrCreate()`` and leaves every
   setting of the platform alone (Delta comes from the platform or the submit command);
 * in local mode (a plain ``python`` process) it builds a ``local[*]`` session with the Delta
-  extension, catalog and jars (resolved from Maven Central once and cached by Ivy).
+  extension, catalog and jars (resolved from Maven Central once and cached by Ivy); the jar's
+  coordinate follows the installed pyspark and delta-spark (:func:`local_delta_package`);
+* with a Spark Connect remote (``SPARK_REMOTE``, which pyspark itself honours, or the
+  ``spark.remote`` setting) it returns a Connect session instead: for ``local[...]`` remotes pyspark
+  starts a local Connect server, which gets the same Delta settings and jars; an ``sc://`` server
+  keeps its own settings (it must have Delta's extension and catalog). A Connect client has no
+  SparkContext, RDDs or JVM access: see README, "Spark Connect" for what degrades there.
 
 It logs which runtime it detected. Nothing here runs at import time.
 """
@@ -16,6 +22,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from featuremill.core.errors import SessionError
 
@@ -87,11 +94,16 @@ def get_spark(
     """Return the SparkSession to use.
 
     ``master`` and ``conf`` (for example the ``spark:`` block of an environment file) apply only
-    to a session built here in local mode; a platform or ``spark-submit`` session keeps its own.
+    to a session built here in local mode (or to a local Spark Connect server); a platform or
+    ``spark-submit`` session keeps its own.
     Raises :class:`SessionError` when the session cannot read and write Delta tables.
     """
     from pyspark.sql import SparkSession
 
+    env = os.environ if environ is None else environ
+    remote = (conf or {}).get("spark.remote") or env.get("SPARK_REMOTE")
+    if remote:
+        return _connect_session(app_name, remote, master=master, conf=conf)
     active = SparkSession.getActiveSession()
     runtime = detect_runtime(environ)
     if active is not None:
@@ -124,14 +136,73 @@ def get_spark(
     for key, value in settings.items():
         builder = builder.config(key, value)
     if "spark.jars.packages" not in settings and "spark.jars" not in settings:
-        try:
-            from delta import configure_spark_with_delta_pip
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise SessionError("local mode needs delta-spark: pip install 'featuremill[local]'") from exc
-        builder = configure_spark_with_delta_pip(builder)
+        builder = builder.config("spark.jars.packages", local_delta_package())
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.get("featuremill.logLevel", "WARN"))
     log.info("runtime local: built a %s session with Delta (Spark %s)", master or "local[*]", spark.version)
+    return spark
+
+
+def local_delta_package() -> str:
+    """The Delta jar matching the installed pyspark and delta-spark, e.g. ``io.delta:delta-spark_2.13:4.0.1``.
+
+    The Scala version is the one pyspark's own jars are built for (``scala-library-2.1x.jar``);
+    raises :class:`SessionError` when delta-spark is missing and
+    :class:`~featuremill.core.spark_versions.VersionMismatchError` when the pair is not built for
+    each other.
+    """
+    import importlib.metadata as metadata
+
+    from featuremill.core.spark_versions import delta_maven_coordinate
+
+    try:
+        delta_version = metadata.version("delta-spark")
+    except metadata.PackageNotFoundError as exc:  # pragma: no cover - depends on the install
+        raise SessionError("local mode needs delta-spark: pip install 'featuremill[local]'") from exc
+    import pyspark
+
+    return delta_maven_coordinate(pyspark.__version__, delta_version, _pyspark_scala_version(pyspark))
+
+
+def _pyspark_scala_version(pyspark_module) -> str:
+    jars = Path(pyspark_module.__file__).parent / "jars"
+    for jar in sorted(jars.glob("scala-library-*.jar")):
+        return jar.name[len("scala-library-") : -len(".jar")]
+    # pip's pyspark 3.x ships Scala 2.12 jars, 4.x only 2.13
+    return "2.12" if pyspark_module.__version__.startswith("3.") else "2.13"
+
+
+def is_connect(spark) -> bool:
+    """Whether ``spark`` is a Spark Connect session (no SparkContext, RDDs or JVM on the client)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def _connect_session(app_name: str, remote: str, *, master: str | None, conf: Mapping[str, str] | None):
+    """A Spark Connect session; a ``local[...]`` remote starts a local server with Delta."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.remote(remote).appName(app_name)
+    local = remote.startswith("local")
+    if local:
+        # the local server listens on the loopback interface only
+        settings = {**LOCAL_DEFAULTS, "spark.connect.grpc.binding.address": "127.0.0.1"}
+        settings.update({k: v for k, v in (conf or {}).items() if k != "spark.remote"})
+        if "spark.jars.packages" not in settings and "spark.jars" not in settings:
+            settings["spark.jars.packages"] = local_delta_package()
+        for key, value in settings.items():
+            if not key.startswith("featuremill."):
+                builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    if local:
+        log.info(
+            "Spark Connect: started a local server %s with Delta (Spark %s)%s",
+            remote,
+            spark.version,
+            f"; master {master} ignored" if master and master != remote else "",
+        )
+    else:
+        log.info("Spark Connect: connected to %s (Spark %s), using the server's settings", remote, spark.version)
+        _require_delta(spark, Runtime("connect", remote))
     return spark
 
 

@@ -39,8 +39,8 @@ from featuremill.config import PipelineConfig, find_env_file
 from featuremill.core.errors import ConfigError, ConfigIssue
 from featuremill.core.schedule import to_aws_cron, to_quartz
 from featuremill.core.session import DELTA_CATALOG, DELTA_EXTENSION
+from featuremill.core.spark_versions import TESTED_DELTA, TESTED_SPARK, delta_maven_coordinate
 from featuremill.deploy.dag import DagJob, DagSpec, job_argv, script_args
-from featuremill.deploy.versions import TESTED_DELTA, TESTED_SPARK, delta_maven_coordinate
 
 DATABRICKS_SPARK_VERSION = "17.3.x-scala2.13"
 EMR_DELTA_JARS = "/usr/share/aws/delta/lib/delta-spark.jar,/usr/share/aws/delta/lib/delta-storage.jar"

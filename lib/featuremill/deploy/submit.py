@@ -38,7 +38,7 @@ from pathlib import Path
 from featuremill.config import find_env_file
 from featuremill.core.errors import FeaturemillError
 from featuremill.core.session import DELTA_CATALOG, DELTA_EXTENSION, cluster_manager
-from featuremill.deploy.versions import delta_maven_coordinate
+from featuremill.core.spark_versions import delta_maven_coordinate
 
 #: job name -> entry script (relative to the project root or the dist folder)
 JOB_SCRIPTS: dict[str, str] = {

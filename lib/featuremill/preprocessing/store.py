@@ -51,7 +51,6 @@ def latest_version(spark, path: str, name: str) -> int | None:
 
 def store_fitted_state(spark, path: str, state: FittedState, *, attempts: int = 3) -> FittedState:
     """Store ``state`` as the next version of its name (or return the identical latest one)."""
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     fingerprint = state.fingerprint
@@ -83,18 +82,12 @@ def store_fitted_state(spark, path: str, state: FittedState, *, attempts: int = 
         frame = spark.createDataFrame(row, STATES_SCHEMA)
         if not io.is_delta_table(spark, path):
             try:
-                frame.write.format("delta").mode("errorifexists").save(path)
+                frame.write.format("delta").mode("error").save(path)
                 return stored
             except Exception as exc:  # another writer created the table first: retry as a MERGE
                 log.info("fitted-state table appeared concurrently (%s); retrying", str(exc).splitlines()[0])
                 continue
-        (
-            DeltaTable.forPath(spark, path)
-            .alias("t")
-            .merge(frame.alias("s"), "t.name = s.name AND t.version = s.version")
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
+        io.merge_insert_new(frame, path, "t.name = s.name AND t.version = s.version")
         won = (
             io.read_delta(spark, path)
             .where((F.col("name") == F.lit(stored.name)) & (F.col("version") == F.lit(version)))

@@ -187,14 +187,12 @@ def _declared_problems(incoming, policy: SchemaPolicy, table: str, where: str) -
 
 def live_schema(spark, path: str):
     """``(schema, version)`` of the Delta table at ``path`` from its log, or ``(None, None)``."""
-    from delta.tables import DeltaTable
-
     from featuremill.storage import io
 
     version = io.delta_version(spark, path)
     if version is None:
         return None, None
-    return DeltaTable.forPath(spark, path).toDF().schema, version
+    return spark.read.format("delta").load(path).schema, version
 
 
 def check_write(spark, df, path: str, policy: SchemaPolicy, *, table: str) -> SchemaChange:

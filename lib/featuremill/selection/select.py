@@ -38,6 +38,7 @@ from featuremill.core.errors import SelectionError
 from featuremill.core.fingerprint import content_fingerprint, content_hash_aggregate
 from featuremill.core.progress import stage
 from featuremill.core.report_html import json_safe
+from featuremill.core.session import is_connect
 from featuremill.core.sql import col
 from featuremill.selection.scores import (
     FeatureScore,
@@ -538,11 +539,110 @@ def _f_test(assembled, prep: _Prepared, cand: _Candidates, *, task: str) -> None
     if not prep.num_cols:
         return
     test = "ANOVATest" if task == "classification" else "FValueTest"
-    with stage(f"selection: {test} (MLlib)"):
-        res = _mllib_stat_test(test, assembled, "num_vec", "label").collect()
-    for r in res:
-        c = prep.usable_numeric[int(r["featureIndex"])]
-        cand.by_name[c].f_stat, cand.by_name[c].f_p = _finite(r["fValue"]), _finite(r["pValue"])
+    if is_connect(prep.frame.sparkSession):
+        # MLlib's ANOVATest/FValueTest are reached through the JVM, which a Spark Connect
+        # client lacks: the same statistics from one aggregate over the prepared rows
+        with stage(f"selection: {test} (Spark SQL aggregates, Spark Connect)"):
+            f_results = _f_tests_by_aggregates(prep.frame, prep.num_cols, task)
+    else:
+        with stage(f"selection: {test} (MLlib)"):
+            res = _mllib_stat_test(test, assembled, "num_vec", "label").collect()
+        f_results = [(int(r["featureIndex"]), r["fValue"], r["pValue"]) for r in res]
+    for index, f_value, p_value in f_results:
+        c = prep.usable_numeric[index]
+        cand.by_name[c].f_stat, cand.by_name[c].f_p = _finite(f_value), _finite(p_value)
+
+
+def _f_tests_by_aggregates(prepared, num_cols: Sequence[str], task: str) -> list[tuple[int, float, float]]:
+    """``(feature index, F, p-value)`` per column of ``num_cols``, as MLlib's ``ANOVATest``
+    (classification: one-way ANOVA of each feature across the ``label`` classes) or
+    ``FValueTest`` (regression: F of the univariate linear regression on ``label``) compute them.
+
+    Input: ``prepared`` with the non-null double columns ``num_cols`` and ``label``. One Spark
+    aggregate (per class: count, sum and sum of squares of every column; for regression: count
+    and Pearson correlation with the label); only those few numbers come to the driver.
+    """
+    from pyspark.sql import functions as F
+
+    out: list[tuple[int, float, float]] = []
+    if task == "classification":
+        aggs = [F.count(F.lit(1)).alias("n")]
+        for j, c in enumerate(num_cols):
+            x = F.col(c).cast("double")
+            aggs += [F.sum(x).alias(f"s{j}"), F.sum(x * x).alias(f"q{j}")]
+        groups = prepared.groupBy("label").agg(*aggs).collect()
+        n = sum(int(g["n"]) for g in groups)
+        k = len(groups)
+        for j in range(len(num_cols)):
+            total = sum(float(g[f"s{j}"]) for g in groups)
+            between_raw = sum(float(g[f"s{j}"]) ** 2 / int(g["n"]) for g in groups)
+            between = between_raw - total * total / n
+            within = sum(float(g[f"q{j}"]) for g in groups) - between_raw
+            out.append((j, *_f_and_p(between, k - 1, within, n - k)))
+        return out
+    row = prepared.agg(
+        F.count(F.lit(1)).alias("n"),
+        *(
+            F.corr(F.col(c).cast("double"), F.col("label").cast("double")).alias(f"r{j}")
+            for j, c in enumerate(num_cols)
+        ),
+    ).first()
+    n = int(row["n"])
+    for j in range(len(num_cols)):
+        r = row[f"r{j}"]
+        if r is None or math.isnan(r):
+            out.append((j, float("nan"), float("nan")))
+            continue
+        r2 = min(float(r) * float(r), 1.0)
+        out.append((j, *_f_and_p(r2, 1, 1.0 - r2, n - 2)))
+    return out
+
+
+def _f_and_p(explained: float, df1: int, residual: float, df2: int) -> tuple[float, float]:
+    """``F = (explained / df1) / (residual / df2)`` and its upper-tail p-value."""
+    if df1 <= 0 or df2 <= 0:
+        return float("nan"), float("nan")
+    explained, residual = max(explained, 0.0), max(residual, 0.0)
+    if residual == 0.0:
+        return (float("inf"), 0.0) if explained > 0.0 else (float("nan"), float("nan"))
+    f_value = (explained / df1) / (residual / df2)
+    return f_value, _f_sf(f_value, df1, df2)
+
+
+def _f_sf(f_value: float, df1: float, df2: float) -> float:
+    """P(F > f_value) of Fisher's F(df1, df2): the regularized incomplete beta I_x(df2/2, df1/2)
+    at x = df2 / (df2 + df1 f)."""
+    if f_value <= 0.0:
+        return 1.0
+    return _betainc(df2 / 2.0, df1 / 2.0, df2 / (df2 + df1 * f_value))
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta function I_x(a, b) (continued fraction, modified Lentz)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x > (a + 1.0) / (a + b + 2.0):  # the fraction converges fast only below this point
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    tiny, eps = 1e-300, 1e-15
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 10_000):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < eps:
+            break
+    return math.exp(log_front) * h / a
 
 
 def _correlation(assembled, prep: _Prepared, cand: _Candidates, spec: SelectionSpec, *, task: str, classes):

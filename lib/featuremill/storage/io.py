@@ -188,7 +188,24 @@ def _load(reader, path: str, name: str):
         raise
 
 
+# Over Spark Connect, delta-spark's ``DeltaTable`` needs Delta's Connect plugin on the server
+# (``io.delta:delta-connect-server``); the helpers below use plain Delta SQL there instead, which
+# any Connect server with Delta's SQL extension runs. Classic sessions keep ``DeltaTable``.
+
+
+def _connect(spark) -> bool:
+    from featuremill.core.session import is_connect
+
+    return is_connect(spark)
+
+
 def is_delta_table(spark, path: str) -> bool:
+    if _connect(spark):
+        try:
+            row = delta_detail(spark, path).select("format").first()
+        except Exception:  # not a Delta table (or no such path)
+            return False
+        return row is not None and str(row["format"]).lower() == "delta"
     from delta.tables import DeltaTable
 
     try:
@@ -197,21 +214,71 @@ def is_delta_table(spark, path: str) -> bool:
         return False
 
 
-def delta_version(spark, path: str) -> int | None:
-    """Latest committed version of the table at ``path``; ``None`` if there is no table."""
+def delta_history(spark, path: str, limit: int | None = None):
+    """``DeltaTable.history(limit)`` of the table at ``path`` (newest commit first)."""
+    if _connect(spark):
+        from featuremill.core.sql import delta_path_identifier
+
+        suffix = f" LIMIT {int(limit)}" if limit else ""
+        return spark.sql(f"DESCRIBE HISTORY {delta_path_identifier(path)}{suffix}")
     from delta.tables import DeltaTable
 
+    table = DeltaTable.forPath(spark, path)
+    return table.history(limit) if limit else table.history()
+
+
+def delta_detail(spark, path: str):
+    """``DeltaTable.detail()`` (one row: format, sizeInBytes, numFiles, properties...)."""
+    if _connect(spark):
+        from featuremill.core.sql import delta_path_identifier
+
+        return spark.sql(f"DESCRIBE DETAIL {delta_path_identifier(path)}")
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, path).detail()
+
+
+def merge_insert_new(df, path: str, on: str) -> None:
+    """MERGE ``df`` (alias ``s``) into the Delta table at ``path`` (alias ``t``), inserting the
+    rows with no match for ``on`` and leaving every existing row alone."""
+    spark = df.sparkSession
+    if _connect(spark):
+        _sql_merge(df, path, on, ["WHEN NOT MATCHED THEN INSERT *"])
+        return
+    from delta.tables import DeltaTable
+
+    DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), on).whenNotMatchedInsertAll().execute()
+
+
+def _sql_merge(df, path: str, on: str, clauses: Sequence[str], *, evolve_schema: bool = False) -> None:
+    """``MERGE INTO delta.`path` t USING <df> s ON ... <clauses>`` through a temporary view."""
+    import uuid
+
+    from featuremill.core.sql import delta_path_identifier
+
+    spark = df.sparkSession
+    view = f"featuremill_merge_source_{uuid.uuid4().hex}"
+    df.createOrReplaceTempView(view)
+    evolution = " WITH SCHEMA EVOLUTION" if evolve_schema else ""
+    try:
+        spark.sql(
+            f"MERGE{evolution} INTO {delta_path_identifier(path)} AS t USING {view} AS s ON {on} " + " ".join(clauses)
+        )
+    finally:
+        spark.catalog.dropTempView(view)
+
+
+def delta_version(spark, path: str) -> int | None:
+    """Latest committed version of the table at ``path``; ``None`` if there is no table."""
     if not is_delta_table(spark, path):
         return None
-    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
+    row = delta_history(spark, path, 1).select("version").first()
     return int(row["version"]) if row else None
 
 
 def last_operation_metrics(spark, path: str) -> dict[str, str]:
     """``operationMetrics`` of the latest commit (rows inserted, updated, deleted, written...)."""
-    from delta.tables import DeltaTable
-
-    row = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()
+    row = delta_history(spark, path, 1).select("operationMetrics").first()
     return dict(row["operationMetrics"] or {}) if row else {}
 
 
@@ -231,9 +298,7 @@ def commit_metrics(spark, path: str, version: int) -> dict[str, str]:
 
 def table_size_bytes(spark, path: str) -> int:
     """Size on disk of a Delta table's current snapshot, from its log (no data scan)."""
-    from delta.tables import DeltaTable
-
-    row = DeltaTable.forPath(spark, path).detail().select("sizeInBytes").first()
+    row = delta_detail(spark, path).select("sizeInBytes").first()
     return int(row["sizeInBytes"])
 
 
@@ -271,12 +336,11 @@ def check_time_travel(spark, path: str, version: int) -> None:
     the table history only (no data). Versions the log no longer has fail in Delta with the list
     of available versions.
     """
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     if not is_delta_table(spark, path):
         return
-    later = DeltaTable.forPath(spark, path).history().where(F.col("version") > F.lit(version))
+    later = delta_history(spark, path).where(F.col("version") > F.lit(version))
     vacuum_ops = ["VACUUM START", "VACUUM END"]  # metadata-only commits: they remove no file
     first = later.where(~F.col("operation").isin(*vacuum_ops)).agg(F.min("version")).first()[0]
     if first is None:
@@ -341,7 +405,8 @@ def replace_where(
     else:
         if partition_by:
             writer = writer.partitionBy(*partition_by)
-        writer.mode("errorifexists").save(path)
+        # "error" = ErrorIfExists; the Spark Connect client accepts only this spelling of it
+        writer.mode("error").save(path)
 
 
 @_retried("overwrite")
@@ -407,18 +472,16 @@ def merge_range(
     the write idempotent (as writer options on creation, as session confs around the MERGE);
     ``properties`` are table properties set when the write creates the table.
     """
-    from delta.tables import DeltaTable
-
     spark = df.sparkSession
     if not is_delta_table(spark, path):
         writer = _writer(df, commit=commit, properties=properties, creating=True)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
-        writer.mode("errorifexists").save(path)
+        writer.mode("error").save(path)
         return last_operation_metrics(spark, path)
     target_range = date_range_predicate(partition_column, start, end, qualifier="t")
     on = " AND ".join([f"t.{quote_identifier(k)} <=> s.{quote_identifier(k)}" for k in keys] + [target_range])
-    existing = {c.lower() for c in DeltaTable.forPath(spark, path).toDF().columns} if evolve_schema else None
+    existing = {c.lower() for c in spark.read.format("delta").load(path).columns} if evolve_schema else None
     # A column the target does not have yet exists only after evolution: a matched row needs an
     # update when its new value is not null (null is what the evolved row reads anyway).
     changed = " OR ".join(
@@ -427,6 +490,14 @@ def merge_range(
         else f"s.{quote_identifier(c)} IS NOT NULL"
         for c in value_columns
     )
+    if _connect(spark):
+        clauses = [f"WHEN MATCHED AND ({changed}) THEN UPDATE SET *"] if changed else []
+        clauses += ["WHEN NOT MATCHED THEN INSERT *", f"WHEN NOT MATCHED BY SOURCE AND {target_range} THEN DELETE"]
+        with session_commit_tag(spark, commit):
+            _sql_merge(df, path, on, clauses, evolve_schema=evolve_schema)
+        return last_operation_metrics(spark, path)
+    from delta.tables import DeltaTable
+
     builder = DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), on)
     if changed:
         builder = builder.whenMatchedUpdateAll(condition=changed)
@@ -564,11 +635,9 @@ def set_table_properties(spark, path: str, properties: Mapping[str, str]) -> Non
 
 def latest_commit(spark, path: str) -> tuple[int, str | None] | None:
     """``(version, userMetadata)`` of the table's latest commit, or ``None`` without a table."""
-    from delta.tables import DeltaTable
-
     if not is_delta_table(spark, path):
         return None
-    row = DeltaTable.forPath(spark, path).history(1).select("version", "userMetadata").first()
+    row = delta_history(spark, path, 1).select("version", "userMetadata").first()
     return (int(row["version"]), row["userMetadata"]) if row else None
 
 

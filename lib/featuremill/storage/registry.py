@@ -50,7 +50,6 @@ def register_model(
     spark, path: str, *, model: str, version: str, manifest: Mapping[str, Any], manifest_path: str
 ) -> str:
     """Record a model version; returns ``"registered"`` or ``"unchanged"`` (same manifest again)."""
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
     from pyspark.sql.types import _parse_datatype_string
 
@@ -92,16 +91,10 @@ def register_model(
     schema = _parse_datatype_string(REGISTRY_SCHEMA)
     df = spark.createDataFrame([tuple(row[f.name] for f in schema.fields)], schema)
     if not io.is_delta_table(spark, path):
-        df.write.format("delta").mode("errorifexists").save(path)
+        df.write.format("delta").mode("error").save(path)
     else:
         # Insert-if-absent: two concurrent registrations of one version cannot both land.
-        (
-            DeltaTable.forPath(spark, path)
-            .alias("t")
-            .merge(df.alias("s"), "t.model = s.model AND t.model_version = s.model_version")
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
+        io.merge_insert_new(df, path, "t.model = s.model AND t.model_version = s.model_version")
     log.info("registered model %s version %s (%s)", model, version, manifest_path)
     return "registered"
 
