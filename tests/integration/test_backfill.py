@@ -23,6 +23,7 @@ from featuremill.core.errors import InputDataError
 from featuremill.pipelines.backfill import chunk_ranges, run_backfill
 from featuremill.pipelines.build_features import build_feature_frame
 from featuremill.storage import io
+from featuremill.transforms.dimensions import HISTORY_COLUMNS
 from tests.integration.reliability_data import (
     assert_same_rows,
     day,
@@ -127,7 +128,9 @@ def test_backfill_killed_with_sigkill_then_rerun_writes_every_row_once(spark, tm
     spend = config.feature_set("spend")
     dims = {
         "products": F.broadcast(
-            spark.read.format("delta").load(config.tables.validated("products")).select("product", "category")
+            spark.read.format("delta")
+            .load(config.tables.validated("products"))
+            .select("product", "category", *HISTORY_COLUMNS)  # the dimension's history: joined as of each event
         )
     }
     full = build_feature_frame(validated, config=config, feature_set=spend, dimensions=dims, start=day(1), end=day(10))
