@@ -1,4 +1,20 @@
-"""Shared fixtures: one SparkSession for the whole run, temporary warehouses, config builders."""
+"""Shared fixtures: one SparkSession for the whole run, temporary warehouses, config builders.
+
+Lanes. ``scripts/test.sh`` runs every test; ``scripts/test.sh -m "not slow"`` is the fast lane
+(target: under 5 minutes on 2 cores). How a new test file joins cheaply:
+
+* Use the session-wide ``spark`` fixture; do not start a SparkSession or a ``featuremill``
+  subprocess unless the separate process is what the test checks (a kill, a CLI's exit code, a
+  cluster). Build data shared by several tests in a ``scope="module"`` fixture and only read it.
+* Mark ``@pytest.mark.slow`` a test that runs the pipeline's jobs, the demo, the benchmark or
+  anything that takes more than a few seconds: it then runs only in the whole suite.
+* Mark ``@pytest.mark.server`` (or ``pytestmark = pytest.mark.server`` for a whole file) a test
+  that needs a real server (Kafka, a feature-store online store, a Spark cluster). It is
+  ``slow`` as well (added below, so ``-m "not slow"`` leaves it out), and ``-m "not server"``
+  leaves out only those. Start the server in a ``scope="module"`` (or session) fixture, once
+  per file, and stop it in the fixture's teardown; skip with ``pytest.skip`` naming what is
+  missing when the server's binary or image is not there.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +27,35 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: JVM options for every test JVM (this session's and the subprocess drivers'): tests run many
+#: small, short queries whose generated code is new each time, so C2 compilation mostly burns
+#: CPU that two shared cores need for the work itself; a throughput collector without
+#: concurrent threads. Measured (same load, same tests): about half the CPU seconds.
+TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC"
+
 TEST_SPARK_CONF = {
-    "spark.sql.shuffle.partitions": "4",
+    # 2 shuffle partitions on local[2]: one wave of tasks. (spark.default.parallelism stays 4:
+    # at 2 a preprocessing test's rtol=1e-9 sums change order.)
+    "spark.sql.shuffle.partitions": "2",
     "spark.default.parallelism": "4",
     "spark.ui.enabled": "false",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.adaptive.enabled": "true",
-    "spark.databricks.delta.snapshotPartitions": "2",
+    # the Delta logs of test tables are a few files: rebuild a snapshot in one task
+    "spark.databricks.delta.snapshotPartitions": "1",
     "spark.driver.memory": "2g",
+    "spark.driver.extraJavaOptions": TEST_JVM_OPTIONS,
     # Tests assert on plans and exact values; keep broadcast decisions explicit.
     "spark.sql.autoBroadcastJoinThreshold": "-1",
 }
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    """A test that needs a server is slow too: the fast lane (``-m "not slow"``) leaves it out."""
+    for item in items:
+        if item.get_closest_marker("server") is not None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,8 @@ def test_parse_size_accepts_suffixes_and_plain_numbers():
 @pytest.fixture(scope="module")
 def smoke_report(spark, tmp_path_factory):
     work = tmp_path_factory.mktemp("bench")
-    options = suite.SuiteOptions(events=5_000, days=8, sections=("pit", "windows"), runs=1, warmup=0, workdir=str(work))
+    # 3,000 events: a spine of ~750 rows (a quarter of the events), over the 500 asserted below
+    options = suite.SuiteOptions(events=3_000, days=8, sections=("pit", "windows"), runs=1, warmup=0, workdir=str(work))
     return suite.run_suite(spark, options), work
 
 
@@ -52,7 +53,7 @@ def test_bench_pit_methods_agree_with_each_other_and_with_duckdb(spark, smoke_re
     from featuremill.bench.data import PIT_FEATURES
     from featuremill.bench.pit import PitBenchData, method_frames
 
-    base = work / "pit_5000"
+    base = work / "pit_3000"
     data = PitBenchData(str(base / "features"), str(base / "spine"), 0, 0, 0, 0, feature_columns=PIT_FEATURES)
     ours = (
         method_frames(spark, data)["window"]()
@@ -110,11 +111,11 @@ def test_bench_command_rejects_unknown_sections(capsys):
 @pytest.mark.slow
 def test_bench_pipeline_sections_run_the_real_jobs(spark, tmp_path):
     options = suite.SuiteOptions(
-        events=4_000, days=5, sections=("e2e", "incremental"), runs=1, warmup=0, workdir=str(tmp_path / "work")
+        events=1_500, days=5, sections=("e2e", "incremental"), runs=1, warmup=0, workdir=str(tmp_path / "work")
     )
     report = suite.run_suite(spark, options)
     e2e = report["sections"]["e2e"]["sizes"]
-    assert [s["events"] for s in e2e] == [4_000]
+    assert [s["events"] for s in e2e] == [1_500]
     run = e2e[0]["last_run"]
     assert run["rows_read"] == e2e[0]["raw_rows"] == run["rows_valid"] + run["rows_quarantined"]
     assert run["rows_quarantined"] > 0 and set(run["feature_rows"]) == {"customer_activity", "product_demand"}

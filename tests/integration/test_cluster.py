@@ -27,7 +27,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # a standalone Spark cluster
 
 DEMO = ROOT / "conf" / "pipelines" / "demo.yaml"
 START, END = "2026-09-01", "2026-09-03"

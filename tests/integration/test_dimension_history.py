@@ -26,6 +26,9 @@ from featuremill.pipelines.ingest import run_ingest
 from featuremill.pipelines.replay import replay_run
 from featuremill.storage import io
 
+# Every test here runs the pipeline's jobs (ingest, features, backfill, replay): whole suite only.
+pytestmark = pytest.mark.slow
+
 DAYS = [dt.date(2026, 9, 1) + dt.timedelta(days=i) for i in range(4)]
 
 PIPELINE = """\
