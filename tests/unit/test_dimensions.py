@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from featuremill.transforms.dimensions import as_of_join, with_snapshot_history
 
 D = dt.date(2026, 9, 1)
@@ -56,6 +58,7 @@ def test_history_in_order_changes_deletions_and_null_attributes(spark):
     }
 
 
+@pytest.mark.slow  # several Delta MERGEs of the history
 def test_history_adding_the_same_snapshot_again_changes_nothing(spark):
     first = _history(spark, None, {1: [(1, "gold", "x")], 15: [(1, "platinum", "x")]})
     again = _history(spark, first, {15: [(1, "platinum", "x")]})

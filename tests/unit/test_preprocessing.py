@@ -320,6 +320,7 @@ def _oof_reference(pdf: pd.DataFrame, folds: np.ndarray, k: int, a: float) -> np
     return out
 
 
+@pytest.mark.slow  # fits and applies out-of-fold encodings
 def test_apply_preprocessing_target_encoding_is_out_of_fold(spark, data):
     df = _frame(spark, data)
     spec = _spec(
@@ -357,6 +358,7 @@ def test_apply_preprocessing_target_encoding_is_out_of_fold(spark, data):
 # ---- stored state ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # three fits and Delta writes of fitted states
 def test_stored_state_applied_to_new_data_gives_fit_time_numbers(spark, data, tmp_path):
     df = _frame(spark, data)
     spec = _spec(
@@ -445,6 +447,7 @@ def test_fit_preprocessing_all_null_columns_as_documented(spark):
     assert [(r["x"], r["s__null"], r["s__unseen"]) for r in rows] == [(0.0, 1, 0), (5.0, 0, 1)]
 
 
+@pytest.mark.slow  # two fits, one over many columns
 def test_fit_preprocessing_pass_count_does_not_grow_with_columns(spark):
     """Fitting 3 or 30 columns runs the same number of Spark jobs (wide aggs, one stacked group-by)."""
 
@@ -526,6 +529,7 @@ def test_fit_preprocessing_rejects_wrong_column_types_and_missing_columns(spark)
         )
 
 
+@pytest.mark.slow  # fits and applies twice
 def test_apply_preprocessing_large_lookups_are_broadcast_joined_with_same_values(spark, data, monkeypatch):
     from featuremill.preprocessing import apply as apply_module
 

@@ -65,6 +65,7 @@ def selection(generated):
     return select_features(df, SelectionSpec(model=FAST_MODEL, pca=True), label="y")
 
 
+@pytest.mark.slow  # shares the module's selection run: a forest and permutation importances (half a minute)
 def test_select_features_keeps_informative_drops_noise_and_redundant_twin(selection):
     decisions = {f.name: f.decision for f in selection.features}
     assert sorted(selection.selected) == ["c1", "x1", "x2"], {f.name: f.reason for f in selection.features}
@@ -88,6 +89,7 @@ def _bins(x: np.ndarray, bins: int) -> np.ndarray:
     return np.where(np.isnan(x), len(edges) + 1, out)
 
 
+@pytest.mark.slow  # shares the module's selection run
 def test_mutual_information_matches_sklearn_on_the_same_discretisation(generated, selection):
     from sklearn.feature_selection import mutual_info_classif
     from sklearn.metrics import mutual_info_score
@@ -107,6 +109,7 @@ def test_mutual_information_matches_sklearn_on_the_same_discretisation(generated
     )
 
 
+@pytest.mark.slow  # shares the module's selection run
 def test_select_features_tests_match_scipy_and_sklearn(generated, selection):
     from scipy.stats import chi2_contingency
     from sklearn.feature_selection import f_classif
@@ -163,6 +166,7 @@ def test_select_features_regression_task(spark):
     assert result.feature("signal").label_correlation == pytest.approx(np.corrcoef(pdf["signal"], pdf["target"])[0, 1])
 
 
+@pytest.mark.slow  # two full selections, one of 40 features on 3,000 rows
 def test_select_features_job_count_does_not_grow_with_feature_count(spark):
     """Acceptance 3: 5 features on 1,000 rows and 40 features on 3,000 rows run the same number of
     Spark jobs, and the rows brought to the driver (every ``collect``, including ``first``) stay
