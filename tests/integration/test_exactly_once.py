@@ -155,6 +155,7 @@ def test_rerun_after_later_landings_is_a_noop_but_changed_input_needs_corrective
     assert_same_rows(live, reference_features(landed_by_3, start=day(1), end=day(2)))
 
 
+@pytest.mark.slow  # every writer of io twice, on Delta tables
 def test_io_writers_carry_txn_ids_so_delta_skips_a_repeat(spark, tmp_path):
     path = str(tmp_path / "t")
     df = spark.createDataFrame(

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from featuremill.quality.drift import compare, fit_reference, score_counts
 from featuremill.quality.profile import TableProfile, profile_frame, store_profile
 from featuremill.quality.spec import DriftSettings, ProfileSettings
@@ -39,6 +41,7 @@ def _jobs(spark, fn) -> int:
     return len(sc.statusTracker().getJobIdsForGroup(group))
 
 
+@pytest.mark.slow  # profiles and drift runs on narrow and wide tables
 def test_profile_and_drift_job_counts_do_not_grow_with_columns(spark, tmp_path):
     counts = {}
     for n in (5, 50):

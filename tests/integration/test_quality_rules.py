@@ -119,6 +119,7 @@ def _gate(spark, config, rows):
     return gate
 
 
+@pytest.mark.slow  # every rule kind checked on a table, twice (warn, fail)
 @pytest.mark.parametrize("severity", ["warn", "fail"])
 def test_every_rule_kind_under_warn_and_fail(spark, project, severity):
     write_pipeline(project, _rules(severity))

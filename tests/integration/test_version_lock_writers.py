@@ -19,6 +19,9 @@ from featuremill.pipelines.replay import replay_run
 from featuremill.storage import io
 from tests.integration.reliability_data import day, make_project
 
+# The module's fixture runs the ingest and feature jobs: whole suite only.
+pytestmark = pytest.mark.slow
+
 DAG = """\
 dag:
   schedule: "0 3 * * *"

@@ -35,6 +35,7 @@ def _versions(df) -> set[tuple]:
     return {(r["customer"], r["segment"], r["tier"], r["valid_from"], r["valid_to"]) for r in df.collect()}
 
 
+@pytest.mark.slow  # several Delta MERGEs of the history
 def test_history_in_order_changes_deletions_and_null_attributes(spark):
     history = _history(
         spark,
@@ -74,6 +75,7 @@ def test_history_adding_the_same_snapshot_again_changes_nothing(spark):
     assert _versions(later) == _versions(first)
 
 
+@pytest.mark.slow  # several Delta MERGEs of the history
 def test_history_snapshot_ingested_out_of_order_is_inserted_in_place(spark):
     history = _history(spark, None, {1: [(1, "gold", "x"), (2, "silver", "y")], 20: [(1, "platinum", "x")]})
     # A backfill lands day 10's snapshot after day 20's: 1 was silver and 4 existed on day 10.

@@ -154,6 +154,7 @@ def test_mutual_information_of_independent_table_is_zero():
     assert mutual_information({(0, 0): 50, (1, 1): 50}) == pytest.approx(math.log(2))
 
 
+@pytest.mark.slow  # a full selection run with its forest
 def test_select_features_regression_task(spark):
     rng = np.random.default_rng(2)
     n = 800
