@@ -18,7 +18,9 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--no-preprocessed", action="store_true", help="leave out the views over preprocessed/<set> tables"
     )
-    parser.add_argument("--apply", action="store_true", help="run `feast apply` on the repository afterwards")
+    parser.add_argument(
+        "--apply", action="store_true", help="apply it to its registry afterwards (Feast's SDK, in this Spark session)"
+    )
 
 
 def run(args) -> int:
@@ -42,6 +44,6 @@ def run(args) -> int:
         + (f"changed: {', '.join(changed)}" if changed else "unchanged")
     )
     if args.apply:
-        feast_cli.apply(args.out)
-        emit(f"feast apply: {args.out} applied")
+        applied = feast_cli.apply_in_process(spark, args.out, pipeline=config.name)
+        emit(f"applied to the registry of {args.out}: {', '.join(applied)}")
     return 0

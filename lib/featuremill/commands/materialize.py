@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from featuremill.commands import emit
 from featuremill.commands._common import add_date_arguments, add_pipeline_arguments, load_config, spark_for
 
@@ -25,6 +28,9 @@ def run(args) -> int:
     from featuremill.serving.materialize import materialize
 
     config = load_config(args)
+    # the writer runs Python on the executors: in local mode they must be this interpreter (with
+    # Feast installed); spark-submit and clusters bring their own setting
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = spark_for(config, f"featuremill-materialize-{config.name}")
     results = materialize(spark, config, args.repo, views=args.view, full=args.full, batch_rows=args.batch_rows)
     for r in results:

@@ -233,8 +233,9 @@ def _materialize_view(spark, config, view: ViewSpec, applied_view, *, repo, stor
 
 
 def _first_line(exc: BaseException) -> str:
+    """The Python exception line of a failed Spark task (``redis.exceptions.ConnectionError: ...``)."""
+    import re
+
     text = str(exc)
-    for line in text.splitlines():
-        if "Error" in line and ("redis" in line.lower() or "connection" in line.lower() or "sqlite" in line.lower()):
-            return line.strip()[:300]
-    return (text.splitlines() or [type(exc).__name__])[0][:300]
+    found = re.findall(r"^\s*([\w.]*(?:Error|Exception): .+)$", text, flags=re.MULTILINE)
+    return (found[-1] if found else (text.splitlines() or [type(exc).__name__])[0]).strip()[:300]

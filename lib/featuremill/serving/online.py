@@ -65,11 +65,11 @@ def check_reachable(store: OnlineStoreSpec, repo: str | Path, *, timeout_s: floa
         )
 
 
-def write_batches(frame, *, repo: str, store_yaml: str, view_proto: bytes, join_keys: dict[str, int], batch_rows: int):
+def write_batches(frame, *, repo: str, store_yaml: str, view_proto: bytes, join_keys: dict[str, str], batch_rows: int):
     """DataFrame -> DataFrame (``rows`` bigint, one row per Arrow batch written).
 
     ``frame`` holds the keys, the event-time column and the features of one feature view (one
-    row per entity). ``join_keys`` maps key column -> Feast ``ValueType`` number.
+    row per entity). ``join_keys`` maps key column -> Feast ``ValueType`` name (``INT64``).
     """
     schema = "rows bigint"
 
@@ -92,7 +92,7 @@ def write_batches(frame, *, repo: str, store_yaml: str, view_proto: bytes, join_
         config = RepoConfig(**raw)
         config.repo_path = Path(repo)
         view = FeatureView.from_proto(FeatureViewProto.FromString(view_proto))
-        keys = {name: ValueType(number) for name, number in join_keys.items()}
+        keys = {name: ValueType[type_name] for name, type_name in join_keys.items()}
         provider = get_provider(config)
         for batch in batches:
             for start in range(0, batch.num_rows, batch_rows):
