@@ -15,8 +15,8 @@ customer  store  event time             amount  channel  latest row (n_2d, sum_2
 2         a      2024-01-01 11:00       5       web      1, 5.0, web
 ========  =====  =====================  ======  =======  ==============================================
 
-Day 3 (2024-01-03) lands one event for (1, a) at 09:00 (amount 40, web), which becomes 2, 60.0, web
-((t - 2d, t] drops the 01-01 10:00 event), and a late event for (2, a) at exactly 01-01 11:00 (amount 3,
+Day 3 (2024-01-03) lands one event for (1, a) at 09:00 (amount 40, web), which becomes 3, 70.0, web
+((t - 2d, t] = (01-01 09:00, 01-03 09:00] still holds the 01-01 10:00 event), and a late event for (2, a) at exactly 01-01 11:00 (amount 3,
 app; its id e6 orders it after e2): the row at that same event time is recomputed to 2, 8.0, app, a
 correction that Feast's Redis store would skip by default (same event time), so two entities change.
 """
@@ -222,27 +222,33 @@ def test_feast_repo_deterministic_applies_and_plan_shows_a_changed_definition(sh
 
     applied = feast_cli.run_feast(repo, "apply")
     assert applied.returncode == 0, applied.stderr[-2000:]
-    unchanged = feast_cli.run_feast(repo, "plan")
+    # Feast's plan always lists each view as updated (its source's meta timestamps differ), so the
+    # check is on the definition: an unchanged pipeline shows no change of tags, a changed one does.
+    # (--skip-source-validation: the sources were validated by the apply above; saves a Spark start)
+    unchanged = feast_cli.run_feast(repo, "plan", "--skip-source-validation")
     assert unchanged.returncode == 0, unchanged.stderr[-2000:]
-    assert "No changes to registry" in unchanged.stdout + unchanged.stderr
+    assert "tags:" not in unchanged.stdout and "featuremill.definition_hash" not in unchanged.stdout
 
     # a changed definition (the 2-day sum becomes a 3-day sum, version 2) changes the hash and the plan
     changed_pipeline = shop["project"] / "conf" / "pipelines" / "changed.yaml"
-    changed_pipeline.write_text(
-        textwrap.dedent(PIPELINE.format(version=2, window="3d")).replace("shopserve", "shopserve")
-    )
+    changed_pipeline.write_text(textwrap.dedent(PIPELINE.format(version=2, window="3d")))
     from featuremill.config import load_pipeline
 
     changed = load_pipeline(changed_pipeline)
     assert feature_set_fingerprint(changed, changed.feature_set("spend")) != fingerprint
     # the changed pipeline reads the same tables (same pipeline name and warehouse)
     assert main(["feast-repo", str(changed_pipeline), "--out", str(repo)]) == 0
-    assert "changed: featuremill_features.py" in capsys.readouterr().out
-    plan = feast_cli.run_feast(repo, "plan")
+    assert "featuremill_features.py" in capsys.readouterr().out.split("changed: ")[1]
+    plan = feast_cli.run_feast(repo, "plan", "--skip-source-validation")
     assert plan.returncode == 0, plan.stderr[-2000:]
-    text = plan.stdout + plan.stderr
-    assert "No changes to registry" not in text
-    assert "spend" in text and "featuremill.definition_hash" in text
+    new_hash = feature_set_fingerprint(changed, changed.feature_set("spend"))
+    tag_lines = [line for line in plan.stdout.splitlines() if line.strip().startswith("tags:")]
+    assert len(tag_lines) == 1, plan.stdout[-3000:]
+    import ast
+
+    old_tags, new_tags = (ast.literal_eval(side.strip()) for side in tag_lines[0].split("tags:", 1)[1].split(" -> "))
+    assert (old_tags["featuremill.definition_hash"], new_tags["featuremill.definition_hash"]) == (fingerprint, new_hash)
+    assert (old_tags["featuremill.version"], new_tags["featuremill.version"]) == ("1", "2")
 
 
 def test_feast_repo_unmappable_type_is_named(spark, tmp_path):
@@ -277,9 +283,11 @@ def test_materialize_sqlite_and_redis_equal_training_set_incremental_and_faults(
     down_repo = _repo(shop, "down", "redis_down", "--apply")
     capsys.readouterr()
     assert main(["materialize", pipeline, "--env", "redis_down", "--repo", str(down_repo)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    assert "online store redis at 127.0.0.1:6398 is not reachable" in err and "nothing was materialized" in err
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith(
+        "featuremill materialize: error: online store redis at 127.0.0.1:6398"
+    )
+    assert "is not reachable" in errors[0] and "nothing was materialized" in errors[0]
     assert _state_rows(spark, project) == 0
 
     # -- full materialization into both stores equals featuremill's training set
@@ -293,7 +301,10 @@ def test_materialize_sqlite_and_redis_equal_training_set_incremental_and_faults(
         _assert_same(online, training)
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
-        assert statuses[(3, "a")] == (FieldStatus.NOT_FOUND,) * 3  # never seen: nulls, NOT_FOUND
+        # never seen: nulls (checked above); SQLite reports NOT_FOUND, Feast 0.67's Redis store reports
+        # PRESENT for a key it does not hold (its read path; docs/serving.md)
+        unseen = FieldStatus.NOT_FOUND if env == "local" else FieldStatus.PRESENT
+        assert statuses[(3, "a")] == (unseen,) * 3, env
         assert statuses[(1, "a")] == (FieldStatus.PRESENT,) * 3
     assert _state_rows(spark, project) == 2
 
@@ -305,7 +316,7 @@ def test_materialize_sqlite_and_redis_equal_training_set_incremental_and_faults(
     _land(project, "2024-01-03")
     _run_days(spark, shop["config"], "2024-01-03", "2024-01-03")
     training3 = _training_rows(spark, project, shop["pipeline"], "day3")
-    assert training3[(1, "a")] == (2, 60.0, "web") and training3[(2, "a")] == (2, 8.0, "app")
+    assert training3[(1, "a")] == (3, 70.0, "web") and training3[(2, "a")] == (2, 8.0, "app")
     assert training3[(1, "b")] == training[(1, "b")]
     for env, repo in (("local", sqlite_repo), ("redis", redis_repo)):
         assert main(["materialize", pipeline, "--env", env, "--repo", str(repo)]) == 0
