@@ -348,7 +348,12 @@ def test_materialize_sqlite_and_redis_equal_training_set_incremental_and_faults(
 
     # -- feast's own materialization on the same repository (the baseline) gives the same vectors
     baseline = project / "feast" / "baseline"
-    shutil.copytree(sqlite_repo, baseline, ignore=shutil.ignore_patterns("online_store.db"))
+    shutil.copytree(sqlite_repo, baseline)
+    import sqlite3
+
+    with sqlite3.connect(baseline / "data" / "online_store.db") as db:  # empty the copy's online table
+        db.execute("DELETE FROM shopserve_spend")
+    assert _online(baseline)[0][(1, "a")] == (None, None, None)
     done = feast_cli.run_feast(baseline, "materialize", "2023-12-31T00:00:00", "2024-02-01T00:00:00")
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_same(_online(baseline)[0], training3)
