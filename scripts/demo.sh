@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec .venv/bin/featuremill demo "$@"
+# --serve: ends with a Feast repository in feast/demo, the SQLite online store filled by
+# `featuremill materialize`, and one online vector beside its training row (docs/serving.md)
+exec .venv/bin/featuremill demo --serve feast/demo "$@"

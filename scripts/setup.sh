@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a development/test environment at the repository root:
-#   .venv/ with featuremill (editable) and the tested PySpark + Delta + test dependencies,
+#   .venv/ with featuremill (editable) and the tested PySpark + Delta + test dependencies
+#   (and the online extra: Feast and the Redis client; redis-server comes from scripts/redis.sh),
 #   and the Delta jars resolved from Maven Central into the Ivy cache (~/.ivy2.5.2).
 # Re-running is cheap: pip runs again only when setup.cfg or constraints.txt change, and the
 # jars are fetched only when missing.
@@ -28,7 +29,7 @@ want=$(cat setup.cfg pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   log "installing featuremill and the pinned test dependencies into .venv"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,online]"
   echo "$want" > "$stamp"
 fi
 
@@ -45,4 +46,6 @@ spark.range(1).count()
 spark.stop()
 PY
 fi
+# redis-server for the online-store tests (Debian package; nothing happens when it is installed)
+scripts/redis.sh install || log "warning: could not install redis-server (the Redis online-store tests need it)"
 log "ready: $(.venv/bin/python --version), pyspark $(.venv/bin/python -c 'import pyspark; print(pyspark.__version__)'), delta-spark $delta_version"

@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("fit", "fit the pipeline's preprocessing on a training table and store it versioned"),
     "apply": ("apply", "apply a stored preprocessing state to a table"),
     "select": ("select", "rank and filter the features of a training table (report + kept list)"),
+    "feast-repo": ("feast_repo", "write a Feast repository (definitions, feature_store.yaml) from the pipeline"),
+    "materialize": ("materialize", "write the latest feature row per entity into the Feast online store"),
     "bench": ("bench", "measure the performance targets side by side (PIT join, windows, incremental, scaling)"),
 }
 

@@ -29,6 +29,12 @@ def add_arguments(parser) -> None:
         default="reports/demo",
         help="folder for the quality and feature-selection reports (default reports/demo)",
     )
+    parser.add_argument(
+        "--serve",
+        metavar="DIR",
+        help="finally write a Feast repository in DIR, materialize into its SQLite online store and print one "
+        "online vector beside the same entity's training row (scripts/demo.sh: feast/demo)",
+    )
     add_pipeline_arguments(parser, default=DEFAULT_PIPELINE)
 
 
@@ -65,7 +71,62 @@ def run(args) -> int:
         emit(line)
     if model is not None:
         _model_summary(spark, config, model)
+    if args.serve:
+        _serve(spark, config, args.serve)
     return 0
+
+
+def _serve(spark, config, repo: str) -> None:
+    """Feast repository + materialization into SQLite, then one entity online and in training."""
+    import datetime as _dt
+    import os
+    import sys
+
+    from pyspark.sql import functions as F
+
+    from featuremill.serving import feast_cli
+    from featuremill.serving.materialize import materialize
+    from featuremill.serving.repo import render_repository, repository_views, write_repository
+    from featuremill.storage import io
+    from featuremill.transforms.pit import FeatureSource, point_in_time_join
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors write to the store (local mode)
+    views = repository_views(spark, config)
+    write_repository(render_repository(config, views), repo)
+    feast_cli.apply_in_process(spark, repo, pipeline=config.name)
+    results = materialize(spark, config, repo)
+    emit("")
+    emit(
+        f"online serving (Feast repository {_relative(str(Path(repo).resolve()))}, {config.env.online_store.describe}):"
+    )
+    for r in results:
+        emit(f"  materialize {r.view}: {r.mode}, Delta version {r.table_version}, {r.entities} entities written")
+    view = views[0]
+    fs = config.feature_set(view.feature_set)
+    table = io.read_delta(spark, view.table)
+    key_row = table.orderBy(F.col(view.event_time).desc(), *view.key_names).select(*view.key_names).limit(1).collect()
+    if not key_row:
+        return
+    key = {k: key_row[0][k] for k in view.key_names}
+    features = list(view.feature_names)[:6]
+    from feast import FeatureStore
+
+    online = (
+        FeatureStore(repo_path=str(repo))
+        .get_online_features(features=[f"{view.name}:{f}" for f in features], entity_rows=[key])
+        .to_dict()
+    )
+    now = _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
+    spine = spark.createDataFrame([(*key.values(), now)], [*view.key_names, "label_time"])
+    source = FeatureSource(
+        name=fs.name, frame=table, keys=tuple(fs.entity), event_time=view.event_time, columns=tuple(features)
+    )
+    trained = point_in_time_join(spine, [source], spine_time="label_time").collect()[0]  # one spine row
+    emit(f"  {view.name} for {key}: the online vector and the training row (PIT join at {now:%Y-%m-%d %H:%M:%S}):")
+    _table(
+        ["", *features],
+        [["online", *[_fmt(online[f][0]) for f in features]], ["training", *[_fmt(trained[f]) for f in features]]],
+    )
 
 
 def _model_summary(spark, config, model) -> None:

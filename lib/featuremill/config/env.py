@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from featuremill.config.checker import Checker, join_path, kind_of, read_yaml
-from featuremill.config.model import DEFAULT_MAX_BROADCAST_BYTES, EnvSpec
+from featuremill.config.model import DEFAULT_MAX_BROADCAST_BYTES, ONLINE_STORE_TYPES, EnvSpec, OnlineStoreSpec
 from featuremill.core.errors import ConfigError, ConfigIssue
 
 _ENV_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -60,7 +60,7 @@ def load_env(
         doc,
         "",
         required=("warehouse", "data_root"),
-        optional=("name", "description", "master", "spark", "max_broadcast_mb"),
+        optional=("name", "description", "master", "spark", "max_broadcast_mb", "online_store"),
     )
     checker.raise_if_errors()
     assert data is not None
@@ -88,6 +88,7 @@ def load_env(
     max_mb: float = DEFAULT_MAX_BROADCAST_BYTES / (1024 * 1024)
     if "max_broadcast_mb" in data:
         max_mb = checker.positive_number(data["max_broadcast_mb"], "max_broadcast_mb") or max_mb
+    online_store = _online_store(checker, data.get("online_store"), environ) if "online_store" in data else None
     checker.raise_if_errors()
     cwd = Path.cwd()
     return EnvSpec(
@@ -98,7 +99,32 @@ def load_env(
         master=values.get("master"),
         spark_conf=tuple(spark_conf),
         max_broadcast_bytes=int(max_mb * 1024 * 1024),
+        online_store=online_store or OnlineStoreSpec(),
     )
+
+
+def _online_store(checker: Checker, value, environ: Mapping[str, str]) -> OnlineStoreSpec | None:
+    """``online_store: {type: sqlite, path: data/online_store.db}`` or ``{type: redis, address: HOST:PORT}``."""
+    spec = checker.mapping(value, "online_store", required=("type",), optional=("path", "address"))
+    if spec is None:
+        return None
+    kind = checker.string(spec.get("type"), "online_store.type", choices=ONLINE_STORE_TYPES)
+    values = {}
+    for key in ("path", "address"):
+        if key in spec:
+            text = checker.string(spec[key], f"online_store.{key}")
+            if text is not None:
+                values[key] = _expand_env_vars(text, f"online_store.{key}", checker, environ)
+    address = values.get("address")
+    if address is not None and not re.match(r"^[^:\s]+:\d{1,5}$", address):
+        checker.error("online_store.address", f"expected HOST:PORT (e.g. 127.0.0.1:6379), got {address!r}")
+    if kind == "sqlite" and "address" in values:
+        checker.error("online_store.address", "a sqlite online store has a path, not an address")
+    if kind == "redis" and "path" in values:
+        checker.error("online_store.path", "a redis online store has an address (HOST:PORT), not a path")
+    if kind is None:
+        return None
+    return OnlineStoreSpec(type=kind, **values)
 
 
 #: The environment every pipeline can run in without an environment file: local mode, tables

@@ -197,6 +197,28 @@ class FeatureSetSpec:
         return tuple(f.name for f in self.features)
 
 
+#: Online stores a Feast repository can serve from (``online_store:`` of an environment file).
+ONLINE_STORE_TYPES = ("sqlite", "redis")
+
+
+@dataclass(frozen=True)
+class OnlineStoreSpec:
+    """Where Feast serves features from: ``sqlite`` (a file, embedded; the default) or ``redis``.
+
+    ``path`` is the SQLite file (relative paths are relative to the Feast repository);
+    ``address`` is Redis' ``host:port``.
+    """
+
+    type: str = "sqlite"
+    path: str = "data/online_store.db"
+    address: str = "127.0.0.1:6379"
+
+    @property
+    def describe(self) -> str:
+        """``sqlite at PATH`` / ``redis at HOST:PORT``: how errors name the store."""
+        return f"{self.type} at {self.path if self.type == 'sqlite' else self.address}"
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """Where data lives and how a local session is configured, for one environment."""
@@ -208,6 +230,7 @@ class EnvSpec:
     master: str | None = None
     spark_conf: tuple[tuple[str, str], ...] = ()
     max_broadcast_bytes: int = DEFAULT_MAX_BROADCAST_BYTES
+    online_store: OnlineStoreSpec = field(default_factory=OnlineStoreSpec)
 
 
 @dataclass(frozen=True)

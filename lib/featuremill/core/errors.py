@@ -126,3 +126,12 @@ class PreprocessingError(FeaturemillError):
 
 class SelectionError(FeaturemillError):
     """Feature selection cannot proceed (no usable features, bad label)."""
+
+
+class ServingError(FeaturemillError):
+    """A Feast repository or an online materialization cannot be built as asked (unmappable type,
+    missing table, definition hash that differs from the applied repository, unknown feature)."""
+
+
+class OnlineStoreError(FeaturemillError):
+    """The online store is unreachable or refused a write; nothing was recorded as materialized."""

@@ -50,6 +50,8 @@ class JobKind:
 JOB_KINDS: dict[str, JobKind] = {
     "ingest": JobKind(cli=("run", "--job", "ingest"), script="jobs/ingest.py"),
     "features": JobKind(cli=("run", "--job", "features"), script="jobs/build_features.py"),
+    # args: [--repo, DIR] (the Feast repository of `featuremill feast-repo`); the date is informational
+    "materialize": JobKind(cli=("materialize",), script="jobs/materialize.py"),
 }
 
 BACKOFFS = ("fixed", "exponential")

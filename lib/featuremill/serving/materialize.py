@@ -1,0 +1,241 @@
+"""``featuremill materialize``: the latest row per entity of each feature view, into Feast's online store.
+
+For each view of the generated repository (:mod:`featuremill.serving.repo`):
+
+1. **Refuse a stale repository**: the view's ``featuremill.definition_hash`` tag in the *applied*
+   registry must equal the pipeline's current hash, otherwise nothing is written
+   (:class:`ServingError`: regenerate and ``feast apply``).
+2. **Check the store** answers (:func:`featuremill.serving.online.check_reachable`), before any write.
+3. **Latest row per entity** at the table's current Delta version ``V`` (:func:`latest_rows`):
+   one row per key, the row with the latest event time, ties broken by the larger feature values:
+   the same row featuremill's point-in-time join picks for a label time after every event.
+4. **Incremental**: when a run for the same store, view and definition hash recorded version
+   ``L < V``, only the entities whose latest vector differs between ``L`` and ``V`` are written
+   (a version diff: ``latest(V) EXCEPT ALL latest(L)``); ``L == V`` writes nothing.
+5. **Write from the executors** in batches (:func:`featuremill.serving.online.write_batches`).
+6. **Record** ``V`` in the Delta table ``<tables root>/serving/materializations`` only after every
+   batch of the view was written: a failed or killed run records nothing for the view, so the
+   next run writes the same entities again (writes are upserts: the result is the same).
+
+State table columns: ``store`` (project and store address), ``view``, ``definition_hash``,
+``table_version`` (bigint), ``entities`` (bigint: rows written), ``mode`` (full, incremental,
+unchanged), ``materialized_at`` (timestamp); one row per view and run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from featuremill.config import PipelineConfig
+from featuremill.core.errors import OnlineStoreError, ServingError
+from featuremill.core.sql import col
+from featuremill.serving import online
+from featuremill.serving.repo import STORE_FILE, TAG_HASH, ViewSpec, repository_views
+from featuremill.storage import io
+
+log = logging.getLogger(__name__)
+
+_VALUE = "__fm_latest"
+_VALUE_TYPE_NAMES = {"Int64": "INT64", "Int32": "INT32", "String": "STRING", "Bytes": "BYTES", "Bool": "BOOL"}
+
+
+@dataclass(frozen=True)
+class Materialized:
+    """What one view's materialization did."""
+
+    view: str
+    mode: str  # full | incremental | unchanged
+    from_version: int | None
+    table_version: int
+    entities: int
+
+
+def state_path(config: PipelineConfig) -> str:
+    return f"{config.tables.root}/serving/materializations"
+
+
+def latest_rows(frame, *, keys: Sequence[str], event_time: str, columns: Sequence[str]):
+    """DataFrame -> DataFrame: one row per key (``keys``, ``event_time``, ``columns``).
+
+    The row with the latest event time; among rows with the same event time the one with the
+    larger feature values (compared in ``columns`` order), as in
+    :func:`featuremill.transforms.pit.point_in_time_join`. Rows with a null key or event time are
+    never served (the point-in-time join never matches them either).
+    """
+    from pyspark.sql import functions as F
+
+    usable = frame
+    for k in (*keys, event_time):
+        usable = usable.where(col(k).isNotNull())
+    latest = usable.groupBy(*[col(k) for k in keys]).agg(
+        F.max(F.struct(col(event_time).alias(event_time), *[col(c).alias(c) for c in columns])).alias(_VALUE)
+    )
+    return latest.select(*[col(k) for k in keys], *[F.col(f"{_VALUE}.`{c}`").alias(c) for c in (event_time, *columns)])
+
+
+def changed_rows(current, previous):
+    """Rows of ``current`` (latest per entity at ``V``) not identical in ``previous`` (at ``L``)."""
+    return current.exceptAll(previous)
+
+
+def _last_recorded(spark, config: PipelineConfig, store: str, view: ViewSpec) -> int | None:
+    from pyspark.sql import functions as F
+
+    path = state_path(config)
+    if io.delta_version(spark, path) is None:
+        return None
+    row = (
+        io.read_delta(spark, path)
+        .where(F.col("store") == store)
+        .where(F.col("view") == view.name)
+        .where(F.col("definition_hash") == view.definition_hash)
+        .agg(F.max("table_version").alias("v"))
+        .collect()[0]  # one aggregate row
+    )
+    return None if row["v"] is None else int(row["v"])
+
+
+def _record(spark, config: PipelineConfig, store: str, view: ViewSpec, result: Materialized) -> None:
+    row = [
+        (
+            store,
+            view.name,
+            view.definition_hash,
+            result.table_version,
+            result.entities,
+            result.mode,
+            dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+        )
+    ]
+    schema = (
+        "store string, view string, definition_hash string, table_version bigint, entities bigint, mode string, "
+        "materialized_at timestamp"
+    )
+    spark.createDataFrame(row, schema).write.format("delta").mode("append").save(state_path(config))
+
+
+def applied_views(repo: str | Path, names: Sequence[str]) -> dict:
+    """The applied registry's feature views by name (raises naming the ones never applied)."""
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(repo))
+    applied = {fv.name: fv for fv in store.list_feature_views()}
+    missing = [n for n in names if n not in applied]
+    if missing:
+        raise ServingError(
+            f"feature view(s) {', '.join(missing)} are not in the applied registry of {repo}; regenerate and apply "
+            f"the repository: featuremill feast-repo PIPELINE --out {repo} --apply"
+        )
+    return applied
+
+
+def check_hashes(views: Sequence[ViewSpec], applied: dict, repo: str | Path) -> None:
+    """Refuse (:class:`ServingError`) a view whose applied definition hash is not the pipeline's."""
+    for view in views:
+        found = applied[view.name].tags.get(TAG_HASH)
+        if found != view.definition_hash:
+            raise ServingError(
+                f"feature view {view.name!r}: the repository {repo} was applied with definition hash {found}, the "
+                f"pipeline now has {view.definition_hash}; regenerate and apply it "
+                f"(featuremill feast-repo PIPELINE --out {repo} --apply) before materializing"
+            )
+
+
+def materialize(
+    spark,
+    config: PipelineConfig,
+    repo: str | Path,
+    *,
+    views: Sequence[str] | None = None,
+    full: bool = False,
+    batch_rows: int = online.DEFAULT_BATCH_ROWS,
+) -> list[Materialized]:
+    """Materialize the repository's views (all, or those named) into its online store; see module docstring."""
+    repo = Path(repo).resolve()
+    store_yaml = (repo / STORE_FILE).read_text() if (repo / STORE_FILE).is_file() else None
+    if store_yaml is None:
+        raise ServingError(f"{repo} has no {STORE_FILE}; generate it with featuremill feast-repo PIPELINE --out {repo}")
+    specs = repository_views(spark, config)
+    if views:
+        unknown = [n for n in views if n not in {v.name for v in specs}]
+        if unknown:
+            raise ServingError(
+                f"unknown feature view(s) {', '.join(unknown)} (the repository has {', '.join(v.name for v in specs)})"
+            )
+        specs = [v for v in specs if v.name in views]
+    applied = applied_views(repo, [v.name for v in specs])
+    check_hashes(specs, applied, repo)
+    store = config.env.online_store
+    online.check_reachable(store, repo)
+    store_id = f"{config.name}|{online.store_address(store, repo)}"
+    results = []
+    for view in specs:
+        results.append(
+            _materialize_view(
+                spark,
+                config,
+                view,
+                applied[view.name],
+                repo=repo,
+                store_yaml=store_yaml,
+                store_id=store_id,
+                full=full,
+                batch_rows=batch_rows,
+            )
+        )
+    return results
+
+
+def _materialize_view(spark, config, view: ViewSpec, applied_view, *, repo, store_yaml, store_id, full, batch_rows):
+    version = io.delta_version(spark, view.table)
+    if version is None:
+        raise ServingError(f"no Delta table at {view.table} for view {view.name!r}")
+    last = None if full else _last_recorded(spark, config, store_id, view)
+    if last is not None and last >= version:
+        log.info("view %s: Delta version %d already in %s; nothing to write", view.name, version, store_id)
+        return Materialized(view.name, "unchanged", last, version, 0)
+    args = {"keys": view.key_names, "event_time": view.event_time, "columns": view.feature_names}
+    rows = latest_rows(io.read_delta(spark, view.table, version=version), **args)
+    mode = "full"
+    if last is not None:
+        try:
+            previous = latest_rows(io.read_delta(spark, view.table, version=last), **args)
+            rows = changed_rows(rows, previous)
+            mode = "incremental"
+        except Exception as exc:  # the old version was vacuumed: fall back to a full write
+            log.warning("view %s: version %d no longer readable (%s); materializing in full", view.name, last, exc)
+    join_keys = {k: _VALUE_TYPE_NAMES[t] for k, t in view.keys}
+    written = online.write_batches(
+        rows,
+        repo=str(repo),
+        store_yaml=store_yaml,
+        view_proto=applied_view.to_proto().SerializeToString(),
+        join_keys=join_keys,
+        batch_rows=batch_rows,
+    )
+    from pyspark.sql import functions as F
+
+    try:
+        entities = written.agg(F.sum("rows").alias("n")).collect()[0]["n"] or 0  # one aggregate row
+    except Exception as exc:
+        raise OnlineStoreError(
+            f"online store {online.store_address(config.env.online_store, repo)}: writing view {view.name!r} "
+            f"failed ({_first_line(exc)}); nothing was recorded, the next run writes the same entities again"
+        ) from None
+    result = Materialized(view.name, mode, last, version, int(entities))
+    _record(spark, config, store_id, view, result)
+    log.info("view %s: %s materialization of Delta version %d: %d entities written", view.name, mode, version, entities)
+    return result
+
+
+def _first_line(exc: BaseException) -> str:
+    """The Python exception line of a failed Spark task (``redis.exceptions.ConnectionError: ...``)."""
+    import re
+
+    text = str(exc)
+    found = re.findall(r"^\s*([\w.]*(?:Error|Exception): .+)$", text, flags=re.MULTILINE)
+    return (found[-1] if found else (text.splitlines() or [type(exc).__name__])[0]).strip()[:300]
