@@ -45,4 +45,6 @@ spark.range(1).count()
 spark.stop()
 PY
 fi
+# the Kafka broker of the streaming tests (scripts/kafka.sh; jars cached after the first time)
+scripts/kafka.sh install
 log "ready: $(.venv/bin/python --version), pyspark $(.venv/bin/python -c 'import pyspark; print(pyspark.__version__)'), delta-spark $delta_version"

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("fit", "fit the pipeline's preprocessing on a training table and store it versioned"),
     "apply": ("apply", "apply a stored preprocessing state to a table"),
     "select": ("select", "rank and filter the features of a training table (report + kept list)"),
+    "stream": ("stream", "compute a feature set from its source's Kafka or Delta stream (micro-batches, exactly once)"),
     "bench": ("bench", "measure the performance targets side by side (PIT join, windows, incremental, scaling)"),
 }
 
