@@ -158,18 +158,18 @@ def value(event: dict) -> bytes:
     return json.dumps(event).encode()
 
 
-def produce(topic: str, values: list[bytes], *, keys: list[bytes | None] | None = None) -> None:
-    """Produce ``values`` to ``topic`` with a real Kafka client, waiting for every acknowledgement."""
+def produce(topic: str, values: list[bytes | None], *, keys: list[bytes | None] | None = None) -> list[tuple[int, int]]:
+    """Produce ``values`` to ``topic`` with a real Kafka client, waiting for every acknowledgement;
+    returns the (partition, offset) the broker gave each record."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5, retries=5)
     try:
         futures = [
-            producer.send(topic, value=v, key=(keys[i] if keys else None)) for i, v in enumerate(values)
+            producer.send(topic, value=v, key=(keys[i] if keys else (b"tombstone" if v is None else None))) for i, v in enumerate(values)
         ]
         producer.flush(timeout=60)
-        for f in futures:
-            f.get(timeout=60)
+        return [(m.partition, m.offset) for m in (f.get(timeout=60) for f in futures)]
     finally:
         producer.close()
 
