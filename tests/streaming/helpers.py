@@ -91,8 +91,17 @@ quality:
 """
 
 FEATURES = (
-    "n_1h", "n_1d", "amount_sum_1d", "amount_sum_7d", "amount_mean_7d", "amount_std_7d", "amount_max_1d",
-    "web_n_7d", "prev_amount", "secs_since_prev", "ratio_1d_7d",
+    "n_1h",
+    "n_1d",
+    "amount_sum_1d",
+    "amount_sum_7d",
+    "amount_mean_7d",
+    "amount_std_7d",
+    "amount_max_1d",
+    "web_n_7d",
+    "prev_amount",
+    "secs_since_prev",
+    "ratio_1d_7d",
 )
 
 
@@ -166,7 +175,8 @@ def produce(topic: str, values: list[bytes | None], *, keys: list[bytes | None] 
     producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5, retries=5)
     try:
         futures = [
-            producer.send(topic, value=v, key=(keys[i] if keys else (b"tombstone" if v is None else None))) for i, v in enumerate(values)
+            producer.send(topic, value=v, key=(keys[i] if keys else (b"tombstone" if v is None else None)))
+            for i, v in enumerate(values)
         ]
         producer.flush(timeout=60)
         return [(m.partition, m.offset) for m in (f.get(timeout=60) for f in futures)]
@@ -198,8 +208,16 @@ def run_stream(root: Path, *, crash: str | None = None, timeout: int = 300) -> s
     if crash:
         cmd = [sys.executable, "-m", "tests.streaming.stream_child", str(pipeline), crash]
     else:
-        cmd = [sys.executable, "-m", "featuremill", "stream", str(pipeline), "--feature-set", "activity",
-               "--available-now"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "featuremill",
+            "stream",
+            str(pipeline),
+            "--feature-set",
+            "activity",
+            "--available-now",
+        ]
     return subprocess.run(cmd, cwd=root, env=child_env(), capture_output=True, text=True, timeout=timeout)
 
 
@@ -211,16 +229,25 @@ def reference_features(spark, config, valid: list[dict]):
 
     source = config.source("tx")
     rows = [
-        (e["event_id"], int(e["customer_id"]), dt.datetime.strptime(e["ts"], "%Y-%m-%d %H:%M:%S"), float(e["amount"]),
-         e["channel"])
+        (
+            e["event_id"],
+            int(e["customer_id"]),
+            dt.datetime.strptime(e["ts"], "%Y-%m-%d %H:%M:%S"),
+            float(e["amount"]),
+            e["channel"],
+        )
         for e in valid
     ]
     df = spark.createDataFrame(rows, "event_id string, customer_id bigint, ts timestamp, amount double, channel string")
     df = df.withColumn("event_date", F.to_date("ts"))
     del source
     return build_feature_frame(
-        df, config=config, feature_set=config.feature_set("activity"), dimensions={},
-        start=dt.date(2000, 1, 1), end=dt.date(9999, 12, 31),
+        df,
+        config=config,
+        feature_set=config.feature_set("activity"),
+        dimensions={},
+        start=dt.date(2000, 1, 1),
+        end=dt.date(9999, 12, 31),
     )
 
 

@@ -50,13 +50,18 @@ def streamed(kafka_broker, tmp_path_factory, spark):
     # Second run (a restart from the checkpoint): late events, a late and a timely duplicate of
     # first-run events, and new events that change the latest feature rows.
     newest = max(dt.datetime.strptime(e["ts"], "%Y-%m-%d %H:%M:%S") for e in good)
-    late = [dict(good[40], event_id=f"late{i}", ts=(newest - dt.timedelta(hours=30 + i)).strftime("%Y-%m-%d %H:%M:%S"))
-            for i in range(3)]
-    recent = next(e for e in reversed(good) if dt.datetime.strptime(e["ts"], "%Y-%m-%d %H:%M:%S") > newest - dt.timedelta(hours=6))
+    late = [
+        dict(good[40], event_id=f"late{i}", ts=(newest - dt.timedelta(hours=30 + i)).strftime("%Y-%m-%d %H:%M:%S"))
+        for i in range(3)
+    ]
+    recent = next(
+        e for e in reversed(good) if dt.datetime.strptime(e["ts"], "%Y-%m-%d %H:%M:%S") > newest - dt.timedelta(hours=6)
+    )
     more = h.good_events(30, seed=9, days=1, prefix="n")
     for e in more:
-        e["ts"] = (dt.datetime.strptime(e["ts"], "%Y-%m-%d %H:%M:%S") + (newest.replace(hour=0, minute=0, second=0) - h.T0)
-                   ).strftime("%Y-%m-%d %H:%M:%S")
+        e["ts"] = (
+            dt.datetime.strptime(e["ts"], "%Y-%m-%d %H:%M:%S") + (newest.replace(hour=0, minute=0, second=0) - h.T0)
+        ).strftime("%Y-%m-%d %H:%M:%S")
     values2 = [h.value(e) for e in late] + [h.value(good[3]), h.value(recent)] + [h.value(e) for e in more]
     expected_rules["late"] += len(late) + 1  # good[3] is days older than the newest event seen
     expected_rules["duplicate"] += 1  # recent: within the lateness, already kept by the first run

@@ -103,7 +103,9 @@ def parse_streams(checker: Checker, sources_doc: Any, sources: Mapping[str, Sour
         source = sources.get(str(name))
         if source is not None and source.kind != "events":
             checker.error(path, f"only events sources can be streamed; {name!r} is a {source.kind}")
-        kind = checker.string(spec.get("type"), join_path(path, "type"), choices=STREAM_TYPES) if "type" in spec else None
+        kind = (
+            checker.string(spec.get("type"), join_path(path, "type"), choices=STREAM_TYPES) if "type" in spec else None
+        )
         servers = topic = None
         if kind == "kafka":
             for key in ("bootstrap_servers", "topic"):
@@ -114,7 +116,9 @@ def parse_streams(checker: Checker, sources_doc: Any, sources: Mapping[str, Sour
             if "topic" in spec:
                 topic = checker.string(spec["topic"], join_path(path, "topic"))
                 if topic and not all(c.isalnum() or c in "._-" for c in topic):
-                    checker.error(join_path(path, "topic"), f"{topic!r} is not a Kafka topic name (letters, digits, . _ -)")
+                    checker.error(
+                        join_path(path, "topic"), f"{topic!r} is not a Kafka topic name (letters, digits, . _ -)"
+                    )
         elif kind == "delta":
             for key in ("bootstrap_servers", "topic", "value_format", "starting_offsets", "options"):
                 if key in spec:
@@ -137,7 +141,9 @@ def parse_streams(checker: Checker, sources_doc: Any, sources: Mapping[str, Sour
             lateness = _lateness(checker, spec["allowed_lateness"], join_path(path, "allowed_lateness"))
         max_records = None
         if "max_records_per_batch" in spec:
-            max_records = checker.integer(spec["max_records_per_batch"], join_path(path, "max_records_per_batch"), minimum=1)
+            max_records = checker.integer(
+                spec["max_records_per_batch"], join_path(path, "max_records_per_batch"), minimum=1
+            )
         trigger = 5
         if "trigger" in spec:
             trigger = checker.duration(spec["trigger"], join_path(path, "trigger")) or 5
@@ -178,7 +184,6 @@ def stream_of(config, source: str) -> StreamSpec:
     streams = config.section("streams", {}) or {}
     if source not in streams:
         raise KeyError(
-            f"source {source!r} declares no stream: add a `stream:` block to sources.{source} "
-            "(see docs/streaming.md)"
+            f"source {source!r} declares no stream: add a `stream:` block to sources.{source} (see docs/streaming.md)"
         )
     return streams[source]

@@ -115,8 +115,15 @@ class BatchResult:
 class _BatchProcessor:
     """The ``foreachBatch`` function of one query (see the module docstring for the steps)."""
 
-    def __init__(self, config: PipelineConfig, feature_set: FeatureSetSpec, stream: StreamSpec, paths: StreamPaths,
-                 *, hook: BatchHook | None = None):
+    def __init__(
+        self,
+        config: PipelineConfig,
+        feature_set: FeatureSetSpec,
+        stream: StreamSpec,
+        paths: StreamPaths,
+        *,
+        hook: BatchHook | None = None,
+    ):
         self.config = config
         self.feature_set = feature_set
         self.stream = stream
@@ -223,15 +230,24 @@ class _BatchProcessor:
                 rows = stream_valid_rows(flagged, source=source, stream_id=self._query_id, batch_id=batch_id)
                 _append(rows, self.paths.validated, tag, partition_by=[EVENT_DATE])
                 self.hook("validated", batch_id)
-                starts = batch_starts(flagged.where(col(RULE).isNull()), entity=self.feature_set.entity,
-                                      event_time=source.event_time)
+                starts = batch_starts(
+                    flagged.where(col(RULE).isNull()), entity=self.feature_set.entity, event_time=source.event_time
+                )
                 output_rows = self._merge_features(spark, starts, valid_row["t_min"], tag)
             self.hook("features", batch_id)
         finally:
             flagged.unpersist()
         return self._record(
-            spark, batch_id, started, input_rows=input_rows, valid=valid, quarantined=quarantined, by_rule=by_rule,
-            output_rows=output_rows, max_event=valid_row["t_max"] if valid_row else None, kafka_min=k_min,
+            spark,
+            batch_id,
+            started,
+            input_rows=input_rows,
+            valid=valid,
+            quarantined=quarantined,
+            by_rule=by_rule,
+            output_rows=output_rows,
+            max_event=valid_row["t_max"] if valid_row else None,
+            kafka_min=k_min,
         )
 
     # ------------------------------------------------------------------ delta
@@ -253,8 +269,16 @@ class _BatchProcessor:
             output_rows = self._merge_features(spark, starts, t_min, tag)
         self.hook("features", batch_id)
         return self._record(
-            spark, batch_id, started, input_rows=rows, valid=rows, quarantined=0, by_rule={"valid": rows},
-            output_rows=output_rows, max_event=t_max, kafka_min=None,
+            spark,
+            batch_id,
+            started,
+            input_rows=rows,
+            valid=rows,
+            quarantined=0,
+            by_rule={"valid": rows},
+            output_rows=output_rows,
+            max_event=t_max,
+            kafka_min=None,
         )
 
     # ------------------------------------------------------------------ features
@@ -290,8 +314,20 @@ class _BatchProcessor:
         return _upsert(spark, frame, self.paths.features, keys=keys, from_date=from_date, tag=tag)
 
     # ------------------------------------------------------------------ run log
-    def _record(self, spark, batch_id: int, started: float, *, input_rows: int, valid: int, quarantined: int,
-                by_rule: dict, output_rows: int, max_event, kafka_min) -> BatchResult:
+    def _record(
+        self,
+        spark,
+        batch_id: int,
+        started: float,
+        *,
+        input_rows: int,
+        valid: int,
+        quarantined: int,
+        by_rule: dict,
+        output_rows: int,
+        max_event,
+        kafka_min,
+    ) -> BatchResult:
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         duration = time.monotonic() - started
         record = RunRecord(
@@ -313,17 +349,27 @@ class _BatchProcessor:
             batch_duration_s=duration,
             produce_to_table_max_s=latency,
         )
-        record.details = {"batch_id": batch_id, "by_rule": by_rule, "stream_type": self.stream.type,
-                          "late": by_rule.get("late", 0)}
+        record.details = {
+            "batch_id": batch_id,
+            "by_rule": by_rule,
+            "stream_type": self.stream.type,
+            "late": by_rule.get("late", 0),
+        }
         record.busy_s = duration
         record.finish("succeeded")
         append_run(spark, self.config.tables.run_log, record)
         freshness = record.metrics.get("freshness_s")
         log.info(
             "stream %s batch %d: %d records, %d valid, %d quarantined (%s), %d feature rows, %.1f s, freshness %s",
-            self.feature_set.name, batch_id, input_rows, valid, quarantined,
+            self.feature_set.name,
+            batch_id,
+            input_rows,
+            valid,
+            quarantined,
             ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items()) if k != "valid") or "none",
-            output_rows, duration, f"{freshness:.1f} s" if freshness is not None else "n/a",
+            output_rows,
+            duration,
+            f"{freshness:.1f} s" if freshness is not None else "n/a",
         )
         return BatchResult(batch_id, input_rows, valid, quarantined, by_rule, output_rows, duration, freshness, latency)
 
@@ -435,8 +481,10 @@ def run_stream(
         .option("checkpointLocation", paths.checkpoint)
         .queryName(f"featuremill_{config.name}_{fs.name}")
     )
-    writer = writer.trigger(availableNow=True) if available_now else writer.trigger(
-        processingTime=f"{stream.trigger_seconds} seconds"
+    writer = (
+        writer.trigger(availableNow=True)
+        if available_now
+        else writer.trigger(processingTime=f"{stream.trigger_seconds} seconds")
     )
     log.info(
         "stream %s: %s %s -> %s (checkpoint %s, %s)",

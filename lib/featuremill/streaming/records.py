@@ -69,7 +69,8 @@ def kafka_records(kafka, *, source: SourceSpec):
     from pyspark.sql import types as T
 
     schema = T.StructType(
-        [T.StructField(c.name, T.StringType()) for c in source.columns] + [T.StructField(CORRUPT_RECORD, T.StringType())]
+        [T.StructField(c.name, T.StringType()) for c in source.columns]
+        + [T.StructField(CORRUPT_RECORD, T.StringType())]
     )
     value = F.col("value").cast("string")
     parsed = F.from_json(value, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_RECORD})
@@ -143,8 +144,10 @@ def with_late_flagged(classified, *, event_time: str, watermark):
     reason = F.concat(
         F.lit("late event: event time "),
         col(event_time).cast("string"),
-        F.lit(f" is before the stream's watermark {watermark.isoformat(sep=' ')} (newest event time seen minus the "
-              "allowed lateness)"),
+        F.lit(
+            f" is before the stream's watermark {watermark.isoformat(sep=' ')} (newest event time seen minus the "
+            "allowed lateness)"
+        ),
     )
     return classified.withColumn(REASON, F.when(late, reason).otherwise(col(REASON))).withColumn(
         RULE, F.when(late, F.lit("late")).otherwise(col(RULE))
