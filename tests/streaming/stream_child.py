@@ -20,11 +20,10 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from featuremill.config import load_pipeline
     from featuremill.core.session import get_spark
-    from featuremill.streaming.job import local_packages, run_stream
+    from featuremill.streaming.job import local_conf, run_stream
 
     config = load_pipeline(pipeline, env="local")
-    conf = dict(config.env.spark_conf)
-    conf["spark.jars.packages"] = local_packages()
+    conf = local_conf(dict(config.env.spark_conf))
     spark = get_spark("featuremill-stream-child", master=config.env.master, conf=conf)
 
     def hook(reached: str, batch_id: int) -> None:

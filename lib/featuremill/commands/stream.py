@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from featuremill.core.session import detect_runtime, get_spark
-    from featuremill.streaming.job import StreamError, local_packages, run_stream
+    from featuremill.streaming.job import StreamError, local_conf, run_stream
 
     config = load_config(args)
     try:
@@ -30,8 +30,8 @@ def run(args) -> int:
     except KeyError as exc:
         raise StreamError(str(exc.args[0])) from None
     conf = dict(config.env.spark_conf)
-    if detect_runtime().name == "local" and "spark.jars.packages" not in conf and "spark.jars" not in conf:
-        conf["spark.jars.packages"] = local_packages()  # Delta plus Spark's Kafka connector
+    if detect_runtime().name == "local":
+        conf = local_conf(conf)  # Delta plus Spark's Kafka connector
     spark = get_spark(f"featuremill-stream-{config.name}-{args.feature_set}", master=config.env.master, conf=conf)
     results = run_stream(
         spark,
