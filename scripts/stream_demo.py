@@ -115,7 +115,7 @@ def main(argv: list[str]) -> int:
             daemon=True,
         )
         producer.start()
-        # The stream runs 45 s longer than the producer: its start-up and first micro-batch take
+        # The stream runs 90 s longer than the producer: its start-up and first micro-batch take
         # a while on a small machine, and the last events should reach the table.
         # A fresh checkpoint per demo run: the broker's topic is new each time it starts.
         checkpoint = ROOT / "warehouse" / "demo" / "stream" / FEATURE_SET / f"_checkpoint-{uuid.uuid4().hex[:8]}"
@@ -125,7 +125,7 @@ def main(argv: list[str]) -> int:
             flush=True,
         )
         featuremill(
-            "stream", str(PIPELINE), "--feature-set", FEATURE_SET, "--duration", str(args.seconds + 45),
+            "stream", str(PIPELINE), "--feature-set", FEATURE_SET, "--duration", str(args.seconds + 90),
             "--checkpoint", str(checkpoint), "--log-level", "WARNING",
         )  # fmt: skip
         stop.set()

@@ -399,7 +399,6 @@ def _upsert(spark, frame, path: str, *, keys, from_date: dt.date, tag: CommitTag
         return int(metrics.get("numOutputRows", 0))
     from delta.tables import DeltaTable
 
-    before = io.delta_version(spark, path)
     on = " AND ".join(
         [f"t.{quote_identifier(k)} <=> s.{quote_identifier(k)}" for k in keys]
         + [f"t.{quote_identifier(EVENT_DATE)} >= DATE'{from_date.isoformat()}'"]
@@ -409,11 +408,12 @@ def _upsert(spark, frame, path: str, *, keys, from_date: dt.date, tag: CommitTag
     builder = DeltaTable.forPath(spark, path).alias("t").merge(frame.alias("s"), on)
     builder = builder.whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll()
     with session_commit_tag(spark, tag):
-        builder.execute()
-    if io.delta_version(spark, path) == before:
+        # MERGE returns its counts as one row (none, or zeros, when Delta skipped it as committed)
+        result = builder.execute().first()
+    if result is None:
         return 0
-    metrics = io.last_operation_metrics(spark, path)
-    return int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0))
+    counts = result.asDict()
+    return int(counts.get("num_inserted_rows") or 0) + int(counts.get("num_updated_rows") or 0)
 
 
 def local_packages() -> str:
