@@ -11,7 +11,8 @@
 # Environment: KAFKA_PORT (broker, default 19092), KAFKA_CONTROLLER_PORT (default 19093),
 # KAFKA_STATE_DIR (pid file, log and data dir; default /tmp/featuremill-kafka-$KAFKA_PORT),
 # FEATUREMILL_KAFKA_JARS (jar cache; default ~/.cache/featuremill/kafka-<version>),
-# KAFKA_HEAP (default 512m).
+# KAFKA_HEAP (default 512m), FEATUREMILL_KAFKA_RESOLVER=ivy (resolve with pyspark's Ivy even when mvn exists;
+# without mvn Ivy is used anyway).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,11 +29,26 @@ install() {
   if [ -f "$jars/.complete" ]; then
     return 0
   fi
-  command -v mvn >/dev/null 2>&1 || { log "mvn not found: install Maven (apt-get install maven)"; exit 1; }
   log "resolving Apache Kafka $kafka_version broker jars from Maven Central into $jars (first time only)"
   mkdir -p "$jars"
-  mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies >&2 \
-    -DoutputDirectory="$jars" -DincludeScope=runtime
+  if [ "${FEATUREMILL_KAFKA_RESOLVER:-}" != ivy ] && command -v mvn >/dev/null 2>&1; then
+    mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies >&2 \
+      -DoutputDirectory="$jars" -DincludeScope=runtime
+  else
+    # No Maven: the Ivy jar inside pyspark resolves the same artifacts from Maven Central.
+    local ivy
+    ivy=$(ls .venv/lib/python3*/site-packages/pyspark/jars/ivy-*.jar 2>/dev/null | head -1)
+    [ -n "$ivy" ] || { log "neither mvn nor pyspark's Ivy found: run scripts/setup.sh or install Maven"; exit 1; }
+    local slf4j
+    slf4j=$(sed -n '/<artifactId>slf4j-simple</{n;s:.*<version>\(.*\)</version>.*:\1:p}' scripts/kafka/pom.xml)
+    for module in "org.apache.kafka kafka_2.13 $kafka_version" "org.slf4j slf4j-simple $slf4j" \
+      "org.slf4j slf4j-api $slf4j"; do
+      # shellcheck disable=SC2086
+      java -jar "$ivy" -dependency $module -confs default -retrieve "$jars/[artifact]-[revision].[ext]" \
+        -cache "${FEATUREMILL_IVY_DIR:-$HOME/.ivy2.5.2}/cache" >/dev/null
+    done
+    rm -f "$jars"/slf4j-api-1.*.jar  # Kafka's own 1.7 API; the 2.x API and binding replace it, as in the pom
+  fi
   ls "$jars"/kafka_2.13-"$kafka_version".jar >/dev/null
   touch "$jars/.complete"
 }
