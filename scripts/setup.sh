@@ -48,4 +48,6 @@ PY
 fi
 # redis-server for the online-store tests (Debian package; nothing happens when it is installed)
 scripts/redis.sh install || log "warning: could not install redis-server (the Redis online-store tests need it)"
+# the Kafka broker of the streaming tests (scripts/kafka.sh; jars cached after the first time)
+scripts/kafka.sh install
 log "ready: $(.venv/bin/python --version), pyspark $(.venv/bin/python -c 'import pyspark; print(pyspark.__version__)'), delta-spark $delta_version"

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "select": ("select", "rank and filter the features of a training table (report + kept list)"),
     "feast-repo": ("feast_repo", "write a Feast repository (definitions, feature_store.yaml) from the pipeline"),
     "materialize": ("materialize", "write the latest feature row per entity into the Feast online store"),
+    "stream": ("stream", "compute a feature set from its source's Kafka or Delta stream (micro-batches, exactly once)"),
     "bench": ("bench", "measure the performance targets side by side (PIT join, windows, incremental, scaling)"),
 }
 

@@ -12,6 +12,7 @@ from featuremill.config.env import builtin_local_env, find_env_file, load_env
 from featuremill.config.feature_sets import parse_feature_sets
 from featuremill.config.model import EnvSpec, FeatureSetSpec, PipelineConfig, SourceSpec
 from featuremill.config.sources import parse_sources
+from featuremill.config.streams import parse_streams
 
 
 def load_pipeline(
@@ -90,6 +91,9 @@ def parse_pipeline(doc: Any, *, file: str, env: EnvSpec) -> PipelineConfig:
     feature_sets = parse_feature_sets(checker, top.get("feature_sets"), by_name) if "feature_sets" in top else ()
     context = SectionContext(file=file, sources=tuple(sources), feature_sets=tuple(feature_sets), env=env, document=top)
     sections: dict[str, Any] = {}
+    streams = parse_streams(checker, top.get("sources"), by_name) if "sources" in top else {}
+    if streams:
+        sections["streams"] = streams
     for key, target in SECTIONS.items():
         if key in top:
             sections[key] = _section_parser(target)(checker, top[key], key, context)

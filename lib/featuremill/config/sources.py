@@ -103,6 +103,7 @@ def parse_sources(checker: Checker, value: Any, env: EnvSpec) -> list[SourceSpec
                 "event_time",
                 "max_broadcast_mb",
                 "allow_empty",
+                "stream",  # parsed by featuremill.config.streams
             ),
         )
         if spec is None:

@@ -1,0 +1,549 @@
+"""The streaming feature job: a Kafka (or Delta) stream of an events source -> the feature table.
+
+One Structured Streaming query per feature set; every micro-batch runs, in ``foreachBatch``:
+
+1. (kafka) parse each record's JSON value against the source's declared columns and classify it
+   with the batch ingest's checks (type parsing, required fields, non-finite values, the
+   ``quarantine`` quality rules of ``validated.<source>``); valid events older than the watermark
+   (the newest event time of the earlier micro-batches minus ``allowed_lateness``) become ``late``;
+   duplicates by the source key, within the micro-batch and against the events earlier
+   micro-batches kept, become ``duplicate``;
+2. count the verdicts (one small aggregate) and append the rejected records to the stream's
+   quarantine table (topic, partition, offset, raw value, rule, reason) and the valid events to
+   the stream's validated table;
+3. for the entities of the micro-batch, read their events from the earliest new event's date
+   minus the feature set's lookback, compute the feature set with the batch implementation
+   (:func:`featuremill.pipelines.build_features.build_feature_frame`), keep each entity's rows at
+   or after its earliest new event (the only rows new events can change) and MERGE them into the
+   feature table on (entity keys, event time);
+4. append the micro-batch's metrics to the run log.
+
+Exactly once: every Delta write of a micro-batch carries ``txnAppId`` =
+``featuremill/<pipeline>/stream/<feature set>/<query id>`` (the query id is stored in the
+checkpoint: a restart keeps it, a new checkpoint gets a new one) and ``txnVersion`` = the batch
+id. Spark replays a micro-batch whose checkpoint commit is missing with the same offsets; Delta
+skips each write that already committed, and step 1 of the replay excludes the replayed batch's own
+rows from its duplicate check and watermark, so the replay classifies exactly as the first attempt.
+
+Tables (under ``<warehouse>/<pipeline>/stream/<feature set>/``): ``validated``, ``quarantine``,
+``_checkpoint``; the feature table is the batch job's, ``features/<set>``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from featuremill.config import FeatureSetSpec, PipelineConfig
+from featuremill.config.streams import StreamSpec, stream_of
+from featuremill.core.errors import FeaturemillError
+from featuremill.core.sql import col, quote_identifier
+from featuremill.pipelines.build_features import _dimension_frame, build_feature_frame, lookback_days
+from featuremill.pipelines.preprocess import helper_lookback_days
+from featuremill.quality.gate import TableGate
+from featuremill.storage import io
+from featuremill.storage.io import CommitTag, session_commit_tag
+from featuremill.storage.ledger import RunRecord, append_run
+from featuremill.streaming.records import (
+    BATCH_ID,
+    KAFKA_TIMESTAMP,
+    STREAM_ID,
+    batch_starts,
+    kafka_records,
+    stream_quarantine_rows,
+    stream_valid_rows,
+    with_late_flagged,
+    with_stream_classification,
+)
+from featuremill.transforms.ingest import EVENT_DATE, INGEST_DATE, RULE, with_duplicates_flagged
+
+log = logging.getLogger(__name__)
+
+#: Spark's Kafka connector (4.0.1 is not served: its token-provider jar is missing).
+KAFKA_PACKAGE = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0"
+_FAR_FUTURE = dt.date(9999, 12, 31)
+
+#: ``hook(stage, batch_id)``, called after each step of a micro-batch: ``classified`` (before any
+#: write), ``quarantine``, ``validated``, ``features`` (after those Delta commits). Tests use it to
+#: kill the process at each point.
+BatchHook = Callable[[str, int], None]
+
+
+class StreamError(FeaturemillError):
+    """The streaming query stopped with an error, or cannot start."""
+
+
+@dataclass(frozen=True)
+class StreamPaths:
+    """Where a feature set's stream keeps its tables and checkpoint."""
+
+    validated: str
+    quarantine: str
+    checkpoint: str
+    features: str
+
+
+def stream_paths(config: PipelineConfig, feature_set: str, *, checkpoint: str | None = None) -> StreamPaths:
+    root = f"{config.tables.root}/stream/{feature_set}"
+    return StreamPaths(
+        validated=f"{root}/validated",
+        quarantine=f"{root}/quarantine",
+        checkpoint=checkpoint or f"{root}/_checkpoint",
+        features=config.tables.features(feature_set),
+    )
+
+
+@dataclass
+class BatchResult:
+    """Accounting of one micro-batch (also what the run log records)."""
+
+    batch_id: int
+    input_rows: int
+    valid_rows: int
+    quarantined: int
+    by_rule: dict
+    output_rows: int
+    duration_s: float
+    freshness_s: float | None
+    latency_s: float | None
+
+
+class _BatchProcessor:
+    """The ``foreachBatch`` function of one query (see the module docstring for the steps)."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        feature_set: FeatureSetSpec,
+        stream: StreamSpec,
+        paths: StreamPaths,
+        *,
+        hook: BatchHook | None = None,
+    ):
+        self.config = config
+        self.feature_set = feature_set
+        self.stream = stream
+        self.source = config.source(feature_set.source)
+        self.paths = paths
+        self.hook = hook or (lambda stage, batch_id: None)
+        self.gate = TableGate(config, f"validated.{self.source.name}", allow_quarantine=True)
+        self.results: list[BatchResult] = []
+        self._query_id: str | None = None
+        self._ready = threading.Event()
+
+    def set_query(self, query_id: str) -> None:
+        self._query_id = query_id
+        self._ready.set()
+
+    @property
+    def app_id(self) -> str:
+        if not self._ready.wait(120):
+            raise StreamError("the streaming query did not report its id")
+        return f"featuremill/{self.config.name}/stream/{self.feature_set.name}/{self._query_id}"
+
+    def __call__(self, batch_df, batch_id: int) -> None:
+        started = time.monotonic()
+        if self.stream.type == "kafka":
+            result = self._kafka_batch(batch_df, int(batch_id), started)
+        else:
+            result = self._delta_batch(batch_df, int(batch_id), started)
+        self.results.append(result)
+
+    # ------------------------------------------------------------------ kafka
+    def _references(self, spark) -> dict:
+        refs = {}
+        for rule in self.gate.spec.row_rules:
+            if rule.check == "referential":
+                path = self.config.tables.validated(rule.dimension)
+                if not io.is_delta_table(spark, path):
+                    raise StreamError(
+                        f"rule {rule.name!r} needs dimension {rule.dimension!r}, which has no validated table at "
+                        f"{path}; ingest it first (featuremill run PIPELINE --job ingest --source {rule.dimension})"
+                    )
+                refs[rule.dimension] = io.read_delta(spark, path)
+        return refs
+
+    def _prior(self, spark, batch_id: int):
+        """The stream's validated events, without the rows this or later batches of this query wrote."""
+        if not io.is_delta_table(spark, self.paths.validated):
+            return None
+        mine = (col(STREAM_ID) == self._query_id) & (col(BATCH_ID) >= batch_id)
+        return io.read_delta(spark, self.paths.validated).where(~mine)
+
+    def _kafka_batch(self, batch_df, batch_id: int, started: float) -> BatchResult:
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        spark = batch_df.sparkSession
+        source, stream = self.source, self.stream
+        app_id = self.app_id
+        tag = CommitTag(app_id, batch_id, user_metadata=f'{{"featuremill_stream_batch": {batch_id}}}')
+        classified = with_stream_classification(kafka_records(batch_df, source=source), source=source)
+        classified = self.gate.with_row_rules(classified, references=self._references(spark))
+        prior = self._prior(spark, batch_id)
+        watermark = None
+        if prior is not None:
+            newest = prior.agg(F.max(col(source.event_time))).first()[0]
+            if newest is not None:
+                watermark = newest - dt.timedelta(seconds=stream.allowed_lateness_seconds)
+        classified = with_late_flagged(classified, event_time=source.event_time, watermark=watermark)
+        classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            existing = None
+            if prior is not None:
+                dates = [r[0] for r in classified.where(col(RULE).isNull()).select(EVENT_DATE).distinct().collect()]
+                existing = prior.where(col(EVENT_DATE).isin(dates)).select(
+                    *[col(k) for k in source.key], col(INGEST_DATE).alias("_existing_ingest_date")
+                )
+            flagged = with_duplicates_flagged(classified, key=source.key, existing_keys=existing)
+            flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
+        finally:
+            classified.unpersist()
+        try:
+            counted = (
+                flagged.groupBy(RULE)
+                .agg(
+                    F.count(F.lit(1)).alias("n"),
+                    F.min(col(source.event_time)).alias("t_min"),
+                    F.max(col(source.event_time)).alias("t_max"),
+                    F.min(col(KAFKA_TIMESTAMP)).alias("k_min"),
+                )
+                .collect()
+            )
+            by_rule = {(r[RULE] or "valid"): int(r["n"]) for r in counted}
+            valid_row = next((r for r in counted if r[RULE] is None), None)
+            input_rows = sum(by_rule.values())
+            valid = by_rule.get("valid", 0)
+            quarantined = input_rows - valid
+            k_min = min((r["k_min"] for r in counted if r["k_min"] is not None), default=None)
+            self.hook("classified", batch_id)
+            if quarantined:
+                rows = stream_quarantine_rows(flagged, source=source, stream_id=self._query_id, batch_id=batch_id)
+                _append(rows, self.paths.quarantine, tag, partition_by=[INGEST_DATE])
+            self.hook("quarantine", batch_id)
+            output_rows = 0
+            if valid:
+                rows = stream_valid_rows(flagged, source=source, stream_id=self._query_id, batch_id=batch_id)
+                _append(rows, self.paths.validated, tag, partition_by=[EVENT_DATE])
+                self.hook("validated", batch_id)
+                starts = batch_starts(
+                    flagged.where(col(RULE).isNull()), entity=self.feature_set.entity, event_time=source.event_time
+                )
+                output_rows = self._merge_features(spark, starts, valid_row["t_min"], tag)
+            self.hook("features", batch_id)
+        finally:
+            flagged.unpersist()
+        return self._record(
+            spark,
+            batch_id,
+            started,
+            input_rows=input_rows,
+            valid=valid,
+            quarantined=quarantined,
+            by_rule=by_rule,
+            output_rows=output_rows,
+            max_event=valid_row["t_max"] if valid_row else None,
+            kafka_min=k_min,
+        )
+
+    # ------------------------------------------------------------------ delta
+    def _delta_batch(self, batch_df, batch_id: int, started: float) -> BatchResult:
+        from pyspark.sql import functions as F
+
+        spark = batch_df.sparkSession
+        source = self.source
+        tag = CommitTag(self.app_id, batch_id)
+        row = batch_df.agg(F.count(F.lit(1)), F.min(col(source.event_time)), F.max(col(source.event_time))).first()
+        rows, t_min, t_max = int(row[0]), row[1], row[2]
+        output_rows = 0
+        if rows:
+            valid = batch_df.where(
+                F.greatest(*[col(k).isNull() for k in self.feature_set.entity], col(source.event_time).isNull())
+                == F.lit(False)
+            )
+            starts = batch_starts(valid, entity=self.feature_set.entity, event_time=source.event_time)
+            output_rows = self._merge_features(spark, starts, t_min, tag)
+        self.hook("features", batch_id)
+        return self._record(
+            spark,
+            batch_id,
+            started,
+            input_rows=rows,
+            valid=rows,
+            quarantined=0,
+            by_rule={"valid": rows},
+            output_rows=output_rows,
+            max_event=t_max,
+            kafka_min=None,
+        )
+
+    # ------------------------------------------------------------------ features
+    def _events_path(self) -> str:
+        if self.stream.type == "kafka":
+            return self.paths.validated
+        return self.config.tables.validated(self.source.name)
+
+    def _merge_features(self, spark, starts, earliest: dt.datetime, tag: CommitTag) -> int:
+        """Recompute and MERGE the feature rows the micro-batch's events can change; rows written."""
+        from pyspark.sql import functions as F
+
+        fs, source = self.feature_set, self.source
+        from_date = earliest.date()
+        read_start = from_date - dt.timedelta(days=lookback_days(fs) + helper_lookback_days(self.config, fs))
+        starts = F.broadcast(starts)
+        events = (
+            io.read_delta(spark, self._events_path())
+            .where(col(EVENT_DATE) >= F.lit(read_start))
+            .join(starts.select(*[col(k) for k in fs.entity]), on=list(fs.entity), how="left_semi")
+        )
+        versions: dict[str, int] = {}
+        dimensions = {j.dimension: _dimension_frame(spark, self.config, j, versions) for j in fs.joins}
+        frame = build_feature_frame(
+            events, config=self.config, feature_set=fs, dimensions=dimensions, start=from_date, end=_FAR_FUTURE
+        )
+        frame = (
+            frame.join(starts, on=list(fs.entity), how="inner")
+            .where(col(source.event_time) >= col("__fm_from"))
+            .drop("__fm_from")
+        )
+        keys = [*fs.entity, source.event_time]
+        return _upsert(spark, frame, self.paths.features, keys=keys, from_date=from_date, tag=tag)
+
+    # ------------------------------------------------------------------ run log
+    def _record(
+        self,
+        spark,
+        batch_id: int,
+        started: float,
+        *,
+        input_rows: int,
+        valid: int,
+        quarantined: int,
+        by_rule: dict,
+        output_rows: int,
+        max_event,
+        kafka_min,
+    ) -> BatchResult:
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        duration = time.monotonic() - started
+        record = RunRecord(
+            pipeline=self.config.name, job="stream", start_date=None, end_date=None, target=self.feature_set.name
+        )
+        record.run_key = self.app_id
+        record.txn_version = batch_id
+        record.rows_read = input_rows
+        record.rows_written = output_rows
+        record.rows_quarantined = quarantined
+        record.rows_duplicate = by_rule.get("duplicate", 0)
+        record.max_event_time = max_event
+        latency = (now - kafka_min).total_seconds() if kafka_min is not None else None
+        record.metrics.update(
+            input_rows=input_rows,
+            quarantined=quarantined,
+            valid_rows=valid,
+            output_rows=output_rows,
+            batch_duration_s=duration,
+            produce_to_table_max_s=latency,
+        )
+        record.details = {
+            "batch_id": batch_id,
+            "by_rule": by_rule,
+            "stream_type": self.stream.type,
+            "late": by_rule.get("late", 0),
+        }
+        record.busy_s = duration
+        record.finish("succeeded")
+        append_run(spark, self.config.tables.run_log, record)
+        freshness = record.metrics.get("freshness_s")
+        log.info(
+            "stream %s batch %d: %d records, %d valid, %d quarantined (%s), %d feature rows, %.1f s, freshness %s",
+            self.feature_set.name,
+            batch_id,
+            input_rows,
+            valid,
+            quarantined,
+            ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items()) if k != "valid") or "none",
+            output_rows,
+            duration,
+            f"{freshness:.1f} s" if freshness is not None else "n/a",
+        )
+        return BatchResult(batch_id, input_rows, valid, quarantined, by_rule, output_rows, duration, freshness, latency)
+
+
+def _stop_between_batches(query, *, wait_s: float = 600.0) -> None:
+    """Stop ``query`` once its running micro-batch (if any) has finished.
+
+    Stopping interrupts a running ``foreachBatch``; that is safe (the batch is replayed from the
+    checkpoint next time) but wastes the batch's work and fills the log with the interruption.
+    """
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and query.isActive and query.status.get("isTriggerActive"):
+        time.sleep(0.5)
+    query.stop()
+
+
+def _append(df, path: str, tag: CommitTag, *, partition_by) -> None:
+    """Append with the micro-batch's txnAppId/txnVersion: a replayed batch's append is skipped."""
+    writer = df.write.format("delta").mode("append")
+    for key, value in tag.writer_options().items():
+        writer = writer.option(key, value)
+    if not io.is_delta_table(df.sparkSession, path):
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)
+
+
+def _upsert(spark, frame, path: str, *, keys, from_date: dt.date, tag: CommitTag) -> int:
+    """MERGE ``frame`` into the feature table: changed rows updated, new rows inserted, nothing deleted.
+
+    Idempotent by ``tag`` (session confs around the MERGE). Returns the rows inserted plus updated
+    by this commit (0 when Delta skipped it as already committed).
+    """
+    if not io.is_delta_table(spark, path):
+        writer = frame.write.format("delta").mode("append").partitionBy(EVENT_DATE)
+        for key, value in tag.writer_options().items():
+            writer = writer.option(key, value)
+        writer.save(path)
+        metrics = io.last_operation_metrics(spark, path)
+        return int(metrics.get("numOutputRows", 0))
+    from delta.tables import DeltaTable
+
+    on = " AND ".join(
+        [f"t.{quote_identifier(k)} <=> s.{quote_identifier(k)}" for k in keys]
+        + [f"t.{quote_identifier(EVENT_DATE)} >= DATE'{from_date.isoformat()}'"]
+    )
+    values = [c for c in frame.columns if c not in keys]
+    changed = " OR ".join(f"NOT (t.{quote_identifier(c)} <=> s.{quote_identifier(c)})" for c in values)
+    builder = DeltaTable.forPath(spark, path).alias("t").merge(frame.alias("s"), on)
+    builder = builder.whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll()
+    with session_commit_tag(spark, tag):
+        # MERGE returns its counts as one row (none, or zeros, when Delta skipped it as committed)
+        result = builder.execute().first()
+    if result is None:
+        return 0
+    counts = result.asDict()
+    return int(counts.get("num_inserted_rows") or 0) + int(counts.get("num_updated_rows") or 0)
+
+
+def local_packages() -> str:
+    """``spark.jars.packages`` for a local session: Delta's jar plus Spark's Kafka connector."""
+    from featuremill.core.session import local_delta_package
+
+    return f"{local_delta_package()},{KAFKA_PACKAGE}"
+
+
+#: Thread stack size for the driver JVM: a micro-batch interrupted by ``--duration``'s stop once
+#: overflowed the stream execution thread's default stack while formatting the interruption's
+#: error (regular expressions over a long message), leaving a StackOverflowError in the log.
+DRIVER_STACK = "-Xss16m"
+
+
+def local_conf(conf: dict[str, str]) -> dict[str, str]:
+    """A local session's settings for streaming: Delta plus Kafka's connector, a larger thread stack."""
+    out = dict(conf)
+    if "spark.jars.packages" not in out and "spark.jars" not in out:
+        out["spark.jars.packages"] = local_packages()
+    java = out.get("spark.driver.extraJavaOptions", "")
+    if "-Xss" not in java:
+        out["spark.driver.extraJavaOptions"] = f"{java} {DRIVER_STACK}".strip()
+    return out
+
+
+def run_stream(
+    spark,
+    config: PipelineConfig,
+    *,
+    feature_set: str,
+    available_now: bool = False,
+    duration_s: float | None = None,
+    checkpoint: str | None = None,
+    bootstrap_servers: str | None = None,
+    hook: BatchHook | None = None,
+) -> list[BatchResult]:
+    """Run the stream of ``feature_set``'s source into its feature table.
+
+    ``available_now`` processes what the source holds now (in micro-batches of at most
+    ``max_records_per_batch``) and stops; ``duration_s`` runs micro-batches every ``trigger`` for
+    that long and stops; neither runs until the query fails or is stopped. ``bootstrap_servers``
+    overrides the pipeline's. Returns the accounting of the micro-batches this process ran.
+    Raises :class:`StreamError` when the query fails.
+    """
+    import dataclasses
+
+    from featuremill.core.session import ensure_timezone
+
+    ensure_timezone(spark, config.timezone)
+    fs = config.feature_set(feature_set)
+    try:
+        stream = stream_of(config, fs.source)
+    except KeyError as exc:
+        raise StreamError(str(exc.args[0])) from None
+    if bootstrap_servers:
+        stream = dataclasses.replace(stream, bootstrap_servers=bootstrap_servers)
+    paths = stream_paths(config, fs.name, checkpoint=checkpoint)
+    processor = _BatchProcessor(config, fs, stream, paths, hook=hook)
+    if stream.type == "kafka":
+        reader = (
+            spark.readStream.format("kafka")
+            .option("kafka.bootstrap.servers", stream.bootstrap_servers)
+            .option("subscribe", stream.topic)
+            .option("startingOffsets", stream.starting_offsets)
+            .option("failOnDataLoss", "true")
+        )
+        if stream.max_records_per_batch:
+            reader = reader.option("maxOffsetsPerTrigger", str(stream.max_records_per_batch))
+        for key, value in stream.options:
+            reader = reader.option(key, value)
+        df = reader.load()
+    else:
+        # Batch ingest rewrites landing dates (replaceWhere): those commits are skipped here; the
+        # daily feature job recomputes the dates they touch.
+        reader = spark.readStream.format("delta").option("skipChangeCommits", "true")
+        if stream.max_records_per_batch:
+            reader = reader.option("maxFilesPerTrigger", str(stream.max_records_per_batch))
+        df = reader.load(config.tables.validated(fs.source))
+    writer = (
+        df.writeStream.foreachBatch(processor)
+        .option("checkpointLocation", paths.checkpoint)
+        .queryName(f"featuremill_{config.name}_{fs.name}")
+    )
+    writer = (
+        writer.trigger(availableNow=True)
+        if available_now
+        else writer.trigger(processingTime=f"{stream.trigger_seconds} seconds")
+    )
+    log.info(
+        "stream %s: %s %s -> %s (checkpoint %s, %s)",
+        fs.name,
+        stream.type,
+        stream.topic or config.tables.validated(fs.source),
+        paths.features,
+        paths.checkpoint,
+        "available now" if available_now else (f"for {duration_s:g} s" if duration_s else "until stopped"),
+    )
+    query = writer.start()
+    processor.set_query(str(query.id))
+    try:
+        if available_now:
+            query.awaitTermination()
+        elif duration_s is not None:
+            if query.awaitTermination(duration_s):
+                error = query.exception()
+                raise StreamError(
+                    f"stream {fs.name}: the query stopped before its {duration_s:g} s"
+                    + (f": {str(error).strip().splitlines()[0]}" if error is not None else " (see the log above)")
+                )
+            _stop_between_batches(query)
+        else:
+            query.awaitTermination()
+    except Exception as exc:
+        if type(exc).__name__ in ("StreamingQueryException",) or "pyspark" in type(exc).__module__:
+            raise StreamError(f"stream {fs.name}: the query failed: {str(exc).strip().splitlines()[0]}") from exc
+        raise
+    error = query.exception()
+    if error is not None:
+        raise StreamError(f"stream {fs.name}: the query failed: {str(error).strip().splitlines()[0]}")
+    return processor.results
