@@ -13,4 +13,6 @@ if [ "${1:-}" = "--stream" ]; then
 fi
 # --serve: ends with a Feast repository in feast/demo, the SQLite online store filled by
 # `featuremill materialize`, and one online vector beside its training row (docs/serving.md)
+# executors run the virtualenv's Python (the online writer needs Feast and pyarrow there)
+export PYSPARK_PYTHON=${PYSPARK_PYTHON:-$PWD/.venv/bin/python}
 exec .venv/bin/featuremill demo --serve feast/demo "$@"

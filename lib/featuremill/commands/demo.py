@@ -10,6 +10,8 @@ re-runs the same dates: each run finds its commit already in the tables (same in
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -44,6 +46,10 @@ def run(args) -> int:
 
     began = time.monotonic()
     config = load_config(args)
+    if args.serve:
+        # the online writer runs Python on the executors: in local mode they must be this
+        # interpreter (with Feast installed), and Spark reads the setting when the session starts
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = spark_for(config, "featuremill-demo")
     spec = DemoDataSpec(events=args.events, days=args.days, seed=args.seed)
     manifest = write_demo_data(spark, config.env.data_root, spec)
@@ -79,8 +85,6 @@ def run(args) -> int:
 def _serve(spark, config, repo: str) -> None:
     """Feast repository + materialization into SQLite, then one entity online and in training."""
     import datetime as _dt
-    import os
-    import sys
 
     from pyspark.sql import functions as F
 
@@ -90,7 +94,6 @@ def _serve(spark, config, repo: str) -> None:
     from featuremill.storage import io
     from featuremill.transforms.pit import FeatureSource, point_in_time_join
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors write to the store (local mode)
     views = repository_views(spark, config)
     write_repository(render_repository(config, views), repo)
     feast_cli.apply_in_process(spark, repo, pipeline=config.name)
