@@ -24,6 +24,7 @@ correction that Feast's Redis store would skip by default (same event time), so 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import subprocess
 import textwrap
@@ -65,12 +66,22 @@ feature_sets:
       - {{name: n_2d, function: count, window: 2d, description: Purchases in 2 days}}
       - {{name: sum_2d, function: sum, column: amount, window: {window}, description: Spend in 2 days}}
       - {{name: last_channel, function: last, column: channel, window: 7d, description: Latest channel}}
+preprocessing:
+  name: spendprep
+  transforms:
+    - columns: [sum_2d]
+      scale: standard
+    - columns: [n_2d]
+      impute: {{strategy: constant, value: 0}}
+      scale: minmax
+  serving: {{feature_sets: [spend]}}
 """
 
 LANDINGS = {
     "2024-01-01": [
         ("e1", 1, "a", "2024-01-01 10:00:00", 10.0, "web"),
         ("e2", 2, "a", "2024-01-01 11:00:00", 5.0, "web"),
+        ("e7", 11, "a", "2024-01-01 12:00:00", 1.0, "web"),  # key (11, "a"): Feast's row id of (1, "1a") too
     ],
     "2024-01-02": [
         ("e3", 1, "a", "2024-01-02 08:00:00", 20.0, "app"),
@@ -111,25 +122,32 @@ def _run_days(spark, config, first: str, last: str) -> None:
     run_features(spark, config, start=D(first), end=D(last))
 
 
-def _training_rows(spark, project: Path, pipeline: Path, name: str) -> dict:
-    """featuremill's PIT training set at LABEL_TIME for every entity: key -> feature tuple."""
+def _training_set(spark, project: Path, pipeline: Path, name: str, *extra: str) -> Path:
+    """``featuremill training-set`` over a spine with every entity at LABEL_TIME; returns its path."""
     spine = project / "spines" / name
     spark.createDataFrame(
         [(c, s, LABEL_TIME) for c, s in ENTITIES], "customer bigint, store string, label_ts timestamp"
     ).write.format("delta").mode("overwrite").save(str(spine))
     out = project / "warehouse" / "training" / name
-    assert main(["training-set", str(pipeline), "--spine", str(spine), "--features", "spend", "--out", str(out)]) == 0
+    args = ["training-set", str(pipeline), "--spine", str(spine), "--features", "spend", "--out", str(out), *extra]
+    assert main(args) == 0
+    return out
+
+
+def _training_rows(spark, project: Path, pipeline: Path, name: str) -> dict:
+    """featuremill's PIT training set at LABEL_TIME for every entity: key -> feature tuple."""
+    out = _training_set(spark, project, pipeline, name)
     rows = spark.read.format("delta").load(str(out)).collect()  # four spine rows
     return {(r["customer"], r["store"]): tuple(r[f] for f in FEATURES) for r in rows}
 
 
-def _online(repo: Path, view: str = "spend") -> tuple[dict, dict]:
+def _online(repo: Path, view: str = "spend", features=FEATURES) -> tuple[dict, dict]:
     """Feast's get_online_features for every spine entity: key -> values, key -> statuses."""
     from feast import FeatureStore
 
     store = FeatureStore(repo_path=str(repo))
     response = store.get_online_features(
-        features=[f"{view}:{f}" for f in FEATURES],
+        features=[f"{view}:{f}" for f in features],
         entity_rows=[{"customer": c, "store": s} for c, s in ENTITIES],
     )
     data = response.to_dict()
@@ -138,21 +156,48 @@ def _online(repo: Path, view: str = "spend") -> tuple[dict, dict]:
     statuses = {}
     values = {}
     for i, (c, s) in enumerate(ENTITIES):
-        values[(c, s)] = tuple(data[f][i] for f in FEATURES)
-        statuses[(c, s)] = tuple(proto.results[names.index(f)].statuses[i] for f in FEATURES)
+        values[(c, s)] = tuple(data[f][i] for f in features)
+        statuses[(c, s)] = tuple(proto.results[names.index(f)].statuses[i] for f in features)
     return values, statuses
 
 
-def _assert_same(online: dict, training: dict) -> None:
+def _assert_same(online: dict, training: dict, features=FEATURES) -> None:
     """Exact for integers and strings, floats within 1e-9 relative."""
     assert set(online) == set(training)
     for key, expected in training.items():
         got = online[key]
-        for name, want, have in zip(FEATURES, expected, got):
+        for name, want, have in zip(features, expected, got, strict=True):
             if isinstance(want, float):
                 assert have == pytest.approx(want, rel=1e-9), (key, name)
             else:
                 assert have == want, (key, name, have, want)
+
+
+def _preprocessed_rows(spark, path: Path) -> dict:
+    """A preprocessed training set: key -> (n_2d, sum_2d, last_channel) after the stored state."""
+    rows = spark.read.format("delta").load(str(path)).collect()  # four spine rows
+    return {(r["customer"], r["store"]): tuple(r[f] for f in FEATURES) for r in rows}
+
+
+def _assert_preprocessed_same(spark, shop, repo: Path, training: dict) -> None:
+    """Online vectors of spend_preprocessed == the preprocessed training rows, under the manifest's state.
+
+    A never-seen entity is the one difference: the training set imputes its missing n_2d (0, scaled),
+    while the online store has no row for it and returns nulls (docs/serving.md).
+    """
+    from feast import FeatureStore
+
+    recorded = shop["fit_manifest"]["preprocessing"]
+    view = FeatureStore(repo_path=str(repo)).get_feature_view("spend_preprocessed")
+    assert view.tags["featuremill.preprocessing_state"] == f"{recorded['name']}@{recorded['version']}"
+    table = shop["project"] / "warehouse" / "shopserve" / "preprocessed" / "spend"
+    served = spark.read.format("delta").load(str(table)).select("_preprocessing_version").distinct().collect()
+    assert [r[0] for r in served] == [recorded["version"]]
+    online, _ = _online(repo, "spend_preprocessed")
+    known = {k: v for k, v in training.items() if k != (3, "a")}
+    _assert_same({k: online[k] for k in known}, known)
+    assert online[(3, "a")] == (None, None, None)
+    assert training[(3, "a")] == (0.0, None, None)  # imputed 0, min-max scaled with min 0
 
 
 def _state_rows(spark, project: Path) -> int:
@@ -173,6 +218,7 @@ def redis_server():
 def shop(spark, tmp_path_factory):
     """Days 01-01..01-02 ingested and featurised; a locked pipeline; SQLite and Redis environments."""
     from featuremill.config import load_pipeline
+    from featuremill.pipelines.build_features import run_features
 
     project = tmp_path_factory.mktemp("serving")
     (project / "conf" / "pipelines").mkdir(parents=True)
@@ -187,7 +233,23 @@ def shop(spark, tmp_path_factory):
     config = load_pipeline(pipeline)
     _run_days(spark, config, "2024-01-01", "2024-01-02")
     assert main(["validate", str(pipeline), "--update-lock"]) == 0
-    return {"project": project, "pipeline": pipeline, "config": config}
+    # preprocessing: fit the state on featuremill's training set at LABEL_TIME (its manifest records
+    # the stored state), keep the transformed training set (what a model trains on), and re-run the
+    # feature job so its serving hook writes preprocessed/spend with that state
+    fit_set = project / "warehouse" / "training" / "fit"
+    _training_set(spark, project, pipeline, "fit")
+    transformed = project / "warehouse" / "training" / "fit_preprocessed"
+    assert main(["fit", str(pipeline), "--on", str(fit_set), "--out", str(transformed)]) == 0
+    manifest = json.loads(Path(f"{fit_set}.manifest.json").read_text())
+    run_features(spark, config, start=D("2024-01-01"), end=D("2024-01-02"))
+    return {
+        "project": project,
+        "pipeline": pipeline,
+        "config": config,
+        "fit_manifest": manifest,
+        "fit_set": fit_set,
+        "fit_transformed": transformed,
+    }
 
 
 def _repo(shop, name: str, env: str, *extra: str) -> Path:
@@ -243,11 +305,23 @@ def test_feast_repo_deterministic_applies_and_plan_shows_a_changed_definition(sh
     assert plan.returncode == 0, plan.stderr[-2000:]
     new_hash = feature_set_fingerprint(changed, changed.feature_set("spend"))
     tag_lines = [line for line in plan.stdout.splitlines() if line.strip().startswith("tags:")]
-    assert len(tag_lines) == 1, plan.stdout[-3000:]
+    # two views change: spend, and spend_preprocessed (its hash covers the set's fingerprint and the state)
+    assert len(tag_lines) == 2, plan.stdout[-3000:]
     import ast
 
-    old_tags, new_tags = (ast.literal_eval(side.strip()) for side in tag_lines[0].split("tags:", 1)[1].split(" -> "))
+    changes = {}
+    for line in tag_lines:
+        old_tags, new_tags = (ast.literal_eval(side.strip()) for side in line.split("tags:", 1)[1].split(" -> "))
+        view = old_tags["featuremill.feature_set"] + (
+            "_preprocessed" if "featuremill.preprocessing_state" in old_tags else ""
+        )
+        changes[view] = (old_tags, new_tags)
+    old_tags, new_tags = changes["spend"]
     assert (old_tags["featuremill.definition_hash"], new_tags["featuremill.definition_hash"]) == (fingerprint, new_hash)
+    assert (old_tags["featuremill.version"], new_tags["featuremill.version"]) == ("1", "2")
+    old_tags, new_tags = changes["spend_preprocessed"]
+    assert old_tags["featuremill.definition_hash"] != new_tags["featuremill.definition_hash"]
+    assert old_tags["featuremill.preprocessing_state"] == new_tags["featuremill.preprocessing_state"] == "spendprep@1"
     assert (old_tags["featuremill.version"], new_tags["featuremill.version"]) == ("1", "2")
 
 
@@ -294,6 +368,20 @@ def test_materialize_sqlite_and_redis_equal_training_set_incremental_and_faults(
     training = _training_rows(spark, project, shop["pipeline"], "day2")
     hand = {(1, "a"): (2, 30.0, "app"), (1, "b"): (1, 7.0, "store"), (2, "a"): (1, 5.0, "web"), (3, "a"): (None,) * 3}
     assert training == hand  # the reference agrees with the hand-computed values
+    # the preprocessed training set (`fit --out`) against the state worked out by hand from the fit rows:
+    # sum_2d standard-scaled with the population mean/std of (30, 7, 5) (nulls ignored); n_2d imputed
+    # with 0, then min-max scaled over (2, 1, 1, 0)
+    fitted = [v[1] for v in hand.values() if v[1] is not None]
+    mean = sum(fitted) / len(fitted)
+    std = (sum((x - mean) ** 2 for x in fitted) / len(fitted)) ** 0.5
+    hand_pre = {k: ((v[0] or 0) / 2, None if v[1] is None else (v[1] - mean) / std, v[2]) for k, v in hand.items()}
+    pre_training = _preprocessed_rows(spark, shop["fit_transformed"])
+    assert set(pre_training) == set(hand_pre)
+    for key, (n, total, channel) in hand_pre.items():
+        got = pre_training[key]
+        assert got[0] == pytest.approx(n, rel=1e-12) and got[2] == channel, key
+        assert (got[1] is None) if total is None else got[1] == pytest.approx(total, rel=1e-12), key
+    assert pre_training[(1, "a")][1] == pytest.approx(16 / (386 / 3) ** 0.5, rel=1e-12)
     for env, repo in (("local", sqlite_repo), ("redis", redis_repo)):
         assert main(["materialize", pipeline, "--env", env, "--repo", str(repo)]) == 0
         assert "spend: full, Delta version" in capsys.readouterr().out
@@ -306,7 +394,9 @@ def test_materialize_sqlite_and_redis_equal_training_set_incremental_and_faults(
         unseen = FieldStatus.NOT_FOUND if env == "local" else FieldStatus.PRESENT
         assert statuses[(3, "a")] == (unseen,) * 3, env
         assert statuses[(1, "a")] == (FieldStatus.PRESENT,) * 3
-    assert _state_rows(spark, project) == 2
+        # the preprocessed view serves the stored state the training set's manifest recorded
+        _assert_preprocessed_same(spark, shop, repo, _preprocessed_rows(spark, shop["fit_transformed"]))
+    assert _state_rows(spark, project) == 4  # two views (spend, spend_preprocessed) x two stores
 
     # -- a re-run writes nothing
     assert main(["materialize", pipeline, "--repo", str(sqlite_repo)]) == 0
@@ -318,11 +408,20 @@ def test_materialize_sqlite_and_redis_equal_training_set_incremental_and_faults(
     training3 = _training_rows(spark, project, shop["pipeline"], "day3")
     assert training3[(1, "a")] == (3, 70.0, "web") and training3[(2, "a")] == (2, 8.0, "app")
     assert training3[(1, "b")] == training[(1, "b")]
+    # the day-3 training set with the manifest's state applied (training mode, as `fit --out` does)
+    recorded = shop["fit_manifest"]["preprocessing"]
+    applied3 = project / "warehouse" / "training" / "day3_preprocessed"
+    day3 = str(project / "warehouse" / "training" / "day3")
+    args = ["--on", day3, "--out", str(applied3), "--mode", "training", "--state-version", str(recorded["version"])]
+    assert main(["apply", pipeline, *args]) == 0
+    preprocessed3 = _preprocessed_rows(spark, applied3)
     for env, repo in (("local", sqlite_repo), ("redis", redis_repo)):
         assert main(["materialize", pipeline, "--env", env, "--repo", str(repo)]) == 0
         out = capsys.readouterr().out
         assert "spend: incremental since version" in out and "2 entities written" in out, out
+        assert "spend_preprocessed: incremental since version" in out, out
         _assert_same(_online(repo)[0], training3)
+        _assert_preprocessed_same(spark, shop, repo, preprocessed3)
 
     # -- a hash mismatch refuses: the pipeline changed (window 3d, version 2) but the repository was not regenerated
     changed = load_pipeline(shop["pipeline"])  # unchanged file: hashes agree
