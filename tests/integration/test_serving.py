@@ -456,3 +456,160 @@ def test_materialize_sqlite_and_redis_equal_training_set_incremental_and_faults(
     done = feast_cli.run_feast(baseline, "materialize", "2023-12-31T00:00:00", "2024-02-01T00:00:00")
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_same(_online(baseline)[0], training3)
+
+
+# --------------------------------------------------------------------------------------------
+# Feast's offline retrieval (get_historical_features) against featuremill's PIT join
+# --------------------------------------------------------------------------------------------
+
+T = dt.datetime.fromisoformat
+#: (customer, store, label time) -> what both must return, or (featuremill, Feast) where they differ.
+#: Only rows that day 3 (the incremental test) does not change, so the test holds in any order.
+HISTORICAL_SPINE = {
+    (1, "a", T("2024-01-01 09:59:59")): None,  # before the first event: null in both
+    (1, "a", T("2024-01-02 08:00:00")): (2, 30.0, "app"),  # label exactly at an event time: both include it
+    (1, "b", T("2024-01-03 08:59:59")): (1, 7.0, "store"),  # inside the TTL
+    # the event is exactly TTL (1 day) old: featuremill excludes it (f > s - ttl), Feast includes it (>=)
+    (1, "b", T("2024-01-03 09:00:00")): ("differs", None, (1, 7.0, "store")),
+    (11, "a", T("2024-01-02 11:00:00")): (1, 1.0, "web"),
+    # Feast's row id is CONCAT(customer, store, time) without a separator: (1, "1a") collides with
+    # (11, "a") at the same time and is handed (11, "a")'s features; featuremill compares columns
+    (1, "1a", T("2024-01-02 11:00:00")): ("differs", None, (1, 1.0, "web")),
+    (3, "a", T("2024-01-02 11:00:00")): None,  # never seen
+}
+
+
+def test_get_historical_features_against_featuremill_pit_join(spark, shop):
+    """Feast's get_historical_features over the generated repository (TTL 1d) vs featuremill's
+    training set with --ttl 1d on the same spine: equal except the two documented differences."""
+    from feast import FeatureStore
+
+    from featuremill.serving import feast_cli
+
+    project, pipeline = shop["project"], shop["pipeline"]
+    repo = _repo(shop, "historical", "local", "--ttl", "1d")
+    feast_cli.apply_in_process(spark, repo, pipeline="shopserve")
+    spine = project / "spines" / "historical"
+    rows = list(HISTORICAL_SPINE)
+    spark.createDataFrame(rows, "customer bigint, store string, label_ts timestamp").write.format("delta").mode(
+        "overwrite"
+    ).save(str(spine))
+    out = project / "warehouse" / "training" / "historical"
+    args = ["--spine", str(spine), "--features", "spend", "--ttl", "1d", "--out", str(out)]
+    assert main(["training-set", str(pipeline), *args]) == 0
+    featuremill = {
+        (r["customer"], r["store"], r["label_ts"]): tuple(r[f] for f in FEATURES)
+        for r in spark.read.format("delta").load(str(out)).collect()  # seven spine rows
+    }
+
+    import pandas as pd
+
+    entity_df = pd.DataFrame(rows, columns=["customer", "store", "label_ts"])
+    quoted = spark.conf.get("spark.sql.parser.quotedRegexColumnNames", "false")
+    try:  # Feast's Spark offline store reuses this session and switches quotedRegexColumnNames on
+        job = FeatureStore(repo_path=str(repo)).get_historical_features(
+            entity_df=entity_df, features=[f"spend:{f}" for f in FEATURES]
+        )
+        feast_rows = job.to_spark_df().collect()  # seven spine rows
+    finally:
+        spark.conf.set("spark.sql.parser.quotedRegexColumnNames", quoted)
+    feast = {}
+    for r in feast_rows:
+        key = (r["customer"], r["store"], r["label_ts"].replace(tzinfo=None))
+        assert key not in feast, f"Feast returned spine row {key} twice"
+        feast[key] = tuple(r[f] for f in FEATURES)
+    assert set(feast) == set(featuremill) == set(HISTORICAL_SPINE)
+
+    for key, expected in HISTORICAL_SPINE.items():
+        if expected is not None and expected[0] == "differs":
+            want_featuremill, want_feast = expected[1] or (None,) * 3, expected[2]
+        else:
+            want_featuremill = want_feast = expected or (None,) * 3
+        assert featuremill[key] == want_featuremill, ("featuremill", key)
+        assert feast[key] == want_feast, ("feast", key)
+
+    # ties at one event time cannot reach either join: a feature table holds one row per key and event time
+    table = spark.read.format("delta").load(str(project / "warehouse" / "shopserve" / "features" / "spend"))
+    assert table.count() == table.select(*KEYS, "ts").distinct().count()
+
+
+# --------------------------------------------------------------------------------------------
+# the HTTP feature server and a materialization killed mid-write (SQLite)
+# --------------------------------------------------------------------------------------------
+
+HTTP_PORT = 6566
+
+
+@pytest.fixture(scope="module")
+def served(spark, shop):
+    """A SQLite repository applied and materialized in this process, and the PIT training rows it must serve."""
+    from featuremill.serving import feast_cli
+
+    repo = _repo(shop, "http", "local")
+    feast_cli.apply_in_process(spark, repo, pipeline="shopserve")
+    assert main(["materialize", str(shop["pipeline"]), "--repo", str(repo)]) == 0
+    training = _training_rows(spark, shop["project"], shop["pipeline"], "served")
+    return {"repo": repo, "training": training}
+
+
+def _http_json(url: str, body: dict | None = None, *, timeout: float = 10) -> dict:
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read() or b"{}")
+
+
+@pytest.mark.slow  # the feature server's start (Feast import, gunicorn) takes ~10 s
+def test_feast_serve_http_returns_the_training_row_and_nulls_for_an_unseen_entity(served, tmp_path):
+    import os
+    import signal
+    import time
+    import urllib.error
+
+    from featuremill.core.errors import ServingError
+    from featuremill.serving.feast_cli import feast_executable
+
+    try:
+        feast = feast_executable()
+    except ServingError as exc:
+        pytest.skip(f"the feast command is not installed: {exc}")
+    log_path = tmp_path / "feast-serve.log"
+    base = f"http://127.0.0.1:{HTTP_PORT}"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [feast, "serve", "-h", "127.0.0.1", "-p", str(HTTP_PORT), "--no-access-log"],
+            cwd=served["repo"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # gunicorn's workers too: the teardown kills the process group
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, f"feast serve exited ({proc.returncode}): {log_path.read_text()[-2000:]}"
+            try:
+                _http_json(f"{base}/health", timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                assert time.monotonic() < deadline, f"feast serve not ready in 120 s: {log_path.read_text()[-2000:]}"
+                time.sleep(0.5)
+        reply = _http_json(
+            f"{base}/get-online-features",
+            {"features": [f"spend:{f}" for f in FEATURES], "entities": {"customer": [1, 3], "store": ["a", "a"]}},
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    names = reply["metadata"]["feature_names"]
+    results = {name: reply["results"][i] for i, name in enumerate(names)}
+    assert results["customer"]["values"] == [1, 3] and results["store"]["values"] == ["a", "a"]
+    known = tuple(results[f]["values"][0] for f in FEATURES)
+    _assert_same({(1, "a"): known}, {(1, "a"): served["training"][(1, "a")]})
+    assert [results[f]["values"][1] for f in FEATURES] == [None, None, None]  # never seen
+    assert [results[f]["statuses"] for f in FEATURES] == [["PRESENT", "NOT_FOUND"]] * 3
