@@ -1,4 +1,5 @@
-"""A job driver for the SIGKILL scenarios: ``python -m tests.faults.kill_child ROOT JOB START END [MODE]``.
+"""A job driver for the SIGKILL scenarios: ``python -m tests.faults.kill_child ROOT JOB START END [MODE]``
+(and ``python -m tests.faults.kill_child PIPELINE materialize REPO``: see :func:`materialize`).
 
 Runs one featuremill job in its own Spark application (local[1], many small tasks, so a write
 takes a while) and prints ``WRITE <path>`` just before each Delta write attempt, so the test
@@ -15,7 +16,36 @@ import signal
 import sys
 
 
+def materialize(pipeline: str, repo: str) -> int:
+    """``featuremill materialize PIPELINE --repo REPO --batch-rows 1`` with the pausing worker.
+
+    Its Python daemon is :mod:`tests.faults.online_pause_daemon`: the first online write of a
+    task lands, then the worker announces it (``FEATUREMILL_PAUSE_AFTER_WRITE``) and blocks until
+    the test kills this driver. local[1]: one task at a time, so exactly one batch is written.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from featuremill.cli import main as cli
+    from featuremill.core.session import get_spark
+
+    get_spark(
+        "featuremill-kill-child",
+        master="local[1]",
+        conf={
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "2",
+            "spark.python.daemon.module": "tests.faults.online_pause_daemon",
+            "spark.databricks.delta.snapshotPartitions": "1",
+            "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+        },
+    )
+    code = cli(["materialize", pipeline, "--repo", repo, "--batch-rows", "1"])  # reuses the session above
+    print("DONE", flush=True)
+    return code
+
+
 def main(argv: list[str]) -> int:
+    if argv[1] == "materialize":  # PIPELINE materialize REPO
+        return materialize(argv[0], argv[2])
     root, job, start, end = argv[:4]
     mode = argv[4] if len(argv) > 4 else "watch"
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -13,12 +13,17 @@ customer  store  event time             amount  channel  latest row (n_2d, sum_2
 1         a      2024-01-02 08:00       20      app      2, 30.0, app
 1         b      2024-01-02 09:00       7       store    1, 7.0, store   (same customer, another store)
 2         a      2024-01-01 11:00       5       web      1, 5.0, web
+11        a      2024-01-01 12:00       1       web      1, 1.0, web     (not in the spine)
 ========  =====  =====================  ======  =======  ==============================================
 
 Day 3 (2024-01-03) lands one event for (1, a) at 09:00 (amount 40, web), which becomes 3, 70.0, web
 ((t - 2d, t] = (01-01 09:00, 01-03 09:00] still holds the 01-01 10:00 event), and a late event for (2, a) at exactly 01-01 11:00 (amount 3,
 app; its id e6 orders it after e2): the row at that same event time is recomputed to 2, 8.0, app, a
 correction that Feast's Redis store would skip by default (same event time), so two entities change.
+
+The pipeline's ``preprocessing`` section standard-scales ``sum_2d`` and imputes (0) then min-max
+scales ``n_2d``; the fixture fits it on the training set at LABEL_TIME, so the feature job also
+writes ``preprocessed/spend``, served as the view ``spend_preprocessed``.
 """
 
 from __future__ import annotations
@@ -613,3 +618,75 @@ def test_feast_serve_http_returns_the_training_row_and_nulls_for_an_unseen_entit
     _assert_same({(1, "a"): known}, {(1, "a"): served["training"][(1, "a")]})
     assert [results[f]["values"][1] for f in FEATURES] == [None, None, None]  # never seen
     assert [results[f]["statuses"] for f in FEATURES] == [["PRESENT", "NOT_FOUND"]] * 3
+
+
+def _online_entities(repo: Path, table: str) -> int:
+    import sqlite3
+
+    with sqlite3.connect(repo / "data" / "online_store.db") as db:
+        return db.execute(f"SELECT count(DISTINCT entity_key) FROM {table}").fetchone()[0]
+
+
+@pytest.mark.slow  # a second driver process with its own JVM (~30 s)
+def test_materialize_killed_mid_write_then_rerun_leaves_the_store_equal_to_the_table(spark, shop, served, tmp_path):
+    """SIGKILL while the online write is half done (tests/faults/kill_child.py pauses the executor
+    after its first batch); the killed run records nothing and a re-run makes the store equal the table."""
+    import os
+    import signal
+    import sqlite3
+    import sys
+    import time
+
+    from featuremill.storage import io
+
+    project, pipeline = shop["project"], str(shop["pipeline"])
+    killed = project / "feast" / "killed"
+    shutil.copytree(served["repo"], killed)  # a second store: its own SQLite file, nothing recorded for it
+    with sqlite3.connect(killed / "data" / "online_store.db") as db:
+        for table in ("shopserve_spend", "shopserve_spend_preprocessed"):
+            db.execute(f"DELETE FROM {table}")
+    before = _state_rows(spark, project)
+    marker, log_path = tmp_path / "paused", tmp_path / "materialize-child.log"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}
+    env["FEATUREMILL_PAUSE_AFTER_WRITE"] = str(marker)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.faults.kill_child", pipeline, "materialize", str(killed)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            assert proc.poll() is None, (
+                f"the materialize child ended ({proc.returncode}): {log_path.read_text()[-3000:]}"
+            )
+            assert time.monotonic() < deadline, f"no online write in 240 s: {log_path.read_text()[-3000:]}"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its JVM
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the driver was not killed mid-write (exit {proc.returncode})"
+    assert marker.read_text() == "spend 1\n"  # exactly one batch of one row was written
+    assert _online_entities(killed, "shopserve_spend") == 1  # of four entities in the table
+    assert _online_entities(killed, "shopserve_spend_preprocessed") == 0
+    assert _state_rows(spark, project) == before  # the killed run recorded nothing
+
+    # the re-run finds nothing recorded for this store: it writes every entity, and the store equals the table
+    assert main(["materialize", pipeline, "--repo", str(killed)]) == 0
+    assert _online_entities(killed, "shopserve_spend") == 4
+    assert _online_entities(killed, "shopserve_spend_preprocessed") == 4
+    _assert_same(_online(killed)[0], served["training"])
+    assert _online(killed, "spend_preprocessed")[0] == _online(served["repo"], "spend_preprocessed")[0]
+    from pyspark.sql import functions as F
+
+    state = io.read_delta(spark, str(project / "warehouse" / "shopserve" / "serving" / "materializations"))
+    recorded = state.where(F.col("store").contains(str(killed))).select("view", "table_version", "mode").collect()
+    tables = project / "warehouse" / "shopserve"
+    assert sorted(tuple(r) for r in recorded) == [
+        ("spend", io.delta_version(spark, str(tables / "features" / "spend")), "full"),
+        ("spend_preprocessed", io.delta_version(spark, str(tables / "preprocessed" / "spend")), "full"),
+    ]
