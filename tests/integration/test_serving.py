@@ -348,6 +348,7 @@ def test_feast_repo_unmappable_type_is_named(spark, tmp_path):
 
 
 @pytest.mark.slow  # ingest + features for three days, training sets, two online stores (~2 min on 2 cores)
+@pytest.mark.server  # a real redis-server (scripts/redis.sh)
 def test_materialize_sqlite_and_redis_equal_training_set_incremental_and_faults(spark, shop, redis_server, capsys):
     from featuremill.config import load_pipeline
     from featuremill.serving import feast_cli
@@ -484,6 +485,7 @@ HISTORICAL_SPINE = {
 }
 
 
+@pytest.mark.slow  # a training set and Feast's Spark retrieval (several SQL statements) in this session
 def test_get_historical_features_against_featuremill_pit_join(spark, shop):
     """Feast's get_historical_features over the generated repository (TTL 1d) vs featuremill's
     training set with --ttl 1d on the same spine: equal except the two documented differences."""
@@ -567,6 +569,7 @@ def _http_json(url: str, body: dict | None = None, *, timeout: float = 10) -> di
 
 
 @pytest.mark.slow  # the feature server's start (Feast import, gunicorn) takes ~10 s
+@pytest.mark.server  # `feast serve` on 127.0.0.1:6566
 def test_feast_serve_http_returns_the_training_row_and_nulls_for_an_unseen_entity(served, tmp_path):
     import os
     import signal
