@@ -268,6 +268,7 @@ def _repo(shop, name: str, env: str, *extra: str) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # its fixture ingests, featurises, fits and builds training sets (minutes on 2 cores)
 def test_feast_repo_deterministic_applies_and_plan_shows_a_changed_definition(shop, capsys):
     from featuremill.storage.versions import feature_set_fingerprint
 
