@@ -199,6 +199,8 @@ def child_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "lib"), env.get("PYTHONPATH", "")])
     env.setdefault("PYSPARK_PYTHON", sys.executable)
+    # scripts/kafka.sh in the child (the broker-restart fault) acts on the tests' broker
+    env.update(KAFKA_PORT=str(KAFKA_PORT), KAFKA_CONTROLLER_PORT=str(CONTROLLER_PORT))
     return env
 
 

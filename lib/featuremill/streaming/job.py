@@ -44,6 +44,7 @@ from featuremill.core.errors import FeaturemillError
 from featuremill.core.sql import col, quote_identifier
 from featuremill.pipelines.build_features import _dimension_frame, build_feature_frame, lookback_days
 from featuremill.pipelines.preprocess import helper_lookback_days
+from featuremill.quality import contracts
 from featuremill.quality.gate import TableGate
 from featuremill.storage import io
 from featuremill.storage.io import CommitTag, session_commit_tag
@@ -132,7 +133,12 @@ class _BatchProcessor:
         self.hook = hook or (lambda stage, batch_id: None)
         self.gate = TableGate(config, f"validated.{self.source.name}", allow_quarantine=True)
         self.results: list[BatchResult] = []
+        self.error: FeaturemillError | None = None
         self._query_id: str | None = None
+        self._jobs_before: set[int] = set()
+        self._newest: dt.datetime | None = None
+        self._newest_known = False
+        self._schema: contracts.SchemaChange | None = None
         self._ready = threading.Event()
 
     def set_query(self, query_id: str) -> None:
@@ -147,10 +153,16 @@ class _BatchProcessor:
 
     def __call__(self, batch_df, batch_id: int) -> None:
         started = time.monotonic()
-        if self.stream.type == "kafka":
-            result = self._kafka_batch(batch_df, int(batch_id), started)
-        else:
-            result = self._delta_batch(batch_df, int(batch_id), started)
+        self._jobs_before = _job_ids(batch_df.sparkSession)
+        try:
+            if self.stream.type == "kafka":
+                result = self._kafka_batch(batch_df, int(batch_id), started)
+            else:
+                result = self._delta_batch(batch_df, int(batch_id), started)
+        except FeaturemillError as exc:
+            # kept whole: the query's own exception wraps it in a Python traceback
+            self.error = exc
+            raise
         self.results.append(result)
 
     # ------------------------------------------------------------------ kafka
@@ -179,64 +191,95 @@ class _BatchProcessor:
         from pyspark.sql import functions as F
 
         spark = batch_df.sparkSession
-        source, stream = self.source, self.stream
+        source = self.source
         app_id = self.app_id
         tag = CommitTag(app_id, batch_id, user_metadata=f'{{"featuremill_stream_batch": {batch_id}}}')
         classified = with_stream_classification(kafka_records(batch_df, source=source), source=source)
         classified = self.gate.with_row_rules(classified, references=self._references(spark))
         prior = self._prior(spark, batch_id)
-        watermark = None
-        if prior is not None:
-            newest = prior.agg(F.max(col(source.event_time))).first()[0]
-            if newest is not None:
-                watermark = newest - dt.timedelta(seconds=stream.allowed_lateness_seconds)
+        watermark = self._watermark(prior)
         classified = with_late_flagged(classified, event_time=source.event_time, watermark=watermark)
+        # Cached once and kept until the batch ends: the Kafka records are read once; the date
+        # list of the duplicate check and every write below read this cache.
         classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+        flagged = None
         try:
             existing = None
             if prior is not None:
-                dates = [r[0] for r in classified.where(col(RULE).isNull()).select(EVENT_DATE).distinct().collect()]
-                existing = prior.where(col(EVENT_DATE).isin(dates)).select(
+                # Earlier events on the micro-batch's event dates only (as the batch ingest's
+                # duplicate check), joined in the plan: no list of dates comes to the driver.
+                # Valid events are at or after the watermark, so older partitions are pruned.
+                dates = F.broadcast(classified.where(col(RULE).isNull()).select(EVENT_DATE).distinct())
+                if watermark is not None:
+                    prior = prior.where(col(EVENT_DATE) >= F.lit(watermark.date()))
+                existing = prior.join(dates, on=EVENT_DATE, how="left_semi").select(
                     *[col(k) for k in source.key], col(INGEST_DATE).alias("_existing_ingest_date")
                 )
             flagged = with_duplicates_flagged(classified, key=source.key, existing_keys=existing)
             flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
+            result = self._kafka_write(spark, flagged, batch_id, started, tag)
         finally:
+            if flagged is not None:
+                flagged.unpersist()
             classified.unpersist()
-        try:
-            counted = (
-                flagged.groupBy(RULE)
-                .agg(
-                    F.count(F.lit(1)).alias("n"),
-                    F.min(col(source.event_time)).alias("t_min"),
-                    F.max(col(source.event_time)).alias("t_max"),
-                    F.min(col(KAFKA_TIMESTAMP)).alias("k_min"),
-                )
-                .collect()
+        return result
+
+    def _watermark(self, prior) -> dt.datetime | None:
+        """The newest event time kept by earlier micro-batches minus the allowed lateness.
+
+        The first micro-batch of a process reads it from the validated table (one aggregate; on
+        a replay ``prior`` excludes the replayed batch's own rows); later ones keep it up to date
+        on the driver from each batch's newest valid event (the query is the table's only writer).
+        """
+        from pyspark.sql import functions as F
+
+        if not self._newest_known:
+            if prior is not None:
+                self._newest = prior.agg(F.max(col(self.source.event_time))).first()[0]
+            self._newest_known = True
+        if self._newest is None:
+            return None
+        return self._newest - dt.timedelta(seconds=self.stream.allowed_lateness_seconds)
+
+    def _kafka_write(self, spark, flagged, batch_id: int, started: float, tag: CommitTag) -> BatchResult:
+        from pyspark.sql import functions as F
+
+        source = self.source
+        counted = (
+            flagged.groupBy(RULE)
+            .agg(
+                F.count(F.lit(1)).alias("n"),
+                F.min(col(source.event_time)).alias("t_min"),
+                F.max(col(source.event_time)).alias("t_max"),
+                F.min(col(KAFKA_TIMESTAMP)).alias("k_min"),
             )
-            by_rule = {(r[RULE] or "valid"): int(r["n"]) for r in counted}
-            valid_row = next((r for r in counted if r[RULE] is None), None)
-            input_rows = sum(by_rule.values())
-            valid = by_rule.get("valid", 0)
-            quarantined = input_rows - valid
-            k_min = min((r["k_min"] for r in counted if r["k_min"] is not None), default=None)
-            self.hook("classified", batch_id)
-            if quarantined:
-                rows = stream_quarantine_rows(flagged, source=source, stream_id=self._query_id, batch_id=batch_id)
-                _append(rows, self.paths.quarantine, tag, partition_by=[INGEST_DATE])
-            self.hook("quarantine", batch_id)
-            output_rows = 0
-            if valid:
-                rows = stream_valid_rows(flagged, source=source, stream_id=self._query_id, batch_id=batch_id)
-                _append(rows, self.paths.validated, tag, partition_by=[EVENT_DATE])
-                self.hook("validated", batch_id)
-                starts = batch_starts(
-                    flagged.where(col(RULE).isNull()), entity=self.feature_set.entity, event_time=source.event_time
-                )
-                output_rows = self._merge_features(spark, starts, valid_row["t_min"], tag)
-            self.hook("features", batch_id)
-        finally:
-            flagged.unpersist()
+            .collect()
+        )
+        by_rule = {(r[RULE] or "valid"): int(r["n"]) for r in counted}
+        valid_row = next((r for r in counted if r[RULE] is None), None)
+        input_rows = sum(by_rule.values())
+        valid = by_rule.get("valid", 0)
+        quarantined = input_rows - valid
+        k_min = min((r["k_min"] for r in counted if r["k_min"] is not None), default=None)
+        valid_rows = stream_valid_rows(flagged, source=source, stream_id=self._query_id, batch_id=batch_id)
+        change = self._schema_change(spark, valid_rows) if valid else None
+        self.hook("classified", batch_id)
+        if quarantined:
+            rows = stream_quarantine_rows(flagged, source=source, stream_id=self._query_id, batch_id=batch_id)
+            _append(rows, self.paths.quarantine, tag, partition_by=[INGEST_DATE])
+        self.hook("quarantine", batch_id)
+        output_rows = 0
+        if valid:
+            contracts.prepare_table(spark, self.paths.validated, change)
+            _append(valid_rows, self.paths.validated, tag, partition_by=[EVENT_DATE], merge_schema=change.evolves)
+            self.hook("validated", batch_id)
+            starts = batch_starts(
+                flagged.where(col(RULE).isNull()), entity=self.feature_set.entity, event_time=source.event_time
+            )
+            output_rows = self._merge_features(spark, starts, valid_row["t_min"], tag)
+            newest = valid_row["t_max"]
+            self._newest = newest if self._newest is None else max(self._newest, newest)
+        self.hook("features", batch_id)
         return self._record(
             spark,
             batch_id,
@@ -249,6 +292,28 @@ class _BatchProcessor:
             max_event=valid_row["t_max"] if valid_row else None,
             kafka_min=k_min,
         )
+
+    def _schema_change(self, spark, valid_rows) -> contracts.SchemaChange:
+        """The declared columns against the live validated table, by the source's schema policy.
+
+        Checked before any write of the first micro-batch of a process (the declared columns do
+        not change while it runs): a column added to the source's declaration is added to the
+        table (``additive: allow``, the default; older rows read null), widenings listed under
+        ``quality.tables.validated.<source>.schema.widening`` widen it, anything else raises
+        :class:`~featuremill.core.errors.SchemaContractError` naming the column and the fix, and
+        the query stops with every table unchanged.
+        """
+        if self._schema is None:
+            live, version = contracts.live_schema(spark, self.paths.validated)
+            self._schema = contracts.compare_schemas(
+                live,
+                valid_rows.schema,
+                self.gate.spec.schema,
+                table=f"stream validated.{self.source.name} ({self.paths.validated})",
+                live_version=version,
+                policy_path=f"quality.tables.validated.{self.source.name}.schema",
+            )
+        return self._schema
 
     # ------------------------------------------------------------------ delta
     def _delta_batch(self, batch_df, batch_id: int, started: float) -> BatchResult:
@@ -355,6 +420,7 @@ class _BatchProcessor:
             "stream_type": self.stream.type,
             "late": by_rule.get("late", 0),
         }
+        record.metrics["spark_jobs"] = len(_job_ids(spark) - self._jobs_before)
         record.busy_s = duration
         record.finish("succeeded")
         append_run(spark, self.config.tables.run_log, record)
@@ -374,6 +440,13 @@ class _BatchProcessor:
         return BatchResult(batch_id, input_rows, valid, quarantined, by_rule, output_rows, duration, freshness, latency)
 
 
+def _job_ids(spark) -> set[int]:
+    """Ids of the Spark jobs of this thread's job group the driver still remembers (for the
+    ``spark_jobs`` metric of a micro-batch: the difference before and after it)."""
+    sc = spark.sparkContext
+    return set(sc.statusTracker().getJobIdsForGroup(sc.getLocalProperty("spark.jobGroup.id")))
+
+
 def _stop_between_batches(query, *, wait_s: float = 600.0) -> None:
     """Stop ``query`` once its running micro-batch (if any) has finished.
 
@@ -386,9 +459,14 @@ def _stop_between_batches(query, *, wait_s: float = 600.0) -> None:
     query.stop()
 
 
-def _append(df, path: str, tag: CommitTag, *, partition_by) -> None:
-    """Append with the micro-batch's txnAppId/txnVersion: a replayed batch's append is skipped."""
+def _append(df, path: str, tag: CommitTag, *, partition_by, merge_schema: bool = False) -> None:
+    """Append with the micro-batch's txnAppId/txnVersion: a replayed batch's append is skipped.
+
+    ``merge_schema`` adds the columns a schema check accepted (and widens accepted widenings).
+    """
     writer = df.write.format("delta").mode("append")
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
     for key, value in tag.writer_options().items():
         writer = writer.option(key, value)
     if not io.is_delta_table(df.sparkSession, path):
@@ -540,10 +618,14 @@ def run_stream(
         else:
             query.awaitTermination()
     except Exception as exc:
+        if processor.error is not None:
+            raise processor.error from None
         if type(exc).__name__ in ("StreamingQueryException",) or "pyspark" in type(exc).__module__:
             raise StreamError(f"stream {fs.name}: the query failed: {str(exc).strip().splitlines()[0]}") from exc
         raise
     error = query.exception()
+    if processor.error is not None:
+        raise processor.error
     if error is not None:
         raise StreamError(f"stream {fs.name}: the query failed: {str(error).strip().splitlines()[0]}")
     return processor.results
