@@ -204,7 +204,9 @@ def child_env() -> dict:
     return env
 
 
-def run_stream(root: Path, *, crash: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_stream(
+    root: Path, *, crash: str | None = None, timeout: int = 300, extra: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     """``featuremill stream ... --available-now`` in its own process (or the crashing child)."""
     pipeline = root / "conf" / "pipelines" / "shop.yaml"
     if crash:
@@ -219,6 +221,7 @@ def run_stream(root: Path, *, crash: str | None = None, timeout: int = 300) -> s
             "--feature-set",
             "activity",
             "--available-now",
+            *extra,
         ]
     return subprocess.run(cmd, cwd=root, env=child_env(), capture_output=True, text=True, timeout=timeout)
 

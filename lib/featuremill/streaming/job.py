@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from featuremill.config import FeatureSetSpec, PipelineConfig
 from featuremill.config.streams import StreamSpec, stream_of
-from featuremill.core.errors import FeaturemillError
+from featuremill.core.errors import FeaturemillError, OnlineStoreError, ServingError
 from featuremill.core.sql import col, quote_identifier
 from featuremill.pipelines.build_features import _dimension_frame, build_feature_frame, lookback_days
 from featuremill.pipelines.preprocess import helper_lookback_days
@@ -111,6 +111,68 @@ class BatchResult:
     duration_s: float
     freshness_s: float | None
     latency_s: float | None
+    online_rows: int | None = None
+    online_freshness_s: float | None = None
+
+
+@dataclass
+class OnlineTarget:
+    """The online store a stream writes each micro-batch's changed entities to (a Feast repository).
+
+    Built by :func:`online_target` before the query starts (registry, definition hash and store
+    checked then); the view's key types come from the feature table on the first write.
+    """
+
+    repo: str
+    store_yaml: str
+    view_proto: bytes
+    address: str
+    _view: object | None = None
+    join_keys: dict | None = None
+
+    def view(self, spark, config: PipelineConfig, fs: FeatureSetSpec):
+        if self._view is None:
+            from featuremill.serving.materialize import _VALUE_TYPE_NAMES
+            from featuremill.serving.repo import feature_set_view
+
+            self._view = feature_set_view(spark, config, fs)
+            self.join_keys = {k: _VALUE_TYPE_NAMES[t] for k, t in self._view.keys}
+        return self._view
+
+
+def online_target(config: PipelineConfig, fs: FeatureSetSpec, repo: str) -> OnlineTarget:
+    """Check the Feast repository ``repo`` serves ``fs`` as defined now and its store answers.
+
+    Raises :class:`~featuremill.core.errors.ServingError` (no ``feature_store.yaml``, the view not
+    applied, or applied with another definition hash: regenerate and apply) or
+    :class:`~featuremill.core.errors.OnlineStoreError` (the store does not answer), before the
+    query starts, so nothing is written.
+    """
+    from pathlib import Path
+
+    from featuremill.serving import online
+    from featuremill.serving.materialize import applied_views
+    from featuremill.serving.repo import STORE_FILE, TAG_HASH
+    from featuremill.storage.versions import feature_set_fingerprint
+
+    root = Path(repo).resolve()
+    if not (root / STORE_FILE).is_file():
+        raise ServingError(f"{root} has no {STORE_FILE}; generate it with featuremill feast-repo PIPELINE --out {root}")
+    applied = applied_views(root, [fs.name])[fs.name]
+    found, wanted = applied.tags.get(TAG_HASH), feature_set_fingerprint(config, fs)
+    if found != wanted:
+        raise ServingError(
+            f"feature view {fs.name!r}: the repository {root} was applied with definition hash {found}, the pipeline "
+            f"now has {wanted}; regenerate and apply it (featuremill feast-repo PIPELINE --out {root} --apply) "
+            "before streaming to it"
+        )
+    online.check_reachable(config.env.online_store, root)
+    return OnlineTarget(
+        repo=str(root),
+        store_yaml=(root / STORE_FILE).read_text(),
+        view_proto=applied.to_proto().SerializeToString(),
+        address=online.store_address(config.env.online_store, root),
+    )
 
 
 class _BatchProcessor:
@@ -124,8 +186,10 @@ class _BatchProcessor:
         paths: StreamPaths,
         *,
         hook: BatchHook | None = None,
+        online: OnlineTarget | None = None,
     ):
         self.config = config
+        self.online = online
         self.feature_set = feature_set
         self.stream = stream
         self.source = config.source(feature_set.source)
@@ -280,6 +344,7 @@ class _BatchProcessor:
             newest = valid_row["t_max"]
             self._newest = newest if self._newest is None else max(self._newest, newest)
         self.hook("features", batch_id)
+        online_rows = self._publish(spark, starts, valid_row["t_min"]) if valid else None
         return self._record(
             spark,
             batch_id,
@@ -291,6 +356,7 @@ class _BatchProcessor:
             output_rows=output_rows,
             max_event=valid_row["t_max"] if valid_row else None,
             kafka_min=k_min,
+            online_rows=online_rows,
         )
 
     def _schema_change(self, spark, valid_rows) -> contracts.SchemaChange:
@@ -333,6 +399,7 @@ class _BatchProcessor:
             starts = batch_starts(valid, entity=self.feature_set.entity, event_time=source.event_time)
             output_rows = self._merge_features(spark, starts, t_min, tag)
         self.hook("features", batch_id)
+        online_rows = self._publish(spark, starts, t_min) if rows else None
         return self._record(
             spark,
             batch_id,
@@ -344,6 +411,7 @@ class _BatchProcessor:
             output_rows=output_rows,
             max_event=t_max,
             kafka_min=None,
+            online_rows=online_rows,
         )
 
     # ------------------------------------------------------------------ features
@@ -378,6 +446,50 @@ class _BatchProcessor:
         keys = [*fs.entity, source.event_time]
         return _upsert(spark, frame, self.paths.features, keys=keys, from_date=from_date, tag=tag)
 
+    # ------------------------------------------------------------------ online store
+    def _publish(self, spark, starts, earliest: dt.datetime) -> int | None:
+        """Write the latest feature row of each entity of the micro-batch to the online store.
+
+        Read back from the feature table after the MERGE (so a replayed micro-batch, whose MERGE
+        Delta skipped, writes the same rows again: online writes are upserts). Each entity's latest
+        row is at or after its earliest new event, hence at or after ``earliest``: older
+        partitions are pruned. Returns the rows written (``None`` without an online store).
+        """
+        if self.online is None:
+            return None
+        from pyspark.sql import functions as F
+
+        from featuremill.serving import online
+        from featuremill.serving.materialize import latest_rows
+
+        target = self.online
+        view = target.view(spark, self.config, self.feature_set)
+        table = (
+            io.read_delta(spark, self.paths.features)
+            .where(col(EVENT_DATE) >= F.lit(earliest.date()))
+            .join(
+                F.broadcast(starts.select(*[col(k) for k in self.feature_set.entity])),
+                on=list(self.feature_set.entity),
+                how="left_semi",
+            )
+        )
+        rows = latest_rows(table, keys=view.key_names, event_time=view.event_time, columns=view.feature_names)
+        written = online.write_batches(
+            rows,
+            repo=target.repo,
+            store_yaml=target.store_yaml,
+            view_proto=target.view_proto,
+            join_keys=target.join_keys,
+            batch_rows=online.DEFAULT_BATCH_ROWS,
+        )
+        try:
+            return int(written.agg(F.sum("rows")).first()[0] or 0)  # one aggregate row
+        except Exception as exc:
+            raise OnlineStoreError(
+                f"online store {target.address}: writing the latest rows of {self.feature_set.name!r} failed "
+                f"({_first_line(exc)}); the micro-batch is not committed, a restart writes them again"
+            ) from None
+
     # ------------------------------------------------------------------ run log
     def _record(
         self,
@@ -392,6 +504,7 @@ class _BatchProcessor:
         output_rows: int,
         max_event,
         kafka_min,
+        online_rows: int | None = None,
     ) -> BatchResult:
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         duration = time.monotonic() - started
@@ -414,6 +527,14 @@ class _BatchProcessor:
             batch_duration_s=duration,
             produce_to_table_max_s=latency,
         )
+        if self.online is not None:
+            # the online rows were written just before ``now``: event time (and produce time) to
+            # online visibility, as the table's freshness below is event time to the table
+            record.metrics.update(
+                online_rows=online_rows or 0,
+                online_freshness_s=(now - max_event).total_seconds() if online_rows and max_event else None,
+                produce_to_online_max_s=latency if online_rows else None,
+            )
         record.details = {
             "batch_id": batch_id,
             "by_rule": by_rule,
@@ -437,7 +558,19 @@ class _BatchProcessor:
             duration,
             f"{freshness:.1f} s" if freshness is not None else "n/a",
         )
-        return BatchResult(batch_id, input_rows, valid, quarantined, by_rule, output_rows, duration, freshness, latency)
+        return BatchResult(
+            batch_id,
+            input_rows,
+            valid,
+            quarantined,
+            by_rule,
+            output_rows,
+            duration,
+            freshness,
+            latency,
+            online_rows,
+            record.metrics.get("online_freshness_s"),
+        )
 
 
 def _job_ids(spark) -> set[int]:
@@ -445,6 +578,13 @@ def _job_ids(spark) -> set[int]:
     ``spark_jobs`` metric of a micro-batch: the difference before and after it)."""
     sc = spark.sparkContext
     return set(sc.statusTracker().getJobIdsForGroup(sc.getLocalProperty("spark.jobGroup.id")))
+
+
+def _first_line(exc: BaseException) -> str:
+    """The Python exception line of a failed Spark task (``redis.exceptions.ConnectionError: ...``)."""
+    from featuremill.serving.materialize import _first_line as first_line
+
+    return first_line(exc)
 
 
 def _stop_between_batches(query, *, wait_s: float = 600.0) -> None:
@@ -539,6 +679,7 @@ def run_stream(
     duration_s: float | None = None,
     checkpoint: str | None = None,
     bootstrap_servers: str | None = None,
+    feast_repo: str | None = None,
     hook: BatchHook | None = None,
 ) -> list[BatchResult]:
     """Run the stream of ``feature_set``'s source into its feature table.
@@ -546,7 +687,9 @@ def run_stream(
     ``available_now`` processes what the source holds now (in micro-batches of at most
     ``max_records_per_batch``) and stops; ``duration_s`` runs micro-batches every ``trigger`` for
     that long and stops; neither runs until the query fails or is stopped. ``bootstrap_servers``
-    overrides the pipeline's. Returns the accounting of the micro-batches this process ran.
+    overrides the pipeline's. ``feast_repo`` (a repository written by ``featuremill feast-repo`` and
+    applied) makes each micro-batch also write its entities' latest rows to the environment's
+    online store. Returns the accounting of the micro-batches this process ran.
     Raises :class:`StreamError` when the query fails.
     """
     import dataclasses
@@ -562,7 +705,8 @@ def run_stream(
     if bootstrap_servers:
         stream = dataclasses.replace(stream, bootstrap_servers=bootstrap_servers)
     paths = stream_paths(config, fs.name, checkpoint=checkpoint)
-    processor = _BatchProcessor(config, fs, stream, paths, hook=hook)
+    online = online_target(config, fs, feast_repo) if feast_repo else None
+    processor = _BatchProcessor(config, fs, stream, paths, hook=hook, online=online)
     if stream.type == "kafka":
         reader = (
             spark.readStream.format("kafka")
