@@ -36,7 +36,8 @@ def streamed(kafka_broker, tmp_path_factory, spark):
         (h.value(dict(good[7], event_id="bad-nan", amount="NaN")), "non_finite"),
         (h.value({k: v for k, v in dict(good[8], event_id="bad-null").items() if k != "customer_id"}), "not_null"),
     ]
-    values: list[bytes | None] = [h.value(e) for e in order]
+    # schema drift on the topic: a field nobody declared yet (ignored: the record stays valid)
+    values: list[bytes | None] = [h.value(dict(e, coupon="early") if i % 9 == 0 else e) for i, e in enumerate(order)]
     expected_rules: Counter = Counter()
     # duplicates right after their first copy (same or next micro-batch), poison records in between
     for i, pos in enumerate((20, 90, 150, 200)):
@@ -65,6 +66,13 @@ def streamed(kafka_broker, tmp_path_factory, spark):
         e["ts"] = (
             dt.datetime.strptime(e["ts"], "%Y-%m-%d %H:%M:%S") + (newest.replace(hour=0, minute=0, second=0) - h.T0)
         ).strftime("%Y-%m-%d %H:%M:%S")
+    # the source now declares `coupon` (schema policy of validated.tx: additive allowed by default)
+    for e in more:
+        e["coupon"] = f"C-{e['event_id']}"
+    pipeline = root / "conf" / "pipelines" / "shop.yaml"
+    pipeline.write_text(
+        pipeline.read_text().replace("      channel: string\n", "      channel: string\n      coupon: string\n")
+    )
     values2 = [h.value(e) for e in late] + [h.value(good[3]), h.value(recent)] + [h.value(e) for e in more]
     expected_rules["late"] += len(late) + 1  # good[3] is days older than the newest event seen
     expected_rules["duplicate"] += 1  # recent: within the lateness, already kept by the first run
@@ -134,6 +142,11 @@ def test_stream_valid_plus_quarantined_equals_produced(streamed, spark):
     bad_type = next(r for r in quarantined if r["raw_value"] and "bad-type" in r["raw_value"])
     assert json.loads(bad_type["raw_value"])["customer_id"] == "abc"
     assert "customer_id" in bad_type["reason"] and "bigint" in bad_type["reason"]
+    # the column declared before the second run: added to the table, null for the earlier rows
+    # (their undeclared `coupon` field was not read), the values for the second run's events
+    coupons = {r["event_id"]: r["coupon"] for r in validated if r["coupon"] is not None}
+    assert coupons == {e["event_id"]: e["coupon"] for e in streamed["valid"] if "coupon" in e}
+    assert len(coupons) >= 20
 
 
 def test_stream_run_log_records_each_micro_batch(streamed, spark):
