@@ -16,7 +16,9 @@ One Structured Streaming query per feature set; every micro-batch runs, in ``for
    (:func:`featuremill.pipelines.build_features.build_feature_frame`), keep each entity's rows at
    or after its earliest new event (the only rows new events can change) and MERGE them into the
    feature table on (entity keys, event time);
-4. append the micro-batch's metrics to the run log.
+4. with an online store (``--feast-repo``), write the latest feature row of each entity of the
+   micro-batch to it (serving's writer), read back from the feature table after the MERGE;
+5. append the micro-batch's metrics to the run log.
 
 Exactly once: every Delta write of a micro-batch carries ``txnAppId`` =
 ``featuremill/<pipeline>/stream/<feature set>/<query id>`` (the query id is stored in the
