@@ -5,6 +5,8 @@
 #
 #   scripts/kafka.sh install   resolve the broker's jars from Maven Central once (cached)
 #   scripts/kafka.sh start     format KRaft storage in a fresh temp dir, start, wait until ready
+#                              (KAFKA_KEEP_STATE=1: restart on the existing storage, topics and
+#                              records kept, when the state dir holds a formatted broker)
 #   scripts/kafka.sh stop      stop the broker started by `start` (by its recorded pid)
 #   scripts/kafka.sh status    exit 0 when the recorded broker process is alive
 #
@@ -70,6 +72,12 @@ start() {
   if ready; then
     log "port $port is taken by another process; set KAFKA_PORT"; exit 1
   fi
+  if [ "${KAFKA_KEEP_STATE:-}" = 1 ] && [ -f "$state/data/meta.properties" ]; then
+    # a restart (the streaming fault tests): same storage, so topics, records and offsets survive
+    log "restarting Kafka $kafka_version on its existing storage in $state"
+    launch
+    return 0
+  fi
   rm -rf "$state"
   mkdir -p "$state/data"
   cat > "$state/server.properties" <<PROPS
@@ -96,9 +104,14 @@ PROPS
     -c "$state/server.properties" > "$state/format.log" 2>&1 \
     || { cat "$state/format.log" >&2; exit 1; }
   log "starting Kafka $kafka_version (KRaft) on 127.0.0.1:$port (controller $controller_port), state in $state"
+  launch
+}
+
+launch() {
+  local cp="$jars/*"
   nohup java -Xmx"${KAFKA_HEAP:-512m}" -Xms128m -XX:+UseG1GC -Djava.awt.headless=true \
     -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
-    -cp "$cp" kafka.Kafka "$state/server.properties" > "$state/broker.log" 2>&1 &
+    -cp "$cp" kafka.Kafka "$state/server.properties" >> "$state/broker.log" 2>&1 &
   echo $! > "$pidfile"
   for _ in $(seq 1 120); do
     if ! alive; then

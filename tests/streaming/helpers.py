@@ -199,10 +199,14 @@ def child_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "lib"), env.get("PYTHONPATH", "")])
     env.setdefault("PYSPARK_PYTHON", sys.executable)
+    # scripts/kafka.sh in the child (the broker-restart fault) acts on the tests' broker
+    env.update(KAFKA_PORT=str(KAFKA_PORT), KAFKA_CONTROLLER_PORT=str(CONTROLLER_PORT))
     return env
 
 
-def run_stream(root: Path, *, crash: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_stream(
+    root: Path, *, crash: str | None = None, timeout: int = 300, extra: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     """``featuremill stream ... --available-now`` in its own process (or the crashing child)."""
     pipeline = root / "conf" / "pipelines" / "shop.yaml"
     if crash:
@@ -217,6 +221,7 @@ def run_stream(root: Path, *, crash: str | None = None, timeout: int = 300) -> s
             "--feature-set",
             "activity",
             "--available-now",
+            *extra,
         ]
     return subprocess.run(cmd, cwd=root, env=child_env(), capture_output=True, text=True, timeout=timeout)
 

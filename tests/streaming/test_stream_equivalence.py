@@ -2,7 +2,9 @@
 lateness, with duplicates, malformed and late records, streamed into the feature table in two
 runs (a restart from the checkpoint in between); the table must equal the batch job's full
 recompute over the same valid events, and every produced record must be in the validated table
-or the quarantine exactly once."""
+or the quarantine exactly once. The second run also writes to the environment's online store
+(SQLite, through a Feast repository generated and applied after the first run): the entities it
+changed, and only those, must hold their latest row there."""
 
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ def streamed(kafka_broker, tmp_path_factory, spark):
         (h.value(dict(good[7], event_id="bad-nan", amount="NaN")), "non_finite"),
         (h.value({k: v for k, v in dict(good[8], event_id="bad-null").items() if k != "customer_id"}), "not_null"),
     ]
-    values: list[bytes | None] = [h.value(e) for e in order]
+    # schema drift on the topic: a field nobody declared yet (ignored: the record stays valid)
+    values: list[bytes | None] = [h.value(dict(e, coupon="early") if i % 9 == 0 else e) for i, e in enumerate(order)]
     expected_rules: Counter = Counter()
     # duplicates right after their first copy (same or next micro-batch), poison records in between
     for i, pos in enumerate((20, 90, 150, 200)):
@@ -57,16 +60,25 @@ def streamed(kafka_broker, tmp_path_factory, spark):
     recent = next(
         e for e in reversed(good) if dt.datetime.strptime(e["ts"], "%Y-%m-%d %H:%M:%S") > newest - dt.timedelta(hours=6)
     )
-    more = h.good_events(30, seed=9, days=1, prefix="n")
+    # one customer gets no new event: the online store must not receive it
+    more = [e for e in h.good_events(30, seed=9, days=1, prefix="n") if e["customer_id"] != UNCHANGED]
     for e in more:
         e["ts"] = (
             dt.datetime.strptime(e["ts"], "%Y-%m-%d %H:%M:%S") + (newest.replace(hour=0, minute=0, second=0) - h.T0)
         ).strftime("%Y-%m-%d %H:%M:%S")
+    # the source now declares `coupon` (schema policy of validated.tx: additive allowed by default)
+    for e in more:
+        e["coupon"] = f"C-{e['event_id']}"
+    pipeline = root / "conf" / "pipelines" / "shop.yaml"
+    pipeline.write_text(
+        pipeline.read_text().replace("      channel: string\n", "      channel: string\n      coupon: string\n")
+    )
     values2 = [h.value(e) for e in late] + [h.value(good[3]), h.value(recent)] + [h.value(e) for e in more]
     expected_rules["late"] += len(late) + 1  # good[3] is days older than the newest event seen
     expected_rules["duplicate"] += 1  # recent: within the lateness, already kept by the first run
     produced += h.produce(topic, values2)
-    second = h.run_stream(root)
+    repo = _feast_repository(spark, root)
+    second = h.run_stream(root, extra=("--feast-repo", str(repo)))
     assert second.returncode == 0, second.stderr[-4000:]
     from featuremill.config import load_pipeline
 
@@ -79,7 +91,28 @@ def streamed(kafka_broker, tmp_path_factory, spark):
         "valid": good + more,
         "expected_rules": expected_rules,
         "outputs": first.stdout + second.stdout,
+        "repo": repo,
+        "changed": sorted({e["customer_id"] for e in more}),
     }
+
+
+UNCHANGED = 5
+
+
+def _feast_repository(spark, root):
+    """The environment declares a SQLite online store; the Feast repository of the feature set is
+    generated and applied (in this process, with the suite's Spark session)."""
+    from featuremill.config import load_pipeline
+    from featuremill.serving.feast_cli import apply_in_process
+    from featuremill.serving.repo import feature_set_view, render_repository, write_repository
+
+    env = root / "conf" / "env" / "local.yaml"
+    env.write_text(env.read_text() + "online_store: {type: sqlite, path: data/online_store.db}\n")
+    config = load_pipeline(root / "conf" / "pipelines" / "shop.yaml", env="local")
+    repo = root / "feast"
+    write_repository(render_repository(config, [feature_set_view(spark, config, config.feature_set("activity"))]), repo)
+    apply_in_process(spark, repo, pipeline=config.name)
+    return repo
 
 
 def test_stream_features_equal_the_batch_full_recompute(streamed, spark):
@@ -109,6 +142,11 @@ def test_stream_valid_plus_quarantined_equals_produced(streamed, spark):
     bad_type = next(r for r in quarantined if r["raw_value"] and "bad-type" in r["raw_value"])
     assert json.loads(bad_type["raw_value"])["customer_id"] == "abc"
     assert "customer_id" in bad_type["reason"] and "bigint" in bad_type["reason"]
+    # the column declared before the second run: added to the table, null for the earlier rows
+    # (their undeclared `coupon` field was not read), the values for the second run's events
+    coupons = {r["event_id"]: r["coupon"] for r in validated if r["coupon"] is not None}
+    assert coupons == {e["event_id"]: e["coupon"] for e in streamed["valid"] if "coupon" in e}
+    assert len(coupons) >= 20
 
 
 def test_stream_run_log_records_each_micro_batch(streamed, spark):
@@ -123,3 +161,37 @@ def test_stream_run_log_records_each_micro_batch(streamed, spark):
         assert m["valid_rows"] + m["quarantined"] == m["input_rows"]
         if m["valid_rows"]:
             assert m["freshness_s"] > 0 and m["output_rows"] > 0
+
+
+def test_stream_writes_changed_entities_latest_rows_to_the_online_store(streamed, spark):
+    from feast import FeatureStore
+
+    config, changed = streamed["config"], streamed["changed"]
+    assert UNCHANGED not in changed and len(changed) >= 5
+    # independent reference: the batch recompute over the valid events, latest row per customer
+    latest = {}
+    for r in h.reference_features(spark, config, streamed["valid"]).collect():
+        c = r["customer_id"]
+        if c not in latest or r["ts"] > latest[c]["ts"]:
+            latest[c] = r
+    ask = [*changed, UNCHANGED]
+    got = (
+        FeatureStore(repo_path=str(streamed["repo"]))
+        .get_online_features(
+            features=[f"activity:{f}" for f in h.FEATURES], entity_rows=[{"customer_id": c} for c in ask]
+        )
+        .to_dict()
+    )
+    for i, c in enumerate(changed):
+        for f in h.FEATURES:
+            x, y = got[f][i], latest[c][f]
+            if x is None or y is None:
+                assert x is None and y is None, (c, f, x, y)
+            else:
+                assert x == pytest.approx(y, rel=1e-9, abs=1e-9), (c, f, x, y)
+    assert all(got[f][len(changed)] is None for f in h.FEATURES), "an entity the stream did not change was written"
+    runs = spark.read.format("delta").load(config.tables.run_log).where("job = 'stream'").collect()
+    online = [r["metrics"] for r in runs if r["metrics"].get("online_rows") is not None]
+    assert len(online) == 1  # the second run: one micro-batch, after the first run's (no store then)
+    assert online[0]["online_rows"] == len(changed)
+    assert online[0]["online_freshness_s"] > 0 and online[0]["produce_to_online_max_s"] >= 0

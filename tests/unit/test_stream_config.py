@@ -108,3 +108,14 @@ def test_stream_of_without_block_names_the_fix(project):
     config = _load(project, "")
     with pytest.raises(KeyError, match="declares no stream: add a `stream:` block to sources.tx"):
         stream_of(config, "tx")
+
+
+def test_online_target_without_repository_names_the_fix(project, tmp_path):
+    """``--feast-repo`` pointing at a folder that is not a generated repository is refused before
+    the query starts (nothing written), naming the missing file and the command that makes it."""
+    from featuremill.core.errors import ServingError
+    from featuremill.streaming.job import online_target
+
+    config = _load(project, "    stream: {type: delta}\n")
+    with pytest.raises(ServingError, match=r"has no feature_store\.yaml; generate it with featuremill feast-repo"):
+        online_target(config, config.feature_set("activity"), str(tmp_path / "nowhere"))

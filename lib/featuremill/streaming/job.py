@@ -16,7 +16,9 @@ One Structured Streaming query per feature set; every micro-batch runs, in ``for
    (:func:`featuremill.pipelines.build_features.build_feature_frame`), keep each entity's rows at
    or after its earliest new event (the only rows new events can change) and MERGE them into the
    feature table on (entity keys, event time);
-4. append the micro-batch's metrics to the run log.
+4. with an online store (``--feast-repo``), write the latest feature row of each entity of the
+   micro-batch to it (serving's writer), read back from the feature table after the MERGE;
+5. append the micro-batch's metrics to the run log.
 
 Exactly once: every Delta write of a micro-batch carries ``txnAppId`` =
 ``featuremill/<pipeline>/stream/<feature set>/<query id>`` (the query id is stored in the
@@ -40,10 +42,11 @@ from dataclasses import dataclass
 
 from featuremill.config import FeatureSetSpec, PipelineConfig
 from featuremill.config.streams import StreamSpec, stream_of
-from featuremill.core.errors import FeaturemillError
+from featuremill.core.errors import FeaturemillError, OnlineStoreError, ServingError
 from featuremill.core.sql import col, quote_identifier
 from featuremill.pipelines.build_features import _dimension_frame, build_feature_frame, lookback_days
 from featuremill.pipelines.preprocess import helper_lookback_days
+from featuremill.quality import contracts
 from featuremill.quality.gate import TableGate
 from featuremill.storage import io
 from featuremill.storage.io import CommitTag, session_commit_tag
@@ -110,6 +113,68 @@ class BatchResult:
     duration_s: float
     freshness_s: float | None
     latency_s: float | None
+    online_rows: int | None = None
+    online_freshness_s: float | None = None
+
+
+@dataclass
+class OnlineTarget:
+    """The online store a stream writes each micro-batch's changed entities to (a Feast repository).
+
+    Built by :func:`online_target` before the query starts (registry, definition hash and store
+    checked then); the view's key types come from the feature table on the first write.
+    """
+
+    repo: str
+    store_yaml: str
+    view_proto: bytes
+    address: str
+    _view: object | None = None
+    join_keys: dict | None = None
+
+    def view(self, spark, config: PipelineConfig, fs: FeatureSetSpec):
+        if self._view is None:
+            from featuremill.serving.materialize import _VALUE_TYPE_NAMES
+            from featuremill.serving.repo import feature_set_view
+
+            self._view = feature_set_view(spark, config, fs)
+            self.join_keys = {k: _VALUE_TYPE_NAMES[t] for k, t in self._view.keys}
+        return self._view
+
+
+def online_target(config: PipelineConfig, fs: FeatureSetSpec, repo: str) -> OnlineTarget:
+    """Check the Feast repository ``repo`` serves ``fs`` as defined now and its store answers.
+
+    Raises :class:`~featuremill.core.errors.ServingError` (no ``feature_store.yaml``, the view not
+    applied, or applied with another definition hash: regenerate and apply) or
+    :class:`~featuremill.core.errors.OnlineStoreError` (the store does not answer), before the
+    query starts, so nothing is written.
+    """
+    from pathlib import Path
+
+    from featuremill.serving import online
+    from featuremill.serving.materialize import applied_views
+    from featuremill.serving.repo import STORE_FILE, TAG_HASH
+    from featuremill.storage.versions import feature_set_fingerprint
+
+    root = Path(repo).resolve()
+    if not (root / STORE_FILE).is_file():
+        raise ServingError(f"{root} has no {STORE_FILE}; generate it with featuremill feast-repo PIPELINE --out {root}")
+    applied = applied_views(root, [fs.name])[fs.name]
+    found, wanted = applied.tags.get(TAG_HASH), feature_set_fingerprint(config, fs)
+    if found != wanted:
+        raise ServingError(
+            f"feature view {fs.name!r}: the repository {root} was applied with definition hash {found}, the pipeline "
+            f"now has {wanted}; regenerate and apply it (featuremill feast-repo PIPELINE --out {root} --apply) "
+            "before streaming to it"
+        )
+    online.check_reachable(config.env.online_store, root)
+    return OnlineTarget(
+        repo=str(root),
+        store_yaml=(root / STORE_FILE).read_text(),
+        view_proto=applied.to_proto().SerializeToString(),
+        address=online.store_address(config.env.online_store, root),
+    )
 
 
 class _BatchProcessor:
@@ -123,8 +188,10 @@ class _BatchProcessor:
         paths: StreamPaths,
         *,
         hook: BatchHook | None = None,
+        online: OnlineTarget | None = None,
     ):
         self.config = config
+        self.online = online
         self.feature_set = feature_set
         self.stream = stream
         self.source = config.source(feature_set.source)
@@ -132,7 +199,12 @@ class _BatchProcessor:
         self.hook = hook or (lambda stage, batch_id: None)
         self.gate = TableGate(config, f"validated.{self.source.name}", allow_quarantine=True)
         self.results: list[BatchResult] = []
+        self.error: FeaturemillError | None = None
         self._query_id: str | None = None
+        self._jobs_before: set[int] = set()
+        self._newest: dt.datetime | None = None
+        self._newest_known = False
+        self._schema: contracts.SchemaChange | None = None
         self._ready = threading.Event()
 
     def set_query(self, query_id: str) -> None:
@@ -147,10 +219,16 @@ class _BatchProcessor:
 
     def __call__(self, batch_df, batch_id: int) -> None:
         started = time.monotonic()
-        if self.stream.type == "kafka":
-            result = self._kafka_batch(batch_df, int(batch_id), started)
-        else:
-            result = self._delta_batch(batch_df, int(batch_id), started)
+        self._jobs_before = _job_ids(batch_df.sparkSession)
+        try:
+            if self.stream.type == "kafka":
+                result = self._kafka_batch(batch_df, int(batch_id), started)
+            else:
+                result = self._delta_batch(batch_df, int(batch_id), started)
+        except FeaturemillError as exc:
+            # kept whole: the query's own exception wraps it in a Python traceback
+            self.error = exc
+            raise
         self.results.append(result)
 
     # ------------------------------------------------------------------ kafka
@@ -179,64 +257,96 @@ class _BatchProcessor:
         from pyspark.sql import functions as F
 
         spark = batch_df.sparkSession
-        source, stream = self.source, self.stream
+        source = self.source
         app_id = self.app_id
         tag = CommitTag(app_id, batch_id, user_metadata=f'{{"featuremill_stream_batch": {batch_id}}}')
         classified = with_stream_classification(kafka_records(batch_df, source=source), source=source)
         classified = self.gate.with_row_rules(classified, references=self._references(spark))
         prior = self._prior(spark, batch_id)
-        watermark = None
-        if prior is not None:
-            newest = prior.agg(F.max(col(source.event_time))).first()[0]
-            if newest is not None:
-                watermark = newest - dt.timedelta(seconds=stream.allowed_lateness_seconds)
+        watermark = self._watermark(prior)
         classified = with_late_flagged(classified, event_time=source.event_time, watermark=watermark)
+        # Cached once and kept until the batch ends: the Kafka records are read once; the date
+        # list of the duplicate check and every write below read this cache.
         classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+        flagged = None
         try:
             existing = None
             if prior is not None:
-                dates = [r[0] for r in classified.where(col(RULE).isNull()).select(EVENT_DATE).distinct().collect()]
-                existing = prior.where(col(EVENT_DATE).isin(dates)).select(
+                # Earlier events on the micro-batch's event dates only (as the batch ingest's
+                # duplicate check), joined in the plan: no list of dates comes to the driver.
+                # Valid events are at or after the watermark, so older partitions are pruned.
+                dates = F.broadcast(classified.where(col(RULE).isNull()).select(EVENT_DATE).distinct())
+                if watermark is not None:
+                    prior = prior.where(col(EVENT_DATE) >= F.lit(watermark.date()))
+                existing = prior.join(dates, on=EVENT_DATE, how="left_semi").select(
                     *[col(k) for k in source.key], col(INGEST_DATE).alias("_existing_ingest_date")
                 )
             flagged = with_duplicates_flagged(classified, key=source.key, existing_keys=existing)
             flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
+            result = self._kafka_write(spark, flagged, batch_id, started, tag)
         finally:
+            if flagged is not None:
+                flagged.unpersist()
             classified.unpersist()
-        try:
-            counted = (
-                flagged.groupBy(RULE)
-                .agg(
-                    F.count(F.lit(1)).alias("n"),
-                    F.min(col(source.event_time)).alias("t_min"),
-                    F.max(col(source.event_time)).alias("t_max"),
-                    F.min(col(KAFKA_TIMESTAMP)).alias("k_min"),
-                )
-                .collect()
+        return result
+
+    def _watermark(self, prior) -> dt.datetime | None:
+        """The newest event time kept by earlier micro-batches minus the allowed lateness.
+
+        The first micro-batch of a process reads it from the validated table (one aggregate; on
+        a replay ``prior`` excludes the replayed batch's own rows); later ones keep it up to date
+        on the driver from each batch's newest valid event (the query is the table's only writer).
+        """
+        from pyspark.sql import functions as F
+
+        if not self._newest_known:
+            if prior is not None:
+                self._newest = prior.agg(F.max(col(self.source.event_time))).first()[0]
+            self._newest_known = True
+        if self._newest is None:
+            return None
+        return self._newest - dt.timedelta(seconds=self.stream.allowed_lateness_seconds)
+
+    def _kafka_write(self, spark, flagged, batch_id: int, started: float, tag: CommitTag) -> BatchResult:
+        from pyspark.sql import functions as F
+
+        source = self.source
+        counted = (
+            flagged.groupBy(RULE)
+            .agg(
+                F.count(F.lit(1)).alias("n"),
+                F.min(col(source.event_time)).alias("t_min"),
+                F.max(col(source.event_time)).alias("t_max"),
+                F.min(col(KAFKA_TIMESTAMP)).alias("k_min"),
             )
-            by_rule = {(r[RULE] or "valid"): int(r["n"]) for r in counted}
-            valid_row = next((r for r in counted if r[RULE] is None), None)
-            input_rows = sum(by_rule.values())
-            valid = by_rule.get("valid", 0)
-            quarantined = input_rows - valid
-            k_min = min((r["k_min"] for r in counted if r["k_min"] is not None), default=None)
-            self.hook("classified", batch_id)
-            if quarantined:
-                rows = stream_quarantine_rows(flagged, source=source, stream_id=self._query_id, batch_id=batch_id)
-                _append(rows, self.paths.quarantine, tag, partition_by=[INGEST_DATE])
-            self.hook("quarantine", batch_id)
-            output_rows = 0
-            if valid:
-                rows = stream_valid_rows(flagged, source=source, stream_id=self._query_id, batch_id=batch_id)
-                _append(rows, self.paths.validated, tag, partition_by=[EVENT_DATE])
-                self.hook("validated", batch_id)
-                starts = batch_starts(
-                    flagged.where(col(RULE).isNull()), entity=self.feature_set.entity, event_time=source.event_time
-                )
-                output_rows = self._merge_features(spark, starts, valid_row["t_min"], tag)
-            self.hook("features", batch_id)
-        finally:
-            flagged.unpersist()
+            .collect()
+        )
+        by_rule = {(r[RULE] or "valid"): int(r["n"]) for r in counted}
+        valid_row = next((r for r in counted if r[RULE] is None), None)
+        input_rows = sum(by_rule.values())
+        valid = by_rule.get("valid", 0)
+        quarantined = input_rows - valid
+        k_min = min((r["k_min"] for r in counted if r["k_min"] is not None), default=None)
+        valid_rows = stream_valid_rows(flagged, source=source, stream_id=self._query_id, batch_id=batch_id)
+        change = self._schema_change(spark, valid_rows) if valid else None
+        self.hook("classified", batch_id)
+        if quarantined:
+            rows = stream_quarantine_rows(flagged, source=source, stream_id=self._query_id, batch_id=batch_id)
+            _append(rows, self.paths.quarantine, tag, partition_by=[INGEST_DATE])
+        self.hook("quarantine", batch_id)
+        output_rows = 0
+        if valid:
+            contracts.prepare_table(spark, self.paths.validated, change)
+            _append(valid_rows, self.paths.validated, tag, partition_by=[EVENT_DATE], merge_schema=change.evolves)
+            self.hook("validated", batch_id)
+            starts = batch_starts(
+                flagged.where(col(RULE).isNull()), entity=self.feature_set.entity, event_time=source.event_time
+            )
+            output_rows = self._merge_features(spark, starts, valid_row["t_min"], tag)
+            newest = valid_row["t_max"]
+            self._newest = newest if self._newest is None else max(self._newest, newest)
+        self.hook("features", batch_id)
+        online_rows = self._publish(spark, starts, valid_row["t_min"]) if valid else None
         return self._record(
             spark,
             batch_id,
@@ -248,7 +358,30 @@ class _BatchProcessor:
             output_rows=output_rows,
             max_event=valid_row["t_max"] if valid_row else None,
             kafka_min=k_min,
+            online_rows=online_rows,
         )
+
+    def _schema_change(self, spark, valid_rows) -> contracts.SchemaChange:
+        """The declared columns against the live validated table, by the source's schema policy.
+
+        Checked before any write of the first micro-batch of a process (the declared columns do
+        not change while it runs): a column added to the source's declaration is added to the
+        table (``additive: allow``, the default; older rows read null), widenings listed under
+        ``quality.tables.validated.<source>.schema.widening`` widen it, anything else raises
+        :class:`~featuremill.core.errors.SchemaContractError` naming the column and the fix, and
+        the query stops with every table unchanged.
+        """
+        if self._schema is None:
+            live, version = contracts.live_schema(spark, self.paths.validated)
+            self._schema = contracts.compare_schemas(
+                live,
+                valid_rows.schema,
+                self.gate.spec.schema,
+                table=f"stream validated.{self.source.name} ({self.paths.validated})",
+                live_version=version,
+                policy_path=f"quality.tables.validated.{self.source.name}.schema",
+            )
+        return self._schema
 
     # ------------------------------------------------------------------ delta
     def _delta_batch(self, batch_df, batch_id: int, started: float) -> BatchResult:
@@ -268,6 +401,7 @@ class _BatchProcessor:
             starts = batch_starts(valid, entity=self.feature_set.entity, event_time=source.event_time)
             output_rows = self._merge_features(spark, starts, t_min, tag)
         self.hook("features", batch_id)
+        online_rows = self._publish(spark, starts, t_min) if rows else None
         return self._record(
             spark,
             batch_id,
@@ -279,6 +413,7 @@ class _BatchProcessor:
             output_rows=output_rows,
             max_event=t_max,
             kafka_min=None,
+            online_rows=online_rows,
         )
 
     # ------------------------------------------------------------------ features
@@ -313,6 +448,50 @@ class _BatchProcessor:
         keys = [*fs.entity, source.event_time]
         return _upsert(spark, frame, self.paths.features, keys=keys, from_date=from_date, tag=tag)
 
+    # ------------------------------------------------------------------ online store
+    def _publish(self, spark, starts, earliest: dt.datetime) -> int | None:
+        """Write the latest feature row of each entity of the micro-batch to the online store.
+
+        Read back from the feature table after the MERGE (so a replayed micro-batch, whose MERGE
+        Delta skipped, writes the same rows again: online writes are upserts). Each entity's latest
+        row is at or after its earliest new event, hence at or after ``earliest``: older
+        partitions are pruned. Returns the rows written (``None`` without an online store).
+        """
+        if self.online is None:
+            return None
+        from pyspark.sql import functions as F
+
+        from featuremill.serving import online
+        from featuremill.serving.materialize import latest_rows
+
+        target = self.online
+        view = target.view(spark, self.config, self.feature_set)
+        table = (
+            io.read_delta(spark, self.paths.features)
+            .where(col(EVENT_DATE) >= F.lit(earliest.date()))
+            .join(
+                F.broadcast(starts.select(*[col(k) for k in self.feature_set.entity])),
+                on=list(self.feature_set.entity),
+                how="left_semi",
+            )
+        )
+        rows = latest_rows(table, keys=view.key_names, event_time=view.event_time, columns=view.feature_names)
+        written = online.write_batches(
+            rows,
+            repo=target.repo,
+            store_yaml=target.store_yaml,
+            view_proto=target.view_proto,
+            join_keys=target.join_keys,
+            batch_rows=online.DEFAULT_BATCH_ROWS,
+        )
+        try:
+            return int(written.agg(F.sum("rows")).first()[0] or 0)  # one aggregate row
+        except Exception as exc:
+            raise OnlineStoreError(
+                f"online store {target.address}: writing the latest rows of {self.feature_set.name!r} failed "
+                f"({_first_line(exc)}); the micro-batch is not committed, a restart writes them again"
+            ) from None
+
     # ------------------------------------------------------------------ run log
     def _record(
         self,
@@ -327,6 +506,7 @@ class _BatchProcessor:
         output_rows: int,
         max_event,
         kafka_min,
+        online_rows: int | None = None,
     ) -> BatchResult:
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         duration = time.monotonic() - started
@@ -349,12 +529,21 @@ class _BatchProcessor:
             batch_duration_s=duration,
             produce_to_table_max_s=latency,
         )
+        if self.online is not None:
+            # the online rows were written just before ``now``: event time (and produce time) to
+            # online visibility, as the table's freshness below is event time to the table
+            record.metrics.update(
+                online_rows=online_rows or 0,
+                online_freshness_s=(now - max_event).total_seconds() if online_rows and max_event else None,
+                produce_to_online_max_s=latency if online_rows else None,
+            )
         record.details = {
             "batch_id": batch_id,
             "by_rule": by_rule,
             "stream_type": self.stream.type,
             "late": by_rule.get("late", 0),
         }
+        record.metrics["spark_jobs"] = len(_job_ids(spark) - self._jobs_before)
         record.busy_s = duration
         record.finish("succeeded")
         append_run(spark, self.config.tables.run_log, record)
@@ -371,7 +560,33 @@ class _BatchProcessor:
             duration,
             f"{freshness:.1f} s" if freshness is not None else "n/a",
         )
-        return BatchResult(batch_id, input_rows, valid, quarantined, by_rule, output_rows, duration, freshness, latency)
+        return BatchResult(
+            batch_id,
+            input_rows,
+            valid,
+            quarantined,
+            by_rule,
+            output_rows,
+            duration,
+            freshness,
+            latency,
+            online_rows,
+            record.metrics.get("online_freshness_s"),
+        )
+
+
+def _job_ids(spark) -> set[int]:
+    """Ids of the Spark jobs of this thread's job group the driver still remembers (for the
+    ``spark_jobs`` metric of a micro-batch: the difference before and after it)."""
+    sc = spark.sparkContext
+    return set(sc.statusTracker().getJobIdsForGroup(sc.getLocalProperty("spark.jobGroup.id")))
+
+
+def _first_line(exc: BaseException) -> str:
+    """The Python exception line of a failed Spark task (``redis.exceptions.ConnectionError: ...``)."""
+    from featuremill.serving.materialize import _first_line as first_line
+
+    return first_line(exc)
 
 
 def _stop_between_batches(query, *, wait_s: float = 600.0) -> None:
@@ -386,9 +601,14 @@ def _stop_between_batches(query, *, wait_s: float = 600.0) -> None:
     query.stop()
 
 
-def _append(df, path: str, tag: CommitTag, *, partition_by) -> None:
-    """Append with the micro-batch's txnAppId/txnVersion: a replayed batch's append is skipped."""
+def _append(df, path: str, tag: CommitTag, *, partition_by, merge_schema: bool = False) -> None:
+    """Append with the micro-batch's txnAppId/txnVersion: a replayed batch's append is skipped.
+
+    ``merge_schema`` adds the columns a schema check accepted (and widens accepted widenings).
+    """
     writer = df.write.format("delta").mode("append")
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
     for key, value in tag.writer_options().items():
         writer = writer.option(key, value)
     if not io.is_delta_table(df.sparkSession, path):
@@ -461,6 +681,7 @@ def run_stream(
     duration_s: float | None = None,
     checkpoint: str | None = None,
     bootstrap_servers: str | None = None,
+    feast_repo: str | None = None,
     hook: BatchHook | None = None,
 ) -> list[BatchResult]:
     """Run the stream of ``feature_set``'s source into its feature table.
@@ -468,7 +689,9 @@ def run_stream(
     ``available_now`` processes what the source holds now (in micro-batches of at most
     ``max_records_per_batch``) and stops; ``duration_s`` runs micro-batches every ``trigger`` for
     that long and stops; neither runs until the query fails or is stopped. ``bootstrap_servers``
-    overrides the pipeline's. Returns the accounting of the micro-batches this process ran.
+    overrides the pipeline's. ``feast_repo`` (a repository written by ``featuremill feast-repo`` and
+    applied) makes each micro-batch also write its entities' latest rows to the environment's
+    online store. Returns the accounting of the micro-batches this process ran.
     Raises :class:`StreamError` when the query fails.
     """
     import dataclasses
@@ -484,7 +707,8 @@ def run_stream(
     if bootstrap_servers:
         stream = dataclasses.replace(stream, bootstrap_servers=bootstrap_servers)
     paths = stream_paths(config, fs.name, checkpoint=checkpoint)
-    processor = _BatchProcessor(config, fs, stream, paths, hook=hook)
+    online = online_target(config, fs, feast_repo) if feast_repo else None
+    processor = _BatchProcessor(config, fs, stream, paths, hook=hook, online=online)
     if stream.type == "kafka":
         reader = (
             spark.readStream.format("kafka")
@@ -540,10 +764,14 @@ def run_stream(
         else:
             query.awaitTermination()
     except Exception as exc:
+        if processor.error is not None:
+            raise processor.error from None
         if type(exc).__name__ in ("StreamingQueryException",) or "pyspark" in type(exc).__module__:
             raise StreamError(f"stream {fs.name}: the query failed: {str(exc).strip().splitlines()[0]}") from exc
         raise
     error = query.exception()
+    if processor.error is not None:
+        raise processor.error
     if error is not None:
         raise StreamError(f"stream {fs.name}: the query failed: {str(error).strip().splitlines()[0]}")
     return processor.results
