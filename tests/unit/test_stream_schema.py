@@ -22,39 +22,16 @@ from featuremill.streaming.job import _BatchProcessor, stream_paths
 from featuremill.streaming.records import stream_valid_rows
 from featuremill.transforms.ingest import EVENT_DATE, INGEST_DATE, RULE
 from tests.conftest import write_pipeline
+from tests.unit.test_stream_config import BASE
 
-PIPELINE = """\
-pipeline: shop
-sources:
-  tx:
-    kind: events
-    format: csv
-    path: tx
-    partition_column: event_date
-    event_time: ts
-    key: event_id
-    columns:
-      event_id: string
-      customer_id: bigint
-      ts: timestamp
-      amount: {amount}
-{extra}    stream: {{type: kafka, bootstrap_servers: 127.0.0.1:19092, topic: shop.tx}}
-feature_sets:
-  - name: activity
-    description: d
-    owner: o
-    version: 1
-    source: tx
-    entity: customer_id
-    features:
-      - {{name: n_1d, function: count, window: 1d, description: d}}
-{quality}"""
-
+STREAM = "    stream: {type: kafka, bootstrap_servers: 127.0.0.1:19092, topic: shop.tx}\n"
 REFUSE_ADDITIONS = "quality:\n  tables:\n    validated.tx:\n      schema: {additive: refuse}\n"
 
 
 def _config(project, *, amount="double", coupon=False, quality=""):
-    text = PIPELINE.format(amount=amount, extra="      coupon: string\n" if coupon else "", quality=quality)
+    """test_stream_config's pipeline (tx: event_id, customer_id, ts, amount double) with its edits."""
+    columns = f"      amount: {amount}\n" + ("      coupon: string\n" if coupon else "")
+    text = BASE.format(stream=STREAM).replace("      amount: double\n", columns, 1) + quality
     return load_pipeline(write_pipeline(project, text), env="local")
 
 
