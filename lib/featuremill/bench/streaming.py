@@ -15,11 +15,13 @@ table. Computed by Spark over the validated table joined with the run log; only 
 step reach the driver.
 
 Rates: after a warm-up (``warmup_s`` at the first rate, not measured) the producer runs each rate
-of the ladder for ``step_s`` seconds, then waits ``drain_s``. A step **keeps up** when every event
-of the step reached the feature table and the p99 freshness of the events produced in the step's
-second half is at most ``keep_up_s`` (a query that falls behind sees its freshness grow through the
-step). The sustained rate is the highest achieved produce rate of the consecutive steps that kept
-up, from the first. The fixed-rate freshness figure is the step at ``rate``.
+of the ladder for ``step_s`` seconds, then waits (at most ``drain_s``) until the query has
+processed every record (read from the checkpoint's commit and offset files); a step that does not
+drain ends the ladder. A step **keeps up** when every event of the step reached the feature table
+and the p99 freshness of the events produced in the step's second half is at most ``keep_up_s`` (a
+query that falls behind sees its freshness grow through the step). The sustained rate is the
+highest achieved produce rate of the consecutive steps that kept up, from the first. The
+fixed-rate freshness figure is the step at ``rate``.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ class StreamingOptions:
     rate: int = 2000
     rates: tuple[int, ...] = (2000, 5000, 8000)
     step_s: float = 60.0
-    drain_s: float = 20.0
+    drain_s: float = 60.0
     warmup_s: float = 15.0
     customers: int = 20_000
     keep_up_s: float = 10.0
@@ -200,9 +202,27 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 2) -> None:
         admin.close()
 
 
-def _started(run_log: str) -> bool:
-    """The stream committed its first micro-batch (the run log's first Delta commit exists)."""
-    return (Path(run_log) / "_delta_log" / f"{0:020d}.json").is_file()
+def consumed(checkpoint: str) -> int:
+    """Kafka records the query has fully processed: the end offsets (summed over partitions) of the
+    newest micro-batch with a commit file in the checkpoint (written after its ``foreachBatch``, so
+    after its feature-table MERGE and run-log row). Reads two small files; no Spark."""
+    commits = Path(checkpoint) / "commits"
+    done = [int(p.name) for p in commits.iterdir() if p.name.isdigit()] if commits.is_dir() else []
+    if not done:
+        return 0
+    lines = (Path(checkpoint) / "offsets" / str(max(done))).read_text().splitlines()
+    offsets = json.loads(lines[-1])
+    return sum(int(o) for partitions in offsets.values() for o in partitions.values())
+
+
+def wait_drained(checkpoint: str, produced: int, *, timeout_s: float, process: subprocess.Popen) -> bool:
+    """Wait until the query has processed ``produced`` records (True) or ``timeout_s`` passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while consumed(checkpoint) < produced:
+        if process.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True
 
 
 def start_stream(pipeline: Path, root: Path) -> subprocess.Popen:
@@ -230,7 +250,7 @@ def stop_stream(process: subprocess.Popen) -> None:
 
 def measure(spark, config, steps: list[dict]) -> list[dict]:
     """Per step: events that reached the feature table, freshness p50 / p99 / max (whole step) and
-    p99 over the step's second half; micro-batches finished during the step and their mean seconds."""
+    p99 over the step's second half; the micro-batches that carried the step's events and their mean seconds."""
     from pyspark.sql import functions as F
 
     from featuremill.streaming.job import stream_paths
@@ -243,14 +263,21 @@ def measure(spark, config, steps: list[dict]) -> list[dict]:
         .where((F.col("job") == "stream") & (F.col("target") == FEATURE_SET))
         .select("run_key", "txn_version", "finished_at", "duration_s", "rows_read")
     )
-    batches = runs.groupBy("run_key", "txn_version").agg(F.min("finished_at").alias("finished_at"))
+    batches = runs.groupBy("run_key", "txn_version").agg(
+        F.min("finished_at").alias("finished_at"), F.max("duration_s").alias("duration_s")
+    )
     events = spark.read.format("delta").load(paths.validated).select("sent_ms", "_stream_id", "_batch_id")
     joined = events.join(
         batches,
         (F.concat(F.lit(prefix), F.col("_stream_id")) == F.col("run_key"))
         & (F.col("_batch_id") == F.col("txn_version")),
         "inner",
-    ).select("sent_ms", (F.unix_micros("finished_at") / F.lit(1e6) - F.col("sent_ms") / F.lit(1e3)).alias("fresh_s"))
+    ).select(
+        "sent_ms",
+        "_batch_id",
+        "duration_s",
+        (F.unix_micros("finished_at") / F.lit(1e6) - F.col("sent_ms") / F.lit(1e3)).alias("fresh_s"),
+    )
     step = F.lit(None).cast("int")
     for i, s in reversed(list(enumerate(steps))):
         step = F.when((F.col("sent_ms") >= s["start_ms"]) & (F.col("sent_ms") < s["end_ms"]), F.lit(i)).otherwise(step)
@@ -276,25 +303,27 @@ def measure(spark, config, steps: list[dict]) -> list[dict]:
         .agg(F.percentile_approx("fresh_s", 0.99, 10000).alias("p99"))
         .collect()  # one row per step
     }
+    per_batch = {
+        r["step"]: r
+        for r in tagged.groupBy("step", "_batch_id")
+        .agg(F.max("duration_s").alias("d"))
+        .groupBy("step")
+        .agg(F.count(F.lit(1)).alias("n"), F.avg("d").alias("avg_s"))
+        .collect()  # one row per step
+    }
     out = []
     for i, s in enumerate(steps):
-        in_step = runs.where(
-            (F.unix_micros("finished_at") >= F.lit(s["start_ms"] * 1000))
-            & (F.unix_micros("finished_at") < F.lit(s["end_ms"] * 1000))
-        ).agg(F.count(F.lit(1)).alias("n"), F.avg("duration_s").alias("avg_s"), F.sum("rows_read").alias("rows"))
-        b = in_step.first()  # one aggregate row
-        w = whole.get(i)
-        arrived = int(w["n"]) if w else 0
+        w, b = whole.get(i), per_batch.get(i)
         out.append(
             {
                 **s,
-                "arrived": arrived,
+                "arrived": int(w["n"]) if w else 0,
                 "p50_s": float(w["p"][0]) if w else None,
                 "p99_s": float(w["p"][1]) if w else None,
                 "max_s": float(w["max"]) if w else None,
                 "p99_second_half_s": float(late[i]) if late.get(i) is not None else None,
-                "batches": int(b["n"]),
-                "batch_avg_s": float(b["avg_s"]) if b["avg_s"] is not None else None,
+                "batches": int(b["n"]) if b else 0,
+                "batch_avg_s": float(b["avg_s"]) if b else None,
             }
         )
     return out
@@ -305,6 +334,7 @@ def run(spark, workdir: str, options: StreamingOptions, *, seed: int = 7) -> dic
     import shutil
 
     from featuremill.config import load_pipeline
+    from featuremill.streaming.job import stream_paths
 
     root = Path(workdir).resolve()
     shutil.rmtree(root, ignore_errors=True)
@@ -312,6 +342,7 @@ def run(spark, workdir: str, options: StreamingOptions, *, seed: int = 7) -> dic
     topic = f"featuremill_bench_{int(time.time())}"
     pipeline = make_project(root, options, topic)
     config = load_pipeline(pipeline, env="local")
+    checkpoint = stream_paths(config, FEATURE_SET).checkpoint
     create_topic(options.bootstrap, topic)
     producer = Producer(options.bootstrap, topic, customers=options.customers, seed=seed)
     process = start_stream(pipeline, root)
@@ -321,41 +352,37 @@ def run(spark, workdir: str, options: StreamingOptions, *, seed: int = 7) -> dic
     try:
         producer.send("seed-", 100)
         producer.producer.flush(timeout=60)
-        deadline = time.monotonic() + options.start_timeout_s
-        while not _started(config.tables.run_log):
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"the stream exited with {process.returncode} before its first batch; see {root}/stream.log"
-                )
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the stream committed no batch within {options.start_timeout_s:g} s; see {root}/stream.log"
-                )
-            time.sleep(0.5)
+        if not wait_drained(checkpoint, producer.sent, timeout_s=options.start_timeout_s, process=process):
+            raise RuntimeError(
+                f"the stream processed no batch within {options.start_timeout_s:g} s "
+                f"(exit code {process.poll()}); see {root}/stream.log"
+            )
         startup_s = time.perf_counter() - began
         log.info(
-            "streaming: first micro-batch after %.0f s; warm-up %g s at %d events/s",
-            startup_s,
-            options.warmup_s,
-            ladder[0],
+            "streaming: first micro-batch after %.0f s; warm-up %g s at %d/s", startup_s, options.warmup_s, ladder[0]
         )
         if options.warmup_s > 0:
             producer.run("warm-", ladder[0], options.warmup_s)
-            time.sleep(options.drain_s)
+            wait_drained(checkpoint, producer.sent, timeout_s=options.drain_s, process=process)
         for i, rate in enumerate(ladder):
             step = producer.run(f"r{i}-", rate, options.step_s)
             step["rate"] = rate
+            t0 = time.perf_counter()
+            step["drained"] = wait_drained(checkpoint, producer.sent, timeout_s=options.drain_s, process=process)
+            step["drain_s"] = round(time.perf_counter() - t0, 1)
             log.info(
-                "streaming: %d events/s step produced %d (%.0f/s); draining %g s",
+                "streaming: %d events/s step produced %d (%.0f/s); %s after %.1f s",
                 rate,
                 step["produced"],
                 step["achieved_rate"],
-                options.drain_s,
+                "drained" if step["drained"] else "NOT drained",
+                step["drain_s"],
             )
-            time.sleep(options.drain_s)
             steps.append(step)
             if process.poll() is not None:
                 raise RuntimeError(f"the stream exited with {process.returncode}; see {root}/stream.log")
+            if not step["drained"]:
+                break  # it fell behind: a higher rate cannot keep up either
     finally:
         producer.close()
         stop_stream(process)
@@ -371,7 +398,7 @@ def run(spark, workdir: str, options: StreamingOptions, *, seed: int = 7) -> dic
         if not s["kept_up"]:
             break
         sustained = s["achieved_rate"]
-    fixed = next(s for s in measured if s["rate"] == options.rate)
+    fixed = next((s for s in measured if s["rate"] == options.rate), measured[0])
     return {
         "topic": topic,
         "customers": options.customers,

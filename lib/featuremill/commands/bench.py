@@ -73,7 +73,7 @@ def add_arguments(parser) -> None:
     )
     streaming.add_argument("--stream-step-s", type=float, default=60.0, help="seconds per rate step (default 60)")
     streaming.add_argument(
-        "--stream-drain-s", type=float, default=20.0, help="seconds to drain after a step (default 20)"
+        "--stream-drain-s", type=float, default=60.0, help="at most this long to drain after a step (default 60)"
     )
     streaming.add_argument(
         "--stream-warmup-s", type=float, default=15.0, help="unmeasured warm-up seconds (default 15)"
