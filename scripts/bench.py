@@ -23,7 +23,8 @@ def main() -> int:
         import featuremill  # noqa: F401
     except ImportError:
         venv_python = ROOT / ".venv" / "bin" / "python"
-        if venv_python.exists() and Path(sys.executable).resolve() != venv_python.resolve():
+        # compare environments, not executables: the venv's python is a symlink to the system one
+        if venv_python.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
             os.execv(str(venv_python), [str(venv_python), __file__, *sys.argv[1:]])
         sys.stderr.write("featuremill is not installed: run scripts/setup.sh first\n")
         return 2

@@ -8,10 +8,13 @@ checked against an independent DuckDB ASOF JOIN here; the window-feature plan; t
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import pytest
 
 from featuremill.bench import common, suite
+from tests.conftest import ROOT
 
 
 def test_parse_size_accepts_suffixes_and_plain_numbers():
@@ -127,3 +130,98 @@ def test_bench_pipeline_sections_run_the_real_jobs(spark, tmp_path):
     assert "2026-09-01" < one["compute_start"] <= inc["new_day"] == "2026-09-05"
     assert 0 < one["rows_out"] < full["rows_out"] and one["events_read"] <= full["events_read"]
     assert inc["ratio"] > 0
+
+
+# ------------------------------------------------------------------ the server sections (issues 15, 16)
+BENCH_REDIS_PORT = int(os.environ.get("FEATUREMILL_BENCH_REDIS_PORT", "6397"))
+BENCH_KAFKA_PORT = int(os.environ.get("FEATUREMILL_BENCH_KAFKA_PORT", "19292"))
+BENCH_SERVE_PORT = int(os.environ.get("FEATUREMILL_BENCH_SERVE_PORT", "6568"))
+
+
+@pytest.fixture(scope="module")
+def bench_redis():
+    """A real redis-server from scripts/redis.sh on its own port (stopped only if started here)."""
+    script = str(ROOT / "scripts" / "redis.sh")
+    already = subprocess.run([script, "status", str(BENCH_REDIS_PORT)]).returncode == 0
+    if not already:
+        subprocess.run([script, "start", str(BENCH_REDIS_PORT)], check=True, timeout=300)
+    yield f"127.0.0.1:{BENCH_REDIS_PORT}"
+    if not already:
+        subprocess.run([script, "stop", str(BENCH_REDIS_PORT)], check=False)
+
+
+@pytest.fixture(scope="module")
+def bench_kafka():
+    """A real Kafka broker from scripts/kafka.sh on its own ports (stopped only if started here)."""
+    env = dict(os.environ, KAFKA_PORT=str(BENCH_KAFKA_PORT), KAFKA_CONTROLLER_PORT=str(BENCH_KAFKA_PORT + 1))
+    script = str(ROOT / "scripts" / "kafka.sh")
+    already = subprocess.run([script, "status"], env=env).returncode == 0
+    if not already:
+        subprocess.run([script, "start"], check=True, env=env, timeout=300)
+    yield f"127.0.0.1:{BENCH_KAFKA_PORT}"
+    if not already:
+        subprocess.run([script, "stop"], check=False, env=env)
+
+
+@pytest.mark.server
+def test_bench_serving_section_prints_every_figure(spark, tmp_path, bench_redis):
+    from featuremill.bench.data import spec_for, typed_events
+    from featuremill.bench.serving import ServingOptions
+
+    serving = ServingOptions(redis=bench_redis, http_port=BENCH_SERVE_PORT, lookups=20)
+    options = suite.SuiteOptions(
+        events=400, days=5, sections=("serving",), runs=1, warmup=0, workdir=str(tmp_path / "w"), serving=serving
+    )
+    report = suite.run_suite(spark, options)
+    v = report["sections"]["serving"]
+    # independent count of the entities: distinct customers of the generated valid events (pandas)
+    customers = typed_events(spark, spec_for(400, days=5)).select("customer_id").toPandas()["customer_id"].nunique()
+    assert v["entities"] == customers > 0 and v["stores"] == ["sqlite", "redis"]
+    for store in ("sqlite", "redis"):
+        m = v["materialization"][store]
+        assert m["entities"] == customers
+        assert m["featuremill_rows_per_s"] > 0 and m["feast_rows_per_s"] > 0 and m["feast_over_featuremill"] > 0
+        for path in ("sdk", "http"):
+            for name in ("1 entity", f"{v['batch']} entities"):
+                x = v["latency"][store][path][name]
+                assert x["n"] == 20 and 0 < x["p50_ms"] <= x["p99_ms"] <= x["max_ms"], (store, path, name)
+                assert x["found"] == x["asked"] == 20 * (1 if name == "1 entity" else v["batch"])
+    i = v["incremental"]
+    assert i["written_entities"] == i["changed_entities"] == [1] and i["ratio"] > 0
+    figures = [r["figure"] for r in report["summary"]]
+    assert len(figures) == 2 + 1 + 8  # materialization x2 stores, incremental, latency 2 stores x 2 paths x 2
+    redis_target = [r for r in report["summary"] if r["figure"] == "Online latency, redis, Python SDK, 1 entity"]
+    assert len(redis_target) == 1 and redis_target[0]["target"] == "p99 < 10 ms"
+    assert isinstance(redis_target[0]["met"], bool)
+    text = suite.render(report)
+    for heading in ("### Online serving", "feast materialize", "incremental / full", "HTTP (feast serve)", ">= 5x"):
+        assert heading in text
+
+
+@pytest.mark.server
+def test_bench_streaming_section_prints_freshness_and_rate(spark, tmp_path, bench_kafka):
+    from featuremill.bench.streaming import StreamingOptions
+
+    streaming = StreamingOptions(
+        bootstrap=bench_kafka, rate=40, rates=(40,), step_s=3, drain_s=300, warmup_s=0, customers=30
+    )
+    options = suite.SuiteOptions(
+        events=1_000, sections=("streaming",), runs=1, warmup=0, workdir=str(tmp_path / "w"), streaming=streaming
+    )
+    report = suite.run_suite(spark, options)
+    v = report["sections"]["streaming"]
+    assert [s["rate"] for s in v["steps"]] == [40]
+    step = v["steps"][0]
+    assert step["drained"] and step["produced"] > 0 and v["producer_errors"] == 0
+    # independent count: the stream's validated table holds every produced event exactly once
+    validated = spark.read.format("delta").load(
+        str(tmp_path / "w" / "streaming" / "warehouse" / "benchstream" / "stream" / "activity" / "validated")
+    )
+    assert validated.count() == validated.select("event_id").distinct().count() == 100 + step["produced"]
+    assert step["arrived"] == step["produced"]
+    assert 0 < step["p50_s"] <= step["p99_s"] <= step["max_s"] and step["batches"] >= 1
+    rows = {r["figure"].split(",")[0].split(":")[0]: r for r in report["summary"]}
+    assert set(rows) == {"Streaming freshness", "Streaming"}
+    assert rows["Streaming freshness"]["target"] == "p99 < 10 s"
+    assert rows["Streaming"]["target"] == ">= 5,000 events/s" and rows["Streaming"]["met"] is False  # 40/s
+    assert "### Streaming" in suite.render(report)

@@ -10,6 +10,11 @@ that its 1g heap is real), each figure being the median of ``runs`` timed rounds
 * ``incremental``: the feature job for one new day on 90 days of history against all days.
 * ``e2e``: ingest + features over the demo pipeline at each size of the scaling curve.
 * ``driver``: the end-to-end run in a child process with ``spark.driver.memory=1g``.
+* ``serving`` (not in the default run): materialization into Feast's online stores, featuremill's
+  against Feast's own, incremental against full, and online lookup latency (SDK and HTTP, SQLite
+  and Redis); :mod:`featuremill.bench.serving`. Needs ``--redis`` for the Redis figures.
+* ``streaming`` (not in the default run): freshness at a fixed Kafka produce rate and the highest
+  rate the streaming query sustains; :mod:`featuremill.bench.streaming`. Needs ``--kafka``.
 
 :func:`run_suite` returns a JSON-ready dict; :func:`render` turns it into Markdown.
 """
@@ -28,7 +33,9 @@ from featuremill.bench.common import fmt, format_size, markdown
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("pit", "windows", "incremental", "e2e", "driver")
+SECTIONS = ("pit", "windows", "incremental", "e2e", "driver", "serving", "streaming")
+#: The sections a run without ``--sections`` runs: the two server sections need a Redis / Kafka.
+DEFAULT_SECTIONS = ("pit", "windows", "incremental", "e2e", "driver")
 SCALE_SIZES = (1_000_000, 5_000_000, 20_000_000)
 PIT_METHODS = ("window", "last_ignorenulls", "feast_range_row_number", "feast_template", "floor", "floor_rows")
 
@@ -39,6 +46,12 @@ TARGET_WINDOWS = 1.3
 TARGET_INCREMENTAL = 0.10
 TARGET_SCALING = 1.3
 TARGET_DRIVER_EVENTS = 20_000_000
+# Targets of issues 15 (serving) and 16 (streaming).
+TARGET_MATERIALIZE_VS_FEAST = 5.0
+TARGET_MATERIALIZE_INCREMENTAL = 0.10
+TARGET_REDIS_P99_MS = 10.0
+TARGET_STREAM_P99_S = 10.0
+TARGET_STREAM_RATE = 5_000
 
 
 @dataclass(frozen=True)
@@ -46,7 +59,7 @@ class SuiteOptions:
     events: int
     days: int = 91
     seed: int = 7
-    sections: tuple[str, ...] = SECTIONS
+    sections: tuple[str, ...] = DEFAULT_SECTIONS
     runs: int = 3
     warmup: int = 1
     e2e_runs: int | None = None  # end-to-end runs per size (default: runs)
@@ -58,6 +71,8 @@ class SuiteOptions:
     pit_methods: tuple[str, ...] = PIT_METHODS
     master: str = "local[2]"
     shuffle_partitions: int = 16
+    serving: object | None = None  # featuremill.bench.serving.ServingOptions (default: SQLite only)
+    streaming: object | None = None  # featuremill.bench.streaming.StreamingOptions (needs a broker)
 
     def curve(self) -> list[int]:
         """Sizes of the end-to-end scaling curve: the standard sizes up to ``events``, and ``events``."""
@@ -160,6 +175,31 @@ def run_suite(spark, options: SuiteOptions) -> dict:
             shuffle_partitions=options.shuffle_partitions,
         )
         sections["driver"] = result
+
+    if "serving" in options.sections:
+        from featuremill.bench import serving
+
+        events = spark.read.parquet(prepared.path) if prepared is not None else bench_data.typed_events(spark, spec)
+        t0 = time.perf_counter()
+        sections["serving"] = serving.run(
+            spark,
+            events,
+            str(work / f"serving_{options.events}"),
+            options.serving or serving.ServingOptions(),
+            runs=options.runs,
+            warmup=options.warmup,
+            seed=options.seed,
+        )
+        sections["serving"]["elapsed_s"] = round(time.perf_counter() - t0, 1)
+
+    if "streaming" in options.sections:
+        from featuremill.bench import streaming
+
+        if options.streaming is None:
+            raise ValueError("the streaming section needs a Kafka broker: pass --kafka HOST:PORT")
+        t0 = time.perf_counter()
+        sections["streaming"] = streaming.run(spark, str(work / "streaming"), options.streaming, seed=options.seed)
+        sections["streaming"]["elapsed_s"] = round(time.perf_counter() - t0, 1)
 
     report["machine_after"] = common.machine(spark)
     report["elapsed_s"] = round(time.perf_counter() - began, 1)
@@ -328,7 +368,217 @@ def summary_rows(report: dict) -> list[dict]:
                 "met": (ok if full else (None if ok else False)),
             }
         )
+    if "serving" in s:
+        rows += _serving_rows(s["serving"], report["options"]["events"])
+    if "streaming" in s:
+        rows += _streaming_rows(s["streaming"])
     return rows
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def _serving_rows(v: dict, events: int) -> list[dict]:
+    rows = []
+    size = f"{format_size(events)} events, {v['entities']:,} entities"
+    for store, m in v["materialization"].items():
+        ratio = m["feast_over_featuremill"]
+        rows.append(
+            {
+                "figure": f"Materialization into {store} ({size}): featuremill rows/s vs `feast materialize`",
+                "measured": f"{m['featuremill_rows_per_s']:,.0f} vs {m['feast_rows_per_s']:,.0f} rows/s "
+                f"({fmt(ratio, 2, 'x')})",
+                "target": f">= {TARGET_MATERIALIZE_VS_FEAST:g}x Feast's",
+                "met": None if ratio is None else ratio >= TARGET_MATERIALIZE_VS_FEAST,
+            }
+        )
+    i = v["incremental"]
+    ratio = i["ratio"]
+    rows.append(
+        {
+            "figure": f"Materialization, {i['changed_fraction'] * 100:g}% of entities changed: incremental / full "
+            f"({size})",
+            "measured": fmt(None if ratio is None else ratio * 100, 1, "%")
+            + f" ({fmt(i['incremental_median_s'])} s / {fmt(i['full_median_s'])} s)",
+            "target": f"<= {TARGET_MATERIALIZE_INCREMENTAL * 100:g}%",
+            "met": None if ratio is None else ratio <= TARGET_MATERIALIZE_INCREMENTAL,
+        }
+    )
+    for store in ("sqlite", "redis"):
+        lat = v["latency"].get(store)
+        for path in ("sdk", "http"):
+            for name in ("1 entity", f"{v['batch']} entities"):
+                target_row = store == "redis" and path == "sdk" and name == "1 entity"
+                figure = f"Online latency, {store}, {'Python SDK' if path == 'sdk' else 'HTTP (feast serve)'}, {name}"
+                if lat is None:
+                    if target_row:
+                        rows.append(
+                            {
+                                "figure": figure,
+                                "measured": "not run (no --redis)",
+                                "target": f"p99 < {TARGET_REDIS_P99_MS:g} ms",
+                                "met": None,
+                            }
+                        )
+                    continue
+                x = lat[path][name]
+                rows.append(
+                    {
+                        "figure": figure,
+                        "measured": f"p50 {_ms(x['p50_ms'])}, p99 {_ms(x['p99_ms'])} ({x['n']} lookups)",
+                        "target": f"p99 < {TARGET_REDIS_P99_MS:g} ms" if target_row else "(reported)",
+                        "met": (x["p99_ms"] < TARGET_REDIS_P99_MS) if target_row else None,
+                    }
+                )
+    return rows
+
+
+def _streaming_rows(v: dict) -> list[dict]:
+    f = v["fixed"]
+    p99 = f["p99_s"]
+    complete = f["arrived"] == f["produced"]
+    rows = [
+        {
+            "figure": f"Streaming freshness, produce -> Delta feature table, at {f['rate']:,} events/s for "
+            f"{v['step_s']:g} s (achieved {f['achieved_rate']:,.0f}/s)",
+            "measured": f"p50 {fmt(f['p50_s'], 1, ' s')}, p99 {fmt(p99, 1, ' s')}"
+            + ("" if complete else f" ({f['arrived']:,} of {f['produced']:,} events arrived)"),
+            "target": f"p99 < {TARGET_STREAM_P99_S:g} s",
+            # nothing arrived within the drain time: far slower than the target, not unmeasured
+            "met": (p99 is not None and p99 < TARGET_STREAM_P99_S and complete) if f["produced"] else None,
+        }
+    ]
+    rate = v["sustained_rate"]
+    ladder = "/".join(f"{s['rate']:,}" for s in v["steps"])
+    rows.append(
+        {
+            "figure": f"Streaming: highest rate sustained (ladder {ladder} events/s, {v['step_s']:g} s each, "
+            f"p99 freshness <= {v['keep_up_s']:g} s)",
+            "measured": "none of the ladder" if rate is None else f"{rate:,.0f} events/s",
+            "target": f">= {TARGET_STREAM_RATE:,} events/s",
+            "met": rate is not None and rate >= TARGET_STREAM_RATE * 0.98,
+        }
+    )
+    return rows
+
+
+def _render_serving(v: dict) -> list[str]:
+    lines = [
+        "",
+        f"### Online serving: {v['feature_rows']:,} feature rows, {v['entities']:,} entities "
+        f"(stores: {', '.join(v['stores'])})",
+        "",
+    ]
+    rows = []
+    for store, m in v["materialization"].items():
+        rows.append(
+            [
+                store,
+                "featuremill materialize (full)",
+                fmt(m["featuremill_median_s"]),
+                " ".join(f"{x:.2f}" for x in m["featuremill_runs_s"]),
+                f"{m['entities']:,}",
+                f"{m['featuremill_rows_per_s']:,.0f}",
+            ]
+        )
+        rows.append(
+            [
+                store,
+                "feast materialize (FeatureStore.materialize)",
+                fmt(m["feast_median_s"]),
+                " ".join(f"{x:.2f}" for x in m["feast_runs_s"]),
+                f"{m['entities']:,}",
+                f"{m['feast_rows_per_s']:,.0f}",
+            ]
+        )
+    i = v["incremental"]
+    rows.append(
+        [
+            "sqlite",
+            f"featuremill incremental ({i['changed_fraction'] * 100:g}% changed)",
+            fmt(i["incremental_median_s"]),
+            " ".join(f"{x:.2f}" for x in i["incremental_runs_s"]),
+            "/".join(f"{x:,}" for x in i["written_entities"]),
+            "-",
+        ]
+    )
+    rows.append(
+        [
+            "sqlite",
+            "featuremill full, same version",
+            fmt(i["full_median_s"]),
+            " ".join(f"{x:.2f}" for x in i["full_runs_s"]),
+            "-",
+            "-",
+        ]
+    )
+    lines.append(markdown(["store", "run", "median s", "runs s", "entities written", "rows/s"], rows))
+    lines += ["", f"Online lookups ({v['lookups']} timed per figure after {max(1, v['lookups'] // 10)} warm-up):", ""]
+    rows = []
+    for store, lat in v["latency"].items():
+        for path, by in lat.items():
+            for name, x in by.items():
+                rows.append(
+                    [
+                        store,
+                        "Python SDK" if path == "sdk" else "HTTP",
+                        name,
+                        _ms(x["p50_ms"]),
+                        _ms(x["p99_ms"]),
+                        _ms(x["max_ms"]),
+                        f"{x['found']:,} / {x['asked']:,}",
+                    ]
+                )
+    lines.append(markdown(["store", "path", "request", "p50", "p99", "max", "values found"], rows))
+    return lines
+
+
+def _render_streaming(v: dict) -> list[str]:
+    lines = [
+        "",
+        f"### Streaming: Kafka -> featuremill stream -> Delta feature table ({v['customers']:,} customers, "
+        f"trigger {v['trigger_s']} s, first micro-batch {v['startup_s']:.0f} s after start)",
+        "",
+    ]
+    rows = [
+        [
+            f"{s['rate']:,}",
+            f"{s['achieved_rate']:,.0f}",
+            f"{s['arrived']:,} / {s['produced']:,}",
+            fmt(s["p50_s"], 1),
+            fmt(s["p99_s"], 1),
+            fmt(s["max_s"], 1),
+            fmt(s["p99_second_half_s"], 1),
+            f"{s['batches']}",
+            fmt(s["batch_avg_s"], 1),
+            "yes" if s["kept_up"] else "**no**",
+        ]
+        for s in v["steps"]
+    ]
+    lines.append(
+        markdown(
+            [
+                "rate/s",
+                "achieved/s",
+                "arrived / produced",
+                "p50 s",
+                "p99 s",
+                "max s",
+                "p99 2nd half s",
+                "batches",
+                "s per batch",
+                "kept up",
+            ],
+            rows,
+        )
+    )
+    lines += [
+        "",
+        f"Each step {v['step_s']:g} s, then {v['drain_s']:g} s to drain; kept up = every event arrived and the p99 "
+        f"freshness of the step's second half <= {v['keep_up_s']:g} s. Producer errors: {v['producer_errors']}.",
+    ]
+    return lines
 
 
 def _last_run_split(size: dict) -> str:
@@ -479,6 +729,10 @@ def render(report: dict) -> str:
             )
         else:
             lines.append(f"FAILED (exit code {d.get('exit_code')}): {d.get('error', '')[-600:]}")
+    if "serving" in s:
+        lines += _render_serving(s["serving"])
+    if "streaming" in s:
+        lines += _render_streaming(s["streaming"])
     return "\n".join(lines) + "\n"
 
 

@@ -11,7 +11,7 @@ from featuremill.commands import emit
 
 
 def add_arguments(parser) -> None:
-    from featuremill.bench.suite import PIT_METHODS, SECTIONS
+    from featuremill.bench.suite import DEFAULT_SECTIONS, PIT_METHODS, SECTIONS
 
     parser.add_argument(
         "--events", default="1M", help="events to generate: 1M, 5M, 20M or any number (20000, 50k); default 1M"
@@ -21,7 +21,10 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
-        "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)} (default all)"
+        "--sections",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default {','.join(DEFAULT_SECTIONS)}; serving and "
+        "streaming need servers: --redis, --kafka)",
     )
     parser.add_argument("--runs", type=int, default=3, help="timed runs per figure (median; default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1)")
@@ -52,6 +55,30 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--out", default="reports/bench", help="where to write bench-<size>.json and .md")
     parser.add_argument("--clean", action="store_true", help="delete --workdir when done")
+    serving = parser.add_argument_group("serving section (Feast online stores)")
+    serving.add_argument(
+        "--redis", metavar="HOST:PORT", help="a running Redis for the Redis figures (scripts/redis.sh)"
+    )
+    serving.add_argument("--serve-port", type=int, default=6567, help="port of `feast serve` (127.0.0.1; default 6567)")
+    serving.add_argument(
+        "--lookups", type=int, default=300, help="timed online lookups per latency figure (default 300)"
+    )
+    streaming = parser.add_argument_group("streaming section (Kafka)")
+    streaming.add_argument("--kafka", metavar="HOST:PORT", help="a running Kafka broker (scripts/kafka.sh start)")
+    streaming.add_argument(
+        "--stream-rate", type=int, default=2000, help="produce rate of the freshness figure, events/s (default 2000)"
+    )
+    streaming.add_argument(
+        "--stream-rates", default="2000,5000,8000", help="rate ladder for the sustained rate (default 2000,5000,8000)"
+    )
+    streaming.add_argument("--stream-step-s", type=float, default=60.0, help="seconds per rate step (default 60)")
+    streaming.add_argument(
+        "--stream-drain-s", type=float, default=60.0, help="at most this long to drain after a step (default 60)"
+    )
+    streaming.add_argument(
+        "--stream-warmup-s", type=float, default=15.0, help="unmeasured warm-up seconds (default 15)"
+    )
+    streaming.add_argument("--stream-customers", type=int, default=20_000, help="customers (entities; default 20000)")
     parser.add_argument(
         "--render",
         metavar="JSON",
@@ -85,6 +112,30 @@ def run(args) -> int:
     unknown = [s for s in sections if s not in suite.SECTIONS]
     if unknown:
         raise FeaturemillError(f"unknown section {unknown[0]!r}: use {', '.join(suite.SECTIONS)}")
+    from featuremill.bench.serving import ServingOptions
+    from featuremill.bench.streaming import StreamingOptions
+
+    try:
+        rates = tuple(int(parse_size(r)) for r in args.stream_rates.split(",") if r.strip())
+    except ValueError as exc:
+        raise FeaturemillError(f"--stream-rates: {exc}") from None
+    if "streaming" in sections and not args.kafka:
+        raise FeaturemillError(
+            "the streaming section needs a Kafka broker: scripts/kafka.sh start, then --kafka HOST:PORT"
+        )
+    streaming = (
+        StreamingOptions(
+            bootstrap=args.kafka,
+            rate=args.stream_rate,
+            rates=rates,
+            step_s=args.stream_step_s,
+            drain_s=args.stream_drain_s,
+            warmup_s=args.stream_warmup_s,
+            customers=args.stream_customers,
+        )
+        if args.kafka
+        else None
+    )
     options = suite.SuiteOptions(
         events=events,
         days=args.days,
@@ -101,6 +152,8 @@ def run(args) -> int:
         pit_methods=tuple(m for m in args.pit_methods.split(",") if m),
         master=args.master,
         shuffle_partitions=args.shuffle_partitions,
+        serving=ServingOptions(redis=args.redis, http_port=args.serve_port, lookups=args.lookups),
+        streaming=streaming,
     )
     conf = {
         "spark.sql.shuffle.partitions": str(args.shuffle_partitions),
@@ -110,6 +163,11 @@ def run(args) -> int:
     }
     if args.event_log:
         conf.update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": args.event_log})
+    import os
+    import sys
+
+    # materialization writes from Python workers with Feast installed: in local mode, this interpreter
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = get_spark("featuremill-bench", master=args.master, conf=conf)
     from featuremill.core.errors import SessionError
     from featuremill.core.session import is_connect
