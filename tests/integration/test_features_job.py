@@ -168,3 +168,72 @@ def test_feature_plan_has_one_exchange_and_no_python(spark, tmp_path):
         "PythonMapInArrow",
     ):
         assert python_node not in plan
+
+
+WEEK = [dt.date(2024, 3, 1) + dt.timedelta(days=i) for i in range(8)]
+
+
+def _week_project(root):
+    """8 days; customer 4 buys only in the first days, customer 6 much on days 4-5 (inside the
+    last run's lookback, not in its range), customer 5 only on the last day: the last day's run
+    has entities to leave out and one with no history; a late event lands on the last day for
+    day 6."""
+    make_project(root)
+    write_dimensions(root, customers=["1,gold", "2,silver"], products=["10,toys", "11,books"])
+    rng = random.Random(7)
+    n = 0
+    for day in WEEK:
+        lines = []
+        customers = [1, 2, 3] + ([4] if day <= WEEK[2] else []) + ([5] if day == WEEK[-1] else [])
+        for customer in customers + ([6] if day in WEEK[3:5] else []):
+            for _ in range(15 if customer == 6 else 3):
+                n += 1
+                ts = dt.datetime.combine(day, dt.time()) + dt.timedelta(minutes=rng.randrange(0, 24 * 60, 30))
+                lines.append(
+                    f"w{n:03d},{customer},{rng.choice([10, 11])},{ts:%Y-%m-%d %H:%M:%S},{rng.randint(1, 90)}.25,web"
+                )
+        if day == WEEK[-1]:
+            lines.append(f"w999,2,10,{WEEK[5]} 23:30:00,12.75,app")  # late: event date day 6
+        write_landing(root, day.isoformat(), lines)
+    return load(root)
+
+
+def test_daily_run_computes_active_entities_from_pruned_partitions(spark, tmp_path):
+    """The last day's run computes only the entities with events in its recompute range, from the
+    partitions its longest window needs, and its rows equal a full recompute's."""
+    from featuremill.pipelines.build_features import events_of_active_entities
+
+    daily = _week_project(tmp_path / "daily")
+    run_ingest(spark, daily, start=WEEK[0], end=WEEK[-1])
+    run_features(spark, daily, start=WEEK[0], end=WEEK[-2])
+    result = run_features(spark, daily, start=WEEK[-1], end=WEEK[-1])[0]
+    assert result.compute_start == WEEK[5]  # the late event of day 6
+    log = spark.read.format("delta").load(daily.tables.run_log).where("job = 'features'").orderBy("started_at")
+    assert '"active_entities_only": "broadcast"' in log.collect()[-1]["details"].replace("'", '"')
+
+    full = _week_project(tmp_path / "full")
+    run_ingest(spark, full, start=WEEK[0], end=WEEK[-1])
+    run_features(spark, full, start=WEEK[0], end=WEEK[-1])
+    actual, expected = _features(spark, daily), _features(spark, full)
+    assert actual.where("customer_id IN (4, 5, 6)").select("customer_id").distinct().count() == 3
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_column_order=True)
+
+    # The input the job computes from, for that run: lookback 2 days before day 6 (2d windows).
+    validated = spark.read.format("delta").load(daily.tables.validated("tx"))
+    read_start = WEEK[5] - dt.timedelta(days=2)
+    events = validated.where(f"event_date BETWEEN '{read_start}' AND '{WEEK[-1]}'")
+    active = events_of_active_entities(events, entity=["customer_id"], start=WEEK[5], end=WEEK[-1], broadcast=True)
+    # 4 has no events since day 3, 6 none in the range (days 6-8): both left out, with all their rows
+    assert sorted({r["customer_id"] for r in active.collect()}) == [1, 2, 3, 5]
+    assert active.count() == events.where("customer_id NOT IN (4, 6)").count() < events.count()
+    buffer = stdio.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        active.explain("formatted")
+    plan = buffer.getvalue()
+    partition_filters = [line for line in plan.splitlines() if line.strip().startswith("PartitionFilters")]
+    # Both scans (the events, and the keys of the range) are pruned by the event-date partition.
+    assert len(partition_filters) == 2, plan
+    assert "(event_date#" in partition_filters[0] and str(read_start) in partition_filters[0], plan
+    assert any(str(WEEK[5]) in line for line in partition_filters), plan
+    assert "BroadcastHashJoin" in plan and "LeftSemi" in plan, plan
+    assert len([line for line in plan.splitlines() if "Exchange hashpartitioning" in line]) <= 1, plan

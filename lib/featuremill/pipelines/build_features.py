@@ -358,6 +358,32 @@ def build_feature_frame(
     return df.withColumn(FEATURE_VERSION_COLUMN, F.lit(feature_set.version))
 
 
+#: Estimated bytes per entity key in the broadcast of the recomputed range's keys (hash-map entry
+#: and row included); strings longer than this only make the estimate optimistic by their excess.
+_KEY_BYTES = 64
+
+
+def events_of_active_entities(events, *, entity, start: dt.date, end: dt.date, broadcast: bool):
+    """DataFrame -> DataFrame: the events of the entities that have an event dated ``[start, end]``.
+
+    Input: validated events (``entity`` keys, ``event_date``), already limited to the dates a run
+    reads (``[start - lookback, end]``, a partition filter). Output: the same columns and rows,
+    minus every entity without an event in ``[start, end]``. Those entities make no feature row
+    dated in the range, and every feature of an entity depends on its own events only, so the
+    feature rows of the range are unchanged; the window computation (shuffle, sort, frames) then
+    handles the lookback of the active entities only instead of every entity's.
+
+    A left semi join against the distinct keys of ``[start, end]`` (their scan is pruned to those
+    partitions); ``broadcast`` makes it a broadcast hash join, which adds no shuffle of the events.
+    """
+    from pyspark.sql import functions as F
+
+    keys = events.where(col(EVENT_DATE).between(F.lit(start), F.lit(end))).select(*[col(k) for k in entity]).distinct()
+    if broadcast:
+        keys = F.broadcast(keys)
+    return events.join(keys, on=list(entity), how="left_semi")
+
+
 def event_input_state(events, *, event_time: str, compute_start: dt.date, end: dt.date) -> dict[str, Any]:
     """One aggregate over the events a run reads (two small shuffles, a few numbers to the driver).
 
@@ -581,8 +607,20 @@ def _plan_feature_set(
         # Nothing will be written, so there is nothing for the quality gate to let through.
         planned.committed = True
         return planned
+    compute_input = events
+    if incremental and 2 * state["rows_in_range"] <= state["rows_read"]:
+        # Most rows read are lookback: compute only the entities with events in the range. The
+        # counts come from the input-state aggregate above (no extra scan); a key per event of
+        # the range bounds the distinct keys to broadcast.
+        broadcast = state["rows_in_range"] * _KEY_BYTES * max(1, len(feature_set.entity)) <= (
+            config.env.max_broadcast_bytes
+        )
+        compute_input = events_of_active_entities(
+            events, entity=feature_set.entity, start=compute_start, end=end, broadcast=broadcast
+        )
+        record.details["active_entities_only"] = "broadcast" if broadcast else "shuffle"
     frame = build_feature_frame(
-        events, config=config, feature_set=feature_set, dimensions=dimensions, start=compute_start, end=end
+        compute_input, config=config, feature_set=feature_set, dimensions=dimensions, start=compute_start, end=end
     )
     if fallbacks:
         # The plan shows where the sort-merge joins and their shuffles went (the log is the record).
