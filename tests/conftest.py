@@ -1,10 +1,7 @@
 """Shared fixtures: one SparkSession for the whole run, temporary warehouses, config builders.
 
 Lanes. ``scripts/test.sh`` runs every test; ``scripts/test.sh -m "not slow"`` is the fast lane
-(target: under 5 minutes on 2 cores). Both run in two worker processes (pytest-xdist, one
-SparkSession each): a test's Spark jobs are short and mostly wait on one driver thread, so two
-processes keep both cores busy. ``scripts/test.sh -n 0`` runs in one process. How a new test
-file joins cheaply:
+(target: under 5 minutes on 2 cores). How a new test file joins cheaply:
 
 * Use the session-wide ``spark`` fixture; do not start a SparkSession or a ``featuremill``
   subprocess unless the separate process is what the test checks (a kill, a CLI's exit code, a
@@ -17,8 +14,6 @@ file joins cheaply:
   leaves out only those. Start the server in a ``scope="module"`` (or session) fixture, once
   per file, and stop it in the fixture's teardown; skip with ``pytest.skip`` naming what is
   missing when the server's binary or image is not there.
-* A file that shares a port, a session fixture or a checkout folder with another file joins
-  that file's group in ``SHARED_WORKER`` below, so both run in the same worker.
 """
 
 from __future__ import annotations
@@ -55,41 +50,12 @@ TEST_SPARK_CONF = {
 }
 
 
-#: Files whose tests must share one worker process when ``scripts/test.sh`` runs them in parallel
-#: (pytest-xdist, ``--dist loadgroup``): they share one server port, one session-scoped fixture
-#: built at a cost, or a folder of the checkout. Every other file is a group of its own, so a
-#: file's module fixtures are still built once.
-SHARED_WORKER = {
-    "tests/streaming/": "kafka-broker",  # one broker on 127.0.0.1:19092 for the session
-    "tests/faults/": "faults-shop",  # the session's ingested shop template
-    "tests/integration/test_demo_model.py": "demo-run",  # the session's shared demo run
-    "tests/integration/test_runs_demo.py": "demo-run",
-    # scripts/package.sh builds the wheel in the checkout (build/, lib/featuremill.egg-info)
-    "tests/integration/test_cluster.py": "package-build",
-    "tests/unit/test_deploy_submit.py": "package-build",
-}
-
-
-def worker_group(relative_path: str) -> str:
-    """The xdist group of a test file: its shared group, else the file itself."""
-    for prefix, group in SHARED_WORKER.items():
-        if relative_path.startswith(prefix):
-            return group
-    return relative_path
-
-
-@pytest.hookimpl(tryfirst=True)  # before -m deselects, and before xdist reads the groups
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(config, items):
-    """A test that needs a server is slow too: the fast lane (``-m "not slow"``) leaves it out.
-
-    Each test gets an ``xdist_group``: with ``--dist loadgroup`` a group runs whole in one worker
-    (without the plugin the mark is inert)."""
+    """A test that needs a server is slow too: the fast lane (``-m "not slow"``) leaves it out."""
     for item in items:
         if item.get_closest_marker("server") is not None and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.slow)
-        if item.get_closest_marker("xdist_group") is None:
-            relative = Path(str(item.path)).resolve().relative_to(ROOT).as_posix()
-            item.add_marker(pytest.mark.xdist_group(worker_group(relative)))
 
 
 @pytest.fixture(scope="session")
