@@ -24,6 +24,7 @@ from pathlib import Path
 from featuremill import __version__
 from featuremill.config import PipelineConfig
 from featuremill.core.errors import SelectionError
+from featuremill.core.local_rows import local_dataframe
 from featuremill.core.progress import stage
 from featuremill.core.sql import literal
 from featuremill.pipelines.common import recorded_run
@@ -124,7 +125,7 @@ def run_select(
             )
             for f in result.features
         ]
-        frame = spark.createDataFrame(rows, RESULTS_SCHEMA)
+        frame = local_dataframe(spark, rows, RESULTS_SCHEMA)
         path = results_path(config)
         io.replace_where(frame, path, predicate=f"selection_id = {literal(sid)}")
         version = io.delta_version(spark, path)

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 from featuremill.core.errors import PreprocessingError, TableStateError
+from featuremill.core.local_rows import local_dataframe
 from featuremill.preprocessing.state import FittedState
 from featuremill.storage import io
 
@@ -79,7 +80,7 @@ def store_fitted_state(spark, path: str, state: FittedState, *, attempts: int = 
                 stored.to_json(),
             )
         ]
-        frame = spark.createDataFrame(row, STATES_SCHEMA)
+        frame = local_dataframe(spark, row, STATES_SCHEMA)
         if not io.is_delta_table(spark, path):
             try:
                 frame.write.format("delta").mode("error").save(path)

@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from featuremill.core import stats
+from featuremill.core.local_rows import local_dataframe
 from featuremill.core.report_html import json_safe
 from featuremill.core.sql import col
 from featuremill.quality.profile import column_kind
@@ -517,7 +518,7 @@ def store_reference(spark, path: str, reference: Reference) -> None:
         )
         for f in reference.features
     ]
-    spark.createDataFrame(rows, schema).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+    local_dataframe(spark, rows, schema).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
     log.info(
         "stored drift reference %s of %s (%s, %d features)",
         reference.reference_id,
@@ -650,7 +651,7 @@ def store_results(spark, path: str, report: DriftReport) -> None:
                 f.current_grid or None,
             )
         )
-    spark.createDataFrame(rows, schema).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+    local_dataframe(spark, rows, schema).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
     log.info("stored drift results %s (%d features) in %s", report.drift_run_id, len(rows), path)
 
 

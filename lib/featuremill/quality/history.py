@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 
+from featuremill.core.local_rows import local_dataframe
 from featuremill.quality.rules import ROWS, RuleResult, current_metric, is_numeric
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def append_records(spark, path: str, records: Sequence[dict]) -> None:
     from pyspark.sql.types import _parse_datatype_string
 
     schema = _parse_datatype_string(QUALITY_METRICS_SCHEMA)
-    df = spark.createDataFrame([tuple(r.get(f.name) for f in schema.fields) for r in records], schema)
+    df = local_dataframe(spark, [tuple(r.get(f.name) for f in schema.fields) for r in records], schema)
     df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
     log.info("recorded %d quality metric row(s) in %s", len(records), path)
 

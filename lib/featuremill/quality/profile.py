@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from featuremill.config import NUMERIC_TYPES
+from featuremill.core.local_rows import local_dataframe
 from featuremill.core.sql import col
 from featuremill.quality.spec import ProfileSettings
 from featuremill.quality.tables import stack
@@ -308,7 +309,7 @@ def store_profile(spark, path: str, profile: TableProfile) -> None:
                 c.note or None,
             )
         )
-    spark.createDataFrame(rows, schema).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+    local_dataframe(spark, rows, schema).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
     log.info("stored profile %s of %s (%d columns) in %s", profile.profile_id, profile.table, len(rows), path)
 
 

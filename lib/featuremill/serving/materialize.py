@@ -32,6 +32,7 @@ from pathlib import Path
 
 from featuremill.config import PipelineConfig
 from featuremill.core.errors import OnlineStoreError, ServingError
+from featuremill.core.local_rows import local_dataframe
 from featuremill.core.sql import col
 from featuremill.serving import online
 from featuremill.serving.repo import STORE_FILE, TAG_HASH, ViewSpec, repository_views
@@ -115,7 +116,7 @@ def _record(spark, config: PipelineConfig, store: str, view: ViewSpec, result: M
         "store string, view string, definition_hash string, table_version bigint, entities bigint, mode string, "
         "materialized_at timestamp"
     )
-    spark.createDataFrame(row, schema).write.format("delta").mode("append").save(state_path(config))
+    local_dataframe(spark, row, schema).write.format("delta").mode("append").save(state_path(config))
 
 
 def applied_views(repo: str | Path, names: Sequence[str]) -> dict:

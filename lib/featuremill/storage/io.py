@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from featuremill.config import SourceSpec
 from featuremill.core.columns import CORRUPT_RECORD, SOURCE_FILE
 from featuremill.core.errors import InputDataError, TableStateError, WritePathError
+from featuremill.core.local_rows import local_dataframe
 from featuremill.core.sql import col, literal, quote_identifier
 from featuremill.storage.commit_retry import retry_on_conflict
 
@@ -541,7 +542,7 @@ def write_text(spark, path: str, text: str) -> None:
     import re
 
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path) and not path.startswith("file:"):
-        df = spark.createDataFrame([(text,)], "value string").coalesce(1)
+        df = local_dataframe(spark, [(text,)], "value string")
         df.write.mode("overwrite").option("lineSep", "\n").text(path)
         return
     local = path[len("file:") :] if path.startswith("file:") else path

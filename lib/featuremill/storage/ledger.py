@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from featuremill import __version__
+from featuremill.core.local_rows import local_dataframe
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def append_run(spark, path: str, record: RunRecord) -> None:
 
     schema = _parse_datatype_string(RUN_LOG_SCHEMA)
     row = record.as_row()
-    df = spark.createDataFrame([tuple(row.get(f.name) for f in schema.fields)], schema)
+    df = local_dataframe(spark, [tuple(row.get(f.name) for f in schema.fields)], schema)
     df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
     log.info("run %s (%s %s) recorded as %s", record.run_id, record.pipeline, record.job, record.status)
 

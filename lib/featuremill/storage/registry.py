@@ -18,6 +18,7 @@ from typing import Any
 
 from featuremill.config import PipelineConfig
 from featuremill.core.errors import TrainingSetError
+from featuremill.core.local_rows import local_dataframe
 from featuremill.storage import io
 from featuremill.storage.versions import sha256_fingerprint
 
@@ -89,7 +90,7 @@ def register_model(
         "manifest": json.dumps(manifest, sort_keys=True, default=str),
     }
     schema = _parse_datatype_string(REGISTRY_SCHEMA)
-    df = spark.createDataFrame([tuple(row[f.name] for f in schema.fields)], schema)
+    df = local_dataframe(spark, [tuple(row[f.name] for f in schema.fields)], schema)
     if not io.is_delta_table(spark, path):
         df.write.format("delta").mode("error").save(path)
     else:
