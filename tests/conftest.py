@@ -1,7 +1,11 @@
 """Shared fixtures: one SparkSession for the whole run, temporary warehouses, config builders.
 
 Lanes. ``scripts/test.sh`` runs every test; ``scripts/test.sh -m "not slow"`` is the fast lane
-(target: under 5 minutes on 2 cores). How a new test file joins cheaply:
+(target: under 5 minutes on 2 cores). Both run in two worker processes (pytest-xdist, one
+SparkSession each): a test's Spark jobs are short and leave the second core idle much of the
+time (one process keeps about 1.3 of 2 cores busy), so two processes use the machine. Files run
+whole in one worker; ``FEATUREMILL_TEST_WORKERS=1 scripts/test.sh`` runs everything in one
+process. How a new test file joins cheaply:
 
 * Use the session-wide ``spark`` fixture; do not start a SparkSession or a ``featuremill``
   subprocess unless the separate process is what the test checks (a kill, a CLI's exit code, a
@@ -14,6 +18,8 @@ Lanes. ``scripts/test.sh`` runs every test; ``scripts/test.sh -m "not slow"`` is
   leaves out only those. Start the server in a ``scope="module"`` (or session) fixture, once
   per file, and stop it in the fixture's teardown; skip with ``pytest.skip`` naming what is
   missing when the server's binary or image is not there.
+* A file that shares a port, a session fixture or a folder of the checkout with another file
+  joins that file's group in ``SHARED_WORKER`` below, so both run in the same worker.
 """
 
 from __future__ import annotations
@@ -48,6 +54,43 @@ TEST_SPARK_CONF = {
     # Tests assert on plans and exact values; keep broadcast decisions explicit.
     "spark.sql.autoBroadcastJoinThreshold": "-1",
 }
+
+
+#: Files that must run in the same worker process when ``scripts/test.sh`` runs the suite in
+#: parallel: they share a server port, a session-scoped fixture built at a cost, or a folder of
+#: the checkout. Every other file is a unit of its own (its module fixtures built once).
+SHARED_WORKER = {
+    "tests/streaming/": "kafka-broker",  # one broker on 127.0.0.1:19092 for the session
+    "tests/faults/": "faults-shop",  # the session's ingested shop template
+    "tests/integration/test_demo_model.py": "demo-run",  # the session's shared demo run
+    "tests/integration/test_runs_demo.py": "demo-run",
+    # scripts/package.sh builds in the checkout (build/, lib/featuremill.egg-info); .venv-deploy
+    "tests/integration/test_cluster.py": "package-build",
+    "tests/integration/test_deploy_export.py": "package-build",
+    "tests/unit/test_deploy_submit.py": "package-build",
+}
+
+
+def worker_group(relative_path: str) -> str:
+    """The unit of work a test file belongs to: its shared group, else the file itself."""
+    for prefix, group in SHARED_WORKER.items():
+        if relative_path.startswith(prefix):
+            return group
+    return relative_path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scope scheduling with :func:`worker_group` as the scope: a group runs whole
+    in one worker, in collection order (``--no-loadscope-reorder``: the heavy fault and
+    integration groups first, the many short unit files fill the end)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid.split("::", 1)[0])
+
+    return GroupScheduling(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
