@@ -227,10 +227,10 @@ def test_retry_on_conflict_is_bounded_and_retries_on_a_fresh_snapshot(spark, tmp
     try:
         with observe_writes(observer), commit_attempts(attempts):
             if attempts > conflicting_attempts:
-                io.replace_where(_slow_frame(spark, [7, 8], 2.5), path, predicate="part = 'p'")
+                io.replace_where(_slow_frame(spark, [7, 8], 2.5), path, root=str(tmp_path), predicate="part = 'p'")
             else:
                 with pytest.raises(CommitConflictError) as info:
-                    io.replace_where(_slow_frame(spark, [7, 8], 2.5), path, predicate="part = 'p'")
+                    io.replace_where(_slow_frame(spark, [7, 8], 2.5), path, root=str(tmp_path), predicate="part = 'p'")
                 assert f"lost {attempts} commit race(s)" in str(info.value) and path in str(info.value)
                 assert is_commit_conflict(info.value.__cause__)
     finally:

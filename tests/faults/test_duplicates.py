@@ -115,7 +115,9 @@ def test_merge_with_duplicate_source_keys_fails_atomically_in_delta(spark, tmp_p
     spark.createDataFrame([(1, day, 1.0)], "k bigint, d date, v double").write.format("delta").save(path)
     source = spark.createDataFrame([(1, day, 2.0), (1, day, 3.0), (2, day, 4.0)], "k bigint, d date, v double")
     with pytest.raises(Exception) as info:
-        io.merge_range(source, path, keys=["k"], value_columns=["v"], partition_column="d", start=day, end=day)
+        io.merge_range(
+            source, path, root=str(tmp_path), keys=["k"], value_columns=["v"], partition_column="d", start=day, end=day
+        )
     assert "DELTA_MULTIPLE_SOURCE_ROW_MATCHING_TARGET_ROW_IN_MERGE" in str(info.value)
     assert io.delta_version(spark, path) == 0
     assert rows(spark, path, "k", "v") == [(1, 1.0)]

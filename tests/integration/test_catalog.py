@@ -228,7 +228,7 @@ def test_catalog_lineage_from_run_log(spark, project):
     unrelated.input_versions = {"features.customer": 1}
     unrelated.finish("succeeded")
     for record in (built, training, unrelated):
-        append_run(spark, config.tables.run_log, record)
+        append_run(spark, config.tables.run_log, record, root=config.env.warehouse)
     from featuremill.storage.registry import REGISTRY_SCHEMA
 
     registry_row = dict.fromkeys(spark.createDataFrame([], REGISTRY_SCHEMA).columns)

@@ -166,12 +166,13 @@ def test_io_writers_carry_txn_ids_so_delta_skips_a_repeat(spark, tmp_path):
     io.replace_where(
         df,
         path,
+        root=str(tmp_path),
         predicate=predicate,
         partition_by=["d"],
         commit=tag,
         properties={"delta.logRetentionDuration": "interval 31 days"},
     )
-    io.replace_where(df, path, predicate=predicate, commit=tag)
+    io.replace_where(df, path, root=str(tmp_path), predicate=predicate, commit=tag)
     assert io.delta_version(spark, path) == 0
     assert io.table_properties(spark, path)["delta.logRetentionDuration"] == "interval 31 days"
 
@@ -183,6 +184,7 @@ def test_io_writers_carry_txn_ids_so_delta_skips_a_repeat(spark, tmp_path):
             io.merge_range(
                 changed,
                 path,
+                root=str(tmp_path),
                 keys=["k"],
                 value_columns=["v"],
                 partition_column="d",
@@ -202,6 +204,7 @@ def test_io_writers_carry_txn_ids_so_delta_skips_a_repeat(spark, tmp_path):
     io.merge_range(
         changed,
         path,
+        root=str(tmp_path),
         keys=["k"],
         value_columns=["v"],
         partition_column="d",
@@ -215,9 +218,9 @@ def test_io_writers_carry_txn_ids_so_delta_skips_a_repeat(spark, tmp_path):
 def test_ensure_retention_raises_short_settings_and_keeps_longer_ones(spark, tmp_path):
     path = str(tmp_path / "old")
     spark.range(3).write.format("delta").option("delta.logRetentionDuration", "interval 90 days").save(path)
-    changed = ensure_retention(spark, path, ReplayWindow(seconds=45 * 86400))
+    changed = ensure_retention(spark, path, ReplayWindow(seconds=45 * 86400), root=str(tmp_path))
     assert changed == {"delta.deletedFileRetentionDuration": "interval 45 days"}
     props = io.table_properties(spark, path)
     assert props["delta.logRetentionDuration"] == "interval 90 days"
     assert props["delta.deletedFileRetentionDuration"] == "interval 45 days"
-    assert ensure_retention(spark, path, ReplayWindow(seconds=45 * 86400)) == {}
+    assert ensure_retention(spark, path, ReplayWindow(seconds=45 * 86400), root=str(tmp_path)) == {}

@@ -116,7 +116,8 @@ def test_feature_job_helpers_fit_serving_apply_and_select(spark, project, capsys
     assert row["sum_2d"] == pytest.approx(raw["amount"].sum())
 
     # a training table: feature rows plus a label
-    training = str(project / "training")
+    # under the warehouse, like the training-set job's output: the fit writes its manifest back
+    training = str(project / "warehouse" / "training")
     feats = spark.read.format("delta").load(config.tables.features("cust"))
     feats.withColumn("churned", (feats["sum_2d"] > 40).cast("int")).write.format("delta").save(training)
 
@@ -126,7 +127,7 @@ def test_feature_job_helpers_fit_serving_apply_and_select(spark, project, capsys
     hashed = ", ".join(f"`{c}`, `{c}` IS NULL" for c in table.columns)
     n_rows, hash_sum = table.selectExpr("count(*)", f"sum(cast(xxhash64({hashed}) AS decimal(38,0)))").first()
     expected_fp = f"xxh64sum:{int(hash_sum)}"
-    manifest_path = project / "training.manifest.json"
+    manifest_path = project / "warehouse" / "training.manifest.json"
     base_manifest = {
         "kind": "featuremill.training_set",
         "manifest_format": 1,
@@ -135,7 +136,7 @@ def test_feature_job_helpers_fit_serving_apply_and_select(spark, project, capsys
     }
     manifest_path.write_text(json.dumps(base_manifest))
     # a manifest that describes other rows is refused before any state is stored
-    other = project / "other.manifest.json"
+    other = project / "warehouse" / "other.manifest.json"
     other.write_text(json.dumps({**base_manifest, "output": {"rows": n_rows + 1, "fingerprint": expected_fp}}))
     assert main(["fit", str(path), "--on", training, "--manifest", str(other)]) == 2
     assert "describes another training set" in capsys.readouterr().err

@@ -55,6 +55,7 @@ def test_profile_and_drift_job_counts_do_not_grow_with_columns(spark, tmp_path):
                 spark,
                 str(tmp_path / f"profiles_{n}"),
                 TableProfile("p", "q", "t", "all", None, "2024-01-01T00:00:00+00:00", rows, cols),
+                root=str(tmp_path),
             )
 
         refs = []

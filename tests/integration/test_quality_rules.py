@@ -105,7 +105,7 @@ def _seed_history(spark, config):
         results=[],
         metrics=[("rows_per_day", "", 999.0), ("mean", "amount", -50.0)],
     )
-    history.append_records(spark, quality_metrics_path(config), recs)
+    history.append_records(spark, quality_metrics_path(config), recs, root=config.env.warehouse)
 
 
 def _gate(spark, config, rows):

@@ -182,7 +182,9 @@ def test_replay_outside_the_window_fails_clearly_before_reading(spark, first_run
     # inside the window it would run (checked without computing: a day later passes the checks)
     # a version superseded before the window is refused even when pinned by hand
     products = config.tables.validated("products")
-    io.set_table_properties(spark, products, {"featuremill.test": "x"})  # products gets a version 1
+    io.set_table_properties(
+        spark, products, {"featuremill.test": "x"}, root=config.env.warehouse
+    )  # products gets a version 1
     with pytest.raises(ReplayWindowError, match="superseded"):
         replay_run(
             spark,

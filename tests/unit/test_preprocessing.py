@@ -380,9 +380,9 @@ def test_stored_state_applied_to_new_data_gives_fit_time_numbers(spark, data, tm
     state = fit_preprocessing(df, spec)
     at_fit = _collect(apply_preprocessing(df, state), ["id", "a", "a__missing", "cat__web", "cat__rare", "seg"])
     path = str(tmp_path / "states")
-    stored = store_fitted_state(spark, path, state)
+    stored = store_fitted_state(spark, path, state, root=str(tmp_path))
     assert stored.version == 1
-    assert store_fitted_state(spark, path, state).version == 1  # identical state: not stored again
+    assert store_fitted_state(spark, path, state, root=str(tmp_path)).version == 1  # identical state: not stored again
     loaded = load_fitted_state(spark, path, state.name)
     assert loaded == stored and FittedState.from_json(stored.to_json()) == stored
     # new data: a copy of 25 training rows plus rows the fit never saw
@@ -415,7 +415,10 @@ def test_stored_state_applied_to_new_data_gives_fit_time_numbers(spark, data, tm
     assert later["seg"].iloc[26] == pytest.approx(data["y"].mean())  # unseen segment -> prior
     # a different fit of the same name is the next version; older versions stay loadable
     other = store_fitted_state(
-        spark, path, fit_preprocessing(df, _spec({"transforms": [{"columns": "b", "scale": "minmax"}]}))
+        spark,
+        path,
+        fit_preprocessing(df, _spec({"transforms": [{"columns": "b", "scale": "minmax"}]})),
+        root=str(tmp_path),
     )
     assert other.version == 2
     assert load_fitted_state(spark, path, "t", version=1) == stored

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featuremill.bench.common import paired_ratio
+from featuremill.storage import io
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,13 @@ def write_feature_table(spark, config, events) -> dict:
         features=pit_feature_specs(),
     ).select("customer_id", "event_ts", *FEATURES, F.to_date("event_ts").alias("event_date"))
     path = config.tables.features(VIEW)
-    feats.repartition("event_date").write.format("delta").mode("overwrite").partitionBy("event_date").save(path)
+    io.overwrite(
+        feats.repartition("event_date"),
+        path,
+        root=config.env.warehouse,
+        partition_by=["event_date"],
+        what="benchmark feature table",
+    )
     row = (
         spark.read.format("delta")
         .load(path)
@@ -163,9 +170,8 @@ def change_entities(spark, config, *, fraction: float, round_no: int) -> int:
         F.lit(1000 + round_no).alias("f_count_7d"),
         F.lit(10.0 + round_no).alias("f_mean_30d"),
     ).withColumn("event_date", F.to_date("event_ts"))
-    new.select(*[F.col(c).cast(table.schema[c].dataType) for c in table.columns]).write.format("delta").mode(
-        "append"
-    ).save(path)
+    changed = new.select(*[F.col(c).cast(table.schema[c].dataType) for c in table.columns])
+    io.append(changed, path, root=config.env.warehouse, what="benchmark feature table")
     return k
 
 

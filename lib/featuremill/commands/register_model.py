@@ -59,8 +59,17 @@ def run(args) -> int:
         )
     )
     path = registry.registry_path(root)
+    # The warehouse the registry must lie under: the pipeline's, else the one given, else the
+    # manifest's own tables root (the registry is always <tables root>/model_registry).
+    warehouse = config.env.warehouse if config is not None else (args.warehouse or root)
     status = registry.register_model(
-        spark, path, model=args.name, version=args.version, manifest=manifest, manifest_path=args.manifest
+        spark,
+        path,
+        root=warehouse,
+        model=args.name,
+        version=args.version,
+        manifest=manifest,
+        manifest_path=args.manifest,
     )
     sets = ", ".join(f"{e['name']}@{e['version']}" for e in manifest["feature_sets"])
     emit(f"model {args.name} version {args.version}: {status} in {path} (features {sets})")

@@ -497,7 +497,9 @@ def _serve(
     if serve_guard.is_committed(name):
         record.output_versions[name] = serve_guard.prior(name).table_version
         return
-    ensure_retention(spark, preprocessed_path(config, feature_set.name), replay_window(config))
+    ensure_retention(
+        spark, preprocessed_path(config, feature_set.name), replay_window(config), root=config.env.warehouse
+    )
     serve_preprocessed(
         spark,
         config,
@@ -700,9 +702,10 @@ def _write_feature_set(
             prior.table_version,
         )
     window = replay_window(config)
-    ensure_retention(spark, out_path, window)
+    ensure_retention(spark, out_path, window, root=config.env.warehouse)
     value_columns = [c for c in frame.columns if c not in keys]
-    io.add_missing_columns(spark, out_path, frame)  # tables from before _known_at existed
+    # tables from before _known_at existed
+    io.add_missing_columns(spark, out_path, frame, root=config.env.warehouse, what=f"table {out_name}")
     with stage(
         f"features {feature_set.name}: compute and merge {compute_start}..{end}", spark, key="compute_merge"
     ) as st:
@@ -710,6 +713,8 @@ def _write_feature_set(
         metrics = io.merge_range(
             frame,
             out_path,
+            root=config.env.warehouse,
+            what=f"table {out_name}",
             keys=keys,
             value_columns=value_columns,
             partition_column=EVENT_DATE,

@@ -61,7 +61,7 @@ def build_inactivity_training_set(spark, config: PipelineConfig, *, end: dt.date
     )
     path = training_path(config)
     with stage(f"demo: training set ({LABEL})", spark):
-        overwrite_table(labelled, path)
+        overwrite_table(labelled, path, root=config.env.warehouse, what="demo training set")
     stats = io.read_delta(spark, path).agg(F.count(F.lit(1)), F.avg(LABEL)).first()
     return path, int(stats[0]), float(stats[1] or 0.0)
 

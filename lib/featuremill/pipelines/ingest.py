@@ -432,7 +432,7 @@ def _write_source(
         output_versions[validated_name] = guard.prior(validated_name).table_version
     else:
         with stage(f"ingest {source.name}: write validated", spark, key="write_validated") as st:
-            ensure_retention(spark, validated_path, window)
+            ensure_retention(spark, validated_path, window, root=config.env.warehouse)
             valid = valid_rows(flagged, source=source)
             gate.prepare_write(spark)
             if source.kind == "events":
@@ -440,6 +440,8 @@ def _write_source(
                 io.replace_where(
                     valid,
                     validated_path,
+                    root=config.env.warehouse,
+                    what=f"table {validated_name}",
                     predicate=predicate,
                     partition_by=[EVENT_DATE],
                     evolve_schema=gate.evolve_schema,
@@ -451,6 +453,8 @@ def _write_source(
                 io.overwrite(
                     valid,
                     validated_path,
+                    root=config.env.warehouse,
+                    what=f"table {validated_name}",
                     evolve_schema=gate.evolve_schema,
                     commit=guard.tag(validated_name),
                     properties=window.table_properties(),
@@ -473,7 +477,7 @@ def _write_source(
         output_versions["quarantine"] = guard.prior("quarantine").table_version
     else:
         with stage(f"ingest {source.name}: write quarantine", spark, key="write_quarantine") as st:
-            ensure_retention(spark, tables.quarantine, window)
+            ensure_retention(spark, tables.quarantine, window, root=config.env.warehouse)
             q_start = start if source.kind == "events" or source.partition_column else end
             predicate = f"{quote_identifier('source')} = {literal(source.name)} AND " + io.date_range_predicate(
                 INGEST_DATE, q_start, end
@@ -482,6 +486,8 @@ def _write_source(
             io.replace_where(
                 quarantined,
                 tables.quarantine,
+                root=config.env.warehouse,
+                what="quarantine table",
                 predicate=predicate,
                 partition_by=["source", INGEST_DATE],
                 commit=guard.tag("quarantine"),

@@ -62,9 +62,10 @@ def read_training_table(spark, path: str) -> TrainingTable:
     return TrainingTable(df, path, "parquet", None)
 
 
-def overwrite_table(df, path: str) -> None:
-    """Replace the Delta table at ``path`` (its schema too: a re-fit may change the columns)."""
-    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+def overwrite_table(df, path: str, *, root: str, what: str = "output table") -> None:
+    """Replace the Delta table at ``path`` (its schema too: a re-fit may change the columns);
+    ``path`` must lie under ``root``, the warehouse."""
+    io.replace_table(df, path, root=root, what=what)
 
 
 def preprocessing_spec(config: PipelineConfig) -> PreprocessingSpec:
@@ -154,9 +155,12 @@ def manifest_entry(stored: FittedState, *, states_table: str) -> dict[str, Any]:
     }
 
 
-def write_manifest(spark, path: str, doc: dict[str, Any]) -> None:
-    """Write the manifest back with :func:`featuremill.storage.io.write_text` (atomic for local files)."""
-    io.write_text(spark, path, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+def write_manifest(spark, path: str, doc: dict[str, Any], *, root: str) -> None:
+    """Write the manifest back with :func:`featuremill.storage.io.write_text` (atomic for local files);
+    ``path`` must lie under ``root``, the warehouse."""
+    io.write_text(
+        spark, path, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n", root=root, what="manifest"
+    )
 
 
 def run_fit(
@@ -187,6 +191,10 @@ def run_fit(
             manifest, manifest_doc = _manifest_beside(spark, training_set)
         else:
             manifest_doc = read_manifest(spark, manifest)
+        if manifest_doc is not None:
+            # The fit records itself in the manifest at the end: refuse a manifest outside the
+            # warehouse now, before a state is stored, rather than after.
+            io.check_write_path(manifest, config.env.warehouse, what="training-set manifest")
         table = read_training_table(spark, training_set)
         before = _latest(spark, path, spec.name)
         with stage(f"fit {spec.name}: statistics"):
@@ -204,15 +212,15 @@ def run_fit(
             check_manifest_matches(
                 manifest_doc, path=manifest, fingerprint=state.data_fingerprint, rows=state.row_count
             )
-        stored = store_fitted_state(spark, path, state)
+        stored = store_fitted_state(spark, path, state, root=config.env.warehouse)
         if manifest_doc is not None:
             manifest_doc["preprocessing"] = manifest_entry(stored, states_table=path)
-            write_manifest(spark, manifest, manifest_doc)
+            write_manifest(spark, manifest, manifest_doc, root=config.env.warehouse)
         written = None
         if out:
             with stage(f"fit {spec.name}: write transformed training set"):
                 transformed = apply_preprocessing(table.df, stored, mode="training")
-                overwrite_table(transformed, out)
+                overwrite_table(transformed, out, root=config.env.warehouse, what="transformed training table")
             written = out
         if json_path:
             write_state_json(stored, json_path)
@@ -261,7 +269,7 @@ def run_apply(
         source = read_training_table(spark, table)
         result = apply_preprocessing(source.df, state, mode=mode)
         with stage(f"apply {state.name} v{state.version}"):
-            overwrite_table(result, out)
+            overwrite_table(result, out, root=config.env.warehouse)
         written = io.delta_version(spark, out)
         record.input_versions = {f"preprocessing_states.{state.name}": int(state.version)}
         if source.version is not None:
@@ -350,6 +358,8 @@ def serve_preprocessed(
         io.merge_range(
             prepared,
             target,
+            root=config.env.warehouse,
+            what=f"table preprocessed.{feature_set.name}",
             keys=keys,
             value_columns=value_columns,
             partition_column=partition_column,

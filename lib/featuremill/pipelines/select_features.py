@@ -127,7 +127,13 @@ def run_select(
         ]
         frame = local_dataframe(spark, rows, RESULTS_SCHEMA)
         path = results_path(config)
-        io.replace_where(frame, path, predicate=f"selection_id = {literal(sid)}")
+        io.replace_where(
+            frame,
+            path,
+            root=config.env.warehouse,
+            predicate=f"selection_id = {literal(sid)}",
+            what="feature selection table",
+        )
         version = io.delta_version(spark, path)
         context = {
             "pipeline": config.name,

@@ -285,6 +285,7 @@ def _write_output(
     joined,
     *,
     out: str,
+    root: str,
     spine_columns: list[str],
     spine: tuple[int, str],
     guard: CommitGuard | None = None,
@@ -294,12 +295,14 @@ def _write_output(
     output (so the spine did not change between the reads)."""
     with stage(f"training set: join and write {out}", spark) as st:
         if guard is None:
-            io.overwrite(joined, out, overwrite_schema=True)
+            io.overwrite(joined, out, root=root, overwrite_schema=True, what="training set")
             version = io.delta_version(spark, out)
         elif guard.is_committed("training_set"):
             version = guard.prior("training_set").table_version
         else:
-            io.overwrite(joined, out, overwrite_schema=True, commit=guard.tag("training_set"))
+            io.overwrite(
+                joined, out, root=root, overwrite_schema=True, commit=guard.tag("training_set"), what="training set"
+            )
             version, _ = guard.confirm("training_set")
         written = io.read_delta(spark, out, version=version)
         prints = manifests.frame_fingerprints(written, {"output": written.columns, "spine": spine_columns})
@@ -447,7 +450,13 @@ def build_training_set(
         }
         guard = _training_set_guard(spark, config, out=options.out, run_id=record.run_id, inputs=inputs)
         output = _write_output(
-            spark, joined, out=options.out, spine_columns=spine.columns, spine=(spine_rows, spine_fp), guard=guard
+            spark,
+            joined,
+            out=options.out,
+            root=config.env.warehouse,
+            spine_columns=spine.columns,
+            spine=(spine_rows, spine_fp),
+            guard=guard,
         )
         manifest_path = options.manifest_out or manifests.default_manifest_path(options.out)
         unchanged = guard.is_committed("training_set") and _manifest_of(spark, manifest_path, output)
@@ -484,7 +493,7 @@ def build_training_set(
             "preprocessing": None,
         }
         if not unchanged:
-            io.write_text(spark, manifest_path, manifests.dumps(document))
+            io.write_text(spark, manifest_path, manifests.dumps(document), root=config.env.warehouse, what="manifest")
         record.rows_read = spine_rows
         record.rows_written = output["rows"]
         record.input_versions = {f"features.{e['name']}": e["delta_version"] for e in entries}
@@ -561,7 +570,9 @@ def rebuild_training_set(
             strict=opts["strict"],
             strategy=used,
         )
-        output = _write_output(spark, joined, out=out, spine_columns=spine.columns, spine=(rows, fingerprint))
+        output = _write_output(
+            spark, joined, out=out, root=config.env.warehouse, spine_columns=spine.columns, spine=(rows, fingerprint)
+        )
         identical = (output["rows"], output["fingerprint"]) == (m["output"]["rows"], m["output"]["fingerprint"])
         document = dict(m)
         document.update(
@@ -580,7 +591,7 @@ def rebuild_training_set(
             }
         )
         path = manifest_out or manifests.default_manifest_path(out)
-        io.write_text(spark, path, manifests.dumps(document))
+        io.write_text(spark, path, manifests.dumps(document), root=config.env.warehouse, what="manifest")
         record.rows_read = rows
         record.rows_written = output["rows"]
         record.input_versions = {f"features.{e['name']}": e["delta_version"] for e in m["feature_sets"]}

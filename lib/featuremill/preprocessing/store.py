@@ -14,7 +14,7 @@ import json
 import logging
 from pathlib import Path
 
-from featuremill.core.errors import PreprocessingError, TableStateError
+from featuremill.core.errors import PreprocessingError, TableStateError, WritePathError
 from featuremill.core.local_rows import local_dataframe
 from featuremill.preprocessing.state import FittedState
 from featuremill.storage import io
@@ -50,8 +50,10 @@ def latest_version(spark, path: str, name: str) -> int | None:
     return int(row["version"]) if row is not None else None
 
 
-def store_fitted_state(spark, path: str, state: FittedState, *, attempts: int = 3) -> FittedState:
-    """Store ``state`` as the next version of its name (or return the identical latest one)."""
+def store_fitted_state(spark, path: str, state: FittedState, *, root: str, attempts: int = 3) -> FittedState:
+    """Store ``state`` as the next version of its name (or return the identical latest one).
+
+    ``root`` is the warehouse root ``path`` must lie under."""
     from pyspark.sql import functions as F
 
     fingerprint = state.fingerprint
@@ -83,12 +85,16 @@ def store_fitted_state(spark, path: str, state: FittedState, *, attempts: int = 
         frame = local_dataframe(spark, row, STATES_SCHEMA)
         if not io.is_delta_table(spark, path):
             try:
-                frame.write.format("delta").mode("error").save(path)
+                io.create_if_absent(frame, path, root=root, what="fitted-state table")
                 return stored
+            except WritePathError:
+                raise  # a refused path, not a lost creation race
             except Exception as exc:  # another writer created the table first: retry as a MERGE
                 log.info("fitted-state table appeared concurrently (%s); retrying", str(exc).splitlines()[0])
                 continue
-        io.merge_insert_new(frame, path, "t.name = s.name AND t.version = s.version")
+        io.merge_insert_new(
+            frame, path, "t.name = s.name AND t.version = s.version", root=root, what="fitted-state table"
+        )
         won = (
             io.read_delta(spark, path)
             .where((F.col("name") == F.lit(stored.name)) & (F.col("version") == F.lit(version)))

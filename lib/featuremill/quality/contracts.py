@@ -201,13 +201,15 @@ def check_write(spark, df, path: str, policy: SchemaPolicy, *, table: str) -> Sc
     return compare_schemas(live, df.schema, policy, table=table, live_version=version)
 
 
-def prepare_table(spark, path: str, change: SchemaChange) -> None:
-    """Just before the write: enable Delta type widening when an accepted change widens a column."""
-    from featuremill.core.sql import delta_path_identifier
+def prepare_table(spark, path: str, change: SchemaChange, *, root: str) -> None:
+    """Just before the write: enable Delta type widening when an accepted change widens a column.
+
+    ``root`` is the warehouse root the table must lie under."""
+    from featuremill.storage import io
 
     if not change.widened:
         return
-    spark.sql(f"ALTER TABLE {delta_path_identifier(path)} SET TBLPROPERTIES ('delta.enableTypeWidening' = 'true')")
+    io.set_table_properties(spark, path, {"delta.enableTypeWidening": "true"}, root=root, what=f"table {change.table}")
     log.info(
         "table %s: enabled delta.enableTypeWidening for %s", change.table, ", ".join(n for n, _, _ in change.widened)
     )

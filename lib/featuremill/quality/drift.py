@@ -483,7 +483,7 @@ def _decide(d: FeatureDrift, settings: DriftSettings) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def store_reference(spark, path: str, reference: Reference) -> None:
+def store_reference(spark, path: str, reference: Reference, *, root: str) -> None:
     from pyspark.sql.types import _parse_datatype_string
 
     schema = _parse_datatype_string(REFERENCES_SCHEMA)
@@ -518,7 +518,9 @@ def store_reference(spark, path: str, reference: Reference) -> None:
         )
         for f in reference.features
     ]
-    local_dataframe(spark, rows, schema).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+    from featuremill.storage import io
+
+    io.append(local_dataframe(spark, rows, schema), path, root=root, merge_schema=True, what="drift reference table")
     log.info(
         "stored drift reference %s of %s (%s, %d features)",
         reference.reference_id,
@@ -602,7 +604,7 @@ def load_reference(
     return None
 
 
-def store_results(spark, path: str, report: DriftReport) -> None:
+def store_results(spark, path: str, report: DriftReport, *, root: str) -> None:
     from pyspark.sql.types import _parse_datatype_string
 
     schema = _parse_datatype_string(RESULTS_SCHEMA)
@@ -651,7 +653,9 @@ def store_results(spark, path: str, report: DriftReport) -> None:
                 f.current_grid or None,
             )
         )
-    local_dataframe(spark, rows, schema).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+    from featuremill.storage import io
+
+    io.append(local_dataframe(spark, rows, schema), path, root=root, merge_schema=True, what="drift results table")
     log.info("stored drift results %s (%d features) in %s", report.drift_run_id, len(rows), path)
 
 
@@ -709,7 +713,7 @@ def run_drift(
             features=fitted,
         )
         if store:
-            store_reference(spark, f"{root}/drift_references", stored)
+            store_reference(spark, f"{root}/drift_references", stored, root=config.env.warehouse)
     else:
         log.info(
             "drift: reusing reference %s (%s, fitted %s)", stored.reference_id, stored.selection, stored.created_at
@@ -732,7 +736,7 @@ def run_drift(
         reference_reused=reused,
     )
     if store:
-        store_results(spark, f"{root}/drift_results", report)
+        store_results(spark, f"{root}/drift_results", report, root=config.env.warehouse)
     return report
 
 

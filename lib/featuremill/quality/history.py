@@ -109,15 +109,19 @@ def build_records(
     return out
 
 
-def append_records(spark, path: str, records: Sequence[dict]) -> None:
-    """Append rows to the quality-metrics table at ``path`` (created on first use): one commit."""
+def append_records(spark, path: str, records: Sequence[dict], *, root: str) -> None:
+    """Append rows to the quality-metrics table at ``path`` (created on first use): one commit.
+
+    ``root`` is the warehouse root ``path`` must lie under."""
     if not records:
         return
     from pyspark.sql.types import _parse_datatype_string
 
     schema = _parse_datatype_string(QUALITY_METRICS_SCHEMA)
     df = local_dataframe(spark, [tuple(r.get(f.name) for f in schema.fields) for r in records], schema)
-    df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+    from featuremill.storage import io
+
+    io.append(df, path, root=root, merge_schema=True, what="quality metrics table")
     log.info("recorded %d quality metric row(s) in %s", len(records), path)
 
 

@@ -269,11 +269,11 @@ def profile_table(
         settings=asdict(settings),
     )
     if store:
-        store_profile(spark, f"{config.tables.root}/profiles", profile)
+        store_profile(spark, f"{config.tables.root}/profiles", profile, root=config.env.warehouse)
     return profile
 
 
-def store_profile(spark, path: str, profile: TableProfile) -> None:
+def store_profile(spark, path: str, profile: TableProfile, *, root: str) -> None:
     """Append ``profile`` (one row per column) to the Delta table at ``path``."""
     from pyspark.sql.types import _parse_datatype_string
 
@@ -309,7 +309,9 @@ def store_profile(spark, path: str, profile: TableProfile) -> None:
                 c.note or None,
             )
         )
-    local_dataframe(spark, rows, schema).write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+    from featuremill.storage import io
+
+    io.append(local_dataframe(spark, rows, schema), path, root=root, merge_schema=True, what="profile table")
     log.info("stored profile %s of %s (%d columns) in %s", profile.profile_id, profile.table, len(rows), path)
 
 

@@ -116,7 +116,8 @@ def _record(spark, config: PipelineConfig, store: str, view: ViewSpec, result: M
         "store string, view string, definition_hash string, table_version bigint, entities bigint, mode string, "
         "materialized_at timestamp"
     )
-    local_dataframe(spark, row, schema).write.format("delta").mode("append").save(state_path(config))
+    frame = local_dataframe(spark, row, schema)
+    io.append(frame, state_path(config), root=config.env.warehouse, what="materialization log")
 
 
 def applied_views(repo: str | Path, names: Sequence[str]) -> dict:

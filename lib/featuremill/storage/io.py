@@ -4,6 +4,11 @@ Raw sources are read with every declared column as a string (parsing happens in
 :mod:`featuremill.transforms.ingest`, where a value that does not parse becomes a quarantine reason rather
 than a silent null). Delta writes are idempotent per run: partitions are replaced with
 ``replaceWhere`` or rows are merged on their keys.
+
+Every function here that creates or changes a table (or writes a document) takes the warehouse
+root as a required ``root`` and refuses, with :class:`WritePathError` and before touching
+anything, a path outside it (:func:`check_write_path`). No other module writes to storage
+(``tests/unit/test_write_paths.py`` scans the library for direct writes).
 """
 
 from __future__ import annotations
@@ -239,9 +244,11 @@ def delta_detail(spark, path: str):
     return DeltaTable.forPath(spark, path).detail()
 
 
-def merge_insert_new(df, path: str, on: str) -> None:
+def merge_insert_new(df, path: str, on: str, *, root: str, what: str = "table") -> None:
     """MERGE ``df`` (alias ``s``) into the Delta table at ``path`` (alias ``t``), inserting the
-    rows with no match for ``on`` and leaving every existing row alone."""
+    rows with no match for ``on`` and leaving every existing row alone. ``path`` must lie under
+    ``root`` (:func:`check_write_path`)."""
+    check_write_path(path, root, what=what)
     spark = df.sparkSession
     if _connect(spark):
         _sql_merge(df, path, on, ["WHEN NOT MATCHED THEN INSERT *"])
@@ -381,11 +388,13 @@ def replace_where(
     df,
     path: str,
     *,
+    root: str,
     predicate: str,
     partition_by: Sequence[str] = (),
     evolve_schema: bool = False,
     commit: CommitTag | None = None,
     properties: Mapping[str, str] | None = None,
+    what: str = "table",
 ) -> None:
     """Atomically replace the rows matching ``predicate`` with ``df`` (creating the table if needed).
 
@@ -394,8 +403,9 @@ def replace_where(
     delete the range. ``evolve_schema`` (``mergeSchema``) is set only after a schema contract
     check accepted the change (:mod:`featuremill.quality.contracts`). ``commit`` makes the write
     idempotent (see :class:`CommitTag`); ``properties`` are table properties set when the write
-    creates the table.
+    creates the table. ``path`` must lie under ``root`` (:func:`check_write_path`).
     """
+    check_write_path(path, root, what=what)
     spark = df.sparkSession
     creating = not is_delta_table(spark, path)
     writer = _writer(df, commit=commit, properties=properties, creating=creating)
@@ -415,18 +425,21 @@ def overwrite(
     df,
     path: str,
     *,
+    root: str,
     partition_by: Sequence[str] = (),
     overwrite_schema: bool = False,
     evolve_schema: bool = False,
     commit: CommitTag | None = None,
     properties: Mapping[str, str] | None = None,
+    what: str = "table",
 ) -> None:
     """Replace the whole table (dimension snapshots; training sets, whose columns may change).
 
     ``overwrite_schema`` replaces the schema outright (a training set's columns follow its
     request); ``evolve_schema`` only adds new columns, as in :func:`replace_where`.
-    ``commit``/``properties`` as in :func:`replace_where`.
+    ``commit``/``properties``/``root`` as in :func:`replace_where`.
     """
+    check_write_path(path, root, what=what)
     creating = not is_delta_table(df.sparkSession, path)
     writer = _writer(df, commit=commit, properties=properties, creating=creating)
     writer = writer.mode("overwrite").option("overwriteSchema", str(overwrite_schema).lower())
@@ -438,11 +451,64 @@ def overwrite(
 
 
 @_retried("append")
-def append(df, path: str, *, partition_by: Sequence[str] = ()) -> None:
-    writer = df.write.format("delta").mode("append")
+def append(
+    df,
+    path: str,
+    *,
+    root: str,
+    partition_by: Sequence[str] = (),
+    merge_schema: bool = False,
+    commit: CommitTag | None = None,
+    what: str = "table",
+) -> None:
+    """Append ``df`` to the Delta table at ``path`` (created on first use, ``partition_by`` then).
+
+    ``merge_schema`` (``mergeSchema``) adds the columns ``df`` has and the table lacks: for
+    featuremill's own record tables (run log, quality history) whose schema grows with releases,
+    and for stream tables after a schema check accepted the change. ``commit`` makes the append
+    idempotent (a replayed micro-batch's append is skipped). ``path`` must lie under ``root``.
+    """
+    check_write_path(path, root, what=what)
+    writer = _writer(df, commit=commit, properties=None, creating=False).mode("append")
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
     if partition_by and not is_delta_table(df.sparkSession, path):
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
+
+
+def create_if_absent(df, path: str, *, root: str, what: str = "table") -> None:
+    """Create the Delta table at ``path`` holding ``df``; fails (Delta's error) if it exists.
+
+    For insert-if-absent tables (model registry, fitted states) whose first write must not
+    silently land on a table another writer created meanwhile: the caller catches the failure
+    and retries with a MERGE. ``path`` must lie under ``root``; :class:`WritePathError` is raised
+    before anything is written, so callers that catch the creation failure must let it through.
+    """
+    check_write_path(path, root, what=what)
+    # "error" = ErrorIfExists; the Spark Connect client accepts only this spelling of it
+    df.write.format("delta").mode("error").save(path)
+
+
+def merge_upsert(
+    df, path: str, *, root: str, on: str, update_condition: str, commit: CommitTag | None = None, what: str = "table"
+) -> dict[str, int] | None:
+    """MERGE ``df`` (alias ``s``) into the existing Delta table at ``path`` (alias ``t``):
+    matched rows for which ``update_condition`` holds are updated, unmatched rows inserted, no row
+    deleted. ``commit`` is set as session confs around the MERGE (idempotent). Returns the
+    MERGE's counts row as a dict, or ``None`` when Delta returned none (skipped as already
+    committed). ``path`` must lie under ``root``.
+    """
+    check_write_path(path, root, what=what)
+    from delta.tables import DeltaTable
+
+    spark = df.sparkSession
+    builder = DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), on)
+    builder = builder.whenMatchedUpdateAll(condition=update_condition).whenNotMatchedInsertAll()
+    with session_commit_tag(spark, commit):
+        # MERGE returns its counts as one row (none, or zeros, when Delta skipped it as committed)
+        result = builder.execute().first()
+    return None if result is None else result.asDict()
 
 
 @_retried("MERGE")
@@ -455,10 +521,12 @@ def merge_range(
     partition_column: str,
     start: dt.date,
     end: dt.date,
+    root: str,
     partition_by: Sequence[str] = (),
     evolve_schema: bool = False,
     commit: CommitTag | None = None,
     properties: Mapping[str, str] | None = None,
+    what: str = "table",
 ) -> dict[str, str]:
     """Make the rows of ``path`` with ``partition_column`` in ``[start, end]`` equal ``df``.
 
@@ -471,8 +539,10 @@ def merge_range(
     turns on MERGE schema evolution: without it Delta silently drops source columns the target
     lacks, so callers set it after a schema contract check accepted new columns. ``commit`` makes
     the write idempotent (as writer options on creation, as session confs around the MERGE);
-    ``properties`` are table properties set when the write creates the table.
+    ``properties`` are table properties set when the write creates the table. ``path`` must lie
+    under ``root`` (:func:`check_write_path`).
     """
+    check_write_path(path, root, what=what)
     spark = df.sparkSession
     if not is_delta_table(spark, path):
         writer = _writer(df, commit=commit, properties=properties, creating=True)
@@ -510,16 +580,17 @@ def merge_range(
     return last_operation_metrics(spark, path)
 
 
-def add_missing_columns(spark, path: str, df) -> list[str]:
+def add_missing_columns(spark, path: str, df, *, root: str, what: str = "table") -> list[str]:
     """Add to the Delta table at ``path`` the columns of ``df`` it lacks (nullable, at the end).
 
     For a job whose output gained a column (a table written by an older featuremill): rows
     already there get null until they are rewritten. Explicit DDL rather than MERGE schema
     evolution, so a misspelt column can never widen a table by accident elsewhere. Returns the
-    names added; does nothing when the table does not exist yet.
+    names added; does nothing when the table does not exist yet. ``path`` must lie under ``root``.
     """
     from featuremill.core.sql import delta_path_identifier
 
+    check_write_path(path, root, what=what)
     if not is_delta_table(spark, path):
         return []
     existing = {f.name for f in spark.read.format("delta").load(path).schema.fields}
@@ -531,16 +602,18 @@ def add_missing_columns(spark, path: str, df) -> list[str]:
     return [f.name for f in missing]
 
 
-def write_text(spark, path: str, text: str) -> None:
+def write_text(spark, path: str, text: str, *, root: str, what: str = "document") -> None:
     """Write a small text document (a manifest) to ``path``: a local file, or through Spark.
 
     Local paths (and FUSE mounts such as ``/dbfs`` or ``/Volumes``) are written as one plain
     file. A URI (``s3://``, ``abfss://``...) becomes a folder holding one text part written by
     Spark, which :func:`read_text` reads back; no JVM internals, so it works on Spark Connect.
+    ``path`` must lie under ``root`` (:func:`check_write_path`).
     """
     import os
     import re
 
+    check_write_path(path, root, what=what)
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path) and not path.startswith("file:"):
         df = local_dataframe(spark, [(text,)], "value string")
         df.write.mode("overwrite").option("lineSep", "\n").text(path)
@@ -624,10 +697,13 @@ def table_properties(spark, path: str) -> dict[str, str]:
     return {r["key"]: r["value"] for r in rows}
 
 
-def set_table_properties(spark, path: str, properties: Mapping[str, str]) -> None:
-    """``ALTER TABLE delta.`path` SET TBLPROPERTIES (...)``: one metadata-only commit."""
+def set_table_properties(spark, path: str, properties: Mapping[str, str], *, root: str, what: str = "table") -> None:
+    """``ALTER TABLE delta.`path` SET TBLPROPERTIES (...)``: one metadata-only commit.
+
+    ``path`` must lie under ``root`` (:func:`check_write_path`)."""
     from featuremill.core.sql import delta_path_identifier
 
+    check_write_path(path, root, what=what)
     if not properties:
         return
     assignments = ", ".join(f"{literal(k)} = {literal(v)}" for k, v in sorted(properties.items()))

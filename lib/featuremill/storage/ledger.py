@@ -17,6 +17,7 @@ from typing import Any
 
 from featuremill import __version__
 from featuremill.core.local_rows import local_dataframe
+from featuremill.storage import io
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +101,15 @@ class RunRecord:
         return row
 
 
-def append_run(spark, path: str, record: RunRecord) -> None:
-    """Append ``record`` to the run log at ``path`` (created on first use)."""
+def append_run(spark, path: str, record: RunRecord, *, root: str) -> None:
+    """Append ``record`` to the run log at ``path`` (created on first use); ``path`` must lie
+    under ``root``, the warehouse."""
     from pyspark.sql.types import _parse_datatype_string
 
     schema = _parse_datatype_string(RUN_LOG_SCHEMA)
     row = record.as_row()
     df = local_dataframe(spark, [tuple(row.get(f.name) for f in schema.fields)], schema)
-    df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+    io.append(df, path, root=root, merge_schema=True, what="run log")
     log.info("run %s (%s %s) recorded as %s", record.run_id, record.pipeline, record.job, record.status)
 
 

@@ -48,9 +48,11 @@ def manifest_id(manifest: Mapping[str, Any]) -> str:
 
 
 def register_model(
-    spark, path: str, *, model: str, version: str, manifest: Mapping[str, Any], manifest_path: str
+    spark, path: str, *, root: str, model: str, version: str, manifest: Mapping[str, Any], manifest_path: str
 ) -> str:
-    """Record a model version; returns ``"registered"`` or ``"unchanged"`` (same manifest again)."""
+    """Record a model version; returns ``"registered"`` or ``"unchanged"`` (same manifest again).
+
+    ``root`` is the warehouse root ``path`` must lie under."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import _parse_datatype_string
 
@@ -92,10 +94,12 @@ def register_model(
     schema = _parse_datatype_string(REGISTRY_SCHEMA)
     df = local_dataframe(spark, [tuple(row[f.name] for f in schema.fields)], schema)
     if not io.is_delta_table(spark, path):
-        df.write.format("delta").mode("error").save(path)
+        io.create_if_absent(df, path, root=root, what="model registry")
     else:
         # Insert-if-absent: two concurrent registrations of one version cannot both land.
-        io.merge_insert_new(df, path, "t.model = s.model AND t.model_version = s.model_version")
+        io.merge_insert_new(
+            df, path, "t.model = s.model AND t.model_version = s.model_version", root=root, what="model registry"
+        )
     log.info("registered model %s version %s (%s)", model, version, manifest_path)
     return "registered"
 

@@ -100,11 +100,12 @@ def missing_properties(current: Mapping[str, str], required: Mapping[str, str]) 
     return out
 
 
-def ensure_retention(spark, path: str, window: ReplayWindow) -> dict[str, str]:
+def ensure_retention(spark, path: str, window: ReplayWindow, *, root: str) -> dict[str, str]:
     """Raise the retention properties of the existing table at ``path`` to cover ``window``.
 
     Returns the properties it changed (empty when the table already covers the window or does
     not exist yet: new tables get them at creation through the writers in :mod:`featuremill.storage.io`).
+    ``root`` is the warehouse root the table must lie under (:func:`~featuremill.storage.io.check_write_path`).
     """
     from featuremill.storage import io
 
@@ -112,7 +113,7 @@ def ensure_retention(spark, path: str, window: ReplayWindow) -> dict[str, str]:
         return {}
     changes = missing_properties(io.table_properties(spark, path), window.table_properties())
     if changes:
-        io.set_table_properties(spark, path, changes)
+        io.set_table_properties(spark, path, changes, root=root)
         log.info(
             "table %s: set %s to cover the replay window of %s",
             path,

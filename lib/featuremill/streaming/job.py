@@ -49,7 +49,7 @@ from featuremill.pipelines.preprocess import helper_lookback_days
 from featuremill.quality import contracts
 from featuremill.quality.gate import TableGate
 from featuremill.storage import io
-from featuremill.storage.io import CommitTag, session_commit_tag
+from featuremill.storage.io import CommitTag
 from featuremill.storage.ledger import RunRecord, append_run
 from featuremill.streaming.records import (
     BATCH_ID,
@@ -332,12 +332,19 @@ class _BatchProcessor:
         self.hook("classified", batch_id)
         if quarantined:
             rows = stream_quarantine_rows(flagged, source=source, stream_id=self._query_id, batch_id=batch_id)
-            _append(rows, self.paths.quarantine, tag, partition_by=[INGEST_DATE])
+            _append(rows, self.paths.quarantine, tag, root=self.config.env.warehouse, partition_by=[INGEST_DATE])
         self.hook("quarantine", batch_id)
         output_rows = 0
         if valid:
-            contracts.prepare_table(spark, self.paths.validated, change)
-            _append(valid_rows, self.paths.validated, tag, partition_by=[EVENT_DATE], merge_schema=change.evolves)
+            contracts.prepare_table(spark, self.paths.validated, change, root=self.config.env.warehouse)
+            _append(
+                valid_rows,
+                self.paths.validated,
+                tag,
+                root=self.config.env.warehouse,
+                partition_by=[EVENT_DATE],
+                merge_schema=change.evolves,
+            )
             self.hook("validated", batch_id)
             starts = batch_starts(
                 flagged.where(col(RULE).isNull()), entity=self.feature_set.entity, event_time=source.event_time
@@ -446,7 +453,15 @@ class _BatchProcessor:
             .drop("__fm_from")
         )
         keys = [*fs.entity, source.event_time]
-        return _upsert(spark, frame, self.paths.features, keys=keys, from_date=from_date, tag=tag)
+        return _upsert(
+            spark,
+            frame,
+            self.paths.features,
+            root=self.config.env.warehouse,
+            keys=keys,
+            from_date=from_date,
+            tag=tag,
+        )
 
     # ------------------------------------------------------------------ online store
     def _publish(self, spark, starts, earliest: dt.datetime) -> int | None:
@@ -546,7 +561,7 @@ class _BatchProcessor:
         record.metrics["spark_jobs"] = len(_job_ids(spark) - self._jobs_before)
         record.busy_s = duration
         record.finish("succeeded")
-        append_run(spark, self.config.tables.run_log, record)
+        append_run(spark, self.config.tables.run_log, record, root=self.config.env.warehouse)
         freshness = record.metrics.get("freshness_s")
         log.info(
             "stream %s batch %d: %d records, %d valid, %d quarantined (%s), %d feature rows, %.1f s, freshness %s",
@@ -601,50 +616,38 @@ def _stop_between_batches(query, *, wait_s: float = 600.0) -> None:
     query.stop()
 
 
-def _append(df, path: str, tag: CommitTag, *, partition_by, merge_schema: bool = False) -> None:
+def _append(df, path: str, tag: CommitTag, *, root: str, partition_by, merge_schema: bool = False) -> None:
     """Append with the micro-batch's txnAppId/txnVersion: a replayed batch's append is skipped.
 
     ``merge_schema`` adds the columns a schema check accepted (and widens accepted widenings).
+    ``root`` is the warehouse root ``path`` must lie under.
     """
-    writer = df.write.format("delta").mode("append")
-    if merge_schema:
-        writer = writer.option("mergeSchema", "true")
-    for key, value in tag.writer_options().items():
-        writer = writer.option(key, value)
-    if not io.is_delta_table(df.sparkSession, path):
-        writer = writer.partitionBy(*partition_by)
-    writer.save(path)
+    io.append(
+        df, path, root=root, partition_by=partition_by, merge_schema=merge_schema, commit=tag, what="stream table"
+    )
 
 
-def _upsert(spark, frame, path: str, *, keys, from_date: dt.date, tag: CommitTag) -> int:
+def _upsert(spark, frame, path: str, *, root: str, keys, from_date: dt.date, tag: CommitTag) -> int:
     """MERGE ``frame`` into the feature table: changed rows updated, new rows inserted, nothing deleted.
 
     Idempotent by ``tag`` (session confs around the MERGE). Returns the rows inserted plus updated
-    by this commit (0 when Delta skipped it as already committed).
+    by this commit (0 when Delta skipped it as already committed). ``root`` is the warehouse root.
     """
     if not io.is_delta_table(spark, path):
-        writer = frame.write.format("delta").mode("append").partitionBy(EVENT_DATE)
-        for key, value in tag.writer_options().items():
-            writer = writer.option(key, value)
-        writer.save(path)
+        io.append(frame, path, root=root, partition_by=[EVENT_DATE], commit=tag, what="stream feature table")
         metrics = io.last_operation_metrics(spark, path)
         return int(metrics.get("numOutputRows", 0))
-    from delta.tables import DeltaTable
-
     on = " AND ".join(
         [f"t.{quote_identifier(k)} <=> s.{quote_identifier(k)}" for k in keys]
         + [f"t.{quote_identifier(EVENT_DATE)} >= DATE'{from_date.isoformat()}'"]
     )
     values = [c for c in frame.columns if c not in keys]
     changed = " OR ".join(f"NOT (t.{quote_identifier(c)} <=> s.{quote_identifier(c)})" for c in values)
-    builder = DeltaTable.forPath(spark, path).alias("t").merge(frame.alias("s"), on)
-    builder = builder.whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll()
-    with session_commit_tag(spark, tag):
-        # MERGE returns its counts as one row (none, or zeros, when Delta skipped it as committed)
-        result = builder.execute().first()
-    if result is None:
+    counts = io.merge_upsert(
+        frame, path, root=root, on=on, update_condition=changed, commit=tag, what="stream feature table"
+    )
+    if counts is None:
         return 0
-    counts = result.asDict()
     return int(counts.get("num_inserted_rows") or 0) + int(counts.get("num_updated_rows") or 0)
 
 
