@@ -140,14 +140,16 @@ def _feed_keys(spark, view: ViewSpec, *, last: int, version: int):
     try:
         count = keys.count()  # one aggregate row
     except Exception as exc:
-        if _error_condition(exc) not in _FEED_GAPS:
+        condition = _error_condition(exc)
+        if condition not in _FEED_GAPS:
             raise
         log.warning(
-            "view %s: no change feed for all of versions %d..%d (%s); incremental by version diff",
+            "view %s: no change feed for all of versions %d..%d (%s: %s); incremental by version diff",
             view.name,
             last + 1,
             version,
-            _first_line(exc),
+            condition,
+            str(exc).splitlines()[0][:300],
         )
         return None
     return keys, count
