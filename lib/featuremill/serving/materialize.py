@@ -137,9 +137,13 @@ def _feed_keys(spark, view: ViewSpec, *, last: int, version: int):
         log.warning("view %s: change feed since version %d may be incomplete (%s); version diff", view.name, last, exc)
         return None
     keys = changed_keys(io.read_change_feed(spark, view.table, start=last + 1, end=version), keys=view.key_names)
+    # cached: the feed is read once, and the semi join then sees the key set's real size (a feed
+    # relation has no statistics), so Spark can choose a broadcast when it is small
+    keys = keys.cache()
     try:
         count = keys.count()  # one aggregate row
     except Exception as exc:
+        keys.unpersist()
         condition = _error_condition(exc)
         if condition not in _FEED_GAPS:
             raise
@@ -288,10 +292,14 @@ def _materialize_view(spark, config, view: ViewSpec, applied_view, *, repo, stor
             mode = "incremental"
         except Exception as exc:  # the old version was vacuumed: fall back to a full write
             log.warning("view %s: version %d no longer readable (%s); materializing in full", view.name, last, exc)
-    if feed is not None and feed[1] == 0:
-        entities = 0  # no data change since L (metadata-only commits, OPTIMIZE): no scan, no write
-    else:
-        entities = _write(config, view, applied_view, rows, repo=repo, store_yaml=store_yaml, batch_rows=batch_rows)
+    try:
+        if feed is not None and feed[1] == 0:
+            entities = 0  # no data change since L (metadata-only commits, OPTIMIZE): no scan, no write
+        else:
+            entities = _write(config, view, applied_view, rows, repo=repo, store_yaml=store_yaml, batch_rows=batch_rows)
+    finally:
+        if feed is not None:
+            feed[0].unpersist()  # the cached key set
     # a changed key without a row at V (all its rows deleted): Feast's online_write_batch cannot
     # delete, so the store keeps its last vector; say so instead of leaving it silently stale
     vanished = feed[1] - entities if feed is not None else 0
