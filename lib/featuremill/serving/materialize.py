@@ -125,7 +125,7 @@ def _feed_keys(spark, view: ViewSpec, *, last: int, version: int):
 
     ``None`` (reason logged) when the feed does not cover the range: the property is off, a VACUUM
     since ``last`` may have deleted ``_change_data`` files, or Delta refuses the range. The count
-    is the one Spark action here; Delta checks the range when it runs, so that is where a gap fails.
+    is the one Spark action here; Delta checks the range when the scan is planned (``cache()``).
     """
     setting = io.table_properties(spark, view.table).get(CHANGE_DATA_FEED, "false")
     if setting.strip().lower() != "true":
@@ -137,10 +137,11 @@ def _feed_keys(spark, view: ViewSpec, *, last: int, version: int):
         log.warning("view %s: change feed since version %d may be incomplete (%s); version diff", view.name, last, exc)
         return None
     keys = changed_keys(io.read_change_feed(spark, view.table, start=last + 1, end=version), keys=view.key_names)
-    # cached: the feed is read once, and the semi join then sees the key set's real size (a feed
-    # relation has no statistics), so Spark can choose a broadcast when it is small
-    keys = keys.cache()
     try:
+        # cached: the feed is read once, and the semi join then sees the key set's real size (a feed
+        # relation has no statistics), so Spark can choose a broadcast when it is small. cache()
+        # plans the scan, and planning is where Delta checks the range: a gap fails here or at count
+        keys = keys.cache()
         count = keys.count()  # one aggregate row
     except Exception as exc:
         keys.unpersist()

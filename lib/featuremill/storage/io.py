@@ -331,7 +331,7 @@ def read_change_feed(spark, path: str, *, start: int, end: int):
 
     The table's columns plus ``_change_type`` (insert, update_preimage, update_postimage, delete),
     ``_commit_version`` and ``_commit_timestamp``. Delta checks the range lazily: a version in it
-    without the feed fails (``DELTA_MISSING_CHANGE_DATA``) when the frame is first computed.
+    without the feed fails (``DELTA_MISSING_CHANGE_DATA``) when the scan is planned (an action, ``cache()``).
     """
     reader = (
         spark.read.format("delta")
