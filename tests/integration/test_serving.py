@@ -106,10 +106,11 @@ LABEL_TIME = dt.datetime(2024, 2, 1)  # after every event: the materialization t
 D = dt.date.fromisoformat
 
 
-def _land(project: Path, date: str) -> None:
+def _land(project: Path, date: str, rows=None) -> None:
     folder = project / "data" / "tx" / f"landed={date}"
     folder.mkdir(parents=True, exist_ok=True)
-    lines = ["id,customer,store,ts,amount,channel"] + [",".join(map(str, row)) for row in LANDINGS[date]]
+    rows = LANDINGS[date] if rows is None else rows
+    lines = ["id,customer,store,ts,amount,channel"] + [",".join(map(str, row)) for row in rows]
     (folder / "part-0.csv").write_text("\n".join(lines) + "\n")
 
 
@@ -127,11 +128,11 @@ def _run_days(spark, config, first: str, last: str) -> None:
     run_features(spark, config, start=D(first), end=D(last))
 
 
-def _training_set(spark, project: Path, pipeline: Path, name: str, *extra: str) -> Path:
+def _training_set(spark, project: Path, pipeline: Path, name: str, *extra: str, entities=ENTITIES) -> Path:
     """``featuremill training-set`` over a spine with every entity at LABEL_TIME; returns its path."""
     spine = project / "spines" / name
     spark.createDataFrame(
-        [(c, s, LABEL_TIME) for c, s in ENTITIES], "customer bigint, store string, label_ts timestamp"
+        [(c, s, LABEL_TIME) for c, s in entities], "customer bigint, store string, label_ts timestamp"
     ).write.format("delta").mode("overwrite").save(str(spine))
     out = project / "warehouse" / "training" / name
     args = ["training-set", str(pipeline), "--spine", str(spine), "--features", "spend", "--out", str(out), *extra]
@@ -139,28 +140,28 @@ def _training_set(spark, project: Path, pipeline: Path, name: str, *extra: str) 
     return out
 
 
-def _training_rows(spark, project: Path, pipeline: Path, name: str) -> dict:
+def _training_rows(spark, project: Path, pipeline: Path, name: str, *, entities=ENTITIES) -> dict:
     """featuremill's PIT training set at LABEL_TIME for every entity: key -> feature tuple."""
-    out = _training_set(spark, project, pipeline, name)
-    rows = spark.read.format("delta").load(str(out)).collect()  # four spine rows
+    out = _training_set(spark, project, pipeline, name, entities=entities)
+    rows = spark.read.format("delta").load(str(out)).collect()  # one row per spine entity (a handful)
     return {(r["customer"], r["store"]): tuple(r[f] for f in FEATURES) for r in rows}
 
 
-def _online(repo: Path, view: str = "spend", features=FEATURES) -> tuple[dict, dict]:
+def _online(repo: Path, view: str = "spend", features=FEATURES, *, entities=ENTITIES) -> tuple[dict, dict]:
     """Feast's get_online_features for every spine entity: key -> values, key -> statuses."""
     from feast import FeatureStore
 
     store = FeatureStore(repo_path=str(repo))
     response = store.get_online_features(
         features=[f"{view}:{f}" for f in features],
-        entity_rows=[{"customer": c, "store": s} for c, s in ENTITIES],
+        entity_rows=[{"customer": c, "store": s} for c, s in entities],
     )
     data = response.to_dict()
     proto = response.proto
     names = list(proto.metadata.feature_names.val)
     statuses = {}
     values = {}
-    for i, (c, s) in enumerate(ENTITIES):
+    for i, (c, s) in enumerate(entities):
         values[(c, s)] = tuple(data[f][i] for f in features)
         statuses[(c, s)] = tuple(proto.results[names.index(f)].statuses[i] for f in features)
     return values, statuses
@@ -463,6 +464,134 @@ def test_materialize_sqlite_and_redis_equal_training_set_incremental_and_faults(
     done = feast_cli.run_feast(baseline, "materialize", "2023-12-31T00:00:00", "2024-02-01T00:00:00")
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_same(_online(baseline)[0], training3)
+
+
+# --------------------------------------------------------------------------------------------
+# incremental materialization: Delta's change data feed first, the version diff without it
+# --------------------------------------------------------------------------------------------
+
+#: every entity of the change-feed project's table, and (3, "a"), never seen
+FEED_ENTITIES = [(1, "a"), (1, "b"), (2, "a"), (11, "a"), (3, "a")]
+#: day 4 changes two entities that day 3 does not touch (the two tests hold in either order)
+DAY4 = [
+    ("e8", 1, "b", "2024-01-04 08:00:00", 4.0, "app"),  # (01-02 08:00, 01-04 08:00] holds e4 too: 2, 11.0, app
+    ("e9", 11, "a", "2024-01-04 12:00:00", 2.0, "web"),  # e7 (01-01 12:00) is out of the 2 days: 1, 2.0, web
+]
+FEED = "delta.enableChangeDataFeed"
+
+
+@pytest.fixture(scope="module")
+def feed_shop(spark, tmp_path_factory):
+    """A project of its own (days 01-01..01-02 featurised; no fitted state, so one view: spend).
+
+    Its own: the other tests count the entities and state rows of the ``shop`` project.
+    """
+    from featuremill.config import load_pipeline
+
+    project = tmp_path_factory.mktemp("feed")
+    (project / "conf" / "pipelines").mkdir(parents=True)
+    (project / "conf" / "env").mkdir(parents=True)
+    _write_env(project, "local", "{type: sqlite}")
+    pipeline = project / "conf" / "pipelines" / "shopserve.yaml"
+    pipeline.write_text(textwrap.dedent(PIPELINE.format(version=1, window="2d")))
+    for date in ("2024-01-01", "2024-01-02"):
+        _land(project, date)
+    config = load_pipeline(pipeline)
+    _run_days(spark, config, "2024-01-01", "2024-01-02")
+    assert main(["validate", str(pipeline), "--update-lock"]) == 0
+    table = str(project / "warehouse" / "shopserve" / "features" / "spend")
+    return {"project": project, "pipeline": pipeline, "config": config, "table": table}
+
+
+def _recorded(spark, project: Path, repo: Path) -> list[tuple]:
+    """The state table's rows of one store, oldest first: (view, table_version, entities, mode)."""
+    from pyspark.sql import functions as F
+
+    path = str(project / "warehouse" / "shopserve" / "serving" / "materializations")
+    rows = spark.read.format("delta").load(path).where(F.col("store").contains(str(repo))).orderBy("materialized_at")
+    return [tuple(r) for r in rows.select("view", "table_version", "entities", "mode").collect()]  # a few rows
+
+
+@pytest.mark.slow  # ingest + features for three days, training sets (minutes on 2 cores)
+def test_materialize_incremental_reads_the_change_feed_and_writes_only_the_changed_entities(spark, feed_shop, capsys):
+    from featuremill.storage import io
+
+    project, pipeline, table = feed_shop["project"], str(feed_shop["pipeline"]), feed_shop["table"]
+    assert io.table_properties(spark, table)[FEED] == "true"  # the feature job created the table with the feed
+    repo = _repo(feed_shop, "feed", "local", "--apply")
+    assert main(["materialize", pipeline, "--repo", str(repo)]) == 0
+    assert "spend: full, Delta version" in capsys.readouterr().out
+    last = io.delta_version(spark, table)
+
+    # day 3: a new event for (1, a) and a late one for (2, a) recomputed at the same event time
+    _land(project, "2024-01-03")
+    _run_days(spark, feed_shop["config"], "2024-01-03", "2024-01-03")
+    version = io.delta_version(spark, table)
+    assert version > last
+    assert main(["materialize", pipeline, "--repo", str(repo)]) == 0
+    out = capsys.readouterr().out
+    # two entities by hand (the table above): only (1, a) and (2, a) have changed rows
+    assert (
+        f"spend: incremental since version {last} (change data feed), Delta version {version}, 2 entities written"
+        in out
+    ), out
+    # the full run wrote the four entities of days 1-2: (1, a), (1, b), (2, a), (11, a)
+    assert _recorded(spark, project, repo) == [("spend", last, 4, "full"), ("spend", version, 2, "incremental_cdf")]
+    training = _training_rows(spark, project, feed_shop["pipeline"], "feed3", entities=FEED_ENTITIES)
+    assert training[(1, "a")] == (3, 70.0, "web") and training[(2, "a")] == (2, 8.0, "app")  # by hand
+    assert training[(3, "a")] == (None,) * 3
+    _assert_same(_online(repo, entities=FEED_ENTITIES)[0], training)
+
+    # nothing changed since: unchanged, nothing written
+    assert main(["materialize", pipeline, "--repo", str(repo)]) == 0
+    assert "spend: unchanged" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # ingest + features for a day, training sets (minutes on 2 cores)
+def test_materialize_incremental_without_the_change_feed_falls_back_to_the_version_diff(
+    spark, feed_shop, capsys, caplog
+):
+    import logging
+
+    from featuremill.storage import io
+
+    project, pipeline, table = feed_shop["project"], str(feed_shop["pipeline"]), feed_shop["table"]
+    off = _repo(feed_shop, "nofeed", "local", "--apply")  # materialized while the table has no feed
+    late = _repo(feed_shop, "latefeed", "local", "--apply")  # the feed is turned on again after day 4
+    for repo in (off, late):
+        assert main(["materialize", pipeline, "--repo", str(repo)]) == 0
+    last = io.delta_version(spark, table)
+    warehouse = feed_shop["config"].env.warehouse
+    io.set_table_properties(spark, table, {FEED: "false"}, root=warehouse)  # as set by hand: the feature job keeps it
+
+    _land(project, "2024-01-04", DAY4)
+    _run_days(spark, feed_shop["config"], "2024-01-04", "2024-01-04")
+    assert io.table_properties(spark, table)[FEED] == "false"
+    version = io.delta_version(spark, table)
+    training = _training_rows(spark, project, feed_shop["pipeline"], "feed4", entities=FEED_ENTITIES)
+    assert training[(1, "b")] == (2, 11.0, "app") and training[(11, "a")] == (1, 2.0, "web")  # by hand
+
+    caplog.set_level(logging.INFO, logger="featuremill.serving.materialize")
+    capsys.readouterr()
+    assert main(["materialize", pipeline, "--repo", str(off)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"spend: incremental since version {last} (version diff), Delta version {version}, 2 entities written" in out
+    ), out
+    assert f"{FEED}=false; incremental by version diff" in caplog.text
+    assert _recorded(spark, project, off)[-1] == ("spend", version, 2, "incremental")
+    _assert_same(_online(off, entities=FEED_ENTITIES)[0], training)
+
+    # the feed turned on after day 4 was written: the property says on, Delta refuses the range
+    # (day 4's commit has no change data) and the run falls back with the reason logged
+    io.set_table_properties(spark, table, {FEED: "true"}, root=warehouse)
+    caplog.clear()
+    assert main(["materialize", pipeline, "--repo", str(late)]) == 0
+    out = capsys.readouterr().out
+    assert f"spend: incremental since version {last} (version diff), Delta version {version + 1}, 2 entities" in out
+    assert "DELTA_MISSING_CHANGE_DATA" in caplog.text and "incremental by version diff" in caplog.text
+    assert _recorded(spark, project, late)[-1] == ("spend", version + 1, 2, "incremental")
+    _assert_same(_online(late, entities=FEED_ENTITIES)[0], training)
 
 
 # --------------------------------------------------------------------------------------------

@@ -76,6 +76,19 @@ def test_missing_properties_keeps_longer_and_unparseable_settings():
     assert interval_seconds("INTERVAL 36 HOURS") == 36 * 3600
 
 
+def test_served_tables_get_the_change_feed_unless_it_was_set_by_hand():
+    served = ReplayWindow(seconds=30 * 86400).table_properties(change_feed=True)
+    assert served == {
+        "delta.logRetentionDuration": "interval 30 days",
+        "delta.deletedFileRetentionDuration": "interval 30 days",
+        "delta.enableChangeDataFeed": "true",
+    }
+    retention = {k: v for k, v in served.items() if k != "delta.enableChangeDataFeed"}
+    assert missing_properties(retention, served) == {"delta.enableChangeDataFeed": "true"}  # never set: turned on
+    assert missing_properties({**retention, "delta.enableChangeDataFeed": "false"}, served) == {}  # by hand: kept
+    assert missing_properties({**retention, "delta.enableChangeDataFeed": "TRUE"}, served) == {}
+
+
 def test_chunk_ranges_cover_the_range_without_overlap():
     assert chunk_ranges(D(2026, 9, 1), D(2026, 9, 10), 3) == [
         (D(2026, 9, 1), D(2026, 9, 3)),

@@ -33,10 +33,13 @@ def run(args) -> int:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = spark_for(config, f"featuremill-materialize-{config.name}")
     results = materialize(spark, config, args.repo, views=args.view, full=args.full, batch_rows=args.batch_rows)
+    methods = {"incremental_cdf": "change data feed", "incremental": "version diff"}
     for r in results:
-        since = f" since version {r.from_version}" if r.mode == "incremental" else ""
+        mode = "incremental" if r.mode in methods else r.mode
+        since = f" since version {r.from_version} ({methods[r.mode]})" if r.mode in methods else ""
+        vanished = f"; {r.vanished} changed entities without a row kept their stored vectors" if r.vanished else ""
         emit(
-            f"materialize {r.view}: {r.mode}{since}, Delta version {r.table_version}, "
-            f"{r.entities} entities written to {config.env.online_store.describe}"
+            f"materialize {r.view}: {mode}{since}, Delta version {r.table_version}, "
+            f"{r.entities} entities written to {config.env.online_store.describe}{vanished}"
         )
     return 0

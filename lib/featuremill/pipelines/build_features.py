@@ -497,8 +497,13 @@ def _serve(
     if serve_guard.is_committed(name):
         record.output_versions[name] = serve_guard.prior(name).table_version
         return
+    # change_feed: the preprocessed table is served (view <set>_preprocessed); materialization reads its feed
     ensure_retention(
-        spark, preprocessed_path(config, feature_set.name), replay_window(config), root=config.env.warehouse
+        spark,
+        preprocessed_path(config, feature_set.name),
+        replay_window(config),
+        root=config.env.warehouse,
+        change_feed=True,
     )
     serve_preprocessed(
         spark,
@@ -702,7 +707,8 @@ def _write_feature_set(
             prior.table_version,
         )
     window = replay_window(config)
-    ensure_retention(spark, out_path, window, root=config.env.warehouse)
+    # change_feed: every feature table is served by a feature view; materialization reads its feed
+    ensure_retention(spark, out_path, window, root=config.env.warehouse, change_feed=True)
     value_columns = [c for c in frame.columns if c not in keys]
     # tables from before _known_at existed
     io.add_missing_columns(spark, out_path, frame, root=config.env.warehouse, what=f"table {out_name}")
@@ -723,7 +729,7 @@ def _write_feature_set(
             partition_by=[EVENT_DATE],
             evolve_schema=planned.gate.evolve_schema,
             commit=guard.tag(out_name),
-            properties=window.table_properties(),
+            properties=window.table_properties(change_feed=True),
         )
         table_version, written_here = guard.confirm(out_name)
         if not written_here:

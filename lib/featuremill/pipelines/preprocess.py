@@ -31,6 +31,7 @@ from featuremill.preprocessing.spec import PreprocessingSpec, TimeseriesSpec
 from featuremill.preprocessing.state import FittedState
 from featuremill.preprocessing.store import load_fitted_state, states_path, store_fitted_state, write_state_json
 from featuremill.storage import io
+from featuremill.storage.retention import replay_window
 
 log = logging.getLogger(__name__)
 
@@ -367,5 +368,7 @@ def serve_preprocessed(
             end=end,
             partition_by=[partition_column],
             commit=commit,
+            # a new table gets the replay window's retention and the change data feed (it is served)
+            properties=replay_window(config).table_properties(change_feed=True),
         )
     return io.delta_version(spark, target)

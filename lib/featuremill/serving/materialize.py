@@ -10,16 +10,23 @@ For each view of the generated repository (:mod:`featuremill.serving.repo`):
    one row per key, the row with the latest event time, ties broken by the larger feature values:
    the same row featuremill's point-in-time join picks for a label time after every event.
 4. **Incremental**: when a run for the same store, view and definition hash recorded version
-   ``L < V``, only the entities whose latest vector differs between ``L`` and ``V`` are written
-   (a version diff: ``latest(V) EXCEPT ALL latest(L)``); ``L == V`` writes nothing.
+   ``L < V``, only the entities with changed rows are written. First choice, Delta's change data
+   feed (mode ``incremental_cdf``): the distinct keys of the rows changed in versions ``L+1..V``
+   (any ``_change_type``), then the latest row at ``V`` of only those entities (a semi join of
+   version ``V`` on those keys). A changed key with no row left at ``V`` is counted and logged:
+   Feast's ``online_write_batch`` cannot delete, so its stored vector stays (docs/serving.md).
+   Fallback, when the table has no feed for the whole range (property off, the feed turned on
+   after ``L``: Delta's ``DELTA_MISSING_CHANGE_DATA``, or a VACUUM after ``L``), logged with the
+   reason: a version diff (mode ``incremental``: ``latest(V) EXCEPT ALL latest(L)``), which reads
+   the table twice. ``L == V`` writes nothing.
 5. **Write from the executors** in batches (:func:`featuremill.serving.online.write_batches`).
 6. **Record** ``V`` in the Delta table ``<tables root>/serving/materializations`` only after every
    batch of the view was written: a failed or killed run records nothing for the view, so the
    next run writes the same entities again (writes are upserts: the result is the same).
 
 State table columns: ``store`` (project and store address), ``view``, ``definition_hash``,
-``table_version`` (bigint), ``entities`` (bigint: rows written), ``mode`` (full, incremental,
-unchanged), ``materialized_at`` (timestamp); one row per view and run.
+``table_version`` (bigint), ``entities`` (bigint: rows written), ``mode`` (full, incremental_cdf,
+incremental, unchanged), ``materialized_at`` (timestamp); one row per view and run.
 """
 
 from __future__ import annotations
@@ -31,16 +38,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featuremill.config import PipelineConfig
-from featuremill.core.errors import OnlineStoreError, ServingError
+from featuremill.core.errors import OnlineStoreError, ServingError, TableStateError
 from featuremill.core.local_rows import local_dataframe
 from featuremill.core.sql import col
 from featuremill.serving import online
 from featuremill.serving.repo import STORE_FILE, TAG_HASH, ViewSpec, repository_views
 from featuremill.storage import io
+from featuremill.storage.retention import CHANGE_DATA_FEED
 
 log = logging.getLogger(__name__)
 
 _VALUE = "__fm_latest"
+#: Delta errors that mean "the change feed does not cover the range": fall back to the version diff.
+_FEED_GAPS = (
+    "DELTA_MISSING_CHANGE_DATA",
+    "DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_SCHEMA_CHANGE",
+    "DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_DATA_SCHEMA",
+)
 _VALUE_TYPE_NAMES = {"Int64": "INT64", "Int32": "INT32", "String": "STRING", "Bytes": "BYTES", "Bool": "BOOL"}
 
 
@@ -49,10 +63,12 @@ class Materialized:
     """What one view's materialization did."""
 
     view: str
-    mode: str  # full | incremental | unchanged
+    mode: str  # full | incremental_cdf (change data feed) | incremental (version diff) | unchanged
     from_version: int | None
     table_version: int
     entities: int
+    #: incremental_cdf: changed entities without a row at ``table_version`` (left in the store)
+    vanished: int = 0
 
 
 def state_path(config: PipelineConfig) -> str:
@@ -81,6 +97,67 @@ def latest_rows(frame, *, keys: Sequence[str], event_time: str, columns: Sequenc
 def changed_rows(current, previous):
     """Rows of ``current`` (latest per entity at ``V``) not identical in ``previous`` (at ``L``)."""
     return current.exceptAll(previous)
+
+
+def changed_keys(changes, *, keys: Sequence[str]):
+    """DataFrame -> DataFrame: the distinct non-null ``keys`` of a change data feed (any ``_change_type``)."""
+    out = changes.select(*[col(k) for k in keys])
+    for k in keys:
+        out = out.where(col(k).isNotNull())
+    return out.distinct()
+
+
+def rows_of(frame, changed, *, keys: Sequence[str]):
+    """DataFrame -> DataFrame: the rows of ``frame`` whose ``keys`` are in ``changed`` (a semi join)."""
+    return frame.join(changed, on=list(keys), how="left_semi")
+
+
+def _error_condition(exc: BaseException) -> str | None:
+    getter = getattr(exc, "getCondition", None) or getattr(exc, "getErrorClass", None)
+    try:
+        return getter() if getter else None
+    except Exception:  # a PySpark error without a JVM condition
+        return None
+
+
+def _feed_keys(spark, view: ViewSpec, *, last: int, version: int):
+    """``(keys, count)``: the distinct keys changed in versions ``last+1..version`` by the change feed.
+
+    ``None`` (reason logged) when the feed does not cover the range: the property is off, a VACUUM
+    since ``last`` may have deleted ``_change_data`` files, or Delta refuses the range. The count
+    is the one Spark action here; Delta checks the range when the scan is planned (``cache()``).
+    """
+    setting = io.table_properties(spark, view.table).get(CHANGE_DATA_FEED, "false")
+    if setting.strip().lower() != "true":
+        log.info("view %s: %s has %s=%s; incremental by version diff", view.name, view.table, CHANGE_DATA_FEED, setting)
+        return None
+    try:
+        io.check_time_travel(spark, view.table, last)  # VACUUM removes _change_data files like data files
+    except TableStateError as exc:
+        log.warning("view %s: change feed since version %d may be incomplete (%s); version diff", view.name, last, exc)
+        return None
+    keys = changed_keys(io.read_change_feed(spark, view.table, start=last + 1, end=version), keys=view.key_names)
+    try:
+        # cached: the feed is read once, and the semi join then sees the key set's real size (a feed
+        # relation has no statistics), so Spark can choose a broadcast when it is small. cache()
+        # plans the scan, and planning is where Delta checks the range: a gap fails here or at count
+        keys = keys.cache()
+        count = keys.count()  # one aggregate row
+    except Exception as exc:
+        keys.unpersist()
+        condition = _error_condition(exc)
+        if condition not in _FEED_GAPS:
+            raise
+        log.warning(
+            "view %s: no change feed for all of versions %d..%d (%s: %s); incremental by version diff",
+            view.name,
+            last + 1,
+            version,
+            condition,
+            str(exc).splitlines()[0][:300],
+        )
+        return None
+    return keys, count
 
 
 def _last_recorded(spark, config: PipelineConfig, store: str, view: ViewSpec) -> int | None:
@@ -201,15 +278,52 @@ def _materialize_view(spark, config, view: ViewSpec, applied_view, *, repo, stor
         log.info("view %s: Delta version %d already in %s; nothing to write", view.name, version, store_id)
         return Materialized(view.name, "unchanged", last, version, 0)
     args = {"keys": view.key_names, "event_time": view.event_time, "columns": view.feature_names}
-    rows = latest_rows(io.read_delta(spark, view.table, version=version), **args)
-    mode = "full"
+    current = io.read_delta(spark, view.table, version=version)
+    rows = latest_rows(current, **args)
+    mode, feed = "full", None
     if last is not None:
+        feed = _feed_keys(spark, view, last=last, version=version)
+    if feed is not None:
+        # only the entities with a changed row: Spark picks the join strategy (a broadcast when small)
+        rows = latest_rows(rows_of(current, feed[0], keys=view.key_names), **args)
+        mode = "incremental_cdf"
+    elif last is not None:
         try:
             previous = latest_rows(io.read_delta(spark, view.table, version=last), **args)
             rows = changed_rows(rows, previous)
             mode = "incremental"
         except Exception as exc:  # the old version was vacuumed: fall back to a full write
             log.warning("view %s: version %d no longer readable (%s); materializing in full", view.name, last, exc)
+    try:
+        if feed is not None and feed[1] == 0:
+            entities = 0  # no data change since L (metadata-only commits, OPTIMIZE): no scan, no write
+        else:
+            entities = _write(config, view, applied_view, rows, repo=repo, store_yaml=store_yaml, batch_rows=batch_rows)
+    finally:
+        if feed is not None:
+            feed[0].unpersist()  # the cached key set
+    # a changed key without a row at V (all its rows deleted): Feast's online_write_batch cannot
+    # delete, so the store keeps its last vector; say so instead of leaving it silently stale
+    vanished = feed[1] - entities if feed is not None else 0
+    if vanished:
+        log.warning(
+            "view %s: %d changed entities have no row at Delta version %d; their stored vectors stay in %s "
+            "(Feast's online write cannot delete)",
+            view.name,
+            vanished,
+            version,
+            store_id,
+        )
+    result = Materialized(view.name, mode, last, version, entities, vanished)
+    _record(spark, config, store_id, view, result)
+    log.info("view %s: %s materialization of Delta version %d: %d entities written", view.name, mode, version, entities)
+    return result
+
+
+def _write(config, view: ViewSpec, applied_view, rows, *, repo, store_yaml, batch_rows) -> int:
+    """Write ``rows`` from the executors; the number written (raises :class:`OnlineStoreError`)."""
+    from pyspark.sql import functions as F
+
     join_keys = {k: _VALUE_TYPE_NAMES[t] for k, t in view.keys}
     written = online.write_batches(
         rows,
@@ -219,19 +333,13 @@ def _materialize_view(spark, config, view: ViewSpec, applied_view, *, repo, stor
         join_keys=join_keys,
         batch_rows=batch_rows,
     )
-    from pyspark.sql import functions as F
-
     try:
-        entities = written.agg(F.sum("rows").alias("n")).collect()[0]["n"] or 0  # one aggregate row
+        return int(written.agg(F.sum("rows").alias("n")).collect()[0]["n"] or 0)  # one aggregate row
     except Exception as exc:
         raise OnlineStoreError(
             f"online store {online.store_address(config.env.online_store, repo)}: writing view {view.name!r} "
             f"failed ({_first_line(exc)}); nothing was recorded, the next run writes the same entities again"
         ) from None
-    result = Materialized(view.name, mode, last, version, int(entities))
-    _record(spark, config, store_id, view, result)
-    log.info("view %s: %s materialization of Delta version %d: %d entities written", view.name, mode, version, entities)
-    return result
 
 
 def _first_line(exc: BaseException) -> str:

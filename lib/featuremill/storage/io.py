@@ -333,6 +333,22 @@ def read_delta(spark, path: str, *, version: int | None = None):
     return reader.load(path)
 
 
+def read_change_feed(spark, path: str, *, start: int, end: int):
+    """Delta's change data feed of the table at ``path`` for versions ``start`` to ``end`` (inclusive).
+
+    The table's columns plus ``_change_type`` (insert, update_preimage, update_postimage, delete),
+    ``_commit_version`` and ``_commit_timestamp``. Delta checks the range lazily: a version in it
+    without the feed fails (``DELTA_MISSING_CHANGE_DATA``) when the scan is planned (an action, ``cache()``).
+    """
+    reader = (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", int(start))
+        .option("endingVersion", int(end))
+    )
+    return reader.load(path)
+
+
 def check_time_travel(spark, path: str, version: int) -> None:
     """Refuse (:class:`TableStateError`) to read ``version`` when a VACUUM may have deleted its files.
 

@@ -14,6 +14,12 @@ defaults (30 days for the log, 7 days for removed files): at creation, or with
 setting is missing or shorter. A longer setting made by hand is left alone.
 
 Without a ``replay_window`` key the window is 7 days, what Delta's defaults cover anyway.
+
+Tables a Feast feature view serves (feature tables, preprocessed serving tables) also get
+``delta.enableChangeDataFeed = true`` (``change_feed=True``): incremental materialization reads
+the feed (:mod:`featuremill.serving.materialize`), and its ``_change_data`` files are kept by the
+same ``delta.deletedFileRetentionDuration``. An explicit ``false`` set by hand is left alone
+(materialization then diffs versions instead).
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from featuremill.config import format_duration
 log = logging.getLogger(__name__)
 
 DAY = 86400
+#: The table property that makes Delta record the change data feed (``_change_data`` files).
+CHANGE_DATA_FEED = "delta.enableChangeDataFeed"
 DEFAULT_WINDOW_SECONDS = 7 * DAY
 #: Delta's own defaults: featuremill never sets a property below them.
 DELTA_DEFAULT_DAYS = {"delta.logRetentionDuration": 30, "delta.deletedFileRetentionDuration": 7}
@@ -53,9 +61,15 @@ class ReplayWindow:
     def __str__(self) -> str:
         return format_duration(self.seconds)
 
-    def table_properties(self) -> dict[str, str]:
-        """Delta table properties that keep every version inside the window readable."""
-        return {key: f"interval {max(self.days, floor)} days" for key, floor in DELTA_DEFAULT_DAYS.items()}
+    def table_properties(self, *, change_feed: bool = False) -> dict[str, str]:
+        """Delta table properties that keep every version inside the window readable.
+
+        ``change_feed`` adds ``delta.enableChangeDataFeed = true`` (tables a feature view serves).
+        """
+        properties = {key: f"interval {max(self.days, floor)} days" for key, floor in DELTA_DEFAULT_DAYS.items()}
+        if change_feed:
+            properties[CHANGE_DATA_FEED] = "true"
+        return properties
 
 
 def parse_replay_window(checker, value: Any, path: str, context) -> ReplayWindow | None:
@@ -92,6 +106,10 @@ def missing_properties(current: Mapping[str, str], required: Mapping[str, str]) 
         if have is None:
             out[key] = wanted
             continue
+        if key == CHANGE_DATA_FEED:  # a boolean: an explicit setting made by hand is kept
+            if have.strip().lower() != wanted:
+                log.info("table property %s=%r set by hand; left as is (materialization diffs versions)", key, have)
+            continue
         have_s, wanted_s = interval_seconds(have), interval_seconds(wanted)
         if have_s is None:
             log.warning("table property %s=%r is not an interval featuremill understands; left as is", key, have)
@@ -100,22 +118,24 @@ def missing_properties(current: Mapping[str, str], required: Mapping[str, str]) 
     return out
 
 
-def ensure_retention(spark, path: str, window: ReplayWindow, *, root: str) -> dict[str, str]:
+def ensure_retention(spark, path: str, window: ReplayWindow, *, root: str, change_feed: bool = False) -> dict[str, str]:
     """Raise the retention properties of the existing table at ``path`` to cover ``window``.
 
-    Returns the properties it changed (empty when the table already covers the window or does
-    not exist yet: new tables get them at creation through the writers in :mod:`featuremill.storage.io`).
-    ``root`` is the warehouse root the table must lie under (:func:`~featuremill.storage.io.check_write_path`).
+    ``change_feed`` also turns on Delta's change data feed when the table has no setting for it
+    (see the module docstring). Returns the properties it changed (empty when the table already
+    covers the window or does not exist yet: new tables get them at creation through the writers
+    in :mod:`featuremill.storage.io`). ``root`` is the warehouse root the table must lie under
+    (:func:`~featuremill.storage.io.check_write_path`).
     """
     from featuremill.storage import io
 
     if not io.is_delta_table(spark, path):
         return {}
-    changes = missing_properties(io.table_properties(spark, path), window.table_properties())
+    changes = missing_properties(io.table_properties(spark, path), window.table_properties(change_feed=change_feed))
     if changes:
         io.set_table_properties(spark, path, changes, root=root)
         log.info(
-            "table %s: set %s to cover the replay window of %s",
+            "table %s: set %s (replay window %s)",
             path,
             ", ".join(f"{k}={v}" for k, v in sorted(changes.items())),
             window,
