@@ -296,10 +296,10 @@ def commit_metrics(spark, path: str, version: int) -> dict[str, str]:
     By version, not "the latest": another writer (the quarantine table is shared by every
     source) may have committed after it.
     """
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
-    history = DeltaTable.forPath(spark, path).history()
+    # through delta_history: DESCRIBE HISTORY under Spark Connect, where DeltaTable needs a server plugin
+    history = delta_history(spark, path)
     row = history.where(F.col("version") == F.lit(version)).select("operationMetrics").first()
     return dict(row["operationMetrics"] or {}) if row else {}
 
