@@ -1,11 +1,10 @@
 """Shared fixtures: one SparkSession for the whole run, temporary warehouses, config builders.
 
 Lanes. ``scripts/test.sh`` runs every test; ``scripts/test.sh -m "not slow"`` is the fast lane
-(target: under 5 minutes on 2 cores). Both run in two worker processes (pytest-xdist, one
-SparkSession each): a test's Spark jobs are short and leave the second core idle much of the
-time (one process keeps about 1.3 of 2 cores busy), so two processes use the machine. Files run
-whole in one worker; ``FEATUREMILL_TEST_WORKERS=1 scripts/test.sh`` runs everything in one
-process. How a new test file joins cheaply:
+(target: under 5 minutes on 2 cores). ``FEATUREMILL_TEST_WORKERS=2 scripts/test.sh`` runs two
+worker processes (pytest-xdist, one SparkSession each; files run whole in one worker). On 2 cores
+it measured no gain (each worker then runs at about 0.6x), so one process is the default.
+How a new test file joins cheaply:
 
 * Use the session-wide ``spark`` fixture; do not start a SparkSession or a ``featuremill``
   subprocess unless the separate process is what the test checks (a kill, a CLI's exit code, a
