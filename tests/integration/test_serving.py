@@ -120,6 +120,25 @@ def _write_env(project: Path, name: str, online_store: str) -> None:
     )
 
 
+def _featurised_project(spark, project: Path, envs: dict[str, str]):
+    """``project`` with the shopserve pipeline, the environments ``envs`` (name -> online_store),
+    days 01-01..01-02 landed and featurised, and the definitions locked: ``(pipeline, config)``."""
+    from featuremill.config import load_pipeline
+
+    (project / "conf" / "pipelines").mkdir(parents=True)
+    (project / "conf" / "env").mkdir(parents=True)
+    for name, store in envs.items():
+        _write_env(project, name, store)
+    pipeline = project / "conf" / "pipelines" / "shopserve.yaml"
+    pipeline.write_text(textwrap.dedent(PIPELINE.format(version=1, window="2d")))
+    for date in ("2024-01-01", "2024-01-02"):
+        _land(project, date)
+    config = load_pipeline(pipeline)
+    _run_days(spark, config, "2024-01-01", "2024-01-02")
+    assert main(["validate", str(pipeline), "--update-lock"]) == 0
+    return pipeline, config
+
+
 def _run_days(spark, config, first: str, last: str) -> None:
     from featuremill.pipelines.build_features import run_features
     from featuremill.pipelines.ingest import run_ingest
@@ -223,22 +242,18 @@ def redis_server():
 @pytest.fixture(scope="module")
 def shop(spark, tmp_path_factory):
     """Days 01-01..01-02 ingested and featurised; a locked pipeline; SQLite and Redis environments."""
-    from featuremill.config import load_pipeline
     from featuremill.pipelines.build_features import run_features
 
     project = tmp_path_factory.mktemp("serving")
-    (project / "conf" / "pipelines").mkdir(parents=True)
-    (project / "conf" / "env").mkdir(parents=True)
-    _write_env(project, "local", "{type: sqlite}")
-    _write_env(project, "redis", f"{{type: redis, address: '127.0.0.1:{REDIS_PORT}'}}")
-    _write_env(project, "redis_down", "{type: redis, address: '127.0.0.1:6398'}")
-    pipeline = project / "conf" / "pipelines" / "shopserve.yaml"
-    pipeline.write_text(textwrap.dedent(PIPELINE.format(version=1, window="2d")))
-    for date in ("2024-01-01", "2024-01-02"):
-        _land(project, date)
-    config = load_pipeline(pipeline)
-    _run_days(spark, config, "2024-01-01", "2024-01-02")
-    assert main(["validate", str(pipeline), "--update-lock"]) == 0
+    pipeline, config = _featurised_project(
+        spark,
+        project,
+        {
+            "local": "{type: sqlite}",
+            "redis": f"{{type: redis, address: '127.0.0.1:{REDIS_PORT}'}}",
+            "redis_down": "{type: redis, address: '127.0.0.1:6398'}",
+        },
+    )
     # preprocessing: fit the state on featuremill's training set at LABEL_TIME (its manifest records
     # the stored state), keep the transformed training set (what a model trains on), and re-run the
     # feature job so its serving hook writes preprocessed/spend with that state
@@ -486,19 +501,9 @@ def feed_shop(spark, tmp_path_factory):
 
     Its own: the other tests count the entities and state rows of the ``shop`` project.
     """
-    from featuremill.config import load_pipeline
 
     project = tmp_path_factory.mktemp("feed")
-    (project / "conf" / "pipelines").mkdir(parents=True)
-    (project / "conf" / "env").mkdir(parents=True)
-    _write_env(project, "local", "{type: sqlite}")
-    pipeline = project / "conf" / "pipelines" / "shopserve.yaml"
-    pipeline.write_text(textwrap.dedent(PIPELINE.format(version=1, window="2d")))
-    for date in ("2024-01-01", "2024-01-02"):
-        _land(project, date)
-    config = load_pipeline(pipeline)
-    _run_days(spark, config, "2024-01-01", "2024-01-02")
-    assert main(["validate", str(pipeline), "--update-lock"]) == 0
+    pipeline, config = _featurised_project(spark, project, {"local": "{type: sqlite}"})
     table = str(project / "warehouse" / "shopserve" / "features" / "spend")
     return {"project": project, "pipeline": pipeline, "config": config, "table": table}
 
