@@ -169,3 +169,46 @@ def test_drift_values_match_scipy_and_numpy(spark):
     assert [got[n].p_adjusted for n in ("x", "c", "y")] == pytest.approx(
         list(sst.false_discovery_control(raw, method="bh")), rel=1e-9
     )
+
+
+def test_warming_up_30d_feature_alerts_only_without_the_exclusion(spark):
+    """A 30-day sum fills over the first 30 days of data, then is stable: a reference from day 8
+    drifts against the last days unless the warming-up values are left out (per feature)."""
+    import datetime as dt
+
+    from pyspark.sql import functions as F
+
+    from featuremill.transforms.warmup import complete_conditions
+
+    first = dt.date(2026, 9, 1)
+    per_day = 200
+    base = spark.range(0, 60 * per_day, 1, 4).withColumn("k", (F.col("id") / per_day).cast("int"))
+    df = base.select(
+        "k",
+        (F.lit(first).cast("timestamp") + F.make_interval(days=F.col("k"), hours=F.lit(12))).alias("event_ts"),
+        # day k (0-based) at noon: (k + 1) days of a 10/day spend while filling, then 300 (+ noise)
+        (F.least(F.col("k") + 1, F.lit(30)) * F.lit(10.0) + F.lit(3.0) * _z(71)).alias("s_30d"),
+        (F.lit(5.0) + _z(81)).alias("n_1h"),
+    )
+    reference, current = df.where("k BETWEEN 7 AND 44"), df.where("k >= 45")
+    settings = DriftSettings()
+    warmups = {"s_30d": 30 * 86400, "n_1h": 3600}
+    complete = complete_conditions(event_time="event_ts", warmups=warmups, first_history=first, columns=list(warmups))
+
+    def levels(cond):
+        refs = fit_reference(reference, ["s_30d", "n_1h"], settings, complete=cond)
+        counts = score_counts(current, refs, settings, complete=cond)
+        return {d.feature: d for d in compare(refs, counts, settings)}
+
+    without = levels(None)
+    assert without["s_30d"].level == "alert"
+    assert without["s_30d"].warming_up_reference == 0 and without["s_30d"].rows_reference == 38 * per_day
+
+    kept = levels(complete)
+    assert kept["s_30d"].level == "ok", kept["s_30d"].reasons
+    # day k at noon is complete for 30 days when k + 0.5 >= 30: days 7..29 (23 days) left out
+    assert (kept["s_30d"].warming_up_reference, kept["s_30d"].rows_reference) == (23 * per_day, 15 * per_day)
+    assert (kept["s_30d"].warming_up_current, kept["s_30d"].rows_current) == (0, 15 * per_day)
+    # the 1-hour feature keeps every row while the 30-day one warms up
+    assert (kept["n_1h"].warming_up_reference, kept["n_1h"].rows_reference) == (0, 38 * per_day)
+    assert kept["n_1h"].level == "ok"

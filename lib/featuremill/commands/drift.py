@@ -26,6 +26,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--columns", help="comma-separated features to compare (default: all but keys and dates)")
     parser.add_argument("--refit", action="store_true", help="fit a new reference even if one is stored")
     parser.add_argument(
+        "--include-warming-up",
+        action="store_true",
+        help="feature tables: also compare values whose window reaches before the table's first event date "
+        "(left out by default)",
+    )
+    parser.add_argument(
         "--fail-on",
         choices=("alert", "warn", "never"),
         default="alert",
@@ -44,7 +50,14 @@ def run(args) -> int:
     spark = spark_for(config, f"featuremill-drift-{config.name}")
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     report = run_drift(
-        spark, config, table=args.table, reference=reference, current=current, columns=columns, refit=args.refit
+        spark,
+        config,
+        table=args.table,
+        reference=reference,
+        current=current,
+        columns=columns,
+        refit=args.refit,
+        include_warming_up=args.include_warming_up,
     )
     data = report.to_dict()
     out = args.out or f"reports/{config.name}"
@@ -56,6 +69,9 @@ def run(args) -> int:
         f"{'reused' if report.reference_reused else 'fitted'} {report.reference_id}) vs current "
         f"{report.current_selection} (version {report.current_version}): {report.level.upper()}"
     )
+    warming = _warming_up_line(report)
+    if warming:
+        emit(warming)
     emit(
         f"  {'feature':<26} {'kind':<11} {'level':<7} {'PSI':>7} {'JS':>7} {'KS':>7} {'W1/sd':>7} {'V':>7} "
         f"{'null%':>11}  reasons"
@@ -82,3 +98,14 @@ def run(args) -> int:
 
 def _n(value) -> str:
     return "" if value is None else f"{value:.3f}"
+
+
+def _warming_up_line(report) -> str | None:
+    """What the warm-up exclusion left out, or None when it did not apply."""
+    if not report.warm_up.get("excluded"):
+        return None
+    reference, current = report.warming_up
+    return (
+        f"  left out as warming up (window reaching before the first event date "
+        f"{report.warm_up['first_history_current']}): {reference:,} reference and {current:,} current values"
+    )

@@ -29,6 +29,14 @@ adjusted with Benjamini-Hochberg across all features of the run and only gate th
 KS or Cramer's V count only when their adjusted p-value is below ``fdr_alpha``, never alone, so
 large samples do not alarm on negligible differences and small samples do not alarm on noise.
 Features with fewer than ``min_rows`` rows on either side are ``skipped``.
+
+**Warming-up values** (feature tables): a value whose window reaches before the table's first
+event date (:mod:`featuremill.transforms.warmup`; a 30-day sum on day 3 of the data) is not
+comparable with later values, so by default it is left out of both the reference and the
+current selection, per feature (a 1-hour feature keeps its rows while a 30-day one warms up).
+The report counts the values left out per side (``warming_up_reference`` /
+``warming_up_current``) and records the first history date; ``include_warming_up=True``
+(``featuremill drift --include-warming-up``) compares every value.
 """
 
 from __future__ import annotations
@@ -59,14 +67,16 @@ LEVELS = ("ok", "warn", "alert")
 REFERENCES_SCHEMA = (
     "reference_id string, pipeline string, table_name string, selection string, table_version bigint, "
     "created_at timestamp, params string, binning_rule string, feature string, kind string, data_type string, "
-    "rows bigint, nulls bigint, mean double, std double, min double, max double, edges array<double>, "
+    "rows bigint, nulls bigint, warming_up bigint, mean double, std double, min double, max double, "
+    "edges array<double>, "
     "categories array<string>, known_categories array<string>, unseen_tracked boolean, bin_labels array<string>, "
     "bin_counts array<bigint>, grid array<double>"
 )
 RESULTS_SCHEMA = (
     "drift_run_id string, pipeline string, table_name string, created_at timestamp, reference_id string, "
     "reference_selection string, reference_version bigint, current_selection string, current_version bigint, "
-    "feature string, kind string, rows_reference bigint, rows_current bigint, null_share_reference double, "
+    "feature string, kind string, rows_reference bigint, rows_current bigint, warming_up_reference bigint, "
+    "warming_up_current bigint, null_share_reference double, "
     "null_share_current double, null_share double, out_of_range_share double, unseen_share double, "
     "unseen_example string, unseen_distinct bigint, psi double, js double, ks double, ks_pvalue double, "
     "wasserstein double, wasserstein_norm double, chi2 double, chi2_dof int, chi2_pvalue double, cramers_v double, "
@@ -95,6 +105,7 @@ class FeatureReference:
     data_type: str
     rows: int = 0
     nulls: int = 0
+    warming_up: int = 0  # reference values left out because their window was still filling
     mean: float | None = None
     std: float | None = None
     min: float | None = None
@@ -134,6 +145,7 @@ class Counts:
     grid: list[float]
     unseen_example: str | None = None
     unseen_distinct: int | None = None
+    warming_up: int = 0  # values left out (not in rows) because their window was still filling
 
 
 @dataclass
@@ -144,6 +156,8 @@ class FeatureDrift:
     rows_current: int
     null_share_reference: float | None
     null_share_current: float | None
+    warming_up_reference: int = 0
+    warming_up_current: int = 0
     null_share: float | None = None
     out_of_range_share: float | None = None
     unseen_share: float | None = None
@@ -184,6 +198,16 @@ class DriftReport:
     binning_rule: str
     features: list[FeatureDrift]
     reference_reused: bool = False
+    #: first history date and whether warming-up values were left out (feature tables)
+    warm_up: dict = field(default_factory=dict)
+
+    @property
+    def warming_up(self) -> tuple[int, int]:
+        """Values left out as warming up: (reference, current), summed over features."""
+        return (
+            sum(f.warming_up_reference for f in self.features),
+            sum(f.warming_up_current for f in self.features),
+        )
 
     @property
     def level(self) -> str:
@@ -225,8 +249,14 @@ def feature_kinds(df, features: Sequence[str]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def fit_reference(df, features: Sequence[str], settings: DriftSettings) -> list[FeatureReference]:
-    """Fit the reference profile of ``features`` on ``df`` (three Spark jobs at most)."""
+def fit_reference(
+    df, features: Sequence[str], settings: DriftSettings, *, complete: dict | None = None
+) -> list[FeatureReference]:
+    """Fit the reference profile of ``features`` on ``df`` (three Spark jobs at most).
+
+    ``complete`` maps a feature to a Boolean Column: rows where it is false are left out of that
+    feature's profile (counted in ``warming_up``); features not in it keep every row.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -236,11 +266,16 @@ def fit_reference(df, features: Sequence[str], settings: DriftSettings) -> list[
         return []
     deciles = [i / settings.bins for i in range(1, settings.bins)]
     # Job 1: moments and deciles of numeric features, distinct counts of categorical ones.
+    complete = complete or {}
     entries = [
         {
             "f": F.lit(n),
-            "num": _value(n, r.data_type) if r.kind == "numeric" else F.lit(None).cast("double"),
-            "cat": _value(n, r.data_type) if r.kind == "categorical" else F.lit(None).cast("string"),
+            "num": _kept(_value(n, r.data_type), complete.get(n))
+            if r.kind == "numeric"
+            else F.lit(None).cast("double"),
+            "cat": _kept(_value(n, r.data_type), complete.get(n))
+            if r.kind == "categorical"
+            else F.lit(None).cast("string"),
         }
         for n, r in refs.items()
     ]
@@ -267,7 +302,7 @@ def fit_reference(df, features: Sequence[str], settings: DriftSettings) -> list[
     # Job 2: the most frequent values of every categorical feature, at most max_categories + 1.
     categorical = [n for n, r in refs.items() if r.kind == "categorical"]
     if categorical:
-        entries = [{"f": F.lit(n), "v": _value(n, refs[n].data_type)} for n in categorical]
+        entries = [{"f": F.lit(n), "v": _kept(_value(n, refs[n].data_type), complete.get(n))} for n in categorical]
         counted = stack(df, entries).where(F.col("v").isNotNull()).groupBy("f", "v").count()
         rank = F.row_number().over(Window.partitionBy("f").orderBy(F.col("count").desc(), F.col("v")))
         found: dict[str, list[tuple[str, int]]] = {n: [] for n in categorical}
@@ -283,12 +318,19 @@ def fit_reference(df, features: Sequence[str], settings: DriftSettings) -> list[
     for ref in refs.values():
         ref.bin_labels = bin_labels(ref)
     # Job 3: the reference's own bin counts and quantile grid, with exactly the scoring code.
-    counts = score_counts(df, list(refs.values()), settings)
+    counts = score_counts(df, list(refs.values()), settings, complete=complete)
     for n, ref in refs.items():
         c = counts[n]
-        ref.rows, ref.nulls = c.rows, c.rows - c.non_null
+        ref.rows, ref.nulls, ref.warming_up = c.rows, c.rows - c.non_null, c.warming_up
         ref.bin_counts, ref.grid = c.bin_counts, c.grid
     return [refs[n] for n in features if n in refs]
+
+
+def _kept(value, keep):
+    """``value`` where ``keep`` holds (null elsewhere); ``value`` itself without a condition."""
+    from pyspark.sql import functions as F
+
+    return value if keep is None else F.when(keep, value)
 
 
 def bin_labels(ref: FeatureReference) -> list[str]:
@@ -331,11 +373,14 @@ def bin_expression(ref: FeatureReference):
     return expr.otherwise(F.lit(other))
 
 
-def score_counts(df, refs: Sequence[FeatureReference], settings: DriftSettings) -> dict[str, Counts]:
+def score_counts(
+    df, refs: Sequence[FeatureReference], settings: DriftSettings, *, complete: dict | None = None
+) -> dict[str, Counts]:
     """Bin counts and quantile grids of ``df`` for every reference feature: one Spark job.
 
-    Rows are stacked as (feature, numeric value, bin, unseen value) and aggregated by feature with
-    a fixed set of expressions (one count per bin index up to the largest bin count).
+    Rows are stacked as (feature, numeric value, bin, unseen value, keep) and aggregated by
+    feature with a fixed set of expressions (one count per bin index up to the largest bin
+    count). Rows where ``complete[feature]`` is false are counted as ``warming_up`` only.
     """
     from pyspark.sql import functions as F
 
@@ -360,17 +405,20 @@ def score_counts(df, refs: Sequence[FeatureReference], settings: DriftSettings) 
                 "bin": bin_expression(r),
                 "present": value.isNotNull(),
                 "unseen": unseen.cast("string"),
+                "keep": (complete or {}).get(r.feature, F.lit(True)),
             }
         )
     stacked = stack(df, entries)
+    keep = F.col("keep")
     aggs = [
-        F.count(F.lit(1)).alias("rows"),
-        F.count(F.when(F.col("present"), True)).alias("non_null"),
-        F.percentile_approx("num", grid, settings.accuracy).alias("grid"),
-        F.first("unseen", ignorenulls=True).alias("unseen_example"),
-        F.approx_count_distinct("unseen").alias("unseen_distinct"),
+        F.count(F.when(keep, True)).alias("rows"),
+        F.count(F.when(keep & F.col("present"), True)).alias("non_null"),
+        F.percentile_approx(F.when(keep, F.col("num")), grid, settings.accuracy).alias("grid"),
+        F.first(F.when(keep, F.col("unseen")), ignorenulls=True).alias("unseen_example"),
+        F.approx_count_distinct(F.when(keep, F.col("unseen"))).alias("unseen_distinct"),
+        F.count(F.when(~keep, True)).alias("warming_up"),
     ]
-    aggs += [F.count(F.when(F.col("bin") == F.lit(i), True)).alias(f"b{i}") for i in range(max_bins)]
+    aggs += [F.count(F.when(keep & (F.col("bin") == F.lit(i)), True)).alias(f"b{i}") for i in range(max_bins)]
     out = {}
     by_name = {r.feature: r for r in refs}
     for row in stacked.groupBy("f").agg(*aggs).collect():
@@ -382,6 +430,7 @@ def score_counts(df, refs: Sequence[FeatureReference], settings: DriftSettings) 
             grid=([float(v) for v in row["grid"]] if row["grid"] is not None and r.kind == "numeric" else []),
             unseen_example=row["unseen_example"],
             unseen_distinct=int(row["unseen_distinct"]) if r.kind == "categorical" else None,
+            warming_up=int(row["warming_up"]),
         )
     for r in refs:  # an empty selection yields no group at all
         out.setdefault(r.feature, Counts(rows=0, non_null=0, bin_counts=[0] * len(r.bin_labels), grid=[]))
@@ -407,6 +456,8 @@ def compare(
             rows_current=cur.rows,
             null_share_reference=_share(ref.nulls, ref.rows),
             null_share_current=_share(cur.rows - cur.non_null, cur.rows),
+            warming_up_reference=ref.warming_up,
+            warming_up_current=cur.warming_up,
             bin_labels=list(ref.bin_labels),
             reference_counts=list(ref.bin_counts),
             current_counts=list(cur.bin_counts),
@@ -504,6 +555,7 @@ def store_reference(spark, path: str, reference: Reference, *, root: str) -> Non
             f.data_type,
             f.rows,
             f.nulls,
+            f.warming_up,
             f.mean,
             f.std,
             f.min,
@@ -573,6 +625,7 @@ def load_reference(
                     data_type=r["data_type"],
                     rows=r["rows"],
                     nulls=r["nulls"],
+                    warming_up=int(r.asDict().get("warming_up") or 0),  # older references: none
                     mean=r["mean"],
                     std=r["std"],
                     min=r["min"],
@@ -626,6 +679,8 @@ def store_results(spark, path: str, report: DriftReport, *, root: str) -> None:
                 f.kind,
                 f.rows_reference,
                 f.rows_current,
+                f.warming_up_reference,
+                f.warming_up_current,
                 f.null_share_reference,
                 f.null_share_current,
                 f.null_share,
@@ -669,11 +724,14 @@ def run_drift(
     columns: Sequence[str] | None = None,
     refit: bool = False,
     store: bool = True,
+    include_warming_up: bool = False,
 ) -> DriftReport:
     """Compare ``current`` with ``reference`` (both :class:`~featuremill.quality.tables.Selection`).
 
     Reuses the stored reference for the same table, selection and binning settings unless
-    ``refit``; stores new references and the results in Delta when ``store``.
+    ``refit``; stores new references and the results in Delta when ``store``. On a feature
+    table, values whose window reaches before the table's first event date are left out of both
+    sides unless ``include_warming_up`` (see the module docstring).
     """
     from featuremill.quality.spec import quality_of
     from featuremill.quality.tables import columns_for_analysis, read_selection, resolve_table, shown
@@ -689,6 +747,14 @@ def run_drift(
     )
     features = list(feature_kinds(current_df, features))
     params = settings.binning_params()
+    warm = _warm_up(spark, config, ref_table, features, include=include_warming_up)
+    ref_first = current_first = None
+    if warm is not None:
+        ref_first = warm.first(reference.version if reference.version is not None else current_version)
+        current_first = warm.first(current_version)
+        # a reference fitted with other warm-up rules or another first date (a backfill added
+        # earlier history) describes other values: never reuse it
+        params = dict(params, warm_up={"first_history": str(ref_first), "warmup_seconds": warm.warmups})
     key = _reference_key(reference)
     stored = (
         None
@@ -700,7 +766,7 @@ def run_drift(
     reused = stored is not None
     if stored is None:
         ref_df, ref_sel, ref_version = read_selection(spark, ref_table, reference)
-        fitted = fit_reference(ref_df, features, settings)
+        fitted = fit_reference(ref_df, features, settings, complete=warm.complete(ref_first) if warm else None)
         stored = Reference(
             reference_id=uuid.uuid4().hex,
             pipeline=config.name,
@@ -719,7 +785,7 @@ def run_drift(
             "drift: reusing reference %s (%s, fitted %s)", stored.reference_id, stored.selection, stored.created_at
         )
     refs = [f for f in stored.features if f.feature in set(features)]
-    counts = score_counts(current_df, refs, settings)
+    counts = score_counts(current_df, refs, settings, complete=warm.complete(current_first) if warm else None)
     report = DriftReport(
         drift_run_id=uuid.uuid4().hex,
         pipeline=config.name,
@@ -734,10 +800,61 @@ def run_drift(
         binning_rule=stored.binning_rule,
         features=compare(refs, counts, settings),
         reference_reused=reused,
+        warm_up=(
+            {
+                "excluded": warm is not None,
+                "first_history_reference": str(ref_first) if warm else None,
+                "first_history_current": str(current_first) if warm else None,
+            }
+            if ref_table.kind == "features"
+            else {}
+        ),
     )
     if store:
         store_results(spark, f"{root}/drift_results", report, root=config.env.warehouse)
     return report
+
+
+@dataclass
+class _WarmUp:
+    """Warm-up of a feature table's compared columns and its first history date per version."""
+
+    spark: object
+    path: str
+    event_time: str
+    warmups: dict[str, int]
+    firsts: dict = field(default_factory=dict)
+
+    def first(self, version: int | None) -> dt.date | None:
+        """First event date of the whole table at ``version`` (one small aggregate, memoised)."""
+        from featuremill.storage import io
+        from featuremill.transforms.warmup import first_history_date
+
+        if version not in self.firsts:
+            self.firsts[version] = first_history_date(io.read_delta(self.spark, self.path, version=version))
+        return self.firsts[version]
+
+    def complete(self, first: dt.date | None) -> dict:
+        from featuremill.transforms.warmup import complete_conditions
+
+        return complete_conditions(
+            event_time=self.event_time, warmups=self.warmups, first_history=first, columns=list(self.warmups)
+        )
+
+
+def _warm_up(spark, config, table, features: Sequence[str], *, include: bool) -> _WarmUp | None:
+    """The warm-up rules of a feature table's ``features``; None when values are all compared."""
+    from featuremill.transforms.warmup import warmup_seconds
+
+    if include or table.kind != "features":
+        return None
+    fs = config.feature_set(table.name.partition(".")[2])
+    preprocessing = config.section("preprocessing")
+    helpers = preprocessing.timeseries_for(fs.name) if preprocessing is not None else ()
+    warmups = {k: v for k, v in warmup_seconds(fs, helpers).items() if k in set(features)}
+    if not warmups:
+        return None
+    return _WarmUp(spark, table.path, table.event_time, warmups)
 
 
 def _reference_key(selection) -> str:
