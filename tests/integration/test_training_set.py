@@ -148,7 +148,12 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
     feature table changed), plus the manifest's contents."""
     project, pipeline = shop["project"], str(shop["pipeline"])
     out1, out_known1 = project / "warehouse" / "ts" / "before", project / "warehouse" / "ts" / "before_known"
-    assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out1)]) == 0
+    # --include-warming-up: label 1 (01-02 09:00) has a 2-day window reaching before the first
+    # event date 01-01; the late-data cases below need it (the default is tested further down)
+    keep = "--include-warming-up"
+    assert (
+        main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out1), keep]) == 0
+    )
     assert (
         main(
             [
@@ -165,6 +170,7 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
                 "2d",
                 "--strategy",
                 "broadcast",
+                keep,
             ]
         )
         == 0
@@ -202,7 +208,13 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
     assert manifest["spine"]["format"] == "delta" and manifest["spine"]["rows"] == len(SPINE)
     assert manifest["spine"]["fingerprint"].startswith("xxh64sum:")
     assert manifest["output"]["rows"] == len(SPINE) and manifest["code"]["featuremill"]
-    assert manifest["options"] == {"known_at": False, "strategy": "window", "strict": False, "ttl_seconds": None}
+    assert manifest["options"] == {
+        "known_at": False,
+        "strategy": "window",
+        "strict": False,
+        "ttl_seconds": None,
+        "include_warming_up": True,
+    }
     assert manifest["preprocessing"] is None
 
     # Late data lands: the feature job recomputes from 01-02 and the feature table changes.
@@ -211,7 +223,9 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
     run_ingest(spark, config, start=D("2024-01-04"), end=D("2024-01-04"))
     run_features(spark, config, start=D("2024-01-04"), end=D("2024-01-04"))
     out2, out_known2 = project / "warehouse" / "ts" / "after", project / "warehouse" / "ts" / "after_known"
-    assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out2)]) == 0
+    assert (
+        main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out2), keep]) == 0
+    )
     assert (
         main(
             [
@@ -226,6 +240,7 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
                 "--known-at",
                 "--ttl",
                 "2d",
+                keep,
             ]
         )
         == 0
@@ -458,3 +473,33 @@ def test_training_set_rerun_with_the_same_inputs_writes_nothing(spark, shop, cap
     assert history() == [1, 0]
     assert json.loads(manifest.read_text())["options"]["ttl_seconds"] == 86400
     capsys.readouterr()
+
+
+def test_training_set_leaves_out_warming_up_labels_by_default(spark, shop, capsys):
+    """Issue 18: a label time whose longest window (2 days) reaches before the feature table's
+    first event date (2024-01-01 00:00) is left out by default, counted, and kept on request."""
+    project, pipeline = shop["project"], str(shop["pipeline"])
+    out, kept = project / "warehouse" / "ts" / "warm_default", project / "warehouse" / "ts" / "warm_kept"
+    args = ["training-set", pipeline, "--spine", shop["spine"], "--features", "spend"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert "less 1 with windows still warming up" in capsys.readouterr().out
+    assert main([*args, "--out", str(kept), "--include-warming-up"]) == 0
+    # by hand: label 1 at 01-02 09:00 - 2d = 12-31 09:00 < 01-01 00:00 (left out); label 6 at
+    # 01-03 11:00 - 2d = 01-01 11:00 and labels 2, 3, 4 are complete; label 5 (null time) stays
+    ids = sorted(r["label_id"] for r in _read(spark, out).collect())
+    assert ids == [2, 2, 3, 4, 5, 6]
+    assert sorted(r["label_id"] for r in _read(spark, kept).collect()) == [1, 2, 2, 3, 4, 5, 6]
+    # the rows kept by default are exactly the same rows of the full training set
+    assert_df_equality(
+        _read(spark, out), _read(spark, kept).where("label_id != 1"), ignore_row_order=True, ignore_nullable=True
+    )
+    manifest = json.loads(Path(f"{out}.manifest.json").read_text())
+    assert manifest["warming_up_excluded"] == 1 and manifest["output"]["rows"] == len(SPINE) - 1
+    assert manifest["options"]["include_warming_up"] is False
+    fs = manifest["feature_sets"][0]
+    assert (fs["first_history"], fs["warmup_seconds"]) == ("2024-01-01", 2 * 86400)
+    assert json.loads(Path(f"{kept}.manifest.json").read_text())["warming_up_excluded"] == 0
+    # a rebuild from the manifest applies the same rule and gives the same rows back
+    rebuilt = project / "warehouse" / "ts" / "warm_rebuilt"
+    assert main(["training-set", pipeline, "--manifest", f"{out}.manifest.json", "--out", str(rebuilt)]) == 0
+    assert_df_equality(_read(spark, rebuilt), _read(spark, out), ignore_row_order=True, ignore_nullable=True)

@@ -35,6 +35,12 @@ def add_arguments(parser) -> None:
         "--known-at", action="store_true", help="use a feature row only once it was known (its _known_at <= label time)"
     )
     parser.add_argument(
+        "--include-warming-up",
+        action="store_true",
+        help="keep spine rows whose feature windows reach before the feature table's first event date "
+        "(left out by default)",
+    )
+    parser.add_argument(
         "--strategy",
         choices=("auto", "window", "broadcast"),
         default="auto",
@@ -49,7 +55,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--manifest",
         help="rebuild the training set this manifest describes (time travel); "
-        "--spine/--features/--strict/--ttl/--known-at come from the manifest",
+        "--spine/--features/--strict/--ttl/--known-at/--include-warming-up come from the manifest",
     )
 
 
@@ -101,6 +107,7 @@ def run(args) -> int:
                 ("--ttl", args.ttl),
                 ("--strict", args.strict),
                 ("--known-at", args.known_at),
+                ("--include-warming-up", args.include_warming_up),
                 ("--selected-features", args.selected_features),
             )
             if value
@@ -149,6 +156,7 @@ def run(args) -> int:
         strategy=args.strategy,
         selected_features=selected,
         selected_from=args.selected_features,
+        include_warming_up=args.include_warming_up,
     )
     lock_file = versions.lock_path(args.pipeline)
     lock = versions.read_lock(lock_file)
@@ -159,6 +167,12 @@ def run(args) -> int:
     sets = ", ".join(
         f"{e['name']}@{e['version']} (table version {e['delta_version']})" for e in result.manifest["feature_sets"]
     )
-    emit(f"training set: {result.out} ({result.rows:,} rows = spine rows; {result.strategy} strategy) from {sets}")
+    rows = (
+        f"{result.rows:,} rows = spine rows"
+        if not result.warming_up_excluded
+        else f"{result.rows:,} rows = spine rows less {result.warming_up_excluded:,} with windows still warming up "
+        "(--include-warming-up keeps them)"
+    )
+    emit(f"training set: {result.out} ({rows}; {result.strategy} strategy) from {sets}")
     emit(f"manifest: {result.manifest_path}")
     return 0

@@ -7,7 +7,18 @@
 2. read the spine (Delta pinned to its current version, or Parquet/CSV/JSON) and fingerprint it;
 3. for each requested feature set, pin its Delta table's current version, and check in one small
    aggregate that every row was written by the requested version (and, with known-at, carries
-   ``_known_at``): a training set never mixes feature versions silently;
+   ``_known_at``): a training set never mixes feature versions silently; the same aggregate gives
+   the table's first event date;
+3b. **warm-up** (unless ``include_warming_up``): leave out spine rows whose label time ``T`` has a
+   window still filling, ``T - W < first`` for some set (``W`` the longest window of its
+   attached features, ``first`` its table's first event date, midnight in the pipeline time
+   zone; :mod:`featuremill.transforms.warmup`): their 30-day features would hold a few days of
+   history. The count left out and each set's ``first_history`` / ``warmup_seconds`` go to the
+   manifest, and the output's row and spine checks apply to the spine rows kept. Rows with a
+   null label time stay (they get no feature row at all). With ``include_warming_up`` every
+   spine row is kept, as before the rule existed; the manifest's ``first_history`` and
+   ``warmup_seconds`` let a reader flag them (``complete_window`` in
+   :func:`featuremill.transforms.warmup.with_complete_window`);
 4. point-in-time join (:func:`featuremill.transforms.pit.point_in_time_join`), strategy chosen by spine size;
 5. overwrite the output Delta table, check it has exactly the spine's row count, fingerprint it;
 6. write the manifest (:mod:`featuremill.storage.manifest`) and a run-log row.
@@ -41,6 +52,7 @@ from featuremill.storage.exactly_once import CommitGuard, run_key
 from featuremill.transforms.features import KNOWN_AT
 from featuremill.transforms.ingest import EVENT_DATE
 from featuremill.transforms.pit import FeatureSource, point_in_time_join
+from featuremill.transforms.warmup import is_complete, warmup_seconds
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +106,9 @@ class TrainingSetOptions:
     #: kept features of a selection (``featuremill select``'s selected_features.json), or None for all
     selected_features: tuple[str, ...] | None = None
     selected_from: str | None = None
+    #: keep spine rows whose feature windows reach before the first event date (flagged in
+    #: ``complete_window``); by default they are left out
+    include_warming_up: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,7 @@ class TrainingSetResult:
     rows: int
     strategy: str
     identical_to_source: bool | None = None
+    warming_up_excluded: int = 0
 
 
 def choose_strategy(requested: str, *, spine_rows: int, feature_rows: Sequence[int]) -> str:
@@ -147,8 +163,9 @@ def _with_zoned_time(spine, column: str, *, timezone: str):
     return spine.withColumn(column, col(column).cast("timestamp"))
 
 
-def _feature_table_summary(df, *, fs_name: str, version: int, known_at: bool, table: str) -> int:
-    """Check the rows' writing version (and ``_known_at``) in one aggregate; return the row count."""
+def _feature_table_summary(df, *, fs_name: str, version: int, known_at: bool, table: str):
+    """Check the rows' writing version (and ``_known_at``) in one aggregate; return the row count
+    and the first event date (None for an empty table)."""
     from pyspark.sql import functions as F
 
     from featuremill.core.sql import col
@@ -184,7 +201,8 @@ def _feature_table_summary(df, *, fs_name: str, version: int, known_at: bool, ta
             "recorded it); with --known-at they could never be used. Recompute them with `featuremill run PIPELINE "
             "--job features --full --start FIRST --end LAST`"
         )
-    return sum(r["rows"] for r in summary)
+    firsts = [r["first"] for r in summary if r["first"] is not None]
+    return sum(r["rows"] for r in summary), (min(firsts) if firsts else None)
 
 
 def _feature_sources(
@@ -396,7 +414,7 @@ def build_training_set(
                 )
             frame = io.read_delta(spark, table, version=table_version)
             with stage(f"training set: check {fs.name} rows", spark) as st:
-                rows = _feature_table_summary(
+                rows, first = _feature_table_summary(
                     frame, fs_name=fs.name, version=version, known_at=options.known_at, table=table
                 )
                 st.set_rows(rows)
@@ -412,6 +430,7 @@ def build_training_set(
                     "event_time": source.event_time,
                     "features": list(fs.feature_names),
                     "rows": rows,
+                    "first_history": first.isoformat() if first is not None else None,
                 }
             )
             frames.append(frame)
@@ -422,6 +441,15 @@ def build_training_set(
             entries, frames, feature_rows, selection = _apply_selection(
                 entries, frames, feature_rows, selected=options.selected_features, source=options.selected_from
             )
+        for entry in entries:  # after the selection: only the attached features' windows count
+            fs = config.feature_set(entry["name"])
+            entry["warmup_seconds"] = max(
+                (v for k, v in warmup_seconds(fs).items() if k in set(entry["features"])), default=0
+            )
+        spine, kept = _warm_up_spine(
+            spark, spine, entries, spine_time=spine_time, include=options.include_warming_up, full=spine_rows
+        )
+        kept_rows, kept_fp = kept if kept is not None else (spine_rows, spine_fp)
         strategy = choose_strategy(options.strategy, spine_rows=spine_rows, feature_rows=feature_rows)
         log.info(
             "training set: %d spine rows, feature tables of %s rows: %s strategy",
@@ -445,6 +473,7 @@ def build_training_set(
                 "ttl_seconds": options.ttl_seconds,
                 "known_at": options.known_at,
                 "strategy": strategy,
+                "include_warming_up": options.include_warming_up,
             },
             "selection": selection,
         }
@@ -455,7 +484,7 @@ def build_training_set(
             out=options.out,
             root=config.env.warehouse,
             spine_columns=spine.columns,
-            spine=(spine_rows, spine_fp),
+            spine=(kept_rows, kept_fp),
             guard=guard,
         )
         manifest_path = options.manifest_out or manifests.default_manifest_path(options.out)
@@ -486,7 +515,9 @@ def build_training_set(
                 "ttl_seconds": options.ttl_seconds,
                 "known_at": options.known_at,
                 "strategy": strategy,
+                "include_warming_up": options.include_warming_up,
             },
+            "warming_up_excluded": spine_rows - kept_rows,
             "feature_sets": entries,
             "output": output,
             "selection": selection,
@@ -514,7 +545,48 @@ def build_training_set(
         manifest_path,
         " (unchanged: already built from the same inputs)" if unchanged else "",
     )
-    return TrainingSetResult(options.out, manifest_path, document, output["rows"], strategy)
+    return TrainingSetResult(
+        options.out, manifest_path, document, output["rows"], strategy, warming_up_excluded=spine_rows - kept_rows
+    )
+
+
+def _warm_up_spine(spark, spine, entries: Sequence[Mapping[str, Any]], *, spine_time: str, include: bool, full: int):
+    """The spine rows to join (see step 3b) and, when some were left out, their (rows,
+    fingerprint) for the output checks; ``(spine, None)`` when the whole spine is kept.
+
+    ``entries`` carry ``first_history`` (ISO date or None) and ``warmup_seconds`` per feature set.
+    """
+    import datetime as dt
+
+    from pyspark.sql import functions as F
+
+    from featuremill.core.sql import col
+
+    rules = [
+        is_complete(
+            event_time=spine_time,
+            seconds=int(e.get("warmup_seconds") or 0),
+            first_history=dt.date.fromisoformat(e["first_history"]),
+        )
+        for e in entries
+        if e.get("first_history") and e.get("warmup_seconds")
+    ]
+    complete = F.lit(True)
+    for rule in rules:
+        complete = complete & rule
+    if include or not rules:
+        return spine, None
+    # a null label time gets no feature row at all: nothing is warming up, the row stays
+    kept = spine.where(col(spine_time).isNull() | complete)
+    with stage("training set: fingerprint spine rows with complete windows", spark) as st:
+        rows, fingerprint = manifests.frame_fingerprint(kept)
+        st.set_rows(rows)
+    log.info(
+        "training set: %d of %d spine rows left out as warming up (windows before the first event date)",
+        full - rows,
+        full,
+    )
+    return kept, (rows, fingerprint)
 
 
 def rebuild_training_set(
@@ -563,6 +635,18 @@ def rebuild_training_set(
             for e in m["feature_sets"]
         ]
         used = strategy or opts.get("strategy") or "window"
+        # manifests written before the warm-up rule carry no first_history: every row is kept
+        spine, kept = _warm_up_spine(
+            spark,
+            spine,
+            m["feature_sets"],
+            spine_time=spine_info["time_column"],
+            include=bool(opts.get("include_warming_up", False)),
+            full=rows,
+        )
+        full_rows = rows
+        if kept is not None:
+            rows, fingerprint = kept
         joined = point_in_time_join(
             spine,
             _feature_sources(m["feature_sets"], frames, ttl_seconds=opts["ttl_seconds"], known_at=opts["known_at"]),
@@ -571,7 +655,12 @@ def rebuild_training_set(
             strategy=used,
         )
         output = _write_output(
-            spark, joined, out=out, root=config.env.warehouse, spine_columns=spine.columns, spine=(rows, fingerprint)
+            spark,
+            joined,
+            out=out,
+            root=config.env.warehouse,
+            spine_columns=spine.columns,
+            spine=(rows, fingerprint),
         )
         identical = (output["rows"], output["fingerprint"]) == (m["output"]["rows"], m["output"]["fingerprint"])
         document = dict(m)
@@ -592,7 +681,7 @@ def rebuild_training_set(
         )
         path = manifest_out or manifests.default_manifest_path(out)
         io.write_text(spark, path, manifests.dumps(document), root=config.env.warehouse, what="manifest")
-        record.rows_read = rows
+        record.rows_read = full_rows
         record.rows_written = output["rows"]
         record.input_versions = {f"features.{e['name']}": e["delta_version"] for e in m["feature_sets"]}
         record.output_versions = {"training_set": output["delta_version"]}
