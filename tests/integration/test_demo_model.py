@@ -70,3 +70,21 @@ def test_demo_runs_fit_and_select_and_leaves_the_report(spark, demo_run):
     )
     assert got == [(c, pd.Timestamp(t), y) for c, t, y in expected]
     assert 0 < sum(y for *_, y in got) < len(got)
+
+
+@pytest.mark.slow
+def test_demo_drift_report_raises_no_alert_it_did_not_inject(demo_run):
+    # issue 18: the demo injects no drift, so its printed drift summary must flag nothing, and
+    # it must say that no drift was injected (a flag would then be a finding, not noise)
+    printed = demo_run.printed
+    drift_lines = [line for line in printed.splitlines() if line.strip().startswith("drift ")]
+    assert drift_lines, printed[-3000:]
+    for line in drift_lines:
+        level = line.split(": ")[-1].split()[0]
+        assert level == "OK", line
+    assert "flagged:" not in printed
+    assert "no drift is injected into the demo data" in printed
+    # the JSON reports agree with what was printed: no feature at warn or alert
+    for path in demo_run.reports.glob("drift_*.json"):
+        report = json.loads(path.read_text())
+        assert [f["feature"] for f in report["features"] if f["level"] in ("warn", "alert")] == [], path

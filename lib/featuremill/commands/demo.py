@@ -24,7 +24,14 @@ DEFAULT_PIPELINE = "conf/pipelines/demo.yaml"
 
 def add_arguments(parser) -> None:
     parser.add_argument("--events", type=int, default=200_000, help="base events to generate (default 200000)")
-    parser.add_argument("--days", type=int, default=28, help="days of events (default 28)")
+    # 56 days: the drift reference (from day 8) holds complete windows of every feature, the
+    # longest being the 37-day amount_sum_7d_zscore (a 30-day z-score of a 7-day sum)
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=56,
+        help="days of events (default 56: enough for the 30-day windows to fill before the drift comparison)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--reports",
