@@ -148,7 +148,11 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
     feature table changed), plus the manifest's contents."""
     project, pipeline = shop["project"], str(shop["pipeline"])
     out1, out_known1 = project / "warehouse" / "ts" / "before", project / "warehouse" / "ts" / "before_known"
-    assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out1)]) == 0
+    # --keep-internal-columns: the matched rows' _spend_event_time / _spend_known_at are checked below
+    keep = "--keep-internal-columns"
+    assert (
+        main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out1), keep]) == 0
+    )
     assert (
         main(
             [
@@ -160,6 +164,7 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
                 "spend@1",
                 "--out",
                 str(out_known1),
+                keep,
                 "--known-at",
                 "--ttl",
                 "2d",
@@ -202,7 +207,13 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
     assert manifest["spine"]["format"] == "delta" and manifest["spine"]["rows"] == len(SPINE)
     assert manifest["spine"]["fingerprint"].startswith("xxh64sum:")
     assert manifest["output"]["rows"] == len(SPINE) and manifest["code"]["featuremill"]
-    assert manifest["options"] == {"known_at": False, "strategy": "window", "strict": False, "ttl_seconds": None}
+    assert manifest["options"] == {
+        "known_at": False,
+        "strategy": "window",
+        "strict": False,
+        "ttl_seconds": None,
+        "keep_internal_columns": True,
+    }
     assert manifest["preprocessing"] is None
 
     # Late data lands: the feature job recomputes from 01-02 and the feature table changes.
@@ -211,7 +222,9 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
     run_ingest(spark, config, start=D("2024-01-04"), end=D("2024-01-04"))
     run_features(spark, config, start=D("2024-01-04"), end=D("2024-01-04"))
     out2, out_known2 = project / "warehouse" / "ts" / "after", project / "warehouse" / "ts" / "after_known"
-    assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out2)]) == 0
+    assert (
+        main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out2), keep]) == 0
+    )
     assert (
         main(
             [
@@ -223,6 +236,7 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
                 "spend",
                 "--out",
                 str(out_known2),
+                keep,
                 "--known-at",
                 "--ttl",
                 "2d",
@@ -340,7 +354,10 @@ def test_training_set_selected_features_keeps_only_them_and_rebuilds(spark, shop
     selection = tmp_path / "report"
     selection.mkdir()
     (selection / "selected_features.json").write_text(json.dumps({"label": "label", "features": ["sum_2d"]}))
-    assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(full)]) == 0
+    keep = "--keep-internal-columns"
+    assert (
+        main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(full), keep]) == 0
+    )
     assert (
         main(
             [
@@ -354,6 +371,7 @@ def test_training_set_selected_features_keeps_only_them_and_rebuilds(spark, shop
                 str(picked),
                 "--selected-features",
                 str(selection),
+                keep,
             ]
         )
         == 0
@@ -458,3 +476,36 @@ def test_training_set_rerun_with_the_same_inputs_writes_nothing(spark, shop, cap
     assert history() == [1, 0]
     assert json.loads(manifest.read_text())["options"]["ttl_seconds"] == 86400
     capsys.readouterr()
+
+
+def test_training_set_holds_no_internal_column_unless_asked(spark, shop, capsys):
+    """The feature table's bookkeeping columns (``_known_at``, ``_feature_set_version``) drive the
+    join but never reach the training set: by default it holds the spine's columns and the
+    features only (values equal to the debugging build's, which the tests above check by hand);
+    a rebuild from its manifest matches it, and a spine with a ``_`` column is refused."""
+    pipeline, project = str(shop["pipeline"]), shop["project"]
+    assert {"_known_at", "_feature_set_version"} <= set(_read(spark, shop["features"]).columns)
+    plain, debug = project / "warehouse" / "ts" / "plain", project / "warehouse" / "ts" / "debug"
+    args = ["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--known-at", "--ttl", "2d"]
+    assert main([*args, "--out", str(plain)]) == 0
+    assert main([*args, "--out", str(debug), "--keep-internal-columns"]) == 0
+    user = ["label_id", "customer", "label_ts", "label", "n_2d", "sum_2d"]
+    assert _read(spark, plain).columns == user
+    assert _read(spark, debug).columns == [*user, "_spend_event_time", "_spend_known_at"]
+    assert_df_equality(_read(spark, plain), _read(spark, debug).select(*user), ignore_row_order=True)
+    manifest = json.loads(Path(f"{plain}.manifest.json").read_text())
+    assert manifest["options"]["keep_internal_columns"] is False
+    assert [c.split()[0] for c in manifest["output"]["columns"]] == user
+    rebuilt = project / "warehouse" / "ts" / "plain_rebuilt"
+    assert main(["training-set", pipeline, "--manifest", f"{plain}.manifest.json", "--out", str(rebuilt)]) == 0
+    assert_df_equality(_read(spark, rebuilt), _read(spark, plain), ignore_row_order=True)
+    capsys.readouterr()
+
+    spine = project / "spine_internal"
+    spark.createDataFrame(SPINE, SPINE_SCHEMA).withColumnRenamed("label", "_label").write.format("delta").save(
+        str(spine)
+    )
+    refused = project / "warehouse" / "ts" / "refused_spine"
+    assert main(["training-set", pipeline, "--spine", str(spine), "--features", "spend", "--out", str(refused)]) == 2
+    assert "column(s) _label start with '_'" in capsys.readouterr().err
+    assert not refused.exists()

@@ -35,6 +35,12 @@ def add_arguments(parser) -> None:
         "--known-at", action="store_true", help="use a feature row only once it was known (its _known_at <= label time)"
     )
     parser.add_argument(
+        "--keep-internal-columns",
+        action="store_true",
+        help="debugging: also write each feature set's _<set>_event_time (and, with --known-at, _<set>_known_at) "
+        "of the matched row; off by default, as _-prefixed columns are internal",
+    )
+    parser.add_argument(
         "--strategy",
         choices=("auto", "window", "broadcast"),
         default="auto",
@@ -101,6 +107,7 @@ def run(args) -> int:
                 ("--ttl", args.ttl),
                 ("--strict", args.strict),
                 ("--known-at", args.known_at),
+                ("--keep-internal-columns", args.keep_internal_columns),
                 ("--selected-features", args.selected_features),
             )
             if value
@@ -147,6 +154,7 @@ def run(args) -> int:
         ttl_seconds=ttl,
         known_at=args.known_at,
         strategy=args.strategy,
+        keep_internal_columns=args.keep_internal_columns,
         selected_features=selected,
         selected_from=args.selected_features,
     )
