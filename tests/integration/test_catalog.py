@@ -258,3 +258,36 @@ def test_catalog_requires_meaning_and_owner(project, missing):
     del doc["feature_sets"][0][missing]
     with pytest.raises(ConfigError, match=missing):
         load_pipeline(_write(project, doc), env="local")
+
+
+def _all_strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [str(k), *_all_strings(v)]]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _all_strings(v)]
+    return []
+
+
+def test_catalog_never_names_an_internal_column(project, tmp_path, capsys):
+    """The catalog lists the declared features only: a quality rule on a bookkeeping column
+    (``_feature_set_version``) guards no feature, and a feature declared under the reserved ``_``
+    prefix stops `featuremill docs` with the path to rename, before anything is written."""
+    doc = _doc()
+    doc["quality"]["tables"]["features.cust"]["rules"].append(
+        {"check": "not_null", "columns": ["_feature_set_version"], "severity": "warn"}
+    )
+    catalog = build_catalog(load_pipeline(_write(project, doc), env="local"))
+    assert [f["name"] for f in catalog["feature_sets"][0]["features"]] == ["spend_7d", "n_1d"]
+    assert [s for s in _all_strings(catalog) if s.startswith("_")] == []
+
+    doc["feature_sets"][0]["features"].append(
+        {"name": "_n_7d", "function": "count", "window": "7d", "description": "internal-looking"}
+    )
+    out = tmp_path / "docs"
+    assert main(["docs", _write(project, doc), "--out", str(out), "--no-lineage"]) == 2
+    err = capsys.readouterr().err
+    assert "feature_sets[0].features[2].name: feature name '_n_7d' starts with '_'" in err
+    assert "rename it" in err
+    assert not out.exists()

@@ -71,6 +71,16 @@ def test_demo_runs_fit_and_select_and_leaves_the_report(spark, demo_run):
     assert got == [(c, pd.Timestamp(t), y) for c, t, y in expected]
     assert 0 < sum(y for *_, y in got) < len(got)
 
+    # internal columns stay internal (issue 18): the feature table carries _known_at and
+    # _feature_set_version, the training table, the selection report and its table name neither
+    assert {"_known_at", "_feature_set_version"} <= set(features.columns)
+    assert [c for c in training.columns if c.startswith("_")] == []
+    assert {"customer_id", "event_ts", "inactive_2d", "amount_sum_7d"} <= set(training.columns)
+    reported = [f["name"] for f in body["features"]]
+    assert [n for n in reported if n.startswith("_")] == [] and "amount_sum_7d" in reported
+    assert [r[0] for r in selection.select("feature").distinct().collect() if r[0].startswith("_")] == []
+    assert "_known_at" not in (reports / "selection.html").read_text()
+
 
 @pytest.mark.slow
 def test_demo_drift_report_raises_no_alert_it_did_not_inject(demo_run):

@@ -57,7 +57,17 @@ def _features(spark, config):
     return spark.read.format("delta").load(config.tables.features("cust"))
 
 
-def test_run_features_daily_runs_equal_full_recompute(spark, tmp_path):
+@pytest.fixture(scope="module")
+def full_shop(spark, tmp_path_factory):
+    """The shop ingested and featurised over all of DAYS in one run each (the full recompute),
+    built once for the tests that only read it or re-run a part of it."""
+    full = _project(tmp_path_factory.mktemp("features_job") / "full")
+    run_ingest(spark, full, start=DAYS[0], end=DAYS[-1])
+    run_features(spark, full, start=DAYS[0], end=DAYS[-1])
+    return full
+
+
+def test_run_features_daily_runs_equal_full_recompute(spark, tmp_path, full_shop):
     daily = _project(tmp_path / "daily")
     late_seen = []
     for day in DAYS:
@@ -66,12 +76,8 @@ def test_run_features_daily_runs_equal_full_recompute(spark, tmp_path):
         late_seen.append(result.compute_start < day)
     assert any(late_seen), "the data must contain late events that force a recompute of earlier dates"
 
-    full = _project(tmp_path / "full")
-    run_ingest(spark, full, start=DAYS[0], end=DAYS[-1])
-    run_features(spark, full, start=DAYS[0], end=DAYS[-1])
-
     actual = _features(spark, daily)
-    expected = _features(spark, full)
+    expected = _features(spark, full_shop)
     assert actual.count() == expected.count() > 40
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_column_order=True)
 
@@ -80,9 +86,9 @@ def test_run_features_late_event_updates_earlier_rows(spark, tmp_path):
     config = _project(tmp_path)
     make_late = [("e900", "2024-03-02 08:00:00")]
     write_landing(tmp_path, "2024-03-05", [f"{eid},1,10,{ts},100.50,web" for eid, ts in make_late], name="late.csv")
-    for day in DAYS[:4]:
-        run_ingest(spark, config, start=day, end=day)
-        run_features(spark, config, start=day, end=day)
+    # the first four days in one run each; the daily run of the fifth brings the late event
+    run_ingest(spark, config, start=DAYS[0], end=DAYS[3])
+    run_features(spark, config, start=DAYS[0], end=DAYS[3])
     before = {r["event_ts"]: r for r in _features(spark, config).where("customer_id = 1").collect()}
     run_ingest(spark, config, start=DAYS[4], end=DAYS[4])
     result = run_features(spark, config, start=DAYS[4], end=DAYS[4])[0]
@@ -98,20 +104,16 @@ def test_run_features_late_event_updates_earlier_rows(spark, tmp_path):
             assert row == before[ts]
 
 
-def test_run_features_rerun_is_a_no_op(spark, tmp_path):
-    config = _project(tmp_path)
-    run_ingest(spark, config, start=DAYS[0], end=DAYS[2])
-    run_features(spark, config, start=DAYS[0], end=DAYS[2])
+def test_run_features_rerun_is_a_no_op(spark, full_shop):
+    config = full_shop
     before = sorted(tuple(r) for r in _features(spark, config).collect())
     again = run_features(spark, config, start=DAYS[2], end=DAYS[2])[0]
     assert (again.rows_inserted, again.rows_updated, again.rows_deleted) == (0, 0, 0)
     assert sorted(tuple(r) for r in _features(spark, config).collect()) == before
 
 
-def test_build_feature_frame_joins_dimensions_with_missing_keys(spark, tmp_path):
-    config = _project(tmp_path)
-    run_ingest(spark, config, start=DAYS[0], end=DAYS[-1])
-    run_features(spark, config, start=DAYS[0], end=DAYS[-1])
+def test_build_feature_frame_joins_dimensions_with_missing_keys(spark, full_shop):
+    config = full_shop
     rows = _features(spark, config).collect()
     segments = {(r["customer_id"], r["segment"]) for r in rows}
     assert segments == {(1, "gold"), (2, "silver"), (3, None)}  # customer 3 is not in the dimension
@@ -141,9 +143,8 @@ def test_run_features_refuses_a_dimension_over_the_broadcast_limit(spark, tmp_pa
     assert io.delta_version(spark, config.tables.features("cust")) is None
 
 
-def test_feature_plan_has_one_exchange_and_no_python(spark, tmp_path):
-    config = _project(tmp_path)
-    run_ingest(spark, config, start=DAYS[0], end=DAYS[-1])
+def test_feature_plan_has_one_exchange_and_no_python(spark, full_shop):
+    config = full_shop
     fs = config.feature_set("cust")
     events = spark.read.format("delta").load(config.tables.validated("tx"))
     dims = {

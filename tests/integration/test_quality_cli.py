@@ -69,3 +69,22 @@ def test_profile_and_drift_commands(spark, project, capsys):
     assert refs.select("reference_id").distinct().count() == 1
     results = spark.read.format("delta").load(f"{config.tables.root}/drift_results")
     assert results.select("drift_run_id").distinct().count() == 3
+
+    # Internal columns stay internal: the validated table holds them, no profile or drift report names them.
+    validated = spark.read.format("delta").load(config.tables.validated("tx")).columns
+    assert {"_ingest_date", "_source_file"} <= set(validated)
+    profiled = [c["column"] for c in data["columns"]]
+    assert profiled == [c for c in validated if not c.startswith("_")]
+    assert {"amount", "channel", "event_date"} <= set(profiled)
+    stored_names = {r["column_name"] for r in stored.where(f"profile_id = '{data['profile_id']}'").collect()}
+    assert stored_names == set(profiled)
+    capsys.readouterr()
+    assert main(["profile", *args, "--date", "2024-01-04", "--columns", "amount,_source_file"]) == 2
+    assert "validated.tx: _source_file is an internal column" in capsys.readouterr().err
+    assert main(["drift", *args, "--reference", "2024-01-02..2024-01-03", "--current", "2024-01-03"]) == 0
+    default = json.loads((out / "drift_validated.tx_2024-01-03.json").read_text())
+    assert {f["feature"] for f in default["features"]} == {"cust", "amount", "channel", "code"}
+    capsys.readouterr()
+    refused = ["drift", *args, "--reference", "2024-01-02..2024-01-03", "--current", "2024-01-03"]
+    assert main([*refused, "--columns", "amount,_ingest_date"]) == 2
+    assert "validated.tx: _ingest_date is an internal column" in capsys.readouterr().err

@@ -148,11 +148,16 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
     feature table changed), plus the manifest's contents."""
     project, pipeline = shop["project"], str(shop["pipeline"])
     out1, out_known1 = project / "warehouse" / "ts" / "before", project / "warehouse" / "ts" / "before_known"
+    # --keep-internal-columns: the matched rows' _spend_event_time / _spend_known_at are checked below
+    keep = "--keep-internal-columns"
     # --include-warming-up: label 1 (01-02 09:00) has a 2-day window reaching before the first
     # event date 01-01; the late-data cases below need it (the default is tested further down)
-    keep = "--include-warming-up"
+    warm = "--include-warming-up"
     assert (
-        main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out1), keep]) == 0
+        main(
+            ["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out1), keep, warm]
+        )
+        == 0
     )
     assert (
         main(
@@ -165,12 +170,13 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
                 "spend@1",
                 "--out",
                 str(out_known1),
+                keep,
                 "--known-at",
                 "--ttl",
                 "2d",
                 "--strategy",
                 "broadcast",
-                keep,
+                warm,
             ]
         )
         == 0
@@ -213,6 +219,7 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
         "strategy": "window",
         "strict": False,
         "ttl_seconds": None,
+        "keep_internal_columns": True,
         "include_warming_up": True,
     }
     assert manifest["preprocessing"] is None
@@ -224,7 +231,10 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
     run_features(spark, config, start=D("2024-01-04"), end=D("2024-01-04"))
     out2, out_known2 = project / "warehouse" / "ts" / "after", project / "warehouse" / "ts" / "after_known"
     assert (
-        main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out2), keep]) == 0
+        main(
+            ["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(out2), keep, warm]
+        )
+        == 0
     )
     assert (
         main(
@@ -237,10 +247,11 @@ def test_training_set_late_data_known_at_and_rebuild_from_manifest(spark, shop, 
                 "spend",
                 "--out",
                 str(out_known2),
+                keep,
                 "--known-at",
                 "--ttl",
                 "2d",
-                keep,
+                warm,
             ]
         )
         == 0
@@ -355,7 +366,10 @@ def test_training_set_selected_features_keeps_only_them_and_rebuilds(spark, shop
     selection = tmp_path / "report"
     selection.mkdir()
     (selection / "selected_features.json").write_text(json.dumps({"label": "label", "features": ["sum_2d"]}))
-    assert main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(full)]) == 0
+    keep = "--keep-internal-columns"
+    assert (
+        main(["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--out", str(full), keep]) == 0
+    )
     assert (
         main(
             [
@@ -369,6 +383,7 @@ def test_training_set_selected_features_keeps_only_them_and_rebuilds(spark, shop
                 str(picked),
                 "--selected-features",
                 str(selection),
+                keep,
             ]
         )
         == 0
@@ -503,3 +518,36 @@ def test_training_set_leaves_out_warming_up_labels_by_default(spark, shop, capsy
     rebuilt = project / "warehouse" / "ts" / "warm_rebuilt"
     assert main(["training-set", pipeline, "--manifest", f"{out}.manifest.json", "--out", str(rebuilt)]) == 0
     assert_df_equality(_read(spark, rebuilt), _read(spark, out), ignore_row_order=True, ignore_nullable=True)
+
+
+def test_training_set_holds_no_internal_column_unless_asked(spark, shop, capsys):
+    """The feature table's bookkeeping columns (``_known_at``, ``_feature_set_version``) drive the
+    join but never reach the training set: by default it holds the spine's columns and the
+    features only (values equal to the debugging build's, which the tests above check by hand);
+    a rebuild from its manifest matches it, and a spine with a ``_`` column is refused."""
+    pipeline, project = str(shop["pipeline"]), shop["project"]
+    assert {"_known_at", "_feature_set_version"} <= set(_read(spark, shop["features"]).columns)
+    plain, debug = project / "warehouse" / "ts" / "plain", project / "warehouse" / "ts" / "debug"
+    args = ["training-set", pipeline, "--spine", shop["spine"], "--features", "spend", "--known-at", "--ttl", "2d"]
+    assert main([*args, "--out", str(plain)]) == 0
+    assert main([*args, "--out", str(debug), "--keep-internal-columns"]) == 0
+    user = ["label_id", "customer", "label_ts", "label", "n_2d", "sum_2d"]
+    assert _read(spark, plain).columns == user
+    assert _read(spark, debug).columns == [*user, "_spend_event_time", "_spend_known_at"]
+    assert_df_equality(_read(spark, plain), _read(spark, debug).select(*user), ignore_row_order=True)
+    manifest = json.loads(Path(f"{plain}.manifest.json").read_text())
+    assert manifest["options"]["keep_internal_columns"] is False
+    assert [c.split()[0] for c in manifest["output"]["columns"]] == user
+    rebuilt = project / "warehouse" / "ts" / "plain_rebuilt"
+    assert main(["training-set", pipeline, "--manifest", f"{plain}.manifest.json", "--out", str(rebuilt)]) == 0
+    assert_df_equality(_read(spark, rebuilt), _read(spark, plain), ignore_row_order=True)
+    capsys.readouterr()
+
+    spine = project / "spine_internal"
+    spark.createDataFrame(SPINE, SPINE_SCHEMA).withColumnRenamed("label", "_label").write.format("delta").save(
+        str(spine)
+    )
+    refused = project / "warehouse" / "ts" / "refused_spine"
+    assert main(["training-set", pipeline, "--spine", str(spine), "--features", "spend", "--out", str(refused)]) == 2
+    assert "column(s) _label start with '_'" in capsys.readouterr().err
+    assert not refused.exists()

@@ -375,3 +375,37 @@ def test_allow_empty_is_an_events_source_flag(project):
     assert config.source("tx").allow_empty and not config.source("products").allow_empty
     doc["sources"]["products"]["allow_empty"] = True
     assert any("sources.products.allow_empty" in e for e in _errors(project, doc))
+
+
+@pytest.mark.parametrize(
+    "mutate, path",
+    [
+        (lambda d: d["sources"]["tx"]["columns"].update({"_flag": "string"}), "sources.tx.columns._flag"),
+        (
+            lambda d: d["sources"]["products"]["columns"].update({"_region": "string"}),
+            "sources.products.columns._region",
+        ),
+        (lambda d: d["feature_sets"][0]["features"][0].update({"name": "_n_1h"}), "features[0].name"),
+        (lambda d: d.update({"selection": {"label": "_known_at"}}), "selection.label"),
+        (lambda d: d.update({"selection": {"label": "y", "features": ["n_1h", "_x"]}}), "selection.features"),
+        (
+            lambda d: d.update(
+                {"preprocessing": {"label": "_known_at", "transforms": [{"columns": "sum_7d", "scale": "standard"}]}}
+            ),
+            "preprocessing.label",
+        ),
+    ],
+    ids=["source_column", "dimension_column", "feature", "selection_label", "selection_feature", "preprocessing_label"],
+)
+def test_names_under_the_reserved_internal_prefix_are_refused(project, mutate, path):
+    """User-declared names may not start with '_', the prefix of featuremill's internal columns
+    (every user-facing reader leaves those out): one issue, at the right path, saying to rename."""
+    doc = copy.deepcopy(BASE)
+    mutate(doc)
+    with pytest.raises(ConfigError) as err:
+        _load(project, doc)
+    [issue] = err.value.issues
+    assert issue.file.endswith("p.yaml")
+    assert issue.path.endswith(path), issue.path
+    assert "starts with '_', the prefix featuremill reserves for its internal columns" in issue.message
+    assert "rename it" in issue.message

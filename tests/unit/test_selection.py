@@ -167,6 +167,40 @@ def test_select_features_regression_task(spark):
     assert result.feature("signal").label_correlation == pytest.approx(np.corrcoef(pdf["signal"], pdf["target"])[0, 1])
 
 
+@pytest.mark.slow  # a full selection run with its forest
+def test_select_features_never_names_an_internal_column(spark):
+    """A training table carrying featuremill's bookkeeping columns (``_known_at``,
+    ``_feature_set_version``, a kept ``_<set>_event_time``): they are neither candidates nor
+    reported as dropped, the real features are scored as before, and naming one is refused."""
+    import json
+
+    from pyspark.sql import functions as F
+
+    from featuremill.core.errors import SelectionError
+
+    rng = np.random.default_rng(3)
+    n = 600
+    pdf = pd.DataFrame({"signal": rng.normal(size=n), "noise": rng.normal(size=n)})
+    pdf["target"] = 3 * pdf["signal"] + rng.normal(scale=0.5, size=n)
+    df = (
+        _spark_frame(spark, pdf)
+        .withColumn("_known_at", F.lit("2024-01-02 00:00:00").cast("timestamp"))
+        .withColumn("_feature_set_version", F.lit(1))
+        .withColumn("_spend_event_time", F.lit("2024-01-01 10:00:00").cast("timestamp"))
+        .withColumn("_score_shadow", F.col("signal") * 2)  # numeric and informative: still not a candidate
+    )
+    result = select_features(df, SelectionSpec(model=FAST_MODEL), label="target")
+    assert [f.name for f in result.features] == ["signal", "noise"]
+    assert result.selected == ["signal"]
+    assert result.feature("noise").decision == "drop"
+    assert not [name for name in result.correlation_names if name.startswith("_")]
+    assert '"_' not in json.dumps(result.to_dict())  # no internal name anywhere in the report's data
+    with pytest.raises(SelectionError, match="'_known_at' starts with '_'"):
+        select_features(df, SelectionSpec(model=FAST_MODEL), label="target", features=["signal", "_known_at"])
+    with pytest.raises(SelectionError, match="'_score_shadow' starts with '_'"):
+        select_features(df, SelectionSpec(model=FAST_MODEL), label="_score_shadow")
+
+
 @pytest.mark.slow  # two full selections, one of 40 features on 3,000 rows
 def test_select_features_job_count_does_not_grow_with_feature_count(spark):
     """Acceptance 3: 5 features on 1,000 rows and 40 features on 3,000 rows run the same number of

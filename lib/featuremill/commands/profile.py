@@ -18,7 +18,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--start", help="first date of a range (with --end)")
     parser.add_argument("--end", help="last date of a range, inclusive")
     parser.add_argument("--version", type=int, help="read the table at this Delta version")
-    parser.add_argument("--columns", help="comma-separated columns to profile (default: all)")
+    parser.add_argument(
+        "--columns", help="comma-separated columns to profile (default: all but the internal _-prefixed ones)"
+    )
     parser.add_argument("--out", help="folder for the HTML and JSON reports (default reports/<pipeline>)")
 
 

@@ -35,6 +35,12 @@ def add_arguments(parser) -> None:
         "--known-at", action="store_true", help="use a feature row only once it was known (its _known_at <= label time)"
     )
     parser.add_argument(
+        "--keep-internal-columns",
+        action="store_true",
+        help="debugging: also write each feature set's _<set>_event_time (and, with --known-at, _<set>_known_at) "
+        "of the matched row; off by default, as _-prefixed columns are internal",
+    )
+    parser.add_argument(
         "--include-warming-up",
         action="store_true",
         help="keep spine rows whose feature windows reach before the feature table's first event date "
@@ -107,6 +113,7 @@ def run(args) -> int:
                 ("--ttl", args.ttl),
                 ("--strict", args.strict),
                 ("--known-at", args.known_at),
+                ("--keep-internal-columns", args.keep_internal_columns),
                 ("--include-warming-up", args.include_warming_up),
                 ("--selected-features", args.selected_features),
             )
@@ -154,6 +161,7 @@ def run(args) -> int:
         ttl_seconds=ttl,
         known_at=args.known_at,
         strategy=args.strategy,
+        keep_internal_columns=args.keep_internal_columns,
         selected_features=selected,
         selected_from=args.selected_features,
         include_warming_up=args.include_warming_up,

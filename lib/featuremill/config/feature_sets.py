@@ -18,6 +18,7 @@ from featuremill.config.model import (
     SourceSpec,
     WhereSpec,
 )
+from featuremill.core.columns import is_internal, reserved_name_message
 
 #: Functions that read a column (``count`` may, to count its non-null values).
 _NEEDS_COLUMN = ("sum", "mean", "stddev", "min", "max", "lag", "first", "last", "count_distinct", "percentile")
@@ -110,7 +111,9 @@ def parse_feature_sets(checker: Checker, value: Any, sources: dict[str, SourceSp
         )
         reserved = set(entity or ()) | entity_columns | ({source.event_time, "event_date"} if source else set())
         for f_i, feat in enumerate(features):
-            if feat.name in reserved:
+            if is_internal(feat.name):
+                checker.error(f"{path}.features[{f_i}].name", f"feature name {reserved_name_message(feat.name)}")
+            elif feat.name in reserved:
                 checker.error(f"{path}.features[{f_i}].name", f"{feat.name!r} clashes with a key or joined column")
         if None in (name, description, owner, version, source, entity) or not features:
             continue

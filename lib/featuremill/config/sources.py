@@ -7,6 +7,7 @@ from typing import Any
 from featuremill.config.checker import Checker, join_path, kind_of
 from featuremill.config.env import resolve_path
 from featuremill.config.model import SOURCE_FORMATS, SOURCE_KINDS, ColumnSpec, EnvSpec, SourceSpec, spark_type
+from featuremill.core.columns import is_internal, reserved_name_message
 
 #: Reader options featuremill sets itself to keep every input row countable; a source's
 #: ``options:`` may not override them (Spark option names are case-insensitive). ``mode``
@@ -44,6 +45,17 @@ def _parse_columns(checker: Checker, value: Any, path: str) -> tuple[ColumnSpec,
                 col_path,
                 f"column name {str(col_name)!r} contains {shown}, which Delta tables cannot store "
                 "(without column mapping); rename the column upstream",
+            )
+            continue
+        if is_internal(str(col_name)):
+            # featuremill's own columns (_ingest_date, _source_file, ...) share this prefix and
+            # every reader leaves them out: a user column under it would vanish from features,
+            # training sets and reports, or collide with a bookkeeping column.
+            checker.error(
+                col_path,
+                f"column name {reserved_name_message(str(col_name))} upstream, or leave it undeclared "
+                "(JSON, Parquet and Delta sources skip undeclared columns; a CSV header must match the declared "
+                "columns)",
             )
             continue
         if isinstance(spec, str):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featuremill.config import PipelineConfig
+from featuremill.core.columns import user_columns
 from featuremill.core.progress import stage
 from featuremill.pipelines.preprocess import FitResult, overwrite_table, run_fit
 from featuremill.pipelines.select_features import SelectRun, run_select
@@ -59,6 +60,8 @@ def build_inactivity_training_set(spark, config: PipelineConfig, *, end: dt.date
     labelled = features.withColumn(LABEL, F.when(next_ts.isNull() | (next_ts > horizon), 1).otherwise(0)).where(
         F.col(event_time) < F.lit(cutoff)
     )
+    # a training set is user-facing: the feature table's _known_at / _feature_set_version stay behind
+    labelled = labelled.select(*user_columns(labelled.columns))
     path = training_path(config)
     with stage(f"demo: training set ({LABEL})", spark):
         overwrite_table(labelled, path, root=config.env.warehouse, what="demo training set")

@@ -462,7 +462,12 @@ def _write_source(
             output_versions[validated_name], mine = guard.confirm(validated_name, empty=rows_valid == 0)
             if mine:
                 wrote.append(validated_name)
-                committed = _committed_rows(spark, validated_path, output_versions[validated_name])
+                committed = _committed_rows(
+                    spark,
+                    validated_path,
+                    output_versions[validated_name],
+                    metrics=guard.confirmed_metrics.get(validated_name),
+                )
                 if source.kind == "events":
                     written = committed
                 else:
@@ -496,7 +501,12 @@ def _write_source(
             output_versions["quarantine"], mine = guard.confirm("quarantine", empty=rows_quarantined == 0)
             if mine:
                 wrote.append("quarantine")
-                quarantine_written = _committed_rows(spark, tables.quarantine, output_versions["quarantine"])
+                quarantine_written = _committed_rows(
+                    spark,
+                    tables.quarantine,
+                    output_versions["quarantine"],
+                    metrics=guard.confirmed_metrics.get("quarantine"),
+                )
             elif rows_quarantined == 0:
                 quarantine_written = 0  # Delta recorded no commit: nothing went in
             st.set_rows(rows_quarantined)
@@ -597,9 +607,11 @@ def _dimension_history(spark, source: SourceSpec, valid, path: str, *, start: dt
     )
 
 
-def _committed_rows(spark, path: str, version: int) -> int:
-    """Rows written by commit ``version`` of ``path``, by its ``numOutputRows`` operation metric."""
-    metrics = io.commit_metrics(spark, path, version)
+def _committed_rows(spark, path: str, version: int, *, metrics: dict[str, str] | None = None) -> int:
+    """Rows written by commit ``version`` of ``path``, by its ``numOutputRows`` operation metric
+    (``metrics``: that commit's metrics when the caller already read them)."""
+    if metrics is None:
+        metrics = io.commit_metrics(spark, path, version)
     if "numOutputRows" not in metrics and metrics.get("numFiles") == "0":
         return 0  # a write of no rows adds no file and records no row count
     if "numOutputRows" not in metrics:

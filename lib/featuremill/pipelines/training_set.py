@@ -28,9 +28,13 @@ manifest, read through Delta time travel, and fails unless the rebuilt output ha
 fingerprint.
 
 Output columns: the spine's columns unchanged, then per feature set its features (declared
-order), ``_<set>_event_time`` (event time of the feature row used) and, with known-at,
-``_<set>_known_at``. Entity-level dimension columns of the feature tables are not attached: they
-are today's snapshot, not values as of the label time.
+order). Entity-level dimension columns of the feature tables are not attached: they are today's
+snapshot, not values as of the label time. The feature tables' internal columns (``_known_at``,
+``_feature_set_version``: :data:`featuremill.core.columns.RESERVED_PREFIX`) only drive the join and
+its checks; they never reach the output. For debugging, ``keep_internal_columns``
+(``--keep-internal-columns``) adds per feature set ``_<set>_event_time`` (event time of the
+feature row used) and, with known-at, ``_<set>_known_at``; ``featuremill select`` leaves them
+out. A spine with an internal-prefixed column is refused.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from featuremill.config import PipelineConfig
+from featuremill.core.columns import RESERVED_PREFIX, is_internal
 from featuremill.core.errors import ChangedInputError, InputDataError, TableStateError, TrainingSetError
 from featuremill.core.progress import stage
 from featuremill.core.session import ensure_timezone
@@ -106,8 +111,10 @@ class TrainingSetOptions:
     #: kept features of a selection (``featuremill select``'s selected_features.json), or None for all
     selected_features: tuple[str, ...] | None = None
     selected_from: str | None = None
-    #: keep spine rows whose feature windows reach before the first event date (flagged in
-    #: ``complete_window``); by default they are left out
+    #: add the ``_<set>_event_time`` / ``_<set>_known_at`` columns of the matched rows (debugging)
+    keep_internal_columns: bool = False
+    #: keep spine rows whose feature windows reach before the first event date; by default they
+    #: are left out (module docstring, step 3b)
     include_warming_up: bool = False
 
 
@@ -163,6 +170,18 @@ def _with_zoned_time(spine, column: str, *, timezone: str):
     return spine.withColumn(column, col(column).cast("timestamp"))
 
 
+def _check_spine_columns(spine, path: str) -> None:
+    """Refuse a spine with a column under the reserved prefix: it would pass through into the
+    training set, a user-facing table that must hold no internal column."""
+    internal = [c for c in spine.columns if is_internal(c)]
+    if internal:
+        raise TrainingSetError(
+            f"spine {path}: column(s) {', '.join(internal)} start with {RESERVED_PREFIX!r}, the prefix featuremill "
+            "reserves for its internal columns (docs/pipeline-config.md#reserved-column-names); drop or rename "
+            "them in the spine"
+        )
+
+
 def _feature_table_summary(df, *, fs_name: str, version: int, known_at: bool, table: str):
     """Check the rows' writing version (and ``_known_at``) in one aggregate; return the row count
     and the first event date (None for an empty table)."""
@@ -206,8 +225,16 @@ def _feature_table_summary(df, *, fs_name: str, version: int, known_at: bool, ta
 
 
 def _feature_sources(
-    entries: Sequence[Mapping[str, Any]], frames: Sequence[Any], *, ttl_seconds: int | None, known_at: bool
+    entries: Sequence[Mapping[str, Any]],
+    frames: Sequence[Any],
+    *,
+    ttl_seconds: int | None,
+    known_at: bool,
+    keep_internal_columns: bool,
 ) -> list[FeatureSource]:
+    """One join source per feature set. ``known_at`` filters on the table's ``_known_at`` either
+    way; the matched row's event time and known-at become output columns only with
+    ``keep_internal_columns`` (they carry the reserved prefix, so they are not user columns)."""
     return [
         FeatureSource(
             name=e["name"],
@@ -217,8 +244,8 @@ def _feature_sources(
             columns=tuple(e["features"]),
             known_at=KNOWN_AT if known_at else None,
             ttl_seconds=ttl_seconds,
-            event_time_as=f"_{e['name']}_event_time",
-            known_at_as=f"_{e['name']}_known_at" if known_at else None,
+            event_time_as=f"_{e['name']}_event_time" if keep_internal_columns else None,
+            known_at_as=f"_{e['name']}_known_at" if known_at and keep_internal_columns else None,
         )
         for e, frame in zip(entries, frames)
     ]
@@ -382,6 +409,7 @@ def build_training_set(
         if options.spine_format in (None, "delta") and io.is_delta_table(spark, options.spine):
             spine_version = io.delta_version(spark, options.spine)
         spine, spine_format = io.read_table(spark, options.spine, fmt=options.spine_format, version=spine_version)
+        _check_spine_columns(spine, options.spine)
         spine_time = _spine_time_column(spine, options.spine_time)
         with stage("training set: fingerprint spine", spark) as st:
             spine_rows, spine_fp = manifests.frame_fingerprint(spine)
@@ -459,7 +487,13 @@ def build_training_set(
         )
         joined = point_in_time_join(
             spine,
-            _feature_sources(entries, frames, ttl_seconds=options.ttl_seconds, known_at=options.known_at),
+            _feature_sources(
+                entries,
+                frames,
+                ttl_seconds=options.ttl_seconds,
+                known_at=options.known_at,
+                keep_internal_columns=options.keep_internal_columns,
+            ),
             spine_time=spine_time,
             strict=options.strict,
             strategy=strategy,
@@ -473,6 +507,7 @@ def build_training_set(
                 "ttl_seconds": options.ttl_seconds,
                 "known_at": options.known_at,
                 "strategy": strategy,
+                "keep_internal_columns": options.keep_internal_columns,
                 "include_warming_up": options.include_warming_up,
             },
             "selection": selection,
@@ -515,6 +550,7 @@ def build_training_set(
                 "ttl_seconds": options.ttl_seconds,
                 "known_at": options.known_at,
                 "strategy": strategy,
+                "keep_internal_columns": options.keep_internal_columns,
                 "include_warming_up": options.include_warming_up,
             },
             "warming_up_excluded": spine_rows - kept_rows,
@@ -649,7 +685,14 @@ def rebuild_training_set(
             rows, fingerprint = kept
         joined = point_in_time_join(
             spine,
-            _feature_sources(m["feature_sets"], frames, ttl_seconds=opts["ttl_seconds"], known_at=opts["known_at"]),
+            _feature_sources(
+                m["feature_sets"],
+                frames,
+                ttl_seconds=opts["ttl_seconds"],
+                known_at=opts["known_at"],
+                # manifests written before the option existed describe outputs that carried them
+                keep_internal_columns=opts.get("keep_internal_columns", True),
+            ),
             spine_time=spine_info["time_column"],
             strict=opts["strict"],
             strategy=used,

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from featuremill.config import Checker, SectionContext, parse_duration
+from featuremill.core.columns import is_internal, reserved_name_message
 
 IMPUTE_STRATEGIES = ("mean", "median", "mode", "constant")
 NUMERIC_IMPUTE = ("mean", "median")
@@ -501,6 +502,9 @@ def parse_preprocessing_section(
     default_name = context.document.get("pipeline") if isinstance(context.document.get("pipeline"), str) else "default"
     name = checker.string(spec["name"], _j(path, "name"), identifier=True) if "name" in spec else default_name
     label = checker.string(spec["label"], _j(path, "label")) if "label" in spec else None
+    if label and is_internal(label):
+        checker.error(_j(path, "label"), f"label {reserved_name_message(label)}")
+        label = None
     key = checker.names(spec["key"], _j(path, "key")) if "key" in spec else ()
     folds = checker.integer(spec["folds"], _j(path, "folds"), minimum=2) if "folds" in spec else DEFAULT_FOLDS
     seed = checker.integer(spec["seed"], _j(path, "seed")) if "seed" in spec else 42

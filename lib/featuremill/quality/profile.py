@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from featuremill.config import NUMERIC_TYPES
+from featuremill.core.columns import user_columns
 from featuremill.core.local_rows import local_dataframe
 from featuremill.core.sql import col
 from featuremill.quality.spec import ProfileSettings
@@ -248,14 +249,20 @@ def profile_frame(
 def profile_table(
     spark, config, *, table: str, selection, columns: Sequence[str] | None = None, store: bool = True
 ) -> TableProfile:
-    """Profile a selection of one of the pipeline's tables and store it in ``profiles``."""
+    """Profile a selection of one of the pipeline's tables and store it in ``profiles``.
+
+    ``columns`` (default: every column but the internal ones, which are refused when named).
+    """
     from featuremill.quality.spec import quality_of
-    from featuremill.quality.tables import read_selection, resolve_table, shown
+    from featuremill.quality.tables import read_selection, refuse_internal, resolve_table, shown
 
     settings = quality_of(config).profile
     ref = resolve_table(config, table)
     df, resolved, version = read_selection(spark, ref, selection)
-    chosen = list(columns) if columns else [c for c in df.columns]
+    if columns:
+        refuse_internal(columns, ref)
+    # featuremill's bookkeeping columns (_ingest_date, _known_at, ...) are not data to profile
+    chosen = list(columns) if columns else user_columns(df.columns)
     rows, profiles = profile_frame(df, columns=chosen, settings=settings)
     profile = TableProfile(
         profile_id=uuid.uuid4().hex,

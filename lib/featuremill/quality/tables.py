@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from featuremill.config import FeatureSetSpec, PipelineConfig, SourceSpec
+from featuremill.core.columns import RESERVED_PREFIX, is_internal, user_columns
 from featuremill.core.errors import FeaturemillError
 
 #: Columns the jobs add to every validated / feature table (name -> Spark SQL type).
@@ -226,18 +227,35 @@ def read_selection(spark, table: TableRef, selection: Selection):
     return df, Selection(start=start, end=end, version=version), version
 
 
+def refuse_internal(columns: Sequence[str], table: TableRef) -> None:
+    """Refuse explicitly requested internal columns: profiles and drift reports are user-facing,
+    and featuremill's bookkeeping columns (:data:`featuremill.core.columns.RESERVED_PREFIX`) are
+    not features."""
+    internal = [c for c in columns if is_internal(c)]
+    if internal:
+        raise SelectionError(
+            f"table {table.name}: {', '.join(internal)} "
+            + ("is an internal column" if len(internal) == 1 else "are internal columns")
+            + f" (prefix {RESERVED_PREFIX!r}, featuremill's bookkeeping), not profiled or compared; "
+            "leave them out of --columns and the quality section"
+        )
+
+
 def columns_for_analysis(
     schema, table: TableRef, *, columns: Sequence[str] | None = None, exclude: Sequence[str] = ()
 ) -> list[str]:
-    """Columns to profile or compare: ``columns`` if given, else all but keys, dates and ``_`` columns."""
+    """Columns to profile or compare: ``columns`` if given (internal ones refused), else all but
+    keys, dates and internal (``_``) columns."""
     names = [f.name for f in schema.fields]
     if columns:
+        refuse_internal(columns, table)
         missing = [c for c in columns if c not in names]
         if missing:
-            raise SelectionError(f"table {table.name} has no column(s) {', '.join(missing)}; it has {', '.join(names)}")
+            shown = ", ".join(user_columns(names))
+            raise SelectionError(f"table {table.name} has no column(s) {', '.join(missing)}; it has {shown}")
         return list(columns)
     skip = set(table.key) | {table.event_time, table.date_column, "event_date"} | set(exclude)
-    return [n for n in names if n not in skip and not n.startswith("_")]
+    return [n for n in user_columns(names) if n not in skip]
 
 
 def stack(df, entries: Sequence[dict]):

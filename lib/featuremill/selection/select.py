@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from featuremill.core.columns import is_internal, reserved_name_message, user_columns
 from featuremill.core.errors import SelectionError
 from featuremill.core.fingerprint import content_fingerprint, content_hash_aggregate
 from featuremill.core.progress import stage
@@ -197,10 +198,12 @@ def select_features(
 ) -> SelectionResult:
     """Score every candidate feature of ``df`` against ``label`` and decide which to keep.
 
-    Candidates: ``features`` (or ``spec.features``), else every column but the label and
-    ``spec.exclude``. Numeric (and boolean) columns are scored as numbers, string columns as
-    categories; other types are reported as unsupported and dropped. Rows with a null label are
-    counted but not used for relevance scores.
+    Candidates: ``features`` (or ``spec.features``), else every column but the label,
+    ``spec.exclude`` and the internal columns (:func:`featuremill.core.columns.is_internal`, never
+    candidates: naming one as a feature or the label is a :class:`SelectionError`). Numeric (and
+    boolean) columns are scored as numbers, string columns as categories; other types are
+    reported as unsupported and dropped. Rows with a null label are counted but not used for
+    relevance scores.
     """
     from pyspark import StorageLevel
 
@@ -257,9 +260,17 @@ def _candidates(df, spec: SelectionSpec, *, label: str | None, features: Sequenc
     if not label:
         raise SelectionError("no label column: pass --label or set selection.label")
     types = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    if is_internal(label):
+        raise SelectionError(f"label {reserved_name_message(label)}")
     if label not in types:
-        raise SelectionError(f"label column {label!r} is not in the training data (columns: {', '.join(types)})")
-    names = list(features or spec.features or [c for c in df.columns if c != label and c not in spec.exclude])
+        shown = ", ".join(user_columns(types))
+        raise SelectionError(f"label column {label!r} is not in the training data (columns: {shown})")
+    # internal (_-prefixed) columns are featuremill's bookkeeping, never candidates
+    default = [c for c in user_columns(df.columns) if c != label and c not in spec.exclude]
+    names = list(features or spec.features or default)
+    internal = [c for c in names if is_internal(c)]
+    if internal:
+        raise SelectionError(f"feature {reserved_name_message(internal[0])}")
     missing = [c for c in names if c not in types]
     if missing:
         raise SelectionError(f"feature column(s) {', '.join(missing)} are not in the training data")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from featuremill.config import Checker, SectionContext
+from featuremill.core.columns import is_internal, reserved_name_message
 
 TASKS = ("auto", "classification", "regression")
 CORRELATION_METHODS = ("pearson", "spearman")
@@ -96,11 +97,19 @@ def parse_selection_section(checker: Checker, value: Any, path: str, context: Se
     ok = True
     if "label" in spec:
         out["label"] = checker.string(spec["label"], f"{path}.label")
+        if out["label"] and is_internal(out["label"]):
+            checker.error(f"{path}.label", f"label {reserved_name_message(out['label'])}")
+            ok = False
     if "task" in spec:
         out["task"] = checker.string(spec["task"], f"{path}.task", choices=TASKS)
     for key in ("features", "exclude"):
         if key in spec:
             out[key] = checker.names(spec[key], f"{path}.{key}")
+    # internal columns are never candidates: listing one in exclude is harmless, in features an error
+    for name in out.get("features") or ():
+        if is_internal(name):
+            checker.error(f"{path}.features", f"feature {reserved_name_message(name)}")
+            ok = False
     for key, low in (("bins", 2), ("max_levels", 2), ("max_features", 1), ("seed", 0), ("max_classes", 2)):
         if key in spec:
             out[key] = checker.integer(spec[key], f"{path}.{key}", minimum=low)

@@ -163,10 +163,44 @@ def _from_millis(millis: int) -> dt.datetime:
 
 def latest_txn_commit(spark, path: str, app_id: str) -> Commit | None:
     """The retained commit that recorded the highest ``txnVersion`` for ``app_id``, or ``None``."""
+    if not _snapshot_has_txn(spark, path, app_id):
+        return None
     commits = read_commits(spark, path, app_id=app_id)
     if not commits:
         return None
     return max(commits, key=lambda c: (c.txn_version(app_id) or -1, c.version))
+
+
+def jvm_snapshot(spark, path: str):
+    """``(DeltaLog, Snapshot)`` of the table at ``path`` through the driver's JVM, brought up to date.
+
+    Delta's internal Scala API (``org.apache.spark.sql.delta.DeltaLog``): callers use it only as a
+    shortcut and fall back to the public API on any error. Raises on Spark Connect (no JVM).
+    """
+    jvm = spark._jvm
+    none = jvm.scala.Option.empty()
+    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, str(path))
+    return delta_log, delta_log.update(False, none, none)
+
+
+def _snapshot_has_txn(spark, path: str, app_id: str) -> bool:
+    """``False`` only when the table's current snapshot records no transaction for ``app_id``.
+
+    Every run asks this for a new run key, and the answer is almost always "none": the
+    snapshot's map of ``appId -> txnVersion`` (the state Delta itself checks idempotent writes
+    against) answers in milliseconds, where reading the commit files takes a Spark job. It is
+    Delta's internal API, so any failure (Spark Connect, a runtime with its own Delta) answers
+    ``True`` and the caller reads the commit files. A transaction Delta expired from the snapshot
+    (``delta.setTransactionRetentionDuration``) no longer blocks Delta's own writes either.
+    """
+    try:
+        _, snapshot = jvm_snapshot(spark, path)
+        if int(snapshot.version()) < 0:
+            return False
+        return bool(snapshot.transactions().get(app_id).isDefined())
+    except Exception as exc:  # an internal API: fall back to the commit files
+        log.debug("reading the transactions of %s from its snapshot failed (%s)", path, exc)
+        return True
 
 
 def monotonic_timestamps(commits: list[Commit]) -> dict[int, dt.datetime]:

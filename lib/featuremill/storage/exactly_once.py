@@ -212,6 +212,8 @@ class CommitGuard:
     priors: dict[str, PriorCommit | None] = field(default_factory=dict)
     txn_version: int = 1
     planned: bool = False
+    #: ``operationMetrics`` of the commits :meth:`confirm` found this run wrote, by table name
+    confirmed_metrics: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:
@@ -316,14 +318,15 @@ class CommitGuard:
         """
         path = self.tables[table]
         latest = io.latest_commit(self.spark, path)
-        if latest is not None and parse_commit_metadata(latest[1]).get("run_id") == self.run_id:
-            return latest[0], True
+        if latest is not None and parse_commit_metadata(latest.user_metadata).get("run_id") == self.run_id:
+            self.confirmed_metrics[table] = latest.operation_metrics
+            return latest.version, True
         commit = latest_txn_commit(self.spark, path, self.run_key)
         prior = PriorCommit.from_commit(table, self.run_key, commit) if commit else None
         if prior is not None and prior.run_id == self.run_id:
             return prior.table_version, True
         if empty and (prior is None or prior.fingerprint == self.fingerprint):
-            return (latest[0] if latest is not None else -1), False
+            return (latest.version if latest is not None else -1), False
         if prior is not None and prior.fingerprint == self.fingerprint:
             log.warning(
                 "%s: %s was committed by concurrent run %s with the same inputs; this run wrote nothing",

@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from featuremill.config import SourceSpec
 from featuremill.core.columns import CORRUPT_RECORD, SOURCE_FILE
@@ -276,18 +277,40 @@ def _sql_merge(df, path: str, on: str, clauses: Sequence[str], *, evolve_schema:
         spark.catalog.dropTempView(view)
 
 
+class CommitInfo(NamedTuple):
+    """One commit of a Delta table: its version, ``userMetadata`` and ``operationMetrics``."""
+
+    version: int
+    user_metadata: str | None
+    operation_metrics: dict[str, str]
+
+
 def delta_version(spark, path: str) -> int | None:
     """Latest committed version of the table at ``path``; ``None`` if there is no table."""
     if not is_delta_table(spark, path):
         return None
+    fast = _log_commit(spark, path, None, version_only=True)
+    if fast is not None:
+        return fast.version
     row = delta_history(spark, path, 1).select("version").first()
     return int(row["version"]) if row else None
 
 
+def latest_commit(spark, path: str) -> CommitInfo | None:
+    """The latest commit of the table at ``path``, or ``None`` without a table."""
+    if not is_delta_table(spark, path):
+        return None
+    fast = _log_commit(spark, path, None)
+    if fast is not None:
+        return fast
+    row = delta_history(spark, path, 1).select("version", "userMetadata", "operationMetrics").first()
+    return _commit_info(row) if row else None
+
+
 def last_operation_metrics(spark, path: str) -> dict[str, str]:
     """``operationMetrics`` of the latest commit (rows inserted, updated, deleted, written...)."""
-    row = delta_history(spark, path, 1).select("operationMetrics").first()
-    return dict(row["operationMetrics"] or {}) if row else {}
+    latest = latest_commit(spark, path)
+    return latest.operation_metrics if latest else {}
 
 
 def commit_metrics(spark, path: str, version: int) -> dict[str, str]:
@@ -298,10 +321,66 @@ def commit_metrics(spark, path: str, version: int) -> dict[str, str]:
     """
     from pyspark.sql import functions as F
 
+    fast = _log_commit(spark, path, int(version))
+    if fast is not None:
+        return fast.operation_metrics
     # through delta_history: DESCRIBE HISTORY under Spark Connect, where DeltaTable needs a server plugin
     history = delta_history(spark, path)
     row = history.where(F.col("version") == F.lit(version)).select("operationMetrics").first()
     return dict(row["operationMetrics"] or {}) if row else {}
+
+
+def _commit_info(row) -> CommitInfo:
+    return CommitInfo(int(row["version"]), row["userMetadata"], dict(row["operationMetrics"] or {}))
+
+
+def _log_commit(spark, path: str, version: int | None, *, version_only: bool = False) -> CommitInfo | None:
+    """Commit ``version`` (default: the latest) read from the table's Delta log in the driver's JVM.
+
+    ``DeltaTable.history`` builds a DataFrame of every field of the commits it reads: about 0.3 s
+    a call, paid several times by every job's bookkeeping (which version was written, by which
+    run, with how many rows). Reading the one commit through ``DeltaLog`` costs a few
+    milliseconds. ``DeltaLog`` is Delta's internal API, so this is a shortcut only: ``None`` (the
+    caller then reads the history) on Spark Connect, on a runtime whose Delta differs (Databricks
+    ships its own), on any error, or when the commit has no ``commitInfo``.
+    """
+    if _connect(spark):
+        return None
+    from featuremill.storage import delta_log as log_files
+
+    try:
+        delta_log, snapshot = log_files.jvm_snapshot(spark, path)
+        latest = int(snapshot.version())
+        if latest < 0:
+            return None
+        target = latest if version is None else int(version)
+        if version_only and version is None:
+            return CommitInfo(latest, None, {})
+        if target > latest or target < 0:
+            return None
+        changes = delta_log.getChanges(target, False)
+        if not changes.hasNext():
+            return None
+        found = changes.next()
+        if int(found._1()) != target:
+            return None
+        actions = found._2()
+        for i in range(actions.size()):
+            action = actions.apply(i)
+            if action.getClass().getSimpleName() != "CommitInfo":
+                continue
+            metadata = action.userMetadata()
+            metrics = action.operationMetrics()
+            converted = (
+                dict(spark._jvm.scala.jdk.javaapi.CollectionConverters.asJava(metrics.get()))
+                if metrics.isDefined()
+                else {}
+            )
+            return CommitInfo(target, metadata.get() if metadata.isDefined() else None, converted)
+        return None
+    except Exception as exc:  # an internal API: any failure means "use the public history"
+        log.debug("reading the Delta log of %s directly failed (%s); using its history", path, exc)
+        return None
 
 
 def table_size_bytes(spark, path: str) -> int:
@@ -362,8 +441,9 @@ def check_time_travel(spark, path: str, version: int) -> None:
     """
     from pyspark.sql import functions as F
 
-    if not is_delta_table(spark, path):
-        return
+    latest = delta_version(spark, path)
+    if latest is None or version >= latest:
+        return  # no later commit has removed a file of this version
     later = delta_history(spark, path).where(F.col("version") > F.lit(version))
     vacuum_ops = ["VACUUM START", "VACUUM END"]  # metadata-only commits: they remove no file
     first = later.where(~F.col("operation").isin(*vacuum_ops)).agg(F.min("version")).first()[0]
@@ -724,14 +804,6 @@ def set_table_properties(spark, path: str, properties: Mapping[str, str], *, roo
         return
     assignments = ", ".join(f"{literal(k)} = {literal(v)}" for k, v in sorted(properties.items()))
     spark.sql(f"ALTER TABLE {delta_path_identifier(path)} SET TBLPROPERTIES ({assignments})")
-
-
-def latest_commit(spark, path: str) -> tuple[int, str | None] | None:
-    """``(version, userMetadata)`` of the table's latest commit, or ``None`` without a table."""
-    if not is_delta_table(spark, path):
-        return None
-    row = delta_history(spark, path, 1).select("version", "userMetadata").first()
-    return (int(row["version"]), row["userMetadata"]) if row else None
 
 
 def replace_table(df, path: str, *, root: str, what: str = "table", partition_by: Sequence[str] = ()) -> None:

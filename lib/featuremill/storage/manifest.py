@@ -8,7 +8,9 @@ default). Keys (``MANIFEST_FORMAT`` 1):
 * ``pipeline``: ``name``, ``file``, ``env``, ``timezone``, ``tables_root``;
 * ``spine``: ``path``, ``format``, ``delta_version`` (Delta spines), ``time_column``, ``rows``,
   ``fingerprint`` (:func:`featuremill.core.fingerprint.frame_fingerprint`);
-* ``options``: ``strict``, ``ttl_seconds``, ``known_at``, ``strategy`` (the one used);
+* ``options``: ``strict``, ``ttl_seconds``, ``known_at``, ``strategy`` (the one used),
+  ``keep_internal_columns`` (absent in manifests written before it existed, whose outputs carried
+  the ``_<set>_event_time`` / ``_<set>_known_at`` columns: a rebuild keeps them);
 * ``feature_sets``: one entry per requested set: ``name``, ``version``, ``fingerprint`` (of the
   definition, :mod:`featuremill.storage.versions`), ``table``, ``delta_version``, ``entity``,
   ``event_time``, ``features``, ``rows``;
