@@ -74,5 +74,6 @@ def demo_run(spark, tmp_path_factory) -> DemoRun:
         cmd, cwd=ROOT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1500
     )
     wall_s = time.monotonic() - began
+    (base / "console.txt").write_text(proc.stdout)  # to read after a failure
     assert proc.returncode == 0, proc.stdout[-4000:]
     return DemoRun(run.warehouse, run.data_root, run.reports, proc.stdout, wall_s)

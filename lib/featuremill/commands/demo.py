@@ -88,13 +88,15 @@ def _injected_problems() -> None:
     counts they cause read as expected findings, not as a broken run."""
     from featuremill.pipelines.demo_data import DIRTY_RATES
 
-    rates = ", ".join(f"{name.replace('_', ' ')} {rate:.2%}" for name, rate in DIRTY_RATES.items())
+    rates = ", ".join(
+        f"{name.replace('non_finite', 'non-finite').replace('_', ' ')} {rate:.2%}" for name, rate in DIRTY_RATES.items()
+    )
     emit(wrapped("demo data: dirty on purpose: ", f"events with {rates} of the base events;", indent=2))
     emit(
         wrapped(
             "  ",
-            "about 1% of customer ids missing from the customers dimension (expect the quality warning of "
-            "rule 'referential_customer_id') and a few bad dimension rows (quarantined).",
+            "expect the quality warning of rule 'referential_customer_id': about 1% of customer ids are "
+            "missing from the customers dimension; a few bad dimension rows are quarantined.",
             indent=2,
         )
     )
