@@ -34,10 +34,11 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
 fi
 
 delta_version=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("delta-spark"))')
-ivy_dir=${FEATUREMILL_IVY_DIR:-$HOME/.ivy2.5.2}
-if ! ls "$ivy_dir"/jars/io.delta_delta-spark_2.13-"$delta_version".jar >/dev/null 2>&1; then
-  log "resolving Delta $delta_version jars from Maven Central (first time only)"
-  .venv/bin/python - <<'PY'
+# get_spark passes the Delta jars of a recorded earlier resolution (no Ivy run, no Ivy report);
+# resolve and record them once here, with Ivy's report kept in a log instead of on the console.
+if ! .venv/bin/python -c 'import sys; from featuremill.core.session import cached_delta_jars; sys.exit(0 if cached_delta_jars() else 1)'; then
+  log "resolving Delta $delta_version jars from Maven Central (first time only; report in .venv/delta-jars.log)"
+  if ! .venv/bin/python - >.venv/delta-jars.log 2>&1 <<'PY'
 import logging
 logging.basicConfig(level=logging.WARNING)
 from featuremill.core.session import get_spark
@@ -45,6 +46,10 @@ spark = get_spark("featuremill-setup", master="local[1]", conf={"spark.ui.enable
 spark.range(1).count()
 spark.stop()
 PY
+  then
+    cat .venv/delta-jars.log >&2
+    exit 1
+  fi
 fi
 # redis-server for the online-store tests (Debian package; nothing happens when it is installed)
 scripts/redis.sh install || log "warning: could not install redis-server (the Redis online-store tests need it)"

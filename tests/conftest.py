@@ -63,6 +63,7 @@ SHARED_WORKER = {
     "tests/faults/": "faults-shop",  # the session's ingested shop template
     "tests/integration/test_demo_model.py": "demo-run",  # the session's shared demo run
     "tests/integration/test_runs_demo.py": "demo-run",
+    "tests/integration/test_demo_console.py": "demo-run",
     # scripts/package.sh builds in the checkout (build/, lib/featuremill.egg-info); .venv-deploy
     "tests/integration/test_cluster.py": "package-build",
     "tests/integration/test_deploy_export.py": "package-build",

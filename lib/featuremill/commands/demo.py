@@ -60,6 +60,7 @@ def run(args) -> int:
     spark = spark_for(config, "featuremill-demo")
     spec = DemoDataSpec(events=args.events, days=args.days, seed=args.seed)
     manifest = write_demo_data(spark, config.env.data_root, spec)
+    _injected_problems()
     first, last = spec.start_date, spec.end_date
     history_end = last - dt.timedelta(days=1)
 
@@ -87,6 +88,25 @@ def run(args) -> int:
     if args.serve:
         _serve(spark, config, args.serve)
     return 0
+
+
+def _injected_problems() -> None:
+    """Say up front which problems the demo data has on purpose, so the warnings and quarantine
+    counts they cause read as expected findings, not as a broken run."""
+    from featuremill.pipelines.demo_data import DIRTY_RATES
+
+    rates = ", ".join(
+        f"{name.replace('non_finite', 'non-finite').replace('_', ' ')} {rate:.2%}" for name, rate in DIRTY_RATES.items()
+    )
+    emit(wrapped("demo data: dirty on purpose: ", f"events with {rates} of the base events;", indent=2))
+    emit(
+        wrapped(
+            "  ",
+            "expect the quality warning of rule 'referential_customer_id': about 1% of customer ids are "
+            "missing from the customers dimension; a few bad dimension rows are quarantined.",
+            indent=2,
+        )
+    )
 
 
 def _serve(spark, config, repo: str) -> None:

@@ -6,7 +6,10 @@
   setting of the platform alone (Delta comes from the platform or the submit command);
 * in local mode (a plain ``python`` process) it builds a ``local[*]`` session with the Delta
   extension, catalog and jars (resolved from Maven Central once and cached by Ivy); the jar's
-  coordinate follows the installed pyspark and delta-spark (:func:`local_delta_package`);
+  coordinate follows the installed pyspark and delta-spark (:func:`local_delta_package`); once
+  resolved, later sessions pass the cached jar files and Ivy stays silent; its JVM starts with a
+  quiet log4j2 configuration (Spark's warnings hidden, errors shown) unless the user configures
+  logging or asks for a level (``featuremill.logLevel``, ``FEATUREMILL_SPARK_LOG_LEVEL``);
 * with a Spark Connect remote (``SPARK_REMOTE``, which pyspark itself honours, or the
   ``spark.remote`` setting) it returns a Connect session instead: for ``local[...]`` remotes pyspark
   starts a local Connect server, which gets the same Delta settings and jars; an ``sc://`` server
@@ -42,6 +45,14 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # Delta's retention check must stay on; the defaults below only quieten local runs.
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
 }
+
+#: The log4j2 configuration a local session's JVM starts with (see :func:`local_settings`): Spark's
+#: loggers at ERROR, so a normal run prints no JVM warnings, and errors still do.
+QUIET_LOG4J = Path(__file__).with_name("log4j2-quiet.properties")
+#: Spark's log level instead of the quiet start: the setting (in an environment's ``spark:`` block)
+#: and the environment variable (which wins), e.g. ``FEATUREMILL_SPARK_LOG_LEVEL=WARN``.
+LOG_LEVEL_KEY = "featuremill.logLevel"
+LOG_LEVEL_ENV = "FEATUREMILL_SPARK_LOG_LEVEL"
 
 
 @dataclass(frozen=True)
@@ -131,16 +142,125 @@ def get_spark(
         return spark
 
     builder = SparkSession.builder.appName(app_name).master(master or "local[*]")
-    settings = dict(LOCAL_DEFAULTS)
-    settings.update(conf or {})
+    settings = local_settings(conf, env)
     for key, value in settings.items():
         builder = builder.config(key, value)
-    if "spark.jars.packages" not in settings and "spark.jars" not in settings:
-        builder = builder.config("spark.jars.packages", local_delta_package())
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(settings.get("featuremill.logLevel", "WARN"))
+    level = spark_log_level(conf, env)
+    if level:
+        spark.sparkContext.setLogLevel(level)
+    if "spark.jars.packages" in settings and "spark.jars.packages" not in (conf or {}):
+        # Ivy resolved the Delta jars this once: the next local session passes the files directly
+        _remember_delta_jars(spark, settings["spark.jars.packages"], env)
     log.info("runtime local: built a %s session with Delta (Spark %s)", master or "local[*]", spark.version)
     return spark
+
+
+def spark_log_level(conf: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The Spark log level asked for: ``FEATUREMILL_SPARK_LOG_LEVEL``, else ``featuremill.logLevel``
+    in ``conf`` (the environment's ``spark:`` block), else ``None`` (the quiet default)."""
+    env = os.environ if environ is None else environ
+    level = env.get(LOG_LEVEL_ENV) or (conf or {}).get(LOG_LEVEL_KEY)
+    return level.strip().upper() if level and level.strip() else None
+
+
+def local_settings(conf: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every setting :func:`get_spark` gives a session it builds in local mode, without starting Spark.
+
+    :data:`LOCAL_DEFAULTS`, then ``conf`` (which wins), then:
+
+    * the Delta jars: the cached jar files of an earlier resolution as ``spark.jars`` when they are
+      all still there, else ``spark.jars.packages`` (Ivy resolves them and prints its report);
+      an explicit ``spark.jars`` or ``spark.jars.packages`` in ``conf`` is left alone;
+    * a quiet start: ``-Dlog4j2.configurationFile=`` :data:`QUIET_LOG4J` appended to
+      ``spark.driver.extraJavaOptions``, so Spark's own startup and run-time warnings never print
+      (errors do). Not when a Spark log level is asked for (:func:`spark_log_level`) and not when
+      the user already points the JVM at a log4j configuration (:func:`user_log4j_config`).
+    """
+    env = os.environ if environ is None else environ
+    settings = dict(LOCAL_DEFAULTS)
+    settings.update(conf or {})
+    if "spark.jars.packages" not in settings and "spark.jars" not in settings:
+        package = local_delta_package()
+        jars = cached_delta_jars(package, env)
+        if jars:
+            settings["spark.jars"] = ",".join(jars)
+        else:
+            settings["spark.jars.packages"] = package
+    if spark_log_level(conf, env) is None and user_log4j_config(settings, env) is None:
+        java = settings.get("spark.driver.extraJavaOptions", "")
+        # a file: URI has no spaces, so Spark's splitting of the option string keeps it whole
+        settings["spark.driver.extraJavaOptions"] = f"{java} -Dlog4j2.configurationFile={QUIET_LOG4J.as_uri()}".strip()
+    return settings
+
+
+def user_log4j_config(settings: Mapping[str, str], environ: Mapping[str, str] | None = None) -> str | None:
+    """Where the user already configures the JVM's logging (then get_spark keeps out), or ``None``.
+
+    Looks at the driver's Java options in ``settings`` and in the environment variables the
+    launcher reads, at ``LOG4J_CONFIGURATION_FILE`` and at a ``log4j2*`` file in the Spark conf
+    folder (``SPARK_CONF_DIR``, else ``SPARK_HOME/conf``), which Spark puts on the classpath.
+    """
+    env = os.environ if environ is None else environ
+    if "log4j" in settings.get("spark.driver.extraJavaOptions", ""):
+        return "spark.driver.extraJavaOptions"
+    for name in ("PYSPARK_SUBMIT_ARGS", "SPARK_SUBMIT_OPTS", "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS"):
+        if "log4j" in env.get(name, ""):
+            return name
+    if env.get("LOG4J_CONFIGURATION_FILE"):
+        return "LOG4J_CONFIGURATION_FILE"
+    conf_dir = env.get("SPARK_CONF_DIR") or (os.path.join(env["SPARK_HOME"], "conf") if env.get("SPARK_HOME") else "")
+    if conf_dir and os.path.isdir(conf_dir):
+        for name in sorted(os.listdir(conf_dir)):
+            if name.startswith("log4j2") and not name.endswith(".template"):
+                return os.path.join(conf_dir, name)
+    return None
+
+
+def _jars_record(package: str, environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME") or str(Path.home()), ".cache")
+    return Path(base) / "featuremill" / (package.replace(":", "_") + ".jars")
+
+
+def cached_delta_jars(package: str | None = None, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The local jar files an earlier session's Ivy resolution of ``package`` produced, or ``[]``.
+
+    Empty when there is no record of one or when any recorded jar is gone (a cleared Ivy cache):
+    then Ivy resolves again. ``scripts/setup.sh`` makes the record once.
+    """
+    env = os.environ if environ is None else environ
+    record = _jars_record(package or local_delta_package(), env)
+    try:
+        jars = [line.strip() for line in record.read_text().splitlines() if line.strip()]
+    except OSError:
+        return []
+    if not jars or not all(os.path.isfile(_local_path(j)) for j in jars):
+        return []
+    return jars
+
+
+def _local_path(jar: str) -> str:
+    """``file:///x/y.jar`` or ``file:/x/y.jar`` (as spark-submit lists them) -> ``/x/y.jar``."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(jar)
+    return unquote(parsed.path) if parsed.scheme == "file" else jar
+
+
+def _remember_delta_jars(spark, package: str, environ: Mapping[str, str]) -> None:
+    """Record the jar files Ivy resolved ``package`` to (spark-submit lists them in ``spark.jars``),
+    so the next local session passes them directly and Ivy neither runs nor prints."""
+    jars = [j for j in (spark.sparkContext.getConf().get("spark.jars", "") or "").split(",") if j.strip()]
+    if not jars or not all(os.path.isfile(_local_path(j)) for j in jars):
+        return
+    record = _jars_record(package, environ)
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_suffix(".tmp")
+        tmp.write_text("\n".join(jars) + "\n")
+        tmp.replace(record)  # atomic: a concurrent reader sees the old record or the whole new one
+    except OSError as exc:  # a read-only home only costs Ivy's report on the next start
+        log.debug("could not record the Delta jars in %s: %s", record, exc)
 
 
 def local_delta_package() -> str:

@@ -1,0 +1,105 @@
+"""What get_spark sets for a session it builds in local mode: a quiet JVM log and cached Delta jars,
+never over a logging setup or jars the user chose. Pure settings, no Spark started."""
+
+from __future__ import annotations
+
+import configparser
+
+import pytest
+
+from featuremill.core import session
+from tests.conftest import ROOT
+
+QUIET = f"-Dlog4j2.configurationFile={session.QUIET_LOG4J.as_uri()}"
+
+
+@pytest.fixture()
+def environ(tmp_path) -> dict[str, str]:
+    """An environment with no Spark or log4j variables and an empty cache folder of its own."""
+    return {"HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+
+def test_quiet_log4j_file_ships_with_the_package_and_keeps_errors():
+    text = session.QUIET_LOG4J.read_text()
+    assert "rootLogger.level = error" in text
+    assert "appender.console.target = SYSTEM_ERR" in text
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    shipped = [p.strip() for p in cfg["options.package_data"]["featuremill"].split(",")]
+    assert "core/log4j2-quiet.properties" in shipped
+
+
+def test_local_session_starts_with_the_quiet_log4j_config(environ):
+    settings = session.local_settings({}, environ)
+    assert settings["spark.driver.extraJavaOptions"] == QUIET
+    assert session.spark_log_level({}, environ) is None
+    # the local defaults are still there
+    assert settings["spark.sql.extensions"] == session.DELTA_EXTENSION
+
+
+def test_quiet_option_is_appended_to_the_users_java_options(environ):
+    settings = session.local_settings({"spark.driver.extraJavaOptions": "-XX:+UseParallelGC"}, environ)
+    assert settings["spark.driver.extraJavaOptions"] == f"-XX:+UseParallelGC {QUIET}"
+
+
+@pytest.mark.parametrize(
+    ("conf", "env"),
+    [
+        ({"spark.driver.extraJavaOptions": "-Dlog4j2.configurationFile=/etc/my-log4j2.xml"}, {}),
+        ({}, {"SPARK_SUBMIT_OPTS": "-Dlog4j2.configurationFile=/etc/my-log4j2.xml"}),
+        ({}, {"LOG4J_CONFIGURATION_FILE": "/etc/my-log4j2.xml"}),
+    ],
+)
+def test_a_users_log4j_config_is_left_alone(environ, conf, env):
+    settings = session.local_settings(conf, {**environ, **env})
+    assert settings.get("spark.driver.extraJavaOptions", "") == conf.get("spark.driver.extraJavaOptions", "")
+    assert session.user_log4j_config(settings, {**environ, **env}) is not None
+
+
+def test_a_log4j2_file_in_the_spark_conf_dir_is_left_alone(environ, tmp_path):
+    conf_dir = tmp_path / "spark-conf"
+    conf_dir.mkdir()
+    (conf_dir / "log4j2.properties.template").write_text("")
+    env = {**environ, "SPARK_CONF_DIR": str(conf_dir)}
+    assert session.local_settings({}, env)["spark.driver.extraJavaOptions"] == QUIET  # a template is no config
+    (conf_dir / "log4j2.properties").write_text("rootLogger.level = info\n")
+    assert "spark.driver.extraJavaOptions" not in session.local_settings({}, env)
+    assert session.user_log4j_config({}, env) == str(conf_dir / "log4j2.properties")
+
+
+def test_an_asked_for_spark_log_level_brings_spark_logging_back(environ):
+    conf = {"featuremill.logLevel": "warn"}
+    assert "spark.driver.extraJavaOptions" not in session.local_settings(conf, environ)
+    assert session.spark_log_level(conf, environ) == "WARN"
+    # the environment variable wins over the environment file
+    env = {**environ, session.LOG_LEVEL_ENV: "info"}
+    assert session.spark_log_level(conf, env) == "INFO"
+    assert "spark.driver.extraJavaOptions" not in session.local_settings({}, env)
+
+
+def test_delta_jars_come_from_ivy_until_a_resolution_is_recorded(environ, tmp_path):
+    package = session.local_delta_package()
+    settings = session.local_settings({}, environ)
+    assert settings["spark.jars.packages"] == package and "spark.jars" not in settings
+
+    jars = [tmp_path / "ivy" / "io.delta_delta-spark.jar", tmp_path / "ivy" / "io.delta_delta-storage.jar"]
+    jars[0].parent.mkdir()
+    for jar in jars:
+        jar.write_bytes(b"")
+    record = session._jars_record(package, environ)
+    record.parent.mkdir(parents=True)
+    record.write_text("".join(f"{jar.as_uri()}\n" for jar in jars))
+    settings = session.local_settings({}, environ)
+    assert settings["spark.jars"] == ",".join(jar.as_uri() for jar in jars)
+    assert "spark.jars.packages" not in settings
+
+    jars[1].unlink()  # a cleared Ivy cache: resolve again rather than start without a jar
+    assert session.cached_delta_jars(package, environ) == []
+    assert session.local_settings({}, environ)["spark.jars.packages"] == package
+
+
+def test_explicit_jars_are_left_alone(environ):
+    settings = session.local_settings({"spark.jars.packages": "io.delta:delta-spark_2.13:9.9.9"}, environ)
+    assert settings["spark.jars.packages"] == "io.delta:delta-spark_2.13:9.9.9" and "spark.jars" not in settings
+    settings = session.local_settings({"spark.jars": "/opt/delta.jar"}, environ)
+    assert settings["spark.jars"] == "/opt/delta.jar" and "spark.jars.packages" not in settings
