@@ -36,7 +36,7 @@ fi
 delta_version=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("delta-spark"))')
 # get_spark passes the Delta jars of a recorded earlier resolution (no Ivy run, no Ivy report);
 # resolve and record them once here, with Ivy's report kept in a log instead of on the console.
-if ! .venv/bin/python -c 'import sys; from featuremill.core.session import cached_delta_jars; sys.exit(0 if cached_delta_jars() else 1)'; then
+if ! .venv/bin/python -c 'import sys; from featuremill.core.session import cached_jars; sys.exit(0 if cached_jars() else 1)'; then
   log "resolving Delta $delta_version jars from Maven Central (first time only; report in .venv/delta-jars.log)"
   if ! .venv/bin/python - >.venv/delta-jars.log 2>&1 <<'PY'
 import logging

@@ -94,7 +94,7 @@ def test_delta_jars_come_from_ivy_until_a_resolution_is_recorded(environ, tmp_pa
     assert "spark.jars.packages" not in settings
 
     jars[1].unlink()  # a cleared Ivy cache: resolve again rather than start without a jar
-    assert session.cached_delta_jars(package, environ) == []
+    assert session.cached_jars(package, environ) == []
     assert session.local_settings({}, environ)["spark.jars.packages"] == package
 
 
@@ -103,3 +103,29 @@ def test_explicit_jars_are_left_alone(environ):
     assert settings["spark.jars.packages"] == "io.delta:delta-spark_2.13:9.9.9" and "spark.jars" not in settings
     settings = session.local_settings({"spark.jars": "/opt/delta.jar"}, environ)
     assert settings["spark.jars"] == "/opt/delta.jar" and "spark.jars.packages" not in settings
+
+
+def test_stream_sessions_use_the_recorded_jars_of_delta_and_kafka(environ, tmp_path):
+    from featuremill.streaming.job import local_conf, local_packages
+
+    packages = local_packages()
+    assert "spark-sql-kafka" in packages
+    assert local_conf({}, environ)["spark.jars.packages"] == packages
+
+    jars = [tmp_path / "ivy" / name for name in ("io.delta_delta-spark.jar", "org.apache.spark_spark-sql-kafka.jar")]
+    jars[0].parent.mkdir()
+    for jar in jars:
+        jar.write_bytes(b"")
+    record = session._jars_record(packages, environ)
+    record.parent.mkdir(parents=True)
+    record.write_text("".join(f"{jar.as_uri()}\n" for jar in jars))
+    conf = local_conf({}, environ)
+    assert conf["spark.jars"] == ",".join(jar.as_uri() for jar in jars)
+    assert "spark.jars.packages" not in conf
+    # a Delta-only record is not mistaken for the stream's packages
+    assert session._jars_record(session.local_delta_package(), environ) != record
+    # jars or packages the environment names win
+    assert local_conf({"spark.jars": "/opt/x.jar"}, environ) == {
+        "spark.jars": "/opt/x.jar",
+        "spark.driver.extraJavaOptions": "-Xss16m",
+    }

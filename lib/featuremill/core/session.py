@@ -149,9 +149,10 @@ def get_spark(
     level = spark_log_level(conf, env)
     if level:
         spark.sparkContext.setLogLevel(level)
-    if "spark.jars.packages" in settings and "spark.jars.packages" not in (conf or {}):
-        # Ivy resolved the Delta jars this once: the next local session passes the files directly
-        _remember_delta_jars(spark, settings["spark.jars.packages"], env)
+    if "spark.jars.packages" in settings and "spark.jars" not in settings:
+        # Ivy resolved the packages this once: the next local session asking for the same packages
+        # (Delta's by default, Delta's and Kafka's for a stream) can pass the files directly
+        _remember_jars(spark, settings["spark.jars.packages"], env)
     log.info("runtime local: built a %s session with Delta (Spark %s)", master or "local[*]", spark.version)
     return spark
 
@@ -182,7 +183,7 @@ def local_settings(conf: Mapping[str, str] | None = None, environ: Mapping[str, 
     settings.update(conf or {})
     if "spark.jars.packages" not in settings and "spark.jars" not in settings:
         package = local_delta_package()
-        jars = cached_delta_jars(package, env)
+        jars = cached_jars(package, env)
         if jars:
             settings["spark.jars"] = ",".join(jars)
         else:
@@ -222,8 +223,9 @@ def _jars_record(package: str, environ: Mapping[str, str]) -> Path:
     return Path(base) / "featuremill" / (package.replace(":", "_") + ".jars")
 
 
-def cached_delta_jars(package: str | None = None, environ: Mapping[str, str] | None = None) -> list[str]:
-    """The local jar files an earlier session's Ivy resolution of ``package`` produced, or ``[]``.
+def cached_jars(package: str | None = None, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The local jar files an earlier session's Ivy resolution of ``package`` (a ``spark.jars.packages``
+    value; Delta's jar by default) produced, or ``[]``.
 
     Empty when there is no record of one or when any recorded jar is gone (a cleared Ivy cache):
     then Ivy resolves again. ``scripts/setup.sh`` makes the record once.
@@ -247,7 +249,7 @@ def _local_path(jar: str) -> str:
     return unquote(parsed.path) if parsed.scheme == "file" else jar
 
 
-def _remember_delta_jars(spark, package: str, environ: Mapping[str, str]) -> None:
+def _remember_jars(spark, package: str, environ: Mapping[str, str]) -> None:
     """Record the jar files Ivy resolved ``package`` to (spark-submit lists them in ``spark.jars``),
     so the next local session passes them directly and Ivy neither runs nor prints."""
     jars = [j for j in (spark.sparkContext.getConf().get("spark.jars", "") or "").split(",") if j.strip()]

@@ -37,7 +37,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from featuremill.config import FeatureSetSpec, PipelineConfig
@@ -664,11 +664,24 @@ def local_packages() -> str:
 DRIVER_STACK = "-Xss16m"
 
 
-def local_conf(conf: dict[str, str]) -> dict[str, str]:
-    """A local session's settings for streaming: Delta plus Kafka's connector, a larger thread stack."""
+def local_conf(conf: dict[str, str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A local session's settings for streaming: Delta plus Kafka's connector, a larger thread stack.
+
+    The jars are those of an earlier session's Ivy resolution of the same packages when they are
+    all still on disk (``spark.jars``: Ivy neither runs nor prints its report), else the packages
+    themselves (``spark.jars.packages``; :func:`featuremill.core.session.get_spark` then records
+    what Ivy resolved for the next start). Jars or packages given in ``conf`` are left alone.
+    """
+    from featuremill.core.session import cached_jars
+
     out = dict(conf)
     if "spark.jars.packages" not in out and "spark.jars" not in out:
-        out["spark.jars.packages"] = local_packages()
+        packages = local_packages()
+        jars = cached_jars(packages, environ)
+        if jars:
+            out["spark.jars"] = ",".join(jars)
+        else:
+            out["spark.jars.packages"] = packages
     java = out.get("spark.driver.extraJavaOptions", "")
     if "-Xss" not in java:
         out["spark.driver.extraJavaOptions"] = f"{java} {DRIVER_STACK}".strip()
