@@ -436,6 +436,11 @@ def test_every_job_on_standalone_cluster_matches_local_mode(spark, tmp_path):
             ("features", D2, "succeeded"),
             ("ingest", D2, "succeeded"),
         ]
+        # backfill: one run of its range; no run beyond the jobs submitted
+        assert sorted((r["target"], str(r["start_date"]), r["status"]) for r in runs if r["job"] == "backfill") == [
+            ("all", D3, "succeeded")
+        ]
+        assert {r["job"] for r in runs} == {"ingest", "features", "dag", "backfill", "stream"}
         # stream: one run-log row per micro-batch, as many as the job reported
         stream_runs = [r for r in runs if r["job"] == "stream"]
         assert f"stream customer_activity: {len(stream_runs)} micro-batch(es)" in outputs["stream"]
