@@ -3,7 +3,7 @@
 #
 #   featuremill-<version>-py3-none-any.whl  the package (Databricks python_wheel_task, pip install on EMR/edge nodes)
 #   featuremill.zip                          the same pure-Python package for spark-submit --py-files
-#   jobs/ingest.py, jobs/build_features.py   the spark-submit entry points
+#   jobs/*.py                                the spark-submit entry points (scripts/submit.sh JOB)
 #   featuremill-env.tar.gz                   (--with-venv) a venv-pack archive with featuremill and its
 #                                            dependencies, for --archives featuremill-env.tar.gz#environment
 #

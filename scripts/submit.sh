@@ -8,7 +8,9 @@
 #   scripts/submit.sh --master spark://127.0.0.1:7177 -- features conf/pipelines/demo.yaml --env standalone --date 2026-09-01
 #   scripts/submit.sh --dry-run --platform emr --deploy-mode cluster -- ingest conf/pipelines/demo.yaml --env emr --date 2026-09-01
 #
-# JOB: ingest | features.  OPTIONS: --platform local|standalone|yarn|k8s|emr (default: from the
+# JOB: a file in jobs/ by name: ingest | features (build_features) | backfill | dag (dag_run) |
+# drift | materialize | profile (profile_table) | stream (stream_features); JOB_ARGS are that
+# featuremill verb's arguments.  OPTIONS: --platform local|standalone|yarn|k8s|emr (default: from the
 # master URL, or emr on an EMR node), --dist DIR (default dist/), --env-archive FILE (a venv-pack
 # archive instead of --py-files), --dry-run (print the command).  FEATUREMILL_MASTER sets the
 # default --master; PYSPARK_PYTHON the Python of the driver and executors.  dist/featuremill.zip

@@ -128,6 +128,19 @@ def test_build_submit_command_refuses_databricks_and_unknown_jobs():
         build_submit_command("train", DEMO, [], [], _settings())
 
 
+def test_every_jobs_file_can_be_submitted_by_name():
+    """Each entry point in jobs/ is a JOB name (its file stem), and every name points at a file there."""
+    from featuremill.deploy.submit import JOB_SCRIPTS
+
+    files = {p.name for p in (ROOT / "jobs").glob("*.py")}
+    assert {Path(s).name for s in JOB_SCRIPTS.values()} == files
+    for path in sorted(files):
+        stem = Path(path).stem
+        assert JOB_SCRIPTS[stem] == f"jobs/{path}"
+        cmd = build_submit_command(stem, DEMO, ["--env", "standalone"], [], _settings(platform="standalone"))
+        assert cmd[-4:] == [str(ROOT / "jobs" / path), DEMO, "--env", "standalone"]
+
+
 def test_split_arguments():
     own, spark_opts, job, pipeline, job_args = split_arguments(
         [

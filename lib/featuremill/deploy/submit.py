@@ -10,6 +10,11 @@ Usage (what ``scripts/submit.sh`` passes through)::
     submit.sh --dry-run --platform emr --deploy-mode cluster -- \
         ingest conf/pipelines/demo.yaml --env emr --date 2026-09-01
 
+``JOB`` names a file in ``jobs/`` (:data:`JOB_SCRIPTS`): ``ingest``, ``features``
+(``build_features``), ``backfill``, ``dag`` (``dag_run``), ``drift``, ``materialize``,
+``profile`` (``profile_table``) or ``stream`` (``stream_features``); ``JOB_ARGS`` are that
+``featuremill`` verb's arguments after ``PIPELINE``.
+
 ``OPTIONS`` are this tool's own (``--platform``, ``--dist``, ``--env-archive``, ``--dry-run``);
 every other option before ``--`` goes to spark-submit unchanged. The command adds:
 
@@ -40,12 +45,21 @@ from featuremill.core.errors import FeaturemillError
 from featuremill.core.session import DELTA_CATALOG, DELTA_EXTENSION, cluster_manager
 from featuremill.core.spark_versions import delta_maven_coordinate
 
-#: job name -> entry script (relative to the project root or the dist folder)
+#: job name -> entry script (relative to the project root or the dist folder): every file in
+#: ``jobs/`` by its stem, and by the ``featuremill`` verb it runs where that name differs
 JOB_SCRIPTS: dict[str, str] = {
     "ingest": "jobs/ingest.py",
     "features": "jobs/build_features.py",
     "build_features": "jobs/build_features.py",
+    "backfill": "jobs/backfill.py",
     "dag": "jobs/dag_run.py",
+    "dag_run": "jobs/dag_run.py",
+    "drift": "jobs/drift.py",
+    "materialize": "jobs/materialize.py",
+    "profile": "jobs/profile_table.py",
+    "profile_table": "jobs/profile_table.py",
+    "stream": "jobs/stream_features.py",
+    "stream_features": "jobs/stream_features.py",
 }
 
 #: Platforms whose Spark ships Delta Lake: no --packages.
