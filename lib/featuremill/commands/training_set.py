@@ -66,12 +66,14 @@ def add_arguments(parser) -> None:
 
 
 def absolute(path: str | None) -> str | None:
-    """Local paths made absolute (a manifest must not depend on the current folder); URIs unchanged."""
+    """Local paths made absolute (a manifest must not depend on the current folder); URIs and table names unchanged."""
     import os
     import re
 
-    if path is None or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path):
-        return path
+    from featuremill.storage import io
+
+    if path is None or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path) or io.is_table_name(path):
+        return path  # a URI, or a metastore table name (schema.table)
     return os.path.abspath(path)
 
 
