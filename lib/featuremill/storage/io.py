@@ -55,8 +55,13 @@ def load_delta(spark, ref: str, reader=None):
     return reader.table(ref) if is_table_name(ref) else reader.load(ref)
 
 
-def _save(writer, ref: str, spark) -> None:
-    """``writer.save(path)``, or ``writer.saveAsTable(name)`` after creating the name's schema."""
+def _save(writer, ref: str, spark, commit: CommitTag | None = None) -> None:
+    """``writer.save(path)``, or ``writer.saveAsTable(name)`` after creating the name's schema.
+
+    ``saveAsTable`` creating or replacing a table (CREATE [OR REPLACE] TABLE AS SELECT) keeps the
+    ``txnAppId``/``txnVersion`` writer options but drops ``userMetadata``, which exactly-once
+    bookkeeping reads back: for a name the commit tag is also set as session confs around it.
+    """
     if not is_table_name(ref):
         writer.save(ref)
         return
@@ -65,7 +70,8 @@ def _save(writer, ref: str, spark) -> None:
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS {namespace}")
         _SCHEMAS_CREATED.add(namespace)
     forget_location(ref)
-    writer.saveAsTable(ref)
+    with session_commit_tag(spark, commit):
+        writer.saveAsTable(ref)
 
 
 def _retried(what: str):
@@ -546,12 +552,12 @@ def replace_where(
     if evolve_schema:
         writer = writer.option("mergeSchema", "true")
     if not creating:
-        _save(writer.mode("overwrite").option("replaceWhere", predicate), path, spark)
+        _save(writer.mode("overwrite").option("replaceWhere", predicate), path, spark, commit)
     else:
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         # "error" = ErrorIfExists; the Spark Connect client accepts only this spelling of it
-        _save(writer.mode("error"), path, spark)
+        _save(writer.mode("error"), path, spark, commit)
 
 
 @_retried("overwrite")
@@ -581,7 +587,7 @@ def overwrite(
         writer = writer.option("mergeSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    _save(writer, path, df.sparkSession)
+    _save(writer, path, df.sparkSession, commit)
 
 
 @_retried("append")
@@ -608,7 +614,7 @@ def append(
         writer = writer.option("mergeSchema", "true")
     if partition_by and not is_delta_table(df.sparkSession, path):
         writer = writer.partitionBy(*partition_by)
-    _save(writer, path, df.sparkSession)
+    _save(writer, path, df.sparkSession, commit)
 
 
 def create_if_absent(df, path: str, *, root: str, what: str = "table") -> None:
@@ -680,7 +686,7 @@ def merge_range(
         writer = _writer(df, commit=commit, properties=properties, creating=True)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
-        _save(writer.mode("error"), path, spark)
+        _save(writer.mode("error"), path, spark, commit)
         return last_operation_metrics(spark, path)
     target_range = date_range_predicate(partition_column, start, end, qualifier="t")
     on = " AND ".join([f"t.{quote_identifier(k)} <=> s.{quote_identifier(k)}" for k in keys] + [target_range])
