@@ -146,3 +146,14 @@ def test_feast_source_selects_from_the_table_name(tmp_path):
     text = render_definitions(config, [view])
     assert "FROM `fm`.`demo__features__customer_activity`" in text
     assert "delta.`" not in text
+
+
+def test_training_set_cli_keeps_table_names_only_in_a_named_environment(tmp_path, monkeypatch):
+    from featuremill.commands.training_set import absolute
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "labels.csv").write_text("customer_id,label_ts\n")
+    assert absolute("fm.demo__training__churn", names=True) == "fm.demo__training__churn"
+    assert absolute("labels.csv", names=True) == str(tmp_path / "labels.csv")  # a file here stays a file
+    assert absolute("fm.demo__training__churn") == str(tmp_path / "fm.demo__training__churn")  # paths env
+    assert absolute("s3://bucket/ts", names=True) == "s3://bucket/ts"
