@@ -54,7 +54,8 @@ def test_writers_every_io_writer_requires_a_keyword_root():
         if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
             body = ast.get_source_segment(source, node) or ""
             if any(
-                marker in body for marker in (".save(", ".execute()", "_sql_merge(", "ALTER TABLE", ".text(", "open(")
+                marker in body
+                for marker in (".save(", "_save(", ".execute()", "_sql_merge(", "ALTER TABLE", ".text(", "open(")
             ):
                 writing.add(node.name)
     writing.discard("read_text")  # opens for reading

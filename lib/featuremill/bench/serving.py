@@ -141,7 +141,7 @@ def write_feature_table(spark, config, events) -> dict:
     io.overwrite(
         feats.repartition("event_date"),
         path,
-        root=config.env.warehouse,
+        root=config.env.root,
         partition_by=["event_date"],
         properties={
             CHANGE_DATA_FEED: "true"
@@ -177,7 +177,7 @@ def change_entities(spark, config, *, fraction: float, round_no: int) -> int:
         F.lit(10.0 + round_no).alias("f_mean_30d"),
     ).withColumn("event_date", F.to_date("event_ts"))
     changed = new.select(*[F.col(c).cast(table.schema[c].dataType) for c in table.columns])
-    io.append(changed, path, root=config.env.warehouse, what="benchmark feature table")
+    io.append(changed, path, root=config.env.root, what="benchmark feature table")
     return k
 
 

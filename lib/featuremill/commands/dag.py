@@ -164,7 +164,7 @@ def _run_dag(args, config, dag) -> int:
             "labels": {"dag_run_id": dag_run_id, "dag_job": job.name, "attempt": 0, "max_attempts": job.max_attempts},
         }
         record.finish("upstream_failed", error=reason)
-        append_run(spark, config.tables.run_log, record, root=config.env.warehouse)
+        append_run(spark, config.tables.run_log, record, root=config.env.root)
 
     def cancel(job, attempt: int) -> None:
         group = f"featuremill-dag-{job.name}-{attempt}"

@@ -171,7 +171,7 @@ def _model_summary(spark, config, model) -> None:
     )
     emit(
         f"  fit: preprocessing {state.name!r} version {state.version}, {len(state.columns)} columns, "
-        f"stored in {_relative(config.tables.root + '/preprocessing_states')}"
+        f"stored in {_relative(config.tables.table('preprocessing_states'))}"
     )
     emit(f"  select: kept {len(sel.selected)} of {len(sel.features)} features: {', '.join(sel.selected)}")
     for f in sorted(sel.features, key=lambda f: f.rank or 0):
@@ -221,12 +221,12 @@ def _summary(spark, config, manifest, ingests, features, elapsed: float) -> None
     paths += [("run_log", tables.run_log)]
     for name, path in paths:
         version = io.delta_version(spark, path)
-        rows = spark.read.format("delta").load(path).count() if version is not None else 0
+        rows = io.load_delta(spark, path).count() if version is not None else 0
         emit(f"  {name:<28} version {version!s:>3}  rows {rows:>9,}  {_relative(path)}")
     fs = config.feature_sets[0]
     emit("")
     emit(f"a few rows of features.{fs.name} (latest date):")
-    df = spark.read.format("delta").load(tables.features(fs.name))
+    df = io.load_delta(spark, tables.features(fs.name))
     source = config.source(fs.source)
     shown = list(fs.entity) + [source.event_time] + [f.name for f in fs.features][:6]
     last_date = max(r.end for r in features)

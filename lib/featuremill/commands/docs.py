@@ -22,7 +22,11 @@ def add_arguments(parser) -> None:
 
 
 def _has_local_table(path: str) -> bool:
-    return "://" in path or (Path(path) / "_delta_log").is_dir()
+    """Worth starting Spark for the lineage: a URI or a metastore name (only Spark can tell), or a
+    local folder holding a Delta log."""
+    from featuremill.storage.names import is_table_name
+
+    return "://" in path or is_table_name(path) or (Path(path) / "_delta_log").is_dir()
 
 
 def run(args) -> int:

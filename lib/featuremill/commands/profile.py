@@ -65,7 +65,7 @@ def run(args) -> int:
             f"  {c.column:<28} {c.data_type:<12} {null_pct:>7.2f} {distinct:>10} "
             f"{(c.min or '')[:14]:>14} {(c.max or '')[:14]:>14} {'' if c.mean is None else f'{c.mean:.4g}':>12}"
         )
-    emit(f"stored as profile {profile.profile_id} in {config.tables.root}/profiles")
+    emit(f"stored as profile {profile.profile_id} in {config.tables.table('profiles')}")
     emit(f"report: {html_path}")
     emit(f"json:   {json_path}")
     return 0

@@ -58,10 +58,10 @@ def run(args) -> int:
             else manifest["pipeline"]["tables_root"]
         )
     )
-    path = registry.registry_path(root)
+    path = config.tables.model_registry if config is not None else registry.registry_path(root)
     # The warehouse the registry must lie under: the pipeline's, else the one given, else the
     # manifest's own tables root (the registry is always <tables root>/model_registry).
-    warehouse = config.env.warehouse if config is not None else (args.warehouse or root)
+    warehouse = config.env.root if config is not None else (args.warehouse or root)
     status = registry.register_model(
         spark,
         path,

@@ -65,12 +65,21 @@ def add_arguments(parser) -> None:
     )
 
 
-def absolute(path: str | None) -> str | None:
-    """Local paths made absolute (a manifest must not depend on the current folder); URIs unchanged."""
+def absolute(path: str | None, *, names: bool = False) -> str | None:
+    """Local paths made absolute (a manifest must not depend on the current folder); URIs unchanged.
+
+    ``names`` (the environment names its tables, ``tables:``): a metastore table name
+    (``schema.table``) is kept too, unless a file or folder of that name exists here
+    (``labels.csv`` in the current folder stays a file).
+    """
     import os
     import re
 
+    from featuremill.storage import io
+
     if path is None or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path):
+        return path
+    if names and io.is_table_name(path) and not os.path.exists(path):
         return path
     return os.path.abspath(path)
 
@@ -103,7 +112,9 @@ def run(args) -> int:
     from featuremill.storage import manifest as manifests
 
     config = load_config(args)
-    args.spine, args.out, args.manifest_out = absolute(args.spine), absolute(args.out), absolute(args.manifest_out)
+    named = config.env.tables_namespace is not None
+    args.spine, args.out = absolute(args.spine, names=named), absolute(args.out, names=named)
+    args.manifest_out = absolute(args.manifest_out)
     if args.manifest:
         given = [
             flag

@@ -60,7 +60,7 @@ def load_env(
         doc,
         "",
         required=("warehouse", "data_root"),
-        optional=("name", "description", "master", "spark", "max_broadcast_mb", "online_store"),
+        optional=("name", "description", "master", "spark", "max_broadcast_mb", "online_store", "tables"),
     )
     checker.raise_if_errors()
     assert data is not None
@@ -89,6 +89,7 @@ def load_env(
     if "max_broadcast_mb" in data:
         max_mb = checker.positive_number(data["max_broadcast_mb"], "max_broadcast_mb") or max_mb
     online_store = _online_store(checker, data.get("online_store"), environ) if "online_store" in data else None
+    namespace = _tables_namespace(checker, data.get("tables"), environ) if "tables" in data else None
     checker.raise_if_errors()
     cwd = Path.cwd()
     return EnvSpec(
@@ -100,7 +101,37 @@ def load_env(
         spark_conf=tuple(spark_conf),
         max_broadcast_bytes=int(max_mb * 1024 * 1024),
         online_store=online_store or OnlineStoreSpec(),
+        tables_namespace=namespace,
     )
+
+
+#: One part of a metastore name in ``tables:`` (a Hive/Glue database, a Unity Catalog catalog or schema).
+_NAMESPACE_PART_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _tables_namespace(checker: Checker, value, environ: Mapping[str, str]) -> str | None:
+    """``tables: {schema: S}`` (Hive, Glue) or ``{catalog: C, schema: S}`` (Unity Catalog): the
+    namespace ``[C.]S`` the pipeline's tables are named in, instead of paths under the warehouse."""
+    spec = checker.mapping(value, "tables", required=("schema",), optional=("catalog",))
+    if spec is None:
+        return None
+    parts = []
+    for key in ("catalog", "schema"):
+        if key not in spec:
+            continue
+        text = checker.string(spec[key], f"tables.{key}")
+        if text is None:
+            return None
+        text = _expand_env_vars(text, f"tables.{key}", checker, environ)
+        if not _NAMESPACE_PART_RE.match(text):
+            checker.error(
+                f"tables.{key}",
+                f"{text!r} is not a plain {key} name: use letters, digits and _ (not starting with a digit), "
+                f"without dots or quotes (write the catalog and the schema as separate keys)",
+            )
+            return None
+        parts.append(text.lower())
+    return ".".join(parts)
 
 
 def _online_store(checker: Checker, value, environ: Mapping[str, str]) -> OnlineStoreSpec | None:

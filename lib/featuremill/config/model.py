@@ -231,6 +231,33 @@ class EnvSpec:
     spark_conf: tuple[tuple[str, str], ...] = ()
     max_broadcast_bytes: int = DEFAULT_MAX_BROADCAST_BYTES
     online_store: OnlineStoreSpec = field(default_factory=OnlineStoreSpec)
+    #: ``tables: {schema, catalog}``: the metastore namespace (``[catalog.]schema``) the pipeline's
+    #: Delta tables are named in; ``None``: tables are paths under ``warehouse``.
+    tables_namespace: str | None = None
+
+    @property
+    def root(self) -> WriteRoot:
+        """What every write is checked against: the warehouse path (documents, and tables by
+        path) carrying the tables' namespace when tables are named (``io.check_write_path``)."""
+        return WriteRoot(self.warehouse, self.tables_namespace)
+
+
+class WriteRoot(str):
+    """The warehouse path (a ``str``, so every path check and join keeps working) that also
+    carries ``namespace``, the ``[catalog.]schema`` a table written by name must lie in."""
+
+    namespace: str | None
+
+    def __new__(cls, warehouse: str, namespace: str | None = None) -> WriteRoot:
+        value = super().__new__(cls, warehouse)
+        value.namespace = namespace
+        return value
+
+
+def table_name_part(text: str) -> str:
+    """``text`` as one part of a metastore table name: lower case (Hive and Unity Catalog fold
+    names to it), every character other than a letter, digit or ``_`` replaced by ``_``."""
+    return re.sub(r"[^a-z0-9_]", "_", text.lower())
 
 
 @dataclass(frozen=True)
@@ -267,29 +294,50 @@ class PipelineConfig:
 
     @property
     def tables(self) -> TablePaths:
-        return TablePaths(root=f"{self.env.warehouse.rstrip('/')}/{self.name}")
+        return TablePaths(
+            root=f"{self.env.warehouse.rstrip('/')}/{self.name}",
+            pipeline=self.name,
+            namespace=self.env.tables_namespace,
+        )
 
 
 @dataclass(frozen=True)
 class TablePaths:
-    """Locations of the Delta tables a pipeline owns, all under ``<warehouse>/<pipeline>/``."""
+    """References of the Delta tables a pipeline owns, and the folder of its documents.
+
+    ``root`` (``<warehouse>/<pipeline>``) holds the documents (JSON manifests, checkpoints,
+    generated repositories) whatever the tables are. A table is known by its path relative to
+    ``root`` (``validated/transactions``): without ``namespace`` its reference is the path under
+    ``root``; with ``namespace`` (``[catalog.]schema``, from the environment's ``tables:``) it is
+    the metastore name ``<namespace>.<pipeline>__validated__transactions`` (:meth:`table`).
+    """
 
     root: str
+    pipeline: str = ""
+    namespace: str | None = None
+
+    def table(self, relative: str) -> str:
+        """The reference (path or name) of the pipeline's table at ``relative`` (``a/b/c``)."""
+        relative = relative.strip("/")
+        if self.namespace is None:
+            return f"{self.root}/{relative}"
+        parts = [self.pipeline or self.root.rstrip("/").rsplit("/", 1)[-1], *relative.split("/")]
+        return f"{self.namespace}.{'__'.join(table_name_part(p) for p in parts if p)}"
 
     def validated(self, source: str) -> str:
-        return f"{self.root}/validated/{source}"
+        return self.table(f"validated/{source}")
 
     @property
     def quarantine(self) -> str:
-        return f"{self.root}/quarantine"
+        return self.table("quarantine")
 
     def features(self, feature_set: str) -> str:
-        return f"{self.root}/features/{feature_set}"
+        return self.table(f"features/{feature_set}")
 
     @property
     def run_log(self) -> str:
-        return f"{self.root}/run_log"
+        return self.table("run_log")
 
     @property
     def model_registry(self) -> str:
-        return f"{self.root}/model_registry"
+        return self.table("model_registry")

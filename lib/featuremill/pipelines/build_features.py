@@ -502,7 +502,7 @@ def _serve(
         spark,
         preprocessed_path(config, feature_set.name),
         replay_window(config),
-        root=config.env.warehouse,
+        root=config.env.root,
         change_feed=True,
     )
     serve_preprocessed(
@@ -708,10 +708,10 @@ def _write_feature_set(
         )
     window = replay_window(config)
     # change_feed: every feature table is served by a feature view; materialization reads its feed
-    ensure_retention(spark, out_path, window, root=config.env.warehouse, change_feed=True)
+    ensure_retention(spark, out_path, window, root=config.env.root, change_feed=True)
     value_columns = [c for c in frame.columns if c not in keys]
     # tables from before _known_at existed
-    io.add_missing_columns(spark, out_path, frame, root=config.env.warehouse, what=f"table {out_name}")
+    io.add_missing_columns(spark, out_path, frame, root=config.env.root, what=f"table {out_name}")
     with stage(
         f"features {feature_set.name}: compute and merge {compute_start}..{end}", spark, key="compute_merge"
     ) as st:
@@ -719,7 +719,7 @@ def _write_feature_set(
         metrics = io.merge_range(
             frame,
             out_path,
-            root=config.env.warehouse,
+            root=config.env.root,
             what=f"table {out_name}",
             keys=keys,
             value_columns=value_columns,

@@ -83,13 +83,13 @@ def _record_end(spark, config: PipelineConfig, record: RunRecord, exc: BaseExcep
         record.finish("failed", error=f"{type(exc).__name__}: {exc}"[:4000])
         _with_labels(record)
         try:
-            append_run(spark, config.tables.run_log, record, root=config.env.warehouse)
+            append_run(spark, config.tables.run_log, record, root=config.env.root)
         except Exception:  # the original error matters more than a failed ledger write
             log.exception("could not record failed run %s", record.run_id)
         return
     record.finish(record.status if record.status not in ("running",) else "succeeded", record.error)
     _with_labels(record)
-    append_run(spark, config.tables.run_log, record, root=config.env.warehouse)
+    append_run(spark, config.tables.run_log, record, root=config.env.root)
 
 
 @contextlib.contextmanager

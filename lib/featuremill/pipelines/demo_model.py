@@ -39,7 +39,7 @@ class DemoModelResult:
 
 
 def training_path(config: PipelineConfig) -> str:
-    return f"{config.tables.root}/training/{LABEL}"
+    return config.tables.table(f"training/{LABEL}")
 
 
 def build_inactivity_training_set(spark, config: PipelineConfig, *, end: dt.date) -> tuple[str, int, float]:
@@ -64,7 +64,7 @@ def build_inactivity_training_set(spark, config: PipelineConfig, *, end: dt.date
     labelled = labelled.select(*user_columns(labelled.columns))
     path = training_path(config)
     with stage(f"demo: training set ({LABEL})", spark):
-        overwrite_table(labelled, path, root=config.env.warehouse, what="demo training set")
+        overwrite_table(labelled, path, root=config.env.root, what="demo training set")
     stats = io.read_delta(spark, path).agg(F.count(F.lit(1)), F.avg(LABEL)).first()
     return path, int(stats[0]), float(stats[1] or 0.0)
 

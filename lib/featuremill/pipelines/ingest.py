@@ -432,7 +432,7 @@ def _write_source(
         output_versions[validated_name] = guard.prior(validated_name).table_version
     else:
         with stage(f"ingest {source.name}: write validated", spark, key="write_validated") as st:
-            ensure_retention(spark, validated_path, window, root=config.env.warehouse)
+            ensure_retention(spark, validated_path, window, root=config.env.root)
             valid = valid_rows(flagged, source=source)
             gate.prepare_write(spark)
             if source.kind == "events":
@@ -440,7 +440,7 @@ def _write_source(
                 io.replace_where(
                     valid,
                     validated_path,
-                    root=config.env.warehouse,
+                    root=config.env.root,
                     what=f"table {validated_name}",
                     predicate=predicate,
                     partition_by=[EVENT_DATE],
@@ -453,7 +453,7 @@ def _write_source(
                 io.overwrite(
                     valid,
                     validated_path,
-                    root=config.env.warehouse,
+                    root=config.env.root,
                     what=f"table {validated_name}",
                     evolve_schema=gate.evolve_schema,
                     commit=guard.tag(validated_name),
@@ -482,7 +482,7 @@ def _write_source(
         output_versions["quarantine"] = guard.prior("quarantine").table_version
     else:
         with stage(f"ingest {source.name}: write quarantine", spark, key="write_quarantine") as st:
-            ensure_retention(spark, tables.quarantine, window, root=config.env.warehouse)
+            ensure_retention(spark, tables.quarantine, window, root=config.env.root)
             q_start = start if source.kind == "events" or source.partition_column else end
             predicate = f"{quote_identifier('source')} = {literal(source.name)} AND " + io.date_range_predicate(
                 INGEST_DATE, q_start, end
@@ -491,7 +491,7 @@ def _write_source(
             io.replace_where(
                 quarantined,
                 tables.quarantine,
-                root=config.env.warehouse,
+                root=config.env.root,
                 what="quarantine table",
                 predicate=predicate,
                 partition_by=["source", INGEST_DATE],

@@ -184,9 +184,9 @@ def run_fit(
     returns the same version and writes the same manifest entry.
     """
     if out:
-        io.check_write_path(out, config.env.warehouse, what="transformed training table")
+        io.check_write_path(out, config.env.root, what="transformed training table")
     spec = preprocessing_spec(config)
-    path = states_path(config.tables.root)
+    path = states_path(config.tables)
     with recorded_run(spark, config, job="fit", target=spec.name, start=None, end=None) as record:
         if manifest is None:
             manifest, manifest_doc = _manifest_beside(spark, training_set)
@@ -195,7 +195,7 @@ def run_fit(
         if manifest_doc is not None:
             # The fit records itself in the manifest at the end: refuse a manifest outside the
             # warehouse now, before a state is stored, rather than after.
-            io.check_write_path(manifest, config.env.warehouse, what="training-set manifest")
+            io.check_write_path(manifest, config.env.root, what="training-set manifest")
         table = read_training_table(spark, training_set)
         before = _latest(spark, path, spec.name)
         with stage(f"fit {spec.name}: statistics"):
@@ -213,15 +213,15 @@ def run_fit(
             check_manifest_matches(
                 manifest_doc, path=manifest, fingerprint=state.data_fingerprint, rows=state.row_count
             )
-        stored = store_fitted_state(spark, path, state, root=config.env.warehouse)
+        stored = store_fitted_state(spark, path, state, root=config.env.root)
         if manifest_doc is not None:
             manifest_doc["preprocessing"] = manifest_entry(stored, states_table=path)
-            write_manifest(spark, manifest, manifest_doc, root=config.env.warehouse)
+            write_manifest(spark, manifest, manifest_doc, root=config.env.root)
         written = None
         if out:
             with stage(f"fit {spec.name}: write transformed training set"):
                 transformed = apply_preprocessing(table.df, stored, mode="training")
-                overwrite_table(transformed, out, root=config.env.warehouse, what="transformed training table")
+                overwrite_table(transformed, out, root=config.env.root, what="transformed training table")
             written = out
         if json_path:
             write_state_json(stored, json_path)
@@ -257,20 +257,20 @@ def _latest(spark, path: str, name: str) -> int | None:
 def load_state(spark, config: PipelineConfig, *, version: int | None = None, name: str | None = None) -> FittedState:
     """The pipeline's stored state (its preprocessing name, latest version unless given)."""
     spec = preprocessing_spec(config)
-    return load_fitted_state(spark, states_path(config.tables.root), name or spec.name, version=version)
+    return load_fitted_state(spark, states_path(config.tables), name or spec.name, version=version)
 
 
 def run_apply(
     spark, config: PipelineConfig, *, table: str, out: str, mode: str = "serving", version: int | None = None
 ) -> tuple[FittedState, int]:
     """Apply a stored state to any Delta or Parquet table and write the result (Delta, overwritten)."""
-    io.check_write_path(out, config.env.warehouse, what="output table")
+    io.check_write_path(out, config.env.root, what="output table")
     state = load_state(spark, config, version=version)
     with recorded_run(spark, config, job="apply", target=state.name, start=None, end=None) as record:
         source = read_training_table(spark, table)
         result = apply_preprocessing(source.df, state, mode=mode)
         with stage(f"apply {state.name} v{state.version}"):
-            overwrite_table(result, out, root=config.env.warehouse)
+            overwrite_table(result, out, root=config.env.root)
         written = io.delta_version(spark, out)
         record.input_versions = {f"preprocessing_states.{state.name}": int(state.version)}
         if source.version is not None:
@@ -299,7 +299,7 @@ def helper_lookback_days(config: PipelineConfig, feature_set: FeatureSetSpec) ->
 
 
 def preprocessed_path(config: PipelineConfig, feature_set: str) -> str:
-    return f"{config.tables.root}/preprocessed/{feature_set}"
+    return config.tables.table(f"preprocessed/{feature_set}")
 
 
 def serving_state(spark, config: PipelineConfig, feature_set: FeatureSetSpec) -> FittedState | None:
@@ -309,7 +309,7 @@ def serving_state(spark, config: PipelineConfig, feature_set: FeatureSetSpec) ->
     if spec is None or feature_set.name not in spec.serving.feature_sets:
         return None
     try:
-        return load_fitted_state(spark, states_path(config.tables.root), spec.name, version=spec.serving.version)
+        return load_fitted_state(spark, states_path(config.tables), spec.name, version=spec.serving.version)
     except (TableStateError, PreprocessingError) as exc:
         if spec.serving.version is not None:
             raise
@@ -359,7 +359,7 @@ def serve_preprocessed(
         io.merge_range(
             prepared,
             target,
-            root=config.env.warehouse,
+            root=config.env.root,
             what=f"table preprocessed.{feature_set.name}",
             keys=keys,
             value_columns=value_columns,

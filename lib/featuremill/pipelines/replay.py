@@ -198,7 +198,7 @@ def compare_outputs(original, replayed, *, keys: list[str], original_version: in
 
 def replay_path(config: PipelineConfig, run_id: str, feature_set: str) -> str:
     """Where a replay of ``run_id`` writes ``feature_set``."""
-    return f"{config.tables.root}/replay/{run_id}/features/{feature_set}"
+    return config.tables.table(f"replay/{run_id}/features/{feature_set}")
 
 
 def table_path(config: PipelineConfig, name: str) -> str:
@@ -260,7 +260,7 @@ def replay_run(
         for feature_set, *_ in plans
     ]
     for out in outputs:  # before anything is computed; the writer checks again
-        io.check_write_path(out, config.env.warehouse, what="replay output")
+        io.check_write_path(out, config.env.root, what="replay output")
     results = []
     for row, (feature_set, versions, sources, details), out in zip(rows, plans, outputs):
         results.append(_replay_one(spark, config, row, feature_set, versions, sources, details, out))
@@ -423,9 +423,7 @@ def _replay_one(
             events, config=config, feature_set=feature_set, dimensions=dimensions, start=compute_start, end=end
         )
         with stage(f"replay {feature_set.name}: compute and write {compute_start}..{end}", spark, key="compute_write"):
-            io.replace_table(
-                frame, out_path, root=config.env.warehouse, what="replay output", partition_by=[EVENT_DATE]
-            )
+            io.replace_table(frame, out_path, root=config.env.root, what="replay output", partition_by=[EVENT_DATE])
             rows = int(io.last_operation_metrics(spark, out_path).get("numOutputRows", 0))
         comparison = None
         out_name = f"features.{feature_set.name}"

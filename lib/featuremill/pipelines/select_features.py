@@ -48,7 +48,7 @@ SELECTED_FILE = "selected_features.json"
 
 
 def results_path(config: PipelineConfig) -> str:
-    return f"{config.tables.root}/feature_selection"
+    return config.tables.table("feature_selection")
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def run_select(
         io.replace_where(
             frame,
             path,
-            root=config.env.warehouse,
+            root=config.env.root,
             predicate=f"selection_id = {literal(sid)}",
             what="feature selection table",
         )

@@ -296,10 +296,22 @@ def _apply_selection(
     )
 
 
+def training_manifest_path(config: PipelineConfig, out: str, manifest_out: str | None = None) -> str:
+    """Where a training set's manifest goes: ``manifest_out``, else beside a training set written
+    by path (``<out>.manifest.json``), else, for one written by name (a metastore table has no
+    folder beside it), ``<warehouse>/<pipeline>/manifests/<name>.manifest.json``."""
+    if manifest_out:
+        return manifest_out
+    if io.is_table_name(out):
+        return f"{config.tables.root}/manifests/{out}.manifest.json"
+    return manifests.default_manifest_path(out)
+
+
 def _check_outputs(config: PipelineConfig, out: str, manifest_out: str | None) -> None:
-    """Training sets and manifests are written only under the environment's warehouse root."""
-    io.check_write_path(out, config.env.warehouse, what="training set")
-    io.check_write_path(manifest_out or manifests.default_manifest_path(out), config.env.warehouse, what="manifest")
+    """Training sets and manifests are written only under the environment's warehouse root
+    (a training set named in the metastore: in the environment's table namespace)."""
+    io.check_write_path(out, config.env.root, what="training set")
+    io.check_write_path(training_manifest_path(config, out, manifest_out), config.env.root, what="manifest")
 
 
 def _training_set_guard(spark, config: PipelineConfig, *, out: str, run_id: str, inputs: Mapping[str, Any]):
@@ -517,13 +529,13 @@ def build_training_set(
             spark,
             joined,
             out=options.out,
-            root=config.env.warehouse,
+            root=config.env.root,
             spine_columns=spine.columns,
             spine=(kept_rows, kept_fp),
             guard=guard,
         )
-        manifest_path = options.manifest_out or manifests.default_manifest_path(options.out)
-        unchanged = guard.is_committed("training_set") and _manifest_of(spark, manifest_path, output)
+        manifest_file = training_manifest_path(config, options.out, options.manifest_out)
+        unchanged = guard.is_committed("training_set") and _manifest_of(spark, manifest_file, output)
         document = unchanged or {
             "kind": manifests.MANIFEST_KIND,
             "manifest_format": manifests.MANIFEST_FORMAT,
@@ -560,7 +572,7 @@ def build_training_set(
             "preprocessing": None,
         }
         if not unchanged:
-            io.write_text(spark, manifest_path, manifests.dumps(document), root=config.env.warehouse, what="manifest")
+            io.write_text(spark, manifest_file, manifests.dumps(document), root=config.env.root, what="manifest")
         record.rows_read = spine_rows
         record.rows_written = output["rows"]
         record.input_versions = {f"features.{e['name']}": e["delta_version"] for e in entries}
@@ -568,7 +580,7 @@ def build_training_set(
             record.input_versions["spine"] = spine_version
         record.output_versions = {"training_set": output["delta_version"]}
         record.details = {
-            "manifest": manifest_path,
+            "manifest": manifest_file,
             "strategy": strategy,
             "spine": options.spine,
             "feature_sets": {e["name"]: e["version"] for e in entries},
@@ -578,11 +590,11 @@ def build_training_set(
         "training set %s: %d rows, manifest %s%s",
         options.out,
         output["rows"],
-        manifest_path,
+        manifest_file,
         " (unchanged: already built from the same inputs)" if unchanged else "",
     )
     return TrainingSetResult(
-        options.out, manifest_path, document, output["rows"], strategy, warming_up_excluded=spine_rows - kept_rows
+        options.out, manifest_file, document, output["rows"], strategy, warming_up_excluded=spine_rows - kept_rows
     )
 
 
@@ -701,7 +713,7 @@ def rebuild_training_set(
             spark,
             joined,
             out=out,
-            root=config.env.warehouse,
+            root=config.env.root,
             spine_columns=spine.columns,
             spine=(rows, fingerprint),
         )
@@ -722,8 +734,8 @@ def rebuild_training_set(
                 },
             }
         )
-        path = manifest_out or manifests.default_manifest_path(out)
-        io.write_text(spark, path, manifests.dumps(document), root=config.env.warehouse, what="manifest")
+        path = training_manifest_path(config, out, manifest_out)
+        io.write_text(spark, path, manifests.dumps(document), root=config.env.root, what="manifest")
         record.rows_read = full_rows
         record.rows_written = output["rows"]
         record.input_versions = {f"features.{e['name']}": e["delta_version"] for e in m["feature_sets"]}

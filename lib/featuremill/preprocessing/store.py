@@ -14,6 +14,7 @@ import json
 import logging
 from pathlib import Path
 
+from featuremill.config.model import TablePaths
 from featuremill.core.errors import PreprocessingError, TableStateError, WritePathError
 from featuremill.core.local_rows import local_dataframe
 from featuremill.preprocessing.state import FittedState
@@ -28,9 +29,10 @@ STATES_SCHEMA = (
 )
 
 
-def states_path(tables_root: str) -> str:
-    """Where a pipeline keeps its fitted states (beside its other tables)."""
-    return f"{tables_root.rstrip('/')}/preprocessing_states"
+def states_path(tables: TablePaths) -> str:
+    """Where a pipeline keeps its fitted states, beside its other tables: the reference (path
+    or name) of its ``preprocessing_states`` table."""
+    return tables.table("preprocessing_states")
 
 
 def _latest_row(spark, path: str, name: str, version: int | None = None):

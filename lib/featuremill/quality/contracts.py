@@ -192,7 +192,7 @@ def live_schema(spark, path: str):
     version = io.delta_version(spark, path)
     if version is None:
         return None, None
-    return spark.read.format("delta").load(path).schema, version
+    return io.load_delta(spark, path).schema, version
 
 
 def check_write(spark, df, path: str, policy: SchemaPolicy, *, table: str) -> SchemaChange:

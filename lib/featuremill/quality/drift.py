@@ -599,7 +599,7 @@ def load_reference(
 
     if not io.is_delta_table(spark, path):
         return None
-    df = spark.read.format("delta").load(path)
+    df = io.load_delta(spark, path)
     if reference_id:
         df = df.where(F.col("reference_id") == F.lit(reference_id))
     else:
@@ -740,7 +740,6 @@ def run_drift(
     settings = quality.drift
     spec = quality.table(table)
     ref_table = resolve_table(config, table)
-    root = config.tables.root
     current_df, current_sel, current_version = read_selection(spark, ref_table, current)
     features = columns_for_analysis(
         current_df.schema, ref_table, columns=columns or spec.drift_columns or None, exclude=spec.drift_exclude
@@ -760,7 +759,7 @@ def run_drift(
         None
         if refit
         else load_reference(
-            spark, f"{root}/drift_references", table=table, selection=key, params=params, features=features
+            spark, config.tables.table("drift_references"), table=table, selection=key, params=params, features=features
         )
     )
     reused = stored is not None
@@ -779,7 +778,7 @@ def run_drift(
             features=fitted,
         )
         if store:
-            store_reference(spark, f"{root}/drift_references", stored, root=config.env.warehouse)
+            store_reference(spark, config.tables.table("drift_references"), stored, root=config.env.root)
     else:
         log.info(
             "drift: reusing reference %s (%s, fitted %s)", stored.reference_id, stored.selection, stored.created_at
@@ -811,7 +810,7 @@ def run_drift(
         ),
     )
     if store:
-        store_results(spark, f"{root}/drift_results", report, root=config.env.warehouse)
+        store_results(spark, config.tables.table("drift_results"), report, root=config.env.root)
     return report
 
 

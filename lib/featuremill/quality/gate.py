@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 def quality_metrics_path(config) -> str:
     """``<warehouse>/<pipeline>/quality_metrics``."""
-    return f"{config.tables.root}/quality_metrics"
+    return config.tables.table("quality_metrics")
 
 
 class TableGate:
@@ -76,7 +76,7 @@ class TableGate:
     def prepare_write(self, spark) -> None:
         """Apply accepted widenings to the table properties; call right before the write."""
         if self.change is not None:
-            contracts.prepare_table(spark, self.ref.path, self.change, root=self.config.env.warehouse)
+            contracts.prepare_table(spark, self.ref.path, self.change, root=self.config.env.root)
 
     # ---------------------------------------------------------------- 2. row rules
     def with_row_rules(self, df, *, references: Mapping[str, object] | None = None):
@@ -213,7 +213,7 @@ def enforce(
         for rec in gate.records(run_id=run_id, job=job, gate_status=status, recorded_at=when)
     ]
     if records:
-        history.append_records(spark, quality_metrics_path(config), records, root=config.env.warehouse)
+        history.append_records(spark, quality_metrics_path(config), records, root=config.env.root)
     if failures:
         raise QualityRuleFailed(failures)
     return [r for gate, _ in gates for r in gate.results]

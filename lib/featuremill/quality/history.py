@@ -141,15 +141,11 @@ def metric_history(
     wanted = sorted(set(metrics))
     if not wanted or not io.is_delta_table(spark, path):
         return {}
-    df = (
-        spark.read.format("delta")
-        .load(path)
-        .where(
-            (F.col("table_name") == F.lit(table))
-            & (F.col("kind") == F.lit("metric"))
-            & (F.col("gate_status") == F.lit("passed"))
-            & F.col("value").isNotNull()
-        )
+    df = io.load_delta(spark, path).where(
+        (F.col("table_name") == F.lit(table))
+        & (F.col("kind") == F.lit("metric"))
+        & (F.col("gate_status") == F.lit("passed"))
+        & F.col("value").isNotNull()
     )
     condition = None
     for name, column in wanted:

@@ -276,7 +276,7 @@ def profile_table(
         settings=asdict(settings),
     )
     if store:
-        store_profile(spark, f"{config.tables.root}/profiles", profile, root=config.env.warehouse)
+        store_profile(spark, config.tables.table("profiles"), profile, root=config.env.root)
     return profile
 
 

@@ -72,7 +72,7 @@ class Materialized:
 
 
 def state_path(config: PipelineConfig) -> str:
-    return f"{config.tables.root}/serving/materializations"
+    return config.tables.table("serving/materializations")
 
 
 def latest_rows(frame, *, keys: Sequence[str], event_time: str, columns: Sequence[str]):
@@ -194,7 +194,7 @@ def _record(spark, config: PipelineConfig, store: str, view: ViewSpec, result: M
         "materialized_at timestamp"
     )
     frame = local_dataframe(spark, row, schema)
-    io.append(frame, state_path(config), root=config.env.warehouse, what="materialization log")
+    io.append(frame, state_path(config), root=config.env.root, what="materialization log")
 
 
 def applied_views(repo: str | Path, names: Sequence[str]) -> dict:

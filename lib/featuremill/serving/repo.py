@@ -9,8 +9,9 @@ The pipeline YAML stays the one place where features are defined; the repository
 * ``featuremill_features.py``: one ``Entity`` per key column (a multi-column key is a feature view
   over several entities, Feast's form of a composite key), and per feature set one
   ``FeatureView`` named like the set over a ``SparkSource`` that reads the set's Delta table
-  (``query`` over ``delta.`PATH```: Feast refuses ``file_format="delta"``), plus, where the set has a
-  preprocessed serving table, a view ``<set>_preprocessed`` over it. Each view carries the set's
+  (``query`` over ``delta.`PATH```, or over the table's name when the environment names
+  tables: Feast refuses ``file_format="delta"``), plus, where the set has a preprocessed
+  serving table, a view ``<set>_preprocessed`` over it. Each view carries the set's
   description, owner, TTL and tags ``featuremill.version`` / ``featuremill.definition_hash``
   (:func:`featuremill.storage.versions.feature_set_fingerprint`); value types come from the Delta
   schema (:func:`feast_type`).
@@ -261,7 +262,9 @@ def render_definitions(config: PipelineConfig, views: Sequence[ViewSpec], *, ttl
         ]
     for view in views:
         columns = [*view.key_names, view.event_time, *view.feature_names]
-        query = f"SELECT {', '.join('`' + c + '`' for c in columns)} FROM delta.`{view.table}`"
+        # delta.`PATH` for a table by path, `schema`.`table` for a metastore name (the offline
+        # store's session gets the environment's spark conf, so it sees the same metastore)
+        query = f"SELECT {', '.join('`' + c + '`' for c in columns)} FROM {io.table_identifier(view.table)}"
         tags = dict(view.tags)
         lines += [
             f"{view.name}_source = SparkSource(",

@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from featuremill.storage.names import existing_location, table_location
+
 log = logging.getLogger(__name__)
 
 _COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
@@ -100,6 +102,10 @@ def read_commits(spark, path: str, *, app_id: str | None = None, min_version: in
     """
     from pyspark.sql import functions as F
 
+    located = existing_location(spark, path)
+    if located is None:
+        return []
+    path = located
     files = _list_commit_files(spark, path)
     reader = spark.read.schema(_LOG_SCHEMA)
     if files is None:  # no driver-side listing: let Spark glob the log (Spark Connect)
@@ -179,7 +185,8 @@ def jvm_snapshot(spark, path: str):
     """
     jvm = spark._jvm
     none = jvm.scala.Option.empty()
-    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, str(path))
+    location = table_location(spark, path)
+    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, str(location))
     return delta_log, delta_log.update(False, none, none)
 
 

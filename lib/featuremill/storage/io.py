@@ -9,6 +9,13 @@ Every function here that creates or changes a table (or writes a document) takes
 root as a required ``root`` and refuses, with :class:`WritePathError` and before touching
 anything, a path outside it (:func:`check_write_path`). No other module writes to storage
 (``tests/unit/test_write_paths.py`` scans the library for direct writes).
+
+A table reference is either a path (a local path or URI: it has a ``/`` or a scheme) or a
+metastore name, ``schema.table`` or ``catalog.schema.table`` (:func:`is_table_name`). Every
+function taking a table's ``path`` takes either: a name is read with ``DataFrameReader.table``,
+written with ``saveAsTable`` (a managed table: the metastore picks its location), merged and
+inspected through ``DeltaTable.forName`` or SQL on its quoted name. A name is written only in the
+namespace the ``root`` carries (``EnvSpec.root``, from the environment's ``tables:``).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,8 +35,43 @@ from featuremill.core.errors import InputDataError, TableStateError, WritePathEr
 from featuremill.core.local_rows import local_dataframe
 from featuremill.core.sql import col, literal, quote_identifier
 from featuremill.storage.commit_retry import retry_on_conflict
+from featuremill.storage.names import (
+    forget_location,
+    is_table_name,
+    name_parts,
+    table_identifier,
+)
 
 log = logging.getLogger(__name__)
+
+
+#: The schemas (``[catalog.]schema``, quoted) this process created or found.
+_SCHEMAS_CREATED: set[str] = set()
+
+
+def load_delta(spark, ref: str, reader=None):
+    """``reader`` (default ``spark.read.format("delta")``) loading the table ``ref``: by path or by name."""
+    reader = spark.read.format("delta") if reader is None else reader
+    return reader.table(ref) if is_table_name(ref) else reader.load(ref)
+
+
+def _save(writer, ref: str, spark, commit: CommitTag | None = None) -> None:
+    """``writer.save(path)``, or ``writer.saveAsTable(name)`` after creating the name's schema.
+
+    ``saveAsTable`` creating or replacing a table (CREATE [OR REPLACE] TABLE AS SELECT) keeps the
+    ``txnAppId``/``txnVersion`` writer options but drops ``userMetadata``, which exactly-once
+    bookkeeping reads back: for a name the commit tag is also set as session confs around it.
+    """
+    if not is_table_name(ref):
+        writer.save(ref)
+        return
+    namespace = ".".join(quote_identifier(p) for p in name_parts(ref)[:-1])
+    if namespace not in _SCHEMAS_CREATED:  # once per process: a metastore call per write is slow
+        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {namespace}")
+        _SCHEMAS_CREATED.add(namespace)
+    forget_location(ref)
+    with session_commit_tag(spark, commit):
+        writer.saveAsTable(ref)
 
 
 def _retried(what: str):
@@ -207,6 +250,14 @@ def _connect(spark) -> bool:
 
 
 def is_delta_table(spark, path: str) -> bool:
+    if is_table_name(path):
+        try:
+            if not spark.catalog.tableExists(path):
+                return False
+            row = delta_detail(spark, path).select("format").first()
+        except Exception:  # no such catalog or schema
+            return False
+        return row is not None and str(row["format"]).lower() == "delta"
     if _connect(spark):
         try:
             row = delta_detail(spark, path).select("format").first()
@@ -224,25 +275,24 @@ def is_delta_table(spark, path: str) -> bool:
 def delta_history(spark, path: str, limit: int | None = None):
     """``DeltaTable.history(limit)`` of the table at ``path`` (newest commit first)."""
     if _connect(spark):
-        from featuremill.core.sql import delta_path_identifier
-
         suffix = f" LIMIT {int(limit)}" if limit else ""
-        return spark.sql(f"DESCRIBE HISTORY {delta_path_identifier(path)}{suffix}")
-    from delta.tables import DeltaTable
-
-    table = DeltaTable.forPath(spark, path)
+        return spark.sql(f"DESCRIBE HISTORY {table_identifier(path)}{suffix}")
+    table = _delta_table(spark, path)
     return table.history(limit) if limit else table.history()
 
 
 def delta_detail(spark, path: str):
     """``DeltaTable.detail()`` (one row: format, sizeInBytes, numFiles, properties...)."""
     if _connect(spark):
-        from featuremill.core.sql import delta_path_identifier
+        return spark.sql(f"DESCRIBE DETAIL {table_identifier(path)}")
+    return _delta_table(spark, path).detail()
 
-        return spark.sql(f"DESCRIBE DETAIL {delta_path_identifier(path)}")
+
+def _delta_table(spark, ref: str):
+    """``DeltaTable.forName`` or ``DeltaTable.forPath`` (classic sessions)."""
     from delta.tables import DeltaTable
 
-    return DeltaTable.forPath(spark, path).detail()
+    return DeltaTable.forName(spark, ref) if is_table_name(ref) else DeltaTable.forPath(spark, ref)
 
 
 def merge_insert_new(df, path: str, on: str, *, root: str, what: str = "table") -> None:
@@ -254,25 +304,19 @@ def merge_insert_new(df, path: str, on: str, *, root: str, what: str = "table") 
     if _connect(spark):
         _sql_merge(df, path, on, ["WHEN NOT MATCHED THEN INSERT *"])
         return
-    from delta.tables import DeltaTable
-
-    DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), on).whenNotMatchedInsertAll().execute()
+    _delta_table(spark, path).alias("t").merge(df.alias("s"), on).whenNotMatchedInsertAll().execute()
 
 
 def _sql_merge(df, path: str, on: str, clauses: Sequence[str], *, evolve_schema: bool = False) -> None:
     """``MERGE INTO delta.`path` t USING <df> s ON ... <clauses>`` through a temporary view."""
     import uuid
 
-    from featuremill.core.sql import delta_path_identifier
-
     spark = df.sparkSession
     view = f"featuremill_merge_source_{uuid.uuid4().hex}"
     df.createOrReplaceTempView(view)
     evolution = " WITH SCHEMA EVOLUTION" if evolve_schema else ""
     try:
-        spark.sql(
-            f"MERGE{evolution} INTO {delta_path_identifier(path)} AS t USING {view} AS s ON {on} " + " ".join(clauses)
-        )
+        spark.sql(f"MERGE{evolution} INTO {table_identifier(path)} AS t USING {view} AS s ON {on} " + " ".join(clauses))
     finally:
         spark.catalog.dropTempView(view)
 
@@ -398,7 +442,7 @@ def read_delta(spark, path: str, *, version: int | None = None):
         check_time_travel(spark, path, int(version))
         reader = reader.option("versionAsOf", int(version))
         try:
-            return reader.load(path)  # resolving the version is eager: a missing one fails here
+            return load_delta(spark, path, reader)  # resolving the version is eager: a missing one fails here
         except Exception as exc:
             text = str(exc)
             if "time travel" not in text.lower() and "VERSION" not in text:
@@ -409,7 +453,7 @@ def read_delta(spark, path: str, *, version: int | None = None):
                 "(the commit was removed by log retention; keep delta.logRetentionDuration "
                 "longer than the replay window)"
             ) from None
-    return reader.load(path)
+    return load_delta(spark, path, reader)
 
 
 def read_change_feed(spark, path: str, *, start: int, end: int):
@@ -425,7 +469,7 @@ def read_change_feed(spark, path: str, *, start: int, end: int):
         .option("startingVersion", int(start))
         .option("endingVersion", int(end))
     )
-    return reader.load(path)
+    return load_delta(spark, path, reader)
 
 
 def check_time_travel(spark, path: str, version: int) -> None:
@@ -508,12 +552,12 @@ def replace_where(
     if evolve_schema:
         writer = writer.option("mergeSchema", "true")
     if not creating:
-        writer.mode("overwrite").option("replaceWhere", predicate).save(path)
+        _save(writer.mode("overwrite").option("replaceWhere", predicate), path, spark, commit)
     else:
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         # "error" = ErrorIfExists; the Spark Connect client accepts only this spelling of it
-        writer.mode("error").save(path)
+        _save(writer.mode("error"), path, spark, commit)
 
 
 @_retried("overwrite")
@@ -543,7 +587,7 @@ def overwrite(
         writer = writer.option("mergeSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.save(path)
+    _save(writer, path, df.sparkSession, commit)
 
 
 @_retried("append")
@@ -570,7 +614,7 @@ def append(
         writer = writer.option("mergeSchema", "true")
     if partition_by and not is_delta_table(df.sparkSession, path):
         writer = writer.partitionBy(*partition_by)
-    writer.save(path)
+    _save(writer, path, df.sparkSession, commit)
 
 
 def create_if_absent(df, path: str, *, root: str, what: str = "table") -> None:
@@ -583,7 +627,7 @@ def create_if_absent(df, path: str, *, root: str, what: str = "table") -> None:
     """
     check_write_path(path, root, what=what)
     # "error" = ErrorIfExists; the Spark Connect client accepts only this spelling of it
-    df.write.format("delta").mode("error").save(path)
+    _save(df.write.format("delta").mode("error"), path, df.sparkSession)
 
 
 def merge_upsert(
@@ -596,10 +640,8 @@ def merge_upsert(
     committed). ``path`` must lie under ``root``.
     """
     check_write_path(path, root, what=what)
-    from delta.tables import DeltaTable
-
     spark = df.sparkSession
-    builder = DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), on)
+    builder = _delta_table(spark, path).alias("t").merge(df.alias("s"), on)
     builder = builder.whenMatchedUpdateAll(condition=update_condition).whenNotMatchedInsertAll()
     with session_commit_tag(spark, commit):
         # MERGE returns its counts as one row (none, or zeros, when Delta skipped it as committed)
@@ -644,11 +686,11 @@ def merge_range(
         writer = _writer(df, commit=commit, properties=properties, creating=True)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
-        writer.mode("error").save(path)
+        _save(writer.mode("error"), path, spark, commit)
         return last_operation_metrics(spark, path)
     target_range = date_range_predicate(partition_column, start, end, qualifier="t")
     on = " AND ".join([f"t.{quote_identifier(k)} <=> s.{quote_identifier(k)}" for k in keys] + [target_range])
-    existing = {c.lower() for c in spark.read.format("delta").load(path).columns} if evolve_schema else None
+    existing = {c.lower() for c in load_delta(spark, path).columns} if evolve_schema else None
     # A column the target does not have yet exists only after evolution: a matched row needs an
     # update when its new value is not null (null is what the evolved row reads anyway).
     changed = " OR ".join(
@@ -663,9 +705,7 @@ def merge_range(
         with session_commit_tag(spark, commit):
             _sql_merge(df, path, on, clauses, evolve_schema=evolve_schema)
         return last_operation_metrics(spark, path)
-    from delta.tables import DeltaTable
-
-    builder = DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), on)
+    builder = _delta_table(spark, path).alias("t").merge(df.alias("s"), on)
     if changed:
         builder = builder.whenMatchedUpdateAll(condition=changed)
     builder = builder.whenNotMatchedInsertAll().whenNotMatchedBySourceDelete(condition=target_range)
@@ -684,16 +724,14 @@ def add_missing_columns(spark, path: str, df, *, root: str, what: str = "table")
     evolution, so a misspelt column can never widen a table by accident elsewhere. Returns the
     names added; does nothing when the table does not exist yet. ``path`` must lie under ``root``.
     """
-    from featuremill.core.sql import delta_path_identifier
-
     check_write_path(path, root, what=what)
     if not is_delta_table(spark, path):
         return []
-    existing = {f.name for f in spark.read.format("delta").load(path).schema.fields}
+    existing = {f.name for f in load_delta(spark, path).schema.fields}
     missing = [f for f in df.schema.fields if f.name not in existing]
     if missing:
         columns = ", ".join(f"{quote_identifier(f.name)} {f.dataType.simpleString()}" for f in missing)
-        spark.sql(f"ALTER TABLE {delta_path_identifier(path)} ADD COLUMNS ({columns})")
+        spark.sql(f"ALTER TABLE {table_identifier(path)} ADD COLUMNS ({columns})")
         log.info("table %s: added column(s) %s", path, ", ".join(f.name for f in missing))
     return [f.name for f in missing]
 
@@ -707,7 +745,6 @@ def write_text(spark, path: str, text: str, *, root: str, what: str = "document"
     ``path`` must lie under ``root`` (:func:`check_write_path`).
     """
     import os
-    import re
 
     check_write_path(path, root, what=what)
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path) and not path.startswith("file:"):
@@ -726,7 +763,6 @@ def write_text(spark, path: str, text: str, *, root: str, what: str = "document"
 def read_text(spark, path: str) -> str:
     """Read what :func:`write_text` wrote (a local file, or a folder written by Spark)."""
     import os
-    import re
 
     local = path[len("file:") :] if path.startswith("file:") else path
     if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", local):
@@ -756,6 +792,8 @@ def read_table(spark, path: str, *, fmt: str | None = None, version: int | None 
     (``.csv``, ``.json``), else ``parquet``. CSV needs a header; its types are inferred. Returns
     ``(DataFrame, format)``; :class:`InputDataError` naming the path when it does not exist.
     """
+    if fmt is None and is_table_name(path):
+        fmt = "delta"
     if fmt is None:
         lowered = path.rstrip("/").lower()
         fmt = (
@@ -787,9 +825,7 @@ def table_properties(spark, path: str) -> dict[str, str]:
     ``SHOW TBLPROPERTIES`` reads only the table's metadata; ``DeltaTable.detail()`` would also
     compute file counts and sizes from the snapshot's state.
     """
-    from featuremill.core.sql import delta_path_identifier
-
-    rows = spark.sql(f"SHOW TBLPROPERTIES {delta_path_identifier(path)}").collect()
+    rows = spark.sql(f"SHOW TBLPROPERTIES {table_identifier(path)}").collect()
     return {r["key"]: r["value"] for r in rows}
 
 
@@ -797,13 +833,11 @@ def set_table_properties(spark, path: str, properties: Mapping[str, str], *, roo
     """``ALTER TABLE delta.`path` SET TBLPROPERTIES (...)``: one metadata-only commit.
 
     ``path`` must lie under ``root`` (:func:`check_write_path`)."""
-    from featuremill.core.sql import delta_path_identifier
-
     check_write_path(path, root, what=what)
     if not properties:
         return
     assignments = ", ".join(f"{literal(k)} = {literal(v)}" for k, v in sorted(properties.items()))
-    spark.sql(f"ALTER TABLE {delta_path_identifier(path)} SET TBLPROPERTIES ({assignments})")
+    spark.sql(f"ALTER TABLE {table_identifier(path)} SET TBLPROPERTIES ({assignments})")
 
 
 def replace_table(df, path: str, *, root: str, what: str = "table", partition_by: Sequence[str] = ()) -> None:
@@ -815,14 +849,13 @@ def replace_table(df, path: str, *, root: str, what: str = "table", partition_by
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.save(path)
+    _save(writer, path, df.sparkSession)
 
 
 def _normalised(path: str) -> tuple[str, str]:
     """``(scheme://authority, normalised absolute path)`` of a local path or URI, ``..`` resolved."""
     import os
     import posixpath
-    import re
 
     text = str(path)
     if text.startswith("file:"):
@@ -842,7 +875,21 @@ def check_write_path(path: str, root: str, *, what: str = "table") -> str:
 
     Paths are compared after resolving ``..`` (and, for local paths, symlinks), so
     ``<warehouse>/../elsewhere`` is refused like ``/elsewhere``. Call it before any work starts.
+
+    A table name (:func:`is_table_name`) must lie in the namespace ``root`` carries
+    (``EnvSpec.root``: the environment's ``tables:``), compared case-insensitively.
     """
+    if is_table_name(path):
+        namespace = getattr(root, "namespace", None)
+        parts = [p.lower() for p in name_parts(path)]
+        if namespace and ".".join(parts[:-1]) == namespace.lower():
+            return path
+        where = (
+            f"it is outside the environment's table namespace {namespace}; name it {namespace}.<table>"
+            if namespace
+            else "the environment names no table namespace; set tables: {schema: ...} in the environment file"
+        )
+        raise WritePathError(f"refusing to write the {what} {path}: {where}")
     scheme, target = _normalised(path)
     root_scheme, base = _normalised(root)
     inside = scheme == root_scheme and (target == base or target.startswith(base.rstrip("/") + "/"))

@@ -117,7 +117,9 @@ def read_runs(spark, path: str, *, pipeline: str | None = None, job: str | None 
     """The run log as a DataFrame, newest first, optionally filtered."""
     from pyspark.sql import functions as F
 
-    df = spark.read.format("delta").load(path)
+    from featuremill.storage import io
+
+    df = io.load_delta(spark, path)
     if pipeline:
         df = df.where(F.col("pipeline") == F.lit(pipeline))
     if job:

@@ -93,9 +93,9 @@ class StreamPaths:
 def stream_paths(config: PipelineConfig, feature_set: str, *, checkpoint: str | None = None) -> StreamPaths:
     root = f"{config.tables.root}/stream/{feature_set}"
     return StreamPaths(
-        validated=f"{root}/validated",
-        quarantine=f"{root}/quarantine",
-        checkpoint=checkpoint or f"{root}/_checkpoint",
+        validated=config.tables.table(f"stream/{feature_set}/validated"),
+        quarantine=config.tables.table(f"stream/{feature_set}/quarantine"),
+        checkpoint=checkpoint or f"{root}/_checkpoint",  # a folder, also when tables are named
         features=config.tables.features(feature_set),
     )
 
@@ -332,16 +332,16 @@ class _BatchProcessor:
         self.hook("classified", batch_id)
         if quarantined:
             rows = stream_quarantine_rows(flagged, source=source, stream_id=self._query_id, batch_id=batch_id)
-            _append(rows, self.paths.quarantine, tag, root=self.config.env.warehouse, partition_by=[INGEST_DATE])
+            _append(rows, self.paths.quarantine, tag, root=self.config.env.root, partition_by=[INGEST_DATE])
         self.hook("quarantine", batch_id)
         output_rows = 0
         if valid:
-            contracts.prepare_table(spark, self.paths.validated, change, root=self.config.env.warehouse)
+            contracts.prepare_table(spark, self.paths.validated, change, root=self.config.env.root)
             _append(
                 valid_rows,
                 self.paths.validated,
                 tag,
-                root=self.config.env.warehouse,
+                root=self.config.env.root,
                 partition_by=[EVENT_DATE],
                 merge_schema=change.evolves,
             )
@@ -457,7 +457,7 @@ class _BatchProcessor:
             spark,
             frame,
             self.paths.features,
-            root=self.config.env.warehouse,
+            root=self.config.env.root,
             keys=keys,
             from_date=from_date,
             tag=tag,
@@ -561,7 +561,7 @@ class _BatchProcessor:
         record.metrics["spark_jobs"] = len(_job_ids(spark) - self._jobs_before)
         record.busy_s = duration
         record.finish("succeeded")
-        append_run(spark, self.config.tables.run_log, record, root=self.config.env.warehouse)
+        append_run(spark, self.config.tables.run_log, record, root=self.config.env.root)
         freshness = record.metrics.get("freshness_s")
         log.info(
             "stream %s batch %d: %d records, %d valid, %d quarantined (%s), %d feature rows, %.1f s, freshness %s",
@@ -744,7 +744,7 @@ def run_stream(
         reader = spark.readStream.format("delta").option("skipChangeCommits", "true")
         if stream.max_records_per_batch:
             reader = reader.option("maxFilesPerTrigger", str(stream.max_records_per_batch))
-        df = reader.load(config.tables.validated(fs.source))
+        df = io.load_delta(spark, config.tables.validated(fs.source), reader)
     writer = (
         df.writeStream.foreachBatch(processor)
         .option("checkpointLocation", paths.checkpoint)
