@@ -409,3 +409,127 @@ def test_names_under_the_reserved_internal_prefix_are_refused(project, mutate, p
     assert issue.path.endswith(path), issue.path
     assert "starts with '_', the prefix featuremill reserves for its internal columns" in issue.message
     assert "rename it" in issue.message
+
+
+def _with_year(doc):
+    """BASE with a ``year`` column in both the events and the products dimension."""
+    doc["sources"]["tx"]["columns"]["year"] = "int"
+    doc["sources"]["products"]["columns"]["year"] = "int"
+    return doc
+
+
+def test_join_columns_mapping_renames_a_dimension_column(project):
+    doc = _with_year(copy.deepcopy(BASE))
+    doc["feature_sets"][0]["joins"][0]["columns"] = {"year": "release_year", "category": "category"}
+    doc["feature_sets"][0]["features"].append(
+        {
+            "name": "newest_release_7d",
+            "function": "max",
+            "column": "release_year",
+            "window": "7d",
+            "description": "d",
+            "where": {"column": "release_year", "equals": 2020},
+        }
+    )
+    _, config = _load(project, doc)
+    fs = config.feature_set("cust_fs")
+    join = fs.joins[0]
+    assert join.columns == ("year", "category")
+    assert join.renames == (("year", "release_year"),)
+    assert join.output_columns == ("release_year", "category")
+    assert (join.dimension_column("release_year"), join.dimension_column("year")) == ("year", None)
+    newest = fs.features[-1]
+    assert (newest.column, newest.where.column, newest.dtype) == ("release_year", "release_year", "int")
+
+
+def test_join_columns_list_form_has_no_renames(project):
+    _, config = _load(project, BASE)
+    join = config.feature_set("cust_fs").joins[0]
+    assert (join.columns, join.renames, join.output_columns) == (("category",), (), ("category",))
+
+
+@pytest.mark.parametrize(
+    "columns, expected",
+    [
+        (
+            ["year"],
+            "feature_sets[0].joins[0].columns: column 'year' already exists before the join (a column of source "
+            "'tx'); join it under another name with the mapping form columns: {year: products_year}",
+        ),
+        (
+            {"year": "amount"},
+            "feature_sets[0].joins[0].columns.year: 'amount', the name given to column 'year', already exists "
+            "before the join (a column of source 'tx'); pick another name",
+        ),
+        (
+            {"year": "event_date"},
+            "feature_sets[0].joins[0].columns.year: 'event_date', the name given to column 'year', already exists",
+        ),
+        (
+            {"year": "_year"},
+            "feature_sets[0].joins[0].columns.year: new name '_year' starts with '_', the prefix featuremill reserves",
+        ),
+        (
+            {"year": "release year"},
+            "feature_sets[0].joins[0].columns.year: 'release year' is not a valid name",
+        ),
+        (
+            {"year": None},
+            "feature_sets[0].joins[0].columns.year: expected a non-empty string, got nothing",
+        ),
+        (
+            {"year": "y", "category": "y"},
+            "feature_sets[0].joins[0].columns: columns ['year', 'category'] are all joined as 'y'",
+        ),
+        (
+            {"colour": "product_colour"},
+            "feature_sets[0].joins[0].columns.colour: column 'colour' is not declared in dimension 'products'",
+        ),
+        (
+            ["category", {"year": "release_year"}],
+            "feature_sets[0].joins[0].columns: mixes names and mappings; list the names",
+        ),
+        (
+            {},
+            "feature_sets[0].joins[0].columns: expected a column name, a list of names or a mapping",
+        ),
+        (
+            # renamed away: the feature's where filter on the dimension's own name no longer resolves
+            {"category": "product_category"},
+            "feature_sets[0].features[3].where.column: column 'category' is not a column of the source or its "
+            "event-level joins",
+        ),
+    ],
+)
+def test_validate_rejects_bad_join_column_renames(project, columns, expected):
+    doc = _with_year(copy.deepcopy(BASE))
+    doc["feature_sets"][0]["joins"][0]["columns"] = columns
+    errors = _errors(project, doc)
+    prefix = f"{project}/conf/pipelines/p.yaml: "
+    assert any(e.startswith(prefix + expected) for e in errors), errors
+
+
+def test_validate_rejects_a_rename_onto_another_joins_column(project):
+    doc = _with_year(copy.deepcopy(BASE))
+    doc["sources"]["customers"] = {
+        "kind": "dimension",
+        "format": "csv",
+        "path": "c",
+        "key": "cust",
+        "columns": {"cust": "bigint", "segment": "string", "year": "int"},
+    }
+    joins = doc["feature_sets"][0]["joins"]
+    joins[0]["columns"] = {"year": "release_year", "category": "category"}
+    joins.append({"dimension": "customers", "on": "cust", "columns": {"year": "release_year"}, "level": "entity"})
+    errors = _errors(project, doc)
+    assert errors == [
+        f"{project}/conf/pipelines/p.yaml: feature_sets[0].joins[1].columns.year: 'release_year', the name given to "
+        "column 'year', already exists before the join (joined by feature_sets[0].joins[0]); pick another name"
+    ]
+    joins[1]["columns"] = {"year": "signup_year", "segment": "segment"}
+    doc["feature_sets"][0]["features"][0]["name"] = "signup_year"
+    errors = _errors(project, doc)
+    assert errors == [
+        f"{project}/conf/pipelines/p.yaml: feature_sets[0].features[0].name: 'signup_year' clashes with a key or "
+        "joined column"
+    ]

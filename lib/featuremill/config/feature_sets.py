@@ -83,22 +83,27 @@ def parse_feature_sets(checker: Checker, value: Any, sources: dict[str, SourceSp
                     checker.error(join_path(path, "entity"), f"column {k!r} is not declared in source {source.name!r}")
         event_columns: dict[str, ColumnSpec] = {c.name: c for c in source.columns} if source else {}
         entity_columns: set[str] = set()
+        # Every name the feature frame already has, and where it comes from (for the clash error).
+        taken = {c: f"a column of source {source.name!r}" for c in event_columns} if source else {}
+        taken.setdefault("event_date", "the event date every feature row gets")
         joins = []
         if "joins" in spec:
             if not isinstance(spec["joins"], list):
                 checker.error(join_path(path, "joins"), f"expected a list, got {kind_of(spec['joins'])}")
             else:
                 for j, jbody in enumerate(spec["joins"]):
-                    join = _parse_join(checker, jbody, f"{path}.joins[{j}]", sources, event_columns, entity or ())
+                    jpath = f"{path}.joins[{j}]"
+                    join = _parse_join(checker, jbody, jpath, sources, event_columns, entity or (), taken)
                     if join is None:
                         continue
                     joins.append(join)
                     dim = sources[join.dimension]
-                    for c in join.columns:
+                    for c, output in zip(join.columns, join.output_columns, strict=True):
+                        taken[output] = f"joined by {jpath}"
                         if join.level == "event":
-                            event_columns[c] = dim.column(c)
+                            event_columns[output] = dim.column(c)
                         else:
-                            entity_columns.add(c)
+                            entity_columns.add(output)
         features = _parse_features(
             checker,
             spec.get("features"),
@@ -140,6 +145,7 @@ def _parse_join(
     sources: dict[str, SourceSpec],
     event_columns: dict[str, ColumnSpec],
     entity: tuple[str, ...],
+    taken: dict[str, str],
 ) -> JoinSpec | None:
     spec = checker.mapping(
         value, path, required=("dimension", "on", "columns"), optional=("level", "as_of", "broadcast")
@@ -157,8 +163,8 @@ def _parse_join(
     as_of = checker.string(spec.get("as_of", "event_time"), join_path(path, "as_of"), choices=JOIN_AS_OF)
     broadcast = checker.string(spec.get("broadcast", "always"), join_path(path, "broadcast"), choices=JOIN_BROADCAST)
     on = checker.names(spec.get("on"), join_path(path, "on")) if "on" in spec else None
-    columns = checker.names(spec.get("columns"), join_path(path, "columns")) if "columns" in spec else None
-    ok = dim is not None and on is not None and columns is not None and None not in (level, as_of, broadcast)
+    items = _join_columns(checker, spec.get("columns"), join_path(path, "columns")) if "columns" in spec else None
+    ok = dim is not None and on is not None and items is not None and None not in (level, as_of, broadcast)
     if on:
         available = set(entity) if level == "entity" else set(event_columns)
         for k in on:
@@ -174,17 +180,78 @@ def _parse_join(
                 join_path(path, "on"), f"must be the dimension's key {list(dim.key)} so the join cannot multiply rows"
             )
             ok = False
-    if columns and dim is not None:
-        for c in columns:
+    if items and dim is not None:
+        for c, output, cpath in items:
             if c not in dim.column_names:
-                checker.error(join_path(path, "columns"), f"column {c!r} is not declared in dimension {dim.name!r}")
+                checker.error(cpath, f"column {c!r} is not declared in dimension {dim.name!r}")
                 ok = False
-            elif c in event_columns:
-                checker.error(join_path(path, "columns"), f"column {c!r} already exists before the join")
+            elif output in taken and output == c:
+                checker.error(
+                    cpath,
+                    f"column {c!r} already exists before the join ({taken[c]}); join it under another name "
+                    f"with the mapping form columns: {{{c}: {dim.name}_{c}}} (dimension column: name in the "
+                    "feature frame)",
+                )
+                ok = False
+            elif output in taken:
+                checker.error(
+                    cpath,
+                    f"{output!r}, the name given to column {c!r}, already exists before the join "
+                    f"({taken[output]}); pick another name",
+                )
                 ok = False
     if not ok:
         return None
-    return JoinSpec(dimension=dim.name, on=on, columns=columns, level=level, as_of=as_of, broadcast=broadcast)
+    return JoinSpec(
+        dimension=dim.name,
+        on=on,
+        columns=tuple(c for c, _, _ in items),
+        level=level,
+        as_of=as_of,
+        broadcast=broadcast,
+        renames=tuple((c, output) for c, output, _ in items if output != c),
+    )
+
+
+def _join_columns(checker: Checker, value: Any, path: str) -> list[tuple[str, str, str]] | None:
+    """A join's ``columns``: a name, a list of names, or a mapping of dimension column -> its name
+    in the feature frame (``{year: release_year, category: category}``). Returns (dimension
+    column, name in the feature frame, config path) triples, in the order given."""
+    if isinstance(value, dict):
+        if not value:
+            checker.error(path, "expected a column name, a list of names or a mapping {column: new_name}, got {}")
+            return None
+        out: list[tuple[str, str, str]] = []
+        ok = True
+        for column, new_name in value.items():
+            cpath = join_path(path, str(column))
+            if not isinstance(column, str) or not column.strip():
+                checker.error(cpath, f"expected a dimension column name as the key, got {kind_of(column)}")
+                ok = False
+                continue
+            output = checker.string(new_name, cpath, identifier=True)
+            if output is None:
+                ok = False
+            elif output != column and is_internal(output):
+                checker.error(cpath, f"new name {reserved_name_message(output)}")
+                ok = False
+            else:
+                out.append((column, output, cpath))
+        outputs = [output for _, output, _ in out]
+        for output in sorted({o for o in outputs if outputs.count(o) > 1}):
+            columns = [c for c, o, _ in out if o == output]
+            checker.error(path, f"columns {columns} are all joined as {output!r}; give each its own name")
+            ok = False
+        return out if ok else None
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        checker.error(
+            path,
+            "mixes names and mappings; list the names ([category, unit_price]) or map every column to its "
+            "name in the feature frame ({category: category, year: release_year})",
+        )
+        return None
+    names = checker.names(value, path)
+    return None if names is None else [(c, c, path) for c in names]
 
 
 def _parse_features(

@@ -135,6 +135,9 @@ class JoinSpec:
     ``as_of`` is ``event_time`` (the version valid at the event's, or the feature row's, time) or
     ``latest`` (the current version, for attributes that never change); ``broadcast`` is
     ``always`` (refuse a dimension over its size limit) or ``auto`` (sort-merge join instead).
+
+    ``columns`` are the dimension's column names; ``renames`` pairs each renamed one with its name
+    in the feature frame (``columns: {year: release_year}``), empty when none is renamed.
     """
 
     dimension: str
@@ -143,6 +146,20 @@ class JoinSpec:
     level: str = "event"
     as_of: str = "event_time"
     broadcast: str = "always"
+    renames: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def output_columns(self) -> tuple[str, ...]:
+        """The joined columns' names in the feature frame, in ``columns`` order."""
+        renamed = dict(self.renames)
+        return tuple(renamed.get(c, c) for c in self.columns)
+
+    def dimension_column(self, name: str) -> str | None:
+        """The dimension column joined as ``name`` in the feature frame, None when none is."""
+        for column, output in zip(self.columns, self.output_columns, strict=True):
+            if output == name:
+                return column
+        return None
 
 
 @dataclass(frozen=True)
