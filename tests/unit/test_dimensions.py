@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from featuremill.core.errors import JoinColumnClashError
 from featuremill.transforms.dimensions import as_of_join, with_snapshot_history
 
 D = dt.date(2026, 9, 1)
@@ -120,4 +121,128 @@ def test_as_of_join_picks_the_version_valid_at_the_time(spark):
         "change-instant": "platinum",
         "new": "platinum",
         "unknown-key": None,
+    }
+
+
+PRODUCTS = "product_id bigint, year int, valid_from timestamp, valid_to timestamp"
+
+
+def _products(spark):
+    """Hand-written product history: product 10's release year corrected from 2019 to 2020 on day 3."""
+    return spark.createDataFrame(
+        [(10, 2019, _ts(1), _ts(3)), (10, 2020, _ts(3), None), (11, 2021, _ts(1), None)], PRODUCTS
+    )
+
+
+def test_as_of_join_renamed_column_sits_beside_the_frames_own(spark):
+    events = spark.createDataFrame(
+        [("e1", 10, _ts(2), 1999), ("e2", 10, _ts(3, 1), 2005), ("e3", 12, _ts(3, 1), 2010)],
+        "id string, product_id bigint, ts timestamp, year int",
+    )
+    joined = as_of_join(
+        events, _products(spark), on=["product_id"], columns=["year"], time_column="ts", rename={"year": "release_year"}
+    )
+    assert joined.columns == ["id", "product_id", "ts", "year", "release_year"]
+    assert {r["id"]: (r["year"], r["release_year"]) for r in joined.collect()} == {
+        "e1": (1999, 2019),
+        "e2": (2005, 2020),
+        "e3": (2010, None),  # product 12 has no version
+    }
+
+
+def test_as_of_join_clash_without_rename_says_how_to_rename(spark):
+    events = spark.createDataFrame([("e1", 10, _ts(2), 1999)], "id string, product_id bigint, ts timestamp, year int")
+    with pytest.raises(JoinColumnClashError, match=r"columns: \{year: new_name\}"):
+        as_of_join(events, _products(spark), on=["product_id"], columns=["year"], time_column="ts")
+    with pytest.raises(JoinColumnClashError, match="cannot join dimension column 'year' as 'id'"):
+        as_of_join(
+            events, _products(spark), on=["product_id"], columns=["year"], time_column="ts", rename={"year": "id"}
+        )
+
+
+RENAME_PIPELINE = """\
+pipeline: shop
+timezone: UTC
+sources:
+  tx:
+    kind: events
+    format: csv
+    path: tx
+    partition_column: landed
+    event_time: ts
+    key: id
+    columns:
+      id: string
+      customer_id: bigint
+      product_id: bigint
+      ts: timestamp
+      year: int
+  products:
+    kind: dimension
+    format: csv
+    path: products
+    key: product_id
+    columns: {product_id: bigint, year: int}
+  customers:
+    kind: dimension
+    format: csv
+    path: customers
+    key: customer_id
+    columns: {customer_id: bigint, year: int}
+feature_sets:
+  - name: buyers
+    description: d
+    owner: o
+    version: 1
+    source: tx
+    entity: customer_id
+    joins:
+      - {dimension: products, on: product_id, columns: {year: release_year}, level: event}
+      - {dimension: customers, on: customer_id, columns: {year: signup_year}, level: entity}
+    features:
+      - {name: newest_release_7d, function: max, column: release_year, window: 7d, description: d}
+      - {name: n_2020_7d, function: count, window: 7d, where: {column: release_year, equals: 2020}, description: d}
+      - {name: max_year_7d, function: max, column: year, window: 7d, description: d}
+"""
+
+
+def test_build_feature_frame_features_over_a_renamed_joined_column(spark, project):
+    from featuremill.config import load_pipeline
+    from featuremill.pipelines.build_features import build_feature_frame
+    from tests.conftest import write_pipeline
+
+    config = load_pipeline(write_pipeline(project, RENAME_PIPELINE))
+    events = spark.createDataFrame(
+        [
+            ("e1", 1, 10, _ts(1, 10), 1999),
+            ("e2", 1, 11, _ts(2, 10), 1999),
+            ("e3", 1, 10, _ts(3, 10), 1999),  # after product 10's correction: 2020
+            ("e4", 2, 10, _ts(0, 12), 2005),  # before product 10's first version, and customer 2's
+            ("e5", 2, 12, _ts(2, 12), 2005),  # product 12 is not in the dimension
+        ],
+        "id string, customer_id bigint, product_id bigint, ts timestamp, year int",
+    )
+    customers = spark.createDataFrame(
+        [(1, 2018, _ts(1), None), (2, 2015, _ts(1), None)],
+        "customer_id bigint, year int, valid_from timestamp, valid_to timestamp",
+    )
+    frame = build_feature_frame(
+        events,
+        config=config,
+        feature_set=config.feature_set("buyers"),
+        dimensions={"products": _products(spark), "customers": customers},
+        start=_day(0),
+        end=_day(3),
+    )
+    assert "release_year" not in frame.columns  # an event-level join feeds the windows only
+    got = {
+        (r["customer_id"], r["ts"]): (r["newest_release_7d"], r["n_2020_7d"], r["max_year_7d"], r["signup_year"])
+        for r in frame.collect()
+    }
+    assert got == {
+        (1, _ts(1, 10)): (2019, 0, 1999, 2018),
+        (1, _ts(2, 10)): (2021, 0, 1999, 2018),
+        (1, _ts(3, 10)): (2021, 1, 1999, 2018),
+        (2, _ts(0, 12)): (None, 0, 2005, None),  # no attribute from the future, for either join
+        (2, _ts(2, 12)): (None, 0, 2005, 2015),
     }

@@ -60,6 +60,10 @@ class BroadcastTooLargeError(FeaturemillError):
     """A dimension table is larger than the configured broadcast limit."""
 
 
+class JoinColumnClashError(FeaturemillError):
+    """A joined dimension column's name is already a column of the frame it is joined to."""
+
+
 class TableStateError(FeaturemillError):
     """A Delta table is missing or in a state the job cannot proceed from."""
 

@@ -315,6 +315,7 @@ def _join_dimension(df, dimension, join: JoinSpec, *, time_column: str):
         on=join.on,
         columns=join.columns,
         time_column=None if join.as_of == "latest" else time_column,
+        rename=dict(join.renames),
     )
 
 
@@ -327,7 +328,8 @@ def build_feature_frame(
     ``[start - lookback, end]``; ``dimensions`` maps each join's dimension name to its (broadcast)
     frame. Output grain: one row per (entity keys, event time) with ``event_date`` (date), the
     features, ``_known_at`` (timestamp, when ``events`` carry ``_ingest_date``: see
-    :mod:`featuremill.transforms.features`), the entity-level joined columns and ``_feature_set_version`` (int).
+    :mod:`featuremill.transforms.features`), the entity-level joined columns (under their names in
+    the join's ``columns`` mapping, when renamed) and ``_feature_set_version`` (int).
     """
     from pyspark.sql import functions as F
 

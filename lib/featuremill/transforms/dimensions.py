@@ -13,8 +13,9 @@ attributes from then on).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from featuremill.core.errors import JoinColumnClashError
 from featuremill.core.sql import col
 from featuremill.transforms.ingest import INGEST_DATE
 
@@ -114,21 +115,47 @@ def with_snapshot_history(history, snapshots, *, key: Sequence[str], attributes:
     return versions.select(*[col(c) for c in key + attributes + bookkeeping], col(_T).alias(VALID_FROM), col(VALID_TO))
 
 
-def as_of_join(df, dimension, *, on: Sequence[str], columns: Sequence[str], time_column: str | None):
+def as_of_join(
+    df,
+    dimension,
+    *,
+    on: Sequence[str],
+    columns: Sequence[str],
+    time_column: str | None,
+    rename: Mapping[str, str] | None = None,
+):
     """DataFrame -> DataFrame: ``df`` left-joined to the dimension row valid at ``time_column``.
 
     ``dimension`` holds ``on``, ``columns``, ``valid_from`` and ``valid_to`` (a history, see
     :func:`with_snapshot_history`), possibly marked for broadcast. Same grain and rows as ``df``,
     plus ``columns`` (null when no version of the key is valid at that time, for example an event
-    before the key's first snapshot). ``time_column`` None joins the current versions (``as_of:
-    latest``). The validity test is part of the join condition next to the key equality, so Spark
-    keeps the equi-join strategy (a broadcast hash join) and evaluates the range on each match:
-    exact, because a key's versions never overlap, so at most one matches.
+    before the key's first snapshot), each named ``rename[column]`` when ``rename`` maps it (a
+    column ``df`` already has cannot be joined under its own name). ``time_column`` None joins the
+    current versions (``as_of: latest``). The validity test is part of the join condition next to
+    the key equality, so Spark keeps the equi-join strategy (a broadcast hash join) and evaluates
+    the range on each match: exact, because a key's versions never overlap, so at most one matches.
+
+    Raises :class:`JoinColumnClashError` when a joined column's name (after ``rename``) is already
+    a column of ``df``.
     """
+    rename = dict(rename or {})
+    outputs = [rename.get(c, c) for c in columns]
+    clashes = [(c, o) for c, o in zip(columns, outputs, strict=True) if o in df.columns]
+    if clashes:
+        c, o = clashes[0]
+        fix = (
+            f"join it under another name with the mapping form columns: {{{c}: new_name}} in the join "
+            "(dimension column: name in the feature frame)"
+            if c == o
+            else "give it another name in the join's columns mapping"
+        )
+        raise JoinColumnClashError(
+            f"cannot join dimension column {c!r} as {o!r}: the frame already has a column {o!r}; {fix}"
+        )
     renamed = {k: f"__dim_{k}" for k in on}
     right = dimension.select(
         *[col(k).alias(renamed[k]) for k in on],
-        *[col(c) for c in columns],
+        *[col(c).alias(o) for c, o in zip(columns, outputs, strict=True)],
         col(VALID_FROM).alias("__valid_from"),
         col(VALID_TO).alias("__valid_to"),
     )
@@ -143,4 +170,4 @@ def as_of_join(df, dimension, *, on: Sequence[str], columns: Sequence[str], time
         condition = (
             condition & (t >= right["__valid_from"]) & (right["__valid_to"].isNull() | (t < right["__valid_to"]))
         )
-    return df.join(right, condition, how="left").select(*[df[c] for c in df.columns], *[right[c] for c in columns])
+    return df.join(right, condition, how="left").select(*[df[c] for c in df.columns], *[right[o] for o in outputs])
