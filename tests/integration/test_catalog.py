@@ -291,3 +291,32 @@ def test_catalog_never_names_an_internal_column(project, tmp_path, capsys):
     assert "feature_sets[0].features[2].name: feature name '_n_7d' starts with '_'" in err
     assert "rename it" in err
     assert not out.exists()
+
+
+def test_catalog_names_a_renamed_joined_column_by_its_dimension_column(project):
+    doc = _doc()
+    doc["sources"]["tx"]["columns"]["year"] = "int"
+    doc["sources"]["products"] = {
+        "kind": "dimension",
+        "format": "csv",
+        "path": "products",
+        "key": "sku",
+        "columns": {"sku": "bigint", "year": "int"},
+    }
+    doc["sources"]["tx"]["columns"]["sku"] = "bigint"
+    fs = doc["feature_sets"][0]
+    fs["joins"] = [{"dimension": "products", "on": "sku", "columns": {"year": "release_year"}}]
+    fs["features"] += [
+        {"name": "newest_7d", "function": "max", "column": "release_year", "window": "7d", "description": "n"},
+        {"name": "oldest_own_7d", "function": "min", "column": "year", "window": "7d", "description": "o"},
+    ]
+    doc["quality"]["tables"]["validated.products"] = {
+        "rules": [{"check": "range", "column": "year", "min": 1900, "severity": "warn"}]
+    }
+    catalog = build_catalog(load_pipeline(_write(project, doc), env="local"))
+    features = {f["name"]: f for f in catalog["feature_sets"][0]["features"]}
+    assert features["newest_7d"]["calculation"]["source_columns"] == ["products.year as release_year (joined on sku)"]
+    assert features["oldest_own_7d"]["calculation"]["source_columns"] == ["tx.year"]
+    # the rule on the dimension's year guards the feature over it, not the one over the events' own year
+    assert [r["check"] for r in features["newest_7d"]["quality_rules"]] == ["range"]
+    assert features["oldest_own_7d"]["quality_rules"] == []

@@ -173,3 +173,42 @@ def test_quality_refuses_quarantine_on_feature_tables_and_unknown_tables(project
     assert any("features.cust_fs.rules[0].severity" in e and "cannot be quarantined" in e for e in errors)
     assert any("'features.nope' is not a table of this pipeline" in e for e in errors)
     assert any("declared under sources" in e for e in errors)
+
+
+def test_quality_rules_on_features_name_a_renamed_joined_column_by_its_new_name(project):
+    from featuremill.quality.tables import declared_columns
+
+    doc = _doc({})
+    doc["sources"]["customers"] = {
+        "kind": "dimension",
+        "format": "csv",
+        "path": "c",
+        "key": "cust",
+        "columns": {"cust": "bigint", "segment": "string", "year": "int"},
+    }
+    doc["feature_sets"][0]["joins"].append(
+        {
+            "dimension": "customers",
+            "on": "cust",
+            "columns": {"year": "signup_year", "segment": "segment"},
+            "level": "entity",
+        }
+    )
+    rules = [
+        {"check": "range", "column": "signup_year", "min": 1990, "severity": "warn"},
+        {
+            "check": "referential",
+            "column": "signup_year",
+            "dimension": "customers",
+            "dimension_columns": ["year"],
+            "severity": "warn",
+        },
+    ]
+    doc["quality"] = {"tables": {"features.cust_fs": {"rules": rules}}}
+    config = _load(project, doc)
+    cols = declared_columns("features.cust_fs", config.sources, config.feature_sets)
+    assert (cols["signup_year"], cols["segment"], "year" in cols) == ("int", "string", False)
+    doc["quality"]["tables"]["features.cust_fs"]["rules"] = [
+        {"check": "range", "column": "year", "min": 1990, "severity": "warn"}
+    ]
+    assert any("'year' is not a column of features.cust_fs" in e for e in _errors(project, doc))

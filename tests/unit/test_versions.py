@@ -178,3 +178,65 @@ def test_demo_pipeline_matches_its_committed_lock_file():
     config = load_pipeline(pipeline)
     lock_file = versions.lock_path(pipeline)
     assert versions.check_lock(config, versions.read_lock(lock_file), lock_file=lock_file) == []
+
+
+JOINED = """\
+pipeline: shop
+timezone: UTC
+sources:
+  tx:
+    kind: events
+    format: csv
+    path: tx
+    partition_column: landed
+    event_time: ts
+    key: id
+    columns: {{id: string, customer: bigint, sku: bigint, ts: timestamp, category: string}}
+  products:
+    kind: dimension
+    format: csv
+    path: products
+    key: sku
+    columns: {{sku: bigint, category: string, year: int}}
+feature_sets:
+  - name: spend
+    description: Spend per customer.
+    owner: team@example.com
+    version: 1
+    source: tx
+    entity: customer
+    joins:
+      - {{dimension: products, on: sku, columns: {columns}}}
+    features:
+      - {{name: newest_7d, function: max, column: {year}, window: 7d, description: Newest release bought}}
+"""
+
+
+def test_feature_set_fingerprint_changes_with_a_join_column_rename(project):
+    from featuremill.storage import exactly_once
+
+    def load(columns, year="year"):
+        _, cfg = _config(project, text=JOINED.format(columns=columns, year=year), name="joined.yaml")
+        fs = cfg.feature_set("spend")
+        return versions.feature_set_definition(cfg, fs), versions.feature_set_fingerprint(cfg, fs), cfg, fs
+
+    listed, listed_fp, cfg, fs = load("[year]")
+    same, same_fp, _, _ = load("{year: year}")
+    renamed, renamed_fp, rcfg, rfs = load("{year: release_year}", year="release_year")
+    other, other_fp, _, _ = load("{year: launch_year}", year="launch_year")
+    assert "renames" not in listed["joins"][0]  # fingerprints locked before renames existed stay valid
+    assert same_fp == listed_fp  # mapping a column to its own name is the list form
+    assert renamed["joins"][0]["renames"] == {"year": "release_year"}
+    assert renamed["joins"][0]["types"] == {"sku": "bigint", "year": "int"}  # the dimension's own names
+    assert len({listed_fp, renamed_fp, other_fp}) == 3
+    # the exactly-once definition: the same, and no new key for a join without renames
+    assert set(exactly_once.feature_set_definition(cfg, fs)["feature_set"]["joins"][0]) == {
+        "dimension",
+        "on",
+        "columns",
+        "level",
+        "as_of",
+    }
+    assert exactly_once.feature_set_definition(rcfg, rfs)["feature_set"]["joins"][0]["renames"] == [
+        ["year", "release_year"]
+    ]

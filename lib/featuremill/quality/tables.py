@@ -73,8 +73,8 @@ def declared_columns(
         for join in fs.joins:
             if join.level == "entity":
                 dim = by_source[join.dimension]
-                for c in join.columns:
-                    cols[c] = dim.column(c).type
+                for c, output in zip(join.columns, join.output_columns, strict=True):
+                    cols[output] = dim.column(c).type
         cols.update(FEATURE_VERSION)
         return cols
     return None

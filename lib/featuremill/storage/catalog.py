@@ -52,8 +52,10 @@ def _column_origin(config: PipelineConfig, feature_set: FeatureSetSpec, column: 
     if column in source.column_names:
         return f"{source.name}.{column}"
     for join in feature_set.joins:
-        if column in join.columns:
-            return f"{join.dimension}.{column} (joined on {', '.join(join.on)})"
+        joined = join.dimension_column(column)
+        if joined is not None:
+            named = f" as {column}" if joined != column else ""
+            return f"{join.dimension}.{joined}{named} (joined on {', '.join(join.on)})"
     return column
 
 
@@ -231,11 +233,12 @@ def _inputs(fs: FeatureSetSpec, feature: FeatureSpec, config: PipelineConfig) ->
     for column in (feature.column, feature.where.column if feature.where else None):
         if not column:
             continue
-        table = fs.source
+        table, read = fs.source, column
         for join in fs.joins:
-            if column in join.columns:
-                table = join.dimension
-        out.append((table, column))
+            joined = join.dimension_column(column)
+            if joined is not None:  # the dimension's own name for it: a renamed column is read as such
+                table, read = join.dimension, joined
+        out.append((table, read))
     if feature.function == "ratio":
         out += [(f"features.{fs.name}", n) for n in (feature.numerator, feature.denominator) if n]
     return out

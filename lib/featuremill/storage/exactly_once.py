@@ -74,9 +74,13 @@ def feature_set_definition(config, feature_set) -> dict[str, Any]:
     """Everything in the configuration that can change a feature set's values."""
     source = config.source(feature_set.source)
     dims = sorted({j.dimension for j in feature_set.joins})
+    # how a join is executed (broadcast or sort-merge) changes no value
+    semantic = _semantic(feature_set, drop=("description", "owner", "broadcast"))
+    for join in semantic["joins"]:
+        if not join["renames"]:  # a join without renamed columns keeps the definition it had before renames
+            del join["renames"]
     return {
-        # how a join is executed (broadcast or sort-merge) changes no value
-        "feature_set": _semantic(feature_set, drop=("description", "owner", "broadcast")),
+        "feature_set": semantic,
         "source": _semantic(source, drop=("description", "owner", "path", "options", "max_broadcast_bytes")),
         "dimensions": {
             d: _semantic(config.source(d), drop=("description", "owner", "path", "options", "max_broadcast_bytes"))

@@ -82,6 +82,8 @@ def feature_set_definition(config: PipelineConfig, feature_set: FeatureSetSpec) 
         }
         if j.as_of != "event_time":  # only when not the default, so locked fingerprints stay valid
             entry["as_of"] = j.as_of
+        if j.renames:  # likewise only when a column is renamed (its name in the feature frame)
+            entry["renames"] = dict(j.renames)
         joins.append(entry)
         if j.level == "event":
             used |= set(j.on)
