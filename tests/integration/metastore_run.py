@@ -31,7 +31,7 @@ def run_steps(spark, pipeline: str, env: str, spine: str, training_out: str) -> 
     from featuremill.pipelines.build_features import run_features
     from featuremill.pipelines.ingest import run_ingest
     from featuremill.pipelines.replay import replay_run
-    from featuremill.serving.repo import render_definitions, repository_views
+    from featuremill.serving.repo import feature_set_view, render_definitions
     from featuremill.storage import io
 
     config = load_pipeline(pipeline, env=env)
@@ -48,7 +48,7 @@ def run_steps(spark, pipeline: str, env: str, spine: str, training_out: str) -> 
         ["training-set", pipeline, "--env", env, "--spine", spine, "--features", FEATURE_SET, "--out", training_out]
         + ["--include-warming-up"]  # three days of data: every 30-day window is still warming up
     )
-    views = repository_views(spark, config, preprocessed=False)
+    views = [feature_set_view(spark, config, config.feature_set(FEATURE_SET))]
     definitions = render_definitions(config, views)
     return {
         "config": config,
