@@ -3,7 +3,7 @@
 A raw file without a declared column used to print the executor's Java stack trace of the failed
 task (``FAILED_READ_FILE.NO_HINT``, 100-odd lines) before the error that names the file and the
 column. The run is a ``featuremill`` subprocess, since what the user sees on the console is the
-point.
+point; the Parquet and Delta schema check runs in this session.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from featuremill.config import load_pipeline
+from featuremill.core.errors import InputDataError
+from featuremill.storage import io
 from tests.conftest import write_pipeline
 
 #: Printed by the JVM itself, not by a logger (tests/integration/test_demo_console.py).
@@ -87,3 +90,38 @@ def test_cli_run_missing_declared_column_prints_the_error_first_and_changes_no_t
     # Nothing was ingested: the only table is the run log, which records the failed run.
     tables = sorted(str(p.parent.relative_to(project / "warehouse")) for p in project.rglob("_delta_log"))
     assert tables == ["errfirst/run_log"], tables
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "delta"])
+def test_check_declared_columns_missing_column_names_path_and_field(spark, project, fmt):
+    pipeline = write_pipeline(project, PIPELINE.format(fmt=fmt))
+    source = load_pipeline(pipeline, env="local").source("views")
+    frame = spark.createDataFrame(
+        [("e1", "1", "2026-01-01 09:00:00", "2026-01-01")],
+        "event_id string, user_id string, event_ts string, event_date string",
+    )
+    frame.write.format(fmt).partitionBy("event_date").save(source.path)
+    with pytest.raises(InputDataError) as info:
+        io.read_raw_source(spark, source)
+    error = info.value
+    assert (error.file, error.field) == (source.path, "duration_s")
+    assert str(error) == (
+        f"source 'views': the {fmt} data has no column 'duration_s'; its columns are "
+        "event_id, user_id, event_ts, event_date: add the column upstream or remove it from "
+        f"sources.views.columns before ingesting; file: {source.path}; field: duration_s"
+    )
+
+
+def test_check_declared_columns_matches_names_as_spark_resolves_them(spark, project):
+    source = load_pipeline(write_pipeline(project, PIPELINE.format(fmt="parquet")), env="local").source("views")
+    found = ["EVENT_ID", "user_id", "event_ts", "Duration_S", "event_date"]
+    io.check_declared_columns(spark, source, found)  # case-insensitive, as Spark resolves by default
+    previous = spark.conf.get("spark.sql.caseSensitive")
+    spark.conf.set("spark.sql.caseSensitive", "true")
+    try:
+        with pytest.raises(InputDataError) as info:
+            io.check_declared_columns(spark, source, found)
+    finally:
+        spark.conf.set("spark.sql.caseSensitive", previous)
+    assert info.value.field == "event_id"
+    assert "(declared columns missing: event_id, duration_s)" in str(info.value)
