@@ -198,6 +198,7 @@ def read_raw_source(spark, source: SourceSpec, *, start: dt.date | None = None, 
         df = df.withColumn(SOURCE_FILE, F.col("_metadata.file_path"))
     elif source.format == "parquet":
         df = _load(spark.read.options(**options).format("parquet"), source.path, source.name)
+        check_declared_columns(spark, source, df.columns)
         df = df.withColumn(SOURCE_FILE, F.col("_metadata.file_path"))
         df = df.select(
             *[F.expr(f"try_cast({quote_identifier(c.name)} AS STRING)").alias(c.name) for c in source.columns],
@@ -210,6 +211,7 @@ def read_raw_source(spark, source: SourceSpec, *, start: dt.date | None = None, 
         )
     else:  # delta
         df = _load(spark.read.options(**options).format("delta"), source.path, source.name)
+        check_declared_columns(spark, source, df.columns)
         df = df.select(
             *[F.expr(f"try_cast({quote_identifier(c.name)} AS STRING)").alias(c.name) for c in source.columns],
             *(
@@ -226,6 +228,35 @@ def read_raw_source(spark, source: SourceSpec, *, start: dt.date | None = None, 
         if end:
             df = df.where(part <= F.lit(end.isoformat()))
     return df
+
+
+def check_declared_columns(spark, source: SourceSpec, found: Sequence[str]) -> None:
+    """Refuse a Parquet or Delta source whose schema lacks a declared column, before any data is read.
+
+    ``found``: the columns of the source as read (the schema Spark took from the files' footers or
+    the Delta log, not their rows). Names match as Spark resolves them (``spark.sql.caseSensitive``).
+    Raises :class:`InputDataError` naming the source's path and the first missing column; without
+    it the missing column would fail as an unresolved column deep in the job. CSV files are checked
+    by Spark itself as they are read (``enforceSchema=false``: every file's header against the
+    declared names); a JSON record without a declared key reads as null, as for any record.
+    """
+    case_sensitive = str(spark.conf.get("spark.sql.caseSensitive", "false")).lower() == "true"
+
+    def norm(name: str) -> str:
+        return name if case_sensitive else name.lower()
+
+    have = {norm(c) for c in found}
+    wanted = list(source.column_names) + ([source.partition_column] if source.partition_column else [])
+    missing = [c for c in wanted if norm(c) not in have]
+    if missing:
+        raise InputDataError(
+            f"source {source.name!r}: the {source.format} data has no column {missing[0]!r}"
+            + (f" (declared columns missing: {', '.join(missing)})" if len(missing) > 1 else "")
+            + f"; its columns are {', '.join(found) or 'none'}: add the column upstream or remove it from "
+            f"sources.{source.name}.columns before ingesting",
+            file=source.path,
+            field=missing[0],
+        )
 
 
 def _load(reader, path: str, name: str):
