@@ -78,3 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    except Exception as exc:  # not one of featuremill's: its one line first, the detail after
+        import traceback
+
+        lines = str(exc).strip().splitlines()
+        sys.stderr.write(f"featuremill {args.command}: error: {type(exc).__name__}: {lines[0] if lines else ''}\n")
+        sys.stderr.write("detail (an unexpected error; please report it with what follows):\n")
+        traceback.print_exc(file=sys.stderr)
+        return 1

@@ -219,6 +219,23 @@ def test_cli_validate_exit_codes(project, capsys):
     assert f"{path}: feature_sets[0].features[3].window: '7x' is not a duration (use 30m, 1h, 7d)" in out
 
 
+def test_cli_unexpected_error_prints_its_one_line_first_then_the_detail(monkeypatch, capsys):
+    import featuremill.commands.validate as validate
+
+    def broken(args):
+        raise RuntimeError("[FAILED_READ_FILE.NO_HINT] Encountered error while reading file x.csv.\n\tat org.Foo")
+
+    monkeypatch.setattr(validate, "run", broken)
+    assert main(["validate", str(ROOT / "conf" / "pipelines" / "demo.yaml")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (
+        "featuremill validate: error: RuntimeError: [FAILED_READ_FILE.NO_HINT] Encountered error while reading file x.csv."
+    )
+    assert err[1].startswith("detail (an unexpected error")
+    assert err[2] == "Traceback (most recent call last):"
+    assert "\tat org.Foo" in err
+
+
 def test_cli_help_lists_verbs(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
