@@ -246,3 +246,46 @@ def test_build_feature_frame_features_over_a_renamed_joined_column(spark, projec
         (2, _ts(0, 12)): (None, 0, 2005, None),  # no attribute from the future, for either join
         (2, _ts(2, 12)): (None, 0, 2005, 2015),
     }
+
+
+# A dimension history written by hand (as ingest stores it): customer 1 is basic, then gold from
+# 09-10 00:00; customer 2 is silver from 09-05 00:00; customer 3 has no row at all.
+HISTORY_SCHEMA = "customer bigint, segment string, valid_from timestamp, valid_to timestamp"
+LABEL_HISTORY = [
+    (1, "basic", dt.datetime(2026, 9, 1), dt.datetime(2026, 9, 10)),
+    (1, "gold", dt.datetime(2026, 9, 10), None),
+    (2, "silver", dt.datetime(2026, 9, 5), None),
+]
+LABEL_SPINE_SCHEMA = "label_id int, customer int, label_ts timestamp, label int"
+LABEL_SPINE = [
+    (1, 1, dt.datetime(2026, 9, 5, 12), 0),
+    (2, 1, dt.datetime(2026, 9, 9, 23, 59, 59), 0),
+    (3, 1, dt.datetime(2026, 9, 10), 1),  # exactly at the change
+    (4, 1, dt.datetime(2026, 9, 20), 1),
+    (4, 1, dt.datetime(2026, 9, 20), 1),  # a repeated spine row stays repeated
+    (5, 3, dt.datetime(2026, 9, 20), 0),  # no dimension row for customer 3
+    (6, 1, None, 0),  # null label time
+    (7, 1, dt.datetime(2026, 8, 31, 23), 0),  # before customer 1's first version
+    (8, 2, dt.datetime(2026, 9, 5), 1),  # exactly at customer 2's first version
+]
+
+
+@pytest.mark.parametrize(
+    ("strict", "segments"),
+    [
+        # valid_from <= t < valid_to: a version starting exactly at the label time is used
+        (False, {1: "basic", 2: "basic", 3: "gold", 4: "gold", 5: None, 6: None, 7: None, 8: "silver"}),
+        # valid_from < t <= valid_to: the version valid just before the label time
+        (True, {1: "basic", 2: "basic", 3: "basic", 4: "gold", 5: None, 6: None, 7: None, 8: None}),
+    ],
+)
+def test_as_of_join_label_times_around_a_change(spark, strict, segments):
+    from chispa import assert_df_equality
+
+    history = spark.createDataFrame(LABEL_HISTORY, HISTORY_SCHEMA)
+    spine = spark.createDataFrame(LABEL_SPINE, LABEL_SPINE_SCHEMA)
+    actual = as_of_join(spine, history, on=["customer"], columns=["segment"], time_column="label_ts", strict=strict)
+    expected = spark.createDataFrame(
+        [row + (segments[row[0]],) for row in LABEL_SPINE], LABEL_SPINE_SCHEMA + ", segment string"
+    )
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)

@@ -53,6 +53,12 @@ def add_arguments(parser) -> None:
         help="join strategy; the result is identical, only speed differs (default auto)",
     )
     parser.add_argument(
+        "--dimension-columns",
+        metavar="COLS",
+        help="entity-level dimension columns of the requested feature sets to attach, as of each label time "
+        "(from the dimension's history): COLUMN or FEATURE_SET.COLUMN, comma-separated, e.g. segment,country",
+    )
+    parser.add_argument(
         "--selected-features",
         metavar="FILE",
         help="keep only the features `featuremill select` kept (its selected_features.json, or the "
@@ -61,7 +67,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--manifest",
         help="rebuild the training set this manifest describes (time travel); "
-        "--spine/--features/--strict/--ttl/--known-at/--include-warming-up come from the manifest",
+        "--spine/--features/--strict/--ttl/--known-at/--include-warming-up/--dimension-columns come from the manifest",
     )
 
 
@@ -127,6 +133,7 @@ def run(args) -> int:
                 ("--keep-internal-columns", args.keep_internal_columns),
                 ("--include-warming-up", args.include_warming_up),
                 ("--selected-features", args.selected_features),
+                ("--dimension-columns", args.dimension_columns),
             )
             if value
         ]
@@ -176,6 +183,7 @@ def run(args) -> int:
         selected_features=selected,
         selected_from=args.selected_features,
         include_warming_up=args.include_warming_up,
+        dimension_columns=job.parse_dimension_columns(args.dimension_columns) if args.dimension_columns else (),
     )
     lock_file = versions.lock_path(args.pipeline)
     lock = versions.read_lock(lock_file)

@@ -28,8 +28,15 @@ manifest, read through Delta time travel, and fails unless the rebuilt output ha
 fingerprint.
 
 Output columns: the spine's columns unchanged, then per feature set its features (declared
-order). Entity-level dimension columns of the feature tables are not attached: they are today's
-snapshot, not values as of the label time. The feature tables' internal columns (``_known_at``,
+order), then the requested entity-level dimension columns (``dimension_columns``,
+``--dimension-columns``), in the order asked. The copies of those columns in the feature tables
+are never used: they are as of the feature row's time, which may be days before the label time.
+Each value comes from the dimension's history instead (:mod:`featuremill.transforms.dimensions`),
+the version valid at the label time ``T`` (``valid_from <= T < valid_to``; with ``strict`` the
+version valid just before ``T``), read at a pinned Delta version recorded in the manifest
+(``dimension_columns``). A dimension table without history columns (a snapshot written before
+featuremill kept history) is refused: its rows hold today's values, which would leak into
+earlier label times. The feature tables' internal columns (``_known_at``,
 ``_feature_set_version``: :data:`featuremill.core.columns.RESERVED_PREFIX`) only drive the join and
 its checks; they never reach the output. For debugging, ``keep_internal_columns``
 (``--keep-internal-columns``) adds per feature set ``_<set>_event_time`` (event time of the
@@ -54,6 +61,7 @@ from featuremill.pipelines.common import recorded_run
 from featuremill.storage import io, versions
 from featuremill.storage import manifest as manifests
 from featuremill.storage.exactly_once import CommitGuard, run_key
+from featuremill.transforms.dimensions import HISTORY_COLUMNS, as_of_join
 from featuremill.transforms.features import KNOWN_AT
 from featuremill.transforms.ingest import EVENT_DATE
 from featuremill.transforms.pit import FeatureSource, point_in_time_join
@@ -97,6 +105,150 @@ def parse_feature_requests(text: str) -> tuple[FeatureRequest, ...]:
 
 
 @dataclass(frozen=True)
+class DimensionColumnRequest:
+    """``COLUMN`` or ``FEATURE_SET.COLUMN`` from ``--dimension-columns``."""
+
+    column: str
+    feature_set: str | None = None
+
+    def __str__(self) -> str:
+        return self.column if self.feature_set is None else f"{self.feature_set}.{self.column}"
+
+
+def parse_dimension_columns(text: str) -> tuple[DimensionColumnRequest, ...]:
+    """``"segment,customer_activity.country"`` -> requests; :class:`TrainingSetError` on a
+    malformed item or a column asked twice."""
+    out = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        parts = [p.strip() for p in item.split(".")]
+        if len(parts) > 2 or not all(parts):
+            raise TrainingSetError(
+                f"--dimension-columns: {item!r} is not COLUMN or FEATURE_SET.COLUMN, e.g. segment or "
+                "customer_activity.segment"
+            )
+        out.append(DimensionColumnRequest(parts[-1], parts[0] if len(parts) == 2 else None))
+    if not out:
+        raise TrainingSetError("--dimension-columns: give at least one column, e.g. --dimension-columns segment")
+    names = [r.column for r in out]
+    if len(set(names)) != len(names):
+        raise TrainingSetError(f"--dimension-columns: a column is listed twice ({', '.join(map(str, out))})")
+    return tuple(out)
+
+
+def resolve_dimension_columns(
+    config: PipelineConfig, feature_sets: Sequence[str], requests: Sequence[DimensionColumnRequest]
+) -> list[dict[str, Any]]:
+    """The dimension joins that give the requested columns: one entry per (feature set, dimension),
+    ``{"feature_set", "dimension", "on", "columns"}``, columns in the order asked.
+
+    A column must be among the ``columns`` of a ``level: entity`` join of one of ``feature_sets``
+    (the requested feature sets); :class:`TrainingSetError` names the fix for an unknown column, an
+    event-level join column, a feature set not requested, or a column two requested sets join from
+    different dimensions (qualify it as ``FEATURE_SET.COLUMN``).
+    """
+    requested = [config.feature_set(name) for name in feature_sets]
+    offered = [f"{fs.name}.{c}" for fs in requested for j in fs.joins if j.level == "entity" for c in j.columns]
+    offer = (
+        f"the entity-level dimension columns of the requested feature sets are {', '.join(offered)}"
+        if offered
+        else "the requested feature sets join no dimension with level: entity"
+    )
+    entries: dict[tuple[str, str], dict[str, Any]] = {}
+    for request in requests:
+        if request.feature_set is not None and request.feature_set not in feature_sets:
+            raise TrainingSetError(
+                f"--dimension-columns: {request}: feature set {request.feature_set!r} is not among --features "
+                f"({', '.join(feature_sets)}); add it there or drop the prefix"
+            )
+        sets = [fs for fs in requested if request.feature_set in (None, fs.name)]
+        found = [(fs, j) for fs in sets for j in fs.joins if j.level == "entity" and request.column in j.columns]
+        if not found:
+            event = [
+                f"{fs.name} (dimension {j.dimension})"
+                for fs in sets
+                for j in fs.joins
+                if j.level == "event" and request.column in j.columns
+            ]
+            if event:
+                raise TrainingSetError(
+                    f"--dimension-columns: {request} is joined at event level (before the windows) in "
+                    f"{', '.join(event)}, not per entity; only columns of joins with level: entity can be attached "
+                    f"({offer})"
+                )
+            raise TrainingSetError(f"--dimension-columns: {request} is not a dimension column; {offer}")
+        if len({(j.dimension, j.on) for _, j in found}) > 1:
+            raise TrainingSetError(
+                f"--dimension-columns: {request} is joined from different dimensions by "
+                f"{', '.join(f'{fs.name} ({j.dimension})' for fs, j in found)}; name one as FEATURE_SET.COLUMN"
+            )
+        fs, join = found[0]
+        entry = entries.setdefault(
+            (fs.name, join.dimension),
+            {"feature_set": fs.name, "dimension": join.dimension, "on": list(join.on), "columns": []},
+        )
+        entry["columns"].append(request.column)
+    return list(entries.values())
+
+
+def _check_output_names(spine_columns: Sequence[str], entries, dimension_entries) -> None:
+    """Refuse a dimension column whose name the spine or an attached feature already uses."""
+    taken = {c: "the spine" for c in spine_columns}
+    taken.update({f: f"feature set {e['name']!r}" for e in entries for f in e["features"]})
+    for d in dimension_entries:
+        for c in d["columns"]:
+            if c in taken:
+                raise TrainingSetError(
+                    f"--dimension-columns: {c} (dimension {d['dimension']!r}) is already a column of {taken[c]}; "
+                    "rename that column in the spine, or leave the dimension column out"
+                )
+
+
+def _dimension_history(
+    spark, config: PipelineConfig, dimension: str, *, table: str | None = None, version: int | None = None
+):
+    """(history frame, table path, Delta version) of a dimension: its validated table (or
+    ``table``, a manifest's record) at ``version``, default its current version."""
+    table = table or config.tables.validated(dimension)
+    if version is None:
+        version = io.delta_version(spark, table)
+        if version is None:
+            raise TableStateError(
+                f"no table for dimension {dimension!r} at {table}; run "
+                f"`featuremill run {config.file} --job ingest` first"
+            )
+        frame = io.read_delta(spark, table, version=version)
+    else:
+        frame = _read_pinned(spark, table, fmt="delta", version=version, what=f"dimension {dimension!r}")[0]
+    missing = [c for c in HISTORY_COLUMNS if c not in frame.columns]
+    if missing:
+        raise TrainingSetError(
+            f"dimension {dimension!r}: the table at {table} has no {' / '.join(missing)} column(s): it is a "
+            "snapshot of today's values, not a history, so the values valid at each label time are unknown and "
+            "today's would leak into earlier labels. Move it aside and re-ingest the dimension from its first "
+            f"snapshot date (featuremill backfill PIPELINE --job ingest --source {dimension} --start FIRST_DATE "
+            "--end TODAY), or leave --dimension-columns out"
+        )
+    return frame, table, version
+
+
+def _with_dimension_columns(joined, dimension_entries, frames, *, spine_time: str, strict: bool):
+    """DataFrame -> DataFrame: ``joined`` (spine + features) with each entry's columns as of the
+    label time (same rows; null where no version of the key is valid then)."""
+    from featuremill.core.sql import col
+
+    for entry, frame in zip(dimension_entries, frames):
+        history = frame.select(
+            *[col(k) for k in entry["on"]], *[col(c) for c in entry["columns"]], *map(col, HISTORY_COLUMNS)
+        )
+        joined = as_of_join(
+            joined, history, on=entry["on"], columns=entry["columns"], time_column=spine_time, strict=strict
+        )
+    return joined
+
+
+@dataclass(frozen=True)
 class TrainingSetOptions:
     spine: str
     features: tuple[FeatureRequest, ...]
@@ -116,6 +268,8 @@ class TrainingSetOptions:
     #: keep spine rows whose feature windows reach before the first event date; by default they
     #: are left out (module docstring, step 3b)
     include_warming_up: bool = False
+    #: entity-level dimension columns to attach as of the label time (module docstring)
+    dimension_columns: tuple[DimensionColumnRequest, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -416,6 +570,7 @@ def build_training_set(
                 f"(it has {', '.join(fs.name for fs in config.feature_sets)})"
             )
     _check_outputs(config, options.out, options.manifest_out)
+    dimension_entries = resolve_dimension_columns(config, [r.name for r in options.features], options.dimension_columns)
     with recorded_run(spark, config, job="training_set", target=options.out, start=None, end=None) as record:
         spine_version = None
         if options.spine_format in (None, "delta") and io.is_delta_table(spark, options.spine):
@@ -497,6 +652,12 @@ def build_training_set(
             "/".join(map(str, feature_rows)),
             strategy,
         )
+        _check_output_names(spine.columns, entries, dimension_entries)
+        dimension_frames = []
+        for entry in dimension_entries:
+            frame, table, table_version = _dimension_history(spark, config, entry["dimension"])
+            entry.update(table=table, delta_version=table_version)
+            dimension_frames.append(frame)
         joined = point_in_time_join(
             spine,
             _feature_sources(
@@ -509,6 +670,9 @@ def build_training_set(
             spine_time=spine_time,
             strict=options.strict,
             strategy=strategy,
+        )
+        joined = _with_dimension_columns(
+            joined, dimension_entries, dimension_frames, spine_time=spine_time, strict=options.strict
         )
         inputs = {
             "spine": {"path": options.spine, "format": spine_format, "time_column": spine_time},
@@ -523,6 +687,7 @@ def build_training_set(
                 "include_warming_up": options.include_warming_up,
             },
             "selection": selection,
+            "dimension_columns": dimension_entries,
         }
         guard = _training_set_guard(spark, config, out=options.out, run_id=record.run_id, inputs=inputs)
         output = _write_output(
@@ -567,6 +732,7 @@ def build_training_set(
             },
             "warming_up_excluded": spine_rows - kept_rows,
             "feature_sets": entries,
+            "dimension_columns": dimension_entries,
             "output": output,
             "selection": selection,
             "preprocessing": None,
@@ -576,6 +742,7 @@ def build_training_set(
         record.rows_read = spine_rows
         record.rows_written = output["rows"]
         record.input_versions = {f"features.{e['name']}": e["delta_version"] for e in entries}
+        record.input_versions.update({f"validated.{d['dimension']}": d["delta_version"] for d in dimension_entries})
         if spine_version is not None:
             record.input_versions["spine"] = spine_version
         record.output_versions = {"training_set": output["delta_version"]}
@@ -695,6 +862,12 @@ def rebuild_training_set(
         full_rows = rows
         if kept is not None:
             rows, fingerprint = kept
+        # manifests written before dimension columns could be asked for attach none
+        dimension_entries = m.get("dimension_columns") or []
+        dimension_frames = [
+            _dimension_history(spark, config, d["dimension"], table=d["table"], version=d["delta_version"])[0]
+            for d in dimension_entries
+        ]
         joined = point_in_time_join(
             spine,
             _feature_sources(
@@ -708,6 +881,9 @@ def rebuild_training_set(
             spine_time=spine_info["time_column"],
             strict=opts["strict"],
             strategy=used,
+        )
+        joined = _with_dimension_columns(
+            joined, dimension_entries, dimension_frames, spine_time=spine_info["time_column"], strict=opts["strict"]
         )
         output = _write_output(
             spark,
@@ -739,6 +915,7 @@ def rebuild_training_set(
         record.rows_read = full_rows
         record.rows_written = output["rows"]
         record.input_versions = {f"features.{e['name']}": e["delta_version"] for e in m["feature_sets"]}
+        record.input_versions.update({f"validated.{d['dimension']}": d["delta_version"] for d in dimension_entries})
         record.output_versions = {"training_set": output["delta_version"]}
         record.details = {"manifest": path, "rebuilt_from": manifest_path, "identical": identical}
         if not identical:

@@ -123,6 +123,7 @@ def as_of_join(
     columns: Sequence[str],
     time_column: str | None,
     rename: Mapping[str, str] | None = None,
+    strict: bool = False,
 ):
     """DataFrame -> DataFrame: ``df`` left-joined to the dimension row valid at ``time_column``.
 
@@ -134,6 +135,11 @@ def as_of_join(
     current versions (``as_of: latest``). The validity test is part of the join condition next to
     the key equality, so Spark keeps the equi-join strategy (a broadcast hash join) and evaluates
     the range on each match: exact, because a key's versions never overlap, so at most one matches.
+
+    Boundaries: by default the version with ``valid_from <= t < valid_to`` (a version that starts
+    exactly at ``t`` is used, like a feature row at the label time). ``strict`` uses the version
+    valid just before ``t``, ``valid_from < t <= valid_to`` (like the training set's ``--strict``:
+    nothing that appeared at ``t`` itself).
 
     Raises :class:`JoinColumnClashError` when a joined column's name (after ``rename``) is already
     a column of ``df``.
@@ -167,7 +173,12 @@ def as_of_join(
         condition = condition & right["__valid_to"].isNull()
     else:
         t = df[time_column]
-        condition = (
-            condition & (t >= right["__valid_from"]) & (right["__valid_to"].isNull() | (t < right["__valid_to"]))
-        )
+        if strict:
+            condition = (
+                condition & (t > right["__valid_from"]) & (right["__valid_to"].isNull() | (t <= right["__valid_to"]))
+            )
+        else:
+            condition = (
+                condition & (t >= right["__valid_from"]) & (right["__valid_to"].isNull() | (t < right["__valid_to"]))
+            )
     return df.join(right, condition, how="left").select(*[df[c] for c in df.columns], *[right[o] for o in outputs])
