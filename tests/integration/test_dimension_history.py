@@ -16,14 +16,17 @@ import string
 from pathlib import Path
 
 import pytest
+from chispa import assert_df_equality
 
 from featuremill.bench.common import explain_text
+from featuremill.cli import main
 from featuremill.config import load_pipeline
-from featuremill.core.errors import BroadcastTooLargeError
+from featuremill.core.errors import BroadcastTooLargeError, TrainingSetError
 from featuremill.pipelines.backfill import run_backfill
 from featuremill.pipelines.build_features import _dimension_frame, build_feature_frame, run_features
 from featuremill.pipelines.ingest import run_ingest
 from featuremill.pipelines.replay import replay_run
+from featuremill.pipelines.training_set import _dimension_history
 from featuremill.storage import io
 
 # Every test here runs the pipeline's jobs (ingest, features, backfill, replay): whole suite only.
@@ -222,3 +225,113 @@ def test_broadcast_guard_names_fixes_that_work_and_auto_falls_back_to_sort_merge
     assert _rows(_features(spark, config)) == EXPECTED
     [logged] = spark.read.format("delta").load(config.tables.run_log).where(f"run_id = '{result.run_id}'").collect()
     assert json.loads(logged["details"])["sort_merge_joins"] == ["products"]
+
+
+# Training-set spine: (label_id, customer, label time). Expected per row, by hand from the
+# snapshots (customer 1: gold from 09-01, platinum from 09-03; customer 2: silver from 09-03) and
+# the feature rows of EXPECTED (n_2d as counted from the events): (n_2d, toys_2d, segment as of
+# the label time). The feature table's own segment column is as of the feature row's time:
+# label 2 uses the feature row of 09-02 10:00 (segment gold there) but gets platinum.
+TRAIN_SPINE_SCHEMA = "label_id int, customer bigint, label_ts timestamp"
+TRAIN_SPINE = [
+    (1, 1, dt.datetime(2026, 9, 2, 9)),
+    (2, 1, dt.datetime(2026, 9, 3)),  # exactly when platinum starts: inclusive
+    (3, 1, dt.datetime(2026, 9, 2, 23, 59, 59)),  # just before the change
+    (4, 1, dt.datetime(2026, 9, 5)),
+    (5, 2, dt.datetime(2026, 9, 2, 13)),  # bought before customer 2's first snapshot
+    (6, 2, dt.datetime(2026, 9, 4, 12)),
+    (7, 9, dt.datetime(2026, 9, 5)),  # no dimension row, no feature row
+]
+TRAIN_EXPECTED = {
+    1: (1, 1, "gold"),
+    2: (2, 2, "platinum"),
+    3: (2, 2, "gold"),
+    4: (2, 0, "platinum"),
+    5: (1, 1, None),
+    6: (1, 0, "silver"),
+    7: (None, None, None),
+}
+
+
+def _training_expected(spark, expected: dict):
+    rows = [row + expected[row[0]] for row in TRAIN_SPINE]
+    return spark.createDataFrame(rows, TRAIN_SPINE_SCHEMA + ", n_2d bigint, toys_2d bigint, segment string")
+
+
+def test_training_set_dimension_columns_as_of_the_label_time(spark, tmp_path, capsys):
+    pipeline = _project(tmp_path)
+    config = load_pipeline(pipeline, env="local")
+    run_ingest(spark, config, start=DAYS[0], end=DAYS[-1])
+    run_features(spark, config, start=DAYS[0], end=DAYS[-1])
+    spine = str(tmp_path / "spine")
+    spark.createDataFrame(TRAIN_SPINE, TRAIN_SPINE_SCHEMA).write.format("delta").save(spine)
+    out = tmp_path / "warehouse" / "training" / "seg"
+    base = ["training-set", str(pipeline), "--spine", spine, "--features", "cust", "--include-warming-up"]
+
+    # Error cases first (no output written): an unknown column, an event-level join column.
+    assert main(base + ["--out", str(out), "--dimension-columns", "tier"]) == 2
+    assert (
+        "tier is not a dimension column; the entity-level dimension columns of the requested feature sets are "
+        "cust.segment" in capsys.readouterr().err
+    )
+    assert main(base + ["--out", str(out), "--dimension-columns", "category"]) == 2
+    assert "category is joined at event level" in capsys.readouterr().err
+    assert main(base + ["--out", str(out), "--dimension-columns", "cust.segment"]) == 0
+    built = spark.read.format("delta").load(str(out))
+    assert built.columns == ["label_id", "customer", "label_ts", "n_2d", "toys_2d", "segment"]
+    assert_df_equality(built, _training_expected(spark, TRAIN_EXPECTED), ignore_row_order=True, ignore_nullable=True)
+    manifest = json.loads((tmp_path / "warehouse" / "training" / "seg.manifest.json").read_text())
+    customers = config.tables.validated("customers")
+    recorded = {
+        "feature_set": "cust",
+        "dimension": "customers",
+        "on": ["customer"],
+        "columns": ["segment"],
+        "table": customers,
+        "delta_version": io.delta_version(spark, customers),
+    }
+    assert manifest["dimension_columns"] == [recorded]
+
+    # Customer 1 becomes basic in a snapshot of 09-05: a new build sees it from 09-05 00:00 on
+    # (label 4), a rebuild from the manifest reads the history as it was and stays identical.
+    folder = tmp_path / "data" / "customers" / "snapshot_date=2026-09-05"
+    folder.mkdir(parents=True)
+    (folder / "part-0.csv").write_text("customer,segment\n1,basic\n2,silver\n")
+    run_ingest(spark, config, start=dt.date(2026, 9, 5), end=dt.date(2026, 9, 5), sources=["customers"])
+    rebuilt = tmp_path / "warehouse" / "training" / "seg_rebuilt"
+    manifest_path = str(tmp_path / "warehouse" / "training" / "seg.manifest.json")
+    assert main(["training-set", str(pipeline), "--manifest", manifest_path, "--out", str(rebuilt)]) == 0
+    assert_df_equality(
+        spark.read.format("delta").load(str(rebuilt)),
+        _training_expected(spark, TRAIN_EXPECTED),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+    fresh = tmp_path / "warehouse" / "training" / "seg_fresh"
+    assert main(base + ["--out", str(fresh), "--dimension-columns", "segment", "--strict"]) == 0
+    # --strict: the version valid just before the label time (label 2 at the change: still gold;
+    # label 4 at basic's first instant: still platinum); the features use rows strictly before too
+    # (label 6 at 09-04 12:00 gets the feature row of 09-02 12:00)
+    strict = {**TRAIN_EXPECTED, 2: (2, 2, "gold"), 4: (2, 0, "platinum"), 6: (1, 1, "silver")}
+    assert_df_equality(
+        spark.read.format("delta").load(str(fresh)),
+        _training_expected(spark, strict),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+    fresh_default = tmp_path / "warehouse" / "training" / "seg_fresh_default"
+    assert main(base + ["--out", str(fresh_default), "--dimension-columns", "segment"]) == 0
+    assert_df_equality(
+        spark.read.format("delta").load(str(fresh_default)),
+        _training_expected(spark, {**TRAIN_EXPECTED, 4: (2, 0, "basic")}),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+
+
+def test_training_set_dimension_columns_refuse_a_snapshot_without_history(spark, tmp_path):
+    config = load_pipeline(_project(tmp_path), env="local")
+    table = str(tmp_path / "warehouse" / "snapshot_customers")
+    spark.createDataFrame([(1, "gold")], "customer bigint, segment string").write.format("delta").save(table)
+    with pytest.raises(TrainingSetError, match="no valid_from / valid_to column.*snapshot of today's values"):
+        _dimension_history(spark, config, "customers", table=table)
