@@ -192,8 +192,11 @@ def resolve_dimension_columns(
     return list(entries.values())
 
 
-def _check_output_names(spine_columns: Sequence[str], entries, dimension_entries) -> None:
-    """Refuse a dimension column whose name the spine or an attached feature already uses."""
+def check_dimension_column_names(spine_columns: Sequence[str], entries, dimension_entries) -> None:
+    """Refuse a dimension column whose name the spine or an attached feature already uses.
+
+    ``entries``: the feature sets' manifest entries (``name``, ``features``); ``dimension_entries``:
+    :func:`resolve_dimension_columns`' entries. :class:`TrainingSetError` names the clash."""
     taken = {c: "the spine" for c in spine_columns}
     taken.update({f: f"feature set {e['name']!r}" for e in entries for f in e["features"]})
     for d in dimension_entries:
@@ -412,22 +415,31 @@ def _apply_selection(
     *,
     selected: Sequence[str],
     source: str | None,
+    dimension_columns: Sequence[str] = (),
+    entity_join_columns: Sequence[str] = (),
 ):
     """Keep only the selected features of each requested feature set.
 
     The kept names are written into each entry's ``features`` (so a rebuild from the manifest
     joins the same columns); a set with no kept feature is left out of the join. Every selected
     name must belong to one of the requested sets: a selection made on another training set,
-    or on transformed columns, is refused rather than silently ignored.
+    or on transformed columns, is refused rather than silently ignored. A selected name among
+    ``dimension_columns`` (the requested dimension columns, attached anyway) is accepted; one of
+    ``entity_join_columns`` (the requested sets' entity-level join columns) not requested is
+    refused with the flag that attaches it.
     """
-    wanted = set(selected)
+    wanted = set(selected) - set(dimension_columns)
     known = {name for e in entries for name in e["features"]}
     unknown = sorted(wanted - known)
     if unknown:
+        if set(unknown) & set(entity_join_columns):
+            hint = "; a dimension column is attached only with --dimension-columns (list every selected one there)"
+        else:
+            hint = ""
         raise TrainingSetError(
             f"{source or 'selected features'}: {', '.join(unknown)} not a feature of the requested feature sets "
             f"({', '.join(e['name'] for e in entries)}); select on a training set built from these feature sets, "
-            "before preprocessing"
+            f"before preprocessing{hint}"
         )
     kept_entries, kept_frames, kept_rows, dropped = [], [], [], []
     for entry, frame, rows in zip(entries, frames, feature_rows):
@@ -446,7 +458,7 @@ def _apply_selection(
         kept_entries,
         kept_frames,
         kept_rows,
-        {"file": source, "features": sorted(wanted), "feature_sets_left_out": dropped},
+        {"file": source, "features": sorted(set(selected)), "feature_sets_left_out": dropped},
     )
 
 
@@ -634,7 +646,19 @@ def build_training_set(
         selection = None
         if options.selected_features is not None:
             entries, frames, feature_rows, selection = _apply_selection(
-                entries, frames, feature_rows, selected=options.selected_features, source=options.selected_from
+                entries,
+                frames,
+                feature_rows,
+                selected=options.selected_features,
+                source=options.selected_from,
+                dimension_columns=[c for d in dimension_entries for c in d["columns"]],
+                entity_join_columns=[
+                    c
+                    for r in options.features
+                    for j in config.feature_set(r.name).joins
+                    if j.level == "entity"
+                    for c in j.columns
+                ],
             )
         for entry in entries:  # after the selection: only the attached features' windows count
             fs = config.feature_set(entry["name"])
@@ -652,7 +676,7 @@ def build_training_set(
             "/".join(map(str, feature_rows)),
             strategy,
         )
-        _check_output_names(spine.columns, entries, dimension_entries)
+        check_dimension_column_names(spine.columns, entries, dimension_entries)
         dimension_frames = []
         for entry in dimension_entries:
             frame, table, table_version = _dimension_history(spark, config, entry["dimension"])
