@@ -20,12 +20,14 @@
    ``warmup_seconds`` let a reader flag them (``complete_window`` in
    :func:`featuremill.transforms.warmup.with_complete_window`);
 4. point-in-time join (:func:`featuremill.transforms.pit.point_in_time_join`), strategy chosen by spine size;
+   then, for ``dimension_columns``, the as-of join of each dimension's history, pinned to its
+   current Delta version (:func:`featuremill.transforms.dimensions.as_of_join`, see below);
 5. overwrite the output Delta table, check it has exactly the spine's row count, fingerprint it;
 6. write the manifest (:mod:`featuremill.storage.manifest`) and a run-log row.
 
 ``rebuild_training_set`` (``--manifest M``) repeats steps 4-6 on the inputs recorded in a
-manifest, read through Delta time travel, and fails unless the rebuilt output has the recorded
-fingerprint.
+manifest (dimension histories included), read through Delta time travel, and fails unless the
+rebuilt output has the recorded fingerprint.
 
 Output columns: the spine's columns unchanged, then per feature set its features (declared
 order), then the requested entity-level dimension columns (``dimension_columns``,
