@@ -287,6 +287,7 @@ def test_training_set_dimension_columns_as_of_the_label_time(spark, tmp_path, ca
         "dimension": "customers",
         "on": ["customer"],
         "columns": ["segment"],
+        "dimension_columns": ["segment"],
         "table": customers,
         "delta_version": io.delta_version(spark, customers),
     }

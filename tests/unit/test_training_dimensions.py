@@ -57,6 +57,7 @@ def test_resolve_dimension_columns_one_entry_per_join_in_the_order_asked(demo):
             "dimension": "customers",
             "on": ["customer_id"],
             "columns": ["country", "segment"],
+            "dimension_columns": ["country", "segment"],
         }
     ]
 
@@ -133,6 +134,16 @@ feature_sets:
       - {dimension: stores, on: store, columns: [segment], level: entity}
     features:
       - {name: n_store_1d, function: count, window: 1d, description: purchases}
+  - name: by_store_renamed
+    description: per store, the segment renamed
+    owner: tests
+    version: 1
+    source: tx
+    entity: store
+    joins:
+      - {dimension: stores, on: store, columns: {segment: store_segment}, level: entity}
+    features:
+      - {name: n_store_renamed_1d, function: count, window: 1d, description: purchases}
 """
 
 
@@ -155,7 +166,15 @@ def test_resolve_dimension_columns_refuses_a_name_two_dimensions_join(two_sets):
 def test_resolve_dimension_columns_qualified_name_picks_the_set(two_sets):
     assert resolve_dimension_columns(
         two_sets, ["by_customer", "by_store"], parse_dimension_columns("by_store.segment")
-    ) == [{"feature_set": "by_store", "dimension": "stores", "on": ["store"], "columns": ["segment"]}]
+    ) == [
+        {
+            "feature_set": "by_store",
+            "dimension": "stores",
+            "on": ["store"],
+            "columns": ["segment"],
+            "dimension_columns": ["segment"],
+        }
+    ]
 
 
 def test_check_dimension_column_names_refuses_a_spine_or_feature_name():
@@ -178,3 +197,17 @@ def test_apply_selection_accepts_requested_dimension_columns_only():
         _apply_selection(
             entries, [None], [3], selected=["n_1d", "segment"], source="sel.json", entity_join_columns=["segment"]
         )
+
+
+def test_resolve_dimension_columns_uses_the_joined_name_of_a_renamed_column(two_sets):
+    assert resolve_dimension_columns(two_sets, ["by_store_renamed"], parse_dimension_columns("store_segment")) == [
+        {
+            "feature_set": "by_store_renamed",
+            "dimension": "stores",
+            "on": ["store"],
+            "columns": ["store_segment"],
+            "dimension_columns": ["segment"],
+        }
+    ]
+    with pytest.raises(TrainingSetError, match="segment is not a dimension column; .* by_store_renamed.store_segment"):
+        resolve_dimension_columns(two_sets, ["by_store_renamed"], parse_dimension_columns("segment"))

@@ -143,15 +143,17 @@ def resolve_dimension_columns(
     config: PipelineConfig, feature_sets: Sequence[str], requests: Sequence[DimensionColumnRequest]
 ) -> list[dict[str, Any]]:
     """The dimension joins that give the requested columns: one entry per (feature set, dimension),
-    ``{"feature_set", "dimension", "on", "columns"}``, columns in the order asked.
+    ``{"feature_set", "dimension", "on", "columns", "dimension_columns"}``: ``columns`` as asked
+    (the join's names in the feature frame, after a ``columns: {dim_col: name}`` rename), in the
+    order asked, and ``dimension_columns`` the dimension's own names for them.
 
-    A column must be among the ``columns`` of a ``level: entity`` join of one of ``feature_sets``
+    A column must be among the (output) columns of a ``level: entity`` join of one of ``feature_sets``
     (the requested feature sets); :class:`TrainingSetError` names the fix for an unknown column, an
     event-level join column, a feature set not requested, or a column two requested sets join from
     different dimensions (qualify it as ``FEATURE_SET.COLUMN``).
     """
     requested = [config.feature_set(name) for name in feature_sets]
-    offered = [f"{fs.name}.{c}" for fs in requested for j in fs.joins if j.level == "entity" for c in j.columns]
+    offered = [f"{fs.name}.{c}" for fs in requested for j in fs.joins if j.level == "entity" for c in j.output_columns]
     offer = (
         f"the entity-level dimension columns of the requested feature sets are {', '.join(offered)}"
         if offered
@@ -165,13 +167,13 @@ def resolve_dimension_columns(
                 f"({', '.join(feature_sets)}); add it there or drop the prefix"
             )
         sets = [fs for fs in requested if request.feature_set in (None, fs.name)]
-        found = [(fs, j) for fs in sets for j in fs.joins if j.level == "entity" and request.column in j.columns]
+        found = [(fs, j) for fs in sets for j in fs.joins if j.level == "entity" and request.column in j.output_columns]
         if not found:
             event = [
                 f"{fs.name} (dimension {j.dimension})"
                 for fs in sets
                 for j in fs.joins
-                if j.level == "event" and request.column in j.columns
+                if j.level == "event" and request.column in j.output_columns
             ]
             if event:
                 raise TrainingSetError(
@@ -188,9 +190,16 @@ def resolve_dimension_columns(
         fs, join = found[0]
         entry = entries.setdefault(
             (fs.name, join.dimension),
-            {"feature_set": fs.name, "dimension": join.dimension, "on": list(join.on), "columns": []},
+            {
+                "feature_set": fs.name,
+                "dimension": join.dimension,
+                "on": list(join.on),
+                "columns": [],
+                "dimension_columns": [],
+            },
         )
         entry["columns"].append(request.column)
+        entry["dimension_columns"].append(join.dimension_column(request.column))
     return list(entries.values())
 
 
@@ -244,11 +253,16 @@ def _with_dimension_columns(joined, dimension_entries, frames, *, spine_time: st
     from featuremill.core.sql import col
 
     for entry, frame in zip(dimension_entries, frames):
-        history = frame.select(
-            *[col(k) for k in entry["on"]], *[col(c) for c in entry["columns"]], *map(col, HISTORY_COLUMNS)
-        )
+        sources = entry.get("dimension_columns") or entry["columns"]
+        history = frame.select(*[col(k) for k in entry["on"]], *[col(c) for c in sources], *map(col, HISTORY_COLUMNS))
         joined = as_of_join(
-            joined, history, on=entry["on"], columns=entry["columns"], time_column=spine_time, strict=strict
+            joined,
+            history,
+            on=entry["on"],
+            columns=sources,
+            rename=dict(zip(sources, entry["columns"], strict=True)),
+            time_column=spine_time,
+            strict=strict,
         )
     return joined
 
@@ -659,7 +673,7 @@ def build_training_set(
                     for r in options.features
                     for j in config.feature_set(r.name).joins
                     if j.level == "entity"
-                    for c in j.columns
+                    for c in j.output_columns
                 ],
             )
         for entry in entries:  # after the selection: only the attached features' windows count
