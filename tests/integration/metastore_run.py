@@ -74,15 +74,6 @@ def main(argv: list[str]) -> int:
     namespace = config.env.tables_namespace
     spark = get_spark("featuremill-metastore-test", master=config.env.master, conf=dict(config.env.spark_conf))
     steps = run_steps(spark, pipeline, env, spine, f"{namespace}.demo__training__spine")
-    # the CLI by name, in the same JVM (Derby's metastore admits one at a time): re-running the
-    # last day's ingest must change no table and add the run to the run log
-    names = {t: f"{namespace}.demo__{t}" for t in ("validated__transactions", "quarantine", "run_log")}
-    before = {t: io.delta_version(spark, n) for t, n in names.items()}
-    rerun = cli.main(
-        ["run", pipeline, "--env", env, "--start", END.isoformat(), "--end", END.isoformat()]
-        + ["--job", "ingest", "--source", SOURCE]
-    )
-    after = {t: io.delta_version(spark, n) for t, n in names.items()}
     tables = sorted(r["tableName"] for r in spark.sql(f"SHOW TABLES IN {namespace}").collect())
     locations = {}
     for table in tables:
@@ -90,6 +81,16 @@ def main(argv: list[str]) -> int:
         locations[table] = table_location(spark, name)
         spark.read.table(name).write.parquet(f"{export}/{table}")
     io.read_delta(spark, steps["features"], version=steps["version_a"]).write.parquet(f"{export}/features_at_run_a")
+    # then, after the export (so the run log compared is the steps' own), the CLI by name in the
+    # same JVM (Derby's metastore admits one at a time): re-running the last day's ingest must
+    # change no table and add the run to the run log
+    names = {t: f"{namespace}.demo__{t}" for t in ("validated__transactions", "quarantine", "run_log")}
+    before = {t: io.delta_version(spark, n) for t, n in names.items()}
+    rerun = cli.main(
+        ["run", pipeline, "--env", env, "--start", END.isoformat(), "--end", END.isoformat()]
+        + ["--job", "ingest", "--source", SOURCE]
+    )
+    after = {t: io.delta_version(spark, n) for t, n in names.items()}
     summary = {
         "catalog": spark.conf.get("spark.sql.catalogImplementation"),
         "tables": tables,
