@@ -182,12 +182,7 @@ def local_settings(conf: Mapping[str, str] | None = None, environ: Mapping[str, 
     settings = dict(LOCAL_DEFAULTS)
     settings.update(conf or {})
     if "spark.jars.packages" not in settings and "spark.jars" not in settings:
-        package = local_delta_package()
-        jars = cached_jars(package, env)
-        if jars:
-            settings["spark.jars"] = ",".join(jars)
-        else:
-            settings["spark.jars.packages"] = package
+        settings.update(package_jars(local_delta_package(), env))
     if spark_log_level(conf, env) is None and user_log4j_config(settings, env) is None:
         java = settings.get("spark.driver.extraJavaOptions", "")
         # a file: URI has no spaces, so Spark's splitting of the option string keeps it whole
@@ -239,6 +234,14 @@ def cached_jars(package: str | None = None, environ: Mapping[str, str] | None = 
     if not jars or not all(os.path.isfile(_local_path(j)) for j in jars):
         return []
     return jars
+
+
+def package_jars(packages: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The setting that brings ``packages`` into a local session: ``spark.jars`` with the files of an
+    earlier resolution when they are all still on disk (Ivy neither runs nor prints), else
+    ``spark.jars.packages`` (Ivy resolves them; :func:`get_spark` records the files)."""
+    jars = cached_jars(packages, environ)
+    return {"spark.jars": ",".join(jars)} if jars else {"spark.jars.packages": packages}
 
 
 def _local_path(jar: str) -> str:

@@ -49,7 +49,7 @@ from featuremill.core.fingerprint import content_fingerprint, content_hash_aggre
 from featuremill.core.progress import stage
 from featuremill.core.session import ensure_timezone
 from featuremill.core.sql import col, quote_identifier
-from featuremill.pipelines.common import RecordedRuns
+from featuremill.pipelines.common import RecordedRuns, missing_history_message
 from featuremill.pipelines.preprocess import (
     helper_lookback_days,
     history_helpers,
@@ -261,12 +261,11 @@ def _dimension_frame(
     df = _pinned_read(spark, path, versions, name, version=(pinned or {}).get(name))
     missing = [c for c in HISTORY_COLUMNS if c not in df.columns]
     if missing:
-        raise TableStateError(
-            f"dimension {dim.name!r}: the table at {path} has no {' / '.join(missing)} column(s): it is a snapshot "
-            "written before featuremill kept dimension history, so the attributes valid at each event's time are "
-            "unknown. Move it aside and re-ingest the dimension from its first snapshot date "
-            f"(featuremill backfill PIPELINE --job ingest --source {dim.name} --start FIRST_DATE --end TODAY)"
+        unknown = (
+            "it is a snapshot written before featuremill kept dimension history, so the attributes valid at "
+            "each event's time are unknown"
         )
+        raise TableStateError(missing_history_message(dim.name, path, missing, unknown=unknown))
     selected = df.select(*[col(k) for k in join.on], *[col(c) for c in join.columns], *map(col, HISTORY_COLUMNS))
     if join.as_of == "latest":
         selected = selected.where(col(VALID_TO).isNull())

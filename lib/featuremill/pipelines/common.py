@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from featuremill.config import PipelineConfig
 from featuremill.core.progress import collect_stage_times
@@ -193,3 +193,13 @@ def configure_logging(level: str = "INFO") -> None:
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("featuremill").setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
+def missing_history_message(dimension: str, table: str, missing: Sequence[str], *, unknown: str) -> str:
+    """Why a dimension table without history columns cannot serve a point-in-time join, and the
+    re-ingest that gives it history. ``unknown``: what cannot be known without it."""
+    return (
+        f"dimension {dimension!r}: the table at {table} has no {' / '.join(missing)} column(s): {unknown}. "
+        "Move it aside and re-ingest the dimension from its first snapshot date "
+        f"(featuremill backfill PIPELINE --job ingest --source {dimension} --start FIRST_DATE --end TODAY)"
+    )

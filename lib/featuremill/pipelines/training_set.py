@@ -59,7 +59,7 @@ from featuremill.core.errors import ChangedInputError, InputDataError, TableStat
 from featuremill.core.progress import stage
 from featuremill.core.session import ensure_timezone
 from featuremill.pipelines.build_features import FEATURE_VERSION_COLUMN
-from featuremill.pipelines.common import recorded_run
+from featuremill.pipelines.common import missing_history_message, recorded_run
 from featuremill.storage import io, versions
 from featuremill.storage import manifest as manifests
 from featuremill.storage.exactly_once import CommitGuard, run_key
@@ -237,12 +237,12 @@ def _dimension_history(
         frame = _read_pinned(spark, table, fmt="delta", version=version, what=f"dimension {dimension!r}")[0]
     missing = [c for c in HISTORY_COLUMNS if c not in frame.columns]
     if missing:
+        unknown = (
+            "it is a snapshot of today's values, not a history, so the values valid at each label time are "
+            "unknown and today's would leak into earlier labels"
+        )
         raise TrainingSetError(
-            f"dimension {dimension!r}: the table at {table} has no {' / '.join(missing)} column(s): it is a "
-            "snapshot of today's values, not a history, so the values valid at each label time are unknown and "
-            "today's would leak into earlier labels. Move it aside and re-ingest the dimension from its first "
-            f"snapshot date (featuremill backfill PIPELINE --job ingest --source {dimension} --start FIRST_DATE "
-            "--end TODAY), or leave --dimension-columns out"
+            missing_history_message(dimension, table, missing, unknown=unknown) + ", or leave --dimension-columns out"
         )
     return frame, table, version
 

@@ -672,16 +672,11 @@ def local_conf(conf: dict[str, str], environ: Mapping[str, str] | None = None) -
     themselves (``spark.jars.packages``; :func:`featuremill.core.session.get_spark` then records
     what Ivy resolved for the next start). Jars or packages given in ``conf`` are left alone.
     """
-    from featuremill.core.session import cached_jars
+    from featuremill.core.session import package_jars
 
     out = dict(conf)
     if "spark.jars.packages" not in out and "spark.jars" not in out:
-        packages = local_packages()
-        jars = cached_jars(packages, environ)
-        if jars:
-            out["spark.jars"] = ",".join(jars)
-        else:
-            out["spark.jars.packages"] = packages
+        out.update(package_jars(local_packages(), environ))
     java = out.get("spark.driver.extraJavaOptions", "")
     if "-Xss" not in java:
         out["spark.driver.extraJavaOptions"] = f"{java} {DRIVER_STACK}".strip()
