@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from featuremill.core.sql import quote_identifier
+from featuremill.core.sql import delta_path_identifier, quote_identifier
 
 #: Where each named table's files are (``DESCRIBE DETAIL``), per name, until a write replaces it.
 _LOCATIONS: dict[str, str] = {}
@@ -38,8 +38,6 @@ def name_parts(name: str) -> list[str]:
 def table_identifier(ref: str) -> str:
     """The SQL identifier of a table reference: ```schema`.`table``` for a name,
     ``delta.`/path``` for a path."""
-    from featuremill.core.sql import delta_path_identifier
-
     if is_table_name(ref):
         return ".".join(quote_identifier(p) for p in name_parts(ref))
     return delta_path_identifier(ref)
