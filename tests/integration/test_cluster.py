@@ -333,6 +333,13 @@ def test_every_job_on_standalone_cluster_matches_local_mode(spark, tmp_path):
         # where the spread is checked: an executor on each worker, tasks start once both registered;
         # elsewhere one executor (a JVM less to start on the 2 shared cores) and no wait
         one_executor = ["--conf", "spark.cores.max=1"]
+        # the Delta jar files this machine's first Ivy resolution recorded (scripts/setup.sh):
+        # passed as --jars, each submit skips Ivy's resolution (seconds per submit, eight submits)
+        from featuremill.core.session import cached_jars
+
+        delta_jars = cached_jars()
+        if delta_jars:
+            spark_options += ["--jars", ",".join(delta_jars)]
         wait_for_both = [
             "--conf",
             "spark.cores.max=2",
