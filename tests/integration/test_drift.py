@@ -65,7 +65,8 @@ FEATURES = ["x", "c", "y", "x2", "c2", "y2"]
 
 
 @pytest.mark.slow
-def test_drift_at_1m_rows_no_alert_for_same_distribution_alert_on_known_shifts(spark):
+def test_drift_at_1m_rows_no_alert_for_same_distribution_alert_on_known_shifts(compiled_spark):
+    spark = compiled_spark
     from pyspark import StorageLevel
 
     settings = DriftSettings()
