@@ -324,6 +324,12 @@ def test_every_job_on_standalone_cluster_matches_local_mode(spark, tmp_path):
             "spark.ui.enabled=false",
             "--conf",
             "spark.log.level=WARN",
+            # a few thousand rows: interpreted expressions cost less than compiling code per plan
+            # (as in the test session, tests/conftest.py)
+            "--conf",
+            "spark.sql.codegen.wholeStage=false",
+            "--conf",
+            "spark.sql.codegen.factoryMode=NO_CODEGEN",
             # short-lived JVMs on 2 shared cores: skip C2 compilation and parallel GC threads
             "--conf",
             f"spark.driver.extraJavaOptions={SMALL_JVM}",
