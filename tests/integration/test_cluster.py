@@ -340,7 +340,7 @@ def test_every_job_on_standalone_cluster_matches_local_mode(spark, tmp_path):
         # elsewhere one executor (a JVM less to start on the 2 shared cores) and no wait
         one_executor = ["--conf", "spark.cores.max=1"]
         # the Delta jar files this machine's first Ivy resolution recorded (scripts/setup.sh):
-        # passed as --jars, each submit skips Ivy's resolution (seconds per submit, eight submits)
+        # passed as --jars, no submit runs an Ivy resolution (spark-submit resolves --packages anew each time)
         from featuremill.core.session import cached_jars
 
         delta_jars = cached_jars()
