@@ -479,6 +479,15 @@ def test_materialize_sqlite_and_redis_equal_training_set_incremental_and_faults(
     done = feast_cli.run_feast(baseline, "materialize", "2023-12-31T00:00:00", "2024-02-01T00:00:00")
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_same(_online(baseline)[0], training3)
+    # ... and into Redis: the test's own server emptied, then refilled by `feast materialize` alone
+    import redis
+
+    host, port = redis_server.split(":")
+    redis.Redis(host=host, port=int(port)).flushall()
+    assert _online(redis_repo)[0][(1, "a")] == (None, None, None)
+    done = feast_cli.run_feast(redis_repo, "materialize", "2023-12-31T00:00:00", "2024-02-01T00:00:00")
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_same(_online(redis_repo)[0], training3)
 
 
 # --------------------------------------------------------------------------------------------
