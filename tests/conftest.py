@@ -48,7 +48,13 @@ TEST_SPARK_CONF = {
     "spark.default.parallelism": "4",
     "spark.ui.enabled": "false",
     "spark.sql.session.timeZone": "UTC",
-    "spark.sql.adaptive.enabled": "true",
+    # Adaptive execution re-plans every stage at run time, which for tables of a few rows costs
+    # more than it saves. Measured on the same files, interleaved, quiet machine: 163 -> 147 s
+    # (test_features_job + unit/test_pit) and 209 -> 196 s (test_dimension_history +
+    # test_training_set + unit/test_preprocessing), 6-10% less. Results do not depend on it; the
+    # demo, scripts/bench.py, the cluster test and the CLI and stream subprocesses keep Spark's
+    # default (on), so the plans users run are still exercised there.
+    "spark.sql.adaptive.enabled": "false",
     # the Delta logs of test tables are a few files: rebuild a snapshot in one task
     "spark.databricks.delta.snapshotPartitions": "1",
     "spark.driver.memory": "2g",
