@@ -110,6 +110,17 @@ def pytest_xdist_make_scheduler(config, log):
     return GroupScheduling(config, log)
 
 
+def pytest_configure(config):
+    """Every Spark JVM of the run (this session's and its subprocesses') maps the classes it loads
+    from a class-data-sharing archive (tests/jvm_archive.py), built on the first run. pytest-xdist
+    workers use the archive their controller built."""
+    from tests.jvm_archive import archive_path, ensure_archive, jvm_options
+
+    archive = archive_path() if hasattr(config, "workerinput") else ensure_archive()
+    if archive is not None and archive.exists():
+        os.environ["SPARK_SUBMIT_OPTS"] = f"{os.environ.get('SPARK_SUBMIT_OPTS', '')} {jvm_options(archive)}".strip()
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(config, items):
     """A test that needs a server is slow too: the fast lane (``-m "not slow"``) leaves it out."""

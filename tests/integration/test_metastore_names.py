@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import ROOT, TEST_SPARK_CONF
 from tests.integration.metastore_run import END, FEATURE_SET, START, run_steps
+from tests.jvm_archive import enabled_options
 
 pytestmark = pytest.mark.slow
 
@@ -99,6 +100,7 @@ def test_pipeline_naming_its_tables_runs_against_the_metastore_like_by_path(spar
     export = tmp_path / "export"
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_", "SPARK_"))}
+    env["SPARK_SUBMIT_OPTS"] = enabled_options()  # the run's class archive (tests/jvm_archive.py)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "lib")])
     done = subprocess.run(
         [sys.executable, "-m", "tests.integration.metastore_run", str(DEMO), str(named_env), str(spine), str(export)],
