@@ -46,11 +46,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.jvm_archive import enabled_options
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]  # a standalone Spark cluster
 
@@ -261,9 +263,11 @@ def test_every_job_on_standalone_cluster_matches_local_mode(spark, tmp_path):
     data_root = tmp_path / "data"
     write_demo_data(spark, data_root, DemoDataSpec(events=1500, days=3, start=START))
     pipeline = _pipeline_with_delta_stream(tmp_path / "project")
-    local = _local_reference(spark, tmp_path, pipeline, data_root)
-    local_root = Path(local.tables.root)
-    print(f"\n[cluster test] data and local reference: {time.monotonic() - began:.0f} s", flush=True)
+    print(f"\n[cluster test] data: {time.monotonic() - began:.0f} s", flush=True)
+    # the local reference runs in this session while the cluster starts and the submits run: it
+    # shares no table with them, and it is only read once every submit is done
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-reference")
+    reference = background.submit(_local_reference, spark, tmp_path, pipeline, data_root)
 
     state = tmp_path / "cluster"
     events = tmp_path / "events"
@@ -330,11 +334,13 @@ def test_every_job_on_standalone_cluster_matches_local_mode(spark, tmp_path):
             "spark.sql.codegen.wholeStage=false",
             "--conf",
             "spark.sql.codegen.factoryMode=NO_CODEGEN",
-            # short-lived JVMs on 2 shared cores: skip C2 compilation and parallel GC threads
+            # short-lived JVMs on 2 shared cores: skip C2 compilation and parallel GC threads; and
+            # map the classes they load from the run's class archive (tests/jvm_archive.py; a JVM
+            # whose class path differs from the archive's ignores it)
             "--conf",
-            f"spark.driver.extraJavaOptions={SMALL_JVM}",
+            f"spark.driver.extraJavaOptions={SMALL_JVM} {enabled_options()}".strip(),
             "--conf",
-            f"spark.executor.extraJavaOptions={SMALL_JVM}",
+            f"spark.executor.extraJavaOptions={SMALL_JVM} {enabled_options()}".strip(),
         ]
         # where the spread is checked: an executor on each worker, tasks start once both registered;
         # elsewhere one executor (a JVM less to start on the 2 shared cores) and no wait
@@ -414,6 +420,9 @@ def test_every_job_on_standalone_cluster_matches_local_mode(spark, tmp_path):
                     "stream features/customer_activity",
                 )
         print("[cluster test] submits: " + ", ".join(f"{j} {s:.0f} s" for j, s in timings), flush=True)
+        local = reference.result()
+        local_root = Path(local.tables.root)
+        print(f"[cluster test] local reference ready: {time.monotonic() - began:.0f} s", flush=True)
 
         # -- the work ran on the workers' executors, never on the driver -----------------------
         apps = _events(events)
@@ -518,6 +527,7 @@ def test_every_job_on_standalone_cluster_matches_local_mode(spark, tmp_path):
         customers = table(cluster_root, "features/customer_activity").select("customer_id").distinct().count()
         assert written is not None and int(written.group(1)) == customers
     finally:
+        background.shutdown(wait=True)  # an early failure still waits for the reference's writes
         stopped = subprocess.run([cluster, "stop"], env=env, capture_output=True, text=True, timeout=120)
         left = _pids_of(state)
         shutil.rmtree(state / "tmp", ignore_errors=True)
