@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import shutil
 import string
 from pathlib import Path
 
@@ -134,10 +135,26 @@ def _features(spark, config):
     return spark.read.format("delta").load(config.tables.features("cust"))
 
 
-def test_as_of_dimensions_in_a_full_run(spark, tmp_path):
-    config = load_pipeline(_project(tmp_path), env="local")
+@pytest.fixture(scope="module")
+def full_run(spark, tmp_path_factory) -> Path:
+    """The default project after one full run (ingest, then features, over every day): built once,
+    copied by each test that starts from it (its tables are relative to the project folder)."""
+    root = tmp_path_factory.mktemp("asof_full")
+    config = load_pipeline(_project(root), env="local")
     run_ingest(spark, config, start=DAYS[0], end=DAYS[-1])
     run_features(spark, config, start=DAYS[0], end=DAYS[-1])
+    return root
+
+
+def _copy_of(full_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the full run's project; its pipeline file."""
+    root = tmp_path / "project"
+    shutil.copytree(full_run, root)
+    return root / "conf" / "pipelines" / "asof.yaml"
+
+
+def test_as_of_dimensions_in_a_full_run(spark, full_run, tmp_path):
+    config = load_pipeline(_copy_of(full_run, tmp_path), env="local")
     assert _rows(_features(spark, config)) == EXPECTED
 
 
@@ -182,9 +199,8 @@ def _frame(spark, config):
     return build_feature_frame(events, config=config, feature_set=fs, dimensions=dims, start=DAYS[0], end=DAYS[-1])
 
 
-def test_as_of_join_stays_a_broadcast_join_without_extra_shuffle(spark, tmp_path):
-    config = load_pipeline(_project(tmp_path), env="local")
-    run_ingest(spark, config, start=DAYS[0], end=DAYS[-1])
+def test_as_of_join_stays_a_broadcast_join_without_extra_shuffle(spark, full_run, tmp_path):
+    config = load_pipeline(_copy_of(full_run, tmp_path), env="local")
     frame = _frame(spark, config)
     plan = explain_text(frame, "simple")
     assert plan.count("BroadcastHashJoin") == 2, plan
@@ -258,14 +274,13 @@ def _training_expected(spark, expected: dict):
     return spark.createDataFrame(rows, TRAIN_SPINE_SCHEMA + ", n_2d bigint, toys_2d bigint, segment string")
 
 
-def test_training_set_dimension_columns_as_of_the_label_time(spark, tmp_path, capsys):
-    pipeline = _project(tmp_path)
+def test_training_set_dimension_columns_as_of_the_label_time(spark, full_run, tmp_path, capsys):
+    pipeline = _copy_of(full_run, tmp_path)
+    project = pipeline.parent.parent.parent
     config = load_pipeline(pipeline, env="local")
-    run_ingest(spark, config, start=DAYS[0], end=DAYS[-1])
-    run_features(spark, config, start=DAYS[0], end=DAYS[-1])
     spine = str(tmp_path / "spine")
     spark.createDataFrame(TRAIN_SPINE, TRAIN_SPINE_SCHEMA).write.format("delta").save(spine)
-    out = tmp_path / "warehouse" / "training" / "seg"
+    out = project / "warehouse" / "training" / "seg"
     base = ["training-set", str(pipeline), "--spine", spine, "--features", "cust", "--include-warming-up"]
 
     # Error cases first (no output written): an unknown column, an event-level join column.
@@ -280,7 +295,7 @@ def test_training_set_dimension_columns_as_of_the_label_time(spark, tmp_path, ca
     built = spark.read.format("delta").load(str(out))
     assert built.columns == ["label_id", "customer", "label_ts", "n_2d", "toys_2d", "segment"]
     assert_df_equality(built, _training_expected(spark, TRAIN_EXPECTED), ignore_row_order=True, ignore_nullable=True)
-    manifest = json.loads((tmp_path / "warehouse" / "training" / "seg.manifest.json").read_text())
+    manifest = json.loads((project / "warehouse" / "training" / "seg.manifest.json").read_text())
     customers = config.tables.validated("customers")
     recorded = {
         "feature_set": "cust",
@@ -295,12 +310,12 @@ def test_training_set_dimension_columns_as_of_the_label_time(spark, tmp_path, ca
 
     # Customer 1 becomes basic in a snapshot of 09-05: a new build sees it from 09-05 00:00 on
     # (label 4), a rebuild from the manifest reads the history as it was and stays identical.
-    folder = tmp_path / "data" / "customers" / "snapshot_date=2026-09-05"
+    folder = project / "data" / "customers" / "snapshot_date=2026-09-05"
     folder.mkdir(parents=True)
     (folder / "part-0.csv").write_text("customer,segment\n1,basic\n2,silver\n")
     run_ingest(spark, config, start=dt.date(2026, 9, 5), end=dt.date(2026, 9, 5), sources=["customers"])
-    rebuilt = tmp_path / "warehouse" / "training" / "seg_rebuilt"
-    manifest_path = str(tmp_path / "warehouse" / "training" / "seg.manifest.json")
+    rebuilt = project / "warehouse" / "training" / "seg_rebuilt"
+    manifest_path = str(project / "warehouse" / "training" / "seg.manifest.json")
     assert main(["training-set", str(pipeline), "--manifest", manifest_path, "--out", str(rebuilt)]) == 0
     assert_df_equality(
         spark.read.format("delta").load(str(rebuilt)),
@@ -308,7 +323,7 @@ def test_training_set_dimension_columns_as_of_the_label_time(spark, tmp_path, ca
         ignore_row_order=True,
         ignore_nullable=True,
     )
-    fresh = tmp_path / "warehouse" / "training" / "seg_fresh"
+    fresh = project / "warehouse" / "training" / "seg_fresh"
     assert main(base + ["--out", str(fresh), "--dimension-columns", "segment", "--strict"]) == 0
     # --strict: the version valid just before the label time (label 2 at the change: still gold;
     # label 4 at basic's first instant: still platinum); the features use rows strictly before too
@@ -320,7 +335,7 @@ def test_training_set_dimension_columns_as_of_the_label_time(spark, tmp_path, ca
         ignore_row_order=True,
         ignore_nullable=True,
     )
-    fresh_default = tmp_path / "warehouse" / "training" / "seg_fresh_default"
+    fresh_default = project / "warehouse" / "training" / "seg_fresh_default"
     assert main(base + ["--out", str(fresh_default), "--dimension-columns", "segment"]) == 0
     assert_df_equality(
         spark.read.format("delta").load(str(fresh_default)),
