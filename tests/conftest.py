@@ -116,11 +116,13 @@ def pytest_configure(config):
     """Every Spark JVM of the run (this session's and its subprocesses') maps the classes it loads
     from a class-data-sharing archive (tests/jvm_archive.py), built on the first run. pytest-xdist
     workers use the archive their controller built."""
-    from tests.jvm_archive import archive_path, ensure_archive, jvm_options
+    from tests.jvm_archive import enabled_options, ensure_archive
 
-    archive = archive_path() if hasattr(config, "workerinput") else ensure_archive()
-    if archive is not None and archive.exists():
-        os.environ["SPARK_SUBMIT_OPTS"] = f"{os.environ.get('SPARK_SUBMIT_OPTS', '')} {jvm_options(archive)}".strip()
+    if not hasattr(config, "workerinput"):
+        ensure_archive()
+    options = enabled_options()
+    if options:
+        os.environ["SPARK_SUBMIT_OPTS"] = f"{os.environ.get('SPARK_SUBMIT_OPTS', '')} {options}".strip()
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects

@@ -60,10 +60,14 @@ def jvm_options(path: Path) -> str:
     return f"-XX:SharedArchiveFile={path} {QUIET}"
 
 
+def _turned_off() -> bool:
+    return os.environ.get("FEATUREMILL_TEST_JVM_ARCHIVE", "1") == "0"
+
+
 def enabled_options() -> str:
-    """The options for a JVM the run starts with its own settings (not through this process's
-    ``SPARK_SUBMIT_OPTS``): the archive's when it is built and not turned off, else ``""``."""
-    if os.environ.get("FEATUREMILL_TEST_JVM_ARCHIVE", "1") == "0":
+    """The options a test JVM starts with: the archive's when it is built and not turned off,
+    else ``""``."""
+    if _turned_off():
         return ""
     path = archive_path()
     return jvm_options(path) if path is not None and path.exists() else ""
@@ -72,7 +76,7 @@ def enabled_options() -> str:
 def ensure_archive() -> Path | None:
     """The archive's path, built first when missing; ``None`` when turned off or the build failed
     (the tests then run without it, as before)."""
-    if os.environ.get("FEATUREMILL_TEST_JVM_ARCHIVE", "1") == "0":
+    if _turned_off():
         return None
     path = archive_path()
     if path is None:

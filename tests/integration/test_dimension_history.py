@@ -147,14 +147,16 @@ def full_run(spark, tmp_path_factory) -> Path:
 
 
 def _copy_of(full_run: Path, tmp_path: Path) -> Path:
-    """A private copy of the full run's project; its pipeline file."""
-    root = tmp_path / "project"
-    shutil.copytree(full_run, root)
-    return root / "conf" / "pipelines" / "asof.yaml"
+    """A private copy of the full run's project; its root."""
+    return Path(shutil.copytree(full_run, tmp_path / "project"))
+
+
+def _pipeline(project: Path) -> Path:
+    return project / "conf" / "pipelines" / "asof.yaml"
 
 
 def test_as_of_dimensions_in_a_full_run(spark, full_run, tmp_path):
-    config = load_pipeline(_copy_of(full_run, tmp_path), env="local")
+    config = load_pipeline(_pipeline(_copy_of(full_run, tmp_path)), env="local")
     assert _rows(_features(spark, config)) == EXPECTED
 
 
@@ -200,7 +202,7 @@ def _frame(spark, config):
 
 
 def test_as_of_join_stays_a_broadcast_join_without_extra_shuffle(spark, full_run, tmp_path):
-    config = load_pipeline(_copy_of(full_run, tmp_path), env="local")
+    config = load_pipeline(_pipeline(_copy_of(full_run, tmp_path)), env="local")
     frame = _frame(spark, config)
     plan = explain_text(frame, "simple")
     assert plan.count("BroadcastHashJoin") == 2, plan
@@ -275,8 +277,8 @@ def _training_expected(spark, expected: dict):
 
 
 def test_training_set_dimension_columns_as_of_the_label_time(spark, full_run, tmp_path, capsys):
-    pipeline = _copy_of(full_run, tmp_path)
-    project = pipeline.parent.parent.parent
+    project = _copy_of(full_run, tmp_path)
+    pipeline = _pipeline(project)
     config = load_pipeline(pipeline, env="local")
     spine = str(tmp_path / "spine")
     spark.createDataFrame(TRAIN_SPINE, TRAIN_SPINE_SCHEMA).write.format("delta").save(spine)
