@@ -2,7 +2,8 @@
 workers on 127.0.0.1, separate JVMs), submitted with scripts/submit.sh exactly as a user would.
 
 One cluster start, one application per submit, in this order (:data:`PLAN`; a guard checks that
-the plan submits every file in ``jobs/``):
+the plan submits every file in ``jobs/``; the last three, independent of each other, are submitted
+at the same time):
 
 ===================  ==========================================  ==============================================
 submit               arguments                                   checked against
@@ -75,6 +76,8 @@ PLAN: list[tuple[str, list[str]]] = [
 ]
 #: jobs whose tasks must have run on both workers (they wait until both executors registered)
 DISTRIBUTED = ("ingest", "features")
+#: the plan's last jobs, independent of each other: submitted at the same time
+CONCURRENT = ("profile", "drift", "materialize")
 SMALL_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
@@ -201,9 +204,26 @@ def _assert_same_table(actual, expected, what: str) -> None:
     )
 
 
+def _properties(app: list[dict]) -> dict:
+    """The application's Spark properties, from its environment event."""
+    start = next(e for e in app if e["Event"] == "SparkListenerEnvironmentUpdate")
+    props = start["Spark Properties"]
+    return dict(props) if isinstance(props, list) else props
+
+
+def _app_name(job: str) -> str:
+    """The application name a job's session takes (``featuremill-<verb>-<pipeline>``; the stream's
+    adds its feature set)."""
+    return "featuremill-stream-demo-customer_activity" if job == "stream" else f"featuremill-{job}-demo"
+
+
 def _check_apps(apps: list[list[dict]], master: str, zip_path: str) -> None:
-    """Each application (in submission order) ran its tasks on the workers' executors, none failed."""
-    for (job, _), app in zip(PLAN, apps, strict=True):
+    """Each job of the plan ran as one application (found by its name: the last three start
+    together), its tasks on the workers' executors, none failed."""
+    by_name = {_properties(app)["spark.app.name"]: app for app in apps}
+    assert len(by_name) == len(apps) and sorted(by_name) == sorted(_app_name(job) for job, _ in PLAN), sorted(by_name)
+    for job, _ in PLAN:
+        app = by_name[_app_name(job)]
         added = {
             e["Executor ID"]: e["Executor Info"]["Host"] for e in app if e["Event"] == "SparkListenerExecutorAdded"
         }
@@ -218,9 +238,7 @@ def _check_apps(apps: list[list[dict]], master: str, zip_path: str) -> None:
         assert len(added) == (2 if job in DISTRIBUTED else 1), (job, added)
         if job in DISTRIBUTED:
             assert ran == set(added), (job, ran, added)
-        start = next(e for e in app if e["Event"] == "SparkListenerEnvironmentUpdate")
-        props = start["Spark Properties"]
-        props = dict(props) if isinstance(props, list) else props
+        props = _properties(app)
         assert props["spark.master"] == master, job
         # spark-submit adds the --packages jars to the Python path as well
         assert zip_path in props["spark.submit.pyFiles"].split(","), job
@@ -268,6 +286,7 @@ def test_every_job_on_standalone_cluster_matches_local_mode(spark, tmp_path):
     # shares no table with them, and it is only read once every submit is done
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-reference")
     reference = background.submit(_local_reference, spark, tmp_path, pipeline, data_root)
+    side_by_side = ThreadPoolExecutor(max_workers=len(CONCURRENT), thread_name_prefix="submit")
 
     state = tmp_path / "cluster"
     events = tmp_path / "events"
@@ -382,6 +401,11 @@ def test_every_job_on_standalone_cluster_matches_local_mode(spark, tmp_path):
             return spark.read.format("delta").load(str(root / name))
 
         outputs = {}
+        # the last jobs only read what the earlier ones wrote and each writes a table of its own
+        # (profiles, drift_results, serving/materializations): submitted side by side, two at a time
+        # on the two worker cores (a driver's start overlaps another's work; the third gets a core
+        # when one frees up)
+        pending = {}
         for job, args in PLAN:
             if job == "materialize":
                 # the Feast repository of the cluster's tables, applied here (Feast is in this Python)
@@ -404,6 +428,9 @@ def test_every_job_on_standalone_cluster_matches_local_mode(spark, tmp_path):
                     == 0
                 )
                 args = ["--repo", str(repo)]
+            if job in CONCURRENT:
+                pending[job] = side_by_side.submit(submit, job, args)
+                continue
             outputs[job] = submit(job, args)
             if job == "stream":
                 # what the delta stream wrote from the rows landed on D1 (later landings hold late
@@ -419,6 +446,7 @@ def test_every_job_on_standalone_cluster_matches_local_mode(spark, tmp_path):
                     spark.read.format("delta").load(feature_table),
                     "stream features/customer_activity",
                 )
+        outputs.update({job: future.result() for job, future in pending.items()})
         print("[cluster test] submits: " + ", ".join(f"{j} {s:.0f} s" for j, s in timings), flush=True)
         local = reference.result()
         local_root = Path(local.tables.root)
@@ -527,7 +555,9 @@ def test_every_job_on_standalone_cluster_matches_local_mode(spark, tmp_path):
         customers = table(cluster_root, "features/customer_activity").select("customer_id").distinct().count()
         assert written is not None and int(written.group(1)) == customers
     finally:
-        background.shutdown(wait=True)  # an early failure still waits for the reference's writes
+        # an early failure still waits for the reference's writes and the submits under way
+        background.shutdown(wait=True)
+        side_by_side.shutdown(wait=True)
         stopped = subprocess.run([cluster, "stop"], env=env, capture_output=True, text=True, timeout=120)
         left = _pids_of(state)
         shutil.rmtree(state / "tmp", ignore_errors=True)
