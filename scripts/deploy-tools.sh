@@ -16,6 +16,10 @@ if [ -z "$python_bin" ]; then
 fi
 stamp=$venv/.featuremill-deploy-tools
 want=$(cat requirements-deploy.txt constraints-deploy.txt | sha256sum | cut -c1-16)
+# scripts/test.sh starts an install in the background while the tests start, and the tests run
+# this script again: the second waits for the first, then finds the stamp.
+exec 9>"$venv.lock"
+flock 9
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   if [ ! -x "$venv/bin/python" ]; then
     log "creating $venv with $($python_bin --version)"

@@ -7,8 +7,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The scheduler parsers of the deploy-export tests (.venv-deploy: Airflow and others, half a
+# minute once per machine) install in the background while pytest starts (the class archive's
+# build, the first tests); the tests' own call of the script waits for this one (a lock).
+scripts/deploy-tools.sh >.venv/deploy-tools.log 2>&1 &
+deploy_tools=$!
 workers=${FEATUREMILL_TEST_WORKERS:-1}
+status=0
 if [ "$workers" -gt 1 ]; then
-  exec .venv/bin/python -m pytest -n "$workers" --dist loadscope --no-loadscope-reorder "$@"
+  .venv/bin/python -m pytest -n "$workers" --dist loadscope --no-loadscope-reorder "$@" || status=$?
+else
+  .venv/bin/python -m pytest "$@" || status=$?
 fi
-exec .venv/bin/python -m pytest "$@"
+# a failed install shows in the deploy-export tests, which run the script again
+wait "$deploy_tools" || true
+exit "$status"
