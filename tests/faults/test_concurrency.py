@@ -181,12 +181,16 @@ def test_concurrent_feature_merge_disjoint_ranges_both_commit(spark, ingested_sh
 
 
 def _slow_frame(spark, values, seconds):
-    """A frame whose computation takes ``seconds`` (a sleeping UDF: test-only), so a write is slow."""
+    """A frame whose computation takes ``seconds`` (a UDF that sleeps on its first value: test-only),
+    so a write is slow. One partition: the sleep holds back the whole write."""
     from pyspark.sql import functions as F
+
+    first = values[0]
 
     @F.udf("bigint")
     def slow(v):
-        time.sleep(seconds)
+        if v == first:
+            time.sleep(seconds)
         return v
 
     return (
