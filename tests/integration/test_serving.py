@@ -115,7 +115,7 @@ def _land(project: Path, date: str, rows=None) -> None:
 
 
 #: the test session's settings for tiny tables (tests/conftest.py), for the Spark sessions that Feast's
-#: offline store (`feast apply`, `feast materialize`) and the killed materialize child start
+#: offline store starts (`feast apply`, `feast materialize`; in-process commands use the test session)
 TINY_TABLES = (
     "spark.sql.shuffle.partitions",
     "spark.sql.codegen.wholeStage",
