@@ -449,20 +449,16 @@ def _write_source(
                     properties=window.table_properties(),
                 )
             else:
-                valid, history = _dimension_history(spark, source, valid, validated_path, start=start)
-                try:
-                    io.overwrite(
-                        valid,
-                        validated_path,
-                        root=config.env.root,
-                        what=f"table {validated_name}",
-                        evolve_schema=gate.evolve_schema,
-                        commit=guard.tag(validated_name),
-                        properties=window.table_properties(),
-                    )
-                finally:
-                    if history is not None:
-                        history.unpersist()
+                valid = _dimension_history(spark, source, valid, validated_path, start=start)
+                io.overwrite(
+                    valid,
+                    validated_path,
+                    root=config.env.root,
+                    what=f"table {validated_name}",
+                    evolve_schema=gate.evolve_schema,
+                    commit=guard.tag(validated_name),
+                    properties=window.table_properties(),
+                )
             output_versions[validated_name], mine = guard.confirm(validated_name, empty=rows_valid == 0)
             if mine:
                 wrote.append(validated_name)
@@ -576,24 +572,16 @@ def _check_history_table(spark, source: SourceSpec, path: str) -> None:
 
 
 def _dimension_history(spark, source: SourceSpec, valid, path: str, *, start: dt.date):
-    """``(history after this run's snapshots, the current history read)``: the table to write (see
-    :mod:`featuremill.transforms.dimensions`) and the cached read of the table before it (None for a
-    new dimension), to unpersist once the write is done.
+    """The dimension's history table after this run's snapshots (see :mod:`featuremill.transforms.dimensions`).
 
     A dated dimension (``partition_column``) brings one snapshot per landing folder, dated by it.
     An undated one is the snapshot as of this run's ``start``, and never earlier than the latest
     date the history records: today's file says nothing about the past, so a backfill of an older
     range must not write it there (land dated snapshots for that).
     """
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     history = io.read_delta(spark, path) if io.is_delta_table(spark, path) else None
-    if history is not None:
-        # Read once: the history's plan reads the table five times (the recorded versions opened
-        # and closed, their dates, the keys, the state at a restated date) and the undated case
-        # once more for its latest date; each read is a Delta file listing and scan of its own.
-        history = history.persist(StorageLevel.MEMORY_AND_DISK)
     if source.partition_column is None:
         snapshot_date = start
         if history is not None:
@@ -614,10 +602,9 @@ def _dimension_history(spark, source: SourceSpec, valid, path: str, *, start: dt
         valid = valid.withColumn(INGEST_DATE, F.lit(snapshot_date))
     attributes = [c.name for c in source.columns if c.name not in source.key]
     built = with_snapshot_history(history, valid, key=source.key, attributes=attributes)
-    built = built.select(
+    return built.select(
         *[col(c) for c in source.column_names], col(INGEST_DATE), col(SOURCE_FILE), *map(col, HISTORY_COLUMNS)
     )
-    return built, history
 
 
 def _committed_rows(spark, path: str, version: int, *, metrics: dict[str, str] | None = None) -> int:
