@@ -32,6 +32,7 @@ def materialize(pipeline: str, repo: str) -> int:
         master="local[1]",
         conf={
             "spark.ui.enabled": "false",
+            "spark.python.sql.dataFrameDebugging.enabled": "false",  # as the test session
             "spark.sql.shuffle.partitions": "2",
             "spark.python.daemon.module": "tests.faults.online_pause_daemon",
             "spark.databricks.delta.snapshotPartitions": "1",
@@ -60,6 +61,7 @@ def main(argv: list[str]) -> int:
         master="local[1]",
         conf={
             "spark.ui.enabled": "false",
+            "spark.python.sql.dataFrameDebugging.enabled": "false",  # as the test session
             "spark.sql.shuffle.partitions": "16",
             "spark.sql.files.maxPartitionBytes": "65536",
             "spark.sql.adaptive.enabled": "false",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from featuremill.core.session import LOG_LEVEL_ENV
-from tests.conftest import ROOT, TEST_SPARK_CONF
+from tests.conftest import ROOT, TEST_SPARK_CONF, TINY_TABLES
 
 DEMO = ROOT / "conf" / "pipelines" / "demo.yaml"
 #: 700 events over 10 days: the smallest demo whose model step (fit + select) has both label classes.
@@ -58,16 +58,9 @@ def demo_run(spark, tmp_path_factory) -> DemoRun:
     # the test session's settings for tiny tables (interpreted expressions, one Delta snapshot
     # partition): the same console, 115 s -> 70 s alone. Adaptive execution stays on: without
     # it the model step's selection on these 700 events kept no feature (see issue 20's notes)
-    tiny_tables = (
-        "spark.sql.shuffle.partitions",
-        "spark.driver.extraJavaOptions",
-        "spark.sql.codegen.wholeStage",
-        "spark.sql.codegen.factoryMode",
-        "spark.databricks.delta.snapshotPartitions",
-    )
     local["spark"] = {
         **local.get("spark", {}),
-        **{key: TEST_SPARK_CONF[key] for key in tiny_tables},
+        **{key: TEST_SPARK_CONF[key] for key in (*TINY_TABLES, "spark.driver.extraJavaOptions")},
         "spark.ui.enabled": "false",
     }
     env_file.write_text(yaml.safe_dump(local))

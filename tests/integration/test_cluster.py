@@ -353,6 +353,9 @@ def test_every_job_on_standalone_cluster_matches_local_mode(spark, tmp_path):
             "spark.sql.codegen.wholeStage=false",
             "--conf",
             "spark.sql.codegen.factoryMode=NO_CODEGEN",
+            # no Python call site recorded per DataFrame call (tests/conftest.py)
+            "--conf",
+            "spark.python.sql.dataFrameDebugging.enabled=false",
             # short-lived JVMs on 2 shared cores: skip C2 compilation and parallel GC threads; and
             # map the classes they load from the run's class archive (tests/jvm_archive.py; a JVM
             # whose class path differs from the archive's ignores it)

@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from featuremill.cli import main
-from tests.conftest import ROOT, TEST_SPARK_CONF
+from tests.conftest import ROOT, TEST_SPARK_CONF, TINY_TABLES
 
 REDIS_PORT = 6399
 
@@ -114,17 +114,9 @@ def _land(project: Path, date: str, rows=None) -> None:
     (folder / "part-0.csv").write_text("\n".join(lines) + "\n")
 
 
-#: the test session's settings for tiny tables (tests/conftest.py), for the Spark sessions that Feast's
-#: offline store starts (`feast apply`, `feast materialize`; in-process commands use the test session)
-TINY_TABLES = (
-    "spark.sql.shuffle.partitions",
-    "spark.sql.codegen.wholeStage",
-    "spark.sql.codegen.factoryMode",
-    "spark.databricks.delta.snapshotPartitions",
-)
-
-
 def _write_env(project: Path, name: str, online_store: str) -> None:
+    # the test session's settings for tiny tables, for the Spark sessions that Feast's offline store
+    # starts (`feast apply`, `feast materialize`; in-process commands use the test session)
     spark = "".join(f"  {key}: {TEST_SPARK_CONF[key]!r}\n" for key in TINY_TABLES)
     (project / "conf" / "env" / f"{name}.yaml").write_text(
         f"warehouse: warehouse\ndata_root: data\nmaster: local[2]\nonline_store: {online_store}\nspark:\n{spark}"

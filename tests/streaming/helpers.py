@@ -37,6 +37,7 @@ spark:
   spark.sql.session.timeZone: UTC
   spark.databricks.delta.snapshotPartitions: 2
   spark.driver.extraJavaOptions: -XX:TieredStopAtLevel=1 -XX:+UseSerialGC
+  spark.python.sql.dataFrameDebugging.enabled: "false"
 """
 
 PIPELINE_YAML = """\
