@@ -133,6 +133,12 @@ def test_run_ingest_rerun_changes_nothing(spark, shop):
 def test_run_ingest_bad_header_fails_before_any_write(spark, shop):
     config = load(shop)
     run_ingest(spark, config, start=D1, end=D1)
+    # the job's runs (one per source) reach the run log in one commit
+    run_log = config.tables.run_log
+    assert io.delta_version(spark, run_log) == 0
+    logged = spark.read.format("delta").load(run_log).collect()
+    assert sorted((r["target"], r["status"]) for r in logged) == sorted((s.name, "succeeded") for s in config.sources)
+    assert len({r["run_id"] for r in logged}) == len(config.sources) > 1
     versions = {p: io.delta_version(spark, p) for p in (config.tables.validated("tx"), config.tables.quarantine)}
     bad = write_landing(
         shop,
@@ -148,6 +154,7 @@ def test_run_ingest_bad_header_fails_before_any_write(spark, shop):
     assert {p: io.delta_version(spark, p) for p in versions} == versions
     runs = spark.read.format("delta").load(config.tables.run_log).where("status = 'failed'").collect()
     assert len(runs) == 1 and runs[0]["target"] == "tx" and "customer" in runs[0]["error"]
+    assert io.delta_version(spark, run_log) == 1  # the failed run: one more commit
 
 
 @pytest.mark.slow  # runs pipeline jobs: whole suite only, not the fast lane

@@ -152,6 +152,7 @@ def run_features(
             with runs.measure(p.feature_set.name):
                 results.append(_write_feature_set(spark, config, p, end=end, on_commit=on_commit))
             runs.succeed(p.feature_set.name)
+        runs.write()
         return results
     except BaseException as exc:
         runs.fail_open(exc)

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from featuremill.config import PipelineConfig
 from featuremill.core.progress import collect_stage_times
 from featuremill.core.run_metrics import job_tag, tagged_job_metrics, tagged_jobs
-from featuremill.storage.ledger import RunRecord, append_run
+from featuremill.storage.ledger import RunRecord, append_run, append_runs
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +76,27 @@ def measured(spark, record: RunRecord) -> Iterator[None]:
         yield
 
 
-def _record_end(spark, config: PipelineConfig, record: RunRecord, exc: BaseException | None) -> None:
-    """Finish ``record`` (failed when ``exc``) with its Spark metrics and append it to the run log."""
+def _finished(spark, record: RunRecord, exc: BaseException | None) -> RunRecord:
+    """``record`` finished (failed when ``exc``), with its Spark metrics and the run's labels."""
     record.metrics.update(tagged_job_metrics(spark, job_tag(record.run_id)))
     if exc is not None:
         record.finish("failed", error=f"{type(exc).__name__}: {exc}"[:4000])
-        _with_labels(record)
-        try:
-            append_run(spark, config.tables.run_log, record, root=config.env.root)
-        except Exception:  # the original error matters more than a failed ledger write
-            log.exception("could not record failed run %s", record.run_id)
-        return
-    record.finish(record.status if record.status not in ("running",) else "succeeded", record.error)
+    else:
+        record.finish(record.status if record.status not in ("running",) else "succeeded", record.error)
     _with_labels(record)
-    append_run(spark, config.tables.run_log, record, root=config.env.root)
+    return record
+
+
+def _record_end(spark, config: PipelineConfig, record: RunRecord, exc: BaseException | None) -> None:
+    """Finish ``record`` (failed when ``exc``) and append it to the run log."""
+    _finished(spark, record, exc)
+    if exc is None:
+        append_run(spark, config.tables.run_log, record, root=config.env.root)
+        return
+    try:
+        append_run(spark, config.tables.run_log, record, root=config.env.root)
+    except Exception:  # the original error matters more than a failed ledger write
+        log.exception("could not record failed run %s", record.run_id)
 
 
 @contextlib.contextmanager
@@ -128,7 +135,9 @@ class RecordedRuns:
     tables unchanged) opens a run per target first, runs each target's work inside
     :meth:`measure` (so its Spark jobs and stage times are attributed to that target's run),
     closes each as succeeded after its write, and on an error marks every run still open as
-    failed with that error.
+    failed with that error. The closed runs reach the run log together (:meth:`write` at the end
+    of the job, or :meth:`fail_open`): one commit per job. A job killed before that leaves no row
+    for its runs; a re-run finds their Delta commits (``already_committed``) and records them.
     """
 
     def __init__(
@@ -144,6 +153,7 @@ class RecordedRuns:
         self._spark, self._config, self._job, self._start, self._end = spark, config, job, start, end
         self._backfill_id = backfill_id
         self._open: dict[str, RunRecord] = {}
+        self._closed: list[RunRecord] = []  # finished, not yet in the run log
 
     def open(self, target: str) -> RunRecord:
         record = _new_record(
@@ -174,12 +184,27 @@ class RecordedRuns:
             record.busy_s = (record.busy_s or 0.0) + (time.monotonic() - began)
 
     def succeed(self, target: str) -> None:
-        _record_end(self._spark, self._config, self._open.pop(target), None)
+        """Close ``target``'s run as succeeded (its end time and metrics now); :meth:`write`
+        appends it to the run log."""
+        self._closed.append(_finished(self._spark, self._open.pop(target), None))
+
+    def write(self) -> None:
+        """Append every closed run not yet written to the run log, in one commit: a job's runs
+        cost one run-log commit, not one per target."""
+        if self._closed:
+            append_runs(self._spark, self._config.tables.run_log, self._closed, root=self._config.env.root)
+            self._closed = []
 
     def fail_open(self, exc: BaseException) -> None:
+        """Close every run still open as failed with ``exc`` and write every closed run (a failed
+        run-log write is logged, not raised: the original error matters more)."""
         while self._open:
             _, record = self._open.popitem()
-            _record_end(self._spark, self._config, record, exc)
+            self._closed.append(_finished(self._spark, record, exc))
+        try:
+            self.write()
+        except Exception:
+            log.exception("could not record the runs %s", ", ".join(r.run_id for r in self._closed))
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -138,6 +138,7 @@ def run_ingest(
             with runs.measure(item.source.name):
                 results.append(_write_source(spark, config, item, start=start, end=end, on_commit=on_commit))
             runs.succeed(item.source.name)
+        runs.write()
         return results
     except BaseException as exc:
         runs.fail_open(exc)
