@@ -75,8 +75,10 @@ TEST_SPARK_CONF = {
     # six Py4J round trips per F.col or F.lit) so that an error can name the user's line. The
     # suite builds thousands of expressions over a few rows: the fast lane 134.5 s -> 122.7 s
     # (two rounds each, interleaved). Errors keep their messages; only the "== DataFrame ==" call
-    # site context is left out. `scripts/demo.sh`, scripts/bench.py and the CLI tests keep PySpark's
-    # default; the suite's other subprocesses (stream and kill children, cluster submits) turn it off.
+    # site context is left out. `scripts/demo.sh`, scripts/bench.py and the tests' CLI
+    # subprocesses keep PySpark's default; the suite's other Spark subprocesses turn it off (the
+    # shared demo run, Feast's sessions, the metastore run, the stream and kill children, the
+    # cluster's submits).
     "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
 

@@ -45,8 +45,9 @@ def demo_run(spark, tmp_path_factory) -> DemoRun:
     running it. It runs as its own process, the way a user starts it, so ``printed`` is the whole
     console: stdout and stderr (featuremill's log lines and anything the JVM prints) in the order
     they came. Its environment is ``conf/env/local.yaml`` with the test JVM's options, two
-    shuffle partitions, interpreted expressions and one Delta snapshot partition
-    (``TEST_SPARK_CONF``), as the test session runs tiny tables.
+    shuffle partitions, interpreted expressions, one Delta snapshot partition and no
+    Python call-site record (``TINY_TABLES`` of ``TEST_SPARK_CONF``), as the test session runs tiny
+    tables.
     """
     import yaml
 
