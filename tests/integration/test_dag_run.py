@@ -4,6 +4,7 @@ dependants do not run, and the run log holds one row per attempt."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -116,13 +117,40 @@ TIMEOUT_PIPELINE = (
 pytestmark = pytest.mark.slow
 
 
-def test_dag_run_timeout_cancels_attempt_and_session_stays_usable(spark, project, capsys):
+def _after_a_minute_long_spark_job(run_ingest):
+    """``run_ingest`` preceded by a Spark job that takes a minute (a test-only UDF that sleeps):
+    an attempt certain to outlast a 1 s timeout, whatever the machine's speed, until it is cancelled."""
+    from pyspark.sql import functions as F
+
+    @F.udf("bigint")
+    def sleep_a_minute(value):
+        time.sleep(60)
+        return value
+
+    def slow_ingest(spark, *args, **kwargs):
+        spark.range(1).select(sleep_a_minute("id")).collect()
+        return run_ingest(spark, *args, **kwargs)
+
+    return slow_ingest
+
+
+def test_dag_run_timeout_cancels_attempt_and_session_stays_usable(spark, project, capsys, monkeypatch):
+    import featuremill.pipelines.ingest
+
     (project / "data" / "products").mkdir()
     (project / "data" / "products" / "part-0.csv").write_text("sku,category\n1,toys\n2,books\n")
     path = write_pipeline(project, TIMEOUT_PIPELINE, name="timeout.yaml")
 
-    # an ingest (read, classify, two Delta writes) takes well over the declared 1s
+    # the ingest attempt's first Spark job runs a minute unless the 1 s timeout cancels it (a tiny
+    # ingest alone can finish within 1 s)
+    monkeypatch.setattr(
+        featuremill.pipelines.ingest,
+        "run_ingest",
+        _after_a_minute_long_spark_job(featuremill.pipelines.ingest.run_ingest),
+    )
+    began = time.monotonic()
     assert main(["dag", "run", str(path), "--date", "2026-09-01"]) == 1
+    assert time.monotonic() - began < 50  # cancelled, not waited for
     out = capsys.readouterr().out
     config = load_pipeline(path, env="local")
     runs = spark.read.format("delta").load(config.tables.run_log).collect()
