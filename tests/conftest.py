@@ -224,6 +224,29 @@ def physical_plan(df) -> str:
     return df._jdf.queryExecution().executedPlan().toString()
 
 
+def slow_frame(spark, values, seconds):
+    """A frame whose computation takes ``seconds`` (a UDF that sleeps on its first value: test-only),
+    so a write or an action on it is slow whatever the machine's speed. One partition: the sleep
+    holds back the whole job."""
+    import time
+
+    from pyspark.sql import functions as F
+
+    first = values[0]
+
+    @F.udf("bigint")
+    def slow(v):
+        if v == first:
+            time.sleep(seconds)
+        return v
+
+    return (
+        spark.createDataFrame([(v, "p") for v in values], "v bigint, part string")
+        .coalesce(1)
+        .withColumn("v", slow("v"))
+    )
+
+
 def write_pipeline(project: Path, text: str, name: str = "test.yaml") -> Path:
     path = project / "conf" / "pipelines" / name
     path.write_text(textwrap.dedent(text))

@@ -18,6 +18,7 @@ from featuremill.pipelines.build_features import run_features
 from featuremill.pipelines.ingest import run_ingest
 from featuremill.storage import io
 from featuremill.storage.commit_retry import commit_attempts, is_commit_conflict, observe_writes
+from tests.conftest import slow_frame
 from tests.faults.helpers import (
     D1,
     D2,
@@ -180,26 +181,6 @@ def test_concurrent_feature_merge_disjoint_ranges_both_commit(spark, ingested_sh
     assert versions(spark, out) == [2]
 
 
-def _slow_frame(spark, values, seconds):
-    """A frame whose computation takes ``seconds`` (a UDF that sleeps on its first value: test-only),
-    so a write is slow. One partition: the sleep holds back the whole write."""
-    from pyspark.sql import functions as F
-
-    first = values[0]
-
-    @F.udf("bigint")
-    def slow(v):
-        if v == first:
-            time.sleep(seconds)
-        return v
-
-    return (
-        spark.createDataFrame([(v, "p") for v in values], "v bigint, part string")
-        .coalesce(1)
-        .withColumn("v", slow("v"))
-    )
-
-
 def _conflicter(spark, path, go: threading.Event, done: threading.Event, commits: list):
     """Append a row to the partition the slow writer reads each time ``go`` is set."""
     while not done.is_set():
@@ -231,10 +212,10 @@ def test_retry_on_conflict_is_bounded_and_retries_on_a_fresh_snapshot(spark, tmp
     try:
         with observe_writes(observer), commit_attempts(attempts):
             if attempts > conflicting_attempts:
-                io.replace_where(_slow_frame(spark, [7, 8], 2.5), path, root=str(tmp_path), predicate="part = 'p'")
+                io.replace_where(slow_frame(spark, [7, 8], 2.5), path, root=str(tmp_path), predicate="part = 'p'")
             else:
                 with pytest.raises(CommitConflictError) as info:
-                    io.replace_where(_slow_frame(spark, [7, 8], 2.5), path, root=str(tmp_path), predicate="part = 'p'")
+                    io.replace_where(slow_frame(spark, [7, 8], 2.5), path, root=str(tmp_path), predicate="part = 'p'")
                 assert f"lost {attempts} commit race(s)" in str(info.value) and path in str(info.value)
                 assert is_commit_conflict(info.value.__cause__)
     finally:

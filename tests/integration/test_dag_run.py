@@ -10,7 +10,7 @@ import pytest
 
 from featuremill.cli import main
 from featuremill.config import load_pipeline
-from tests.conftest import write_pipeline
+from tests.conftest import slow_frame, write_pipeline
 
 PIPELINE = """\
 pipeline: shop
@@ -118,17 +118,11 @@ pytestmark = pytest.mark.slow
 
 
 def _after_a_minute_long_spark_job(run_ingest):
-    """``run_ingest`` preceded by a Spark job that takes a minute (a test-only UDF that sleeps):
-    an attempt certain to outlast a 1 s timeout, whatever the machine's speed, until it is cancelled."""
-    from pyspark.sql import functions as F
-
-    @F.udf("bigint")
-    def sleep_a_minute(value):
-        time.sleep(60)
-        return value
+    """``run_ingest`` preceded by a Spark job that takes a minute: an attempt certain to outlast a
+    1 s timeout, whatever the machine's speed, until it is cancelled."""
 
     def slow_ingest(spark, *args, **kwargs):
-        spark.range(1).select(sleep_a_minute("id")).collect()
+        slow_frame(spark, [1], 60).collect()
         return run_ingest(spark, *args, **kwargs)
 
     return slow_ingest

@@ -90,13 +90,12 @@ def _finished(spark, record: RunRecord, exc: BaseException | None) -> RunRecord:
 def _record_end(spark, config: PipelineConfig, record: RunRecord, exc: BaseException | None) -> None:
     """Finish ``record`` (failed when ``exc``) and append it to the run log."""
     _finished(spark, record, exc)
-    if exc is None:
-        append_run(spark, config.tables.run_log, record, root=config.env.root)
-        return
     try:
         append_run(spark, config.tables.run_log, record, root=config.env.root)
-    except Exception:  # the original error matters more than a failed ledger write
-        log.exception("could not record failed run %s", record.run_id)
+    except Exception:
+        if exc is None:
+            raise
+        log.exception("could not record failed run %s", record.run_id)  # the original error matters more
 
 
 @contextlib.contextmanager
