@@ -41,9 +41,16 @@ def local_dataframe(spark, rows: Iterable[Any], schema):
     tuples = [_as_tuple(struct, row) for row in rows]
     if is_connect(spark):
         return spark.createDataFrame(tuples, struct)
-    verify = _make_type_verifier(struct)
+    verifiers = [(f.name, _make_type_verifier(f.dataType, f.nullable, name=f.name)) for f in struct.fields]
     for row in tuples:
-        verify(row)
+        for (name, verify), value in zip(verifiers, row):
+            try:
+                verify(value)
+            except (TypeError, ValueError) as exc:
+                # Spark 3.5's messages name the type and the value, not the field
+                if f"field {name}" in str(exc):
+                    raise
+                raise (TypeError if isinstance(exc, TypeError) else ValueError)(f"field {name}: {exc}") from exc
     text = json.dumps([_encode(struct, row) for row in tuples], separators=(",", ":"), allow_nan=True)
     options = {
         "mode": "FAILFAST",

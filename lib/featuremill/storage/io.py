@@ -447,7 +447,8 @@ def _log_commit(spark, path: str, version: int | None, *, version_only: bool = F
             metadata = action.userMetadata()
             metrics = action.operationMetrics()
             converted = (
-                dict(spark._jvm.scala.jdk.javaapi.CollectionConverters.asJava(metrics.get()))
+                # JavaConverters: in Scala 2.12 (Spark 3.5) and 2.13 alike
+                dict(spark._jvm.scala.collection.JavaConverters.mapAsJavaMap(metrics.get()))
                 if metrics.isDefined()
                 else {}
             )
