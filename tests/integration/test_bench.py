@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -111,10 +112,32 @@ def test_bench_command_rejects_unknown_sections(capsys):
     assert "unknown section 'speed'" in capsys.readouterr().err
 
 
+def test_counted_work_counts_each_blocks_jobs_and_commits(spark, tmp_path):
+    from featuremill.bench.pipeline import counted_work
+
+    table = str(tmp_path / "warehouse" / "t")
+    with counted_work(spark, str(tmp_path / "warehouse"), "test-count") as first:
+        spark.range(3).collect()  # one job
+        spark.range(3).write.format("delta").save(table)
+        spark.range(3).write.format("delta").mode("append").save(table)
+    with counted_work(spark, str(tmp_path / "warehouse"), "test-count") as second:
+        spark.range(3).collect()
+    assert first["delta_commits"] == 2 and second["delta_commits"] == 0
+    assert second["spark_jobs"] == 1  # the first block's jobs, under the same tag, are not counted again
+    assert first["spark_jobs"] > 1  # the collect and the writes' jobs
+
+
 @pytest.mark.slow
 def test_bench_pipeline_sections_run_the_real_jobs(spark, tmp_path):
     options = suite.SuiteOptions(
-        events=1_500, days=5, sections=("e2e", "incremental"), runs=1, warmup=0, workdir=str(tmp_path / "work")
+        events=1_500,
+        days=5,
+        sections=("e2e", "incremental", "landing"),
+        runs=1,
+        warmup=0,
+        workdir=str(tmp_path / "work"),
+        landing_events=1_000,
+        landing_days=4,
     )
     report = suite.run_suite(spark, options)
     e2e = report["sections"]["e2e"]["sizes"]
@@ -122,6 +145,17 @@ def test_bench_pipeline_sections_run_the_real_jobs(spark, tmp_path):
     run = e2e[0]["last_run"]
     assert run["rows_read"] == e2e[0]["raw_rows"] == run["rows_valid"] + run["rows_quarantined"]
     assert run["rows_quarantined"] > 0 and set(run["feature_rows"]) == {"customer_activity", "product_demand"}
+    # the commits counted per step are every version Delta's history holds for the warehouse's tables
+    warehouse = Path(report["sections"]["e2e"]["warehouse_of"][1_500])
+    history_rows = sum(
+        spark.sql(f"DESCRIBE HISTORY delta.`{log_dir.parent}`").count() for log_dir in warehouse.rglob("_delta_log")
+    )
+    assert run["ingest_delta_commits"] > 0 and run["features_delta_commits"] > 0
+    assert run["ingest_delta_commits"] + run["features_delta_commits"] == history_rows
+    assert run["ingest_spark_jobs"] > 0 and run["features_spark_jobs"] > 0
+    table = suite.render(report)
+    assert "ingest: Spark jobs / Delta commits" in table
+    assert f"| {run['ingest_spark_jobs']:,} / {run['ingest_delta_commits']:,} |" in table
     inc = report["sections"]["incremental"]
     full = inc["timings"]["full (every day)"]["detail"]["result"]
     one = inc["timings"]["incremental (last day)"]["detail"]["result"]
@@ -130,6 +164,17 @@ def test_bench_pipeline_sections_run_the_real_jobs(spark, tmp_path):
     assert "2026-09-01" < one["compute_start"] <= inc["new_day"] == "2026-09-05"
     assert 0 < one["rows_out"] < full["rows_out"] and one["events_read"] <= full["events_read"]
     assert inc["ratio"] > 0
+
+    # the same raw rows in 4 daily landing folders or in one give the same feature rows (the section
+    # raises otherwise); the one-folder ingest reads a single landing date
+    landing = report["sections"]["landing"]
+    daily = landing["timings"]["daily"]["detail"]["result"]
+    one = landing["timings"]["one date"]["detail"]["result"]
+    assert landing["raw_rows"] == daily["rows_read"] == one["rows_read"] > 1_000
+    assert daily["feature_rows"] == one["feature_rows"] and sum(one["feature_rows"].values()) > 0
+    one_folder = Path(options.workdir) / "e2e" / "data" / "one-date-1000-4" / "transactions"
+    assert [p.name for p in one_folder.iterdir() if p.is_dir()] == ["event_date=2026-09-04"]
+    assert landing["ratio"] > 0 and "Landing dates: 4 daily folders / the same rows in one" in table
 
 
 # ------------------------------------------------------------------ the server sections (issues 15, 16)

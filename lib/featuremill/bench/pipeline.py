@@ -13,6 +13,7 @@ end-to-end pass in a fresh process; the driver-memory figure uses it so that
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -21,9 +22,13 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 from featuremill.bench.common import Timed, paired_ratio, time_round_robin
+from featuremill.core.run_metrics import tagged_job_count, tagged_jobs
 from featuremill.pipelines.demo_data import DemoDataSpec, write_demo_data
 
 log = logging.getLogger(__name__)
@@ -35,23 +40,64 @@ def load_demo_config(pipeline: str, *, warehouse: str, data_root: str):
     return load_pipeline(pipeline, env="local", overrides={"warehouse": warehouse, "data_root": data_root})
 
 
-def end_to_end(spark, pipeline: str, spec: DemoDataSpec, *, data_root: str, warehouse: str) -> dict:
-    """One pass over every landing date: ingest all sources, then every feature set. Fresh warehouse."""
+#: Sessions that count Spark jobs keep this many in the status store (Spark's default is 1,000,
+#: fewer than a pipeline step over many days runs).
+RETAINED_JOBS = "100000"
+
+
+def delta_commit_count(root: str) -> int:
+    """Delta commits of every table under ``root``: the numbered JSON files of each ``_delta_log``."""
+    return sum(1 for log_dir in Path(root).rglob("_delta_log") for f in log_dir.glob("*.json") if f.stem.isdigit())
+
+
+@contextlib.contextmanager
+def counted_work(spark, warehouse: str, tag: str) -> Iterator[dict]:
+    """Count the Spark jobs this thread starts and the Delta commits under ``warehouse`` in the block.
+
+    The jobs carry ``tag`` plus a suffix unique to the block.
+
+    Fills the yielded dict with ``spark_jobs`` (``None`` when the status store is not readable)
+    and ``delta_commits`` when the block ends.
+    """
+    counts: dict = {}
+    commits_before = delta_commit_count(warehouse)
+    tag = f"{tag}-{uuid.uuid4().hex[:12]}"  # the status store keeps earlier blocks' jobs under their tags
+    with tagged_jobs(spark, tag):
+        yield counts
+    counts["spark_jobs"] = tagged_job_count(spark, tag)
+    counts["delta_commits"] = delta_commit_count(warehouse) - commits_before
+
+
+def end_to_end(
+    spark, pipeline: str, spec: DemoDataSpec, *, data_root: str, warehouse: str, one_landing_date: bool = False
+) -> dict:
+    """One pass over every landing date: ingest all sources, then every feature set. Fresh warehouse.
+
+    ``one_landing_date``: the data was written by :func:`write_one_landing_date`, so ingest reads the
+    last date only; the feature job still covers every event date.
+    """
     from featuremill.pipelines.build_features import run_features
     from featuremill.pipelines.ingest import run_ingest
 
     shutil.rmtree(warehouse, ignore_errors=True)
     config = load_demo_config(pipeline, warehouse=warehouse, data_root=data_root)
     spec = spec.resolved()
+    ingest_start = spec.end_date if one_landing_date else spec.start_date
     began = time.perf_counter()
-    ingests = run_ingest(spark, config, start=spec.start_date, end=spec.end_date)
+    with counted_work(spark, warehouse, "featuremill-bench-ingest") as ingest_work:
+        ingests = run_ingest(spark, config, start=ingest_start, end=spec.end_date)
     ingest_s = time.perf_counter() - began
-    features = run_features(spark, config, start=spec.start_date, end=spec.end_date)
+    with counted_work(spark, warehouse, "featuremill-bench-features") as features_work:
+        features = run_features(spark, config, start=spec.start_date, end=spec.end_date)
     total_s = time.perf_counter() - began
     events = next(r for r in ingests if r.source == "transactions")
     return {
         "ingest_s": round(ingest_s, 3),
         "features_s": round(total_s - ingest_s, 3),
+        "ingest_spark_jobs": ingest_work["spark_jobs"],
+        "ingest_delta_commits": ingest_work["delta_commits"],
+        "features_spark_jobs": features_work["spark_jobs"],
+        "features_delta_commits": features_work["delta_commits"],
         "rows_read": events.rows_read,
         "rows_valid": events.rows_valid,
         "rows_quarantined": events.rows_quarantined,
@@ -127,6 +173,84 @@ def run_scaling(
     out["warehouse_of"] = {spec.events: f"{workdir}/warehouse/{spec.events}" for spec in specs}
     out["data_of"] = {spec.events: f"{workdir}/data/{spec.events}" for spec in specs}
     return out
+
+
+def write_one_landing_date(spark, spec: DemoDataSpec, out_dir: str) -> dict:
+    """The demo data of ``spec`` with every transaction row landed on its last date; its manifest.
+
+    The same raw rows as :func:`featuremill.pipelines.demo_data.write_demo_data` writes (dirty
+    rows, duplicates and late events included), in one landing folder instead of one per day; the
+    dimensions are the same. Skipped when ``out_dir`` already holds this spec.
+    """
+    from pyspark.sql import functions as F
+
+    from featuremill.pipelines.demo_data import customers_frame, products_frame, transactions_frame
+
+    spec = spec.resolved()
+    out = Path(out_dir)
+    manifest_path = out / "_one_landing_date.json"
+    wanted = {"spec": asdict(spec), "landing_date": spec.end_date.isoformat()}
+    if manifest_path.exists() and json.loads(manifest_path.read_text()).get("wanted") == wanted:
+        return json.loads(manifest_path.read_text())
+    shutil.rmtree(out, ignore_errors=True)
+    tx = transactions_frame(spark, spec).withColumn("event_date", F.lit(spec.end_date.isoformat()))
+    tx.sortWithinPartitions("event_id").write.partitionBy("event_date").option("header", "true").csv(
+        str(out / "transactions")
+    )
+    customers_frame(spark, spec).coalesce(1).write.option("header", "true").csv(str(out / "customers"))
+    products_frame(spark, spec).coalesce(1).write.option("header", "true").csv(str(out / "products"))
+    manifest = {"wanted": wanted, "rows": tx.count()}
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest
+
+
+def run_landing_dates(spark, pipeline: str, spec: DemoDataSpec, workdir: str, *, runs: int, warmup: int) -> dict:
+    """End to end over a year of daily landing folders against the same rows landed on one date.
+
+    Both pipelines read the same raw rows and compute the same feature rows (checked: a
+    difference raises); what differs is the number of landing partitions, so the ratio is what
+    the suite's per-day work (a scan, a commit, a job per day or per source) costs.
+    """
+    spec = spec.resolved()
+    daily_root = f"{workdir}/data/daily-{spec.events}-{spec.days}"
+    one_root = f"{workdir}/data/one-date-{spec.events}-{spec.days}"
+    daily_rows = prepare_data(spark, spec, daily_root)["rows"]
+    one_rows = write_one_landing_date(spark, spec, one_root)["rows"]
+    methods = {
+        "daily": {"data_root": daily_root, "one_landing_date": False},
+        "one date": {"data_root": one_root, "one_landing_date": True},
+    }
+    timed = time_round_robin(
+        {
+            name: (
+                lambda kw=kw, name=name: end_to_end(
+                    spark, pipeline, spec, warehouse=f"{workdir}/warehouse/landing-{name.replace(' ', '-')}", **kw
+                )
+            )
+            for name, kw in methods.items()
+        },
+        runs=runs,
+        warmup=warmup,
+    )
+    daily, one = timed["daily"], timed["one date"]
+    daily_run, one_run = daily.detail.get("result") or {}, one.detail.get("result") or {}
+    if (daily_rows, daily_run.get("rows_read"), daily_run.get("feature_rows")) != (
+        one_rows,
+        one_run.get("rows_read"),
+        one_run.get("feature_rows"),
+    ):
+        raise RuntimeError(
+            f"landing-date benchmark: the two layouts differ (raw rows {daily_rows} / {one_rows}; last runs "
+            f"{daily_run} / {one_run}): the ratio would not compare the same work"
+        )
+    return {
+        "events": spec.events,
+        "days": spec.days,
+        "raw_rows": daily_rows,
+        "timings": {k: v.as_dict() for k, v in timed.items()},
+        "ratio": paired_ratio(daily.seconds, one.seconds),
+        "ratio_of_medians": daily.median / one.median if one.median else None,
+    }
 
 
 def run_incremental(
@@ -308,6 +432,8 @@ def main(argv=None) -> int:
         conf={
             "spark.driver.memory": args.driver_memory,
             "spark.ui.enabled": "false",
+            "spark.ui.retainedJobs": RETAINED_JOBS,
+            "spark.ui.retainedStages": RETAINED_JOBS,
             "spark.sql.shuffle.partitions": str(args.shuffle_partitions),
             "spark.sql.adaptive.enabled": "true",
         },

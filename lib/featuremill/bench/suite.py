@@ -10,6 +10,8 @@ that its 1g heap is real), each figure being the median of ``runs`` timed rounds
 * ``incremental``: the feature job for one new day on 90 days of history against all days.
 * ``e2e``: ingest + features over the demo pipeline at each size of the scaling curve.
 * ``driver``: the end-to-end run in a child process with ``spark.driver.memory=1g``.
+* ``landing``: end to end over a year of daily landing folders against the same rows landed on
+  one date (per-day work must not multiply).
 * ``serving`` (not in the default run): materialization into Feast's online stores, featuremill's
   against Feast's own, incremental against full, and online lookup latency (SDK and HTTP, SQLite
   and Redis); :mod:`featuremill.bench.serving`. Needs ``--redis`` for the Redis figures.
@@ -33,9 +35,9 @@ from featuremill.bench.common import fmt, format_size, markdown
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("pit", "windows", "incremental", "e2e", "driver", "serving", "streaming")
+SECTIONS = ("pit", "windows", "incremental", "e2e", "driver", "landing", "serving", "streaming")
 #: The sections a run without ``--sections`` runs: the two server sections need a Redis / Kafka.
-DEFAULT_SECTIONS = ("pit", "windows", "incremental", "e2e", "driver")
+DEFAULT_SECTIONS = ("pit", "windows", "incremental", "e2e", "driver", "landing")
 SCALE_SIZES = (1_000_000, 5_000_000, 20_000_000)
 PIT_METHODS = ("window", "last_ignorenulls", "feast_range_row_number", "feast_template", "floor", "floor_rows")
 
@@ -46,6 +48,7 @@ TARGET_WINDOWS = 1.3
 TARGET_INCREMENTAL = 0.10
 TARGET_SCALING = 1.3
 TARGET_DRIVER_EVENTS = 20_000_000
+TARGET_LANDING_DATES = 1.3  # a year of daily landing folders / the same rows in one (issue 17)
 # Targets of issues 15 (serving) and 16 (streaming).
 TARGET_MATERIALIZE_VS_FEAST = 5.0
 TARGET_MATERIALIZE_INCREMENTAL = 0.10
@@ -68,6 +71,9 @@ class SuiteOptions:
     scale_sizes: tuple[int, ...] = field(default=())
     driver_memory: str = "1g"
     driver_events: int | None = None
+    # the landing section: a year of the demo data (the size of the year of real data in issue 17)
+    landing_events: int = 336_000
+    landing_days: int = 365
     pit_methods: tuple[str, ...] = PIT_METHODS
     master: str = "local[2]"
     shuffle_partitions: int = 16
@@ -175,6 +181,17 @@ def run_suite(spark, options: SuiteOptions) -> dict:
             shuffle_partitions=options.shuffle_partitions,
         )
         sections["driver"] = result
+
+    if "landing" in options.sections:
+        lspec = bench_data.spec_for(options.landing_events, days=options.landing_days, seed=options.seed)
+        sections["landing"] = pipeline.run_landing_dates(
+            spark,
+            options.pipeline,
+            lspec,
+            str(work / "e2e"),
+            runs=options.e2e_runs or options.runs,
+            warmup=0 if e2e else options.warmup,
+        )
 
     if "serving" in options.sections:
         from featuremill.bench import serving
@@ -366,6 +383,20 @@ def summary_rows(report: dict) -> list[dict]:
                 "measured": measured if full or not ok else measured + "; 20M not run at this size",
                 "target": "completes at 20M events",
                 "met": (ok if full else (None if ok else False)),
+            }
+        )
+    if "landing" in s:
+        g = s["landing"]
+        v = g["ratio"]
+        t = g["timings"]
+        rows.append(
+            {
+                "figure": f"Landing dates: {g['days']} daily folders / the same rows in one, "
+                f"{format_size(g['events'])} events end to end",
+                "measured": fmt(v, 2, "x")
+                + f" ({fmt(t['daily']['median_s'], 1, 's')} / {fmt(t['one date']['median_s'], 1, 's')})",
+                "target": f"<= {TARGET_LANDING_DATES:g}x",
+                "met": None if v is None else v <= TARGET_LANDING_DATES,
             }
         )
     if "serving" in s:
@@ -586,6 +617,13 @@ def _last_run_split(size: dict) -> str:
     return f"{last_run.get('ingest_s', '-')} / {last_run.get('features_s', '-')}"
 
 
+def _last_run_work(size: dict, step: str) -> str:
+    """``jobs / commits`` of one pipeline step in the last end-to-end run."""
+    last_run = size.get("last_run") or {}
+    jobs, commits = last_run.get(f"{step}_spark_jobs"), last_run.get(f"{step}_delta_commits")
+    return f"{'-' if jobs is None else f'{jobs:,}'} / {'-' if commits is None else f'{commits:,}'}"
+
+
 def render(report: dict) -> str:
     """The report as Markdown: the summary table, then one table per section."""
     m = report["machine_before"]
@@ -698,6 +736,8 @@ def render(report: dict) -> str:
                     "events/s",
                     "s per 1M events",
                     "ingest s / features s (last run)",
+                    "ingest: Spark jobs / Delta commits",
+                    "features: Spark jobs / Delta commits",
                 ],
                 [
                     [
@@ -709,6 +749,8 @@ def render(report: dict) -> str:
                         f"{x['events_per_s']:,.0f}",
                         fmt(x["s_per_million"], 1),
                         _last_run_split(x),
+                        _last_run_work(x, "ingest"),
+                        _last_run_work(x, "features"),
                     ]
                     for x in e["sizes"]
                 ],
@@ -729,6 +771,38 @@ def render(report: dict) -> str:
             )
         else:
             lines.append(f"FAILED (exit code {d.get('exit_code')}): {d.get('error', '')[-600:]}")
+    if "landing" in s:
+        g = s["landing"]
+        lines += [
+            "",
+            f"### Landing dates: {format_size(g['events'])} events over {g['days']} days, daily folders "
+            "or one, end to end",
+            "",
+        ]
+        lines.append(
+            markdown(
+                [
+                    "landing",
+                    "median s",
+                    "runs s",
+                    "ingest s / features s (last run)",
+                    "ingest: Spark jobs / Delta commits",
+                    "features: Spark jobs / Delta commits",
+                ],
+                [
+                    [
+                        f"{g['days']} daily folders" if name == "daily" else "one folder",
+                        fmt(t["median_s"], 1),
+                        " ".join(f"{v:.1f}" for v in t["runs_s"]),
+                        _last_run_split(size),
+                        _last_run_work(size, "ingest"),
+                        _last_run_work(size, "features"),
+                    ]
+                    for name, t in g["timings"].items()
+                    for size in [{"last_run": (t.get("detail") or {}).get("result")}]
+                ],
+            )
+        )
     if "serving" in s:
         lines += _render_serving(s["serving"])
     if "streaming" in s:

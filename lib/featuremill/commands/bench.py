@@ -35,6 +35,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--driver-memory", default="1g", help="driver memory of the child run (default 1g)")
     parser.add_argument("--driver-events", help="events of the driver-memory run (default: --events, at most 20M)")
     parser.add_argument(
+        "--landing-events", default="336k", help="events of the landing-dates figure (default 336k, a year)"
+    )
+    parser.add_argument("--landing-days", type=int, default=365, help="days of the landing-dates figure (default 365)")
+    parser.add_argument(
         "--pit-methods",
         default=",".join(PIT_METHODS),
         help="point-in-time methods (featuremill.bench.pit.method_frames)",
@@ -91,6 +95,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from featuremill.bench import suite
     from featuremill.bench.common import parse_size
+    from featuremill.bench.pipeline import RETAINED_JOBS
     from featuremill.core.errors import FeaturemillError
     from featuremill.core.session import get_spark
 
@@ -149,6 +154,8 @@ def run(args) -> int:
         scale_sizes=sizes,
         driver_memory=args.driver_memory,
         driver_events=driver_events,
+        landing_events=parse_size(args.landing_events),
+        landing_days=args.landing_days,
         pit_methods=tuple(m for m in args.pit_methods.split(",") if m),
         master=args.master,
         shuffle_partitions=args.shuffle_partitions,
@@ -158,6 +165,9 @@ def run(args) -> int:
     conf = {
         "spark.sql.shuffle.partitions": str(args.shuffle_partitions),
         "spark.ui.enabled": "false",
+        # the end-to-end figures count each step's Spark jobs in the status store
+        "spark.ui.retainedJobs": RETAINED_JOBS,
+        "spark.ui.retainedStages": RETAINED_JOBS,
         "spark.driver.memory": args.bench_driver_memory,
         "spark.sql.adaptive.enabled": "true",
     }

@@ -107,6 +107,22 @@ def tagged_job_metrics(spark, tag: str) -> dict[str, float | None]:
         return empty_metrics()
 
 
+def tagged_job_count(spark, tag: str) -> int | None:
+    """How many Spark jobs carrying ``tag`` the status store still holds (``None`` where unreadable).
+
+    The store keeps the last ``spark.ui.retainedJobs`` jobs (default 1,000); a caller that counts
+    more must raise that setting when it creates the session.
+    """
+    sc = _context(spark)
+    if sc is None:
+        return None
+    try:
+        return len(sc._jsc.sc().statusTracker().getJobIdsForTag(tag))
+    except Exception:
+        log.debug("Spark status tracker not readable; no job count", exc_info=True)
+        return None
+
+
 def _collect(sc, tag: str) -> dict[str, float | None]:
     jvm = sc._jvm
     jsc = sc._jsc.sc()
