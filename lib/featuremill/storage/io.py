@@ -421,6 +421,8 @@ def _log_commit(spark, path: str, version: int | None, *, version_only: bool = F
     """
     if _connect(spark):
         return None
+    from py4j.protocol import Py4JError
+
     from featuremill.storage import delta_log as log_files
 
     try:
@@ -433,7 +435,10 @@ def _log_commit(spark, path: str, version: int | None, *, version_only: bool = F
             return CommitInfo(latest, None, {})
         if target > latest or target < 0:
             return None
-        changes = delta_log.getChanges(target, False)
+        try:
+            changes = delta_log.getChanges(target, False)  # Delta 3.x - 4.0
+        except Py4JError:  # Delta 4.1+: getChanges(startVersion, catalogTableOpt, failOnDataLoss)
+            changes = delta_log.getChanges(target, spark._jvm.scala.Option.empty(), False)
         if not changes.hasNext():
             return None
         found = changes.next()
