@@ -212,6 +212,17 @@ def project(tmp_path):
     return tmp_path
 
 
+@pytest.fixture
+def classic_spark(spark):
+    """The session, for a test of what only a classic session has (the driver's JVM, its job status,
+    RDDs); skipped over Spark Connect (``scripts/compat.sh connect``), where that code does not run."""
+    from featuremill.core.session import is_connect
+
+    if is_connect(spark):
+        pytest.skip("classic session only: the test reads what a Spark Connect client does not have")
+    return spark
+
+
 def physical_plan(df) -> str:
     """The physical plan Spark would execute for ``df``, as text (Exchange, Sort, Window... nodes).
 

@@ -66,7 +66,8 @@ def test_local_dataframe_refuses_a_value_of_the_wrong_type(spark):
         local_dataframe(spark, [("a", "not a number")], "k string, v bigint")
 
 
-def test_local_dataframe_plan_has_no_python_rdd(spark):
+def test_local_dataframe_plan_has_no_python_rdd(classic_spark):
+    spark = classic_spark  # over Connect, local_dataframe is createDataFrame (an Arrow batch)
     plan = physical_plan(local_dataframe(spark, ROWS, SCHEMA))
     reference = physical_plan(spark.createDataFrame(ROWS, SCHEMA))
     assert "ExistingRDD" in reference  # what createDataFrame builds: rows from a Python RDD

@@ -202,10 +202,11 @@ def test_select_features_never_names_an_internal_column(spark):
 
 
 @pytest.mark.slow  # two full selections, one of 40 features on 3,000 rows
-def test_select_features_job_count_does_not_grow_with_feature_count(spark):
+def test_select_features_job_count_does_not_grow_with_feature_count(classic_spark):
     """Acceptance 3: 5 features on 1,000 rows and 40 features on 3,000 rows run the same number of
     Spark jobs, and the rows brought to the driver (every ``collect``, including ``first``) stay
     fewer than the rows of the data: only aggregates reach the driver."""
+    spark = classic_spark  # counts jobs with the SparkContext's status tracker
 
     def run(n_rows: int, extra: int) -> tuple[int, int]:
         pdf = _generate(n_rows, seed=9, extra_noise=extra)

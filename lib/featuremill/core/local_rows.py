@@ -39,8 +39,6 @@ def local_dataframe(spark, rows: Iterable[Any], schema):
     if not isinstance(struct, StructType):
         raise TypeError(f"local_dataframe needs a struct schema, got {struct.simpleString()}")
     tuples = [_as_tuple(struct, row) for row in rows]
-    if is_connect(spark):
-        return spark.createDataFrame(tuples, struct)
     verifiers = [(f.name, _make_type_verifier(f.dataType, f.nullable, name=f.name)) for f in struct.fields]
     for row in tuples:
         for (name, verify), value in zip(verifiers, row):
@@ -51,6 +49,8 @@ def local_dataframe(spark, rows: Iterable[Any], schema):
                 if f"field {name}" in str(exc):
                     raise
                 raise (TypeError if isinstance(exc, TypeError) else ValueError)(f"field {name}: {exc}") from exc
+    if is_connect(spark):
+        return spark.createDataFrame(tuples, struct)
     text = json.dumps([_encode(struct, row) for row in tuples], separators=(",", ":"), allow_nan=True)
     options = {
         "mode": "FAILFAST",
