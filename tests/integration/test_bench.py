@@ -165,13 +165,14 @@ def test_bench_pipeline_sections_run_the_real_jobs(spark, tmp_path):
     assert 0 < one["rows_out"] < full["rows_out"] and one["events_read"] <= full["events_read"]
     assert inc["ratio"] > 0
 
-    # the same raw rows in 4 daily landing folders or in one give the same feature rows (the section
-    # raises otherwise); the one-folder ingest reads a single landing date
+    # the same raw rows in 4 daily landing folders or in one give the same feature rows but for
+    # _known_at (the section raises otherwise); the one-folder data has a single landing date
     landing = report["sections"]["landing"]
     daily = landing["timings"]["daily"]["detail"]["result"]
     one = landing["timings"]["one date"]["detail"]["result"]
     assert landing["raw_rows"] == daily["rows_read"] == one["rows_read"] > 1_000
     assert daily["feature_rows"] == one["feature_rows"] and sum(one["feature_rows"].values()) > 0
+    assert landing["feature_rows_in_one_layout_only"] == {"customer_activity": 0, "product_demand": 0}
     one_folder = Path(options.workdir) / "e2e" / "data" / "one-date-1000-4" / "transactions"
     assert [p.name for p in one_folder.iterdir() if p.is_dir()] == ["event_date=2026-09-04"]
     assert landing["ratio"] > 0 and "Landing dates: 4 daily folders / the same rows in one" in table
