@@ -42,6 +42,22 @@ def test_demo_console_still_prints_the_results_and_what_it_injected(demo_run):
     assert "rule 'referential_customer_id'" in printed[announced : announced + 600]
     for result in ("runs (rows read = valid + quarantined):", "Delta tables:", "model step", "select: kept"):
         assert result in printed, result
+    # the time of each step, in the order the demo runs them; together within the whole run
+    lines = printed.splitlines()
+    first = lines.index("time per step:") + 1
+    steps = [re.fullmatch(r"  (\S.*?) +(\d+\.\d) s", line) for line in lines[first : first + 8]]
+    assert [m.group(1) for m in steps] == [
+        "start Spark",
+        "generate data",
+        "ingest, history",
+        "features, history",
+        "model (fit + select)",
+        "ingest, last day",
+        "features, last day",
+        "quality reports",
+    ]
+    total = float(re.search(r"finished in (\d+)s", printed).group(1))
+    assert 0 < sum(float(m.group(2)) for m in steps) <= total + 1
     assert announced < printed.index("runs (rows read = valid + quarantined):")
     # featuremill's INFO lines still reach the console (only the JVM's were silenced)
     assert any(

@@ -9,10 +9,12 @@ re-runs the same dates: each run finds its commit already in the tables (same in
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from featuremill.commands import emit, wrapped
@@ -52,33 +54,46 @@ def run(args) -> int:
     from featuremill.pipelines.ingest import run_ingest
 
     began = time.monotonic()
+    steps: dict[str, float] = {}  # seconds per step, in the order they ran
     config = load_config(args)
     if args.serve:
         # the online writer runs Python on the executors: in local mode they must be this
         # interpreter (with Feast installed), and Spark reads the setting when the session starts
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = spark_for(config, "featuremill-demo")
+    with _step(steps, "start Spark"):
+        spark = spark_for(config, "featuremill-demo")
     spec = DemoDataSpec(events=args.events, days=args.days, seed=args.seed)
-    manifest = write_demo_data(spark, config.env.data_root, spec)
+    with _step(steps, "generate data"):
+        manifest = write_demo_data(spark, config.env.data_root, spec)
     _injected_problems()
     first, last = spec.start_date, spec.end_date
     history_end = last - dt.timedelta(days=1)
 
-    ingests = run_ingest(spark, config, start=first, end=history_end)
-    features = run_features(spark, config, start=first, end=history_end)
+    with _step(steps, "ingest, history"):
+        ingests = run_ingest(spark, config, start=first, end=history_end)
+    with _step(steps, "features, history"):
+        features = run_features(spark, config, start=first, end=history_end)
     model = None
     if config.section("preprocessing") is not None:
         # fit + select on the history, so the last day's feature run also serves preprocessed rows
         from featuremill.pipelines.demo_model import run_demo_model
 
-        model = run_demo_model(spark, config, end=history_end, report_dir=args.reports)
-    ingests += run_ingest(spark, config, start=last, end=last)
-    features += run_features(spark, config, start=last, end=last)
+        with _step(steps, "model (fit + select)"):
+            model = run_demo_model(spark, config, end=history_end, report_dir=args.reports)
+    with _step(steps, "ingest, last day"):
+        ingests += run_ingest(spark, config, start=last, end=last)
+    with _step(steps, "features, last day"):
+        features += run_features(spark, config, start=last, end=last)
     from featuremill.quality.demo import demo_reports
 
-    quality = demo_reports(spark, config, start=first, end=last, out_dir=args.reports)
+    with _step(steps, "quality reports"):
+        quality = demo_reports(spark, config, start=first, end=last, out_dir=args.reports)
     elapsed = time.monotonic() - began
     _summary(spark, config, manifest, ingests, features, elapsed)
+    emit("")
+    emit("time per step:")
+    for name, seconds in steps.items():
+        emit(f"  {name:<22} {seconds:>7.1f} s")
     emit("")
     emit(f"quality reports (profiles and drift, self-contained HTML + JSON in {args.reports}/):")
     for line in quality:
@@ -88,6 +103,13 @@ def run(args) -> int:
     if args.serve:
         _serve(spark, config, args.serve)
     return 0
+
+
+@contextlib.contextmanager
+def _step(steps: dict[str, float], name: str) -> Iterator[None]:
+    began = time.monotonic()
+    yield
+    steps[name] = time.monotonic() - began
 
 
 def _injected_problems() -> None:
