@@ -153,20 +153,20 @@ def run_suite(spark, options: SuiteOptions) -> dict:
         )
         sections["e2e"] = e2e
 
+    # Pipeline-level figures take minutes per run: they use e2e_runs, and no warm-up when the
+    # end-to-end section already ran the same jobs in this application.
+    pipeline_rounds = {"runs": options.e2e_runs or options.runs, "warmup": 0 if e2e else options.warmup}
     if "incremental" in options.sections:
         validated_from = e2e["warehouse_of"].get(options.events) if e2e else None
         data_root = e2e["data_of"].get(options.events) if e2e else None
-        # Pipeline-level figures take minutes per run: they use e2e_runs, and no warm-up when the
-        # end-to-end section already ran the same jobs in this application.
         sections["incremental"] = pipeline.run_incremental(
             spark,
             options.pipeline,
             spec,
             str(work / "e2e"),
-            runs=options.e2e_runs or options.runs,
-            warmup=0 if e2e else options.warmup,
             data_root=data_root,
             validated_from=validated_from,
+            **pipeline_rounds,
         )
 
     if "driver" in options.sections:
@@ -185,12 +185,7 @@ def run_suite(spark, options: SuiteOptions) -> dict:
     if "landing" in options.sections:
         lspec = bench_data.spec_for(options.landing_events, days=options.landing_days, seed=options.seed)
         sections["landing"] = pipeline.run_landing_dates(
-            spark,
-            options.pipeline,
-            lspec,
-            str(work / "e2e"),
-            runs=options.e2e_runs or options.runs,
-            warmup=0 if e2e else options.warmup,
+            spark, options.pipeline, lspec, str(work / "e2e"), **pipeline_rounds
         )
 
     if "serving" in options.sections:
