@@ -107,9 +107,12 @@ def run(args) -> int:
 
 @contextlib.contextmanager
 def _step(steps: dict[str, float], name: str) -> Iterator[None]:
-    began = time.monotonic()
-    yield
-    steps[name] = time.monotonic() - began
+    """One demo step as a progress stage (its start and end logged); its seconds go to ``steps``."""
+    from featuremill.core.progress import stage
+
+    with stage(f"demo: {name}") as record:
+        yield
+    steps[name] = record.elapsed
 
 
 def _injected_problems() -> None:
