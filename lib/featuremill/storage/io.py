@@ -119,13 +119,38 @@ class CommitTag:
         return options
 
 
-def _writer(df, *, commit: CommitTag | None, properties: Mapping[str, str] | None, creating: bool):
-    """A Delta DataFrameWriter with the commit tag and, for a new table, its table properties."""
+#: The table property that turns on Delta's optimized writes for a table.
+OPTIMIZE_WRITE = "delta.autoOptimize.optimizeWrite"
+
+
+def _writer(
+    df,
+    *,
+    commit: CommitTag | None,
+    properties: Mapping[str, str] | None,
+    creating: bool,
+    partition_by: Sequence[str] = (),
+):
+    """A Delta DataFrameWriter with the commit tag and, for a new table, its table properties and
+    partition columns.
+
+    A new partitioned table also gets ``delta.autoOptimize.optimizeWrite = true`` unless
+    ``properties`` set it: without it every task writes its own file into every partition value it
+    holds (a year of dates from 16 shuffle partitions: 5,840 files of ~60 rows), and every later
+    read and MERGE pays per file. Delta then shuffles by the partition columns before writing, so
+    each date gets about one file per 512 MiB. Delta's session conf
+    ``spark.databricks.delta.optimizeWrite.enabled``, when a cluster sets it, overrides the
+    property either way.
+    """
     writer = df.write.format("delta")
     for key, value in (commit.writer_options() if commit else {}).items():
         writer = writer.option(key, value)
     if creating:
-        for key, value in (properties or {}).items():
+        table_properties = dict(properties or {})
+        if partition_by:
+            table_properties.setdefault(OPTIMIZE_WRITE, "true")
+            writer = writer.partitionBy(*partition_by)
+        for key, value in table_properties.items():
             writer = writer.option(key, value)
     return writer
 
@@ -585,14 +610,12 @@ def replace_where(
     check_write_path(path, root, what=what)
     spark = df.sparkSession
     creating = not is_delta_table(spark, path)
-    writer = _writer(df, commit=commit, properties=properties, creating=creating)
+    writer = _writer(df, commit=commit, properties=properties, creating=creating, partition_by=partition_by)
     if evolve_schema:
         writer = writer.option("mergeSchema", "true")
     if not creating:
         _save(writer.mode("overwrite").option("replaceWhere", predicate), path, spark, commit)
     else:
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
         # "error" = ErrorIfExists; the Spark Connect client accepts only this spelling of it
         _save(writer.mode("error"), path, spark, commit)
 
@@ -618,11 +641,11 @@ def overwrite(
     """
     check_write_path(path, root, what=what)
     creating = not is_delta_table(df.sparkSession, path)
-    writer = _writer(df, commit=commit, properties=properties, creating=creating)
+    writer = _writer(df, commit=commit, properties=properties, creating=creating, partition_by=partition_by)
     writer = writer.mode("overwrite").option("overwriteSchema", str(overwrite_schema).lower())
     if evolve_schema and not overwrite_schema:
         writer = writer.option("mergeSchema", "true")
-    if partition_by:
+    if partition_by and not creating:
         writer = writer.partitionBy(*partition_by)
     _save(writer, path, df.sparkSession, commit)
 
@@ -646,11 +669,10 @@ def append(
     idempotent (a replayed micro-batch's append is skipped). ``path`` must lie under ``root``.
     """
     check_write_path(path, root, what=what)
-    writer = _writer(df, commit=commit, properties=None, creating=False).mode("append")
+    creating = bool(partition_by) and not is_delta_table(df.sparkSession, path)
+    writer = _writer(df, commit=commit, properties=None, creating=creating, partition_by=partition_by).mode("append")
     if merge_schema:
         writer = writer.option("mergeSchema", "true")
-    if partition_by and not is_delta_table(df.sparkSession, path):
-        writer = writer.partitionBy(*partition_by)
     _save(writer, path, df.sparkSession, commit)
 
 
@@ -720,9 +742,7 @@ def merge_range(
     check_write_path(path, root, what=what)
     spark = df.sparkSession
     if not is_delta_table(spark, path):
-        writer = _writer(df, commit=commit, properties=properties, creating=True)
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
+        writer = _writer(df, commit=commit, properties=properties, creating=True, partition_by=partition_by)
         _save(writer.mode("error"), path, spark, commit)
         return last_operation_metrics(spark, path)
     target_range = date_range_predicate(partition_column, start, end, qualifier="t")
@@ -883,10 +903,9 @@ def replace_table(df, path: str, *, root: str, what: str = "table", partition_by
     replaced wholesale, so a path given by a user is checked here, at the write itself
     (:func:`check_write_path`), whatever the caller checked before."""
     check_write_path(path, root, what=what)
-    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    _save(writer, path, df.sparkSession)
+    # replaced wholesale, schema and partitioning included: written as a new table
+    writer = _writer(df, commit=None, properties=None, creating=True, partition_by=partition_by)
+    _save(writer.mode("overwrite").option("overwriteSchema", "true"), path, df.sparkSession)
 
 
 def _normalised(path: str) -> tuple[str, str]:
