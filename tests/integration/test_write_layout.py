@@ -31,8 +31,13 @@ def _files_per_date(spark, path):
     return {r["d"].isoformat(): r["n"] for r in files.groupBy("d").agg(F.count("f").alias("n")).collect()}
 
 
+def _per_date(files):
+    """``{date: files}`` for each of the fixture's dates."""
+    return {(dt.date(2026, 9, 1) + dt.timedelta(days=i)).isoformat(): files for i in range(DATES)}
+
+
 def _one_file_each(spark, path):
-    return _files_per_date(spark, path) == {f"2026-09-0{i + 1}": 1 for i in range(DATES)}
+    return _files_per_date(spark, path) == _per_date(1)
 
 
 def test_writers_create_partitioned_tables_with_one_file_per_date(spark, spread, tmp_path):
@@ -66,7 +71,7 @@ def test_plain_write_of_the_same_rows_writes_a_file_per_task_and_date(spark, spr
     """The layout the property avoids: without it the rows above make 8 files per date."""
     path = str(tmp_path / "plain")
     spread.write.format("delta").partitionBy("d").save(path)
-    assert _files_per_date(spark, path) == {f"2026-09-0{i + 1}": TASKS for i in range(DATES)}
+    assert _files_per_date(spark, path) == _per_date(TASKS)
 
 
 def test_merge_into_a_created_table_keeps_one_new_file_per_date(spark, spread, tmp_path):

@@ -646,6 +646,7 @@ def overwrite(
     if evolve_schema and not overwrite_schema:
         writer = writer.option("mergeSchema", "true")
     if partition_by and not creating:
+        # an existing table's overwrite restates its partitioning (a new one gets it in _writer)
         writer = writer.partitionBy(*partition_by)
     _save(writer, path, df.sparkSession, commit)
 
