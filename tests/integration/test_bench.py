@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from featuremill.bench import common, suite
+from featuremill.bench import common, floor, suite
 from tests.conftest import ROOT
 
 
@@ -156,6 +156,31 @@ def test_bench_pipeline_sections_run_the_real_jobs(spark, tmp_path):
     table = suite.render(report)
     assert "ingest: Spark jobs / Delta commits" in table
     assert f"| {run['ingest_spark_jobs']:,} / {run['ingest_delta_commits']:,} |" in table
+
+    # the hand-written floor ran beside featuremill and wrote the same six tables, row for row
+    size = report["sections"]["e2e"]["sizes"][0]
+    assert size["floor_differences"] == {name: 0 for name in floor.TABLES}
+    assert len(size["floor_runs_s"]) == 1 and size["over_floor"] > 0
+    assert "featuremill ingest + features / hand-written floor (same tables), 1500 events" in table
+    floor_root = report["sections"]["e2e"]["floor_of"][1_500]
+    featuremill_root = str(warehouse / "demo")
+    for name, expected_rows in [
+        ("features/customer_activity", run["feature_rows"]["customer_activity"]),
+        ("features/product_demand", run["feature_rows"]["product_demand"]),
+        ("validated/transactions", run["rows_valid"]),
+    ]:
+        assert spark.read.format("delta").load(f"{floor_root}/{name}").count() == expected_rows > 0
+    quarantined = spark.read.format("delta").load(f"{floor_root}/quarantine").where("source = 'transactions'")
+    assert quarantined.count() == run["rows_quarantined"]
+    # the comparison sees a single changed value: one row in each table only
+    one = spark.read.format("delta").load(f"{floor_root}/features/customer_activity").orderBy("customer_id", "event_ts")
+    one = one.first()
+    spark.sql(
+        f"UPDATE delta.`{floor_root}/features/customer_activity` SET amount_sum_7d_ema = amount_sum_7d_ema + 1e-9 "
+        f"WHERE customer_id = {one['customer_id']} AND event_ts = TIMESTAMP'{one['event_ts']}'"
+    )
+    changed = floor.differences(spark, floor_root=floor_root, featuremill_root=featuremill_root)
+    assert changed == {**{name: 0 for name in floor.TABLES}, "features/customer_activity": 2}
     inc = report["sections"]["incremental"]
     full = inc["timings"]["full (every day)"]["detail"]["result"]
     one = inc["timings"]["incremental (last day)"]["detail"]["result"]

@@ -120,11 +120,18 @@ def run_scaling(
     warmup: int,
     single_run_from: int = 20_000_000,
 ) -> dict:
-    """End to end at each size: events/s and seconds per million raw events; medians.
+    """End to end at each size, beside the hand-written floor (:mod:`featuremill.bench.floor`)
+    over the same data: events/s, seconds per million raw events, featuremill's time over the
+    floor's; medians.
 
-    The warm-up runs the smallest size only; sizes of ``single_run_from`` events or more are
-    timed once (a 20M-event pass takes many minutes on two cores).
+    Every round runs featuremill then the floor at each size, so the two are timed interleaved.
+    After the timed rounds the floor's tables are compared with featuremill's (a difference raises:
+    the ratio would not compare the same work). The warm-up runs the smallest size only; sizes of
+    ``single_run_from`` events or more are timed once (a 20M-event pass takes many minutes on two
+    cores).
     """
+    from featuremill.bench import floor
+
     out: dict = {"sizes": []}
     manifests = {}
     for spec in specs:
@@ -139,20 +146,52 @@ def run_scaling(
             warehouse=f"{workdir}/warehouse/{spec.events}",
         )
 
+    def floor_action(spec):
+        def run():
+            spec_ = spec.resolved()
+            out_root = f"{workdir}/floor/{spec.events}"
+            shutil.rmtree(out_root, ignore_errors=True)  # fresh tables, as end_to_end's warehouse
+            floor.hand_written_job(
+                spark,
+                data_root=f"{workdir}/data/{spec.events}",
+                out_root=out_root,
+                start=spec_.start_date,
+                end=spec_.end_date,
+            )
+
+        return run
+
+    def both(group):
+        actions = {}
+        for spec in group:
+            actions[str(spec.events)] = action(spec)
+            actions[f"{spec.events} floor"] = floor_action(spec)
+        return actions
+
     smallest = min(specs, key=lambda s: s.events)
     for _ in range(warmup):
-        action(smallest)()
-    timings: dict[int, Timed] = {}
+        for run in both([smallest]).values():
+            run()
+    timings: dict[str, Timed] = {}
     small = [s for s in specs if s.events < single_run_from]
     if small:
-        timed = time_round_robin({str(s.events): action(s) for s in small}, runs=runs, warmup=0)
-        timings.update({int(k): v for k, v in timed.items()})
+        timings.update(time_round_robin(both(small), runs=runs, warmup=0))
     for spec in specs:
         if spec.events >= single_run_from:
-            timed = time_round_robin({str(spec.events): action(spec)}, runs=1, warmup=0)
-            timings[spec.events] = timed[str(spec.events)]
+            timings.update(time_round_robin(both([spec]), runs=1, warmup=0))
     for spec in specs:
-        t = timings[spec.events]
+        t, f = timings[str(spec.events)], timings[f"{spec.events} floor"]
+        config = load_demo_config(
+            pipeline, warehouse=f"{workdir}/warehouse/{spec.events}", data_root=f"{workdir}/data/{spec.events}"
+        )
+        differences = floor.differences(
+            spark, floor_root=f"{workdir}/floor/{spec.events}", featuremill_root=config.tables.root
+        )
+        if any(differences.values()):
+            raise RuntimeError(
+                f"end-to-end benchmark at {spec.events} events: the hand-written floor's tables differ from "
+                f"featuremill's (rows in one only: {differences}): the ratio would not compare the same work"
+            )
         rows = manifests[spec.events]["rows"]
         out["sizes"].append(
             {
@@ -165,6 +204,10 @@ def run_scaling(
                 "events_per_s": rows / t.median,
                 "s_per_million": t.median / (rows / 1e6),
                 "last_run": t.detail.get("result"),
+                "floor_median_s": f.median,
+                "floor_runs_s": [round(s, 2) for s in f.seconds],
+                "over_floor": paired_ratio(t.seconds, f.seconds),
+                "floor_differences": differences,
             }
         )
     costs = [s["s_per_million"] for s in out["sizes"]]
@@ -172,6 +215,7 @@ def run_scaling(
     out["cost_largest_to_smallest"] = costs[-1] / costs[0] if costs else None
     out["warehouse_of"] = {spec.events: f"{workdir}/warehouse/{spec.events}" for spec in specs}
     out["data_of"] = {spec.events: f"{workdir}/data/{spec.events}" for spec in specs}
+    out["floor_of"] = {spec.events: f"{workdir}/floor/{spec.events}" for spec in specs}
     return out
 
 

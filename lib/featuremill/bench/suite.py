@@ -8,7 +8,9 @@ that its 1g heap is real), each figure being the median of ``runs`` timed rounds
   every method's result is checked (row count + checksum of the feature columns) before timing.
 * ``windows``: 12 rolling features against 1 over the same events; plan operators counted.
 * ``incremental``: the feature job for one new day on 90 days of history against all days.
-* ``e2e``: ingest + features over the demo pipeline at each size of the scaling curve.
+* ``e2e``: ingest + features over the demo pipeline at each size of the scaling curve, interleaved
+  with the hand-written floor (:mod:`featuremill.bench.floor`) over the same data; the floor's
+  tables are checked equal to featuremill's.
 * ``driver``: the end-to-end run in a child process with ``spark.driver.memory=1g``.
 * ``landing``: end to end over a year of daily landing folders against the same rows landed on
   one date (per-day work must not multiply).
@@ -49,6 +51,7 @@ TARGET_INCREMENTAL = 0.10
 TARGET_SCALING = 1.3
 TARGET_DRIVER_EVENTS = 20_000_000
 TARGET_LANDING_DATES = 1.3  # a year of daily landing folders / the same rows in one (issue 17)
+TARGET_OVER_FLOOR = 1.5  # featuremill ingest + features / the hand-written floor (issue 17)
 # Targets of issues 15 (serving) and 16 (streaming).
 TARGET_MATERIALIZE_VS_FEAST = 5.0
 TARGET_MATERIALIZE_INCREMENTAL = 0.10
@@ -352,6 +355,18 @@ def summary_rows(report: dict) -> list[dict]:
                     "met": None,
                 }
             )
+            v = size.get("over_floor")
+            if "floor_median_s" in size:
+                rows.append(
+                    {
+                        "figure": f"End to end: featuremill ingest + features / hand-written floor (same tables), "
+                        f"{format_size(size['events'])} events",
+                        "measured": fmt(v, 2, "x")
+                        + f" ({fmt(size['median_s'], 1, 's')} / {fmt(size['floor_median_s'], 1, 's')})",
+                        "target": f"<= {TARGET_OVER_FLOOR:g}x",
+                        "met": None if v is None else v <= TARGET_OVER_FLOOR,
+                    }
+                )
         if len(e["sizes"]) > 1:
             v = e["cost_spread"]
             sizes = "/".join(format_size(x["events"]) for x in e["sizes"])
@@ -733,6 +748,9 @@ def render(report: dict) -> str:
                     "ingest s / features s (last run)",
                     "ingest: Spark jobs / Delta commits",
                     "features: Spark jobs / Delta commits",
+                    "floor median s",
+                    "floor runs s",
+                    "x floor",
                 ],
                 [
                     [
@@ -746,6 +764,9 @@ def render(report: dict) -> str:
                         _last_run_split(x),
                         _last_run_work(x, "ingest"),
                         _last_run_work(x, "features"),
+                        fmt(x.get("floor_median_s"), 1),
+                        " ".join(f"{v:.1f}" for v in x.get("floor_runs_s", [])) or "-",
+                        fmt(x.get("over_floor"), 2, "x"),
                     ]
                     for x in e["sizes"]
                 ],
