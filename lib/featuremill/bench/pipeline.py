@@ -151,7 +151,7 @@ def run_scaling(
             spec_ = spec.resolved()
             out_root = f"{workdir}/floor/{spec.events}"
             shutil.rmtree(out_root, ignore_errors=True)  # fresh tables, as end_to_end's warehouse
-            floor.hand_written_job(
+            return floor.hand_written_job(
                 spark,
                 data_root=f"{workdir}/data/{spec.events}",
                 out_root=out_root,
@@ -206,6 +206,7 @@ def run_scaling(
                 "last_run": t.detail.get("result"),
                 "floor_median_s": f.median,
                 "floor_runs_s": [round(s, 2) for s in f.seconds],
+                "floor_last_run": f.detail.get("result"),
                 "over_floor": paired_ratio(t.seconds, f.seconds),
                 "floor_differences": differences,
             }

@@ -627,6 +627,11 @@ def _last_run_split(size: dict) -> str:
     return f"{last_run.get('ingest_s', '-')} / {last_run.get('features_s', '-')}"
 
 
+def _floor_split(size: dict) -> str:
+    run = size.get("floor_last_run") or {}
+    return f"{run['ingest_s']} / {run['features_s']}" if run else "-"
+
+
 def _last_run_work(size: dict, step: str) -> str:
     """``jobs / commits`` of one pipeline step in the last end-to-end run."""
     last_run = size.get("last_run") or {}
@@ -749,6 +754,7 @@ def render(report: dict) -> str:
                     "ingest: Spark jobs / Delta commits",
                     "features: Spark jobs / Delta commits",
                     "floor median s",
+                    "floor ingest s / features s (last run)",
                     "floor runs s",
                     "x floor",
                 ],
@@ -765,6 +771,7 @@ def render(report: dict) -> str:
                         _last_run_work(x, "ingest"),
                         _last_run_work(x, "features"),
                         fmt(x.get("floor_median_s"), 1),
+                        _floor_split(x),
                         " ".join(f"{v:.1f}" for v in x.get("floor_runs_s", [])) or "-",
                         fmt(x.get("over_floor"), 2, "x"),
                     ]
