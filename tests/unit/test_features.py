@@ -344,3 +344,136 @@ def test_with_window_features_ordered_aggregates_random_data_match_reference(spa
     )
     expected = _ordered_reference(spark, events)
     assert_approx_df_equality(actual.orderBy("entity", "ts"), expected.orderBy("entity", "ts"), 0, ignore_nullable=True)
+
+
+# Every aggregate kind at every window length, against DuckDB, on generated data: an independent
+# correlated subquery per feature (events with time in (t - w, t] of the same entity).
+LENGTHS = {"1h": "1 HOUR", "1d": "1 DAY", "7d": "7 DAY"}
+_IN_WINDOW = "e.entity = i.entity AND e.ts > i.ts - INTERVAL {w} AND e.ts <= i.ts"
+#: kind -> (function, column, where, DuckDB expression over the window's rows ``e``, Spark type)
+KINDS = {
+    "n": ("count", None, None, "(SELECT count(*) FROM ev e WHERE {win})", "bigint"),
+    "n_amount": ("count", "amount", None, "(SELECT count(e.amount) FROM ev e WHERE {win})", "bigint"),
+    "n_web": (
+        "count",
+        None,
+        ("channel", "web"),
+        "(SELECT count(*) FROM ev e WHERE {win} AND e.channel = 'web')",
+        "bigint",
+    ),
+    "sum": ("sum", "amount", None, "(SELECT sum(e.amount) FROM ev e WHERE {win})", "double"),
+    "mean": ("mean", "amount", None, "(SELECT avg(e.amount) FROM ev e WHERE {win})", "double"),
+    "std": ("stddev", "amount", None, "(SELECT stddev_samp(e.amount) FROM ev e WHERE {win})", "double"),
+    "min": ("min", "amount", None, "(SELECT min(e.amount) FROM ev e WHERE {win})", "double"),
+    "max": ("max", "amount", None, "(SELECT max(e.amount) FROM ev e WHERE {win})", "double"),
+    "first": (
+        "first",
+        "amount",
+        None,
+        "(SELECT e.amount FROM ev e WHERE {win} AND e.amount IS NOT NULL ORDER BY e.ts, e.event_id LIMIT 1)",
+        "double",
+    ),
+    "last": (
+        "last",
+        "amount",
+        None,
+        "(SELECT e.amount FROM ev e WHERE {win} AND e.amount IS NOT NULL ORDER BY e.ts DESC, e.event_id DESC LIMIT 1)",
+        "double",
+    ),
+    "channels": (
+        "count_distinct",
+        "channel",
+        None,
+        "(SELECT count(DISTINCT e.channel) FROM ev e WHERE {win})",
+        "bigint",
+    ),
+    "median": (
+        "percentile",
+        "amount",
+        None,
+        "(SELECT list_sort(list(e.amount))[CAST(ceil(0.5 * count(e.amount)) AS INTEGER)] FROM ev e "
+        "WHERE {win} AND e.amount IS NOT NULL)",
+        "double",
+    ),
+    "lag1": (
+        "lag",
+        "amount",
+        None,
+        "(SELECT l.amount FROM seq l WHERE l.entity = i.entity AND l.n = s.n - 1 AND l.ts > i.ts - INTERVAL {w})",
+        "double",
+    ),
+    "lag2": (
+        "lag",
+        "amount",
+        None,
+        "(SELECT l.amount FROM seq l WHERE l.entity = i.entity AND l.n = s.n - 2 AND l.ts > i.ts - INTERVAL {w})",
+        "double",
+    ),
+    "since": (
+        "time_since_previous",
+        None,
+        None,
+        "(SELECT epoch_us(i.ts) - epoch_us(max(e.ts)) FROM ev e WHERE e.entity = i.entity AND e.ts < i.ts "
+        "AND e.ts > i.ts - INTERVAL {w}) / 1e6",
+        "double",
+    ),
+}
+
+
+def _every_kind_features():
+    features, selects, schema = [], [], ["entity string", "ts timestamp"]
+    for kind, (function, column, where, sql, dtype) in KINDS.items():
+        for length, interval in LENGTHS.items():
+            name = f"{kind}_{length}"
+            spec = _f(name, function, column=column, window=length, where=where, offset=2 if kind == "lag2" else 1)
+            if function == "percentile":
+                spec = FeatureSpec(**{**spec.__dict__, "percentile": 0.5})
+            features.append(spec)
+            selects.append(sql.format(win=_IN_WINDOW.format(w=interval), w=interval) + f" AS {name}")
+            schema.append(f"{name} {dtype}")
+    return features, selects, ", ".join(schema)
+
+
+def _generated_events(seed: int):
+    """Ties (a 5-minute grid), gaps (entity p is silent for 6 days), nulls in amount and channel,
+    and entities with a single event, over 12 days."""
+    import random
+
+    rng = random.Random(seed)
+    events = []
+    for i in range(500):
+        entity = rng.choice("pqrs")
+        minute = rng.randrange(0, 12 * 24 * 60, 5)
+        if entity == "p" and 3 * 24 * 60 <= minute < 9 * 24 * 60:
+            minute += 6 * 24 * 60  # the gap
+        amount = None if rng.random() < 0.1 else round(rng.uniform(-50, 200), 2)
+        events.append((entity, f"id{i:04d}", _t(minute), amount, rng.choice(["web", "app", "store", None])))
+    events += [("solo1", "s1", _t(61), 5.0, "web"), ("solo2", "s2", _t(3, days=4), None, None)]
+    return events
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_with_window_features_every_kind_and_length_match_duckdb(spark, seed):
+    events = _generated_events(seed)
+    features, selects, schema = _every_kind_features()
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TABLE ev (entity VARCHAR, event_id VARCHAR, ts TIMESTAMP, amount DOUBLE, channel VARCHAR)")
+    con.executemany("INSERT INTO ev VALUES (?, ?, ?, ?, ?)", events)
+    rows = con.execute(
+        "WITH seq AS (SELECT entity, ts, amount, row_number() OVER (PARTITION BY entity ORDER BY ts, event_id) AS n "
+        "FROM ev), instants AS (SELECT entity, ts, max(n) AS n FROM seq GROUP BY entity, ts) "
+        f"SELECT i.entity, i.ts, {', '.join(selects)} FROM instants i JOIN instants s USING (entity, ts) ORDER BY 1, 2"
+    ).fetchall()
+    expected = spark.createDataFrame(rows, schema)
+    actual = with_window_features(
+        spark.createDataFrame(events, SCHEMA),
+        entity=["entity"],
+        event_time="ts",
+        order_key=["event_id"],
+        features=features,
+    )
+    assert len(rows) > 400 and {r[0] for r in rows} == {"p", "q", "r", "s", "solo1", "solo2"}
+    assert_approx_df_equality(
+        actual.orderBy("entity", "ts"), expected.orderBy("entity", "ts"), 1e-6, ignore_nullable=True
+    )
