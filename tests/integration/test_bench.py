@@ -179,8 +179,10 @@ def test_bench_pipeline_sections_run_the_real_jobs(spark, tmp_path):
         f"UPDATE delta.`{floor_root}/features/customer_activity` SET amount_sum_7d_ema = amount_sum_7d_ema + 1e-9 "
         f"WHERE customer_id = {one['customer_id']} AND event_ts = TIMESTAMP'{one['event_ts']}'"
     )
-    changed = floor.differences(spark, floor_root=floor_root, featuremill_root=featuremill_root)
-    assert changed == {**{name: 0 for name in floor.TABLES}, "features/customer_activity": 2}
+    changed = floor.differences(
+        spark, floor_root=floor_root, featuremill_root=featuremill_root, tables=["features/customer_activity"]
+    )
+    assert changed == {"features/customer_activity": 2}
     inc = report["sections"]["incremental"]
     full = inc["timings"]["full (every day)"]["detail"]["result"]
     one = inc["timings"]["incremental (last day)"]["detail"]["result"]
