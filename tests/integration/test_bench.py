@@ -112,6 +112,43 @@ def test_bench_command_rejects_unknown_sections(capsys):
     assert "unknown section 'speed'" in capsys.readouterr().err
 
 
+DEMO_OUTPUT = """demo: 200,000 events over 56 days ... finished in 219s
+
+time per step:
+  start Spark                5.4 s
+  generate data             11.4 s
+  ingest, history           30.7 s
+  features, history         33.5 s
+  model (fit + select)      56.3 s
+  ingest, last day          26.3 s
+  features, last day        30.9 s
+  quality reports           24.5 s
+
+quality reports (profiles and drift, self-contained HTML + JSON in reports/demo/):
+"""
+
+
+def test_demo_step_seconds_reads_every_step_and_the_figure_says_met_or_not():
+    from featuremill.bench.demo import STEPS, step_seconds
+
+    steps = step_seconds(DEMO_OUTPUT)
+    assert tuple(steps) == STEPS and steps["model (fit + select)"] == 56.3
+    with pytest.raises(ValueError, match="no 'time per step:' block"):
+        step_seconds("finished in 219s")
+    with pytest.raises(ValueError, match="not a step time line"):
+        step_seconds(DEMO_OUTPUT.replace("  ingest, last day          26.3 s", "  ingest, last day  slow"))
+    for wall, met in [(247.0, False), (179.0, True)]:
+        report = {
+            "options": {"events": 1},
+            "sections": {"demo": {"ok": True, "wall_s": wall, "steps": steps, "steps_s": 219.0}},
+        }
+        (row,) = suite.summary_rows(report)
+        assert row["figure"].startswith("Demo (") and row["target"] == "< 180 s" and row["met"] is met
+        assert row["measured"] == f"{wall:.0f} s (steps 219 s)"
+    failed = suite.summary_rows({"options": {}, "sections": {"demo": {"ok": False, "wall_s": 12.0}}})
+    assert failed[0]["met"] is False and failed[0]["measured"] == "FAILED after 12 s"
+
+
 def test_counted_work_counts_each_blocks_jobs_and_commits(spark, tmp_path):
     from featuremill.bench.pipeline import counted_work
 

@@ -14,6 +14,8 @@ that its 1g heap is real), each figure being the median of ``runs`` timed rounds
 * ``driver``: the end-to-end run in a child process with ``spark.driver.memory=1g``.
 * ``landing``: end to end over a year of daily landing folders against the same rows landed on
   one date (per-day work must not multiply).
+* ``demo``: ``featuremill demo --serve`` on its default data in a child process (fresh folders,
+  as a user's first run after set-up), its wall time and the time of each step it prints.
 * ``serving`` (not in the default run): materialization into Feast's online stores, featuremill's
   against Feast's own, incremental against full, and online lookup latency (SDK and HTTP, SQLite
   and Redis); :mod:`featuremill.bench.serving`. Needs ``--redis`` for the Redis figures.
@@ -37,9 +39,9 @@ from featuremill.bench.common import fmt, format_size, markdown
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("pit", "windows", "incremental", "e2e", "driver", "landing", "serving", "streaming")
+SECTIONS = ("pit", "windows", "incremental", "e2e", "driver", "landing", "demo", "serving", "streaming")
 #: The sections a run without ``--sections`` runs: the two server sections need a Redis / Kafka.
-DEFAULT_SECTIONS = ("pit", "windows", "incremental", "e2e", "driver", "landing")
+DEFAULT_SECTIONS = ("pit", "windows", "incremental", "e2e", "driver", "landing", "demo")
 SCALE_SIZES = (1_000_000, 5_000_000, 20_000_000)
 PIT_METHODS = ("window", "last_ignorenulls", "feast_range_row_number", "feast_template", "floor", "floor_rows")
 
@@ -52,6 +54,7 @@ TARGET_SCALING = 1.3
 TARGET_DRIVER_EVENTS = 20_000_000
 TARGET_LANDING_DATES = 1.3  # a year of daily landing folders / the same rows in one (issue 17)
 TARGET_OVER_FLOOR = 1.5  # featuremill ingest + features / the hand-written floor (issue 17)
+TARGET_DEMO_S = 180.0  # the demo on its default data after set-up (issue 17)
 # Targets of issues 15 (serving) and 16 (streaming).
 TARGET_MATERIALIZE_VS_FEAST = 5.0
 TARGET_MATERIALIZE_INCREMENTAL = 0.10
@@ -190,6 +193,11 @@ def run_suite(spark, options: SuiteOptions) -> dict:
         sections["landing"] = pipeline.run_landing_dates(
             spark, options.pipeline, lspec, str(work / "e2e"), **pipeline_rounds
         )
+
+    if "demo" in options.sections:
+        from featuremill.bench import demo
+
+        sections["demo"] = demo.run(str(work), pipeline=options.pipeline)
 
     if "serving" in options.sections:
         from featuremill.bench import serving
@@ -407,6 +415,19 @@ def summary_rows(report: dict) -> list[dict]:
                 + f" ({fmt(t['daily']['median_s'], 1, 's')} / {fmt(t['one date']['median_s'], 1, 's')})",
                 "target": f"<= {TARGET_LANDING_DATES:g}x",
                 "met": None if v is None else v <= TARGET_LANDING_DATES,
+            }
+        )
+    if "demo" in s:
+        d = s["demo"]
+        ok = bool(d.get("ok"))
+        rows.append(
+            {
+                "figure": "Demo (`featuremill demo --serve`, default data, after set-up): wall time, start to exit",
+                "measured": f"{d['wall_s']:.0f} s (steps {d['steps_s']:.0f} s)"
+                if ok
+                else f"FAILED after {d['wall_s']:.0f} s",
+                "target": f"< {TARGET_DEMO_S:.0f} s",
+                "met": ok and d["wall_s"] < TARGET_DEMO_S,
             }
         )
     if "serving" in s:
@@ -826,6 +847,12 @@ def render(report: dict) -> str:
                 ],
             )
         )
+    if "demo" in s and s["demo"].get("ok"):
+        d = s["demo"]
+        lines += ["", "### Demo: `featuremill demo --serve`, default data, a new process", ""]
+        rows = [[name, fmt(seconds, 1)] for name, seconds in d["steps"].items()]
+        rows += [["(steps together)", fmt(d["steps_s"], 1)], ["(whole run, start to exit)", fmt(d["wall_s"], 1)]]
+        lines.append(markdown(["step", "s"], rows))
     if "serving" in s:
         lines += _render_serving(s["serving"])
     if "streaming" in s:
