@@ -107,11 +107,19 @@ ORDER BY 1, 2
 """
 
 
-def _reference_rows(events):
+def _duckdb_events(events, *, extra: str = ""):
+    """A DuckDB connection (UTC) with ``events`` in table ``ev``; ``extra`` declares more columns."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    con.execute("CREATE TABLE ev (entity VARCHAR, event_id VARCHAR, ts TIMESTAMP, amount DOUBLE, channel VARCHAR)")
-    con.executemany("INSERT INTO ev VALUES (?, ?, ?, ?, ?)", events)
+    con.execute(
+        f"CREATE TABLE ev (entity VARCHAR, event_id VARCHAR, ts TIMESTAMP, amount DOUBLE, channel VARCHAR{extra})"
+    )
+    con.executemany(f"INSERT INTO ev VALUES ({', '.join('?' * len(events[0]))})", events)
+    return con
+
+
+def _reference_rows(events):
+    con = _duckdb_events(events)
     rows = con.execute(REFERENCE_SQL).fetchall()
     out = []
     for row in rows:
@@ -235,12 +243,7 @@ def test_with_window_features_known_at_matches_sql_reference(spark):
     actual = with_window_features(
         df, entity=["entity"], event_time="ts", order_key=["event_id"], features=features, known_at_from="landed"
     )
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(
-        "CREATE TABLE ev (entity VARCHAR, event_id VARCHAR, ts TIMESTAMP, amount DOUBLE, channel VARCHAR, landed DATE)"
-    )
-    con.executemany("INSERT INTO ev VALUES (?, ?, ?, ?, ?, ?)", events)
+    con = _duckdb_events(events, extra=", landed DATE")
     expected_rows = con.execute("""
         SELECT i.entity, i.ts,
           (SELECT count(*) FROM ev e WHERE e.entity = i.entity AND e.ts > i.ts - INTERVAL 1 HOUR AND e.ts <= i.ts),
@@ -300,10 +303,7 @@ ORDERED_SCHEMA = (
 
 
 def _ordered_reference(spark, events):
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("CREATE TABLE ev (entity VARCHAR, event_id VARCHAR, ts TIMESTAMP, amount DOUBLE, channel VARCHAR)")
-    con.executemany("INSERT INTO ev VALUES (?, ?, ?, ?, ?)", events)
+    con = _duckdb_events(events)
     return spark.createDataFrame(con.execute(ORDERED_REFERENCE_SQL).fetchall(), ORDERED_SCHEMA)
 
 
@@ -455,10 +455,7 @@ def _generated_events(seed: int):
 def test_with_window_features_every_kind_and_length_match_duckdb(spark):
     events = _generated_events(seed=11)
     features, selects, schema = _every_kind_features()
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("CREATE TABLE ev (entity VARCHAR, event_id VARCHAR, ts TIMESTAMP, amount DOUBLE, channel VARCHAR)")
-    con.executemany("INSERT INTO ev VALUES (?, ?, ?, ?, ?)", events)
+    con = _duckdb_events(events)
     rows = con.execute(
         "WITH seq AS (SELECT entity, ts, amount, row_number() OVER (PARTITION BY entity ORDER BY ts, event_id) AS n "
         "FROM ev), instants AS (SELECT entity, ts, max(n) AS n FROM seq GROUP BY entity, ts) "

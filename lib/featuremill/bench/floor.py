@@ -95,11 +95,15 @@ def _flag_duplicates(df, key: str):
     return df.withColumn("rule", F.when(again, F.lit("duplicate")).otherwise(F.col("rule")))
 
 
-def _write(df, path: str, *, partition_by: list[str]) -> None:
+def _write(df, path: str, *, partition_by: Sequence[str] = ()) -> None:
+    """A plain Delta overwrite (the floor's only write: no root check, no commit tag); a
+    partitioned table gets optimized writes, as featuremill's partitioned tables do."""
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-    for key, value in _OPTIMIZE_WRITE.items():
-        writer = writer.option(key, value)
-    writer.partitionBy(*partition_by).save(path)
+    if partition_by:
+        for key, value in _OPTIMIZE_WRITE.items():
+            writer = writer.option(key, value)
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)
 
 
 def _quarantine(df, source: str, *, fallback_date: dt.date):
@@ -193,7 +197,7 @@ def ingest(spark, *, data_root: str, out_root: str, start: dt.date, end: dt.date
             F.lit(start).cast("timestamp").alias("valid_from"),
             F.lit(None).cast("timestamp").alias("valid_to"),
         )
-        history.write.format("delta").mode("overwrite").save(f"{out_root}/validated/{name}")
+        _write(history, f"{out_root}/validated/{name}")
         quarantined = quarantined.unionByName(_quarantine(dim, name, fallback_date=end))
     _write(quarantined, f"{out_root}/quarantine", partition_by=["source", "_ingest_date"])
     tx.unpersist()
