@@ -148,15 +148,14 @@ def run_scaling(
 
     def floor_action(spec):
         def run():
-            spec_ = spec.resolved()
             out_root = f"{workdir}/floor/{spec.events}"
             shutil.rmtree(out_root, ignore_errors=True)  # fresh tables, as end_to_end's warehouse
             return floor.hand_written_job(
                 spark,
                 data_root=f"{workdir}/data/{spec.events}",
                 out_root=out_root,
-                start=spec_.start_date,
-                end=spec_.end_date,
+                start=spec.start_date,
+                end=spec.end_date,
             )
 
         return run
