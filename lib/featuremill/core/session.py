@@ -44,6 +44,18 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     # Delta's retention check must stay on; the defaults below only quieten local runs.
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
+    # Delta rebuilds a table's snapshot (its list of files) in this many tasks, 50 by default, and
+    # every read, MERGE and replaceWhere filters that cached list in as many. A table written from
+    # one machine has hundreds to a few thousand files: two tasks hold them, and fifty cost a
+    # task launch each on every query. The demo, measured on 2 cores: its Delta snapshot and
+    # file-filtering jobs took 44 s at 50 and 8 s at 2 (wall 270 s -> 220 s, the same outputs).
+    "spark.databricks.delta.snapshotPartitions": "2",
+    # PySpark 4 records the Python call site of every DataFrame and Column call in the JVM (several
+    # Py4J round trips per F.col) so that an error can quote the line that built the failing
+    # expression. In a featuremill job that line is the library's, not the user's, and the
+    # library builds thousands of expressions: the demo ran 220 s -> 205 s without it. Errors keep
+    # their messages. An environment's ``spark:`` block can turn it back on.
+    "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
 
 #: The log4j2 configuration a local session's JVM starts with (see :func:`local_settings`): Spark's
