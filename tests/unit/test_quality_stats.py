@@ -47,6 +47,28 @@ def test_chi2_contingency_matches_scipy_without_correction():
     assert stats.cramers_v(stat, n) == pytest.approx(sst.contingency.association(table, method="cramer"), rel=1e-12)
 
 
+def test_chi2_independence_matches_scipy_on_an_r_by_c_table_with_empty_cells():
+    # 4 bins x 3 classes; bin 7 has no row of class "c", a class absent from no other bin
+    table = np.array([[30, 12, 5], [8, 40, 9], [0, 14, 22], [11, 3, 0]])
+    bins, classes = [2, 5, 7, 9], ["a", "b", "c"]
+    cells = {(b, y): int(table[i, j]) for i, b in enumerate(bins) for j, y in enumerate(classes) if table[i, j]}
+    stat, dof = stats.chi2_independence(cells, classes)
+    expected = sst.chi2_contingency(table, correction=False)
+    assert stat == pytest.approx(expected.statistic, rel=1e-12)
+    assert dof == expected.dof == 6
+    assert stats.chi2_sf(stat, dof) == pytest.approx(expected.pvalue, rel=1e-9)
+    # without the classes, the columns are those present: the same here (every class occurs)
+    assert stats.chi2_independence(cells) == (stat, dof)
+
+
+def test_chi2_independence_of_one_row_or_one_column_is_zero_with_no_freedom():
+    assert stats.chi2_independence({(1, "a"): 5, (1, "b"): 7}, ["a", "b"]) == (0.0, 0)
+    assert stats.chi2_independence({(1, "a"): 5, (2, "a"): 7}, ["a"]) == (0.0, 0)
+    # a class the table lacks still counts as a column when named: 2 x 2, one column empty
+    stat, dof = stats.chi2_independence({(1, "a"): 5, (2, "a"): 7}, ["a", "b"])
+    assert (stat, dof) == (0.0, 1)
+
+
 @pytest.mark.parametrize(
     "stat,dof", [(0.5, 1), (3.84, 1), (30.0, 1), (12.0, 5), (80.0, 100), (130.0, 100), (500.0, 300)]
 )

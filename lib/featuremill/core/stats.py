@@ -13,7 +13,8 @@ counts, a grid of a thousand quantiles) and runs on the driver in microseconds. 
 * **Wasserstein-1** = integral_0^1 |Q_ref(u) - Q_cur(u)| du, the midpoint rule over the grid; the
   normalised form divides by the reference standard deviation.
 * **Chi-square** on the 2 x k contingency table (reference counts, current counts), which accounts
-  for noise in both samples; Cramer's V = sqrt(chi2 / n) is its effect size.
+  for noise in both samples; Cramer's V = sqrt(chi2 / n) is its effect size. The same test of
+  independence on any r x c table (a feature's bins against the label's classes, for selection).
 * **p-values**: asymptotic Kolmogorov distribution for KS, chi-square survival function via the
   regularised incomplete gamma function; **Benjamini-Hochberg** adjusts a family of p-values.
 
@@ -24,7 +25,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 DEFAULT_EPSILON = 1e-4
 
@@ -105,6 +107,34 @@ def chi2_contingency(reference_counts: Sequence[float], current_counts: Sequence
             expected = row_total * total / n
             stat += (observed - expected) ** 2 / expected
     return stat, len(cols) - 1
+
+
+def chi2_independence(cells: Mapping[tuple[Any, Any], float], columns: Iterable[Any] | None = None) -> tuple[float, int]:
+    """Pearson chi-square statistic and degrees of freedom of the test of independence of an r x c table.
+
+    ``cells`` maps (row value, column value) to a count; absent cells count 0. The rows are the
+    row values present; the columns are ``columns`` when given (say every label class of the
+    data, each of which a row may lack), else the column values present. A table with one row or
+    one column has 0 degrees of freedom and statistic 0 (a constant is independent of anything).
+    """
+    rows = sorted({r for r, _ in cells}, key=repr)
+    cols = sorted(set(columns) if columns is not None else {c for _, c in cells}, key=repr)
+    dof = (len(rows) - 1) * (len(cols) - 1)
+    if dof <= 0:
+        return 0.0, max(dof, 0)
+    row_total = {r: 0.0 for r in rows}
+    col_total = {c: 0.0 for c in cols}
+    for (r, c), count in cells.items():
+        row_total[r] += float(count)
+        col_total[c] += float(count)
+    n = sum(row_total.values())
+    stat = 0.0
+    for r in rows:
+        for c in cols:
+            expected = row_total[r] * col_total[c] / n
+            if expected > 0:
+                stat += (float(cells.get((r, c), 0)) - expected) ** 2 / expected
+    return stat, dof
 
 
 def cramers_v(chi2: float, n: float) -> float:

@@ -10,11 +10,13 @@ Passes (each is one Spark action; all features of a kind share it):
    every value holding more than 1/20 of the rows); a window keeps the top values per feature;
    gives the frequency ratio and % unique (near-zero variance), categorical levels, label classes;
 3. **contingency**: one stacked ``groupBy(feature, bin, label)``: numeric features in quantile bins,
-   categoricals by level, nulls in their own bin; mutual information is computed on the driver
-   from these counts (``scores.mutual_information``);
-4. **MLlib**: the prepared vectors are persisted once, then ``ChiSquareTest`` (all binned features
-   in one call), ``ANOVATest`` or ``FValueTest`` (numeric features), ``Correlation`` (one d x d
-   matrix) and a ``RandomForestClassifier``/``Regressor`` on a sample;
+   categoricals by level, nulls in their own bin; mutual information and Pearson's chi-square
+   test of independence are computed on the driver from these counts
+   (``scores.mutual_information``, ``core.stats.chi2_independence``: the statistic, degrees of
+   freedom and p-value MLlib's ``ChiSquareTest`` gives, without its second pass over the rows);
+4. **MLlib**: the prepared vectors are persisted once, then ``ANOVATest`` or ``FValueTest``
+   (numeric features), ``Correlation`` (one d x d matrix) and a
+   ``RandomForestClassifier``/``Regressor`` on a sample;
 5. **permutation importance** on a held-out sample: every (feature, repeat) permutation is a copy
    of the held-out rows with that feature's values cyclically shifted, all copies scored by the
    forest in one ``transform`` + ``groupBy``;
@@ -39,6 +41,7 @@ from featuremill.core.errors import SelectionError
 from featuremill.core.fingerprint import content_fingerprint, content_hash_aggregate
 from featuremill.core.progress import stage
 from featuremill.core.report_html import json_safe
+from featuremill.core.stats import chi2_independence, chi2_sf
 from featuremill.core.session import is_connect
 from featuremill.core.sql import col
 from featuremill.selection.scores import (
@@ -226,7 +229,6 @@ def select_features(
     _contingency_pass(prep, cand)
     assembled = _assemble(prep).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        _chi_square(assembled, prep, cand)
         _f_test(assembled, prep, cand, task=task)
         corr_names, matrix = _correlation(assembled, prep, cand, spec, task=task, classes=classes)
         baseline, loss_name = _model_importances(
@@ -502,9 +504,18 @@ def _contingency_pass(prep: _Prepared, cand: _Candidates) -> None:
     tables: dict[int, dict] = {}
     for r in cells:
         tables.setdefault(r["c"], {})[(r["b"], r["y"])] = int(r["count"])
+    # every row is in every feature's table: the label classes of the data, as MLlib's test takes them
+    classes = {y for table in tables.values() for _, y in table}
     for c, _ in prep.binned:
-        cand.by_name[c].mutual_information = mutual_information(tables.get(idx[c], {}))
-        cand.by_name[c].chi2_valid = chi2_is_valid(tables.get(idx[c], {}))
+        table = tables.get(idx[c], {})
+        score = cand.by_name[c]
+        score.mutual_information = mutual_information(table)
+        score.chi2_valid = chi2_is_valid(table)
+        if table:
+            stat, dof = chi2_independence(table, classes)
+            score.chi2 = _finite(stat)
+            # one bin or one class: independent by construction (MLlib's ChiSquareTest: p 1.0)
+            score.chi2_p = _finite(chi2_sf(stat, dof)) if dof > 0 else 1.0
 
 
 def _assemble(prep: _Prepared):
@@ -525,24 +536,6 @@ def _assemble(prep: _Prepared):
         *(["num_vec"] if prep.num_cols else []),
         *(["model_vec"] if prep.model_cols else []),
     )
-
-
-def _chi_square(assembled, prep: _Prepared, cand: _Candidates) -> None:
-    """Chi-square of every binned feature against the label bin (MLlib, one call)."""
-    from pyspark.ml.stat import ChiSquareTest
-    from pyspark.sql import functions as F
-
-    if not prep.binned:
-        return
-    with stage("selection: chi-square (MLlib)"):
-        chi = ChiSquareTest.test(
-            assembled.select(F.col("label_bin").alias("lb"), "bin_vec"), "bin_vec", "lb", flatten=True
-        ).collect()
-    chi_by = {int(r["featureIndex"]): r for r in chi}
-    for j, (c, _) in enumerate(prep.binned):
-        r = chi_by.get(j)
-        if r is not None:
-            cand.by_name[c].chi2, cand.by_name[c].chi2_p = _finite(r["statistic"]), _finite(r["pValue"])
 
 
 def _f_test(assembled, prep: _Prepared, cand: _Candidates, *, task: str) -> None:
