@@ -53,7 +53,7 @@ def run(workdir: str, *, pipeline: str, timeout_s: int = 1800) -> dict:
 
     Returns ``ok``, ``wall_s`` (the child process, start to exit), ``steps`` (seconds per step as
     the demo printed them) and ``steps_s`` (their sum); on a failure, the exit code and the tail
-    of the output instead of the steps.
+    of the output instead of the steps. The whole output is kept in ``workdir/demo/demo.log``.
     """
     root = Path(workdir) / "demo"
     shutil.rmtree(root, ignore_errors=True)
@@ -83,6 +83,8 @@ def run(workdir: str, *, pipeline: str, timeout_s: int = 1800) -> dict:
         return {"ok": False, "error": f"timed out after {exc.timeout}s", "wall_s": time.perf_counter() - began}
     wall = time.perf_counter() - began
     printed = proc.stdout + proc.stderr
+    # the run's own log (its stages with their times), for reading where a slow run went
+    (root / "demo.log").write_text(printed)
     if proc.returncode != 0:
         return {"ok": False, "exit_code": proc.returncode, "error": printed[-3000:], "wall_s": wall}
     steps = step_seconds(proc.stdout)
