@@ -75,8 +75,8 @@ TEST_SPARK_CONF = {
     # six Py4J round trips per F.col or F.lit) so that an error can name the user's line. The
     # suite builds thousands of expressions over a few rows: the fast lane 134.5 s -> 122.7 s
     # (two rounds each, interleaved). Errors keep their messages; only the "== DataFrame ==" call
-    # site context is left out. `scripts/demo.sh`, scripts/bench.py and the tests' CLI
-    # subprocesses keep PySpark's default; the suite's other Spark subprocesses turn it off (the
+    # site context is left out. Every local session get_spark builds has it off too
+    # (core/session.py LOCAL_DEFAULTS); the suite's other Spark subprocesses set it themselves (the
     # shared demo run, Feast's sessions, the metastore run, the stream and kill children, the
     # cluster's submits).
     "spark.python.sql.dataFrameDebugging.enabled": "false",
