@@ -170,8 +170,8 @@ def test_concurrent_feature_merge_disjoint_ranges_both_commit(spark, ingested_sh
     )
 
     assert errors == [None, None]
-    # The MERGE's NOT MATCHED BY SOURCE clause reads the whole target, so Delta may report a
-    # conflict even for disjoint ranges; it is retried (bounded), never lost.
+    # The MERGE reads only its range's files (io.merge_range), so disjoint ranges should not
+    # conflict; if Delta reports one anyway, it is retried (bounded), never lost.
     assert len(_conflicts(caplog, out)) <= 1
     df = spark.read.format("delta").load(out)
     assert df.where("event_date = DATE'2024-03-01'").count() == 3

@@ -728,12 +728,18 @@ def merge_range(
 ) -> dict[str, str]:
     """Make the rows of ``path`` with ``partition_column`` in ``[start, end]`` equal ``df``.
 
-    MERGE on ``keys``: changed rows are updated, new rows inserted, rows of the range that ``df``
-    no longer has are deleted; rows whose values are identical are left alone. The range literal in
-    the condition lets Delta prune files. Runs on disjoint ranges may still conflict (the NOT
-    MATCHED BY SOURCE clause makes Delta treat the whole target as read); the write is then
-    retried on the latest snapshot, a bounded number of times (:mod:`featuremill.storage.commit_retry`).
-    Creates the table on first use. Returns the commit's operation metrics. ``evolve_schema``
+    One MERGE on ``keys``, one commit: changed rows are updated, new rows inserted, rows of the
+    range that ``df`` no longer has are deleted; rows whose values are identical are left alone.
+    The deletions are not a NOT MATCHED BY SOURCE clause: with one, Delta reads and rewrites every
+    file of the table, whatever the range (a daily run rewrote all 55 days of the demo's feature
+    table). Instead the range's keys missing from ``df`` join the MERGE's source as deletion
+    markers (:func:`_with_range_deletions`), so every clause is on matched or source rows and the
+    range literal in the condition prunes the target to the range's files. (With
+    ``evolve_schema``, whose MERGE adds the source's columns to the table, the NOT MATCHED BY
+    SOURCE form is kept, so no marker column can be added.) A conflicting commit is retried on the
+    latest snapshot, a bounded number of times (:mod:`featuremill.storage.commit_retry`).
+    Creates the table on first use. Returns the commit's operation metrics, ``numSourceRows``
+    counting ``df``'s rows (the markers left out). ``evolve_schema``
     turns on MERGE schema evolution: without it Delta silently drops source columns the target
     lacks, so callers set it after a schema contract check accepted new columns. ``commit`` makes
     the write idempotent (as writer options on creation, as session confs around the MERGE);
@@ -763,15 +769,57 @@ def merge_range(
         with session_commit_tag(spark, commit):
             _sql_merge(df, path, on, clauses, evolve_schema=evolve_schema)
         return last_operation_metrics(spark, path)
-    builder = _delta_table(spark, path).alias("t").merge(df.alias("s"), on)
-    if changed:
-        builder = builder.whenMatchedUpdateAll(condition=changed)
-    builder = builder.whenNotMatchedInsertAll().whenNotMatchedBySourceDelete(condition=target_range)
     if evolve_schema:
-        builder = builder.withSchemaEvolution()
+        builder = _delta_table(spark, path).alias("t").merge(df.alias("s"), on)
+        if changed:
+            builder = builder.whenMatchedUpdateAll(condition=changed)
+        builder = builder.whenNotMatchedInsertAll().whenNotMatchedBySourceDelete(condition=target_range)
+        with session_commit_tag(spark, commit):
+            builder.withSchemaEvolution().execute()
+        return last_operation_metrics(spark, path)
+    source = _with_range_deletions(
+        df, load_delta(spark, path).where(date_range_predicate(partition_column, start, end)), keys=list(keys)
+    )
+    marker = f"s.{quote_identifier(DELETION_MARKER)}"
+    builder = _delta_table(spark, path).alias("t").merge(source.alias("s"), on)
+    builder = builder.whenMatchedDelete(condition=marker)
+    if changed:
+        builder = builder.whenMatchedUpdateAll(condition=f"NOT {marker} AND ({changed})")
+    # without schema evolution UPDATE SET * / INSERT * take the target's columns only: the marker stays out
+    builder = builder.whenNotMatchedInsertAll(condition=f"NOT {marker}")
     with session_commit_tag(spark, commit):
         builder.execute()
-    return last_operation_metrics(spark, path)
+    metrics = dict(last_operation_metrics(spark, path))
+    if "numSourceRows" in metrics and "numTargetRowsDeleted" in metrics:
+        # each marker is a key of the range, unique there, and deletes its one row
+        metrics["numSourceRows"] = str(int(metrics["numSourceRows"]) - int(metrics["numTargetRowsDeleted"]))
+    return metrics
+
+
+#: The column :func:`merge_range` adds to its MERGE source: true on a deletion marker.
+DELETION_MARKER = "__fm_delete"
+
+
+def _with_range_deletions(df, target_range, *, keys: Sequence[str]):
+    """``df`` with ``DELETION_MARKER`` false, plus one marker row (the keys, every other column
+    null, ``DELETION_MARKER`` true) per key of ``target_range`` (the target's rows in the range)
+    that ``df`` does not have, keys compared null-safe as in the MERGE condition."""
+    from pyspark.sql import functions as F
+
+    present = df.select(*[col(k) for k in keys]).alias("s")
+    missing = (
+        target_range.select(*[col(k) for k in keys])
+        .alias("t")
+        .join(
+            present,
+            [F.col(f"t.{quote_identifier(k)}").eqNullSafe(F.col(f"s.{quote_identifier(k)}")) for k in keys],
+            "left_anti",
+        )
+        .select(*[F.col(f"t.{quote_identifier(k)}").alias(k) for k in keys])
+    )
+    return df.withColumn(DELETION_MARKER, F.lit(False)).unionByName(
+        missing.withColumn(DELETION_MARKER, F.lit(True)), allowMissingColumns=True
+    )
 
 
 def add_missing_columns(spark, path: str, df, *, root: str, what: str = "table") -> list[str]:
