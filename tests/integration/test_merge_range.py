@@ -12,9 +12,7 @@ from pyspark.sql.types import DateType, IntegerType, StringType, StructField, St
 
 from featuremill.storage import io
 
-SCHEMA = StructType(
-    [StructField("k", IntegerType()), StructField("d", DateType()), StructField("v", StringType())]
-)
+SCHEMA = StructType([StructField("k", IntegerType()), StructField("d", DateType()), StructField("v", StringType())])
 D1, D2, D3 = dt.date(2026, 9, 1), dt.date(2026, 9, 2), dt.date(2026, 9, 3)
 
 

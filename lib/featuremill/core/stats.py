@@ -109,7 +109,9 @@ def chi2_contingency(reference_counts: Sequence[float], current_counts: Sequence
     return stat, len(cols) - 1
 
 
-def chi2_independence(cells: Mapping[tuple[Any, Any], float], columns: Iterable[Any] | None = None) -> tuple[float, int]:
+def chi2_independence(
+    cells: Mapping[tuple[Any, Any], float], columns: Iterable[Any] | None = None
+) -> tuple[float, int]:
     """Pearson chi-square statistic and degrees of freedom of the test of independence of an r x c table.
 
     ``cells`` maps (row value, column value) to a count; absent cells count 0. The rows are the

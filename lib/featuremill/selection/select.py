@@ -41,9 +41,9 @@ from featuremill.core.errors import SelectionError
 from featuremill.core.fingerprint import content_fingerprint, content_hash_aggregate
 from featuremill.core.progress import stage
 from featuremill.core.report_html import json_safe
-from featuremill.core.stats import chi2_independence, chi2_sf
 from featuremill.core.session import is_connect
 from featuremill.core.sql import col
+from featuremill.core.stats import chi2_independence, chi2_sf
 from featuremill.selection.scores import (
     FeatureScore,
     average_ranks,
