@@ -41,6 +41,12 @@ def _last_commit(path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
+def _counts(metrics) -> tuple[int, int, int, int]:
+    """(updated, inserted, deleted, source rows) of a MERGE's operation metrics."""
+    names = ("numTargetRowsUpdated", "numTargetRowsInserted", "numTargetRowsDeleted", "numSourceRows")
+    return tuple(int(metrics[n]) for n in names)
+
+
 def test_merge_range_updates_inserts_deletes_and_rewrites_only_the_range(spark, tmp_path):
     path = _table(spark, tmp_path)
     before = _files(spark, path)
@@ -68,12 +74,7 @@ def test_merge_range_updates_inserts_deletes_and_rewrites_only_the_range(spark, 
     )
     assert got == expected
     assert spark.read.format("delta").load(path).columns == ["k", "d", "v"]  # no marker column added
-    assert (
-        int(metrics["numTargetRowsUpdated"]),
-        int(metrics["numTargetRowsInserted"]),
-        int(metrics["numTargetRowsDeleted"]),
-        int(metrics["numSourceRows"]),
-    ) == (1, 1, 1, 4)
+    assert _counts(metrics) == (1, 1, 1, 4)
     # the commit removed D2's file only: D1 and D3 were neither read for rewriting nor rewritten
     removed = [a["remove"] for a in _last_commit(path) if "remove" in a]
     assert removed and {r["partitionValues"]["d"] for r in removed} == {"2026-09-02"}
@@ -91,12 +92,7 @@ def test_merge_range_of_identical_rows_changes_no_row(spark, tmp_path):
         source, path, root=str(tmp_path), keys=["k"], value_columns=["v"], partition_column="d", start=D2, end=D2
     )
 
-    assert (
-        int(metrics["numTargetRowsUpdated"]),
-        int(metrics["numTargetRowsInserted"]),
-        int(metrics["numTargetRowsDeleted"]),
-        int(metrics["numSourceRows"]),
-    ) == (0, 0, 0, 4)
+    assert _counts(metrics) == (0, 0, 0, 4)
     assert spark.read.format("delta").load(path).count() == 7
 
 

@@ -97,16 +97,10 @@ def chi2_contingency(reference_counts: Sequence[float], current_counts: Sequence
     cols = [(float(r), float(c)) for r, c in zip(reference_counts, current_counts) if r + c > 0]
     n_ref = sum(r for r, _ in cols)
     n_cur = sum(c for _, c in cols)
-    n = n_ref + n_cur
     if len(cols) < 2 or n_ref == 0 or n_cur == 0:
         return 0.0, max(len(cols) - 1, 0)
-    stat = 0.0
-    for r, c in cols:
-        total = r + c
-        for observed, row_total in ((r, n_ref), (c, n_cur)):
-            expected = row_total * total / n
-            stat += (observed - expected) ** 2 / expected
-    return stat, len(cols) - 1
+    cells = {(side, i): count for i, pair in enumerate(cols) for side, count in enumerate(pair)}
+    return chi2_independence(cells)
 
 
 def chi2_independence(

@@ -791,7 +791,7 @@ def merge_range(
         builder.execute()
     metrics = dict(last_operation_metrics(spark, path))
     if "numSourceRows" in metrics and "numTargetRowsDeleted" in metrics:
-        # each marker is a key of the range, unique there, and deletes its one row
+        # a marker deletes exactly one row: one matching two target rows fails the MERGE (multiple match)
         metrics["numSourceRows"] = str(int(metrics["numSourceRows"]) - int(metrics["numTargetRowsDeleted"]))
     return metrics
 
