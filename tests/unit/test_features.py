@@ -473,3 +473,89 @@ def test_with_window_features_every_kind_and_length_match_duckdb(spark):
     assert_approx_df_equality(
         actual.orderBy("entity", "ts"), expected.orderBy("entity", "ts"), 1e-6, ignore_nullable=True
     )
+
+
+# count, sum and mean of integer and decimal columns come from running totals (a difference of two
+# frames that start at the entity's first event); checked exactly (no tolerance) against DuckDB.
+#: kind -> (function, column, where, DuckDB expression over the window's rows ``e``, Spark type)
+EXACT_KINDS = {
+    "n_qty": ("count", "qty", None, "(SELECT count(e.qty) FROM ev e WHERE {win})", "bigint"),
+    "qty": ("sum", "qty", None, "(SELECT CAST(sum(e.qty) AS BIGINT) FROM ev e WHERE {win})", "bigint"),
+    "qty_web": (
+        "sum",
+        "qty",
+        ("channel", "web"),
+        "(SELECT CAST(sum(e.qty) AS BIGINT) FROM ev e WHERE {win} AND e.channel = 'web')",
+        "bigint",
+    ),
+    "qty_mean": ("mean", "qty", None, "(SELECT avg(e.qty) FROM ev e WHERE {win})", "double"),
+    "price": ("sum", "price", None, "(SELECT sum(e.price) FROM ev e WHERE {win})", "decimal(22,2)"),
+    "small": ("sum", "small", None, "(SELECT CAST(sum(e.small) AS BIGINT) FROM ev e WHERE {win})", "bigint"),
+}
+EXACT_SCHEMA = (
+    "entity string, event_id string, ts timestamp, amount double, channel string, qty int, "
+    "price decimal(12,2), small smallint"
+)
+
+
+def _exact_events(seed: int):
+    """:func:`_generated_events` plus an int, a decimal(12,2) and a smallint column, each with nulls."""
+    import random
+    from decimal import Decimal
+
+    rng = random.Random(seed)
+    out = []
+    for entity, event_id, ts, amount, channel in _generated_events(seed):
+        qty = None if rng.random() < 0.1 else rng.randrange(-5, 1_000_000)
+        price = None if rng.random() < 0.1 else Decimal(rng.randrange(-10_000, 9_999_999_999)) / 100
+        small = None if rng.random() < 0.2 else rng.randrange(-300, 300)
+        out.append((entity, event_id, ts, amount, channel, qty, price, small))
+    return out
+
+
+def test_with_window_features_running_totals_match_duckdb_exactly(spark):
+    events = _exact_events(seed=12)
+    features, selects, schema = [], [], ["entity string", "ts timestamp"]
+    for kind, (function, column, where, sql, dtype) in EXACT_KINDS.items():
+        for length, interval in LENGTHS.items():
+            features.append(_f(f"{kind}_{length}", function, column=column, window=length, where=where))
+            selects.append(sql.format(win=_IN_WINDOW.format(w=interval)) + f" AS {kind}_{length}")
+            schema.append(f"{kind}_{length} {dtype}")
+    con = _duckdb_events(events, extra=", qty INTEGER, price DECIMAL(12,2), small SMALLINT")
+    rows = con.execute(
+        f"SELECT i.entity, i.ts, {', '.join(selects)} FROM (SELECT DISTINCT entity, ts FROM ev) i ORDER BY 1, 2"
+    ).fetchall()
+    expected = spark.createDataFrame(rows, ", ".join(schema))
+    actual = with_window_features(
+        spark.createDataFrame(events, EXACT_SCHEMA),
+        entity=["entity"],
+        event_time="ts",
+        order_key=["event_id"],
+        features=features,
+    )
+    price_1h = [r[2 + selects.index(next(s for s in selects if s.endswith(" AS price_1h")))] for r in rows]
+    assert len(rows) > 400 and None in price_1h  # a window whose decimals are all null
+    # exact: the same types, the same values to the last bit (means included)
+    assert actual.schema.simpleString() == expected.schema.simpleString()
+    assert_approx_df_equality(actual.orderBy("entity", "ts"), expected.orderBy("entity", "ts"), 0, ignore_nullable=True)
+
+
+def test_with_window_features_integer_sum_exact_where_running_totals_pass_the_long_range(spark):
+    """Running totals of values near 4e18 leave the bigint range after three events; a window of
+    at most two of them does not, and its sum must still be exact (Python integers as reference)."""
+    big = 4_000_000_000_000_000_000
+    values = [big, big, big, -big, -big, big, 7]
+    events = [("e", f"id{i}", _t(i * 60 * 24), values[i]) for i in range(len(values))]  # one a day
+    df = spark.createDataFrame(events, "entity string, event_id string, ts timestamp, v bigint")
+    actual = with_window_features(
+        df,
+        entity=["entity"],
+        event_time="ts",
+        order_key=["event_id"],
+        features=[_f("v_2d", "sum", column="v", window="2d")],
+    )
+    expected = [sum(values[max(0, i - 1) : i + 1]) for i in range(len(values))]
+    assert [r["v_2d"] for r in actual.orderBy("ts").collect()] == expected
+    # the premise: a bigint running total would overflow (3 * 4e18), no window sum does
+    assert max(sum(values[: i + 1]) for i in range(len(values))) > 2**63 - 1
+    assert max(abs(v) for v in expected) < 2**63

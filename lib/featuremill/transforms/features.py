@@ -30,6 +30,14 @@ plus the largest window's lookback gives exactly the values of a full recompute.
 
 Plan shape: one shuffle by entity and one sort by (entity, time, key) feed two Window
 operators (row-ordered lags, then range frames); ``explain()`` shows a single Exchange.
+
+Cost: ``count`` (of events or of a column), and ``sum`` / ``mean`` of an integer column (``sum``
+of a decimal column too), are differences of running totals: the total up to ``t`` minus the
+total up to ``t - w``, two frames that start at the entity's first event, which Spark updates
+once per row. Those totals are exact, so the values are the window's own to the last bit. Every
+other aggregate (and those over floating-point columns, where a difference of running totals
+would round differently) uses a sliding range frame, which Spark re-aggregates over the frame's
+rows each time it moves.
 """
 
 from __future__ import annotations
@@ -65,6 +73,75 @@ def _value_column(feature: FeatureSpec):
 
 
 _ORDERED_AGGS = ("first", "last", "count_distinct", "percentile")
+#: Spark's integral types: a sum or mean of these is exact from running totals.
+_INTEGRAL = ("tinyint", "smallint", "int", "bigint")
+
+
+def _running_total_kind(feature: FeatureSpec, schema) -> str | None:
+    """How a rolling feature is computed from running totals, or ``None`` for a sliding frame.
+
+    ``"count"`` for every ``count``; ``"integral"`` for ``sum`` / ``mean`` of an integer column;
+    ``"decimal"`` for ``sum`` of a decimal column with at most 28 digits and 6 decimals (its
+    totals fit decimal(38, s) and a difference of two keeps the scale). A difference of running
+    totals equals the window's own aggregate only where the arithmetic is exact: floating-point
+    inputs (and a decimal mean, whose rounding is Spark's own) keep the sliding frame.
+    """
+    if feature.function == "count":
+        return "count"
+    if feature.function not in ("sum", "mean") or feature.column is None:
+        return None
+    try:
+        dtype = schema[feature.column].dataType
+    except (KeyError, ValueError):  # a nested or computed column: keep the sliding frame
+        return None
+    type_name = dtype.simpleString()
+    if type_name in _INTEGRAL:
+        return "integral"
+    if feature.function == "sum" and type_name.startswith("decimal(") and dtype.precision <= 28 and dtype.scale <= 6:
+        return "decimal"
+    return None
+
+
+def _running_total_aggregate(feature: FeatureSpec, by_time, *, kind: str, schema):
+    """``count`` / ``sum`` / ``mean`` over ``(t - window, t]`` as running totals up to ``t`` minus
+    running totals up to ``t - window`` (both frames start at the entity's first event).
+
+    Spark evaluates a frame that starts unbounded incrementally (one update per row), where a
+    sliding range frame re-aggregates every row of the frame each time it moves: the cost no longer
+    grows with the rows in the window. The totals are exact (counts, and sums in decimal(38, s)),
+    so the difference is exactly the window's aggregate, whatever the running totals' start, which
+    keeps an incremental run equal to a full recompute. Types and nulls are the sliding frame's:
+    ``count`` bigint; ``sum`` bigint for integers, decimal(p + 10, s) for decimals, null when the
+    window holds no non-null value; ``mean`` double, as Spark's ``avg`` of integers computes it
+    (the window's sum as a double over the count).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    value = _value_column(feature)
+    upto_t = by_time.rangeBetween(Window.unboundedPreceding, 0)
+    before = by_time.rangeBetween(Window.unboundedPreceding, -feature.window_seconds * 1_000_000)
+    # count over an empty frame is 0, so the difference needs no null handling
+    count = F.count(value).over(upto_t) - F.count(value).over(before)
+    if kind == "count":
+        return count
+    if kind == "integral":
+        # bigint totals of 32-bit (or narrower) values overflow only past 2**32 events of the
+        # largest int; a bigint column's totals can leave the range while a window's sum does
+        # not (Spark's ANSI sum would then fail), so they are kept in decimal(38, 0), which is
+        # slower per update but exact
+        wide = schema[feature.column].dataType.simpleString() == "bigint"
+        exact = "decimal(38,0)" if wide else "bigint"
+        result = "bigint" if feature.function == "sum" else "double"
+    else:
+        dtype = schema[feature.column].dataType
+        exact = f"decimal(38,{dtype.scale})"
+        result = f"decimal({min(38, dtype.precision + 10)},{dtype.scale})"
+    total = value.cast(exact)
+    window_sum = F.sum(total).over(upto_t) - F.coalesce(F.sum(total).over(before), F.lit(0).cast(exact))
+    if feature.function == "sum":
+        return F.when(count > 0, window_sum.cast(result))
+    return F.when(count > 0, window_sum.cast("double") / count.cast("double"))
 
 
 def _range_aggregate(feature: FeatureSpec, frame, *, order_key: Sequence[str]):
@@ -142,7 +219,10 @@ def with_window_features(
 
     range_level = []
     for f in features:
-        if f.function in _WINDOW_AGGS or f.function in _ORDERED_AGGS:
+        running = _running_total_kind(f, events.schema) if f.function in _WINDOW_AGGS else None
+        if running is not None:
+            range_level.append(_running_total_aggregate(f, by_time, kind=running, schema=events.schema).alias(f.name))
+        elif f.function in _WINDOW_AGGS or f.function in _ORDERED_AGGS:
             frame = by_time.rangeBetween(-(f.window_seconds * 1_000_000 - 1), 0)
             range_level.append(_range_aggregate(f, frame, order_key=order_key).alias(f.name))
         elif f.function == "time_since_previous":
