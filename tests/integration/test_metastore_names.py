@@ -102,20 +102,40 @@ def test_pipeline_naming_its_tables_runs_against_the_metastore_like_by_path(spar
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK_", "SPARK_"))}
     env["SPARK_SUBMIT_OPTS"] = enabled_options()  # the run's class archive (tests/jvm_archive.py)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "lib")])
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.integration.metastore_run", str(DEMO), str(named_env), str(spine), str(export)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    named = json.loads(done.stdout.strip().splitlines()[-1])
-
-    # the reference: the same steps by path, in the test session
-    reference_env = _env_file(tmp_path, data_root, named=False)
-    reference = run_steps(spark, str(DEMO), str(reference_env), str(spine), str(tmp_path / "paths-warehouse" / "ts"))
+    # the named run starts first and the reference (the same steps by path, in the test session)
+    # runs while it does: they share only the raw data and the spine, which both only read, and
+    # the subprocess's JVM start and Hive set-up leave a core free
+    # (its output goes to files: a full pipe would stop it until the reference is done)
+    out_path, err_path = tmp_path / "named-run.out", tmp_path / "named-run.err"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        named_run = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.integration.metastore_run",
+                str(DEMO),
+                str(named_env),
+                str(spine),
+                str(export),
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=err,
+        )
+        try:
+            reference_env = _env_file(tmp_path, data_root, named=False)
+            reference = run_steps(
+                spark, str(DEMO), str(reference_env), str(spine), str(tmp_path / "paths-warehouse" / "ts")
+            )
+            named_run.wait(timeout=1500)
+        finally:
+            if named_run.poll() is None:
+                named_run.kill()
+                named_run.wait()
+    stdout = out_path.read_text()
+    assert named_run.returncode == 0, err_path.read_text()[-4000:]
+    named = json.loads(stdout.strip().splitlines()[-1])
     root = reference["config"].tables.root
 
     # the named run used the metastore, and every table it wrote is a managed table there
