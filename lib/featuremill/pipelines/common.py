@@ -8,6 +8,7 @@ import datetime as dt
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 
 from featuremill.config import PipelineConfig
@@ -206,8 +207,34 @@ class RecordedRuns:
             log.exception("could not record the runs %s", ", ".join(r.run_id for r in self._closed))
 
 
+#: Feast's notice, printed each time it loads a SparkSource (every materialization and registry
+#: read), that its Spark source API is alpha. featuremill chose that source on purpose
+#: (:mod:`featuremill.serving.repo`) and a user can do nothing about it; several copies at the end
+#: of a demo read as a problem.
+FEAST_SPARK_SOURCE_NOTICE = "The spark data source API is an experimental feature"
+
+
+def _without_feast_spark_source_notice(show):
+    """``warnings.showwarning`` that drops :data:`FEAST_SPARK_SOURCE_NOTICE` and shows the rest.
+
+    A display hook rather than a warnings filter: Feast's modules call
+    ``warnings.simplefilter("once", RuntimeWarning)`` when imported (after an entry point set up
+    its filters), which would put the notice back in front of any filter.
+    """
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, RuntimeWarning) and str(message).startswith(FEAST_SPARK_SOURCE_NOTICE):
+            return
+        show(message, category, filename, lineno, file, line)
+
+    showwarning._featuremill = True  # type: ignore[attr-defined]
+    return showwarning
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Log to stderr with timestamps; called by entry points only, never on import."""
+    if not getattr(warnings.showwarning, "_featuremill", False):
+        warnings.showwarning = _without_feast_spark_source_notice(warnings.showwarning)
     root = logging.getLogger()
     if any(getattr(h, "_featuremill", False) for h in root.handlers):
         return
