@@ -420,9 +420,9 @@ KINDS = {
 }
 
 
-def _every_kind_features():
+def _every_kind_features(kinds=None):
     features, selects, schema = [], [], ["entity string", "ts timestamp"]
-    for kind, (function, column, where, sql, dtype) in KINDS.items():
+    for kind, (function, column, where, sql, dtype) in (KINDS if kinds is None else kinds).items():
         for length, interval in LENGTHS.items():
             name = f"{kind}_{length}"
             spec = _f(name, function, column=column, window=length, where=where, offset=2 if kind == "lag2" else 1)
@@ -515,17 +515,12 @@ def _exact_events(seed: int):
 
 def test_with_window_features_running_totals_match_duckdb_exactly(spark):
     events = _exact_events(seed=12)
-    features, selects, schema = [], [], ["entity string", "ts timestamp"]
-    for kind, (function, column, where, sql, dtype) in EXACT_KINDS.items():
-        for length, interval in LENGTHS.items():
-            features.append(_f(f"{kind}_{length}", function, column=column, window=length, where=where))
-            selects.append(sql.format(win=_IN_WINDOW.format(w=interval)) + f" AS {kind}_{length}")
-            schema.append(f"{kind}_{length} {dtype}")
+    features, selects, schema = _every_kind_features(EXACT_KINDS)
     con = _duckdb_events(events, extra=", qty INTEGER, price DECIMAL(12,2), small SMALLINT")
     rows = con.execute(
         f"SELECT i.entity, i.ts, {', '.join(selects)} FROM (SELECT DISTINCT entity, ts FROM ev) i ORDER BY 1, 2"
     ).fetchall()
-    expected = spark.createDataFrame(rows, ", ".join(schema))
+    expected = spark.createDataFrame(rows, schema)
     actual = with_window_features(
         spark.createDataFrame(events, EXACT_SCHEMA),
         entity=["entity"],
