@@ -108,12 +108,13 @@ def _running_total_aggregate(feature: FeatureSpec, by_time, *, kind: str, schema
 
     Spark evaluates a frame that starts unbounded incrementally (one update per row), where a
     sliding range frame re-aggregates every row of the frame each time it moves: the cost no longer
-    grows with the rows in the window. The totals are exact (counts, and sums in decimal(38, s)),
-    so the difference is exactly the window's aggregate, whatever the running totals' start, which
-    keeps an incremental run equal to a full recompute. Types and nulls are the sliding frame's:
-    ``count`` bigint; ``sum`` bigint for integers, decimal(p + 10, s) for decimals, null when the
-    window holds no non-null value; ``mean`` double, as Spark's ``avg`` of integers computes it
-    (the window's sum as a double over the count).
+    grows with the rows in the window. The totals are exact (counts; sums in bigint for 32-bit
+    inputs, in decimal(38, s) for bigint and decimal inputs), so the difference is exactly the
+    window's aggregate, whatever the running totals' start, which keeps an incremental run equal to
+    a full recompute. Types and nulls are the sliding frame's: ``count`` bigint; ``sum`` bigint for
+    integers, decimal(p + 10, s) for decimals, null when the window holds no non-null value;
+    ``mean`` double: the window's sum as a double over the count, which is what Spark's ``avg`` of
+    integers gives while its own double sum is exact (below 2**53), and closer above that.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
