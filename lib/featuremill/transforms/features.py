@@ -73,43 +73,48 @@ def _value_column(feature: FeatureSpec):
 
 
 _ORDERED_AGGS = ("first", "last", "count_distinct", "percentile")
-#: Spark's integral types: a sum or mean of these is exact from running totals.
-_INTEGRAL = ("tinyint", "smallint", "int", "bigint")
 
 
-def _running_total_kind(feature: FeatureSpec, schema) -> str | None:
-    """How a rolling feature is computed from running totals, or ``None`` for a sliding frame.
+def _running_total_types(feature: FeatureSpec, schema) -> tuple[str | None, str] | None:
+    """``(type of the running sums, type of the result)`` when a rolling feature is computed from
+    running totals (``None`` as the first for a ``count``, which sums nothing); ``None`` when it
+    keeps a sliding frame.
 
-    ``"count"`` for every ``count``; ``"integral"`` for ``sum`` / ``mean`` of an integer column;
-    ``"decimal"`` for ``sum`` of a decimal column with at most 28 digits and 6 decimals (its
-    totals fit decimal(38, s) and a difference of two keeps the scale). A difference of running
-    totals equals the window's own aggregate only where the arithmetic is exact: floating-point
-    inputs (and a decimal mean, whose rounding is Spark's own) keep the sliding frame.
+    Running totals: every ``count``; ``sum`` / ``mean`` of an integer column; ``sum`` of a decimal
+    column with at most 28 digits and 6 decimals (its totals fit decimal(38, s) and a difference of
+    two keeps the scale). A difference of running totals equals the window's own aggregate only
+    where the arithmetic is exact: floating-point inputs (and a decimal mean, whose rounding is
+    Spark's own) keep the sliding frame. Sums of 32-bit (or narrower) values run in bigint, which
+    overflows only past 2**32 events of the largest int; a bigint column's totals can leave the
+    bigint range while a window's sum does not (Spark's ANSI sum would then fail), so they run in
+    decimal(38, 0), slower per update but exact.
     """
+    from pyspark.sql.types import DecimalType, IntegralType, LongType
+
     if feature.function == "count":
-        return "count"
+        return None, "bigint"
     if feature.function not in ("sum", "mean") or feature.column is None:
         return None
     try:
         dtype = schema[feature.column].dataType
     except (KeyError, ValueError):  # a nested or computed column: keep the sliding frame
         return None
-    type_name = dtype.simpleString()
-    if type_name in _INTEGRAL:
-        return "integral"
-    if feature.function == "sum" and type_name.startswith("decimal(") and dtype.precision <= 28 and dtype.scale <= 6:
-        return "decimal"
+    if isinstance(dtype, IntegralType):
+        total = "decimal(38,0)" if isinstance(dtype, LongType) else "bigint"
+        return total, ("bigint" if feature.function == "sum" else "double")
+    if feature.function == "sum" and isinstance(dtype, DecimalType) and dtype.precision <= 28 and dtype.scale <= 6:
+        return f"decimal(38,{dtype.scale})", f"decimal({dtype.precision + 10},{dtype.scale})"
     return None
 
 
-def _running_total_aggregate(feature: FeatureSpec, by_time, *, kind: str, schema):
+def _running_total_aggregate(feature: FeatureSpec, by_time, *, total_type: str | None, result_type: str):
     """``count`` / ``sum`` / ``mean`` over ``(t - window, t]`` as running totals up to ``t`` minus
-    running totals up to ``t - window`` (both frames start at the entity's first event).
+    running totals up to ``t - window`` (both frames start at the entity's first event), in the
+    types :func:`_running_total_types` chose.
 
     Spark evaluates a frame that starts unbounded incrementally (one update per row), where a
     sliding range frame re-aggregates every row of the frame each time it moves: the cost no longer
-    grows with the rows in the window. The totals are exact (counts; sums in bigint for 32-bit
-    inputs, in decimal(38, s) for bigint and decimal inputs), so the difference is exactly the
+    grows with the rows in the window. The totals are exact, so the difference is exactly the
     window's aggregate, whatever the running totals' start, which keeps an incremental run equal to
     a full recompute. Types and nulls are the sliding frame's: ``count`` bigint; ``sum`` bigint for
     integers, decimal(p + 10, s) for decimals, null when the window holds no non-null value;
@@ -124,24 +129,12 @@ def _running_total_aggregate(feature: FeatureSpec, by_time, *, kind: str, schema
     before = by_time.rangeBetween(Window.unboundedPreceding, -feature.window_seconds * 1_000_000)
     # count over an empty frame is 0, so the difference needs no null handling
     count = F.count(value).over(upto_t) - F.count(value).over(before)
-    if kind == "count":
+    if total_type is None:
         return count
-    if kind == "integral":
-        # bigint totals of 32-bit (or narrower) values overflow only past 2**32 events of the
-        # largest int; a bigint column's totals can leave the range while a window's sum does
-        # not (Spark's ANSI sum would then fail), so they are kept in decimal(38, 0), which is
-        # slower per update but exact
-        wide = schema[feature.column].dataType.simpleString() == "bigint"
-        exact = "decimal(38,0)" if wide else "bigint"
-        result = "bigint" if feature.function == "sum" else "double"
-    else:
-        dtype = schema[feature.column].dataType
-        exact = f"decimal(38,{dtype.scale})"
-        result = f"decimal({min(38, dtype.precision + 10)},{dtype.scale})"
-    total = value.cast(exact)
-    window_sum = F.sum(total).over(upto_t) - F.coalesce(F.sum(total).over(before), F.lit(0).cast(exact))
+    total = value.cast(total_type)
+    window_sum = F.sum(total).over(upto_t) - F.coalesce(F.sum(total).over(before), F.lit(0).cast(total_type))
     if feature.function == "sum":
-        return F.when(count > 0, window_sum.cast(result))
+        return F.when(count > 0, window_sum.cast(result_type))
     return F.when(count > 0, window_sum.cast("double") / count.cast("double"))
 
 
@@ -220,9 +213,12 @@ def with_window_features(
 
     range_level = []
     for f in features:
-        running = _running_total_kind(f, events.schema) if f.function in _WINDOW_AGGS else None
+        running = _running_total_types(f, events.schema) if f.function in _WINDOW_AGGS else None
         if running is not None:
-            range_level.append(_running_total_aggregate(f, by_time, kind=running, schema=events.schema).alias(f.name))
+            total_type, result_type = running
+            range_level.append(
+                _running_total_aggregate(f, by_time, total_type=total_type, result_type=result_type).alias(f.name)
+            )
         elif f.function in _WINDOW_AGGS or f.function in _ORDERED_AGGS:
             frame = by_time.rangeBetween(-(f.window_seconds * 1_000_000 - 1), 0)
             range_level.append(_range_aggregate(f, frame, order_key=order_key).alias(f.name))
