@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 import pytest
 
 from featuremill.core.errors import JoinColumnClashError
-from featuremill.transforms.dimensions import as_of_join, with_snapshot_history
+from featuremill.transforms.dimensions import as_of_join, recorded_times, with_snapshot_history
 
 D = dt.date(2026, 9, 1)
 SNAP = "customer bigint, segment string, tier string, _ingest_date date, _source_file string"
@@ -27,8 +28,14 @@ def _snapshots(spark, snaps: dict[int, list[tuple]]):
 
 
 def _history(spark, history, snaps):
+    times = history.agg(recorded_times()).first()[0] if history is not None else []
     return with_snapshot_history(
-        history, _snapshots(spark, snaps), key=["customer"], attributes=["segment", "tier"]
+        history,
+        _snapshots(spark, snaps),
+        key=["customer"],
+        attributes=["segment", "tier"],
+        snapshot_dates=[_day(day) for day in snaps],
+        history_times=times,
     ).cache()
 
 
@@ -88,6 +95,64 @@ def test_history_snapshot_ingested_out_of_order_is_inserted_in_place(spark):
         (2, "silver", "y", _ts(1), _ts(20)),  # unchanged on day 10, still deleted on day 20
         (4, "new", "z", _ts(10), _ts(20)),  # absent from day 20's snapshot
     }
+
+
+def _reference_history(versions: set[tuple], snaps: dict[int, list[tuple]]) -> set[tuple]:
+    """The history after ``snaps``, by the definition in plain Python: the state of every key at each
+    date the old history records or a snapshot gives (a snapshot's date: the snapshot; any other
+    date: the version the old history has valid then), and a version wherever a key's state changes.
+    ``versions``: (customer, segment, tier, _ingest_date, _source_file, valid_from, valid_to)."""
+
+    def recorded_state(t: dt.datetime) -> dict:
+        return {
+            c: (s, tier, day, f)
+            for c, s, tier, day, f, start, end in versions
+            if start <= t and (end is None or t < end)
+        }
+
+    new = {_ts(day): {c: (s, t, _day(day), f"s{day}.csv") for c, s, t in people} for day, people in snaps.items()}
+    times = sorted({v[5] for v in versions} | {v[6] for v in versions if v[6] is not None} | set(new))
+    states = [(t, new[t] if t in new else recorded_state(t)) for t in times]
+    out = set()
+    for c in {c for _, state in states for c in state}:
+        changes = []  # (time, value or None for absent, bookkeeping)
+        for t, state in states:
+            value = state[c][:2] if c in state else None
+            if not changes or changes[-1][1] != value:
+                changes.append((t, value, state[c][2:] if c in state else None))
+        for i, (t, value, book) in enumerate(changes):
+            if value is not None:
+                end = changes[i + 1][0] if i + 1 < len(changes) else None
+                out.add((c, *value, *book, t, end))
+    return out
+
+
+def _full_versions(df) -> set[tuple]:
+    cols = ["customer", "segment", "tier", "_ingest_date", "_source_file", "valid_from", "valid_to"]
+    return {tuple(r[c] for c in cols) for r in df.collect()}
+
+
+@pytest.mark.slow  # a dozen history builds
+@pytest.mark.parametrize("seed", [3, 11, 29])
+def test_with_snapshot_history_matches_the_definition_on_random_snapshot_sequences(spark, seed):
+    # Batches of one or two dated snapshots, in any date order: repeated dates (a corrected
+    # snapshot), dates before the history's latest (a backfill), keys appearing, changing,
+    # disappearing and coming back, null attributes.
+    rng = random.Random(seed)
+    history, expected = None, set()
+    for _ in range(4):
+        days = rng.sample(range(1, 13), rng.choice((1, 2)))
+        snaps = {
+            day: [
+                (c, rng.choice(("gold", "silver", None)), rng.choice(("x", "y")))
+                for c in range(1, 6)
+                if rng.random() < 0.7
+            ]
+            for day in days
+        }
+        history = _history(spark, history, snaps)
+        expected = _reference_history(expected, snaps)
+        assert _full_versions(history) == expected, (seed, snaps)
 
 
 def test_as_of_join_picks_the_version_valid_at_the_time(spark):

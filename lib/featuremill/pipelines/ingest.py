@@ -51,7 +51,13 @@ from featuremill.storage import io
 from featuremill.storage.exactly_once import CommitGuard, _semantic, digest, run_key, source_definition
 from featuremill.storage.ledger import RunRecord
 from featuremill.storage.retention import ensure_retention, replay_window
-from featuremill.transforms.dimensions import HISTORY_COLUMNS, VALID_FROM, VALID_TO, with_snapshot_history
+from featuremill.transforms.dimensions import (
+    HISTORY_COLUMNS,
+    VALID_FROM,
+    VALID_TO,
+    recorded_times,
+    with_snapshot_history,
+)
 from featuremill.transforms.ingest import (
     EVENT_DATE,
     INGEST_DATE,
@@ -161,6 +167,8 @@ class _Prepared:
     rows_read: int
     rows_valid: int
     rows_quarantined: int
+    #: the landing dates that gave valid rows (dated sources and dimensions)
+    valid_dates: tuple[dt.date, ...] = ()
     skipped: bool = False
     decided: bool = False
     guard: CommitGuard | None = None
@@ -283,10 +291,11 @@ def _prepare_source(
                 if source.event_time
                 else F.lit(None).cast("bigint")
             )
-            # the landing dates that gave rows (a handful of strings: one per date of the range)
+            # the landing dates that gave rows (a handful of strings: one per date of the range);
+            # a dimension's valid ones date its snapshots (none: no snapshot to add)
             landed = (
                 F.collect_set(col(INGEST_DATE).cast("string"))
-                if source.kind == "events" and source.partition_column
+                if source.partition_column or source.kind == "dimension"
                 else F.array().cast("array<string>")
             )
             counted = (
@@ -328,7 +337,10 @@ def _prepare_source(
         rows_quarantined,
         ", ".join(f"{k}={v}" for k, v in sorted(by_rule.items()) if k != "valid") or "none",
     )
-    item = _Prepared(source, record, gate, flagged, by_rule, rows_read, rows_valid, rows_quarantined)
+    valid_dates = tuple(
+        sorted(dt.date.fromisoformat(d) for r in counted if r[RULE] is None for d in (r["__landed"] or ()))
+    )
+    item = _Prepared(source, record, gate, flagged, by_rule, rows_read, rows_valid, rows_quarantined, valid_dates)
     if source.kind == "events" and not (allow_empty or source.allow_empty):
         landed_dates = {str(d)[:10] for r in counted for d in (r["__landed"] or ())}
         try:
@@ -455,7 +467,7 @@ def _write_source(
                     properties=window.table_properties(),
                 )
             else:
-                valid = _dimension_history(spark, source, valid, validated_path, start=start)
+                valid = _dimension_history(spark, source, valid, validated_path, start=start, landed=item.valid_dates)
                 io.overwrite(
                     valid,
                     validated_path,
@@ -577,10 +589,12 @@ def _check_history_table(spark, source: SourceSpec, path: str) -> None:
         )
 
 
-def _dimension_history(spark, source: SourceSpec, valid, path: str, *, start: dt.date):
+def _dimension_history(spark, source: SourceSpec, valid, path: str, *, start: dt.date, landed: tuple[dt.date, ...]):
     """The dimension's history table after this run's snapshots (see :mod:`featuremill.transforms.dimensions`).
 
-    A dated dimension (``partition_column``) brings one snapshot per landing folder, dated by it.
+    A dated dimension (``partition_column``) brings one snapshot per landing folder, dated by it
+    (``landed``: the landing dates that gave valid rows, from the run's counting aggregate;
+    empty when no row is valid, and the history is then unchanged).
     An undated one is the snapshot as of this run's ``start``, and never earlier than the latest
     date the history records: today's file says nothing about the past, so a backfill of an older
     range must not write it there (land dated snapshots for that).
@@ -588,26 +602,38 @@ def _dimension_history(spark, source: SourceSpec, valid, path: str, *, start: dt
     from pyspark.sql import functions as F
 
     history = io.read_delta(spark, path) if io.is_delta_table(spark, path) else None
+    latest, history_times = None, []
+    if history is not None:
+        # One aggregate row: the times the history records, and (to_date in Spark: the session's
+        # time zone, the one valid_from was made in) the latest date it describes.
+        latest, history_times = history.agg(
+            F.max(F.to_date(F.greatest(col(VALID_FROM), F.coalesce(col(VALID_TO), col(VALID_FROM))))),
+            recorded_times(),
+        ).first()
+    snapshot_dates = list(landed)
     if source.partition_column is None:
         snapshot_date = start
-        if history is not None:
-            # to_date in Spark: the session's time zone, the one valid_from was made in.
-            latest = history.agg(
-                F.max(F.to_date(F.greatest(col(VALID_FROM), F.coalesce(col(VALID_TO), col(VALID_FROM)))))
-            ).first()[0]
-            if latest is not None and latest > start:
-                log.warning(
-                    "dimension %s: an undated snapshot cannot describe %s, before the latest recorded "
-                    "date %s; recorded as of %s (land dated snapshots to rebuild the past)",
-                    source.name,
-                    start,
-                    latest,
-                    latest,
-                )
-                snapshot_date = latest
+        if latest is not None and latest > start:
+            log.warning(
+                "dimension %s: an undated snapshot cannot describe %s, before the latest recorded "
+                "date %s; recorded as of %s (land dated snapshots to rebuild the past)",
+                source.name,
+                start,
+                latest,
+                latest,
+            )
+            snapshot_date = latest
         valid = valid.withColumn(INGEST_DATE, F.lit(snapshot_date))
+        snapshot_dates = [snapshot_date] if landed else []
     attributes = [c.name for c in source.columns if c.name not in source.key]
-    built = with_snapshot_history(history, valid, key=source.key, attributes=attributes)
+    built = with_snapshot_history(
+        history,
+        valid,
+        key=source.key,
+        attributes=attributes,
+        snapshot_dates=snapshot_dates,
+        history_times=history_times or [],
+    )
     return built.select(
         *[col(c) for c in source.column_names], col(INGEST_DATE), col(SOURCE_FILE), *map(col, HISTORY_COLUMNS)
     )

@@ -13,6 +13,7 @@ attributes from then on).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 
 from featuremill.core.errors import JoinColumnClashError
@@ -27,13 +28,35 @@ _T = "__snapshot_t"
 _PRESENT = "__present"
 
 
-def with_snapshot_history(history, snapshots, *, key: Sequence[str], attributes: Sequence[str]):
+def recorded_times():
+    """Aggregate Column over a history table: the distinct times it records (every ``valid_from``
+    and non-null ``valid_to``) as epoch microseconds, sorted (``array<bigint>``; one element per
+    snapshot date at which some version starts or ends). The ``history_times`` argument of
+    :func:`with_snapshot_history`, collected by the caller in one aggregate row."""
+    from pyspark.sql import functions as F
+
+    micros = [F.collect_set(F.unix_micros(col(c))) for c in HISTORY_COLUMNS]  # collect_set skips nulls
+    return F.array_sort(F.array_distinct(F.concat(*micros)))
+
+
+def with_snapshot_history(
+    history,
+    snapshots,
+    *,
+    key: Sequence[str],
+    attributes: Sequence[str],
+    snapshot_dates: Sequence[dt.date],
+    history_times: Sequence[int] = (),
+):
     """DataFrame -> DataFrame: the dimension's history after adding ``snapshots``.
 
     ``snapshots``: valid dimension rows with the ``key`` and ``attributes`` columns,
     ``_ingest_date`` (date: the snapshot's landing date; every distinct date is one full snapshot,
-    each key at most once per date) and ``_source_file``. ``history``: the current history table
-    (same columns plus ``valid_from``, ``valid_to`` timestamps) or None for a new dimension.
+    each key at most once per date) and ``_source_file``. ``snapshot_dates``: every distinct
+    ``_ingest_date`` of ``snapshots`` (the caller knows them: a date listed that has no row would
+    read as a snapshot in which every key is absent). ``history``: the current history table (same
+    columns plus ``valid_from``, ``valid_to`` timestamps) or None for a new dimension;
+    ``history_times``: its :func:`recorded_times`.
 
     Output grain: one row per (key, valid_from), versions of a key never overlap; columns ``key``,
     ``attributes``, ``_ingest_date`` and ``_source_file`` of the snapshot that first showed the
@@ -43,6 +66,11 @@ def with_snapshot_history(history, snapshots, *, key: Sequence[str], attributes:
     adding the same snapshots again yields the same history. A snapshot older than the history's
     latest date (a backfill) is inserted in place: its values hold until the next date at which
     the history records a change of any key, where the recorded state is restored.
+
+    Plan: the snapshot and recorded times are literal arrays (a handful of values per snapshot
+    date, evaluated once by the optimizer), so the only shuffles are the distinct keys and one
+    repartition by key that every window below shares; a global order of times in a Spark window
+    cost a single-partition shuffle and, with the joins to the time lists, 19 shuffles per run.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -54,52 +82,43 @@ def with_snapshot_history(history, snapshots, *, key: Sequence[str], attributes:
     def obs(df, t, present: bool):
         return df.select(*[col(c) for c in payload], t.alias(_T), F.lit(present).alias(_PRESENT))
 
-    def absent(keys, times):
-        nulls = [F.lit(None).cast(dict(snapshots.dtypes)[c]).alias(c) for c in attributes + bookkeeping]
-        return keys.crossJoin(F.broadcast(times)).select(
-            *[col(k) for k in key], *nulls, col(_T), F.lit(False).alias(_PRESENT)
-        )
+    def timestamps(values):
+        return F.array(*values).cast("array<timestamp>")
 
-    snap = obs(snapshots, col(INGEST_DATE).cast("timestamp"), True)
-    new_times = snap.select(_T).distinct()
-    parts = [snap]
+    new_times = timestamps(F.lit(d).cast("timestamp") for d in sorted(set(snapshot_dates)))
+    parts = [obs(snapshots, col(INGEST_DATE).cast("timestamp"), True)]
     all_keys = snapshots.select(*[col(k) for k in key])
     times = new_times
     if history is not None:
         opened = obs(history, col(VALID_FROM), True)
         closed = obs(history.where(col(VALID_TO).isNotNull()), col(VALID_TO), False)
-        recorded = opened.unionByName(closed)
         # The new snapshots replace what the history recorded at their dates.
-        parts.append(recorded.join(F.broadcast(new_times), on=_T, how="left_anti"))
+        at_new_time = F.coalesce(F.array_contains(new_times, col(_T)), F.lit(False))
+        parts.append(opened.unionByName(closed).where(~at_new_time))
         all_keys = all_keys.unionByName(history.select(*[col(k) for k in key]))
         # After a snapshot inserted before later history, the recorded state comes back at the
         # next recorded date: restate the whole recorded state there.
-        recorded_times = recorded.select(_T).distinct()
-        ordered = (
-            recorded_times.withColumn("__new", F.lit(False))
-            .unionByName(new_times.withColumn("__new", F.lit(True)))
-            .groupBy(_T)
-            .agg(F.max("__new").alias("__new"))
-        )
-        step = Window.orderBy(_T)  # one row per snapshot date: a tiny frame
-        ordered = ordered.select(
-            col(_T), col("__new"), F.lead(_T).over(step).alias("__next"), F.lead("__new").over(step).alias("__next_new")
-        )
-        restate = ordered.where(col("__new") & col("__next").isNotNull() & ~col("__next_new")).select(
-            col("__next").alias(_T)
-        )
-        valid_then = history.join(
-            F.broadcast(restate),
-            (col(VALID_FROM) <= col(_T)) & (col(VALID_TO).isNull() | (col(_T) < col(VALID_TO))),
+        recorded = timestamps(F.timestamp_micros(F.lit(int(m))) for m in history_times)
+        every_time = F.array_distinct(F.concat(recorded, new_times))
+        following = F.transform(new_times, lambda t: F.array_min(F.filter(every_time, lambda x: x > t)))
+        restate = F.array_distinct(F.filter(following, lambda x: x.isNotNull() & ~F.array_contains(new_times, x)))
+        valid_then = history.select("*", F.explode(restate).alias(_T)).where(
+            (col(VALID_FROM) <= col(_T)) & (col(VALID_TO).isNull() | (col(_T) < col(VALID_TO)))
         )
         parts.append(obs(valid_then, col(_T), True))
-        times = times.unionByName(restate)
-    all_keys = all_keys.distinct()
+        times = F.array_distinct(F.concat(new_times, restate))
     # Every key is absent at every date it is not observed at (present observations win below).
-    parts.append(absent(all_keys, times.distinct()))
+    nulls = [F.lit(None).cast(dict(snapshots.dtypes)[c]).alias(c) for c in attributes + bookkeeping]
+    parts.append(
+        all_keys.distinct().select(
+            *[col(k) for k in key], *nulls, F.explode(times).alias(_T), F.lit(False).alias(_PRESENT)
+        )
+    )
     observations = parts[0]
     for part in parts[1:]:
         observations = observations.unionByName(part)
+    # Partitioned by the key alone, the data satisfies both windows (by key and time; by key).
+    observations = observations.repartition(*[col(k) for k in key])
 
     per_key = Window.partitionBy(*[col(k) for k in key])
     at_time = Window.partitionBy(*[col(k) for k in key], col(_T)).orderBy(
