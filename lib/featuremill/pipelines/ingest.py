@@ -632,7 +632,7 @@ def _dimension_history(spark, source: SourceSpec, valid, path: str, *, start: dt
         key=source.key,
         attributes=attributes,
         snapshot_dates=snapshot_dates,
-        history_times=history_times or [],
+        history_times=history_times,
     )
     return built.select(
         *[col(c) for c in source.column_names], col(INGEST_DATE), col(SOURCE_FILE), *map(col, HISTORY_COLUMNS)

@@ -46,7 +46,7 @@ def with_snapshot_history(
     key: Sequence[str],
     attributes: Sequence[str],
     snapshot_dates: Sequence[dt.date],
-    history_times: Sequence[int] = (),
+    history_times: Sequence[int],
 ):
     """DataFrame -> DataFrame: the dimension's history after adding ``snapshots``.
 
@@ -56,7 +56,8 @@ def with_snapshot_history(
     ``_ingest_date`` of ``snapshots`` (the caller knows them: a date listed that has no row would
     read as a snapshot in which every key is absent). ``history``: the current history table (same
     columns plus ``valid_from``, ``valid_to`` timestamps) or None for a new dimension;
-    ``history_times``: its :func:`recorded_times`.
+    ``history_times``: its :func:`recorded_times` (required: without them a snapshot inserted before
+    later history would not be restated after it; ``[]`` with no history).
 
     Output grain: one row per (key, valid_from), versions of a key never overlap; columns ``key``,
     ``attributes``, ``_ingest_date`` and ``_source_file`` of the snapshot that first showed the
