@@ -229,10 +229,21 @@ def select_features(
     _contingency_pass(prep, cand)
     assembled = _assemble(prep).persist(StorageLevel.MEMORY_AND_DISK)
     try:
+        # Fill the cache in one job over every partition: the MLlib calls below start with a
+        # single-partition ``first()``, which would compute one partition while the other cores wait.
+        with stage("selection: model inputs (cached)"):
+            total = assembled.count()
         _f_test(assembled, prep, cand, task=task)
         corr_names, matrix = _correlation(assembled, prep, cand, spec, task=task, classes=classes)
         baseline, loss_name = _model_importances(
-            assembled, spec, task, classes, prep.model_cols, prep.usable_numeric + prep.usable_categorical, cand.by_name
+            assembled,
+            spec,
+            task,
+            classes,
+            prep.model_cols,
+            prep.usable_numeric + prep.usable_categorical,
+            cand.by_name,
+            total=total,
         )
         pca_var, pca_k = _pca(assembled, prep, spec)
     finally:
@@ -519,20 +530,17 @@ def _contingency_pass(prep: _Prepared, cand: _Candidates) -> None:
 
 
 def _assemble(prep: _Prepared):
-    """The prepared rows as MLlib vectors: ``bin_vec``, ``num_vec``, ``model_vec`` (each when non-empty)."""
+    """The prepared rows as MLlib vectors: ``label``, ``num_vec`` and ``model_vec`` (each when
+    non-empty). The bins are left out: only the contingency pass reads them, from ``prep.frame``."""
     from pyspark.ml.feature import VectorAssembler
 
     assembled = prep.frame
-    if prep.binned:
-        assembled = VectorAssembler(inputCols=[b for _, b in prep.binned], outputCol="bin_vec").transform(assembled)
     if prep.num_cols:
         assembled = VectorAssembler(inputCols=prep.num_cols, outputCol="num_vec").transform(assembled)
     if prep.model_cols:
         assembled = VectorAssembler(inputCols=prep.model_cols, outputCol="model_vec").transform(assembled)
     return assembled.select(
         "label",
-        "label_bin",
-        *(["bin_vec"] if prep.binned else []),
         *(["num_vec"] if prep.num_cols else []),
         *(["model_vec"] if prep.model_cols else []),
     )
@@ -754,14 +762,16 @@ def _model_importances(
     model_cols: list[str],
     model_names: list[str],
     by_name: dict,
+    *,
+    total: int,
 ) -> tuple[float | None, str]:
-    """Fit a forest on a sample, record impurity importances and held-out permutation importances.
+    """Fit a forest on a sample of ``assembled`` (``total`` rows), record impurity importances and
+    held-out permutation importances.
 
     Returns the baseline held-out loss (log loss or mean squared error) and its name.
     """
     if not model_cols:
         return None, ""
-    total = assembled.count()
     fraction = min(1.0, spec.model.sample_rows / max(total, 1))
     model, hold = _fit_forest(assembled, spec, task, fraction=fraction, model_names=model_names, by_name=by_name)
     numbered, per_label = _held_out_sample(hold, spec, held_rows=total * fraction * spec.model.holdout_fraction)
