@@ -37,6 +37,19 @@ def test_local_session_starts_with_the_quiet_log4j_config(environ):
     assert settings["spark.sql.extensions"] == session.DELTA_EXTENSION
 
 
+def test_local_session_caches_thousands_of_generated_classes_and_a_given_setting_wins(classic_spark, environ):
+    # the default of 100 made every streaming micro-batch recompile the last one's classes
+    assert session.local_settings({}, environ)["spark.sql.codegen.cache.maxEntries"] == "2000"
+    assert (
+        session.local_settings({"spark.sql.codegen.cache.maxEntries": "300"}, environ)[
+            "spark.sql.codegen.cache.maxEntries"
+        ]
+        == "300"
+    )
+    # a static setting: it reaches the JVM only at start, as the suite's own session shows
+    assert classic_spark.sparkContext.getConf().get("spark.sql.codegen.cache.maxEntries") == "2000"
+
+
 def test_quiet_option_is_appended_to_the_users_java_options(environ):
     settings = session.local_settings({"spark.driver.extraJavaOptions": "-XX:+UseParallelGC"}, environ)
     assert settings["spark.driver.extraJavaOptions"] == f"-XX:+UseParallelGC {QUIET}"
