@@ -57,12 +57,12 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # their messages. An environment's ``spark:`` block can turn it back on.
     "spark.python.sql.dataFrameDebugging.enabled": "false",
     # Spark keeps the Java classes it generates and compiles for each query (whole-stage code,
-    # projections, predicates) in a cache of 100 by default, shared by every query of the JVM. A
-    # featuremill run asks for more than that: one streaming micro-batch of a feature set compiles
-    # over a hundred (its windows, the MERGE's join and rewrite, the appends), so at 100 each
-    # micro-batch evicted the last one's and compiled them all again (Janino, on the driver, between
-    # Spark jobs). A few thousand cost a few megabytes of metaspace (about 2 KB per class loader,
-    # read with `jcmd PID VM.classloader_stats`). Measured on 2 cores, same day, 60 s per rate:
+    # projections, predicates) in a cache of 100 by default, shared by every query of the JVM. The
+    # queries of one streaming micro-batch (its windows, the MERGE's join and rewrite, the appends)
+    # need more than that together, so each micro-batch evicted the classes the next one asks for
+    # again and they were all compiled anew (Janino, on the driver, between Spark jobs: thread dumps
+    # inside the MERGEs caught it there). A few thousand cost a few megabytes of metaspace (about
+    # 2 KB per class loader, read with `jcmd PID VM.classloader_stats`). Measured on 2 cores, same day, 60 s per rate:
     # seconds per micro-batch 8.2 -> 5.9 at 2,000 events/s, 10.5 -> 7.0 at 5,000, 15.3 -> 9.7 at
     # 8,000. The demo, one run each: 198 s -> 191 s (within the spread of its runs).
     # A static setting: spark-submit and clusters set it with --conf (docs/streaming.md).

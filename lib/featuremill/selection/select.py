@@ -530,8 +530,9 @@ def _contingency_pass(prep: _Prepared, cand: _Candidates) -> None:
 
 
 def _assemble(prep: _Prepared):
-    """The prepared rows as MLlib vectors: ``label``, ``num_vec`` and ``model_vec`` (each when
-    non-empty). The bins are left out: only the contingency pass reads them, from ``prep.frame``."""
+    """The prepared rows as model inputs: ``label`` and the MLlib vectors ``num_vec`` and
+    ``model_vec`` (each when non-empty). The bins are left out: only the contingency pass reads
+    them, from ``prep.frame``."""
     from pyspark.ml.feature import VectorAssembler
 
     assembled = prep.frame
