@@ -62,10 +62,10 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # need more than that together, so each micro-batch evicted the classes the next one asks for
     # again and they were all compiled anew (Janino, on the driver, between Spark jobs: thread dumps
     # inside the MERGEs caught it there). A few thousand cost a few megabytes of metaspace (about
-    # 2 KB per class loader, read with `jcmd PID VM.classloader_stats`). Measured on 2 cores, same day, 60 s per rate:
-    # seconds per micro-batch 8.2 -> 5.9 at 2,000 events/s, 10.5 -> 7.0 at 5,000, 15.3 -> 9.7 at
-    # 8,000. The demo, one run each: 198 s -> 191 s (within the spread of its runs).
-    # A static setting: spark-submit and clusters set it with --conf (docs/streaming.md).
+    # 2 KB per class loader, read with `jcmd PID VM.classloader_stats`). Measured on 2 cores, one
+    # run each, 60 s per rate: seconds per micro-batch 8.2 -> 5.9 at 2,000 events/s, 10.5 -> 7.0
+    # at 5,000, 15.3 -> 9.7 at 8,000; the demo 198 s -> 191 s (within the spread of its runs). A
+    # static setting: spark-submit and clusters set it with --conf (docs/streaming.md).
     "spark.sql.codegen.cache.maxEntries": "2000",
 }
 
