@@ -2,7 +2,8 @@
 # Idempotent set-up of a development/test environment at the repository root:
 #   .venv/ with featuremill (editable) and the tested PySpark + Delta + test dependencies
 #   (and the online extra: Feast and the Redis client; redis-server comes from scripts/redis.sh),
-#   and the Delta jars resolved from Maven Central into the Ivy cache (~/.ivy2.5.2).
+#   the Delta jars resolved from Maven Central into the Ivy cache (~/.ivy2.5.2), and the class
+#   archive local sessions start with (~/.cache/featuremill/jvm-archive).
 # Re-running is cheap: pip runs again only when setup.cfg or constraints.txt change, and the
 # jars are fetched only when missing.
 set -euo pipefail
@@ -51,6 +52,10 @@ PY
     exit 1
   fi
 fi
+# the class archive local sessions start with (featuremill.core.jvm_archive: Spark's, Scala's and
+# Delta's classes parsed and verified once, mapped by every later local JVM; about 40 s and 180 MB
+# in ~/.cache/featuremill, once per JDK, pyspark and Delta jar set). Without it sessions start as before.
+.venv/bin/python -m featuremill.core.jvm_archive || log "warning: no class archive; local sessions start without it"
 # redis-server for the online-store tests (Debian package; nothing happens when it is installed)
 scripts/redis.sh install || log "warning: could not install redis-server (the Redis online-store tests need it)"
 # the Kafka broker of the streaming tests (scripts/kafka.sh; jars cached after the first time)

@@ -175,3 +175,54 @@ def test_configure_logging_silences_feasts_spark_source_notice_only():
     stderr = printed("configure_logging()\n")
     assert "spark data source API" not in stderr
     assert "a RuntimeWarning of anyone else" in stderr
+
+
+def _archive(environ) -> str:
+    """Build a stand-in for the class archive where get_spark looks for it; its Java options."""
+    path = session.class_archive_path(environ)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    return session.class_archive_options(path)
+
+
+def test_local_session_runs_the_parallel_collector_and_the_class_archive_once_built(environ):
+    assert session.local_settings({}, environ)["spark.driver.defaultJavaOptions"] == "-XX:+UseParallelGC"
+    archive = _archive(environ)
+    settings = session.local_settings({"spark.driver.extraJavaOptions": "-Xss4m"}, environ)
+    assert settings["spark.driver.defaultJavaOptions"] == f"-XX:+UseParallelGC {archive}"
+    assert archive.startswith("-XX:SharedArchiveFile=") and "/featuremill/jvm-archive/spark-" in archive
+    # the user's own options stay where they were, the quiet log4j option still appended
+    assert settings["spark.driver.extraJavaOptions"] == f"-Xss4m {QUIET}"
+
+
+@pytest.mark.parametrize(
+    ("conf", "env", "kept"),
+    [
+        ({"spark.driver.extraJavaOptions": "-XX:+UseG1GC -Xss4m"}, {}, "archive"),
+        ({}, {"SPARK_SUBMIT_OPTS": "-XX:+UseZGC"}, "archive"),
+        ({}, {"JAVA_TOOL_OPTIONS": "-Dx=1 -XX:+UseSerialGC"}, "archive"),
+        ({}, {"_JAVA_OPTIONS": "-XX:+UseShenandoahGC"}, "archive"),
+        ({}, {"SPARK_SUBMIT_OPTS": "-XX:SharedArchiveFile=/opt/my.jsa"}, "collector"),
+        ({"spark.driver.extraJavaOptions": "-Xshare:off"}, {}, "collector"),
+        ({"spark.driver.defaultJavaOptions": "-Xss4m"}, {}, "none"),
+    ],
+)
+def test_a_users_collector_class_sharing_or_default_options_are_left_alone(environ, conf, env, kept):
+    # two collectors in one option list stop the JVM from starting
+    archive = _archive(environ)
+    settings = session.local_settings(conf, {**environ, **env})
+    added = {"archive": archive, "collector": "-XX:+UseParallelGC", "none": "-Xss4m"}[kept]
+    assert settings["spark.driver.defaultJavaOptions"] == added
+
+
+def test_a_collector_or_default_options_in_spark_defaults_conf_are_left_alone(environ, tmp_path):
+    conf_dir = tmp_path / "spark-conf"
+    conf_dir.mkdir()
+    env = {**environ, "SPARK_CONF_DIR": str(conf_dir)}
+    (conf_dir / "spark-defaults.conf").write_text("spark.driver.memory 4g\n")
+    assert session.local_settings({}, env)["spark.driver.defaultJavaOptions"] == "-XX:+UseParallelGC"
+    (conf_dir / "spark-defaults.conf").write_text("spark.driver.extraJavaOptions -XX:+UseG1GC\n")
+    assert "spark.driver.defaultJavaOptions" not in session.local_settings({}, env)
+    assert session.user_java_option(session._COLLECTOR, {}, env) == "spark-defaults.conf"
+    (conf_dir / "spark-defaults.conf").write_text("spark.driver.defaultJavaOptions -Xss4m\n")
+    assert "spark.driver.defaultJavaOptions" not in session.local_settings({}, env)
