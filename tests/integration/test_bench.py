@@ -149,6 +149,19 @@ def test_demo_step_seconds_reads_every_step_and_the_figure_says_met_or_not():
     assert failed[0]["met"] is False and failed[0]["measured"] == "FAILED after 12 s"
 
 
+def test_summary_rows_scaling_is_events_per_s_at_the_largest_size_over_the_smallest():
+    def size(events, seconds):
+        return {"events": events, "events_per_s": events / seconds, "s_per_million": seconds / (events / 1e6)}
+
+    for big_s, ratio, met in [(2_000.0, 0.8, True), (2_500.0, 0.64, False), (500.0, 3.2, True)]:
+        sizes = [size(1_000_000, 80.0), size(20_000_000, big_s)]
+        e2e = {"sizes": sizes, "cost_spread": 1.0, "cost_largest_to_smallest": 1.0}
+        rows = suite.summary_rows({"options": {}, "sections": {"e2e": e2e}})
+        (row,) = [r for r in rows if r["figure"] == "Scaling: events/s at 20M / events/s at 1M"]
+        assert row["target"] == ">= 0.8x" and row["met"] is met
+        assert row["measured"] == f"{ratio:.2f}x"
+
+
 def test_counted_work_counts_each_blocks_jobs_and_commits(spark, tmp_path):
     from featuremill.bench.pipeline import counted_work
 
