@@ -10,7 +10,7 @@ measured 10.7 s -> 7.6 s for a fresh session's start plus its first Delta write 
 Local sessions have such an archive of their own (:mod:`featuremill.core.jvm_archive`, built by
 scripts/setup.sh); the tests build theirs the same way from a workload that also runs the test
 session's settings (interpreted expressions, no adaptive execution), and use it instead of the
-local sessions' one. It is built once per machine (about 25 s) by :func:`ensure_archive`; it lives
+local sessions' one. It is built once per machine (about 45 s, README) by :func:`ensure_archive`; it lives
 under ``.venv/`` and is keyed as the local sessions' one (the JDK, pyspark and the cached Delta
 jars), so a change of any of them builds a new one. :func:`enabled_options` gives the options a
 JVM uses it with; tests/conftest.py puts them in ``SPARK_SUBMIT_OPTS`` (where get_spark sees that
