@@ -177,6 +177,35 @@ def test_counted_work_counts_each_blocks_jobs_and_commits(spark, tmp_path):
     assert first["spark_jobs"] > 1  # the collect and the writes' jobs
 
 
+def test_counted_work_peak_heap_covers_an_array_held_in_the_block(spark, tmp_path):
+    from featuremill.bench.pipeline import counted_work
+
+    size = 128 * 2**20
+    sc = spark.sparkContext
+    with counted_work(spark, str(tmp_path / "warehouse"), "test-heap") as work:
+        held = sc._gateway.new_array(sc._jvm.byte, size)  # lives in the driver JVM's heap until the block ends
+        assert len(held) == size
+    del held
+    assert work["peak_heap_bytes"] >= size
+    assert work["max_heap_bytes"] == int(sc._jvm.java.lang.Runtime.getRuntime().maxMemory())
+
+
+def test_summary_rows_end_to_end_give_the_last_runs_peak_driver_heap():
+    def size(events, last_run):
+        return {"events": events, "events_per_s": events / 80.0, "s_per_million": 80.0, "last_run": last_run}
+
+    heap = {"peak_driver_heap_bytes": 1536 * 2**20, "driver_max_heap_bytes": 4 * 2**30}
+    e2e = {"sizes": [size(1_000_000, heap), size(5_000_000, {})], "cost_spread": 1.0, "cost_largest_to_smallest": 1.0}
+    rows = suite.summary_rows({"options": {}, "sections": {"e2e": e2e}})
+    measured = {r["figure"]: r["measured"] for r in rows if r["figure"].startswith("End to end (ingest")}
+    assert measured == {
+        "End to end (ingest + features), 1M events": "12,500 events/s, 80.0 s per 1M events, "
+        "peak driver heap 1,536 MiB of 4,096 MiB",
+        # a report written before the figure existed has no heap in its last run
+        "End to end (ingest + features), 5M events": "62,500 events/s, 80.0 s per 1M events",
+    }
+
+
 @pytest.mark.slow
 def test_bench_pipeline_sections_run_the_real_jobs(spark, tmp_path):
     options = suite.SuiteOptions(
@@ -203,7 +232,9 @@ def test_bench_pipeline_sections_run_the_real_jobs(spark, tmp_path):
     assert run["ingest_delta_commits"] > 0 and run["features_delta_commits"] > 0
     assert run["ingest_delta_commits"] + run["features_delta_commits"] == history_rows
     assert run["ingest_spark_jobs"] > 0 and run["features_spark_jobs"] > 0
+    assert 0 < run["peak_driver_heap_bytes"] and run["driver_max_heap_bytes"] > 0
     table = suite.render(report)
+    assert "peak driver heap MiB (last run)" in table
     assert "ingest: Spark jobs / Delta commits" in table
     assert f"| {run['ingest_spark_jobs']:,} / {run['ingest_delta_commits']:,} |" in table
 

@@ -50,22 +50,38 @@ def delta_commit_count(root: str) -> int:
     return sum(1 for log_dir in Path(root).rglob("_delta_log") for f in log_dir.glob("*.json") if f.stem.isdigit())
 
 
+def _heap_pools(spark) -> list:
+    """The driver JVM's heap memory pools (eden, survivor, old generation for most collectors)."""
+    management = spark.sparkContext._jvm.java.lang.management.ManagementFactory
+    return [pool for pool in management.getMemoryPoolMXBeans() if pool.getType().name() == "HEAP"]
+
+
 @contextlib.contextmanager
 def counted_work(spark, warehouse: str, tag: str) -> Iterator[dict]:
-    """Count the Spark jobs this thread starts and the Delta commits under ``warehouse`` in the block.
+    """Count the Spark jobs this thread starts and the Delta commits under ``warehouse`` in the block,
+    and the driver JVM's peak heap use.
 
     The jobs carry ``tag`` plus a suffix unique to the block.
 
-    Fills the yielded dict with ``spark_jobs`` (``None`` when the status store is not readable)
-    and ``delta_commits`` when the block ends.
+    Fills the yielded dict with ``spark_jobs`` (``None`` when the status store is not readable),
+    ``delta_commits``, ``peak_heap_bytes`` and ``max_heap_bytes`` when the block ends. The peak is
+    the sum of each heap pool's peak use in the block (the JVM's own peak counters, reset when the
+    block starts; no sampling): an upper bound of the heap in use at any one time, since the pools
+    peak at different moments (eden fills before each young collection). In local mode the driver
+    JVM also runs every task, so this is all the heap the run's Spark used.
     """
     counts: dict = {}
     commits_before = delta_commit_count(warehouse)
+    pools = _heap_pools(spark)
+    for pool in pools:
+        pool.resetPeakUsage()
     tag = f"{tag}-{uuid.uuid4().hex[:12]}"  # the status store keeps earlier blocks' jobs under their tags
     with tagged_jobs(spark, tag):
         yield counts
     counts["spark_jobs"] = tagged_job_count(spark, tag)
     counts["delta_commits"] = delta_commit_count(warehouse) - commits_before
+    counts["peak_heap_bytes"] = sum(int(pool.getPeakUsage().getUsed()) for pool in pools)
+    counts["max_heap_bytes"] = int(spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory())
 
 
 def end_to_end(
@@ -98,6 +114,8 @@ def end_to_end(
         "ingest_delta_commits": ingest_work["delta_commits"],
         "features_spark_jobs": features_work["spark_jobs"],
         "features_delta_commits": features_work["delta_commits"],
+        "peak_driver_heap_bytes": max(ingest_work["peak_heap_bytes"], features_work["peak_heap_bytes"]),
+        "driver_max_heap_bytes": features_work["max_heap_bytes"],
         "rows_read": events.rows_read,
         "rows_valid": events.rows_valid,
         "rows_quarantined": events.rows_quarantined,

@@ -360,7 +360,8 @@ def summary_rows(report: dict) -> list[dict]:
             rows.append(
                 {
                     "figure": f"End to end (ingest + features), {format_size(size['events'])} events",
-                    "measured": f"{size['events_per_s']:,.0f} events/s, {size['s_per_million']:.1f} s per 1M events",
+                    "measured": f"{size['events_per_s']:,.0f} events/s, {size['s_per_million']:.1f} s per 1M events"
+                    + _peak_heap(size),
                     "target": "(reported)",
                     "met": None,
                 }
@@ -667,6 +668,20 @@ def _floor_split(size: dict) -> str:
     return f"{run['ingest_s']} / {run['features_s']}" if run else "-"
 
 
+def _peak_heap(size: dict) -> str:
+    """``, peak driver heap X MiB of Y MiB`` for the last end-to-end run at ``size`` (empty when not
+    recorded: reports written before the figure existed)."""
+    last_run = size.get("last_run") or {}
+    peak, limit = last_run.get("peak_driver_heap_bytes"), last_run.get("driver_max_heap_bytes")
+    if peak is None or limit is None:
+        return ""
+    return f", peak driver heap {_mib(peak)} MiB of {_mib(limit)} MiB"
+
+
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:,.0f}"
+
+
 def _last_run_work(size: dict, step: str) -> str:
     """``jobs / commits`` of one pipeline step in the last end-to-end run."""
     last_run = size.get("last_run") or {}
@@ -788,6 +803,7 @@ def render(report: dict) -> str:
                     "ingest s / features s (last run)",
                     "ingest: Spark jobs / Delta commits",
                     "features: Spark jobs / Delta commits",
+                    "peak driver heap MiB (last run)",
                     "floor median s",
                     "floor ingest s / features s (last run)",
                     "floor runs s",
@@ -805,6 +821,7 @@ def render(report: dict) -> str:
                         _last_run_split(x),
                         _last_run_work(x, "ingest"),
                         _last_run_work(x, "features"),
+                        _mib((x.get("last_run") or {}).get("peak_driver_heap_bytes")),
                         fmt(x.get("floor_median_s"), 1),
                         _floor_split(x),
                         " ".join(f"{v:.1f}" for v in x.get("floor_runs_s", [])) or "-",
