@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -50,38 +51,63 @@ def delta_commit_count(root: str) -> int:
     return sum(1 for log_dir in Path(root).rglob("_delta_log") for f in log_dir.glob("*.json") if f.stem.isdigit())
 
 
-def _heap_pools(spark) -> list:
-    """The driver JVM's heap memory pools (eden, survivor, old generation for most collectors)."""
-    management = spark.sparkContext._jvm.java.lang.management.ManagementFactory
-    return [pool for pool in management.getMemoryPoolMXBeans() if pool.getType().name() == "HEAP"]
+class _HeapSampler:
+    """Samples the driver JVM's heap in use (``MemoryMXBean``) every ``interval_s`` on a thread of
+    its own and keeps the largest sample: the figure Spark's UI calls peak JVM on-heap memory."""
+
+    def __init__(self, spark, interval_s: float = 0.5):
+        jvm = spark.sparkContext._jvm
+        self._memory = jvm.java.lang.management.ManagementFactory.getMemoryMXBean()
+        self._runtime = jvm.java.lang.Runtime.getRuntime()
+        self.max_bytes = 0
+        self.peak_bytes = 0
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="featuremill-heap-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        self.peak_bytes = max(self.peak_bytes, int(self._memory.getHeapMemoryUsage().getUsed()))
+        # the usable heap moves a little with some collectors (Parallel leaves out one survivor space)
+        self.max_bytes = max(self.max_bytes, int(self._runtime.maxMemory()))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self._interval_s)
+
+    def __enter__(self) -> _HeapSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
 
 
 @contextlib.contextmanager
 def counted_work(spark, warehouse: str, tag: str) -> Iterator[dict]:
     """Count the Spark jobs this thread starts and the Delta commits under ``warehouse`` in the block,
-    and the driver JVM's peak heap use.
+    and the driver JVM's peak heap in use.
 
     The jobs carry ``tag`` plus a suffix unique to the block.
 
     Fills the yielded dict with ``spark_jobs`` (``None`` when the status store is not readable),
     ``delta_commits``, ``peak_heap_bytes`` and ``max_heap_bytes`` when the block ends. The peak is
-    the sum of each heap pool's peak use in the block (the JVM's own peak counters, reset when the
-    block starts; no sampling): an upper bound of the heap in use at any one time, since the pools
-    peak at different moments (eden fills before each young collection). In local mode the driver
-    JVM also runs every task, so this is all the heap the run's Spark used.
+    the largest heap in use sampled every 0.5 s (garbage not yet collected included, as in Spark's
+    own peak memory metrics; a shorter spike can be missed), so it never exceeds the usable heap
+    ``max_heap_bytes``. In local mode the driver JVM also runs every task, so this is all the heap
+    the run's Spark used.
     """
     counts: dict = {}
     commits_before = delta_commit_count(warehouse)
-    pools = _heap_pools(spark)
-    for pool in pools:
-        pool.resetPeakUsage()
     tag = f"{tag}-{uuid.uuid4().hex[:12]}"  # the status store keeps earlier blocks' jobs under their tags
-    with tagged_jobs(spark, tag):
+    with _HeapSampler(spark) as heap, tagged_jobs(spark, tag):
         yield counts
     counts["spark_jobs"] = tagged_job_count(spark, tag)
     counts["delta_commits"] = delta_commit_count(warehouse) - commits_before
-    counts["peak_heap_bytes"] = sum(int(pool.getPeakUsage().getUsed()) for pool in pools)
-    counts["max_heap_bytes"] = int(spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory())
+    counts["peak_heap_bytes"] = heap.peak_bytes
+    counts["max_heap_bytes"] = heap.max_bytes
 
 
 def end_to_end(
