@@ -32,6 +32,13 @@ def test_parse_size_accepts_suffixes_and_plain_numbers():
         common.parse_size("five")
     assert suite.SuiteOptions(events=5_000_000).curve() == [1_000_000, 5_000_000]
     assert suite.SuiteOptions(events=20_000).curve() == [20_000]
+    # sizes given are all run, above --events too (the 5M figures and the 20M end to end in one run)
+    assert suite.SuiteOptions(events=5_000_000, scale_sizes=(1_000_000, 20_000_000)).curve() == [
+        1_000_000,
+        5_000_000,
+        20_000_000,
+    ]
+    assert suite.SuiteOptions(events=20_000_000, scale_sizes=(1_000_000,)).curve() == [1_000_000, 20_000_000]
 
 
 @pytest.fixture(scope="module")

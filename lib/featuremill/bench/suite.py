@@ -89,9 +89,15 @@ class SuiteOptions:
     streaming: object | None = None  # featuremill.bench.streaming.StreamingOptions (needs a broker)
 
     def curve(self) -> list[int]:
-        """Sizes of the end-to-end scaling curve: the standard sizes up to ``events``, and ``events``."""
-        sizes = sorted({s for s in (self.scale_sizes or SCALE_SIZES) if s <= self.events} | {self.events})
-        return sizes
+        """Sizes of the end-to-end scaling curve, with ``events`` among them.
+
+        Sizes given in ``scale_sizes`` are all run, above ``events`` too: one run then measures the
+        other sections at 5M and the end to end up to 20M. Without them, the standard sizes up to
+        ``events``.
+        """
+        if self.scale_sizes:
+            return sorted(set(self.scale_sizes) | {self.events})
+        return sorted({s for s in SCALE_SIZES if s <= self.events} | {self.events})
 
 
 def run_suite(spark, options: SuiteOptions) -> dict:

@@ -30,7 +30,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs (default 1)")
     parser.add_argument("--e2e-runs", type=int, help="end-to-end runs per size (default --runs; 20M runs once)")
     parser.add_argument(
-        "--scale-sizes", default="1M,5M,20M", help="end-to-end sizes; those up to --events are run (default 1M,5M,20M)"
+        "--scale-sizes",
+        default="",
+        help="end-to-end sizes, each run, larger than --events too, so that one run holds the 5M figures "
+        "and the 20M end to end (default: those of 1M,5M,20M up to --events)",
     )
     parser.add_argument("--driver-memory", default="1g", help="driver memory of the child run (default 1g)")
     parser.add_argument("--driver-events", help="events of the driver-memory run (default: --events, at most 20M)")
