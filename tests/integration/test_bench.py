@@ -223,12 +223,12 @@ def test_summary_rows_driver_gives_the_childs_peak_heap_and_its_memory_setting()
     def driver():
         return {"ok": True, "events": 5_000_000, "driver_memory": "1g", "jvm_max_heap_mib": 1024, "seconds": 652.4}
 
-    with_peak = {**driver(), "result": {"peak_driver_heap_bytes": 900 * 2**20}}
+    with_peak = {**driver(), "result": {"peak_driver_heap_bytes": 900 * 2**20, "driver_max_heap_bytes": 1017 * 2**20}}
     rows = suite.summary_rows({"options": {}, "sections": {"driver": with_peak}})
     assert [(r["figure"], r["measured"], r["met"]) for r in rows] == [
         (
             "Driver memory: end-to-end run with spark.driver.memory=1g",
-            "completed at 5M events with spark.driver.memory=1g (JVM heap 1024 MiB, peak in use 900 MiB, 652s); "
+            "completed at 5M events with spark.driver.memory=1g (peak heap in use 900 MiB of 1,017 MiB, 652s); "
             "20M not run at this size",
             None,
         )

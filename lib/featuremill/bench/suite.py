@@ -414,7 +414,7 @@ def summary_rows(report: dict) -> list[dict]:
         measured = (
             f"{'completed' if ok else 'FAILED'} at {format_size(d['events'])} events with "
             f"spark.driver.memory={d['driver_memory']}"
-            + (f" (JVM heap {d.get('jvm_max_heap_mib')} MiB{_child_peak(d)}, {d.get('seconds', 0):.0f}s)" if ok else "")
+            + (f" ({_child_heap(d)}, {d.get('seconds', 0):.0f}s)" if ok else "")
         )
         rows.append(
             {
@@ -684,11 +684,16 @@ def _peak_heap(size: dict) -> str:
     return f", peak driver heap {_mib(peak)} MiB of {_mib(limit)} MiB"
 
 
-def _child_peak(driver: dict) -> str:
-    """``, peak in use X MiB`` of the driver-memory child's run (empty for reports written before
-    its end-to-end pass recorded the peak)."""
-    peak = (driver.get("result") or {}).get("peak_driver_heap_bytes")
-    return "" if peak is None else f", peak in use {_mib(peak)} MiB"
+def _child_heap(driver: dict) -> str:
+    """The driver-memory child's heap: ``peak heap in use X MiB of Y MiB`` as the end-to-end rows
+    print it (the usable heap's largest value during the run: the parallel collector resizes its
+    survivor spaces, which moves ``Runtime.maxMemory``), or, for reports written before the child's
+    pass recorded it, the usable heap read at its end."""
+    result = driver.get("result") or {}
+    peak, limit = result.get("peak_driver_heap_bytes"), result.get("driver_max_heap_bytes")
+    if peak is None or limit is None:
+        return f"JVM heap {driver.get('jvm_max_heap_mib')} MiB"
+    return f"peak heap in use {_mib(peak)} MiB of {_mib(limit)} MiB"
 
 
 def _mib(value: float | None) -> str:
@@ -853,10 +858,7 @@ def render(report: dict) -> str:
             "",
         ]
         if d.get("ok"):
-            lines.append(
-                f"Completed in {d['seconds']:.0f}s (JVM max heap {d.get('jvm_max_heap_mib')} MiB{_child_peak(d)}; "
-                f"{d['result']['rows_read']:,} raw rows)."
-            )
+            lines.append(f"Completed in {d['seconds']:.0f}s ({_child_heap(d)}; {d['result']['rows_read']:,} raw rows).")
         else:
             lines.append(f"FAILED (exit code {d.get('exit_code')}): {d.get('error', '')[-600:]}")
     if "landing" in s:
