@@ -677,23 +677,24 @@ def _floor_split(size: dict) -> str:
 def _peak_heap(size: dict) -> str:
     """``, peak driver heap X MiB of Y MiB`` for the last end-to-end run at ``size`` (empty when not
     recorded: reports written before the figure existed)."""
-    last_run = size.get("last_run") or {}
-    peak, limit = last_run.get("peak_driver_heap_bytes"), last_run.get("driver_max_heap_bytes")
-    if peak is None or limit is None:
-        return ""
-    return f", peak driver heap {_mib(peak)} MiB of {_mib(limit)} MiB"
+    heap = _heap_in_use(size.get("last_run"))
+    return "" if heap is None else f", peak driver heap {heap}"
 
 
 def _child_heap(driver: dict) -> str:
-    """The driver-memory child's heap: ``peak heap in use X MiB of Y MiB`` as the end-to-end rows
-    print it (the usable heap's largest value during the run: the parallel collector resizes its
-    survivor spaces, which moves ``Runtime.maxMemory``), or, for reports written before the child's
-    pass recorded it, the usable heap read at its end."""
-    result = driver.get("result") or {}
-    peak, limit = result.get("peak_driver_heap_bytes"), result.get("driver_max_heap_bytes")
-    if peak is None or limit is None:
-        return f"JVM heap {driver.get('jvm_max_heap_mib')} MiB"
-    return f"peak heap in use {_mib(peak)} MiB of {_mib(limit)} MiB"
+    """The driver-memory child's heap as the end-to-end rows print it (:func:`_heap_in_use`), or,
+    for reports written before the child's pass recorded it, the usable heap read at its end."""
+    heap = _heap_in_use(driver.get("result"))
+    return f"JVM heap {driver.get('jvm_max_heap_mib')} MiB" if heap is None else f"peak heap in use {heap}"
+
+
+def _heap_in_use(run: dict | None) -> str | None:
+    """``X MiB of Y MiB``: an end-to-end pass's peak heap in use and the largest usable heap during
+    it (the parallel collector resizes its survivor spaces, which moves ``Runtime.maxMemory``);
+    None when the pass did not record them."""
+    run = run or {}
+    peak, limit = run.get("peak_driver_heap_bytes"), run.get("driver_max_heap_bytes")
+    return None if peak is None or limit is None else f"{_mib(peak)} MiB of {_mib(limit)} MiB"
 
 
 def _mib(value: float | None) -> str:
