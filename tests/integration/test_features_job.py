@@ -199,6 +199,62 @@ def _week_project(root):
     return load(root)
 
 
+def _week_project_with_customer_7(root):
+    """:func:`_week_project` plus customer 7, who buys on days 6 and 7 only: inside the last run's
+    recompute range (the late event of day 6), with no event dated on the last day and none landed
+    on it."""
+    config = _week_project(root)
+    for i, day in enumerate(WEEK[5:7]):
+        write_landing(root, day.isoformat(), [f"x{i},7,10,{day} 12:00:00,40.25,web"], name="customer-7.csv")
+    return config
+
+
+def test_daily_run_with_late_events_recomputes_only_the_entities_they_touch(spark, tmp_path):
+    """The late event of day 6 pulls days 6-7 into the last day's run. Of those days only the
+    entities with an event dated on the last day or a late event are recomputed: customer 7's
+    stored rows are kept as they are (a value planted in one of them survives the run), customer
+    2's, whose late event they must count, are recomputed; every other row equals a full
+    recompute's."""
+    from pyspark.sql import functions as F
+
+    daily = _week_project_with_customer_7(tmp_path / "daily")
+    run_ingest(spark, daily, start=WEEK[0], end=WEEK[-2])
+    run_features(spark, daily, start=WEEK[0], end=WEEK[-2])
+    table = daily.tables.features("cust")
+    planted = F.expr(f"customer_id = 7 AND event_date = DATE'{WEEK[5]}'")
+    assert spark.read.format("delta").load(table).where(planted).count() == 1
+    # n_1d = 999: no recompute gives it, so it stays only where the run keeps a stored row
+    spark.sql(f"UPDATE delta.`{table}` SET n_1d = 999 WHERE customer_id = 7 AND event_date = DATE'{WEEK[5]}'")
+    day_7_of_2 = F.expr(f"customer_id = 2 AND event_date = DATE'{WEEK[6]}'")
+    before_2 = {r["event_ts"]: r["amount_sum_2d"] for r in _features(spark, daily).where(day_7_of_2).collect()}
+    assert before_2
+    run_ingest(spark, daily, start=WEEK[-1], end=WEEK[-1])
+    result = run_features(spark, daily, start=WEEK[-1], end=WEEK[-1])[0]
+    assert result.compute_start == WEEK[5]
+    log = spark.read.format("delta").load(daily.tables.run_log).where("job = 'features'").orderBy("started_at")
+    details = log.collect()[-1]["details"].replace("'", '"')
+    assert '"late_range": "changed_entities_only"' in details, details
+
+    full = _week_project_with_customer_7(tmp_path / "full")
+    run_ingest(spark, full, start=WEEK[0], end=WEEK[-1])
+    run_features(spark, full, start=WEEK[0], end=WEEK[-1])
+    actual, expected = _features(spark, daily), _features(spark, full)
+    assert [r["n_1d"] for r in actual.where(planted).collect()] == [999]
+    assert [r["n_1d"] for r in expected.where(planted).collect()] == [1]
+    assert actual.where("customer_id = 7").count() == expected.where("customer_id = 7").count() == 2
+    # customer 2's rows of day 7 count the late event (23:30 on day 6) in their 2-day sums: recomputed
+    assert {r["event_ts"]: r["amount_sum_2d"] for r in actual.where(day_7_of_2).collect()} != before_2
+    assert_df_equality(
+        actual.where(~planted), expected.where(~planted), ignore_row_order=True, ignore_column_order=True
+    )
+    assert_df_equality(
+        actual.where(planted).drop("n_1d"),
+        expected.where(planted).drop("n_1d"),
+        ignore_row_order=True,
+        ignore_column_order=True,
+    )
+
+
 def test_daily_run_computes_active_entities_from_pruned_partitions(spark, tmp_path):
     """The last day's run computes only the entities with events in its recompute range, from the
     partitions its longest window needs, and its rows equal a full recompute's."""
